@@ -91,7 +91,11 @@ pub enum YamlError {
     #[error("line {}: {message}", mark.line)]
     Syntax { mark: Mark, message: String },
     #[error("line {}: duplicate key {key:?} (first defined on line {})", mark.line, first.line)]
-    DuplicateKey { mark: Mark, first: Mark, key: String },
+    DuplicateKey {
+        mark: Mark,
+        first: Mark,
+        key: String,
+    },
     #[error("line {}: nesting deeper than {limit} levels", mark.line)]
     TooDeep { mark: Mark, limit: usize },
     #[error("line {}: document expands to more than {limit} nodes (alias bomb?)", mark.line)]
@@ -249,7 +253,11 @@ fn parse_one(src: &str, line_offset: u32, limits: &Limits) -> Result<Option<Node
                 None
             }
             Event::SequenceEnd => match stack.pop() {
-                Some(Frame::Seq { anchor, mark, items }) => Some((
+                Some(Frame::Seq {
+                    anchor,
+                    mark,
+                    items,
+                }) => Some((
                     Node {
                         value: Value::Seq(items),
                         mark,

@@ -10,13 +10,16 @@ fn marks_point_at_lines_and_columns() {
     assert_eq!(n.get("a").unwrap().mark, Mark { line: 1, col: 4 });
     let c = n.get("b").unwrap().get("c").unwrap();
     assert_eq!(c.mark.line, 3);
-    let Value::Seq(items) = &c.value else { panic!("not a seq") };
+    let Value::Seq(items) = &c.value else {
+        panic!("not a seq")
+    };
     assert_eq!(items[1].mark, Mark { line: 3, col: 10 });
 }
 
 #[test]
 fn scalars_follow_the_core_schema() {
-    let n = one("a: 1\nb: '1'\nc: true\nd: yes\ne: 1.5\nf: ~\ng: 0x10\nh: 1e3\ni: 1.2.3\nj: !!str 5\n");
+    let n =
+        one("a: 1\nb: '1'\nc: true\nd: yes\ne: 1.5\nf: ~\ng: 0x10\nh: 1e3\ni: 1.2.3\nj: !!str 5\n");
     assert_eq!(n.get("a").unwrap().value, Value::Int(1));
     assert_eq!(n.get("b").unwrap().value, Value::String("1".into()));
     assert_eq!(n.get("c").unwrap().value, Value::Bool(true));
@@ -63,20 +66,32 @@ fn depth_and_alias_bombs_are_bounded() {
     let err = parse_document(&deep, &Limits::default()).unwrap_err();
     assert!(err.to_string().contains("recursion limit"), "{err}");
     // ...and ours on block nesting.
-    let nested: String = (0..10).map(|i| format!("{}k{i}:\n", "  ".repeat(i))).collect();
-    let limits = Limits { max_depth: 5, ..Limits::default() };
+    let nested: String = (0..10)
+        .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+        .collect();
+    let limits = Limits {
+        max_depth: 5,
+        ..Limits::default()
+    };
     let err = parse_document(&nested, &limits).unwrap_err();
     assert!(matches!(err, YamlError::TooDeep { limit: 5, .. }), "{err}");
 
     let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 0..12 {
-        let prev = if i == 0 { "a".to_string() } else { format!("l{}", i - 1) };
+        let prev = if i == 0 {
+            "a".to_string()
+        } else {
+            format!("l{}", i - 1)
+        };
         bomb.push_str(&format!("l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
     }
     let err = parse_document(&bomb, &Limits::default()).unwrap_err();
     assert!(matches!(err, YamlError::TooManyNodes { .. }), "{err}");
 
-    let limits = Limits { max_bytes: 10, ..Limits::default() };
+    let limits = Limits {
+        max_bytes: 10,
+        ..Limits::default()
+    };
     let docs = parse_stream("a: 123456789012345", &limits);
     assert!(matches!(docs[0].result, Err(YamlError::TooLarge { .. })));
 }
@@ -97,7 +112,10 @@ fn json_is_accepted() {
 #[test]
 fn locate_follows_paths_and_stops_at_the_deepest_existing_node() {
     let n = one("spec:\n  http:\n  - route:\n    - weight: 5\n");
-    assert_eq!(n.locate(&parse_path("spec.http[0].route[0].weight")).line, 4);
+    assert_eq!(
+        n.locate(&parse_path("spec.http[0].route[0].weight")).line,
+        4
+    );
     assert_eq!(n.locate(&parse_path("spec.http[0].missing")).line, 3);
     assert_eq!(
         parse_path(r#"metadata.annotations["sidecar.istio.io/inject"]"#),
@@ -111,7 +129,16 @@ fn locate_follows_paths_and_stops_at_the_deepest_existing_node() {
 
 #[test]
 fn garbage_never_panics() {
-    for src in ["\u{0}\u{1}\u{2}", ":::", "- - - -", "a: [}", "'", "&a *a", "? [a]\n: b", "\t\tx: y"] {
+    for src in [
+        "\u{0}\u{1}\u{2}",
+        ":::",
+        "- - - -",
+        "a: [}",
+        "'",
+        "&a *a",
+        "? [a]\n: b",
+        "\t\tx: y",
+    ] {
         let _ = parse_stream(src, &Limits::default());
     }
 }

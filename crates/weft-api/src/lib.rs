@@ -1,0 +1,353 @@
+//! The typed model of the configuration weft reads: Istio's kinds in every
+//! API version Istio serves, the Gateway API kinds Istio implements, and the
+//! Kubernetes kinds a mesh needs (services, workloads, namespaces, ...).
+//!
+//! Field names, enums and defaults follow Istio's CRD schemas. Istio kinds
+//! reject unknown fields, so a misspelt field is an error rather than a
+//! setting that silently does nothing.
+//!
+//! [`decode`] turns a generic JSON value (as produced by `weft-yaml`) into
+//! an [`Object`]; its errors carry the field path so callers can point at
+//! the line.
+
+#[macro_use]
+mod macros;
+
+pub mod common;
+pub mod destination_rule;
+mod duration;
+pub mod gateway;
+pub mod gateway_api;
+mod kinds;
+pub mod security;
+pub mod service_entry;
+pub mod sidecar;
+pub mod telemetry;
+pub mod virtual_service;
+
+pub use duration::{Duration, DurationError};
+pub use kinds::{Kind, KindInfo, Scope, KINDS};
+
+pub use k8s_openapi;
+use k8s_openapi::api::{
+    admissionregistration::v1::MutatingWebhookConfiguration,
+    apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet},
+    batch::v1::{CronJob, Job},
+    core::v1::{ConfigMap, Endpoints, Namespace, Pod, Secret, Service, ServiceAccount},
+    discovery::v1::EndpointSlice,
+    networking::v1::Ingress,
+};
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use weft_yaml::PathSeg;
+
+/// A decoded configuration object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Object {
+    pub kind: Kind,
+    pub api_version: String,
+    pub meta: ObjectMeta,
+    pub spec: Spec,
+}
+
+/// The typed body of an object, one variant per kind.
+#[derive(Clone, Debug, PartialEq)]
+#[allow(clippy::large_enum_variant)]
+pub enum Spec {
+    VirtualService(virtual_service::VirtualService),
+    DestinationRule(destination_rule::DestinationRule),
+    Gateway(gateway::Gateway),
+    ServiceEntry(service_entry::ServiceEntry),
+    WorkloadEntry(service_entry::WorkloadEntry),
+    WorkloadGroup(service_entry::WorkloadGroup),
+    Sidecar(sidecar::Sidecar),
+    PeerAuthentication(security::PeerAuthentication),
+    AuthorizationPolicy(security::AuthorizationPolicy),
+    RequestAuthentication(security::RequestAuthentication),
+    Telemetry(telemetry::Telemetry),
+    /// Istio kinds weft recognises but does not model field by field
+    /// (EnvoyFilter, ProxyConfig, WasmPlugin, ...): kept as raw JSON.
+    Unmodelled(serde_json::Value),
+    K8sGateway(gateway_api::GatewaySpec),
+    HttpRoute(gateway_api::RouteSpec),
+    GrpcRoute(gateway_api::RouteSpec),
+    GatewayClass(gateway_api::GatewayClassSpec),
+    ReferenceGrant(gateway_api::ReferenceGrantSpec),
+    Namespace(Box<Namespace>),
+    Service(Box<Service>),
+    Endpoints(Box<Endpoints>),
+    EndpointSlice(Box<EndpointSlice>),
+    Pod(Box<Pod>),
+    Deployment(Box<Deployment>),
+    StatefulSet(Box<StatefulSet>),
+    DaemonSet(Box<DaemonSet>),
+    ReplicaSet(Box<ReplicaSet>),
+    Job(Box<Job>),
+    CronJob(Box<CronJob>),
+    ServiceAccount(Box<ServiceAccount>),
+    ConfigMap(Box<ConfigMap>),
+    Secret(Box<Secret>),
+    Ingress(Box<Ingress>),
+    MutatingWebhookConfiguration(Box<MutatingWebhookConfiguration>),
+}
+
+impl Object {
+    pub fn name(&self) -> &str {
+        self.meta.name.as_deref().unwrap_or("")
+    }
+
+    /// The namespace; empty for cluster-scoped kinds.
+    pub fn namespace(&self) -> &str {
+        self.meta.namespace.as_deref().unwrap_or("")
+    }
+
+    /// `Kind namespace/name`, the way istioctl names a resource.
+    pub fn display_name(&self) -> String {
+        match self.kind.info().scope {
+            Scope::Namespaced => format!("{} {}/{}", self.kind, self.namespace(), self.name()),
+            Scope::Cluster => format!("{} {}", self.kind, self.name()),
+        }
+    }
+
+    pub fn labels(&self) -> &std::collections::BTreeMap<String, String> {
+        static EMPTY: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        self.meta.labels.as_ref().unwrap_or(&EMPTY)
+    }
+
+    pub fn annotations(&self) -> &std::collections::BTreeMap<String, String> {
+        static EMPTY: std::collections::BTreeMap<String, String> =
+            std::collections::BTreeMap::new();
+        self.meta.annotations.as_ref().unwrap_or(&EMPTY)
+    }
+}
+
+impl Spec {
+    /// The spec as JSON (for native Kubernetes kinds, the whole object).
+    pub fn to_json(&self) -> serde_json::Value {
+        fn j<T: serde::Serialize>(v: &T) -> serde_json::Value {
+            // Serializing plain data structs to a JSON value cannot fail.
+            serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+        }
+        match self {
+            Spec::VirtualService(s) => j(s),
+            Spec::DestinationRule(s) => j(s),
+            Spec::Gateway(s) => j(s),
+            Spec::ServiceEntry(s) => j(s),
+            Spec::WorkloadEntry(s) => j(s),
+            Spec::WorkloadGroup(s) => j(s),
+            Spec::Sidecar(s) => j(s),
+            Spec::PeerAuthentication(s) => j(s),
+            Spec::AuthorizationPolicy(s) => j(s),
+            Spec::RequestAuthentication(s) => j(s),
+            Spec::Telemetry(s) => j(s),
+            Spec::Unmodelled(v) => v.clone(),
+            Spec::K8sGateway(s) => j(s),
+            Spec::HttpRoute(s) | Spec::GrpcRoute(s) => j(s),
+            Spec::GatewayClass(s) => j(s),
+            Spec::ReferenceGrant(s) => j(s),
+            Spec::Namespace(o) => j(o),
+            Spec::Service(o) => j(o),
+            Spec::Endpoints(o) => j(o),
+            Spec::EndpointSlice(o) => j(o),
+            Spec::Pod(o) => j(o),
+            Spec::Deployment(o) => j(o),
+            Spec::StatefulSet(o) => j(o),
+            Spec::DaemonSet(o) => j(o),
+            Spec::ReplicaSet(o) => j(o),
+            Spec::Job(o) => j(o),
+            Spec::CronJob(o) => j(o),
+            Spec::ServiceAccount(o) => j(o),
+            Spec::ConfigMap(o) => j(o),
+            Spec::Secret(o) => j(o),
+            Spec::Ingress(o) => j(o),
+            Spec::MutatingWebhookConfiguration(o) => j(o),
+        }
+    }
+}
+
+/// Why an object could not be decoded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{field}: {message}")]
+    Field {
+        /// Display form, e.g. `spec.http[0].route[0].weight`.
+        field: String,
+        /// The same path as segments, for locating the line.
+        path: Vec<PathSeg>,
+        message: String,
+    },
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("{0}")]
+    UnknownKind(String),
+}
+
+impl DecodeError {
+    fn field(path: Vec<PathSeg>, message: impl Into<String>) -> Self {
+        DecodeError::Field {
+            field: display_path(&path),
+            path,
+            message: message.into(),
+        }
+    }
+}
+
+/// Renders a path as `a.b[0]["x.y"]`: identifiers dotted, other keys quoted.
+pub fn display_path(path: &[PathSeg]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            PathSeg::Index(i) => out.push_str(&format!("[{i}]")),
+            PathSeg::Key(k) => {
+                let plain = !k.is_empty()
+                    && k.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                if plain {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                } else {
+                    out.push_str(&format!("[{k:?}]"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Decodes one object. `value` must be a JSON object with `apiVersion` and
+/// `kind`; the kind must be one weft knows (see [`KINDS`]).
+pub fn decode(value: serde_json::Value) -> Result<Object, DecodeError> {
+    let obj = value.as_object().ok_or(DecodeError::Missing(
+        "object: a document must be a mapping with apiVersion and kind",
+    ))?;
+    let kind_name = obj
+        .get("kind")
+        .and_then(|v| v.as_str())
+        .ok_or(DecodeError::Missing("kind"))?
+        .to_string();
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(|v| v.as_str())
+        .ok_or(DecodeError::Missing("apiVersion"))?
+        .to_string();
+    let kind = kinds::lookup(&api_version, &kind_name).map_err(DecodeError::UnknownKind)?;
+
+    if kind.info().k8s_native {
+        return decode_native(kind, api_version, value);
+    }
+    for key in obj.keys() {
+        if !matches!(
+            key.as_str(),
+            "apiVersion" | "kind" | "metadata" | "spec" | "status"
+        ) {
+            return Err(DecodeError::field(
+                vec![PathSeg::Key(key.clone())],
+                format!("unknown field {key:?}, expected one of apiVersion, kind, metadata, spec, status"),
+            ));
+        }
+    }
+    let meta: ObjectMeta = typed(obj.get("metadata").cloned(), "metadata")?;
+    let spec_value = obj
+        .get("spec")
+        .cloned()
+        .unwrap_or(serde_json::Value::Object(Default::default()));
+    let spec = match kind {
+        Kind::VirtualService => Spec::VirtualService(typed(Some(spec_value), "spec")?),
+        Kind::DestinationRule => Spec::DestinationRule(typed(Some(spec_value), "spec")?),
+        Kind::Gateway => Spec::Gateway(typed(Some(spec_value), "spec")?),
+        Kind::ServiceEntry => Spec::ServiceEntry(typed(Some(spec_value), "spec")?),
+        Kind::WorkloadEntry => Spec::WorkloadEntry(typed(Some(spec_value), "spec")?),
+        Kind::WorkloadGroup => Spec::WorkloadGroup(typed(Some(spec_value), "spec")?),
+        Kind::Sidecar => Spec::Sidecar(typed(Some(spec_value), "spec")?),
+        Kind::PeerAuthentication => Spec::PeerAuthentication(typed(Some(spec_value), "spec")?),
+        Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(typed(Some(spec_value), "spec")?),
+        Kind::RequestAuthentication => {
+            Spec::RequestAuthentication(typed(Some(spec_value), "spec")?)
+        }
+        Kind::Telemetry => Spec::Telemetry(typed(Some(spec_value), "spec")?),
+        Kind::EnvoyFilter | Kind::ProxyConfig | Kind::WasmPlugin => Spec::Unmodelled(spec_value),
+        Kind::K8sGateway => Spec::K8sGateway(typed(Some(spec_value), "spec")?),
+        Kind::HttpRoute => Spec::HttpRoute(typed(Some(spec_value), "spec")?),
+        Kind::GrpcRoute => Spec::GrpcRoute(typed(Some(spec_value), "spec")?),
+        Kind::GatewayClass => Spec::GatewayClass(typed(Some(spec_value), "spec")?),
+        Kind::ReferenceGrant => Spec::ReferenceGrant(typed(Some(spec_value), "spec")?),
+        _ => unreachable!("native kinds handled above"),
+    };
+    Ok(Object {
+        kind,
+        api_version,
+        meta,
+        spec,
+    })
+}
+
+fn decode_native(
+    kind: Kind,
+    api_version: String,
+    value: serde_json::Value,
+) -> Result<Object, DecodeError> {
+    fn boxed<T: serde::de::DeserializeOwned + k8s_openapi::Metadata<Ty = ObjectMeta>>(
+        value: serde_json::Value,
+        wrap: fn(Box<T>) -> Spec,
+    ) -> Result<(ObjectMeta, Spec), DecodeError> {
+        let obj: T = typed(Some(value), "")?;
+        let meta = obj.metadata().clone();
+        Ok((meta, wrap(Box::new(obj))))
+    }
+    let (meta, spec) = match kind {
+        Kind::Namespace => boxed(value, Spec::Namespace)?,
+        Kind::Service => boxed(value, Spec::Service)?,
+        Kind::Endpoints => boxed(value, Spec::Endpoints)?,
+        Kind::EndpointSlice => boxed(value, Spec::EndpointSlice)?,
+        Kind::Pod => boxed(value, Spec::Pod)?,
+        Kind::Deployment => boxed(value, Spec::Deployment)?,
+        Kind::StatefulSet => boxed(value, Spec::StatefulSet)?,
+        Kind::DaemonSet => boxed(value, Spec::DaemonSet)?,
+        Kind::ReplicaSet => boxed(value, Spec::ReplicaSet)?,
+        Kind::Job => boxed(value, Spec::Job)?,
+        Kind::CronJob => boxed(value, Spec::CronJob)?,
+        Kind::ServiceAccount => boxed(value, Spec::ServiceAccount)?,
+        Kind::ConfigMap => boxed(value, Spec::ConfigMap)?,
+        Kind::Secret => boxed(value, Spec::Secret)?,
+        Kind::Ingress => boxed(value, Spec::Ingress)?,
+        Kind::MutatingWebhookConfiguration => boxed(value, Spec::MutatingWebhookConfiguration)?,
+        _ => unreachable!("only native kinds come here"),
+    };
+    Ok(Object {
+        kind,
+        api_version,
+        meta,
+        spec,
+    })
+}
+
+/// Deserializes `value` (absent means `{}`) and reports the failing field's
+/// path, prefixed by `prefix`.
+fn typed<T: serde::de::DeserializeOwned>(
+    value: Option<serde_json::Value>,
+    prefix: &str,
+) -> Result<T, DecodeError> {
+    let value = value.unwrap_or(serde_json::Value::Object(Default::default()));
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let mut path: Vec<PathSeg> = Vec::new();
+        if !prefix.is_empty() {
+            path.push(PathSeg::Key(prefix.to_string()));
+        }
+        for seg in err.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Seq { index } => path.push(PathSeg::Index(*index)),
+                serde_path_to_error::Segment::Map { key } => path.push(PathSeg::Key(key.clone())),
+                serde_path_to_error::Segment::Enum { variant } => {
+                    path.push(PathSeg::Key(variant.clone()))
+                }
+                serde_path_to_error::Segment::Unknown => {}
+            }
+        }
+        DecodeError::field(path, err.into_inner().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests;
