@@ -168,16 +168,14 @@ fn split_documents(src: &str) -> Vec<(u32, &str)> {
     let mut out = Vec::new();
     let mut start = 0usize;
     let mut start_line = 1u32;
-    let mut line_no = 1u32;
     let mut pos = 0usize;
-    for line in src.split_inclusive('\n') {
+    for (line_no, line) in (1u32..).zip(src.split_inclusive('\n')) {
         if pos != 0 && is_separator(line) {
             out.push((start_line, &src[start..pos]));
             start = pos;
             start_line = line_no;
         }
         pos += line.len();
-        line_no += 1;
     }
     out.push((start_line, &src[start..]));
     out
