@@ -1,0 +1,411 @@
+//! Files → documents → typed objects, with origins.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use weft_api::{Kind, Object, Scope};
+use weft_yaml::{Limits, Node, Value};
+
+/// Where an object or a problem came from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Origin {
+    /// The file as given (`-` for stdin).
+    pub file: Arc<str>,
+    /// 1-based line; 0 when the problem concerns the whole file.
+    pub line: u32,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}", self.file)
+        } else {
+            write!(f, "{}:{}", self.file, self.line)
+        }
+    }
+}
+
+/// A decoded object with where it came from.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub object: Object,
+    /// Where the object's document (or `kind: List` item) starts.
+    pub origin: Origin,
+    /// The parsed source, to find the line of any field.
+    pub source: Arc<Node>,
+}
+
+impl Resource {
+    /// The origin of a field given by a display path such as
+    /// `spec.http[0].route[1].weight` (the nearest existing ancestor when
+    /// the field itself is absent).
+    pub fn origin_of(&self, field: &str) -> Origin {
+        let path = weft_yaml::parse_path(field);
+        Origin {
+            file: self.origin.file.clone(),
+            line: self.source.locate(&path).line,
+        }
+    }
+
+    pub fn display_name(&self) -> String {
+        self.object.display_name()
+    }
+}
+
+/// A document or file that could not be (fully) read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadIssue {
+    pub origin: Origin,
+    /// `Kind namespace/name` when the document got that far.
+    pub resource: Option<String>,
+    /// The failing field, when known.
+    pub field: Option<String>,
+    pub message: String,
+    pub kind: IssueKind,
+}
+
+/// What sort of load problem this is; analysis maps these onto Istio codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IssueKind {
+    /// The file could not be read at all.
+    Io,
+    /// Not YAML/JSON, or not an object.
+    Syntax,
+    /// A kind weft does not read; the document was skipped.
+    UnknownKind,
+    /// Known kind, but a field has the wrong name or type.
+    Schema,
+    /// Same kind, namespace and name as an earlier object.
+    Duplicate,
+}
+
+impl fmt::Display for LoadIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        if let Some(r) = &self.resource {
+            write!(f, " ({r})")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, " {field}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Namespace given to namespaced objects that do not name one.
+    pub default_namespace: String,
+    pub limits: Limits,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            default_namespace: "default".to_string(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LoadResult {
+    pub resources: Vec<Resource>,
+    pub issues: Vec<LoadIssue>,
+    /// Files read (after expanding directories).
+    pub files: usize,
+}
+
+/// Loads files and directories (recursively: `.yaml`, `.yml`, `.json`);
+/// `-` reads stdin. Order is deterministic: arguments in order, directory
+/// entries sorted.
+pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> LoadResult {
+    let mut out = LoadResult::default();
+    let mut seen = HashMap::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            match std::io::stdin()
+                .take(opts.limits.max_bytes as u64 + 1)
+                .read_to_end(&mut bytes)
+            {
+                Ok(_) => load_bytes("-", &bytes, opts, &mut out, &mut seen),
+                Err(e) => out
+                    .issues
+                    .push(io_issue("-", format!("cannot read stdin: {e}"))),
+            }
+            continue;
+        }
+        let mut files = Vec::new();
+        if let Err(msg) = collect_files(path, true, &mut files) {
+            out.issues.push(io_issue(&path.display().to_string(), msg));
+        }
+        for file in files {
+            let name = file.display().to_string();
+            match read_limited(&file, opts.limits.max_bytes) {
+                Ok(bytes) => load_bytes(&name, &bytes, opts, &mut out, &mut seen),
+                Err(msg) => out.issues.push(io_issue(&name, msg)),
+            }
+        }
+    }
+    out
+}
+
+/// Loads text already in memory, named `name` in origins.
+pub fn load_str(name: &str, text: &str, opts: &LoadOptions) -> LoadResult {
+    let mut out = LoadResult::default();
+    load_bytes(name, text.as_bytes(), opts, &mut out, &mut HashMap::new());
+    out
+}
+
+fn io_issue(file: &str, message: String) -> LoadIssue {
+    LoadIssue {
+        origin: Origin {
+            file: file.into(),
+            line: 0,
+        },
+        resource: None,
+        field: None,
+        message,
+        kind: IssueKind::Io,
+    }
+}
+
+fn read_limited(path: &Path, max: usize) -> Result<Vec<u8>, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(bytes)
+}
+
+fn collect_files(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("cannot list directory: {e}"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for entry in entries {
+            let hidden = entry
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if !hidden {
+                // Unreadable entries inside a directory are reported by the
+                // caller when read; listing errors here are not fatal.
+                let _ = collect_files(&entry, false, out);
+            }
+        }
+    } else if explicit || is_config_file(path) {
+        out.push(path.to_path_buf());
+    }
+    Ok(())
+}
+
+fn is_config_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+type Seen = HashMap<(Kind, String, String), Origin>;
+
+fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut LoadResult, seen: &mut Seen) {
+    out.files += 1;
+    let file: Arc<str> = name.into();
+    let whole = |message: String, kind| LoadIssue {
+        origin: Origin {
+            file: file.clone(),
+            line: 0,
+        },
+        resource: None,
+        field: None,
+        message,
+        kind,
+    };
+    if bytes.len() > opts.limits.max_bytes {
+        out.issues.push(whole(
+            format!(
+                "file is larger than the limit of {} bytes",
+                opts.limits.max_bytes
+            ),
+            IssueKind::Io,
+        ));
+        return;
+    }
+    if bytes.contains(&0) {
+        out.issues.push(whole(
+            "binary data (NUL bytes): expected YAML or JSON text".to_string(),
+            IssueKind::Syntax,
+        ));
+        return;
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
+            out.issues.push(LoadIssue {
+                origin: Origin {
+                    file: file.clone(),
+                    line: line as u32,
+                },
+                ..whole(
+                    "invalid UTF-8: expected YAML or JSON text".to_string(),
+                    IssueKind::Syntax,
+                )
+            });
+            return;
+        }
+    };
+    for doc in weft_yaml::parse_stream(text, &opts.limits) {
+        match doc.result {
+            Err(e) => out.issues.push(LoadIssue {
+                origin: Origin {
+                    file: file.clone(),
+                    line: e.line().unwrap_or(doc.start_line),
+                },
+                resource: None,
+                field: None,
+                message: format!("invalid YAML: {}", strip_line_prefix(&e.to_string())),
+                kind: IssueKind::Syntax,
+            }),
+            Ok(None) => {}
+            Ok(Some(root)) => load_node(&file, root, opts, out, seen),
+        }
+    }
+}
+
+fn strip_line_prefix(msg: &str) -> &str {
+    match msg.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(msg, |(_, m)| m),
+        None => msg,
+    }
+}
+
+fn load_node(
+    file: &Arc<str>,
+    root: Node,
+    opts: &LoadOptions,
+    out: &mut LoadResult,
+    seen: &mut Seen,
+) {
+    let origin = Origin {
+        file: file.clone(),
+        line: root.mark.line,
+    };
+    if !matches!(root.value, Value::Map(_)) {
+        out.issues.push(LoadIssue {
+            origin,
+            resource: None,
+            field: None,
+            message: "expected a mapping with apiVersion and kind".to_string(),
+            kind: IssueKind::Syntax,
+        });
+        return;
+    }
+    // `kind: List` (what `kubectl get -o yaml` prints) holds objects in items.
+    if root.get("kind").and_then(Node::as_str) == Some("List") {
+        match root.get("items").map(|n| &n.value) {
+            Some(Value::Seq(items)) => {
+                for item in items.clone() {
+                    load_node(file, item, opts, out, seen);
+                }
+            }
+            Some(Value::Null) | None => {}
+            Some(_) => out.issues.push(LoadIssue {
+                origin,
+                resource: None,
+                field: Some("items".into()),
+                message: "a List's items must be a sequence".to_string(),
+                kind: IssueKind::Schema,
+            }),
+        }
+        return;
+    }
+    let source = Arc::new(root);
+    let resource_name = describe_raw(&source, opts);
+    match weft_api::decode(source.to_json()) {
+        Ok(mut object) => {
+            if object.kind.info().scope == Scope::Namespaced && object.meta.namespace.is_none() {
+                object.meta.namespace = Some(opts.default_namespace.clone());
+            }
+            let key = (
+                object.kind,
+                object.namespace().to_string(),
+                object.name().to_string(),
+            );
+            if let Some(first) = seen.get(&key) {
+                out.issues.push(LoadIssue {
+                    origin,
+                    resource: Some(object.display_name()),
+                    field: None,
+                    message: format!(
+                        "duplicate object: already defined at {first}; this copy is ignored"
+                    ),
+                    kind: IssueKind::Duplicate,
+                });
+                return;
+            }
+            seen.insert(key, origin.clone());
+            out.resources.push(Resource {
+                object,
+                origin,
+                source,
+            });
+        }
+        Err(weft_api::DecodeError::UnknownKind(message)) => out.issues.push(LoadIssue {
+            origin,
+            resource: resource_name,
+            field: None,
+            message: format!("{message}; skipped"),
+            kind: IssueKind::UnknownKind,
+        }),
+        Err(weft_api::DecodeError::Field {
+            field,
+            path,
+            message,
+        }) => out.issues.push(LoadIssue {
+            origin: Origin {
+                file: file.clone(),
+                line: source.locate(&path).line,
+            },
+            resource: resource_name,
+            field: Some(field),
+            message,
+            kind: IssueKind::Schema,
+        }),
+        Err(e @ weft_api::DecodeError::Missing(_)) => out.issues.push(LoadIssue {
+            origin,
+            resource: resource_name,
+            field: None,
+            message: e.to_string(),
+            kind: IssueKind::Schema,
+        }),
+    }
+}
+
+/// `Kind namespace/name` read straight from the source, for messages about
+/// objects that failed to decode.
+fn describe_raw(node: &Node, opts: &LoadOptions) -> Option<String> {
+    let kind = node.get("kind")?.as_str()?;
+    let meta = node.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("<unnamed>");
+    let ns = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Node::as_str)
+        .unwrap_or(&opts.default_namespace);
+    Some(format!("{kind} {ns}/{name}"))
+}
