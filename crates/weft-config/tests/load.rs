@@ -105,7 +105,7 @@ fn garbage_empty_and_huge_inputs_are_errors_not_panics() {
     let mut f = std::fs::File::create(dir.join("sub/vs.yml")).unwrap();
     f.write_all(VS.as_bytes()).unwrap();
     let mut small = LoadOptions::default();
-    let r = load_paths(&[dir.clone()], &small);
+    let r = load_paths(std::slice::from_ref(&dir), &small);
     assert_eq!(r.files, 3, "{:?}", r.issues);
     assert_eq!(r.resources.len(), 1);
     assert!(r.issues.iter().any(|i| i.message.contains("binary")));
