@@ -100,6 +100,10 @@ pub struct LoadOptions {
     /// Namespace given to namespaced objects that do not name one.
     pub default_namespace: String,
     pub limits: Limits,
+    /// Keep every copy of an object defined twice (validation checks each
+    /// object on its own); otherwise later copies are reported and dropped,
+    /// as when the files are applied together.
+    pub keep_duplicates: bool,
 }
 
 impl Default for LoadOptions {
@@ -107,6 +111,7 @@ impl Default for LoadOptions {
         LoadOptions {
             default_namespace: "default".to_string(),
             limits: Limits::default(),
+            keep_duplicates: false,
         }
     }
 }
@@ -344,7 +349,7 @@ fn load_node(
                 object.namespace().to_string(),
                 object.name().to_string(),
             );
-            if let Some(first) = seen.get(&key) {
+            if let Some(first) = seen.get(&key).filter(|_| !opts.keep_duplicates) {
                 out.issues.push(LoadIssue {
                     origin,
                     resource: Some(object.display_name()),

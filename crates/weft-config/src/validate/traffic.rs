@@ -216,7 +216,10 @@ fn load_balancer(r: &mut Report, f: &str, lb: &LoadBalancerSettings) {
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 fn connection_pool(r: &mut Report, f: &str, cp: &ConnectionPoolSettings) {

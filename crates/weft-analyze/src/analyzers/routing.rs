@@ -1,0 +1,398 @@
+//! VirtualService and DestinationRule analyzers.
+
+use std::collections::BTreeMap;
+
+use weft_api::common::Destination;
+use weft_api::destination_rule::{ClientTlsMode, ClientTlsSettings};
+use weft_api::virtual_service::VirtualService;
+use weft_api::{Kind, Spec};
+use weft_config::Resource;
+
+use super::{host_covers, hosts_overlap, res_name};
+use crate::context::fqdn;
+use crate::messages::*;
+use crate::{Context, Diagnostic};
+
+fn virtual_services<'a>(
+    ctx: &'a Context,
+) -> impl Iterator<Item = (&'a Resource, &'a VirtualService)> + 'a {
+    ctx.resources.iter().filter_map(|r| match &r.object.spec {
+        Spec::VirtualService(vs) => Some((r, vs)),
+        _ => None,
+    })
+}
+
+/// Every destination of a VirtualService with its field path.
+fn destinations(vs: &VirtualService) -> Vec<(String, &Destination)> {
+    let mut out = Vec::new();
+    for (i, h) in vs.http.iter().enumerate() {
+        for (j, d) in h.route.iter().enumerate() {
+            out.push((
+                format!("spec.http[{i}].route[{j}].destination"),
+                &d.destination,
+            ));
+        }
+        if let Some(m) = &h.mirror {
+            out.push((format!("spec.http[{i}].mirror"), m));
+        }
+        for (j, m) in h.mirrors.iter().enumerate() {
+            out.push((
+                format!("spec.http[{i}].mirrors[{j}].destination"),
+                &m.destination,
+            ));
+        }
+    }
+    for (i, t) in vs.tcp.iter().enumerate() {
+        for (j, d) in t.route.iter().enumerate() {
+            out.push((
+                format!("spec.tcp[{i}].route[{j}].destination"),
+                &d.destination,
+            ));
+        }
+    }
+    for (i, t) in vs.tls.iter().enumerate() {
+        for (j, d) in t.route.iter().enumerate() {
+            out.push((
+                format!("spec.tls[{i}].route[{j}].destination"),
+                &d.destination,
+            ));
+        }
+    }
+    out
+}
+
+pub(super) fn destination_hosts(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for (r, vs) in virtual_services(ctx) {
+        let ns = r.object.namespace();
+        for (field, d) in destinations(vs) {
+            if d.host.is_empty() {
+                continue; // schema error already
+            }
+            let found = ctx.lookup_host(&d.host, ns);
+            if found.is_empty() {
+                out.push(Diagnostic::new(
+                    &REFERENCED_RESOURCE_NOT_FOUND,
+                    r,
+                    Some(&format!("{field}.host")),
+                    vec!["host".into(), d.host.clone()],
+                ));
+                continue;
+            }
+            let svc = found[0];
+            let is_k8s = matches!(svc.resource.object.spec, Spec::Service(_));
+            if d.port.is_none() && is_k8s && svc.ports.len() > 1 {
+                let ports: Vec<String> = svc.ports.iter().map(|p| p.number.to_string()).collect();
+                out.push(Diagnostic::new(
+                    &VS_DESTINATION_PORT_SELECTOR_REQUIRED,
+                    r,
+                    Some(&field),
+                    vec![d.host.clone(), format!("[{}]", ports.join(" "))],
+                ));
+            }
+            if let Some(p) = &d.port {
+                if !svc.ports.is_empty() && !svc.ports.iter().any(|sp| sp.number == p.number) {
+                    out.push(Diagnostic::new(
+                        &REFERENCED_RESOURCE_NOT_FOUND,
+                        r,
+                        Some(&format!("{field}.port.number")),
+                        vec!["host:port".into(), format!("{}:{}", d.host, p.number)],
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Subset names a DestinationRule defines for a host as seen from `ns`.
+fn subsets_for<'a>(ctx: &'a Context, host: &str, ns: &str) -> Option<Vec<&'a str>> {
+    let want = fqdn(host, ns);
+    let mut found: Option<Vec<&str>> = None;
+    for r in ctx.of_kind(Kind::DestinationRule) {
+        let Spec::DestinationRule(dr) = &r.object.spec else {
+            continue;
+        };
+        if fqdn(&dr.host, r.object.namespace()) == want
+            || host_covers(&fqdn(&dr.host, r.object.namespace()), &want)
+        {
+            found
+                .get_or_insert_with(Vec::new)
+                .extend(dr.subsets.iter().map(|s| s.name.as_str()));
+        }
+    }
+    found
+}
+
+pub(super) fn destination_subsets(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for (r, vs) in virtual_services(ctx) {
+        let ns = r.object.namespace();
+        for (field, d) in destinations(vs) {
+            let Some(subset) = &d.subset else { continue };
+            let known = subsets_for(ctx, &d.host, ns).unwrap_or_default();
+            if !known.contains(&subset.as_str()) {
+                out.push(Diagnostic::new(
+                    &REFERENCED_RESOURCE_NOT_FOUND,
+                    r,
+                    Some(&format!("{field}.subset")),
+                    vec![
+                        "host+subset in destinationrule".into(),
+                        format!("{}+{}", d.host, subset),
+                    ],
+                ));
+            }
+        }
+    }
+}
+
+/// Resolves a gateway reference in a VirtualService of namespace `ns`.
+fn gateway_ref<'a>(ctx: &'a Context, gw: &str, ns: &str) -> (String, String, Option<&'a Resource>) {
+    let (gns, name) = gw.split_once('/').unwrap_or((ns, gw));
+    (
+        gns.to_string(),
+        name.to_string(),
+        ctx.get(Kind::Gateway, gns, name),
+    )
+}
+
+pub(super) fn gateway_refs(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for (r, vs) in virtual_services(ctx) {
+        let ns = r.object.namespace();
+        let mut refs: Vec<(String, &str)> = vs
+            .gateways
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (format!("spec.gateways[{i}]"), g.as_str()))
+            .collect();
+        for (i, h) in vs.http.iter().enumerate() {
+            for (j, m) in h.matches.iter().enumerate() {
+                for (k, g) in m.gateways.iter().enumerate() {
+                    refs.push((format!("spec.http[{i}].match[{j}].gateways[{k}]"), g));
+                }
+            }
+        }
+        for (field, gw) in refs {
+            if gw == "mesh" {
+                continue;
+            }
+            let (gns, name, found) = gateway_ref(ctx, gw, ns);
+            let Some(g) = found else {
+                out.push(Diagnostic::new(
+                    &REFERENCED_RESOURCE_NOT_FOUND,
+                    r,
+                    Some(&field),
+                    vec!["gateway".into(), format!("{gns}/{name}")],
+                ));
+                continue;
+            };
+            if !field.starts_with("spec.gateways") {
+                continue;
+            }
+            let Spec::Gateway(gspec) = &g.object.spec else {
+                continue;
+            };
+            let missing: Vec<&String> = vs
+                .hosts
+                .iter()
+                .filter(|h| {
+                    !gspec.servers.iter().any(|s| {
+                        s.hosts.iter().any(|sh| {
+                            let (sns, shost) = sh.split_once('/').unwrap_or(("*", sh));
+                            let ns_ok = sns == "*"
+                                || (sns == "." && g.object.namespace() == ns)
+                                || sns == ns;
+                            ns_ok && hosts_overlap(shost, h)
+                        })
+                    })
+                })
+                .collect();
+            if !missing.is_empty() {
+                let list: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+                out.push(Diagnostic::new(
+                    &VS_HOST_NOT_IN_GATEWAY,
+                    r,
+                    Some(&field),
+                    vec![list.join(","), res_name(r), format!("{gns}/{name}")],
+                ));
+            }
+        }
+    }
+}
+
+pub(super) fn conflicting_mesh_hosts(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    // host FQDN → VirtualServices bound to the mesh gateway defining it
+    let mut by_host: BTreeMap<String, Vec<&Resource>> = BTreeMap::new();
+    for (r, vs) in virtual_services(ctx) {
+        let mesh = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
+        if !mesh || vs.hosts.is_empty() {
+            continue;
+        }
+        for h in &vs.hosts {
+            let list = by_host.entry(fqdn(h, r.object.namespace())).or_default();
+            if !list.iter().any(|x| std::ptr::eq(*x, r)) {
+                list.push(r);
+            }
+        }
+    }
+    for (host, list) in by_host {
+        if list.len() < 2 {
+            continue;
+        }
+        let names: Vec<String> = list.iter().map(|r| res_name(r)).collect();
+        for r in &list {
+            out.push(Diagnostic::new(
+                &CONFLICTING_MESH_GATEWAY_VS_HOSTS,
+                r,
+                Some("spec.hosts"),
+                vec![names.join(","), host.clone()],
+            ));
+        }
+    }
+}
+
+pub(super) fn ineffective_matches(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for (r, vs) in virtual_services(ctx) {
+        // The first rule that matches everything makes all later rules dead.
+        let mut catch_all: Option<usize> = None;
+        let mut seen: Vec<(usize, String)> = Vec::new();
+        for (i, h) in vs.http.iter().enumerate() {
+            let field = format!("spec.http[{i}]");
+            let rule = h.name.clone().unwrap_or_else(|| i.to_string());
+            if let Some(c) = catch_all {
+                out.push(Diagnostic::new(
+                    &VS_UNREACHABLE_RULE,
+                    r,
+                    Some(&field),
+                    vec![
+                        rule,
+                        format!(
+                            "only the last rule can have no matches; rule {c} matches all traffic"
+                        ),
+                    ],
+                ));
+                continue;
+            }
+            if h.matches.is_empty() || h.matches.iter().any(|m| m.is_catch_all()) {
+                catch_all = Some(i);
+            }
+            for (j, m) in h.matches.iter().enumerate() {
+                let key = serde_json::to_string(&serde_json::json!({
+                    "uri": m.uri, "scheme": m.scheme, "method": m.method, "authority": m.authority,
+                    "headers": m.headers, "port": m.port, "sourceLabels": m.source_labels,
+                    "gateways": m.gateways, "queryParams": m.query_params, "ignoreUriCase": m.ignore_uri_case,
+                    "withoutHeaders": m.without_headers, "sourceNamespace": m.source_namespace,
+                }))
+                .unwrap_or_default();
+                if let Some((earlier, _)) = seen.iter().find(|(_, k)| *k == key) {
+                    let earlier_rule = vs.http[*earlier]
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| earlier.to_string());
+                    out.push(Diagnostic::new(
+                        &VS_INEFFECTIVE_MATCH,
+                        r,
+                        Some(&format!("{field}.match[{j}]")),
+                        vec![
+                            rule.clone(),
+                            m.name.clone().unwrap_or_else(|| j.to_string()),
+                            earlier_rule,
+                        ],
+                    ));
+                } else {
+                    seen.push((i, key));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn destination_rules(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for r in ctx.of_kind(Kind::DestinationRule) {
+        let Spec::DestinationRule(dr) = &r.object.spec else {
+            continue;
+        };
+        let ns = r.object.namespace();
+        let services = ctx.lookup_host(&dr.host, ns);
+        if services.is_empty() && !dr.host.contains('*') {
+            out.push(Diagnostic::new(
+                &UNKNOWN_DR_HOST,
+                r,
+                Some("spec.host"),
+                vec![dr.host.clone()],
+            ));
+        }
+        // Subsets select pods among the service's pods.
+        if ctx.has_workloads() {
+            for svc in &services {
+                let Some(selector) = &svc.selector else {
+                    continue;
+                };
+                for (i, s) in dr.subsets.iter().enumerate() {
+                    let mut labels = selector.clone();
+                    labels.extend(s.labels.clone());
+                    if ctx
+                        .workloads_matching(&svc.namespace, &labels)
+                        .next()
+                        .is_none()
+                    {
+                        out.push(Diagnostic::new(
+                            &DR_SUBSET_NOT_SELECT_PODS,
+                            r,
+                            Some(&format!("spec.subsets[{i}]")),
+                            vec![s.name.clone()],
+                        ));
+                    }
+                }
+            }
+        }
+        let name = r.object.name().to_string();
+        let check =
+            |tls: &ClientTlsSettings, field: &str, port: Option<u32>, out: &mut Vec<Diagnostic>| {
+                let mode = tls.mode.unwrap_or_default();
+                if matches!(mode, ClientTlsMode::SIMPLE | ClientTlsMode::MUTUAL)
+                    && tls.ca_certificates.is_none()
+                    && tls.credential_name.is_none()
+                    && tls.insecure_skip_verify != Some(true)
+                {
+                    match port {
+                        None => out.push(Diagnostic::new(
+                            &NO_SERVER_CERT_VERIFICATION_DR,
+                            r,
+                            Some(field),
+                            vec![
+                                name.clone(),
+                                ns.to_string(),
+                                mode.as_str().into(),
+                                dr.host.clone(),
+                            ],
+                        )),
+                        Some(p) => out.push(Diagnostic::new(
+                            &NO_SERVER_CERT_VERIFICATION_PORT,
+                            r,
+                            Some(field),
+                            vec![
+                                name.clone(),
+                                ns.to_string(),
+                                mode.as_str().into(),
+                                dr.host.clone(),
+                                p.to_string(),
+                            ],
+                        )),
+                    }
+                }
+            };
+        if let Some(tp) = &dr.traffic_policy {
+            if let Some(tls) = &tp.tls {
+                check(tls, "spec.trafficPolicy.tls", None, out);
+            }
+            for (i, pl) in tp.port_level_settings.iter().enumerate() {
+                if let (Some(tls), Some(port)) = (&pl.tls, &pl.port) {
+                    check(
+                        tls,
+                        &format!("spec.trafficPolicy.portLevelSettings[{i}].tls"),
+                        Some(port.number),
+                        out,
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! Analyzers about services, workloads, namespaces and selectors.
+
+use std::collections::{BTreeMap, HashMap};
+
+use weft_api::{Kind, Spec};
+use weft_config::Resource;
+
+use super::res_name;
+use crate::messages::*;
+use crate::{Context, Diagnostic};
+
+/// Protocol prefixes Istio recognises in port names (`http`, `http-web`, …).
+const PROTOCOL_PREFIXES: &[&str] = &[
+    "http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "mysql", "redis", "udp",
+];
+
+pub(crate) fn protocol_of_name(name: &str) -> Option<&'static str> {
+    let prefix = name.split('-').next().unwrap_or(name).to_ascii_lowercase();
+    if name.to_ascii_lowercase().starts_with("grpc-web") {
+        return Some("grpc-web");
+    }
+    PROTOCOL_PREFIXES.iter().copied().find(|p| *p == prefix)
+}
+
+const SYSTEM_NAMESPACES: &[&str] = &[
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "istio-system",
+    "local-path-storage",
+];
+
+pub(super) fn port_names(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for r in ctx.of_kind(Kind::Service) {
+        if SYSTEM_NAMESPACES.contains(&r.object.namespace()) {
+            continue;
+        }
+        let Spec::Service(svc) = &r.object.spec else {
+            continue;
+        };
+        for (i, p) in svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if p.app_protocol.is_some() {
+                continue;
+            }
+            let name = p.name.clone().unwrap_or_default();
+            if protocol_of_name(&name).is_none() {
+                let target = match &p.target_port {
+                    Some(
+                        weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(t),
+                    ) => t.to_string(),
+                    Some(
+                        weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                            t,
+                        ),
+                    ) => t.clone(),
+                    None => p.port.to_string(),
+                };
+                out.push(Diagnostic::new(
+                    &PORT_NAME_NOT_UNDER_CONVENTION,
+                    r,
+                    Some(&format!("spec.ports[{i}].name")),
+                    vec![name, p.port.to_string(), target],
+                ));
+            }
+        }
+    }
+}
+
+fn injection_labels(labels: &BTreeMap<String, String>) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(v) = labels.get("istio-injection") {
+        found.push(format!("istio-injection={v}"));
+    }
+    if let Some(v) = labels.get("istio.io/rev") {
+        found.push(format!("istio.io/rev={v}"));
+    }
+    found
+}
+
+fn namespace_injected(ctx: &Context, ns: &str) -> Option<bool> {
+    let r = ctx.namespaces.get(ns)?;
+    let l = r.object.labels();
+    Some(
+        l.get("istio-injection").map(String::as_str) == Some("enabled")
+            || l.contains_key("istio.io/rev")
+                && l.get("istio-injection").map(String::as_str) != Some("disabled"),
+    )
+}
+
+pub(super) fn injection(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for (name, r) in &ctx.namespaces {
+        if SYSTEM_NAMESPACES.contains(&name.as_str()) {
+            continue;
+        }
+        let labels = injection_labels(r.object.labels());
+        if labels.is_empty() {
+            out.push(Diagnostic::new(
+                &NAMESPACE_NOT_INJECTED,
+                r,
+                Some("metadata"),
+                vec![name.clone(), name.clone()],
+            ));
+        } else if labels.len() > 1 {
+            out.push(Diagnostic::new(
+                &NAMESPACE_MULTIPLE_INJECTION_LABELS,
+                r,
+                Some("metadata.labels"),
+                vec![format!("[{}]", labels.join(" "))],
+            ));
+        }
+    }
+    for w in &ctx.workloads {
+        if !w.is_pod || w.has_proxy || namespace_injected(ctx, &w.namespace) != Some(true) {
+            continue;
+        }
+        let opted_out = w
+            .annotations
+            .get("sidecar.istio.io/inject")
+            .map(String::as_str)
+            == Some("false")
+            || w.labels.get("sidecar.istio.io/inject").map(String::as_str) == Some("false");
+        if !opted_out {
+            out.push(Diagnostic::new(
+                &POD_MISSING_PROXY,
+                w.resource,
+                None,
+                vec![w.resource.object.name().to_string()],
+            ));
+        }
+    }
+}
+
+/// istio.io annotations weft knows, with the kinds they belong on
+/// (empty: any kind).
+const ANNOTATIONS: &[(&str, &[Kind])] = &[
+    (
+        "sidecar.istio.io/inject",
+        &[
+            Kind::Pod,
+            Kind::Deployment,
+            Kind::StatefulSet,
+            Kind::DaemonSet,
+            Kind::ReplicaSet,
+            Kind::Job,
+            Kind::CronJob,
+        ],
+    ),
+    ("sidecar.istio.io/status", &[Kind::Pod]),
+    ("sidecar.istio.io/proxyCPU", &[Kind::Pod]),
+    ("sidecar.istio.io/proxyMemory", &[Kind::Pod]),
+    ("sidecar.istio.io/proxyCPULimit", &[Kind::Pod]),
+    ("sidecar.istio.io/proxyMemoryLimit", &[Kind::Pod]),
+    ("sidecar.istio.io/logLevel", &[Kind::Pod]),
+    ("sidecar.istio.io/componentLogLevel", &[Kind::Pod]),
+    ("sidecar.istio.io/interceptionMode", &[Kind::Pod]),
+    ("sidecar.istio.io/rewriteAppHTTPProbers", &[Kind::Pod]),
+    ("sidecar.istio.io/userVolume", &[Kind::Pod]),
+    ("sidecar.istio.io/userVolumeMount", &[Kind::Pod]),
+    ("sidecar.istio.io/bootstrapOverride", &[Kind::Pod]),
+    ("sidecar.istio.io/extraStatTags", &[Kind::Pod]),
+    ("sidecar.istio.io/statsInclusionPrefixes", &[Kind::Pod]),
+    ("sidecar.istio.io/agentLogLevel", &[Kind::Pod]),
+    ("sidecar.istio.io/proxyImage", &[Kind::Pod]),
+    ("proxy.istio.io/config", &[Kind::Pod]),
+    ("prometheus.istio.io/merge-metrics", &[Kind::Pod]),
+    (
+        "traffic.sidecar.istio.io/includeOutboundIPRanges",
+        &[Kind::Pod],
+    ),
+    (
+        "traffic.sidecar.istio.io/excludeOutboundIPRanges",
+        &[Kind::Pod],
+    ),
+    ("traffic.sidecar.istio.io/includeInboundPorts", &[Kind::Pod]),
+    ("traffic.sidecar.istio.io/excludeInboundPorts", &[Kind::Pod]),
+    (
+        "traffic.sidecar.istio.io/excludeOutboundPorts",
+        &[Kind::Pod],
+    ),
+    (
+        "traffic.sidecar.istio.io/includeOutboundPorts",
+        &[Kind::Pod],
+    ),
+    ("traffic.sidecar.istio.io/kubevirtInterfaces", &[Kind::Pod]),
+    ("status.sidecar.istio.io/port", &[Kind::Pod]),
+    (
+        "readiness.status.sidecar.istio.io/initialDelaySeconds",
+        &[Kind::Pod],
+    ),
+    (
+        "readiness.status.sidecar.istio.io/periodSeconds",
+        &[Kind::Pod],
+    ),
+    (
+        "readiness.status.sidecar.istio.io/failureThreshold",
+        &[Kind::Pod],
+    ),
+    (
+        "readiness.status.sidecar.istio.io/applicationPorts",
+        &[Kind::Pod],
+    ),
+    ("inject.istio.io/templates", &[Kind::Pod]),
+    ("istio.io/rev", &[]),
+    ("istio.io/dry-run", &[Kind::AuthorizationPolicy]),
+    ("networking.istio.io/exportTo", &[Kind::Service]),
+    ("networking.istio.io/traffic-distribution", &[Kind::Service]),
+    ("ambient.istio.io/redirection", &[Kind::Pod]),
+    ("galley.istio.io/analyze-suppress", &[]),
+    ("kubectl.kubernetes.io/default-container", &[]),
+];
+
+pub(super) fn annotations(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for r in ctx.resources {
+        // Pod templates carry pod annotations.
+        let mut sets: Vec<(String, &BTreeMap<String, String>, Kind)> = vec![(
+            "metadata.annotations".into(),
+            r.object.annotations(),
+            r.object.kind,
+        )];
+        if let Some(w) = ctx
+            .workloads
+            .iter()
+            .find(|w| std::ptr::eq(w.resource, r) && !w.is_pod)
+        {
+            sets.push((
+                "spec.template.metadata.annotations".into(),
+                &w.annotations,
+                Kind::Pod,
+            ));
+        }
+        for (base, anns, kind) in sets {
+            for key in anns.keys() {
+                let istio = key
+                    .split_once('/')
+                    .is_some_and(|(p, _)| p == "istio.io" || p.ends_with(".istio.io"));
+                if !istio {
+                    continue;
+                }
+                let field = format!("{base}[{key:?}]");
+                match ANNOTATIONS.iter().find(|(k, _)| k == key) {
+                    None => out.push(Diagnostic::new(
+                        &UNKNOWN_ANNOTATION,
+                        r,
+                        Some(&field),
+                        vec![key.clone()],
+                    )),
+                    Some((_, kinds)) if !kinds.is_empty() && !kinds.contains(&kind) => {
+                        let names: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
+                        out.push(Diagnostic::new(
+                            &MISPLACED_ANNOTATION,
+                            r,
+                            Some(&field),
+                            vec![key.clone(), names.join(", ")],
+                        ));
+                    }
+                    _ => {}
+                }
+                if key == "sidecar.istio.io/inject"
+                    && !matches!(anns[key].as_str(), "true" | "false")
+                {
+                    out.push(Diagnostic::new(
+                        &INVALID_ANNOTATION,
+                        r,
+                        Some(&field),
+                        vec![key.clone(), "expected \"true\" or \"false\"".into()],
+                    ));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn sidecar_selectors(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    let mut without: HashMap<&str, Vec<&Resource>> = HashMap::new();
+    let mut per_workload: HashMap<(String, String), Vec<&Resource>> = HashMap::new();
+    for r in ctx.of_kind(Kind::Sidecar) {
+        let Spec::Sidecar(sc) = &r.object.spec else {
+            continue;
+        };
+        let ns = r.object.namespace();
+        match &sc.workload_selector {
+            None => without.entry(ns).or_default().push(r),
+            Some(sel) => {
+                let matching: Vec<_> = ctx.workloads_matching(ns, &sel.labels).collect();
+                if matching.is_empty() && ctx.has_workloads() {
+                    out.push(Diagnostic::new(
+                        &NO_MATCHING_WORKLOADS,
+                        r,
+                        Some("spec.workloadSelector"),
+                        vec![labels_text(&sel.labels)],
+                    ));
+                }
+                for w in matching {
+                    per_workload
+                        .entry((ns.to_string(), w.resource.object.name().to_string()))
+                        .or_default()
+                        .push(r);
+                }
+            }
+        }
+    }
+    for (ns, list) in without {
+        if list.len() > 1 {
+            let names: Vec<String> = list.iter().map(|r| r.object.name().to_string()).collect();
+            for r in list {
+                out.push(Diagnostic::new(
+                    &MULTIPLE_SIDECARS_WITHOUT_SELECTORS,
+                    r,
+                    None,
+                    vec![format!("[{}]", names.join(" ")), ns.to_string()],
+                ));
+            }
+        }
+    }
+    for ((ns, workload), list) in per_workload {
+        if list.len() > 1 {
+            let names: Vec<String> = list.iter().map(|r| r.object.name().to_string()).collect();
+            for r in list {
+                out.push(Diagnostic::new(
+                    &CONFLICTING_SIDECAR_WORKLOAD_SELECTORS,
+                    r,
+                    Some("spec.workloadSelector"),
+                    vec![
+                        format!("[{}]", names.join(" ")),
+                        ns.clone(),
+                        workload.clone(),
+                    ],
+                ));
+            }
+        }
+    }
+}
+
+fn labels_text(l: &BTreeMap<String, String>) -> String {
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(super) fn policy_selectors(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    let mut telemetry_without: HashMap<&str, Vec<&Resource>> = HashMap::new();
+    for r in ctx.resources {
+        let ns = r.object.namespace();
+        let selector = match &r.object.spec {
+            Spec::AuthorizationPolicy(p) => p.selector.as_ref(),
+            Spec::PeerAuthentication(p) => p.selector.as_ref(),
+            Spec::RequestAuthentication(p) => p.selector.as_ref(),
+            Spec::Telemetry(t) => {
+                if t.selector.is_none() && t.target_ref.is_none() && t.target_refs.is_empty() {
+                    telemetry_without.entry(ns).or_default().push(r);
+                }
+                let empty = t
+                    .tracing
+                    .iter()
+                    .flat_map(|x| &x.providers)
+                    .chain(t.metrics.iter().flat_map(|x| &x.providers))
+                    .chain(t.access_logging.iter().flat_map(|x| &x.providers))
+                    .any(|p| p.name.is_empty());
+                if empty {
+                    out.push(Diagnostic::new(
+                        &INVALID_TELEMETRY_PROVIDER,
+                        r,
+                        None,
+                        vec![r.object.name().to_string(), ns.to_string()],
+                    ));
+                }
+                t.selector.as_ref()
+            }
+            _ => continue,
+        };
+        let Some(sel) = selector else { continue };
+        if sel.match_labels.is_empty() || !ctx.has_workloads() {
+            continue;
+        }
+        if ctx
+            .workloads_matching(ns, &sel.match_labels)
+            .next()
+            .is_none()
+        {
+            out.push(Diagnostic::new(
+                &NO_MATCHING_WORKLOADS,
+                r,
+                Some("spec.selector"),
+                vec![labels_text(&sel.match_labels)],
+            ));
+        }
+    }
+    for (ns, list) in telemetry_without {
+        // One mesh-wide (root namespace) or namespace-wide Telemetry is fine.
+        if list.len() > 1 {
+            let names: Vec<String> = list.iter().map(|r| r.object.name().to_string()).collect();
+            for r in list {
+                out.push(Diagnostic::new(
+                    &MULTIPLE_TELEMETRIES_WITHOUT_SELECTORS,
+                    r,
+                    None,
+                    vec![format!("[{}]", names.join(" ")), ns.to_string()],
+                ));
+            }
+        }
+    }
+}
+
+pub(super) fn multi_service(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for w in ctx
+        .workloads
+        .iter()
+        .filter(|w| matches!(w.resource.object.spec, Spec::Deployment(_)))
+    {
+        // port number → protocols seen across the services selecting w
+        let mut protocols: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        for infos in ctx.services.values() {
+            for s in infos {
+                if !matches!(s.resource.object.spec, Spec::Service(_)) || s.namespace != w.namespace
+                {
+                    continue;
+                }
+                let Some(sel) = &s.selector else { continue };
+                if sel.is_empty() || !sel.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
+                    continue;
+                }
+                for p in &s.ports {
+                    let proto = p
+                        .app_protocol
+                        .clone()
+                        .or_else(|| protocol_of_name(&p.name).map(str::to_string))
+                        .unwrap_or_else(|| "tcp".into());
+                    let list = protocols.entry(p.number).or_default();
+                    if !list.contains(&proto) {
+                        list.push(proto);
+                    }
+                }
+            }
+        }
+        for (port, list) in protocols {
+            if list.len() > 1 {
+                out.push(Diagnostic::new(
+                    &DEPLOYMENT_MULTIPLE_SERVICES,
+                    w.resource,
+                    None,
+                    vec![res_name(w.resource), port.to_string(), list.join(",")],
+                ));
+            }
+        }
+    }
+}
+
+pub(super) fn service_entries(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    let mut by_host_port: BTreeMap<(String, u32), Vec<(&Resource, String)>> = BTreeMap::new();
+    for r in ctx.of_kind(Kind::ServiceEntry) {
+        let Spec::ServiceEntry(se) = &r.object.spec else {
+            continue;
+        };
+        for p in &se.ports {
+            let proto = p.protocol.to_ascii_uppercase();
+            // Without an address, TCP traffic to the host can only be told
+            // apart by port, which captures every host on that port.
+            if se.addresses.is_empty()
+                && matches!(proto.as_str(), "TCP" | "MONGO" | "MYSQL" | "REDIS" | "")
+                && se.resolution != Some(weft_api::service_entry::Resolution::NONE)
+            {
+                out.push(Diagnostic::new(
+                    &SERVICE_ENTRY_ADDRESSES_REQUIRED,
+                    r,
+                    Some("spec.addresses"),
+                    vec![],
+                ));
+            }
+            for h in &se.hosts {
+                by_host_port
+                    .entry((h.clone(), p.number))
+                    .or_default()
+                    .push((r, proto.clone()));
+            }
+        }
+    }
+    for ((host, port), list) in by_host_port {
+        let mut protos: Vec<&str> = list.iter().map(|(_, p)| p.as_str()).collect();
+        protos.sort();
+        protos.dedup();
+        if protos.len() > 1 {
+            let names: Vec<String> = list.iter().map(|(r, _)| res_name(r)).collect();
+            for (r, _) in &list {
+                out.push(Diagnostic::new(
+                    &CONFLICTING_SE_PROTOCOL,
+                    r,
+                    Some("spec.ports"),
+                    vec![
+                        names.join(","),
+                        host.clone(),
+                        port.to_string(),
+                        protos.join(","),
+                    ],
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! The `weft` binary: assembles the library crates behind one command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use weft_analyze::{Level, Suppression};
+use weft_config::{load_paths, IssueKind, LoadOptions, Severity};
+
+/// istioctl's exit code when analyzers found issues at or above the
+/// failure threshold.
+const EXIT_ANALYZER_FOUND_ISSUES: u8 = 79;
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "A service mesh that speaks Istio's configuration API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check objects the way Istio's admission webhook would.
+    Validate {
+        /// Files or directories (recursive); `-` for stdin.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Namespace for objects that do not name one.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Find problems across resources, with istioctl analyze's codes.
+    Analyze {
+        /// Files or directories (recursive); `-` for stdin.
+        paths: Vec<PathBuf>,
+        #[arg(short, long, value_enum, default_value_t = Output::Log)]
+        output: Output,
+        /// Exit non-zero when a message at or above this level exists.
+        #[arg(long, default_value = "Error", value_parser = parse_level)]
+        failure_threshold: Level,
+        /// Print only messages at or above this level.
+        #[arg(long, default_value = "Info", value_parser = parse_level)]
+        output_threshold: Level,
+        /// Suppress messages: "CODE=Kind name[.namespace]", `*` globs.
+        #[arg(short = 'S', long = "suppress")]
+        suppress: Vec<String>,
+        /// Report on every namespace (the default for files).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// Only report on this namespace; also the namespace of objects
+        /// that do not name one.
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// List the analyzers and exit.
+        #[arg(short = 'L', long)]
+        list_analyzers: bool,
+    },
+    /// Print the version.
+    Version,
+    /// Print a shell completion script.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Output {
+    Log,
+    Json,
+    Yaml,
+}
+
+fn parse_level(s: &str) -> Result<Level, String> {
+    Level::parse(s).ok_or_else(|| format!("{s:?} is not a level: expected Info, Warning or Error"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Version => {
+            println!("weft {}", env!("CARGO_PKG_VERSION"));
+            Ok(0)
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Validate { files, namespace } => validate(&files, namespace),
+        Command::Analyze {
+            paths,
+            output,
+            failure_threshold,
+            output_threshold,
+            suppress,
+            all_namespaces,
+            namespace,
+            list_analyzers,
+        } => {
+            if list_analyzers {
+                for a in weft_analyze::ANALYZERS {
+                    let codes: Vec<&str> = a.codes.iter().map(|c| c.code).collect();
+                    println!("{:<48} {} [{}]", a.name, a.description, codes.join(", "));
+                }
+                return Ok(0);
+            }
+            if paths.is_empty() {
+                anyhow::bail!("no input: give files or directories to analyze (live clusters are not supported yet)");
+            }
+            let suppressions = suppress
+                .iter()
+                .map(|s| Suppression::parse(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let opts = LoadOptions {
+                default_namespace: namespace.clone().unwrap_or_else(|| "default".into()),
+                ..LoadOptions::default()
+            };
+            let loaded = load_paths(&paths, &opts);
+            let mut io_failed = false;
+            for issue in &loaded.issues {
+                if matches!(issue.kind, IssueKind::Io | IssueKind::UnknownKind) {
+                    eprintln!("{issue}");
+                    io_failed |= issue.kind == IssueKind::Io;
+                }
+            }
+            let diags = weft_analyze::analyze(
+                &loaded.resources,
+                &loaded.issues,
+                &weft_analyze::Options {
+                    suppressions,
+                    namespace: if all_namespaces {
+                        None
+                    } else {
+                        namespace.clone()
+                    },
+                },
+            );
+            let shown: Vec<_> = diags
+                .iter()
+                .filter(|d| d.level() >= output_threshold)
+                .collect();
+            match output {
+                Output::Log => {
+                    for d in &shown {
+                        println!("{d}");
+                    }
+                    if shown.is_empty() {
+                        let scope = namespace
+                            .as_deref()
+                            .map_or("all namespaces".to_string(), |n| format!("namespace: {n}"));
+                        eprintln!("✔ No validation issues found when analyzing {scope}.");
+                    }
+                }
+                Output::Json | Output::Yaml => {
+                    let msgs: Vec<weft_analyze::OutputMessage> =
+                        shown.iter().map(|d| (*d).into()).collect();
+                    if output == Output::Json {
+                        println!("{}", serde_json::to_string_pretty(&msgs)?);
+                    } else {
+                        print!("{}", serde_yaml::to_string(&msgs)?);
+                    }
+                }
+            }
+            if io_failed {
+                return Ok(1);
+            }
+            let failing = diags.iter().any(|d| d.level() >= failure_threshold);
+            Ok(if failing {
+                EXIT_ANALYZER_FOUND_ISSUES
+            } else {
+                0
+            })
+        }
+    }
+}
+
+fn validate(files: &[PathBuf], namespace: String) -> anyhow::Result<u8> {
+    let opts = LoadOptions {
+        default_namespace: namespace,
+        keep_duplicates: true,
+        ..LoadOptions::default()
+    };
+    let loaded = load_paths(files, &opts);
+    let mut errors = 0usize;
+    let mut io = false;
+    for issue in &loaded.issues {
+        match issue.kind {
+            IssueKind::UnknownKind => eprintln!("warning: {issue}"),
+            IssueKind::Io => {
+                io = true;
+                eprintln!("error: {issue}");
+            }
+            _ => {
+                errors += 1;
+                eprintln!("error: {issue}");
+            }
+        }
+    }
+    let mut valid = 0usize;
+    for r in &loaded.resources {
+        let violations = weft_config::validate(&r.object);
+        let mut bad = false;
+        for v in &violations {
+            let level = match v.severity {
+                Severity::Error => {
+                    bad = true;
+                    errors += 1;
+                    "error"
+                }
+                Severity::Warning => "warning",
+            };
+            eprintln!(
+                "{level}: {} ({}) {}: {}",
+                r.origin_of(&v.field),
+                r.display_name(),
+                v.field,
+                v.message
+            );
+        }
+        if !bad {
+            valid += 1;
+        }
+    }
+    if io {
+        return Ok(2);
+    }
+    if errors == 0 {
+        println!("✔ {valid} objects valid ({} files)", loaded.files);
+        Ok(0)
+    } else {
+        println!(
+            "✘ {errors} errors; {valid} objects valid ({} files)",
+            loaded.files
+        );
+        Ok(1)
+    }
+}
