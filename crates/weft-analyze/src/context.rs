@@ -20,6 +20,22 @@ pub struct ServicePort {
     pub app_protocol: Option<String>,
 }
 
+impl ServicePort {
+    pub fn from_k8s(p: &weft_api::k8s_openapi::api::core::v1::ServicePort) -> Self {
+        use weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        ServicePort {
+            number: u32::try_from(p.port).unwrap_or(0),
+            name: p.name.clone().unwrap_or_default(),
+            target: match &p.target_port {
+                Some(IntOrString::Int(i)) => i.to_string(),
+                Some(IntOrString::String(s)) => s.clone(),
+                None => p.port.to_string(),
+            },
+            app_protocol: p.app_protocol.clone(),
+        }
+    }
+}
+
 /// Something traffic can be sent to: a Kubernetes Service or a ServiceEntry host.
 #[derive(Clone, Debug)]
 pub struct ServiceInfo<'a> {
@@ -75,17 +91,8 @@ impl<'a> Context<'a> {
                     let ports = spec
                         .ports
                         .unwrap_or_default()
-                        .into_iter()
-                        .map(|p| ServicePort {
-                            number: u32::try_from(p.port).unwrap_or(0),
-                            name: p.name.unwrap_or_default(),
-                            target: match p.target_port {
-                                Some(weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i)) => i.to_string(),
-                                Some(weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s)) => s,
-                                None => p.port.to_string(),
-                            },
-                            app_protocol: p.app_protocol,
-                        })
+                        .iter()
+                        .map(ServicePort::from_k8s)
                         .collect();
                     ctx.services
                         .entry(format!("{}.{ns}.{DOMAIN}", o.name()))

@@ -111,9 +111,8 @@ fn subsets_for<'a>(ctx: &'a Context, host: &str, ns: &str) -> Option<Vec<&'a str
         let Spec::DestinationRule(dr) = &r.object.spec else {
             continue;
         };
-        if fqdn(&dr.host, r.object.namespace()) == want
-            || host_covers(&fqdn(&dr.host, r.object.namespace()), &want)
-        {
+        let dr_host = fqdn(&dr.host, r.object.namespace());
+        if dr_host == want || host_covers(&dr_host, &want) {
             found
                 .get_or_insert_with(Vec::new)
                 .extend(dr.subsets.iter().map(|s| s.name.as_str()));
@@ -274,13 +273,12 @@ pub(super) fn ineffective_matches(ctx: &Context, out: &mut Vec<Diagnostic>) {
                 catch_all = Some(i);
             }
             for (j, m) in h.matches.iter().enumerate() {
-                let key = serde_json::to_string(&serde_json::json!({
-                    "uri": m.uri, "scheme": m.scheme, "method": m.method, "authority": m.authority,
-                    "headers": m.headers, "port": m.port, "sourceLabels": m.source_labels,
-                    "gateways": m.gateways, "queryParams": m.query_params, "ignoreUriCase": m.ignore_uri_case,
-                    "withoutHeaders": m.without_headers, "sourceNamespace": m.source_namespace,
-                }))
-                .unwrap_or_default();
+                // Two matches are the same when everything but their
+                // names (which do not take part in matching) is equal.
+                let mut unnamed = m.clone();
+                unnamed.name = None;
+                unnamed.stat_prefix = None;
+                let key = serde_json::to_string(&unnamed).unwrap_or_default();
                 if let Some((earlier, _)) = seen.iter().find(|(_, k)| *k == key) {
                     let earlier_rule = vs.http[*earlier]
                         .name
@@ -352,31 +350,20 @@ pub(super) fn destination_rules(ctx: &Context, out: &mut Vec<Diagnostic>) {
                     && tls.credential_name.is_none()
                     && tls.insecure_skip_verify != Some(true)
                 {
-                    match port {
-                        None => out.push(Diagnostic::new(
-                            &NO_SERVER_CERT_VERIFICATION_DR,
-                            r,
-                            Some(field),
-                            vec![
-                                name.clone(),
-                                ns.to_string(),
-                                mode.as_str().into(),
-                                dr.host.clone(),
-                            ],
-                        )),
-                        Some(p) => out.push(Diagnostic::new(
-                            &NO_SERVER_CERT_VERIFICATION_PORT,
-                            r,
-                            Some(field),
-                            vec![
-                                name.clone(),
-                                ns.to_string(),
-                                mode.as_str().into(),
-                                dr.host.clone(),
-                                p.to_string(),
-                            ],
-                        )),
-                    }
+                    let mut args = vec![
+                        name.clone(),
+                        ns.to_string(),
+                        mode.as_str().into(),
+                        dr.host.clone(),
+                    ];
+                    let message = match port {
+                        None => &NO_SERVER_CERT_VERIFICATION_DR,
+                        Some(p) => {
+                            args.push(p.to_string());
+                            &NO_SERVER_CERT_VERIFICATION_PORT
+                        }
+                    };
+                    out.push(Diagnostic::new(message, r, Some(field), args));
                 }
             };
         if let Some(tp) = &dr.traffic_policy {

@@ -6,6 +6,7 @@ use weft_api::{Kind, Spec};
 use weft_config::Resource;
 
 use super::res_name;
+use crate::context::ServicePort;
 use crate::messages::*;
 use crate::{Context, Diagnostic};
 
@@ -46,29 +47,16 @@ pub(super) fn port_names(ctx: &Context, out: &mut Vec<Diagnostic>) {
             .flatten()
             .enumerate()
         {
-            if p.app_protocol.is_some() {
+            let port = ServicePort::from_k8s(p);
+            if port.app_protocol.is_some() || protocol_of_name(&port.name).is_some() {
                 continue;
             }
-            let name = p.name.clone().unwrap_or_default();
-            if protocol_of_name(&name).is_none() {
-                let target = match &p.target_port {
-                    Some(
-                        weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(t),
-                    ) => t.to_string(),
-                    Some(
-                        weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
-                            t,
-                        ),
-                    ) => t.clone(),
-                    None => p.port.to_string(),
-                };
-                out.push(Diagnostic::new(
-                    &PORT_NAME_NOT_UNDER_CONVENTION,
-                    r,
-                    Some(&format!("spec.ports[{i}].name")),
-                    vec![name, p.port.to_string(), target],
-                ));
-            }
+            out.push(Diagnostic::new(
+                &PORT_NAME_NOT_UNDER_CONVENTION,
+                r,
+                Some(&format!("spec.ports[{i}].name")),
+                vec![port.name, port.number.to_string(), port.target],
+            ));
         }
     }
 }
@@ -217,61 +205,58 @@ const ANNOTATIONS: &[(&str, &[Kind])] = &[
 ];
 
 pub(super) fn annotations(ctx: &Context, out: &mut Vec<Diagnostic>) {
-    for r in ctx.resources {
-        // Pod templates carry pod annotations.
-        let mut sets: Vec<(String, &BTreeMap<String, String>, Kind)> = vec![(
-            "metadata.annotations".into(),
+    // Each resource's own annotations, then the pod annotations carried by
+    // pod templates (Deployments and the like).
+    let own = ctx.resources.iter().map(|r| {
+        (
+            r,
+            "metadata.annotations",
             r.object.annotations(),
             r.object.kind,
-        )];
-        if let Some(w) = ctx
-            .workloads
-            .iter()
-            .find(|w| std::ptr::eq(w.resource, r) && !w.is_pod)
-        {
-            sets.push((
-                "spec.template.metadata.annotations".into(),
-                &w.annotations,
-                Kind::Pod,
-            ));
-        }
-        for (base, anns, kind) in sets {
-            for key in anns.keys() {
-                let istio = key
-                    .split_once('/')
-                    .is_some_and(|(p, _)| p == "istio.io" || p.ends_with(".istio.io"));
-                if !istio {
-                    continue;
-                }
-                let field = format!("{base}[{key:?}]");
-                match ANNOTATIONS.iter().find(|(k, _)| k == key) {
-                    None => out.push(Diagnostic::new(
-                        &UNKNOWN_ANNOTATION,
-                        r,
-                        Some(&field),
-                        vec![key.clone()],
-                    )),
-                    Some((_, kinds)) if !kinds.is_empty() && !kinds.contains(&kind) => {
-                        let names: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
-                        out.push(Diagnostic::new(
-                            &MISPLACED_ANNOTATION,
-                            r,
-                            Some(&field),
-                            vec![key.clone(), names.join(", ")],
-                        ));
-                    }
-                    _ => {}
-                }
-                if key == "sidecar.istio.io/inject"
-                    && !matches!(anns[key].as_str(), "true" | "false")
-                {
+        )
+    });
+    let templates = ctx.workloads.iter().filter(|w| !w.is_pod).map(|w| {
+        (
+            w.resource,
+            "spec.template.metadata.annotations",
+            &w.annotations,
+            Kind::Pod,
+        )
+    });
+    for (r, base, anns, kind) in own.chain(templates) {
+        for key in anns.keys() {
+            let istio = key
+                .split_once('/')
+                .is_some_and(|(p, _)| p == "istio.io" || p.ends_with(".istio.io"));
+            if !istio {
+                continue;
+            }
+            let field = format!("{base}[{key:?}]");
+            match ANNOTATIONS.iter().find(|(k, _)| k == key) {
+                None => out.push(Diagnostic::new(
+                    &UNKNOWN_ANNOTATION,
+                    r,
+                    Some(&field),
+                    vec![key.clone()],
+                )),
+                Some((_, kinds)) if !kinds.is_empty() && !kinds.contains(&kind) => {
+                    let names: Vec<String> = kinds.iter().map(|k| k.to_string()).collect();
                     out.push(Diagnostic::new(
-                        &INVALID_ANNOTATION,
+                        &MISPLACED_ANNOTATION,
                         r,
                         Some(&field),
-                        vec![key.clone(), "expected \"true\" or \"false\"".into()],
+                        vec![key.clone(), names.join(", ")],
                     ));
                 }
+                _ => {}
+            }
+            if key == "sidecar.istio.io/inject" && !matches!(anns[key].as_str(), "true" | "false") {
+                out.push(Diagnostic::new(
+                    &INVALID_ANNOTATION,
+                    r,
+                    Some(&field),
+                    vec![key.clone(), "expected \"true\" or \"false\"".into()],
+                ));
             }
         }
     }
