@@ -3,10 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use weft_api::k8s_openapi::api::core::v1::PodSpec;
 use weft_api::{Kind, Spec};
 use weft_config::Resource;
 
-use crate::{ResourceRef, SUPPRESS_ANNOTATION};
+use weft_config::{host, ObjectRef};
+
+use crate::SUPPRESS_ANNOTATION;
 
 /// The cluster DNS suffix Istio assumes by default.
 pub const DOMAIN: &str = "svc.cluster.local";
@@ -39,6 +42,8 @@ impl ServicePort {
 /// Something traffic can be sent to: a Kubernetes Service or a ServiceEntry host.
 #[derive(Clone, Debug)]
 pub struct ServiceInfo<'a> {
+    /// FQDN (Kubernetes services) or the host as written (ServiceEntry).
+    pub host: String,
     pub resource: &'a Resource,
     pub namespace: String,
     pub ports: Vec<ServicePort>,
@@ -57,25 +62,43 @@ pub struct Workload<'a> {
     /// Pods as written (not templates in a Deployment).
     pub is_pod: bool,
     pub annotations: BTreeMap<String, String>,
+    /// The pod spec (of the pod, or of the template that makes pods).
+    pub pod: Option<&'a PodSpec>,
 }
 
+/// Analyzers run over every resource, and many of them look things up per
+/// resource; these indexes keep each lookup to the few candidates that can
+/// match, so analysis stays linear in the number of resources.
 pub struct Context<'a> {
     pub resources: &'a [Resource],
-    /// By FQDN (Kubernetes services) or host as written (ServiceEntry).
-    pub services: HashMap<String, Vec<ServiceInfo<'a>>>,
+    /// Kubernetes Services and ServiceEntry hosts, one entry per host.
+    pub services: Vec<ServiceInfo<'a>>,
     pub workloads: Vec<Workload<'a>>,
     pub namespaces: HashMap<String, &'a Resource>,
     by_key: HashMap<(Kind, String, String), &'a Resource>,
+    services_by_host: HashMap<String, Vec<usize>>,
+    wildcard_services: Vec<usize>,
+    services_by_ns: HashMap<String, Vec<usize>>,
+    workloads_by_ns: HashMap<String, Vec<usize>>,
+    /// DestinationRules by the FQDN of their host; wildcard hosts apart.
+    rules_by_host: HashMap<String, Vec<&'a Resource>>,
+    wildcard_rules: Vec<(String, &'a Resource)>,
 }
 
 impl<'a> Context<'a> {
     pub fn new(resources: &'a [Resource]) -> Self {
         let mut ctx = Context {
             resources,
-            services: HashMap::new(),
+            services: Vec::new(),
             workloads: Vec::new(),
             namespaces: HashMap::new(),
             by_key: HashMap::new(),
+            services_by_host: HashMap::new(),
+            wildcard_services: Vec::new(),
+            services_by_ns: HashMap::new(),
+            workloads_by_ns: HashMap::new(),
+            rules_by_host: HashMap::new(),
+            wildcard_rules: Vec::new(),
         };
         for r in resources {
             let o = &r.object;
@@ -94,36 +117,32 @@ impl<'a> Context<'a> {
                         .iter()
                         .map(ServicePort::from_k8s)
                         .collect();
-                    ctx.services
-                        .entry(format!("{}.{ns}.{DOMAIN}", o.name()))
-                        .or_default()
-                        .push(ServiceInfo {
-                            resource: r,
-                            namespace: ns.clone(),
-                            ports,
-                            selector: spec.selector,
-                        });
+                    ctx.services.push(ServiceInfo {
+                        host: format!("{}.{ns}.{DOMAIN}", o.name()),
+                        resource: r,
+                        namespace: ns.clone(),
+                        ports,
+                        selector: spec.selector,
+                    });
                 }
                 Spec::ServiceEntry(se) => {
                     for h in &se.hosts {
-                        ctx.services
-                            .entry(h.clone())
-                            .or_default()
-                            .push(ServiceInfo {
-                                resource: r,
-                                namespace: ns.clone(),
-                                ports: se
-                                    .ports
-                                    .iter()
-                                    .map(|p| ServicePort {
-                                        number: p.number,
-                                        name: p.name.clone(),
-                                        target: p.target_port.unwrap_or(p.number).to_string(),
-                                        app_protocol: Some(p.protocol.clone()),
-                                    })
-                                    .collect(),
-                                selector: se.workload_selector.as_ref().map(|s| s.labels.clone()),
-                            });
+                        ctx.services.push(ServiceInfo {
+                            host: h.clone(),
+                            resource: r,
+                            namespace: ns.clone(),
+                            ports: se
+                                .ports
+                                .iter()
+                                .map(|p| ServicePort {
+                                    number: p.number,
+                                    name: p.name.clone(),
+                                    target: p.target_port.unwrap_or(p.number).to_string(),
+                                    app_protocol: Some(p.protocol.clone()),
+                                })
+                                .collect(),
+                            selector: se.workload_selector.as_ref().map(|s| s.labels.clone()),
+                        });
                     }
                     for ep in &se.endpoints {
                         ctx.workloads.push(Workload {
@@ -133,6 +152,7 @@ impl<'a> Context<'a> {
                             has_proxy: true,
                             is_pod: false,
                             annotations: BTreeMap::new(),
+                            pod: None,
                         });
                     }
                 }
@@ -143,7 +163,16 @@ impl<'a> Context<'a> {
                     has_proxy: true,
                     is_pod: false,
                     annotations: BTreeMap::new(),
+                    pod: None,
                 }),
+                Spec::DestinationRule(dr) => {
+                    let host = fqdn(&dr.host, &ns);
+                    if host.contains('*') {
+                        ctx.wildcard_rules.push((host, r));
+                    } else {
+                        ctx.rules_by_host.entry(host).or_default().push(r);
+                    }
+                }
                 _ => {
                     if let Some((meta, pod)) = pod_template(&o.spec) {
                         let labels = meta.labels.clone().unwrap_or_default();
@@ -157,10 +186,31 @@ impl<'a> Context<'a> {
                             has_proxy,
                             is_pod: matches!(o.spec, Spec::Pod(_)),
                             annotations: meta.annotations.clone().unwrap_or_default(),
+                            pod,
                         });
                     }
                 }
             }
+        }
+        for (i, s) in ctx.services.iter().enumerate() {
+            if s.host.contains('*') {
+                ctx.wildcard_services.push(i);
+            } else {
+                ctx.services_by_host
+                    .entry(s.host.clone())
+                    .or_default()
+                    .push(i);
+            }
+            ctx.services_by_ns
+                .entry(s.namespace.clone())
+                .or_default()
+                .push(i);
+        }
+        for (i, w) in ctx.workloads.iter().enumerate() {
+            ctx.workloads_by_ns
+                .entry(w.namespace.clone())
+                .or_default()
+                .push(i);
         }
         ctx
     }
@@ -181,29 +231,68 @@ impl<'a> Context<'a> {
     /// wildcards.
     pub fn lookup_host(&self, host: &str, ns: &str) -> Vec<&ServiceInfo<'a>> {
         let fqdn = fqdn(host, ns);
-        if let Some(s) = self.services.get(&fqdn) {
-            return s.iter().collect();
+        if let Some(found) = self.services_by_host.get(&fqdn) {
+            return found.iter().map(|&i| &self.services[i]).collect();
         }
-        let mut out = Vec::new();
-        for (h, infos) in &self.services {
-            let covered =
-                crate::analyzers::host_covers(h, &fqdn) || crate::analyzers::host_covers(&fqdn, h);
-            if covered {
-                out.extend(infos.iter());
-            }
+        if fqdn.contains('*') {
+            // A wildcard names every service under it; rare enough to scan.
+            return self
+                .services
+                .iter()
+                .filter(|s| host::overlap(&s.host, &fqdn))
+                .collect();
         }
-        out
+        self.wildcard_services
+            .iter()
+            .map(|&i| &self.services[i])
+            .filter(|s| host::covers(&s.host, &fqdn))
+            .collect()
+    }
+
+    /// Services (Kubernetes and ServiceEntry) defined in `ns`.
+    pub fn services_in<'s>(&'s self, ns: &str) -> impl Iterator<Item = &'s ServiceInfo<'a>> + 's {
+        self.services_by_ns
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.services[i])
+    }
+
+    /// DestinationRules whose host covers `fqdn`.
+    pub fn destination_rules_for<'s>(
+        &'s self,
+        fqdn: &'s str,
+    ) -> impl Iterator<Item = &'a Resource> + 's {
+        let wildcard = self
+            .wildcard_rules
+            .iter()
+            .filter(move |(h, _)| host::overlap(h, fqdn))
+            .map(|(_, r)| *r);
+        let exact: Box<dyn Iterator<Item = &'a Resource>> = if fqdn.contains('*') {
+            Box::new(
+                self.rules_by_host
+                    .iter()
+                    .filter(move |(h, _)| host::covers(fqdn, h))
+                    .flat_map(|(_, rs)| rs.iter().copied()),
+            )
+        } else {
+            Box::new(self.rules_by_host.get(fqdn).into_iter().flatten().copied())
+        };
+        exact.chain(wildcard)
     }
 
     /// Workloads in `ns` whose labels include all of `selector`.
     pub fn workloads_matching<'s>(
         &'s self,
-        ns: &'s str,
+        ns: &str,
         selector: &'s BTreeMap<String, String>,
     ) -> impl Iterator<Item = &'s Workload<'a>> + 's {
-        self.workloads.iter().filter(move |w| {
-            w.namespace == ns && selector.iter().all(|(k, v)| w.labels.get(k) == Some(v))
-        })
+        self.workloads_by_ns
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.workloads[i])
+            .filter(move |w| selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
     }
 
     /// Whether any pods or pod templates were given at all; checks that
@@ -212,11 +301,8 @@ impl<'a> Context<'a> {
         !self.workloads.is_empty()
     }
 
-    pub(crate) fn suppressed_by_annotation(&self, r: &ResourceRef, code: &str) -> bool {
-        let kind = match weft_api::KINDS.iter().find(|k| k.name == r.kind) {
-            Some(k) => k.kind,
-            None => return false,
-        };
+    pub(crate) fn suppressed_by_annotation(&self, r: &ObjectRef, code: &str) -> bool {
+        let Some(kind) = r.known else { return false };
         let Some(res) = self.get(kind, &r.namespace, &r.name) else {
             return false;
         };
@@ -244,10 +330,7 @@ pub fn fqdn(host: &str, ns: &str) -> String {
     }
 }
 
-type PodTemplate<'s> = (
-    &'s weft_api::ObjectMeta,
-    Option<&'s weft_api::k8s_openapi::api::core::v1::PodSpec>,
-);
+type PodTemplate<'s> = (&'s weft_api::ObjectMeta, Option<&'s PodSpec>);
 
 /// The pod metadata and spec of pods and of everything that creates pods.
 fn pod_template(spec: &Spec) -> Option<PodTemplate<'_>> {

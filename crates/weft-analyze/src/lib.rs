@@ -14,6 +14,7 @@ use std::fmt;
 pub use analyzers::{Analyzer, ANALYZERS};
 pub use context::Context;
 pub use messages::{Level, MessageType};
+pub use weft_config::ObjectRef;
 use weft_config::{LoadIssue, Origin, Resource};
 
 /// Annotation that suppresses codes on one resource (`"IST0102,IST0107"`
@@ -26,37 +27,9 @@ pub struct Diagnostic {
     pub message: &'static MessageType,
     pub args: Vec<String>,
     /// The resource the finding is about, if any.
-    pub resource: Option<ResourceRef>,
+    pub resource: Option<ObjectRef>,
     /// Where to look (file:line of the offending field when known).
     pub origin: Option<Origin>,
-}
-
-/// How a diagnostic names a resource.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResourceRef {
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-}
-
-impl ResourceRef {
-    pub fn of(r: &Resource) -> Self {
-        ResourceRef {
-            kind: r.object.kind.to_string(),
-            namespace: r.object.namespace().to_string(),
-            name: r.object.name().to_string(),
-        }
-    }
-}
-
-impl fmt::Display for ResourceRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.namespace.is_empty() {
-            write!(f, "{} {}", self.kind, self.name)
-        } else {
-            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
-        }
-    }
 }
 
 impl Diagnostic {
@@ -69,7 +42,7 @@ impl Diagnostic {
         Diagnostic {
             message,
             args,
-            resource: Some(ResourceRef::of(r)),
+            resource: Some(ObjectRef::of(&r.object)),
             origin: Some(match field {
                 Some(f) => r.origin_of(f),
                 None => r.origin.clone(),
@@ -229,6 +202,3 @@ pub fn analyze(resources: &[Resource], issues: &[LoadIssue], opts: &Options) -> 
     out.dedup();
     out
 }
-
-#[cfg(test)]
-mod tests;

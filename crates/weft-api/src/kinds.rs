@@ -154,7 +154,7 @@ impl fmt::Display for Kind {
 }
 
 /// Finds the kind for an `apiVersion` and `kind`, or explains why not.
-pub(crate) fn lookup(api_version: &str, kind: &str) -> Result<Kind, String> {
+pub fn lookup(api_version: &str, kind: &str) -> Result<Kind, String> {
     let (group, version) = match api_version.rsplit_once('/') {
         Some((g, v)) => (g, v),
         None => ("", api_version),

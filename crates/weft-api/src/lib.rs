@@ -26,7 +26,7 @@ pub mod telemetry;
 pub mod virtual_service;
 
 pub use duration::{Duration, DurationError};
-pub use kinds::{Kind, KindInfo, Scope, KINDS};
+pub use kinds::{lookup as lookup_kind, Kind, KindInfo, Scope, KINDS};
 
 pub use k8s_openapi;
 use k8s_openapi::api::{

@@ -6,10 +6,12 @@
 //! exact line of a field. Problems never stop the load: a bad document is
 //! reported as a [`LoadIssue`] and the rest is still read.
 
+pub mod host;
 mod load;
 pub mod validate;
 
 pub use load::{
-    load_paths, load_str, IssueKind, LoadIssue, LoadOptions, LoadResult, Origin, Resource,
+    load_paths, load_str, IssueKind, LoadIssue, LoadOptions, LoadResult, ObjectRef, Origin,
+    Resource,
 };
 pub use validate::{validate, Severity, Violation};

@@ -55,12 +55,50 @@ impl Resource {
     }
 }
 
+/// How messages name an object: `Kind namespace/name` (`Kind name` for
+/// cluster-scoped kinds).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    /// The kind as written, so unknown kinds can still be named.
+    pub kind: String,
+    /// The kind weft knows it as; `None` for kinds weft does not read.
+    pub known: Option<Kind>,
+    /// Empty for cluster-scoped kinds.
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn of(o: &Object) -> Self {
+        let namespace = match o.kind.info().scope {
+            Scope::Namespaced => o.namespace().to_string(),
+            Scope::Cluster => String::new(),
+        };
+        ObjectRef {
+            kind: o.kind.to_string(),
+            known: Some(o.kind),
+            namespace,
+            name: o.name().to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
 /// A document or file that could not be (fully) read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoadIssue {
     pub origin: Origin,
-    /// `Kind namespace/name` when the document got that far.
-    pub resource: Option<String>,
+    /// The object, when the document got far enough to name it.
+    pub resource: Option<ObjectRef>,
     /// The failing field, when known.
     pub field: Option<String>,
     pub message: String,
@@ -352,7 +390,7 @@ fn load_node(
             if let Some(first) = seen.get(&key).filter(|_| !opts.keep_duplicates) {
                 out.issues.push(LoadIssue {
                     origin,
-                    resource: Some(object.display_name()),
+                    resource: Some(ObjectRef::of(&object)),
                     field: None,
                     message: format!(
                         "duplicate object: already defined at {first}; this copy is ignored"
@@ -399,18 +437,28 @@ fn load_node(
     }
 }
 
-/// `Kind namespace/name` read straight from the source, for messages about
+/// The object's name read straight from the source, for messages about
 /// objects that failed to decode.
-fn describe_raw(node: &Node, opts: &LoadOptions) -> Option<String> {
+fn describe_raw(node: &Node, opts: &LoadOptions) -> Option<ObjectRef> {
     let kind = node.get("kind")?.as_str()?;
+    let api_version = node.get("apiVersion").and_then(Node::as_str).unwrap_or("");
+    let known = weft_api::lookup_kind(api_version, kind).ok();
     let meta = node.get("metadata");
     let name = meta
         .and_then(|m| m.get("name"))
         .and_then(Node::as_str)
         .unwrap_or("<unnamed>");
-    let ns = meta
-        .and_then(|m| m.get("namespace"))
-        .and_then(Node::as_str)
-        .unwrap_or(&opts.default_namespace);
-    Some(format!("{kind} {ns}/{name}"))
+    let namespace = match known.map(|k| k.info().scope) {
+        Some(Scope::Cluster) => "",
+        _ => meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(Node::as_str)
+            .unwrap_or(&opts.default_namespace),
+    };
+    Some(ObjectRef {
+        kind: kind.to_string(),
+        known,
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+    })
 }

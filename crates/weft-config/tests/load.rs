@@ -40,10 +40,9 @@ fn schema_errors_name_the_field_and_line_and_others_still_load() {
     assert_eq!(issue.kind, IssueKind::Schema);
     assert_eq!(issue.field.as_deref(), Some("spec.hosts"));
     assert_eq!(issue.origin.line, 6);
-    assert_eq!(
-        issue.resource.as_deref(),
-        Some("VirtualService default/reviews")
-    );
+    let named = issue.resource.as_ref().expect("the object is named");
+    assert_eq!(named.to_string(), "VirtualService default/reviews");
+    assert_eq!(named.known, Some(weft_api::Kind::VirtualService));
     assert!(
         issue.message.contains("expected a sequence"),
         "{}",

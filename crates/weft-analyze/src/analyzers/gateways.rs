@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use weft_api::{Kind, Spec};
 use weft_config::Resource;
 
-use super::{hosts_overlap, res_name};
+use weft_config::host;
+
+use super::res_name;
 use crate::messages::*;
 use crate::{Context, Diagnostic};
 
@@ -48,7 +50,7 @@ pub(super) fn conflicting(ctx: &Context, out: &mut Vec<Diagnostic>) {
                             let ha = h.split_once('/').map_or(h.as_str(), |x| x.1);
                             sb.hosts
                                 .iter()
-                                .any(|o| hosts_overlap(ha, o.split_once('/').map_or(o, |x| x.1)))
+                                .any(|o| host::overlap(ha, o.split_once('/').map_or(o, |x| x.1)))
                         })
                         .collect();
                     if shared.is_empty() {
@@ -69,7 +71,7 @@ pub(super) fn conflicting(ctx: &Context, out: &mut Vec<Diagnostic>) {
                                 res_name(other),
                                 sel.join(","),
                                 sa.port.number.to_string(),
-                                hosts.join(","),
+                                format!("[{}]", hosts.join(" ")),
                             ],
                         ));
                     }
@@ -94,14 +96,25 @@ pub(super) fn secrets(ctx: &Context, out: &mut Vec<Diagnostic>) {
                 // Gateway's own namespace.
                 let found = [r.object.namespace(), "istio-system"]
                     .iter()
-                    .any(|ns| ctx.get(Kind::Secret, ns, name).is_some());
-                if !found {
-                    out.push(Diagnostic::new(
+                    .find_map(|ns| ctx.get(Kind::Secret, ns, name));
+                let field = format!("spec.servers[{i}].tls");
+                match found {
+                    None => out.push(Diagnostic::new(
                         &REFERENCED_RESOURCE_NOT_FOUND,
                         r,
-                        Some(&format!("spec.servers[{i}].tls")),
+                        Some(&field),
                         vec!["credentialName".into(), name.clone()],
-                    ));
+                    )),
+                    Some(secret) if !credential_usable(secret) => out.push(Diagnostic::new(
+                        &INVALID_GATEWAY_CREDENTIAL,
+                        r,
+                        Some(&field),
+                        vec![
+                            r.object.name().to_string(),
+                            r.object.namespace().to_string(),
+                        ],
+                    )),
+                    Some(_) => {}
                 }
                 by_cert.entry(name.clone()).or_default().push(r);
             }
@@ -148,22 +161,22 @@ pub(super) fn selector_and_ports(ctx: &Context, out: &mut Vec<Diagnostic>) {
         }
         // Ports the Services in front of those workloads expose.
         let mut ports = Vec::new();
-        for infos in ctx.services.values() {
-            for s in infos {
-                let Some(sel) = &s.selector else { continue };
-                if sel.is_empty() {
-                    continue;
-                }
-                if matching.iter().any(|w| {
-                    w.namespace == s.namespace
-                        && sel.iter().all(|(k, v)| w.labels.get(k) == Some(v))
-                }) {
-                    ports.extend(
-                        s.ports
-                            .iter()
-                            .flat_map(|p| [p.number.to_string(), p.target.clone()]),
-                    );
-                }
+        let mut namespaces: Vec<&str> = matching.iter().map(|w| w.namespace.as_str()).collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        for s in namespaces.into_iter().flat_map(|ns| ctx.services_in(ns)) {
+            let Some(sel) = &s.selector else { continue };
+            if sel.is_empty() {
+                continue;
+            }
+            if matching.iter().any(|w| {
+                w.namespace == s.namespace && sel.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+            }) {
+                ports.extend(
+                    s.ports
+                        .iter()
+                        .flat_map(|p| [p.number.to_string(), p.target.clone()]),
+                );
             }
         }
         if ports.is_empty() {
@@ -181,4 +194,38 @@ pub(super) fn selector_and_ports(ctx: &Context, out: &mut Vec<Diagnostic>) {
             }
         }
     }
+}
+
+/// Whether a Secret holds what a gateway needs to serve TLS: a PEM
+/// certificate and key under `tls.crt`/`tls.key` (kubernetes.io/tls) or
+/// `cert`/`key` (Istio's generic form), or only a CA bundle (`ca.crt`,
+/// `cacert`) for the `-cacert` secret of mutual TLS.
+fn credential_usable(secret: &Resource) -> bool {
+    let Spec::Secret(s) = &secret.object.spec else {
+        return false;
+    };
+    let get = |k: &str| -> Option<Vec<u8>> {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| b.0.clone())
+            .or_else(|| {
+                s.string_data
+                    .as_ref()
+                    .and_then(|d| d.get(k))
+                    .map(|v| v.as_bytes().to_vec())
+            })
+    };
+    let pem = |b: &[u8], what: &str| {
+        let text = String::from_utf8_lossy(b);
+        text.contains("-----BEGIN") && text.contains(what)
+    };
+    let pair = |cert: &str, key: &str| match (get(cert), get(key)) {
+        (Some(c), Some(k)) => pem(&c, "CERTIFICATE") && pem(&k, "PRIVATE KEY"),
+        _ => false,
+    };
+    let ca_only = ["ca.crt", "cacert"]
+        .iter()
+        .any(|k| get(k).is_some_and(|c| pem(&c, "CERTIFICATE")));
+    pair("tls.crt", "tls.key") || pair("cert", "key") || ca_only
 }

@@ -1,14 +1,16 @@
 //! The analyzers. Each looks at one concern across resources and reports
 //! with Istio's message codes.
 
+mod envoy_filter;
 mod gateways;
+mod policies;
 mod routing;
 mod workloads;
 
 use weft_config::{validate, IssueKind, LoadIssue, Resource, Severity};
 
 use crate::messages::*;
-use crate::{Context, Diagnostic, ResourceRef};
+use crate::{Context, Diagnostic};
 
 /// One analyzer, as listed by `weft analyze --list-analyzers`.
 pub struct Analyzer {
@@ -40,8 +42,14 @@ pub static ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "virtualservice.GatewayAnalyzer",
         description: "Checks that gateways referenced by VirtualServices exist and expose the VirtualService's hosts",
-        codes: &[&REFERENCED_RESOURCE_NOT_FOUND, &VS_HOST_NOT_IN_GATEWAY],
+        codes: &[&REFERENCED_RESOURCE_NOT_FOUND, &VS_HOST_NOT_IN_GATEWAY, &REFERENCED_INTERNAL_GATEWAY],
         run: routing::gateway_refs,
+    },
+    Analyzer {
+        name: "virtualservice.IngressSubsetAnalyzer",
+        description: "Checks gateway routes that bypass subset routing defined for the mesh",
+        codes: &[&INGRESS_ROUTE_RULES_NOT_AFFECTED],
+        run: routing::ingress_subsets,
     },
     Analyzer {
         name: "virtualservice.ConflictingMeshGatewayHostsAnalyzer",
@@ -70,7 +78,7 @@ pub static ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "gateway.SecretAnalyzer",
         description: "Checks that TLS credentials referenced by gateways exist",
-        codes: &[&REFERENCED_RESOURCE_NOT_FOUND, &GATEWAY_DUPLICATE_CERTIFICATE],
+        codes: &[&REFERENCED_RESOURCE_NOT_FOUND, &INVALID_GATEWAY_CREDENTIAL, &GATEWAY_DUPLICATE_CERTIFICATE],
         run: gateways::secrets,
     },
     Analyzer {
@@ -100,20 +108,54 @@ pub static ANALYZERS: &[Analyzer] = &[
     Analyzer {
         name: "sidecar.SelectorAnalyzer",
         description: "Checks Sidecar selectors: none matching, several without selector, several selecting one pod",
-        codes: &[&NO_MATCHING_WORKLOADS, &MULTIPLE_SIDECARS_WITHOUT_SELECTORS, &CONFLICTING_SIDECAR_WORKLOAD_SELECTORS],
+        codes: &[
+            &NO_MATCHING_WORKLOADS,
+            &MULTIPLE_SIDECARS_WITHOUT_SELECTORS,
+            &CONFLICTING_SIDECAR_WORKLOAD_SELECTORS,
+            &INEFFECTIVE_POLICY,
+        ],
         run: workloads::sidecar_selectors,
     },
     Analyzer {
         name: "policy.SelectorAnalyzer",
         description: "Checks that security and telemetry policies select workloads; telemetry conflicts and providers",
-        codes: &[&NO_MATCHING_WORKLOADS, &MULTIPLE_TELEMETRIES_WITHOUT_SELECTORS, &INVALID_TELEMETRY_PROVIDER],
-        run: workloads::policy_selectors,
+        codes: &[
+            &NO_MATCHING_WORKLOADS,
+            &MULTIPLE_TELEMETRIES_WITHOUT_SELECTORS,
+            &CONFLICTING_TELEMETRY_WORKLOAD_SELECTORS,
+            &INVALID_TELEMETRY_PROVIDER,
+        ],
+        run: policies::policy_selectors,
     },
     Analyzer {
         name: "deployment.MultiServiceAnalyzer",
         description: "Checks workloads exposed by several services with conflicting protocols",
-        codes: &[&DEPLOYMENT_MULTIPLE_SERVICES],
+        codes: &[&DEPLOYMENT_MULTIPLE_SERVICES, &DEPLOYMENT_CONFLICTING_PORTS],
         run: workloads::multi_service,
+    },
+    Analyzer {
+        name: "deployment.ApplicationUIDAnalyzer",
+        description: "Checks that applications do not run as the proxy's UID 1337",
+        codes: &[&INVALID_APPLICATION_UID],
+        run: workloads::application_uid,
+    },
+    Analyzer {
+        name: "service.ExternalNameAnalyzer",
+        description: "Checks port names of ExternalName services",
+        codes: &[&EXTERNAL_NAME_INVALID_PORT_NAME],
+        run: workloads::external_name_ports,
+    },
+    Analyzer {
+        name: "envoyfilter.EnvoyPatchAnalyzer",
+        description: "Checks EnvoyFilter patch operations that are ignored or order-dependent",
+        codes: &[
+            &ENVOY_FILTER_RELATIVE_OPERATION,
+            &ENVOY_FILTER_REPLACE_INCORRECTLY,
+            &ENVOY_FILTER_ADD_INCORRECTLY,
+            &ENVOY_FILTER_REMOVE_INCORRECTLY,
+            &ENVOY_FILTER_RELATIVE_WITH_PROXY_VERSION,
+        ],
+        run: envoy_filter::patches,
     },
     Analyzer {
         name: "serviceentry.Analyzer",
@@ -138,19 +180,10 @@ pub(crate) fn load_issues(issues: &[LoadIssue], out: &mut Vec<Diagnostic>) {
             Some(f) => format!("{f}: {}", i.message),
             None => i.message.clone(),
         };
-        let resource = i.resource.as_ref().map(|r| {
-            let (kind, rest) = r.split_once(' ').unwrap_or((r, ""));
-            let (ns, name) = rest.split_once('/').unwrap_or(("", rest));
-            ResourceRef {
-                kind: kind.to_string(),
-                namespace: ns.to_string(),
-                name: name.to_string(),
-            }
-        });
         out.push(Diagnostic {
             message: &SCHEMA_VALIDATION_ERROR,
             args: vec![detail],
-            resource,
+            resource: i.resource.clone(),
             origin: Some(i.origin.clone()),
         });
     }
@@ -170,23 +203,14 @@ fn schema(ctx: &Context, out: &mut Vec<Diagnostic>) {
     }
 }
 
-/// Whether host pattern `pattern` covers `host` (`*.a.com` covers `b.a.com`
-/// and `*.b.a.com`; `*` covers everything).
-pub(crate) fn host_covers(pattern: &str, host: &str) -> bool {
-    if pattern == "*" || pattern == host {
-        return true;
-    }
-    match pattern.strip_prefix('*') {
-        Some(suffix) => host.ends_with(suffix) && host.len() > suffix.len(),
-        None => false,
-    }
-}
-
-/// Whether two host patterns can match a common name.
-pub(crate) fn hosts_overlap(a: &str, b: &str) -> bool {
-    host_covers(a, b) || host_covers(b, a)
-}
-
 pub(crate) fn res_name(r: &Resource) -> String {
     format!("{}/{}", r.object.namespace(), r.object.name())
+}
+
+/// `a=1,b=2`, as Istio prints selectors.
+pub(crate) fn labels_text(l: &std::collections::BTreeMap<String, String>) -> String {
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -87,6 +87,10 @@ pub(super) fn injection(ctx: &Context, out: &mut Vec<Diagnostic>) {
         if SYSTEM_NAMESPACES.contains(&name.as_str()) {
             continue;
         }
+        // Ambient namespaces are in the mesh without sidecars.
+        if r.object.labels().get(DATAPLANE_MODE).map(String::as_str) == Some("ambient") {
+            continue;
+        }
         let labels = injection_labels(r.object.labels());
         if labels.is_empty() {
             out.push(Diagnostic::new(
@@ -270,6 +274,14 @@ pub(super) fn sidecar_selectors(ctx: &Context, out: &mut Vec<Diagnostic>) {
             continue;
         };
         let ns = r.object.namespace();
+        if let Some(reason) = ambient_reason(ctx, ns, sc.workload_selector.as_ref()) {
+            out.push(Diagnostic::new(
+                &INEFFECTIVE_POLICY,
+                r,
+                None,
+                vec![reason.into()],
+            ));
+        }
         match &sc.workload_selector {
             None => without.entry(ns).or_default().push(r),
             Some(sel) => {
@@ -279,7 +291,7 @@ pub(super) fn sidecar_selectors(ctx: &Context, out: &mut Vec<Diagnostic>) {
                         &NO_MATCHING_WORKLOADS,
                         r,
                         Some("spec.workloadSelector"),
-                        vec![labels_text(&sel.labels)],
+                        vec![super::labels_text(&sel.labels)],
                     ));
                 }
                 for w in matching {
@@ -323,77 +335,6 @@ pub(super) fn sidecar_selectors(ctx: &Context, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn labels_text(l: &BTreeMap<String, String>) -> String {
-    l.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-pub(super) fn policy_selectors(ctx: &Context, out: &mut Vec<Diagnostic>) {
-    let mut telemetry_without: HashMap<&str, Vec<&Resource>> = HashMap::new();
-    for r in ctx.resources {
-        let ns = r.object.namespace();
-        let selector = match &r.object.spec {
-            Spec::AuthorizationPolicy(p) => p.selector.as_ref(),
-            Spec::PeerAuthentication(p) => p.selector.as_ref(),
-            Spec::RequestAuthentication(p) => p.selector.as_ref(),
-            Spec::Telemetry(t) => {
-                if t.selector.is_none() && t.target_ref.is_none() && t.target_refs.is_empty() {
-                    telemetry_without.entry(ns).or_default().push(r);
-                }
-                let empty = t
-                    .tracing
-                    .iter()
-                    .flat_map(|x| &x.providers)
-                    .chain(t.metrics.iter().flat_map(|x| &x.providers))
-                    .chain(t.access_logging.iter().flat_map(|x| &x.providers))
-                    .any(|p| p.name.is_empty());
-                if empty {
-                    out.push(Diagnostic::new(
-                        &INVALID_TELEMETRY_PROVIDER,
-                        r,
-                        None,
-                        vec![r.object.name().to_string(), ns.to_string()],
-                    ));
-                }
-                t.selector.as_ref()
-            }
-            _ => continue,
-        };
-        let Some(sel) = selector else { continue };
-        if sel.match_labels.is_empty() || !ctx.has_workloads() {
-            continue;
-        }
-        if ctx
-            .workloads_matching(ns, &sel.match_labels)
-            .next()
-            .is_none()
-        {
-            out.push(Diagnostic::new(
-                &NO_MATCHING_WORKLOADS,
-                r,
-                Some("spec.selector"),
-                vec![labels_text(&sel.match_labels)],
-            ));
-        }
-    }
-    for (ns, list) in telemetry_without {
-        // One mesh-wide (root namespace) or namespace-wide Telemetry is fine.
-        if list.len() > 1 {
-            let names: Vec<String> = list.iter().map(|r| r.object.name().to_string()).collect();
-            for r in list {
-                out.push(Diagnostic::new(
-                    &MULTIPLE_TELEMETRIES_WITHOUT_SELECTORS,
-                    r,
-                    None,
-                    vec![format!("[{}]", names.join(" ")), ns.to_string()],
-                ));
-            }
-        }
-    }
-}
-
 pub(super) fn multi_service(ctx: &Context, out: &mut Vec<Diagnostic>) {
     for w in ctx
         .workloads
@@ -402,28 +343,28 @@ pub(super) fn multi_service(ctx: &Context, out: &mut Vec<Diagnostic>) {
     {
         // port number → protocols seen across the services selecting w
         let mut protocols: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        for infos in ctx.services.values() {
-            for s in infos {
-                if !matches!(s.resource.object.spec, Spec::Service(_)) || s.namespace != w.namespace
-                {
-                    continue;
-                }
-                let Some(sel) = &s.selector else { continue };
-                if sel.is_empty() || !sel.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
-                    continue;
-                }
-                for p in &s.ports {
-                    let proto = p
-                        .app_protocol
-                        .clone()
-                        .or_else(|| protocol_of_name(&p.name).map(str::to_string))
-                        .unwrap_or_else(|| "tcp".into());
-                    let list = protocols.entry(p.number).or_default();
-                    if !list.contains(&proto) {
-                        list.push(proto);
-                    }
+        for s in ctx.services_in(&w.namespace) {
+            if !matches!(s.resource.object.spec, Spec::Service(_)) {
+                continue;
+            }
+            let Some(sel) = &s.selector else { continue };
+            if sel.is_empty() || !sel.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
+                continue;
+            }
+            for p in &s.ports {
+                let proto = p
+                    .app_protocol
+                    .clone()
+                    .or_else(|| protocol_of_name(&p.name).map(str::to_string))
+                    .unwrap_or_else(|| "tcp".into());
+                let list = protocols.entry(p.number).or_default();
+                if !list.contains(&proto) {
+                    list.push(proto);
                 }
             }
+        }
+        if let Some(d) = conflicting_ports(ctx, w) {
+            out.push(d);
         }
         for (port, list) in protocols {
             if list.len() > 1 {
@@ -486,6 +427,143 @@ pub(super) fn service_entries(ctx: &Context, out: &mut Vec<Diagnostic>) {
                     ],
                 ));
             }
+        }
+    }
+}
+
+/// IST0137: Services selecting one Deployment that send different service
+/// ports to the same target port.
+fn conflicting_ports(ctx: &Context, w: &crate::context::Workload) -> Option<Diagnostic> {
+    // target port → (service names, service ports)
+    let mut by_target: BTreeMap<&str, (Vec<&str>, Vec<u32>)> = BTreeMap::new();
+    for s in ctx.services_in(&w.namespace) {
+        if !matches!(s.resource.object.spec, Spec::Service(_)) {
+            continue;
+        }
+        let Some(sel) = &s.selector else { continue };
+        if sel.is_empty() || !sel.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
+            continue;
+        }
+        for p in &s.ports {
+            let (names, ports) = by_target.entry(p.target.as_str()).or_default();
+            if !names.contains(&s.resource.object.name()) {
+                names.push(s.resource.object.name());
+            }
+            if !ports.contains(&p.number) {
+                ports.push(p.number);
+            }
+        }
+    }
+    let (target, (names, ports)) = by_target
+        .into_iter()
+        .find(|(_, (names, ports))| names.len() > 1 && ports.len() > 1)?;
+    let ports: Vec<String> = ports.iter().map(u32::to_string).collect();
+    Some(Diagnostic::new(
+        &DEPLOYMENT_CONFLICTING_PORTS,
+        w.resource,
+        None,
+        vec![
+            res_name(w.resource),
+            format!("[{}]", names.join(" ")),
+            target.to_string(),
+            format!("[{}]", ports.join(" ")),
+        ],
+    ))
+}
+
+/// The UID Istio's proxy runs as; its own traffic bypasses capture.
+const PROXY_UID: i64 = 1337;
+
+pub(super) fn application_uid(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for w in &ctx.workloads {
+        let Some(pod) = w.pod else { continue };
+        let base = if w.is_pod {
+            "spec"
+        } else {
+            "spec.template.spec"
+        };
+        let mut fields = Vec::new();
+        if pod.security_context.as_ref().and_then(|c| c.run_as_user) == Some(PROXY_UID) {
+            fields.push(format!("{base}.securityContext.runAsUser"));
+        }
+        for (i, c) in pod.containers.iter().enumerate() {
+            if c.name == "istio-proxy" {
+                continue;
+            }
+            if c.security_context.as_ref().and_then(|s| s.run_as_user) == Some(PROXY_UID) {
+                fields.push(format!("{base}.containers[{i}].securityContext.runAsUser"));
+            }
+        }
+        for f in fields {
+            out.push(Diagnostic::new(
+                &INVALID_APPLICATION_UID,
+                w.resource,
+                Some(&f),
+                vec![],
+            ));
+        }
+    }
+}
+
+pub(super) fn external_name_ports(ctx: &Context, out: &mut Vec<Diagnostic>) {
+    for r in ctx.of_kind(Kind::Service) {
+        let Spec::Service(svc) = &r.object.spec else {
+            continue;
+        };
+        let Some(spec) = &svc.spec else { continue };
+        if spec.type_.as_deref() != Some("ExternalName") {
+            continue;
+        }
+        // Without a service IP the proxy can only tell TCP services apart
+        // by SNI, so the port must say it carries TLS (or a protocol it
+        // can sniff), not plain or unknown TCP.
+        let bad = spec.ports.iter().flatten().position(|p| {
+            let name = p.name.as_deref().unwrap_or("");
+            let proto = p.app_protocol.as_deref().or_else(|| protocol_of_name(name));
+            matches!(proto, None | Some("tcp"))
+        });
+        if let Some(i) = bad {
+            out.push(Diagnostic::new(
+                &EXTERNAL_NAME_INVALID_PORT_NAME,
+                r,
+                Some(&format!("spec.ports[{i}].name")),
+                vec![],
+            ));
+        }
+    }
+}
+
+/// The label that puts a namespace or pod in the ambient data plane.
+const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
+
+/// Why a Sidecar has no effect in ambient mode, if it has none: ambient
+/// workloads run without a sidecar proxy to configure.
+fn ambient_reason(
+    ctx: &Context,
+    ns: &str,
+    selector: Option<&weft_api::common::WorkloadSelector>,
+) -> Option<&'static str> {
+    let ambient = |labels: &BTreeMap<String, String>| {
+        labels.get(DATAPLANE_MODE).map(String::as_str) == Some("ambient")
+    };
+    match selector {
+        None => ctx
+            .namespaces
+            .get(ns)
+            .filter(|n| ambient(n.object.labels()))
+            .map(|_| "namespace is in ambient mode, the policy has no impact"),
+        Some(sel) => {
+            let ns_ambient = ctx
+                .namespaces
+                .get(ns)
+                .is_some_and(|n| ambient(n.object.labels()));
+            let mut selected = ctx.workloads_matching(ns, &sel.labels).peekable();
+            selected.peek()?;
+            selected
+                .all(|w| {
+                    ambient(&w.labels) || (ns_ambient && !w.labels.contains_key(DATAPLANE_MODE))
+                })
+                .then_some("selected workload is in ambient mode, the policy has no impact")
         }
     }
 }

@@ -133,7 +133,7 @@ pub(super) fn validate(r: &mut Report, vs: &VirtualService) {
             for (k, sni) in m.sni_hosts.iter().enumerate() {
                 let sf = format!("{mf}.sniHosts[{k}]");
                 host(r, &sf, sni, true);
-                if !vs.hosts.is_empty() && !vs.hosts.iter().any(|h| host_matches(h, sni)) {
+                if !vs.hosts.is_empty() && !vs.hosts.iter().any(|h| crate::host::overlap(h, sni)) {
                     r.err(sf, format!("the SNI host {sni:?} is not a match for any of the VirtualService hosts"));
                 }
             }
@@ -149,17 +149,6 @@ pub(super) fn validate(r: &mut Report, vs: &VirtualService) {
 }
 
 /// Whether `pattern` (a host, possibly `*` or `*.suffix`) covers `name`.
-pub(crate) fn host_matches(pattern: &str, name: &str) -> bool {
-    if pattern == "*" || pattern == name {
-        return true;
-    }
-    if let Some(suffix) = pattern.strip_prefix('*') {
-        return name.ends_with(suffix)
-            || name.strip_prefix('*').is_some_and(|n| n.ends_with(suffix));
-    }
-    false
-}
-
 fn http_route(r: &mut Report, f: &str, route: &HttpRoute, in_delegate: bool) {
     let actions = [
         !route.route.is_empty(),
