@@ -27,7 +27,7 @@ fn ist0145_two_gateways_same_selector_port_and_host() {
     let d = diagnostics(&docs(&[&a, &b]), &Default::default());
     assert_eq!(
         d[0].text(),
-        "Conflict with gateways default/b (workload selector istio=ingressgateway, port 80, hosts [a.example.com])."
+        "Conflict with gateways default/b (workload selector istio=ingressgateway, port 80, hosts a.example.com)."
     );
     // Different host, different port, or different selector: no conflict.
     let other_host = gateway(

@@ -180,6 +180,11 @@ pub enum DecodeError {
     Missing(&'static str),
     #[error("{0}")]
     UnknownKind(String),
+    /// A kind weft knows, in an API version or group that does not serve
+    /// it (e.g. a Deployment in extensions/v1beta1): the API server would
+    /// reject it, so it is an error rather than something to skip.
+    #[error("{0}")]
+    UnservedVersion(String),
 }
 
 impl DecodeError {
@@ -232,7 +237,13 @@ pub fn decode(value: serde_json::Value) -> Result<Object, DecodeError> {
         .and_then(|v| v.as_str())
         .ok_or(DecodeError::Missing("apiVersion"))?
         .to_string();
-    let kind = kinds::lookup(&api_version, &kind_name).map_err(DecodeError::UnknownKind)?;
+    let kind = kinds::lookup(&api_version, &kind_name).map_err(|message| {
+        if KINDS.iter().any(|k| k.name == kind_name) {
+            DecodeError::UnservedVersion(message)
+        } else {
+            DecodeError::UnknownKind(message)
+        }
+    })?;
 
     if kind.info().k8s_native {
         return decode_native(kind, api_version, value);
@@ -249,6 +260,10 @@ pub fn decode(value: serde_json::Value) -> Result<Object, DecodeError> {
         }
     }
     let meta: ObjectMeta = typed(obj.get("metadata").cloned(), "metadata")?;
+    if let Some(m) = obj.get("metadata") {
+        let mut path = vec![PathSeg::Key("metadata".into())];
+        reject_dropped_fields(m, &to_json(&meta), &mut path)?;
+    }
     let spec_value = obj
         .get("spec")
         .cloned()
@@ -288,11 +303,14 @@ fn decode_native(
     api_version: String,
     value: serde_json::Value,
 ) -> Result<Object, DecodeError> {
-    fn boxed<T: serde::de::DeserializeOwned + k8s_openapi::Metadata<Ty = ObjectMeta>>(
+    fn boxed<
+        T: serde::de::DeserializeOwned + serde::Serialize + k8s_openapi::Metadata<Ty = ObjectMeta>,
+    >(
         value: serde_json::Value,
         wrap: fn(Box<T>) -> Spec,
     ) -> Result<(ObjectMeta, Spec), DecodeError> {
-        let obj: T = typed(Some(value), "")?;
+        let obj: T = typed(Some(value.clone()), "")?;
+        reject_dropped_fields(&value, &to_json(&obj), &mut Vec::new())?;
         let meta = obj.metadata().clone();
         Ok((meta, wrap(Box::new(obj))))
     }
@@ -321,6 +339,59 @@ fn decode_native(
         meta,
         spec,
     })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// The Kubernetes types (k8s-openapi) ignore fields they do not know, as
+/// the API server does without strict validation. kubectl validates
+/// strictly, and a misspelt field silently dropped is the worst kind of
+/// config bug, so every key of the input must survive a decode/encode
+/// round trip; the first that does not is reported as unknown.
+fn reject_dropped_fields(
+    input: &serde_json::Value,
+    decoded: &serde_json::Value,
+    path: &mut Vec<PathSeg>,
+) -> Result<(), DecodeError> {
+    use serde_json::Value;
+    match (input, decoded) {
+        (Value::Object(i), Value::Object(d)) => {
+            for (k, v) in i {
+                if v.is_null() {
+                    continue;
+                }
+                path.push(PathSeg::Key(k.clone()));
+                match d.get(k) {
+                    Some(dv) => reject_dropped_fields(v, dv, path)?,
+                    None => {
+                        let known: Vec<&str> = d.keys().map(String::as_str).collect();
+                        let hint = if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (fields set here: {})", known.join(", "))
+                        };
+                        return Err(DecodeError::field(
+                            path.clone(),
+                            format!("unknown field {k:?}{hint}"),
+                        ));
+                    }
+                }
+                path.pop();
+            }
+            Ok(())
+        }
+        (Value::Array(i), Value::Array(d)) => {
+            for (n, (iv, dv)) in i.iter().zip(d).enumerate() {
+                path.push(PathSeg::Index(n));
+                reject_dropped_fields(iv, dv, path)?;
+                path.pop();
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Deserializes `value` (absent means `{}`) and reports the failing field's

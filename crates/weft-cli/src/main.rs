@@ -180,11 +180,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 return Ok(1);
             }
             let failing = diags.iter().any(|d| d.level() >= failure_threshold);
-            Ok(if failing {
-                EXIT_ANALYZER_FOUND_ISSUES
-            } else {
-                0
-            })
+            if !failing {
+                return Ok(0);
+            }
+            if output == Output::Log {
+                let scope = namespace
+                    .as_deref()
+                    .map_or("all namespaces".to_string(), |n| format!("namespace: {n}"));
+                eprintln!("Error: Analyzers found issues when analyzing {scope}.");
+                eprintln!("See https://istio.io/latest/docs/reference/config/analysis for more information about causes and resolutions.");
+            }
+            Ok(EXIT_ANALYZER_FOUND_ISSUES)
         }
     }
 }

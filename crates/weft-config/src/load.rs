@@ -427,6 +427,13 @@ fn load_node(
             message,
             kind: IssueKind::Schema,
         }),
+        Err(weft_api::DecodeError::UnservedVersion(message)) => out.issues.push(LoadIssue {
+            origin,
+            resource: resource_name,
+            field: Some("apiVersion".into()),
+            message,
+            kind: IssueKind::Schema,
+        }),
         Err(e @ weft_api::DecodeError::Missing(_)) => out.issues.push(LoadIssue {
             origin,
             resource: resource_name,

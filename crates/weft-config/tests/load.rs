@@ -120,3 +120,34 @@ fn garbage_empty_and_huge_inputs_are_errors_not_panics() {
     assert_eq!(r.issues[0].kind, IssueKind::Io);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn misspelt_fields_in_kubernetes_kinds_and_metadata_are_schema_errors() {
+    let svc =
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n  - number: 80\n";
+    let r = load_str("s.yaml", svc, &LoadOptions::default());
+    assert!(r.resources.is_empty());
+    assert_eq!(r.issues[0].kind, IssueKind::Schema);
+    assert_eq!(r.issues[0].field.as_deref(), Some("spec.ports[0].number"));
+    assert_eq!(r.issues[0].origin.line, 6);
+    assert!(
+        r.issues[0].message.starts_with("unknown field \"number\""),
+        "{}",
+        r.issues[0].message
+    );
+
+    let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: v\n  namepsace: shop\nspec: {hosts: [a]}\n";
+    let r = load_str("v.yaml", vs, &LoadOptions::default());
+    assert_eq!(r.issues[0].field.as_deref(), Some("metadata.namepsace"));
+    assert_eq!(r.issues[0].origin.line, 5);
+
+    // Known kind, removed API version: an error, not a skipped unknown kind.
+    let old = "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n";
+    let r = load_str("d.yaml", old, &LoadOptions::default());
+    assert_eq!(r.issues[0].kind, IssueKind::Schema);
+    assert!(
+        r.issues[0].message.contains("apps/v1"),
+        "{}",
+        r.issues[0].message
+    );
+}

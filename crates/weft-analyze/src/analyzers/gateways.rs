@@ -71,7 +71,7 @@ pub(super) fn conflicting(ctx: &Context, out: &mut Vec<Diagnostic>) {
                                 res_name(other),
                                 sel.join(","),
                                 sa.port.number.to_string(),
-                                format!("[{}]", hosts.join(" ")),
+                                hosts.join(","),
                             ],
                         ));
                     }

@@ -1,0 +1,200 @@
+//! The `weft` binary end to end: exit codes, output formats, and the
+//! bundled examples (clean as rebuilt; each seed mistake found as written).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `weft ARGS` in the repository root with `stdin` piped in.
+fn weft(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn example(path: &str) -> String {
+    std::fs::read_to_string(repo().join("examples").join(path)).unwrap()
+}
+
+#[test]
+fn examples_analyze_clean_and_validate() {
+    let out = weft(&["analyze", "examples/"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        "✔ No validation issues found when analyzing all namespaces.\n"
+    );
+    let out = weft(&["validate", "-f", "examples/"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("✔ 60 objects valid"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn seed_001_gateway_as_written_conflicts_with_the_other_scenarios() {
+    let as_written = example("seed-canary/canary.yaml").replace("\"canary.example.com\"", "\"*\"");
+    let out = weft(
+        &[
+            "analyze",
+            "examples/seed-traffic",
+            "examples/seed-routing",
+            "-",
+        ],
+        &as_written,
+    );
+    assert_eq!(out.status.code(), Some(79), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.iter().all(|l| l.starts_with("Error [IST0145]")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("(Gateway canary/bookinfo-gateway -:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Conflict with gateways bookinfo/bookinfo-gateway (workload selector istio=ingressgateway, port 80, hosts bookinfo.kubeasy.com)"), "{stdout}");
+    assert!(
+        stdout.contains("Conflict with gateways routing/httpbin-gateway"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("Error: Analyzers found issues"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn seed_001_service_port_number_is_rejected_by_validate() {
+    let as_written =
+        example("seed-canary/port-naming.yaml").replace("- port: 3306", "- number: 3306");
+    let out = weft(&["validate", "-f", "-"], &as_written);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("-:13"), "{err}");
+    assert!(err.contains("Service canary/myservice"), "{err}");
+    assert!(err.contains("number"), "{err}");
+}
+
+#[test]
+fn seed_002_without_the_reviews_destination_rule_misses_subsets() {
+    let routing = example("seed-routing/routing.yaml");
+    let start = routing.find("# The seed routes to subsets").unwrap();
+    let end = routing.find("# bookinfo.com/reviews").unwrap();
+    let as_written = format!("{}{}", &routing[..start], &routing[end..]);
+    let out = weft(
+        &["analyze", "examples/seed-routing/workloads.yaml", "-"],
+        &as_written,
+    );
+    assert_eq!(out.status.code(), Some(79));
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "Error [IST0101] (VirtualService routing/reviews -:20) Referenced host+subset in destinationrule not found: \"reviews+v2\"",
+            "Error [IST0101] (VirtualService routing/reviews -:24) Referenced host+subset in destinationrule not found: \"reviews+v3\"",
+        ]
+    );
+}
+
+#[test]
+fn every_bookinfo_sample_validates() {
+    let shared = std::env::var("WEFT_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("../shared"));
+    let dir = shared.join("reference/istio/bookinfo");
+    let out = weft(&["validate", "-f", dir.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("✔ 68 objects valid"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn seed_004_removed_deployment_api_is_named() {
+    let as_written =
+        example("seed-multicluster/local-cluster.yaml").replace("apps/v1", "extensions/v1beta1");
+    let out = weft(&["validate", "-f", "-"], &as_written);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("apps/v1"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn analyze_thresholds_and_formats() {
+    let info_only = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n";
+    // IST0102 is Info: printed, but below the default failure threshold.
+    let out = weft(&["analyze", "-"], info_only);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(text(&out.stdout).starts_with("Info [IST0102] (Namespace shop -:3)"));
+    let out = weft(&["analyze", "--failure-threshold", "Info", "-"], info_only);
+    assert_eq!(out.status.code(), Some(79));
+    let out = weft(
+        &["analyze", "--output-threshold", "Warning", "-"],
+        info_only,
+    );
+    assert_eq!(text(&out.stdout), "");
+    let out = weft(&["analyze", "-S", "IST0102=Namespace shop", "-"], info_only);
+    assert_eq!(text(&out.stdout), "");
+
+    let out = weft(&["analyze", "-o", "json", "-"], info_only);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON array");
+    assert_eq!(json[0]["code"], "IST0102");
+    assert_eq!(json[0]["origin"], "Namespace shop");
+    let out = weft(&["analyze", "-o", "yaml", "-"], info_only);
+    assert!(text(&out.stdout).contains("code: IST0102"));
+}
+
+#[test]
+fn usage_and_io_errors() {
+    let out = weft(&["analyze", "-S", "nonsense", "-"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("expected CODE=Kind name"));
+    let out = weft(&["validate", "-f", "no/such/file.yaml"], "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no/such/file.yaml"));
+    let out = weft(&["analyze", "--failure-threshold", "Loud", "-"], "");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn list_analyzers_version_and_completion() {
+    let out = weft(&["analyze", "-L"], "");
+    let list = text(&out.stdout);
+    assert!(list.contains("virtualservice.DestinationRuleAnalyzer"));
+    assert!(list.lines().count() >= 20, "{list}");
+    let out = weft(&["version"], "");
+    assert!(text(&out.stdout).starts_with("weft "));
+    let out = weft(&["completion", "bash"], "");
+    assert!(text(&out.stdout).contains("_weft()"));
+}
