@@ -15,3 +15,21 @@ pub use load::{
     Resource,
 };
 pub use validate::{validate, Severity, Violation};
+
+/// The entry point fuzz targets (`fuzz/`) and the stable mutation test
+/// share, so both exercise exactly the same path.
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::{load_str, validate, LoadIssue, LoadOptions, Resource};
+
+    /// Loads `data` as a file, validates every object, and hands the result
+    /// to `then` (the analyzer, which lives in a crate above this one).
+    pub fn load_validate_analyze(data: &[u8], then: impl FnOnce(&[Resource], &[LoadIssue])) {
+        let text = String::from_utf8_lossy(data);
+        let loaded = load_str("fuzz.yaml", &text, &LoadOptions::default());
+        for r in &loaded.resources {
+            let _ = validate(&r.object);
+        }
+        then(&loaded.resources, &loaded.issues);
+    }
+}
