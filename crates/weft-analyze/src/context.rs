@@ -258,6 +258,20 @@ impl<'a> Context<'a> {
             .map(|&i| &self.services[i])
     }
 
+    /// Kubernetes Services in the workload's namespace whose (non-empty)
+    /// selector picks the workload.
+    pub fn kubernetes_services_selecting<'s>(
+        &'s self,
+        w: &'s Workload<'a>,
+    ) -> impl Iterator<Item = &'s ServiceInfo<'a>> + 's {
+        self.services_in(&w.namespace).filter(move |s| {
+            matches!(s.resource.object.spec, Spec::Service(_))
+                && s.selector.as_ref().is_some_and(|sel| {
+                    !sel.is_empty() && sel.iter().all(|(k, v)| w.labels.get(k) == Some(v))
+                })
+        })
+    }
+
     /// DestinationRules whose host covers `fqdn`.
     pub fn destination_rules_for<'s>(
         &'s self,

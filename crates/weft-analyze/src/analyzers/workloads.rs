@@ -343,14 +343,7 @@ pub(super) fn multi_service(ctx: &Context, out: &mut Vec<Diagnostic>) {
     {
         // port number → protocols seen across the services selecting w
         let mut protocols: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        for s in ctx.services_in(&w.namespace) {
-            if !matches!(s.resource.object.spec, Spec::Service(_)) {
-                continue;
-            }
-            let Some(sel) = &s.selector else { continue };
-            if sel.is_empty() || !sel.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
-                continue;
-            }
+        for s in ctx.kubernetes_services_selecting(w) {
             for p in &s.ports {
                 let proto = p
                     .app_protocol
@@ -436,14 +429,7 @@ pub(super) fn service_entries(ctx: &Context, out: &mut Vec<Diagnostic>) {
 fn conflicting_ports(ctx: &Context, w: &crate::context::Workload) -> Option<Diagnostic> {
     // target port → (service names, service ports)
     let mut by_target: BTreeMap<&str, (Vec<&str>, Vec<u32>)> = BTreeMap::new();
-    for s in ctx.services_in(&w.namespace) {
-        if !matches!(s.resource.object.spec, Spec::Service(_)) {
-            continue;
-        }
-        let Some(sel) = &s.selector else { continue };
-        if sel.is_empty() || !sel.iter().all(|(k, v)| w.labels.get(k) == Some(v)) {
-            continue;
-        }
+    for s in ctx.kubernetes_services_selecting(w) {
         for p in &s.ports {
             let (names, ports) = by_target.entry(p.target.as_str()).or_default();
             if !names.contains(&s.resource.object.name()) {
