@@ -1,0 +1,89 @@
+//! `typed_config` (a protobuf `Any` in JSON: `{"@type": ..., fields}`),
+//! decoded into the type its `@type` names. An `@type` weft does not
+//! implement is an error naming it.
+
+use std::cell::RefCell;
+
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use crate::filters::{HttpConnectionManager, HttpProtocolOptions, Router, TcpProxy};
+use crate::FieldError;
+
+#[derive(Clone, Debug)]
+pub enum TypedConfig {
+    HttpConnectionManager(Box<HttpConnectionManager>),
+    TcpProxy(Box<TcpProxy>),
+    Router(Router),
+    OriginalDst,
+    TlsInspector,
+    HttpInspector,
+    HttpProtocolOptions(Box<HttpProtocolOptions>),
+}
+
+const PREFIX: &str = "type.googleapis.com/";
+
+impl TypedConfig {
+    fn from_json(mut v: Value) -> Result<Self, FieldError> {
+        let at_type = match v.as_object_mut().and_then(|m| m.remove("@type")) {
+            Some(Value::String(s)) => s,
+            _ => return Err(FieldError::new(vec![], "typed_config needs an \"@type\"")),
+        };
+        let name = at_type.strip_prefix(PREFIX).unwrap_or(&at_type);
+        let empty = |v: &Value| v.as_object().is_none_or(|m| m.is_empty());
+        Ok(match name {
+            "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager" => {
+                TypedConfig::HttpConnectionManager(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy" => {
+                TypedConfig::TcpProxy(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.http.router.v3.Router" => TypedConfig::Router(crate::decode(v)?),
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" => {
+                TypedConfig::HttpProtocolOptions(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.listener.original_dst.v3.OriginalDst" if empty(&v) => {
+                TypedConfig::OriginalDst
+            }
+            "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector" if empty(&v) => {
+                TypedConfig::TlsInspector
+            }
+            "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector" if empty(&v) => {
+                TypedConfig::HttpInspector
+            }
+            n if n.contains(".listener.") => {
+                return Err(FieldError::new(
+                    vec![],
+                    format!("{at_type}: not implemented by weft (or set with fields weft does not implement)"),
+                ))
+            }
+            _ => {
+                return Err(FieldError::new(
+                    vec![],
+                    format!("{at_type}: not implemented by weft"),
+                ))
+            }
+        })
+    }
+}
+
+thread_local! {
+    /// The full error of a typed_config that failed inside a larger decode;
+    /// serde only carries a message across, so the path travels here.
+    static NESTED: RefCell<Option<FieldError>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn take_nested_error() -> Option<FieldError> {
+    NESTED.with(|n| n.borrow_mut().take())
+}
+
+impl<'de> Deserialize<'de> for TypedConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        TypedConfig::from_json(v).map_err(|e| {
+            let message = e.message.clone();
+            NESTED.with(|n| *n.borrow_mut() = Some(e));
+            serde::de::Error::custom(message)
+        })
+    }
+}

@@ -1,0 +1,417 @@
+//! Rules serde cannot express: oneofs, references between resources,
+//! and what weft does not implement yet (named, never ignored).
+
+use std::collections::HashSet;
+
+use weft_yaml::PathSeg;
+
+use crate::cluster::{Cluster, DiscoveryType, LbPolicy};
+use crate::filters::HttpConnectionManager;
+use crate::listener::Listener;
+use crate::route::{HeaderMatcher, Route, RouteConfiguration};
+use crate::{Bootstrap, FieldError, TypedConfig};
+
+/// A path under construction: `at(&["static_resources", "listeners"])`.
+#[derive(Clone, Default)]
+struct At(Vec<PathSeg>);
+
+impl At {
+    fn key(&self, k: &str) -> At {
+        let mut p = self.0.clone();
+        p.push(PathSeg::Key(k.to_string()));
+        At(p)
+    }
+    fn idx(&self, i: usize) -> At {
+        let mut p = self.0.clone();
+        p.push(PathSeg::Index(i));
+        At(p)
+    }
+    fn err(&self, message: impl Into<String>) -> FieldError {
+        FieldError::new(self.0.clone(), message)
+    }
+}
+
+fn exactly_one(at: &At, what: &str, set: &[(&str, bool)]) -> Result<(), FieldError> {
+    let chosen: Vec<&str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+    let names: Vec<&str> = set.iter().map(|(n, _)| *n).collect();
+    match chosen.len() {
+        1 => Ok(()),
+        0 => Err(at.err(format!("{what} needs one of {}", names.join(", ")))),
+        _ => Err(at.err(format!(
+            "{what} sets {}; only one of {} may be set",
+            chosen.join(" and "),
+            names.join(", ")
+        ))),
+    }
+}
+
+/// RE2 syntax is what Envoy accepts; Rust's `regex` crate implements the
+/// same family (no backreferences or lookaround) and is what matches at
+/// runtime, so compiling with it is the check.
+fn regex(at: &At, pattern: &str) -> Result<(), FieldError> {
+    regex::Regex::new(pattern)
+        .map(|_| ())
+        .map_err(|e| at.err(format!("invalid regex {pattern:?}: {e}")))
+}
+
+pub fn bootstrap(b: &Bootstrap) -> Result<(), FieldError> {
+    let root = At::default().key("static_resources");
+    let mut clusters = HashSet::new();
+    for (i, c) in b.static_resources.clusters.iter().enumerate() {
+        let at = root.key("clusters").idx(i);
+        if !clusters.insert(c.name.as_str()) {
+            return Err(at
+                .key("name")
+                .err(format!("duplicate cluster name {:?}", c.name)));
+        }
+        cluster(&at, c)?;
+    }
+    let mut names = HashSet::new();
+    for (i, l) in b.static_resources.listeners.iter().enumerate() {
+        let at = root.key("listeners").idx(i);
+        if !names.insert(l.name.as_str()) {
+            return Err(at
+                .key("name")
+                .err(format!("duplicate listener name {:?}", l.name)));
+        }
+        listener(&at, l, &clusters)?;
+    }
+    if let Some(admin) = &b.admin {
+        if let Some(addr) = &admin.address {
+            if addr.socket_addr().is_none() {
+                return Err(At::default()
+                    .key("admin")
+                    .key("address")
+                    .err("expected socket_address with an IP address and a port"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
+    if c.name.is_empty() {
+        return Err(at.key("name").err("a cluster needs a name"));
+    }
+    match c.lb_policy {
+        LbPolicy::ROUND_ROBIN | LbPolicy::LEAST_REQUEST | LbPolicy::RANDOM => {}
+        other => {
+            return Err(at
+                .key("lb_policy")
+                .err(format!("{other:?} is not implemented by weft yet")))
+        }
+    }
+    if c.type_ == DiscoveryType::EDS {
+        return Err(at
+            .key("type")
+            .err("EDS clusters need the xDS client, which weft does not have yet"));
+    }
+    let endpoints = c.load_assignment.iter().flat_map(|la| {
+        la.endpoints.iter().enumerate().flat_map(|(i, le)| {
+            le.lb_endpoints
+                .iter()
+                .enumerate()
+                .map(move |(j, e)| (i, j, e))
+        })
+    });
+    for (i, j, e) in endpoints {
+        let eat = at
+            .key("load_assignment")
+            .key("endpoints")
+            .idx(i)
+            .key("lb_endpoints")
+            .idx(j)
+            .key("endpoint")
+            .key("address");
+        let Some(sa) = &e.endpoint.address.socket_address else {
+            return Err(eat.err("expected socket_address"));
+        };
+        if u16::try_from(sa.port_value).is_err() || sa.port_value == 0 {
+            return Err(eat.key("socket_address").key("port_value").err(format!(
+                "port {} is out of range: expected 1–65535",
+                sa.port_value
+            )));
+        }
+        if c.type_ == DiscoveryType::STATIC && sa.address.parse::<std::net::IpAddr>().is_err() {
+            return Err(eat.key("socket_address").key("address").err(format!(
+                "{:?} is not an IP address; STATIC clusters need IPs (use STRICT_DNS for names)",
+                sa.address
+            )));
+        }
+    }
+    for (name, opts) in &c.typed_extension_protocol_options {
+        if !matches!(opts, TypedConfig::HttpProtocolOptions(_)) {
+            return Err(at
+                .key("typed_extension_protocol_options")
+                .key(name)
+                .err("expected envoy.extensions.upstreams.http.v3.HttpProtocolOptions"));
+        }
+    }
+    Ok(())
+}
+
+fn listener(at: &At, l: &Listener, clusters: &HashSet<&str>) -> Result<(), FieldError> {
+    if l.address.socket_addr().is_none() {
+        return Err(at
+            .key("address")
+            .err("expected socket_address with an IP address and a port"));
+    }
+    if l.filter_chains.is_empty() && l.default_filter_chain.is_none() {
+        return Err(at
+            .key("filter_chains")
+            .err("a listener needs at least one filter chain"));
+    }
+    for (i, f) in l.listener_filters.iter().enumerate() {
+        let ok = matches!(
+            f.typed_config,
+            TypedConfig::OriginalDst | TypedConfig::TlsInspector | TypedConfig::HttpInspector
+        );
+        if !ok {
+            return Err(at
+                .key("listener_filters")
+                .idx(i)
+                .err("not a listener filter"));
+        }
+    }
+    let chains = l
+        .filter_chains
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (at.key("filter_chains").idx(i), c))
+        .chain(
+            l.default_filter_chain
+                .iter()
+                .map(|c| (at.key("default_filter_chain"), c)),
+        );
+    for (cat, chain) in chains {
+        let n = chain.filters.len();
+        if n == 0 {
+            return Err(cat
+                .key("filters")
+                .err("a filter chain needs a terminal filter"));
+        }
+        for (i, f) in chain.filters.iter().enumerate() {
+            let fat = cat.key("filters").idx(i).key("typed_config");
+            let terminal = i + 1 == n;
+            match &f.typed_config {
+                TypedConfig::HttpConnectionManager(hcm) if terminal => {
+                    http_connection_manager(&fat, hcm, clusters)?
+                }
+                TypedConfig::TcpProxy(tp) if terminal => {
+                    let at = fat.clone();
+                    match (&tp.cluster, &tp.weighted_clusters) {
+                        (Some(c), None) => known_cluster(&at.key("cluster"), c, clusters)?,
+                        (None, Some(w)) => {
+                            for (j, cw) in w.clusters.iter().enumerate() {
+                                let wat = at.key("weighted_clusters").key("clusters").idx(j);
+                                known_cluster(&wat.key("name"), &cw.name, clusters)?;
+                            }
+                        }
+                        _ => exactly_one(
+                            &at,
+                            "tcp_proxy",
+                            &[
+                                ("cluster", tp.cluster.is_some()),
+                                ("weighted_clusters", tp.weighted_clusters.is_some()),
+                            ],
+                        )?,
+                    }
+                }
+                TypedConfig::HttpConnectionManager(_) | TypedConfig::TcpProxy(_) => {
+                    return Err(fat.err("a terminal filter must be the last in its chain"))
+                }
+                _ => return Err(fat.err("not a network filter weft implements")),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn known_cluster(at: &At, name: &str, clusters: &HashSet<&str>) -> Result<(), FieldError> {
+    if clusters.contains(name) {
+        Ok(())
+    } else {
+        Err(at.err(format!("unknown cluster {name:?}")))
+    }
+}
+
+fn http_connection_manager(
+    at: &At,
+    hcm: &HttpConnectionManager,
+    clusters: &HashSet<&str>,
+) -> Result<(), FieldError> {
+    if hcm.rds.is_some() {
+        return Err(at
+            .key("rds")
+            .err("RDS needs the xDS client, which weft does not have yet; inline route_config"));
+    }
+    let Some(rc) = &hcm.route_config else {
+        return Err(at
+            .key("route_config")
+            .err("an HTTP connection manager needs route_config"));
+    };
+    match hcm.http_filters.last() {
+        Some(f) if matches!(f.typed_config, Some(TypedConfig::Router(_))) => {}
+        _ => {
+            return Err(at
+                .key("http_filters")
+                .err("the last HTTP filter must be envoy.filters.http.router"))
+        }
+    }
+    for (i, f) in hcm.http_filters.iter().enumerate() {
+        if !matches!(f.typed_config, Some(TypedConfig::Router(_))) {
+            return Err(at.key("http_filters").idx(i).err(format!(
+                "HTTP filter {:?} is not implemented by weft yet",
+                f.name
+            )));
+        }
+    }
+    route_config(&at.key("route_config"), rc, clusters)
+}
+
+fn route_config(
+    at: &At,
+    rc: &RouteConfiguration,
+    clusters: &HashSet<&str>,
+) -> Result<(), FieldError> {
+    let validate = rc.validate_clusters.unwrap_or(true);
+    for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+        let vat = at.key("virtual_hosts").idx(i);
+        if vh.domains.is_empty() {
+            return Err(vat
+                .key("domains")
+                .err("a virtual host needs at least one domain"));
+        }
+        for (j, r) in vh.routes.iter().enumerate() {
+            route(&vat.key("routes").idx(j), r, clusters, validate)?;
+        }
+    }
+    Ok(())
+}
+
+fn route(at: &At, r: &Route, clusters: &HashSet<&str>, validate: bool) -> Result<(), FieldError> {
+    let m = &r.match_;
+    let mat = at.key("match");
+    exactly_one(
+        &mat,
+        "a route match",
+        &[
+            ("prefix", m.prefix.is_some()),
+            ("path", m.path.is_some()),
+            ("safe_regex", m.safe_regex.is_some()),
+            ("path_separated_prefix", m.path_separated_prefix.is_some()),
+        ],
+    )?;
+    if let Some(re) = &m.safe_regex {
+        regex(&mat.key("safe_regex").key("regex"), &re.regex)?;
+    }
+    if m.runtime_fraction.is_some() {
+        return Err(mat
+            .key("runtime_fraction")
+            .err("not implemented by weft yet"));
+    }
+    for (i, h) in m.headers.iter().enumerate() {
+        header_matcher(&mat.key("headers").idx(i), h)?;
+    }
+    for (i, q) in m.query_parameters.iter().enumerate() {
+        if let Some(re) = q.string_match.as_ref().and_then(|s| s.safe_regex.as_ref()) {
+            let qat = mat.key("query_parameters").idx(i).key("string_match");
+            regex(&qat.key("safe_regex").key("regex"), &re.regex)?;
+        }
+    }
+    exactly_one(
+        at,
+        "a route",
+        &[
+            ("route", r.route.is_some()),
+            ("redirect", r.redirect.is_some()),
+            ("direct_response", r.direct_response.is_some()),
+        ],
+    )?;
+    if let Some(a) = &r.route {
+        let aat = at.key("route");
+        exactly_one(
+            &aat,
+            "a route action",
+            &[
+                ("cluster", a.cluster.is_some()),
+                ("weighted_clusters", a.weighted_clusters.is_some()),
+                ("cluster_header", a.cluster_header.is_some()),
+            ],
+        )?;
+        if a.cluster_header.is_some() {
+            return Err(aat.key("cluster_header").err("not implemented by weft yet"));
+        }
+        if validate {
+            if let Some(c) = &a.cluster {
+                known_cluster(&aat.key("cluster"), c, clusters)?;
+            }
+        }
+        if let Some(w) = &a.weighted_clusters {
+            if w.clusters.is_empty() {
+                return Err(aat
+                    .key("weighted_clusters")
+                    .err("needs at least one cluster"));
+            }
+            for (i, c) in w.clusters.iter().enumerate() {
+                if validate {
+                    let cat = aat.key("weighted_clusters").key("clusters").idx(i);
+                    known_cluster(&cat.key("name"), &c.name, clusters)?;
+                }
+            }
+        }
+        if let Some(rr) = &a.regex_rewrite {
+            regex(
+                &aat.key("regex_rewrite").key("pattern").key("regex"),
+                &rr.pattern.regex,
+            )?;
+        }
+        if a.prefix_rewrite.is_some() && a.regex_rewrite.is_some() {
+            return Err(aat.err("prefix_rewrite and regex_rewrite are mutually exclusive"));
+        }
+    }
+    if let Some(d) = &r.direct_response {
+        if !(200..=599).contains(&d.status) {
+            return Err(at.key("direct_response").key("status").err(format!(
+                "status {} is out of range: expected 200–599",
+                d.status
+            )));
+        }
+        if d.body.as_ref().is_some_and(|b| b.filename.is_some()) {
+            return Err(at
+                .key("direct_response")
+                .key("body")
+                .key("filename")
+                .err("not implemented by weft yet; use inline_string"));
+        }
+    }
+    Ok(())
+}
+
+fn header_matcher(at: &At, h: &HeaderMatcher) -> Result<(), FieldError> {
+    if h.name.is_empty() {
+        return Err(at.key("name").err("a header matcher needs a name"));
+    }
+    let set = [
+        ("exact_match", h.exact_match.is_some()),
+        ("safe_regex_match", h.safe_regex_match.is_some()),
+        ("present_match", h.present_match.is_some()),
+        ("prefix_match", h.prefix_match.is_some()),
+        ("suffix_match", h.suffix_match.is_some()),
+        ("contains_match", h.contains_match.is_some()),
+        ("string_match", h.string_match.is_some()),
+    ];
+    if set.iter().filter(|(_, s)| *s).count() > 1 {
+        exactly_one(at, "a header matcher", &set)?;
+    }
+    if let Some(re) = &h.safe_regex_match {
+        regex(&at.key("safe_regex_match").key("regex"), &re.regex)?;
+    }
+    if let Some(re) = h.string_match.as_ref().and_then(|s| s.safe_regex.as_ref()) {
+        regex(
+            &at.key("string_match").key("safe_regex").key("regex"),
+            &re.regex,
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! `envoy.config.cluster.v3` and `endpoint.v3`: clusters and their
+//! static endpoints.
+
+use serde::Deserialize;
+
+use crate::filters::ExtensionOptions;
+use crate::{Address, Duration};
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_: DiscoveryType,
+    pub connect_timeout: Option<Duration>,
+    pub lb_policy: LbPolicy,
+    pub load_assignment: Option<ClusterLoadAssignment>,
+    pub typed_extension_protocol_options: ExtensionOptions,
+    pub dns_lookup_family: Option<DnsLookupFamily>,
+    pub dns_refresh_rate: Option<Duration>,
+    pub respect_dns_ttl: bool,
+    pub eds_cluster_config: Option<serde_json::Value>,
+    pub per_connection_buffer_limit_bytes: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum DiscoveryType {
+    #[default]
+    STATIC,
+    STRICT_DNS,
+    LOGICAL_DNS,
+    EDS,
+    ORIGINAL_DST,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum LbPolicy {
+    #[default]
+    ROUND_ROBIN,
+    LEAST_REQUEST,
+    RANDOM,
+    RING_HASH,
+    MAGLEV,
+    CLUSTER_PROVIDED,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum DnsLookupFamily {
+    #[default]
+    AUTO,
+    V4_ONLY,
+    V6_ONLY,
+    V4_PREFERRED,
+    ALL,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterLoadAssignment {
+    pub cluster_name: String,
+    pub endpoints: Vec<LocalityLbEndpoints>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalityLbEndpoints {
+    pub locality: Option<serde_json::Value>,
+    pub lb_endpoints: Vec<LbEndpoint>,
+    pub load_balancing_weight: Option<u32>,
+    pub priority: u32,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LbEndpoint {
+    pub endpoint: Endpoint,
+    pub load_balancing_weight: Option<u32>,
+    pub health_status: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Endpoint {
+    pub address: Address,
+    pub hostname: String,
+}

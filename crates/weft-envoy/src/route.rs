@@ -1,0 +1,181 @@
+//! `envoy.config.route.v3`: route configurations, virtual hosts, routes.
+
+use serde::Deserialize;
+
+use crate::{Duration, FractionalPercent, HeaderValueOption, RegexMatcher, StringMatcher};
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfiguration {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    pub response_headers_to_remove: Vec<String>,
+    pub validate_clusters: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    pub response_headers_to_remove: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Route {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub match_: RouteMatch,
+    pub route: Option<RouteAction>,
+    pub redirect: Option<RedirectAction>,
+    pub direct_response: Option<DirectResponseAction>,
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    pub response_headers_to_remove: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteMatch {
+    pub prefix: Option<String>,
+    pub path: Option<String>,
+    pub safe_regex: Option<RegexMatcher>,
+    pub path_separated_prefix: Option<String>,
+    pub case_sensitive: Option<bool>,
+    pub headers: Vec<HeaderMatcher>,
+    pub query_parameters: Vec<QueryParameterMatcher>,
+    pub grpc: Option<serde_json::Value>,
+    pub runtime_fraction: Option<RuntimeFraction>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeFraction {
+    pub default_value: FractionalPercent,
+    pub runtime_key: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderMatcher {
+    pub name: String,
+    pub exact_match: Option<String>,
+    pub safe_regex_match: Option<RegexMatcher>,
+    pub present_match: Option<bool>,
+    pub prefix_match: Option<String>,
+    pub suffix_match: Option<String>,
+    pub contains_match: Option<String>,
+    pub string_match: Option<StringMatcher>,
+    pub invert_match: bool,
+    pub treat_missing_header_as_empty: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryParameterMatcher {
+    pub name: String,
+    pub string_match: Option<StringMatcher>,
+    pub present_match: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteAction {
+    pub cluster: Option<String>,
+    pub weighted_clusters: Option<WeightedCluster>,
+    pub cluster_header: Option<String>,
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<RegexRewrite>,
+    pub host_rewrite_literal: Option<String>,
+    pub auto_host_rewrite: Option<bool>,
+    pub timeout: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub upgrade_configs: Vec<crate::filters::UpgradeConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightedCluster {
+    pub clusters: Vec<ClusterWeight>,
+    pub total_weight: Option<u32>,
+    pub runtime_key_prefix: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterWeight {
+    pub name: String,
+    pub weight: Option<u32>,
+    pub request_headers_to_add: Vec<HeaderValueOption>,
+    pub request_headers_to_remove: Vec<String>,
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+    pub response_headers_to_remove: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegexRewrite {
+    pub pattern: RegexMatcher,
+    pub substitution: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedirectAction {
+    pub https_redirect: bool,
+    pub scheme_redirect: Option<String>,
+    pub host_redirect: Option<String>,
+    pub port_redirect: Option<u32>,
+    pub path_redirect: Option<String>,
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<RegexRewrite>,
+    pub response_code: RedirectResponseCode,
+    pub strip_query: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(non_camel_case_types)]
+pub enum RedirectResponseCode {
+    #[default]
+    MOVED_PERMANENTLY,
+    FOUND,
+    SEE_OTHER,
+    TEMPORARY_REDIRECT,
+    PERMANENT_REDIRECT,
+}
+
+impl RedirectResponseCode {
+    pub fn status(self) -> u16 {
+        match self {
+            RedirectResponseCode::MOVED_PERMANENTLY => 301,
+            RedirectResponseCode::FOUND => 302,
+            RedirectResponseCode::SEE_OTHER => 303,
+            RedirectResponseCode::TEMPORARY_REDIRECT => 307,
+            RedirectResponseCode::PERMANENT_REDIRECT => 308,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectResponseAction {
+    pub status: u32,
+    pub body: Option<DataSource>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSource {
+    pub inline_string: Option<String>,
+    pub inline_bytes: Option<String>,
+    pub filename: Option<String>,
+}
