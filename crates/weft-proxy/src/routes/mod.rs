@@ -1,0 +1,540 @@
+//! Compiled route tables: virtual host selection by domain and route
+//! matching, with Envoy's precedence rules. Built once per config
+//! snapshot; the request path only reads them.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use regex::Regex;
+use weft_envoy::route as cfg;
+
+use crate::headers::HeaderOps;
+
+/// One HTTP connection manager's routes.
+#[derive(Debug)]
+pub struct RouteTable {
+    exact: std::collections::HashMap<String, usize>,
+    /// `*.suffix` and `*suffix` domains, longest suffix first.
+    suffix: Vec<(String, usize)>,
+    /// `prefix*` domains, longest prefix first.
+    prefix: Vec<(String, usize)>,
+    any: Option<usize>,
+    pub hosts: Vec<VirtualHost>,
+    pub headers: HeaderOps,
+}
+
+#[derive(Debug)]
+pub struct VirtualHost {
+    pub name: String,
+    pub routes: Vec<Route>,
+    pub headers: HeaderOps,
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    matcher: RouteMatch,
+    pub action: Action,
+    pub headers: HeaderOps,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Forward(Arc<Forward>),
+    Redirect(Redirect),
+    Direct { status: u16, body: Option<String> },
+}
+
+#[derive(Debug)]
+pub struct Forward {
+    pub targets: Targets,
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<(Regex, String)>,
+    pub host_rewrite: Option<String>,
+    pub auto_host_rewrite: bool,
+    /// Route timeout; Envoy's default is 15 s, zero disables it.
+    pub timeout: std::time::Duration,
+    /// The prefix this route matched on, for `prefix_rewrite`.
+    pub matched_prefix: Option<String>,
+    pub websocket: Option<bool>,
+}
+
+#[derive(Debug)]
+pub enum Targets {
+    One(String),
+    /// (cluster, cumulative weight end, per-cluster header ops)
+    Weighted(Vec<(String, u64, HeaderOps)>, u64),
+}
+
+impl Targets {
+    /// The cluster for one request, and header operations that come with
+    /// a weighted pick.
+    pub fn pick(&self) -> (&str, Option<&HeaderOps>) {
+        match self {
+            Targets::One(c) => (c, None),
+            Targets::Weighted(list, total) => {
+                let r = fastrand::u64(0..(*total).max(1));
+                let i = list.partition_point(|(_, end, _)| *end <= r);
+                let (name, _, ops) = &list[i.min(list.len() - 1)];
+                (name, Some(ops))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub prefix_rewrite: Option<String>,
+    pub regex_rewrite: Option<(Regex, String)>,
+    pub status: u16,
+    pub strip_query: bool,
+    pub matched_prefix: Option<String>,
+}
+
+#[derive(Debug)]
+enum PathMatch {
+    Prefix(String),
+    Exact(String),
+    Regex(Regex),
+    SeparatedPrefix(String),
+}
+
+#[derive(Debug)]
+struct RouteMatch {
+    path: PathMatch,
+    case_sensitive: bool,
+    headers: Vec<HeaderMatch>,
+    query: Vec<QueryMatch>,
+    grpc: bool,
+}
+
+#[derive(Debug)]
+enum StrMatch {
+    Exact(String),
+    Prefix(String),
+    Suffix(String),
+    Contains(String),
+    Regex(Regex),
+}
+
+#[derive(Debug)]
+struct StringMatcher {
+    m: StrMatch,
+    ignore_case: bool,
+}
+
+impl StringMatcher {
+    fn compile(s: &weft_envoy::StringMatcher) -> Result<Self, String> {
+        let m = if let Some(v) = &s.exact {
+            StrMatch::Exact(v.clone())
+        } else if let Some(v) = &s.prefix {
+            StrMatch::Prefix(v.clone())
+        } else if let Some(v) = &s.suffix {
+            StrMatch::Suffix(v.clone())
+        } else if let Some(v) = &s.contains {
+            StrMatch::Contains(v.clone())
+        } else if let Some(r) = &s.safe_regex {
+            StrMatch::Regex(full_regex(&r.regex)?)
+        } else {
+            return Err(
+                "a string matcher needs exact, prefix, suffix, contains or safe_regex".into(),
+            );
+        };
+        Ok(StringMatcher {
+            m,
+            ignore_case: s.ignore_case,
+        })
+    }
+
+    fn matches(&self, v: &str) -> bool {
+        let fold = |a: &str| {
+            if self.ignore_case {
+                a.to_ascii_lowercase()
+            } else {
+                a.to_string()
+            }
+        };
+        match &self.m {
+            StrMatch::Exact(x) => fold(v) == fold(x),
+            StrMatch::Prefix(x) => fold(v).starts_with(&fold(x)),
+            StrMatch::Suffix(x) => fold(v).ends_with(&fold(x)),
+            StrMatch::Contains(x) => fold(v).contains(&fold(x)),
+            StrMatch::Regex(r) => r.is_match(v),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum HeaderTest {
+    Value(StringMatcher),
+    Present(bool),
+}
+
+#[derive(Debug)]
+struct HeaderMatch {
+    name: http::HeaderName,
+    test: HeaderTest,
+    invert: bool,
+    missing_as_empty: bool,
+}
+
+#[derive(Debug)]
+struct QueryMatch {
+    name: String,
+    test: HeaderTest,
+}
+
+/// Envoy's safe_regex must match the whole value.
+pub(crate) fn full_regex(pattern: &str) -> Result<Regex, String> {
+    Regex::new(&format!("^(?:{pattern})$")).map_err(|e| e.to_string())
+}
+
+impl RouteTable {
+    pub fn compile(rc: &cfg::RouteConfiguration) -> Result<Self, String> {
+        let mut table = RouteTable {
+            exact: Default::default(),
+            suffix: Vec::new(),
+            prefix: Vec::new(),
+            any: None,
+            hosts: Vec::new(),
+            headers: HeaderOps::compile(
+                &rc.request_headers_to_add,
+                &rc.request_headers_to_remove,
+                &rc.response_headers_to_add,
+                &rc.response_headers_to_remove,
+            )?,
+        };
+        for (i, vh) in rc.virtual_hosts.iter().enumerate() {
+            for d in &vh.domains {
+                let d = d.to_ascii_lowercase();
+                let dup = if d == "*" {
+                    table.any.replace(i).is_some()
+                } else if let Some(s) = d.strip_prefix('*') {
+                    let dup = table.suffix.iter().any(|(x, _)| x == s);
+                    table.suffix.push((s.to_string(), i));
+                    dup
+                } else if let Some(p) = d.strip_suffix('*') {
+                    let dup = table.prefix.iter().any(|(x, _)| x == p);
+                    table.prefix.push((p.to_string(), i));
+                    dup
+                } else {
+                    table.exact.insert(d.clone(), i).is_some()
+                };
+                if dup {
+                    return Err(format!(
+                        "virtual_hosts[{i}]: domain {d:?} is used by another virtual host"
+                    ));
+                }
+            }
+            let routes = vh
+                .routes
+                .iter()
+                .enumerate()
+                .map(|(j, r)| {
+                    Route::compile(r).map_err(|e| format!("virtual_hosts[{i}].routes[{j}]: {e}"))
+                })
+                .collect::<Result<_, _>>()?;
+            table.hosts.push(VirtualHost {
+                name: vh.name.clone(),
+                routes,
+                headers: HeaderOps::compile(
+                    &vh.request_headers_to_add,
+                    &vh.request_headers_to_remove,
+                    &vh.response_headers_to_add,
+                    &vh.response_headers_to_remove,
+                )?,
+            });
+        }
+        table.suffix.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        table.prefix.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        Ok(table)
+    }
+
+    /// The virtual host for a Host/:authority value: exact, then the
+    /// longest suffix wildcard, then the longest prefix wildcard, then `*`.
+    pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
+        let host = host.to_ascii_lowercase();
+        let i = self
+            .exact
+            .get(&host)
+            .copied()
+            .or_else(|| {
+                self.suffix
+                    .iter()
+                    .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()))
+                    .map(|(_, i)| *i)
+            })
+            .or_else(|| {
+                self.prefix
+                    .iter()
+                    .find(|(p, _)| host.len() > p.len() && host.starts_with(p.as_str()))
+                    .map(|(_, i)| *i)
+            })
+            .or(self.any)?;
+        self.hosts.get(i)
+    }
+}
+
+impl VirtualHost {
+    /// The first route that matches, in order.
+    pub fn route(&self, path_and_query: &str, headers: &HeaderMap) -> Option<&Route> {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        self.routes
+            .iter()
+            .find(|r| r.matcher.matches(path, query, headers))
+    }
+}
+
+impl Route {
+    fn compile(r: &cfg::Route) -> Result<Self, String> {
+        let m = &r.match_;
+        let path = if let Some(p) = &m.prefix {
+            PathMatch::Prefix(p.clone())
+        } else if let Some(p) = &m.path {
+            PathMatch::Exact(p.clone())
+        } else if let Some(re) = &m.safe_regex {
+            PathMatch::Regex(full_regex(&re.regex)?)
+        } else if let Some(p) = &m.path_separated_prefix {
+            PathMatch::SeparatedPrefix(p.clone())
+        } else {
+            return Err(
+                "a route match needs prefix, path, safe_regex or path_separated_prefix".into(),
+            );
+        };
+        let matched_prefix = m.prefix.clone().or_else(|| m.path_separated_prefix.clone());
+        let headers = m
+            .headers
+            .iter()
+            .map(HeaderMatch::compile)
+            .collect::<Result<_, _>>()?;
+        let query = m
+            .query_parameters
+            .iter()
+            .map(|q| {
+                let test = match (&q.string_match, q.present_match) {
+                    (Some(s), _) => HeaderTest::Value(StringMatcher::compile(s)?),
+                    (None, Some(p)) => HeaderTest::Present(p),
+                    (None, None) => HeaderTest::Present(true),
+                };
+                Ok::<_, String>(QueryMatch {
+                    name: q.name.clone(),
+                    test,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let action = if let Some(a) = &r.route {
+            Action::Forward(Arc::new(Forward {
+                targets: match (&a.cluster, &a.weighted_clusters) {
+                    (Some(c), _) => Targets::One(c.clone()),
+                    (None, Some(w)) => {
+                        let mut end = 0u64;
+                        let mut list = Vec::new();
+                        for c in &w.clusters {
+                            end += u64::from(c.weight.unwrap_or(0));
+                            let ops = HeaderOps::compile(
+                                &c.request_headers_to_add,
+                                &c.request_headers_to_remove,
+                                &c.response_headers_to_add,
+                                &c.response_headers_to_remove,
+                            )?;
+                            list.push((c.name.clone(), end, ops));
+                        }
+                        Targets::Weighted(list, end)
+                    }
+                    (None, None) => {
+                        return Err("a route action needs cluster or weighted_clusters".into())
+                    }
+                },
+                prefix_rewrite: a.prefix_rewrite.clone(),
+                regex_rewrite: match &a.regex_rewrite {
+                    Some(rr) => Some((
+                        Regex::new(&rr.pattern.regex).map_err(|e| e.to_string())?,
+                        rr.substitution.clone(),
+                    )),
+                    None => None,
+                },
+                host_rewrite: a.host_rewrite_literal.clone(),
+                auto_host_rewrite: a.auto_host_rewrite.unwrap_or(false),
+                timeout: a
+                    .timeout
+                    .map(|d| d.0)
+                    .unwrap_or(std::time::Duration::from_secs(15)),
+                matched_prefix: matched_prefix.clone(),
+                websocket: a
+                    .upgrade_configs
+                    .iter()
+                    .find(|u| u.upgrade_type.eq_ignore_ascii_case("websocket"))
+                    .map(|u| u.enabled.unwrap_or(true)),
+            }))
+        } else if let Some(rd) = &r.redirect {
+            Action::Redirect(Redirect {
+                scheme: if rd.https_redirect {
+                    Some("https".into())
+                } else {
+                    rd.scheme_redirect.clone()
+                },
+                host: rd.host_redirect.clone(),
+                port: match rd.port_redirect {
+                    Some(p) => Some(
+                        u16::try_from(p)
+                            .map_err(|_| format!("port_redirect {p} is out of range"))?,
+                    ),
+                    None => None,
+                },
+                path: rd.path_redirect.clone(),
+                prefix_rewrite: rd.prefix_rewrite.clone(),
+                regex_rewrite: match &rd.regex_rewrite {
+                    Some(rr) => Some((
+                        Regex::new(&rr.pattern.regex).map_err(|e| e.to_string())?,
+                        rr.substitution.clone(),
+                    )),
+                    None => None,
+                },
+                status: rd.response_code.status(),
+                strip_query: rd.strip_query,
+                matched_prefix,
+            })
+        } else if let Some(d) = &r.direct_response {
+            Action::Direct {
+                status: u16::try_from(d.status).map_err(|_| "status out of range".to_string())?,
+                body: d
+                    .body
+                    .as_ref()
+                    .and_then(|b| b.inline_string.clone().or_else(|| b.inline_bytes.clone())),
+            }
+        } else {
+            return Err("a route needs route, redirect or direct_response".into());
+        };
+        Ok(Route {
+            name: r.name.clone(),
+            matcher: RouteMatch {
+                path,
+                case_sensitive: m.case_sensitive.unwrap_or(true),
+                headers,
+                query,
+                grpc: m.grpc.is_some(),
+            },
+            action,
+            headers: HeaderOps::compile(
+                &r.request_headers_to_add,
+                &r.request_headers_to_remove,
+                &r.response_headers_to_add,
+                &r.response_headers_to_remove,
+            )?,
+        })
+    }
+}
+
+impl HeaderMatch {
+    fn compile(h: &cfg::HeaderMatcher) -> Result<Self, String> {
+        let sm = |m: StrMatch| {
+            HeaderTest::Value(StringMatcher {
+                m,
+                ignore_case: false,
+            })
+        };
+        let test = if let Some(v) = &h.exact_match {
+            sm(StrMatch::Exact(v.clone()))
+        } else if let Some(r) = &h.safe_regex_match {
+            sm(StrMatch::Regex(full_regex(&r.regex)?))
+        } else if let Some(p) = h.present_match {
+            HeaderTest::Present(p)
+        } else if let Some(v) = &h.prefix_match {
+            sm(StrMatch::Prefix(v.clone()))
+        } else if let Some(v) = &h.suffix_match {
+            sm(StrMatch::Suffix(v.clone()))
+        } else if let Some(v) = &h.contains_match {
+            sm(StrMatch::Contains(v.clone()))
+        } else if let Some(s) = &h.string_match {
+            HeaderTest::Value(StringMatcher::compile(s)?)
+        } else {
+            HeaderTest::Present(true)
+        };
+        Ok(HeaderMatch {
+            name: http::HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| format!("invalid header name {:?}", h.name))?,
+            test,
+            invert: h.invert_match,
+            missing_as_empty: h.treat_missing_header_as_empty,
+        })
+    }
+
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        let values: Vec<&str> = headers
+            .get_all(&self.name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        // Envoy matches a repeated header against its values joined by ",".
+        let joined = (!values.is_empty()).then(|| values.join(","));
+        let result = match (&self.test, joined) {
+            (HeaderTest::Present(p), v) => v.is_some() == *p,
+            (HeaderTest::Value(m), Some(v)) => m.matches(&v),
+            (HeaderTest::Value(m), None) if self.missing_as_empty => m.matches(""),
+            (HeaderTest::Value(_), None) => return false,
+        };
+        result != self.invert
+    }
+}
+
+impl RouteMatch {
+    fn matches(&self, path: &str, query: &str, headers: &HeaderMap) -> bool {
+        let path_ok = match &self.path {
+            PathMatch::Prefix(p) => {
+                if self.case_sensitive {
+                    path.starts_with(p.as_str())
+                } else {
+                    path.len() >= p.len()
+                        && path.is_char_boundary(p.len())
+                        && path[..p.len()].eq_ignore_ascii_case(p)
+                }
+            }
+            PathMatch::Exact(p) => {
+                if self.case_sensitive {
+                    path == p
+                } else {
+                    path.eq_ignore_ascii_case(p)
+                }
+            }
+            PathMatch::Regex(r) => r.is_match(path),
+            PathMatch::SeparatedPrefix(p) => {
+                path == p || (path.starts_with(p.as_str()) && path[p.len()..].starts_with('/'))
+            }
+        };
+        if !path_ok {
+            return false;
+        }
+        if self.grpc {
+            let grpc = headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|ct| ct.starts_with("application/grpc"));
+            if !grpc {
+                return false;
+            }
+        }
+        if !self.headers.iter().all(|h| h.matches(headers)) {
+            return false;
+        }
+        self.query.iter().all(|q| {
+            let value = query.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == q.name).then_some(v)
+            });
+            match (&q.test, value) {
+                (HeaderTest::Present(p), v) => v.is_some() == *p,
+                (HeaderTest::Value(m), Some(v)) => m.matches(v),
+                (HeaderTest::Value(_), None) => false,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
