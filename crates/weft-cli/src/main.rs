@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod proxy;
+
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use weft_analyze::{Level, Suppression};
 use weft_config::{load_paths, IssueKind, LoadOptions, Severity};
@@ -59,6 +61,21 @@ enum Command {
         #[arg(short = 'L', long)]
         list_analyzers: bool,
     },
+    /// Run the proxy from an Envoy v3 bootstrap (the same file `envoy -c` runs).
+    Proxy {
+        /// Bootstrap file (YAML or JSON).
+        #[arg(short = 'c', long = "config-path")]
+        config: PathBuf,
+        /// Worker threads, as Envoy's --concurrency (Istio sidecars use 2).
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// How long open connections may finish after SIGTERM.
+        #[arg(long, default_value = "5")]
+        drain_seconds: u64,
+        /// Check the bootstrap and exit (as `envoy --mode validate`).
+        #[arg(long)]
+        validate: bool,
+    },
     /// Print the version.
     Version,
     /// Print a shell completion script.
@@ -101,6 +118,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Validate { files, namespace } => validate(&files, namespace),
+        Command::Proxy {
+            config,
+            concurrency,
+            drain_seconds,
+            validate,
+        } => proxy::run(&config, concurrency, drain_seconds, validate),
         Command::Analyze {
             paths,
             output,

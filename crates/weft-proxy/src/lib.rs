@@ -1,7 +1,18 @@
 //! weft's data plane. A configuration (today: an Envoy bootstrap with
-//! static resources) is compiled into an immutable snapshot of listeners,
-//! route tables and clusters; listeners accept connections and serve
-//! them from whatever snapshot is current, without taking locks.
+//! static resources) is compiled into an immutable [`Snapshot`] of
+//! listeners, route tables and clusters; listeners accept connections and
+//! serve them from whatever snapshot is current, without taking locks.
 
+mod admin;
+pub mod cluster;
+pub mod error;
 pub mod headers;
+pub mod http;
 pub mod routes;
+pub mod server;
+pub mod snapshot;
+mod tcp;
+
+pub use error::{CompileError, ForwardError};
+pub use server::{start, Running};
+pub use snapshot::Snapshot;

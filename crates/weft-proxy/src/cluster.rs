@@ -1,0 +1,181 @@
+//! Upstream clusters: endpoints, load balancing, pooled HTTP clients.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use weft_envoy::cluster::{self as cfg, DiscoveryType, LbPolicy};
+use weft_envoy::TypedConfig;
+
+use crate::error::CompileError;
+use crate::http::Body;
+
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// Requests in flight, for LEAST_REQUEST.
+    pub active: AtomicUsize,
+}
+
+pub struct Cluster {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    lb: LbPolicy,
+    /// Weighted round robin: endpoint indexes repeated by weight.
+    schedule: Vec<usize>,
+    next: AtomicUsize,
+    pub connect_timeout: Duration,
+    pub http2: bool,
+    pub client: Client<HttpConnector, Body>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.name)
+            .field("endpoints", &self.endpoints)
+            .finish()
+    }
+}
+
+impl Cluster {
+    pub async fn compile(c: &cfg::Cluster, at: &str) -> Result<Self, CompileError> {
+        let err = |field: &str, message: String| CompileError::Config {
+            field: format!("{at}.{field}"),
+            message,
+        };
+        let mut endpoints = Vec::new();
+        for le in c.load_assignment.iter().flat_map(|la| &la.endpoints) {
+            for e in &le.lb_endpoints {
+                let Some(sa) = &e.endpoint.address.socket_address else {
+                    continue;
+                };
+                let port = u16::try_from(sa.port_value).map_err(|_| {
+                    err(
+                        "load_assignment",
+                        format!("port {} out of range", sa.port_value),
+                    )
+                })?;
+                let weight = e.load_balancing_weight.unwrap_or(1).max(1);
+                let addrs: Vec<SocketAddr> = match c.type_ {
+                    DiscoveryType::STATIC => vec![SocketAddr::new(
+                        sa.address.parse().map_err(|_| {
+                            err(
+                                "load_assignment",
+                                format!("{:?} is not an IP address", sa.address),
+                            )
+                        })?,
+                        port,
+                    )],
+                    DiscoveryType::STRICT_DNS | DiscoveryType::LOGICAL_DNS => {
+                        // Resolved once at start; periodic refresh comes
+                        // with the xDS work (issue 4).
+                        let found: Vec<SocketAddr> =
+                            tokio::net::lookup_host((sa.address.as_str(), port))
+                                .await
+                                .map_err(|e| {
+                                    err(
+                                        "load_assignment",
+                                        format!("cannot resolve {:?}: {e}", sa.address),
+                                    )
+                                })?
+                                .collect();
+                        if c.type_ == DiscoveryType::LOGICAL_DNS {
+                            found.into_iter().take(1).collect()
+                        } else {
+                            found
+                        }
+                    }
+                    other => {
+                        return Err(err(
+                            "type",
+                            format!("{other:?} clusters are not implemented by weft yet"),
+                        ))
+                    }
+                };
+                endpoints.extend(addrs.into_iter().map(|addr| Endpoint {
+                    addr,
+                    weight,
+                    active: AtomicUsize::new(0),
+                }));
+            }
+        }
+        if matches!(c.type_, DiscoveryType::EDS | DiscoveryType::ORIGINAL_DST) {
+            return Err(err(
+                "type",
+                format!("{:?} clusters are not implemented by weft yet", c.type_),
+            ));
+        }
+        let http2 = c.typed_extension_protocol_options.values().any(|o| {
+            matches!(o, TypedConfig::HttpProtocolOptions(p)
+                if p.explicit_http_config.as_ref().is_some_and(|e| e.http2_protocol_options.is_some()))
+        });
+        if c.typed_extension_protocol_options.values().any(|o| {
+            matches!(o, TypedConfig::HttpProtocolOptions(p) if p.use_downstream_protocol_config.is_some())
+        }) {
+            return Err(err(
+                "typed_extension_protocol_options",
+                "use_downstream_protocol_config is not implemented by weft yet".into(),
+            ));
+        }
+        let connect_timeout = c
+            .connect_timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(5));
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .http2_only(http2)
+            .pool_idle_timeout(Duration::from_secs(3600))
+            .build(connector);
+        let schedule = endpoints
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| std::iter::repeat_n(i, e.weight.min(128) as usize))
+            .collect();
+        Ok(Cluster {
+            name: c.name.clone(),
+            endpoints,
+            lb: c.lb_policy,
+            schedule,
+            next: AtomicUsize::new(fastrand::usize(..1024)),
+            connect_timeout,
+            http2,
+            client,
+        })
+    }
+
+    /// The endpoint for the next request, by the cluster's policy.
+    pub fn pick(&self) -> Option<&Endpoint> {
+        if self.endpoints.is_empty() {
+            return None;
+        }
+        let i = match self.lb {
+            LbPolicy::RANDOM => self.schedule[fastrand::usize(..self.schedule.len())],
+            LbPolicy::LEAST_REQUEST if self.endpoints.len() > 1 => {
+                // Power of two choices, as Envoy's default choice_count 2.
+                let a = self.schedule[fastrand::usize(..self.schedule.len())];
+                let b = self.schedule[fastrand::usize(..self.schedule.len())];
+                let load = |i: usize| {
+                    let e = &self.endpoints[i];
+                    e.active.load(Ordering::Relaxed) as f64 / f64::from(e.weight)
+                };
+                if load(b) < load(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+            _ => {
+                let n = self.next.fetch_add(1, Ordering::Relaxed);
+                self.schedule[n % self.schedule.len()]
+            }
+        };
+        self.endpoints.get(i)
+    }
+}

@@ -1,0 +1,76 @@
+//! Errors of the proxy, each saying where it came from and whether a
+//! retry could help.
+
+/// Why a configuration could not be turned into a runnable snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("{field}: {message}")]
+    Config { field: String, message: String },
+}
+
+/// Why a request failed inside the proxy; maps onto Envoy's response
+/// flags and local replies.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// No virtual host or route matched (downstream's request).
+    #[error("no route")]
+    NoRoute,
+    /// The route names a cluster that does not exist (config).
+    #[error("cluster not found")]
+    NoCluster,
+    /// The cluster has no endpoints to send to (upstream).
+    #[error("no healthy upstream")]
+    NoHealthyUpstream,
+    /// Connecting to the chosen endpoint failed (upstream; retriable).
+    #[error("upstream connect error or disconnect/reset before headers. reset reason: remote connection failure")]
+    ConnectFailure,
+    /// The upstream reset or closed before a response (upstream; retriable).
+    #[error("upstream connect error or disconnect/reset before headers. reset reason: connection termination")]
+    UpstreamReset,
+    /// The route timeout expired (upstream).
+    #[error("upstream request timeout")]
+    Timeout,
+}
+
+impl ForwardError {
+    /// Envoy's response flag for this failure.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            ForwardError::NoRoute => "NR",
+            ForwardError::NoCluster => "NC",
+            ForwardError::NoHealthyUpstream => "UH",
+            ForwardError::ConnectFailure => "UF",
+            ForwardError::UpstreamReset => "UC",
+            ForwardError::Timeout => "UT",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            ForwardError::NoRoute => 404,
+            ForwardError::Timeout => 504,
+            _ => 503,
+        }
+    }
+
+    /// Whether trying again (another attempt or endpoint) could succeed.
+    pub fn retriable(&self) -> bool {
+        matches!(
+            self,
+            ForwardError::ConnectFailure | ForwardError::UpstreamReset
+        )
+    }
+
+    /// The body Envoy sends with this local reply.
+    pub fn body(&self) -> &'static str {
+        match self {
+            ForwardError::NoRoute | ForwardError::NoCluster => "",
+            other => match other {
+                ForwardError::NoHealthyUpstream => "no healthy upstream",
+                ForwardError::ConnectFailure => "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+                ForwardError::UpstreamReset => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                _ => "upstream request timeout",
+            },
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The HTTP connection manager's request path: pick a virtual host and a
+//! route, then answer locally (direct response, redirect, error) or
+//! forward to the route's cluster, setting the headers Envoy sets.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+
+use crate::error::ForwardError;
+use crate::routes::{Action, Forward, Redirect};
+use crate::snapshot::{HttpSettings, Snapshot};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Bodies stream through unbuffered; local replies are small and whole.
+pub type Body = BoxBody<Bytes, BoxError>;
+
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// Hop-by-hop headers never cross the proxy.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+
+/// What the access log records about one request.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub flag: Option<&'static str>,
+    pub cluster: Option<String>,
+    pub upstream: Option<SocketAddr>,
+}
+
+fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Body> {
+    let mut resp = Response::new(full(body.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if !body.is_empty() {
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain"),
+        );
+    }
+    set_server(settings, resp.headers_mut());
+    resp
+}
+
+fn set_server(settings: &HttpSettings, h: &mut HeaderMap) {
+    if let Ok(v) = HeaderValue::from_str(&settings.server_name) {
+        h.insert(http::header::SERVER, v);
+    }
+}
+
+fn request_id() -> HeaderValue {
+    let a = fastrand::u64(..);
+    let b = fastrand::u64(..);
+    // A version 4 UUID, as Envoy generates.
+    let s = format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff
+    );
+    HeaderValue::from_str(&s).expect("hex is a valid header value")
+}
+
+/// Serves one request on an HTTP listener.
+pub async fn handle(
+    snapshot: Arc<Snapshot>,
+    settings: Arc<HttpSettings>,
+    peer: SocketAddr,
+    mut req: Request<hyper::body::Incoming>,
+) -> (Response<Body>, Outcome) {
+    let mut outcome = Outcome::default();
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    if req.headers().contains_key(http::header::UPGRADE) {
+        // Forwarding upgrades is not built yet; refusing beats quietly
+        // turning an upgrade into a plain request.
+        let (status, body) = if settings.websocket {
+            (501, "weft: WebSocket upgrades are not implemented yet")
+        } else {
+            (403, "")
+        };
+        outcome.flag = Some("UPE");
+        return (local_reply(&settings, status, body), outcome);
+    }
+    let table = &settings.routes;
+    let matched = table
+        .virtual_host(&host)
+        .and_then(|vh| vh.route(&path, req.headers()).map(|r| (vh, r)));
+    let Some((vh, route)) = matched else {
+        outcome.flag = Some(ForwardError::NoRoute.flag());
+        return (local_reply(&settings, 404, ""), outcome);
+    };
+    let mut resp = match &route.action {
+        Action::Direct { status, body } => {
+            let mut r = local_reply(&settings, *status, body.as_deref().unwrap_or(""));
+            if body.is_none() {
+                r.headers_mut().remove(http::header::CONTENT_TYPE);
+            }
+            // Envoy points a 201 Created at the request's own URL.
+            if *status == 201 {
+                let scheme = req.uri().scheme_str().unwrap_or("http");
+                if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{path}")) {
+                    r.headers_mut().insert(LOCATION, v);
+                }
+            }
+            r
+        }
+        Action::Redirect(rd) => redirect(&settings, rd, &host, &path, req.uri()),
+        Action::Forward(fwd) => {
+            let fwd = Arc::clone(fwd);
+            let (cluster_name, weighted_ops) = fwd.targets.pick();
+            outcome.cluster = Some(cluster_name.to_string());
+            // Request headers: most specific level first, so the enclosing
+            // levels win on overwrite (Envoy's default).
+            let h = req.headers_mut();
+            if let Some(ops) = weighted_ops {
+                ops.request.apply(h);
+            }
+            route.headers.request.apply(h);
+            vh.headers.request.apply(h);
+            table.headers.request.apply(h);
+            match forward(
+                &snapshot,
+                &settings,
+                &fwd,
+                cluster_name,
+                peer,
+                req,
+                &path,
+                &host,
+                &mut outcome,
+            )
+            .await
+            {
+                Ok(mut r) => {
+                    let h = r.headers_mut();
+                    if let Some(ops) = weighted_ops {
+                        ops.response.apply(h);
+                    }
+                    route.headers.response.apply(h);
+                    vh.headers.response.apply(h);
+                    table.headers.response.apply(h);
+                    return (r, outcome);
+                }
+                Err(e) => {
+                    outcome.flag = Some(e.flag());
+                    local_reply(&settings, e.status(), e.body())
+                }
+            }
+        }
+    };
+    let h = resp.headers_mut();
+    route.headers.response.apply(h);
+    vh.headers.response.apply(h);
+    table.headers.response.apply(h);
+    (resp, outcome)
+}
+
+fn rewrite_path(
+    path: &str,
+    prefix: Option<&str>,
+    new_prefix: Option<&str>,
+    regex: Option<&(regex::Regex, String)>,
+) -> String {
+    let (p, q) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut out = p.to_string();
+    if let (Some(old), Some(new)) = (prefix, new_prefix) {
+        if p.len() >= old.len() {
+            out = format!("{new}{}", &p[old.len()..]);
+        }
+    } else if let Some((re, sub)) = regex {
+        // Envoy substitutes with RE2 syntax (\1); Rust's regex uses $1.
+        let sub = regex::Regex::new(r"\\(\d)")
+            .expect("static")
+            .replace_all(sub, "$${$1}");
+        out = re.replace_all(p, sub.as_ref()).into_owned();
+    }
+    match q {
+        Some(q) => format!("{out}?{q}"),
+        None => out,
+    }
+}
+
+fn redirect(
+    settings: &HttpSettings,
+    rd: &Redirect,
+    host: &str,
+    path: &str,
+    uri: &Uri,
+) -> Response<Body> {
+    let scheme = rd
+        .scheme
+        .clone()
+        .or_else(|| uri.scheme_str().map(str::to_string))
+        .unwrap_or_else(|| "http".into());
+    let (orig_host, orig_port) = match host.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => {
+            (h.to_string(), Some(p.to_string()))
+        }
+        _ => (host.to_string(), None),
+    };
+    let new_host = rd.host.clone().unwrap_or(orig_host);
+    let port = match (rd.port, &orig_port) {
+        (Some(p), _) => Some(p.to_string()),
+        // Envoy drops the port when the scheme changes to its default.
+        (None, Some(p)) if rd.scheme.is_none() => Some(p.clone()),
+        _ => None,
+    };
+    let default_port = matches!(
+        (scheme.as_str(), port.as_deref()),
+        ("http", Some("80")) | ("https", Some("443"))
+    );
+    let authority = match port {
+        Some(p) if !default_port => format!("{new_host}:{p}"),
+        _ => new_host,
+    };
+    let mut new_path = match &rd.path {
+        Some(p) => {
+            // path_redirect replaces the path; the query is kept unless the
+            // new path has its own or strip_query is set.
+            let q = path.split_once('?').map(|(_, q)| q);
+            match q {
+                Some(q) if !p.contains('?') => format!("{p}?{q}"),
+                _ => p.clone(),
+            }
+        }
+        None => rewrite_path(
+            path,
+            rd.matched_prefix.as_deref(),
+            rd.prefix_rewrite.as_deref(),
+            rd.regex_rewrite.as_ref(),
+        ),
+    };
+    if rd.strip_query {
+        if let Some((p, _)) = new_path.split_once('?') {
+            new_path = p.to_string();
+        }
+    }
+    let mut resp = local_reply(settings, rd.status, "");
+    if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{authority}{new_path}")) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    snapshot: &Snapshot,
+    settings: &HttpSettings,
+    fwd: &Forward,
+    cluster_name: &str,
+    peer: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+    path: &str,
+    host: &str,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, ForwardError> {
+    let cluster = snapshot
+        .clusters
+        .get(cluster_name)
+        .ok_or(ForwardError::NoCluster)?;
+    let endpoint = cluster.pick().ok_or(ForwardError::NoHealthyUpstream)?;
+    outcome.upstream = Some(endpoint.addr);
+    let (mut parts, body) = req.into_parts();
+    let new_path = rewrite_path(
+        path,
+        fwd.matched_prefix.as_deref(),
+        fwd.prefix_rewrite.as_deref(),
+        fwd.regex_rewrite.as_ref(),
+    );
+    let new_host = if let Some(h) = &fwd.host_rewrite {
+        h.clone()
+    } else if fwd.auto_host_rewrite {
+        endpoint.addr.to_string()
+    } else {
+        host.to_string()
+    };
+    parts.uri = Uri::builder()
+        .scheme("http")
+        .authority(endpoint.addr.to_string())
+        .path_and_query(new_path)
+        .build()
+        .map_err(|_| ForwardError::NoRoute)?;
+    let h = &mut parts.headers;
+    for name in HOP_BY_HOP {
+        h.remove(*name);
+    }
+    if let Ok(v) = HeaderValue::from_str(&new_host) {
+        h.insert(HOST, v);
+    }
+    if settings.use_remote_address && !settings.skip_xff_append {
+        let ip = peer.ip().to_string();
+        let v = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => format!("{prev},{ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(X_FORWARDED_FOR.clone(), v);
+        }
+    }
+    if !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    }
+    if settings.generate_request_id
+        && (!h.contains_key(&X_REQUEST_ID)
+            || !settings.preserve_external_request_id && settings.use_remote_address)
+    {
+        h.insert(X_REQUEST_ID.clone(), request_id());
+    }
+    if !fwd.timeout.is_zero() {
+        h.insert(
+            X_EXPECTED_TIMEOUT.clone(),
+            HeaderValue::from(fwd.timeout.as_millis() as u64),
+        );
+    }
+    parts.version = http::Version::HTTP_11;
+    if cluster.http2 {
+        parts.version = http::Version::HTTP_2;
+    }
+    let upstream_req =
+        Request::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed());
+    let started = Instant::now();
+    endpoint.active.fetch_add(1, Ordering::Relaxed);
+    let call = cluster.client.request(upstream_req);
+    let result = if fwd.timeout.is_zero() {
+        Ok(call.await)
+    } else {
+        tokio::time::timeout(fwd.timeout, call).await
+    };
+    endpoint.active.fetch_sub(1, Ordering::Relaxed);
+    let resp = match result {
+        Err(_) => return Err(ForwardError::Timeout),
+        Ok(Err(e)) if e.is_connect() => return Err(ForwardError::ConnectFailure),
+        Ok(Err(_)) => return Err(ForwardError::UpstreamReset),
+        Ok(Ok(r)) => r,
+    };
+    let (mut parts, body) = resp.into_parts();
+    for name in HOP_BY_HOP {
+        parts.headers.remove(*name);
+    }
+    parts.headers.insert(
+        X_UPSTREAM_TIME.clone(),
+        HeaderValue::from(started.elapsed().as_millis() as u64),
+    );
+    set_server(settings, &mut parts.headers);
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(|e| Box::new(e) as BoxError).boxed(),
+    ))
+}

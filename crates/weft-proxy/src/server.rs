@@ -1,0 +1,166 @@
+//! Binding listeners and serving connections from the current snapshot.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use weft_envoy::filters::CodecType;
+
+use crate::snapshot::{Chain, Snapshot};
+
+/// What every connection task shares: the current snapshot (read without
+/// locks) and the shutdown signal.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    draining: AtomicBool,
+    stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+    /// Stop accepting, let open connections finish, then exit.
+    pub fn shutdown(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A running proxy: its bound addresses and a handle to stop it.
+pub struct Running {
+    pub shared: Arc<Shared>,
+    /// Bound address per listener name (useful with port 0).
+    pub listeners: Vec<(String, SocketAddr)>,
+    pub admin: Option<SocketAddr>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until shutdown is requested and connections have drained
+    /// (or `drain` has passed).
+    pub async fn wait(mut self, drain: Duration) {
+        let mut stop = self.shared.stop.subscribe();
+        let _ = stop.wait_for(|s| *s).await;
+        let _ = tokio::time::timeout(drain, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+    }
+}
+
+/// Binds every listener and the admin address, then serves.
+pub async fn start(snapshot: Snapshot) -> std::io::Result<Running> {
+    let (stop, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snapshot),
+        draining: AtomicBool::new(false),
+        stop,
+    });
+    let snap = shared.snapshot.load_full();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut bound = Vec::new();
+    for (i, l) in snap.listeners.iter().enumerate() {
+        let listener = TcpListener::bind(l.addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("listener {:?} on {}: {e}", l.name, l.addr),
+            )
+        })?;
+        bound.push((l.name.clone(), listener.local_addr()?));
+        tasks.spawn(accept_loop(Arc::clone(&shared), i, listener));
+    }
+    let admin = match snap.admin {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("admin on {addr}: {e}")))?;
+            let local = listener.local_addr()?;
+            tasks.spawn(admin_loop(Arc::clone(&shared), listener));
+            Some(local)
+        }
+        None => None,
+    };
+    Ok(Running {
+        shared,
+        listeners: bound,
+        admin,
+        tasks,
+    })
+}
+
+async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
+    let mut stop = shared.stop.subscribe();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => {
+                let Ok((stream, peer)) = accepted else { continue };
+                let snapshot = shared.snapshot.load_full();
+                let Some(l) = snapshot.listeners.get(index) else { continue };
+                match &l.chain {
+                    Chain::Tcp(t) => {
+                        conns.spawn(crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream));
+                    }
+                    Chain::Http(h) => {
+                        let h = Arc::clone(h);
+                        let shared = Arc::clone(&shared);
+                        conns.spawn(async move {
+                            let _ = stream.set_nodelay(true);
+                            let codec = h.codec;
+                            let svc = service_fn(move |req| {
+                                let snapshot = shared.snapshot.load_full();
+                                let h = Arc::clone(&h);
+                                async move {
+                                    let (resp, _outcome) = crate::http::handle(snapshot, h, peer, req).await;
+                                    Ok::<_, Infallible>(resp)
+                                }
+                            });
+                            let mut builder = auto::Builder::new(TokioExecutor::new());
+                            match codec {
+                                CodecType::HTTP1 => builder = builder.http1_only(),
+                                CodecType::HTTP2 => builder = builder.http2_only(),
+                                CodecType::AUTO => {}
+                            }
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        });
+                    }
+                }
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    // Draining: connections already accepted run to completion.
+    while conns.join_next().await.is_some() {}
+}
+
+async fn admin_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let mut stop = shared.stop.subscribe();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let shared = Arc::clone(&shared);
+                        async move { Ok::<_, Infallible>(crate::admin::handle(shared, req).await) }
+                    });
+                    let _ = auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        }
+    }
+}

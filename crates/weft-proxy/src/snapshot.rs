@@ -1,0 +1,299 @@
+//! A bootstrap compiled into what the proxy runs: listeners with their
+//! filter chains, route tables and clusters. A snapshot is immutable; a
+//! new configuration builds a new one beside it and swaps it in whole.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weft_envoy::filters::{CodecType, HttpConnectionManager, TcpProxy};
+use weft_envoy::listener::Listener;
+use weft_envoy::{Bootstrap, TypedConfig};
+
+use crate::cluster::Cluster;
+use crate::error::CompileError;
+use crate::routes::RouteTable;
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub listeners: Vec<ListenerConfig>,
+    pub clusters: HashMap<String, Arc<Cluster>>,
+    pub admin: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub chain: Chain,
+}
+
+#[derive(Debug)]
+pub enum Chain {
+    Http(Arc<HttpSettings>),
+    Tcp(Arc<TcpSettings>),
+}
+
+#[derive(Debug)]
+pub struct HttpSettings {
+    pub stat_prefix: String,
+    pub codec: CodecType,
+    pub routes: RouteTable,
+    pub server_name: String,
+    pub generate_request_id: bool,
+    pub preserve_external_request_id: bool,
+    pub use_remote_address: bool,
+    pub skip_xff_append: bool,
+    pub websocket: bool,
+}
+
+#[derive(Debug)]
+pub struct TcpSettings {
+    pub stat_prefix: String,
+    /// (cluster, cumulative weight end)
+    pub clusters: Vec<(String, u64)>,
+    pub idle_timeout: Option<Duration>,
+}
+
+impl TcpSettings {
+    pub fn pick(&self) -> &str {
+        let total = self.clusters.last().map_or(1, |c| c.1).max(1);
+        let r = fastrand::u64(0..total);
+        let i = self.clusters.partition_point(|(_, end)| *end <= r);
+        &self.clusters[i.min(self.clusters.len() - 1)].0
+    }
+}
+
+fn unsupported(field: String, what: &str) -> CompileError {
+    CompileError::Config {
+        field,
+        message: format!("{what} is not implemented by weft yet"),
+    }
+}
+
+/// Fails on the first field in `set` that is in use.
+fn reject(at: &str, set: &[(&str, bool)]) -> Result<(), CompileError> {
+    match set.iter().find(|(_, used)| *used) {
+        Some((name, _)) => Err(unsupported(format!("{at}.{name}"), name)),
+        None => Ok(()),
+    }
+}
+
+impl Snapshot {
+    pub async fn compile(b: &Bootstrap) -> Result<Self, CompileError> {
+        let mut clusters = HashMap::new();
+        for (i, c) in b.static_resources.clusters.iter().enumerate() {
+            let at = format!("static_resources.clusters[{i}]");
+            reject(
+                &at,
+                &[
+                    (
+                        "dns_lookup_family",
+                        c.dns_lookup_family.is_some_and(|f| {
+                            f != weft_envoy::cluster::DnsLookupFamily::AUTO
+                                && f != weft_envoy::cluster::DnsLookupFamily::V4_ONLY
+                        }),
+                    ),
+                    ("dns_refresh_rate", c.dns_refresh_rate.is_some()),
+                    ("respect_dns_ttl", c.respect_dns_ttl),
+                    ("eds_cluster_config", c.eds_cluster_config.is_some()),
+                    (
+                        "per_connection_buffer_limit_bytes",
+                        c.per_connection_buffer_limit_bytes.is_some(),
+                    ),
+                ],
+            )?;
+            clusters.insert(c.name.clone(), Arc::new(Cluster::compile(c, &at).await?));
+        }
+        let mut listeners = Vec::new();
+        for (i, l) in b.static_resources.listeners.iter().enumerate() {
+            listeners.push(compile_listener(
+                &format!("static_resources.listeners[{i}]"),
+                l,
+            )?);
+        }
+        Ok(Snapshot {
+            listeners,
+            clusters,
+            admin: b
+                .admin
+                .as_ref()
+                .and_then(|a| a.address.as_ref())
+                .and_then(|a| a.socket_addr()),
+        })
+    }
+}
+
+fn compile_listener(at: &str, l: &Listener) -> Result<ListenerConfig, CompileError> {
+    reject(
+        at,
+        &[
+            ("listener_filters", !l.listener_filters.is_empty()),
+            ("use_original_dst", l.use_original_dst == Some(true)),
+            ("bind_to_port", l.bind_to_port == Some(false)),
+            ("default_filter_chain", l.default_filter_chain.is_some()),
+            (
+                "per_connection_buffer_limit_bytes",
+                l.per_connection_buffer_limit_bytes.is_some(),
+            ),
+        ],
+    )?;
+    if l.filter_chains.len() > 1 {
+        return Err(unsupported(
+            format!("{at}.filter_chains"),
+            "more than one filter chain (filter_chain_match)",
+        ));
+    }
+    let chain = &l.filter_chains[0];
+    if let Some(m) = &chain.filter_chain_match {
+        let port_only = m.prefix_ranges.is_empty()
+            && m.source_type.is_none()
+            && m.source_prefix_ranges.is_empty()
+            && m.source_ports.is_empty()
+            && m.server_names.is_empty()
+            && m.transport_protocol.is_empty()
+            && m.application_protocols.is_empty()
+            && m.destination_port
+                .is_none_or(|p| Some(p) == l.address.socket_address.as_ref().map(|s| s.port_value));
+        if !port_only {
+            return Err(unsupported(
+                format!("{at}.filter_chains[0].filter_chain_match"),
+                "filter_chain_match",
+            ));
+        }
+    }
+    let fat = format!("{at}.filter_chains[0].filters[0]");
+    if chain.filters.len() > 1 {
+        return Err(unsupported(
+            format!("{at}.filter_chains[0].filters"),
+            "network filters before the terminal one",
+        ));
+    }
+    let chain = match &chain.filters[0].typed_config {
+        TypedConfig::HttpConnectionManager(hcm) => {
+            Chain::Http(Arc::new(compile_hcm(&format!("{fat}.typed_config"), hcm)?))
+        }
+        TypedConfig::TcpProxy(tp) => {
+            Chain::Tcp(Arc::new(compile_tcp(&format!("{fat}.typed_config"), tp)?))
+        }
+        _ => return Err(unsupported(fat, "this network filter")),
+    };
+    Ok(ListenerConfig {
+        name: l.name.clone(),
+        addr: l
+            .address
+            .socket_addr()
+            .ok_or_else(|| CompileError::Config {
+                field: format!("{at}.address"),
+                message: "expected an IP socket address".into(),
+            })?,
+        chain,
+    })
+}
+
+fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, CompileError> {
+    reject(
+        at,
+        &[
+            ("access_log", !h.access_log.is_empty()),
+            ("xff_num_trusted_hops", h.xff_num_trusted_hops > 0),
+            ("stream_idle_timeout", h.stream_idle_timeout.is_some()),
+            ("request_timeout", h.request_timeout.is_some()),
+            (
+                "common_http_protocol_options",
+                h.common_http_protocol_options.is_some(),
+            ),
+            ("http2_protocol_options", h.http2_protocol_options.is_some()),
+            ("normalize_path", h.normalize_path == Some(true)),
+            ("merge_slashes", h.merge_slashes),
+            ("max_request_headers_kb", h.max_request_headers_kb.is_some()),
+        ],
+    )?;
+    let mut websocket = false;
+    for (i, u) in h.upgrade_configs.iter().enumerate() {
+        if !u.upgrade_type.eq_ignore_ascii_case("websocket") {
+            return Err(unsupported(
+                format!("{at}.upgrade_configs[{i}]"),
+                "upgrades other than websocket",
+            ));
+        }
+        websocket = u.enabled.unwrap_or(true);
+    }
+    let rc = h
+        .route_config
+        .as_ref()
+        .ok_or_else(|| CompileError::Config {
+            field: format!("{at}.route_config"),
+            message: "required".into(),
+        })?;
+    let routes = RouteTable::compile(rc).map_err(|message| CompileError::Config {
+        field: format!("{at}.route_config"),
+        message,
+    })?;
+    for (vi, vh) in rc.virtual_hosts.iter().enumerate() {
+        for (ri, r) in vh.routes.iter().enumerate() {
+            if r.route.as_ref().is_some_and(|a| a.idle_timeout.is_some()) {
+                return Err(unsupported(
+                    format!(
+                        "{at}.route_config.virtual_hosts[{vi}].routes[{ri}].route.idle_timeout"
+                    ),
+                    "idle_timeout",
+                ));
+            }
+        }
+    }
+    Ok(HttpSettings {
+        stat_prefix: h.stat_prefix.clone(),
+        codec: h.codec_type,
+        routes,
+        server_name: h.server_name.clone().unwrap_or_else(|| "envoy".into()),
+        generate_request_id: h.generate_request_id.unwrap_or(true),
+        preserve_external_request_id: h.preserve_external_request_id,
+        use_remote_address: h.use_remote_address.unwrap_or(false),
+        skip_xff_append: h.skip_xff_append,
+        websocket,
+    })
+}
+
+fn compile_tcp(at: &str, t: &TcpProxy) -> Result<TcpSettings, CompileError> {
+    reject(
+        at,
+        &[
+            ("access_log", !t.access_log.is_empty()),
+            (
+                "max_connect_attempts",
+                t.max_connect_attempts.is_some_and(|n| n != 1),
+            ),
+        ],
+    )?;
+    let clusters = match (&t.cluster, &t.weighted_clusters) {
+        (Some(c), _) => vec![(c.clone(), 1)],
+        (None, Some(w)) => {
+            let mut end = 0;
+            w.clusters
+                .iter()
+                .map(|c| {
+                    end += u64::from(c.weight);
+                    (c.name.clone(), end)
+                })
+                .collect()
+        }
+        (None, None) => {
+            return Err(CompileError::Config {
+                field: at.to_string(),
+                message: "tcp_proxy needs cluster or weighted_clusters".into(),
+            })
+        }
+    };
+    Ok(TcpSettings {
+        stat_prefix: t.stat_prefix.clone(),
+        clusters,
+        // Envoy's default idle timeout is one hour; 0s disables it.
+        idle_timeout: match t.idle_timeout {
+            Some(d) if d.0.is_zero() => None,
+            Some(d) => Some(d.0),
+            None => Some(Duration::from_secs(3600)),
+        },
+    })
+}

