@@ -67,6 +67,22 @@ fn set_server(settings: &HttpSettings, h: &mut HeaderMap) {
     }
 }
 
+/// This host's first non-loopback address (what Envoy calls the local
+/// address): the source address the kernel would pick for an outside
+/// destination. Connecting a UDP socket sends nothing.
+fn local_address() -> std::net::IpAddr {
+    static ADDR: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|s| {
+                s.connect("198.51.100.1:9")?;
+                s.local_addr()
+            })
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+    })
+}
+
 fn request_id() -> HeaderValue {
     let a = fastrand::u64(..);
     let b = fastrand::u64(..);
@@ -327,7 +343,12 @@ async fn forward(
         h.insert(HOST, v);
     }
     if settings.use_remote_address && !settings.skip_xff_append {
-        let ip = peer.ip().to_string();
+        // Like Envoy, a loopback peer is recorded as this host's address.
+        let ip = if peer.ip().is_loopback() {
+            local_address().to_string()
+        } else {
+            peer.ip().to_string()
+        };
         let v = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) => format!("{prev},{ip}"),
             None => ip,

@@ -14,8 +14,9 @@ use support::*;
 const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 
-/// `routes` is the `route_config` body (indented 10 spaces).
-fn bootstrap(listen: u16, admin: u16, backends: &[(&str, u16)], routes: &str) -> String {
+/// `routes` is the `route_config` body (indented 10 spaces); `hcm` adds
+/// fields to the HTTP connection manager (indented 10 spaces).
+fn bootstrap(listen: u16, admin: u16, backends: &[(&str, u16)], hcm: &str, routes: &str) -> String {
     let mut clusters = String::new();
     for (name, port) in backends {
         clusters.push_str(&format!(
@@ -36,7 +37,7 @@ static_resources:
         typed_config:
           "@type": {HCM}
           stat_prefix: main
-          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": {ROUTER}}}}}]
+{hcm}          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": {ROUTER}}}}}]
           route_config:
 {routes}
   clusters:
@@ -45,6 +46,8 @@ static_resources:
 }
 
 struct Req {
+    /// Downstream HTTP/2 (prior knowledge) instead of HTTP/1.1.
+    h2: bool,
     method: &'static str,
     path: &'static str,
     headers: &'static [(&'static str, &'static str)],
@@ -58,6 +61,7 @@ const fn get(
     expect: &'static str,
 ) -> Req {
     Req {
+        h2: false,
         method: "GET",
         path,
         headers,
@@ -65,8 +69,9 @@ const fn get(
     }
 }
 
-/// The parts of a reply both proxies must agree on.
-fn observe(r: &Reply) -> Value {
+/// The parts of a reply both proxies must agree on; `proxy` is the
+/// address the request was sent to, which differs between the two.
+fn observe(r: &Reply, proxy: &str) -> Value {
     let keep_resp = |k: &str| {
         matches!(k, "location" | "content-type" | "x-backend" | "server")
             || k.starts_with("x-added")
@@ -75,7 +80,7 @@ fn observe(r: &Reply) -> Value {
         .headers
         .iter()
         .filter(|(k, _)| keep_resp(k))
-        .map(|(k, v)| (k.clone(), json!(v)))
+        .map(|(k, v)| (k.clone(), json!(v.replace(proxy, "PROXY"))))
         .collect();
     let seen = r.seen().map(|s| {
         let h = &s["headers"];
@@ -93,7 +98,7 @@ fn observe(r: &Reply) -> Value {
                 ) || k.starts_with("x-test")
                     || k.starts_with("x-added")
             })
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), json!(v.to_string().replace(proxy, "PROXY"))))
             .collect();
         json!({
             "method": s["method"],
@@ -111,15 +116,19 @@ fn observe(r: &Reply) -> Value {
 }
 
 async fn run_scenario(name: &str, routes: &str, requests: &[Req]) {
+    run_scenario_with(name, "", routes, requests).await
+}
+
+async fn run_scenario_with(name: &str, hcm: &str, routes: &str, requests: &[Req]) {
     let a = echo_backend("a").await;
     let b = echo_backend("b").await;
     let dead = free_port();
     let backends = [("a", a.port()), ("b", b.port()), ("dead", dead)];
     let (el, ea) = (free_port(), free_port());
-    let envoy = start_envoy(&bootstrap(el, ea, &backends, routes), ea).await;
+    let envoy = start_envoy(&bootstrap(el, ea, &backends, hcm, routes), ea).await;
 
     let (wl, wa) = (free_port(), free_port());
-    let text = bootstrap(wl, wa, &backends, routes);
+    let text = bootstrap(wl, wa, &backends, hcm, routes);
     let boot = weft_envoy::parse_bootstrap(name, &text).unwrap_or_else(|e| panic!("{name}: {e}"));
     let snapshot = weft_proxy::Snapshot::compile(&boot)
         .await
@@ -134,13 +143,16 @@ async fn run_scenario(name: &str, routes: &str, requests: &[Req]) {
             if !headers.iter().any(|(k, _)| *k == "host") {
                 headers.push(("host", "parity.test"));
             }
-            request(r.method, &url, &headers, false)
+            request(r.method, &url, &headers, r.h2)
                 .await
                 .unwrap_or_else(|e| panic!("{name} {} {}: {e}", r.method, r.path))
         };
         let from_envoy = send(el).await;
         let from_weft = send(wl).await;
-        let (oe, ow) = (observe(&from_envoy), observe(&from_weft));
+        let (oe, ow) = (
+            observe(&from_envoy, &format!("127.0.0.1:{el}")),
+            observe(&from_weft, &format!("127.0.0.1:{wl}")),
+        );
         assert_eq!(
             ow,
             oe,
@@ -320,8 +332,8 @@ async fn rewrites_and_forwarded_headers() {
             get("/slow", &[], "backend a"),
             get("/notimeout", &[], "backend a"),
             get("/", &[("x-forwarded-proto", "https"), ("x-forwarded-for", "10.0.0.1")], "backend a"),
-            Req { method: "POST", path: "/post", headers: &[("content-type", "text/plain")], expect: "backend a" },
-            Req { method: "DELETE", path: "/thing/1", headers: &[], expect: "backend a" },
+            Req { h2: false, method: "POST", path: "/post", headers: &[("content-type", "text/plain")], expect: "backend a" },
+            Req { h2: false, method: "DELETE", path: "/thing/1", headers: &[], expect: "backend a" },
         ],
     )
     .await;
@@ -389,6 +401,63 @@ async fn upstream_failures() {
             get("/empty", &[], "503"),
             get("/dead", &[], "503"),
             get("/", &[], "backend a"),
+        ],
+    )
+    .await;
+}
+
+const fn h2(
+    path: &'static str,
+    headers: &'static [(&'static str, &'static str)],
+    expect: &'static str,
+) -> Req {
+    Req {
+        h2: true,
+        method: "GET",
+        path,
+        headers,
+        expect,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_downstream() {
+    run_scenario(
+        "http2_downstream",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /b, headers: [{name: x-test-v, string_match: {exact: "2"}}]}, route: {cluster: b, prefix_rewrite: /two}}
+              - {match: {prefix: /r}, redirect: {path_redirect: /x}}
+              - {match: {prefix: /d}, direct_response: {status: 200, body: {inline_string: direct}}}
+              - {match: {prefix: /}, route: {cluster: a}}
+"#,
+        &[
+            h2("/", &[], "backend a"),
+            h2("/b", &[("x-test-v", "2")], "backend b"),
+            h2("/r", &[], "301"),
+            h2("/d", &[], "200"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_address_and_request_ids() {
+    run_scenario_with(
+        "remote_address_and_request_ids",
+        "          use_remote_address: true\n",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /}, route: {cluster: a}}
+"#,
+        &[
+            get("/", &[], "backend a"),
+            get("/", &[("x-forwarded-for", "10.1.2.3")], "backend a"),
+            get("/", &[("x-request-id", "client-chosen")], "backend a"),
         ],
     )
     .await;
