@@ -44,6 +44,8 @@ static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-s
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
     pub flag: Option<&'static str>,
+    /// The x-request-id sent upstream (possibly generated here).
+    pub request_id: Option<String>,
     pub cluster: Option<String>,
     pub upstream: Option<SocketAddr>,
 }
@@ -99,12 +101,15 @@ fn request_id() -> HeaderValue {
 }
 
 /// Serves one request on an HTTP listener.
-pub async fn handle(
+pub async fn handle<B>(
     snapshot: Arc<Snapshot>,
     settings: Arc<HttpSettings>,
     peer: SocketAddr,
-    mut req: Request<hyper::body::Incoming>,
-) -> (Response<Body>, Outcome) {
+    mut req: Request<B>,
+) -> (Response<Body>, Outcome)
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
+{
     let mut outcome = Outcome::default();
     let host = req
         .uri()
@@ -122,6 +127,16 @@ pub async fn handle(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    // Every request gets an id before anything else, local replies too.
+    let h = req.headers_mut();
+    let external = settings.use_remote_address && !settings.preserve_external_request_id;
+    if settings.generate_request_id && (!h.contains_key(&X_REQUEST_ID) || external) {
+        h.insert(X_REQUEST_ID.clone(), request_id());
+    }
+    outcome.request_id = h
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     if req.headers().contains_key(http::header::UPGRADE) {
         // Forwarding upgrades is not built yet; refusing beats quietly
         // turning an upgrade into a plain request.
@@ -298,17 +313,20 @@ fn redirect(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn forward(
+async fn forward<B>(
     snapshot: &Snapshot,
     settings: &HttpSettings,
     fwd: &Forward,
     cluster_name: &str,
     peer: SocketAddr,
-    req: Request<hyper::body::Incoming>,
+    req: Request<B>,
     path: &str,
     host: &str,
     outcome: &mut Outcome,
-) -> Result<Response<Body>, ForwardError> {
+) -> Result<Response<Body>, ForwardError>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
+{
     let cluster = snapshot
         .clusters
         .get(cluster_name)
@@ -359,12 +377,6 @@ async fn forward(
     }
     if !h.contains_key(&X_FORWARDED_PROTO) {
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    if settings.generate_request_id
-        && (!h.contains_key(&X_REQUEST_ID)
-            || !settings.preserve_external_request_id && settings.use_remote_address)
-    {
-        h.insert(X_REQUEST_ID.clone(), request_id());
     }
     if !fwd.timeout.is_zero() {
         h.insert(

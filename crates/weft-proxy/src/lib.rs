@@ -3,6 +3,7 @@
 //! listeners, route tables and clusters; listeners accept connections and
 //! serve them from whatever snapshot is current, without taking locks.
 
+pub mod access_log;
 mod admin;
 pub mod cluster;
 pub mod error;

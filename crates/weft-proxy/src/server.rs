@@ -121,8 +121,11 @@ async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
                                 let snapshot = shared.snapshot.load_full();
                                 let h = Arc::clone(&h);
                                 async move {
-                                    let (resp, _outcome) = crate::http::handle(snapshot, h, peer, req).await;
-                                    Ok::<_, Infallible>(resp)
+                                    if h.access_logs.is_empty() {
+                                        let (resp, _) = crate::http::handle(snapshot, h, peer, req).await;
+                                        return Ok::<_, Infallible>(resp);
+                                    }
+                                    Ok(logged(snapshot, h, peer, req).await)
                                 }
                             });
                             let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -163,4 +166,62 @@ async fn admin_loop(shared: Arc<Shared>, listener: TcpListener) {
             }
         }
     }
+}
+
+/// `handle` with an access log line written when the response is done.
+async fn logged(
+    snapshot: Arc<Snapshot>,
+    h: Arc<crate::snapshot::HttpSettings>,
+    peer: SocketAddr,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<crate::http::Body> {
+    use crate::access_log::{Counted, Entry, LoggedBody};
+    use http_body_util::BodyExt;
+    let started = std::time::Instant::now();
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut entry = Entry {
+        start: Some(std::time::SystemTime::now()),
+        method: req.method().to_string(),
+        path: header("x-envoy-original-path").unwrap_or_else(|| {
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_default()
+        }),
+        protocol: match req.version() {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        xff: header("x-forwarded-for"),
+        user_agent: header("user-agent"),
+        request_id: header("x-request-id"),
+        authority: req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| header("host")),
+        ..Default::default()
+    };
+    let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let req = req.map(|b| Counted::new(b, Arc::clone(&received)));
+    let logs = h.access_logs.clone();
+    let (resp, outcome) = crate::http::handle(snapshot, h, peer, req).await;
+    entry.status = resp.status().as_u16();
+    entry.flags = outcome.flag;
+    entry.upstream_host = outcome.upstream.map(|a| a.to_string());
+    if outcome.request_id.is_some() {
+        entry.request_id = outcome.request_id;
+    }
+    entry.upstream_service_time = resp
+        .headers()
+        .get("x-envoy-upstream-service-time")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    resp.map(|b| LoggedBody::new(b, entry, logs, received, started).boxed())
 }

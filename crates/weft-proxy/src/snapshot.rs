@@ -11,6 +11,7 @@ use weft_envoy::filters::{CodecType, HttpConnectionManager, TcpProxy};
 use weft_envoy::listener::Listener;
 use weft_envoy::{Bootstrap, TypedConfig};
 
+use crate::access_log::AccessLog;
 use crate::cluster::Cluster;
 use crate::error::CompileError;
 use crate::routes::RouteTable;
@@ -46,6 +47,7 @@ pub struct HttpSettings {
     pub use_remote_address: bool,
     pub skip_xff_append: bool,
     pub websocket: bool,
+    pub access_logs: Vec<AccessLog>,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,7 @@ pub struct TcpSettings {
     /// (cluster, cumulative weight end)
     pub clusters: Vec<(String, u64)>,
     pub idle_timeout: Option<Duration>,
+    pub access_logs: Vec<AccessLog>,
 }
 
 impl TcpSettings {
@@ -196,7 +199,6 @@ fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, Comp
     reject(
         at,
         &[
-            ("access_log", !h.access_log.is_empty()),
             ("xff_num_trusted_hops", h.xff_num_trusted_hops > 0),
             ("stream_idle_timeout", h.stream_idle_timeout.is_some()),
             ("request_timeout", h.request_timeout.is_some()),
@@ -253,6 +255,7 @@ fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, Comp
         use_remote_address: h.use_remote_address.unwrap_or(false),
         skip_xff_append: h.skip_xff_append,
         websocket,
+        access_logs: compile_logs(at, &h.access_log)?,
     })
 }
 
@@ -295,5 +298,16 @@ fn compile_tcp(at: &str, t: &TcpProxy) -> Result<TcpSettings, CompileError> {
             Some(d) => Some(d.0),
             None => Some(Duration::from_secs(3600)),
         },
+        access_logs: compile_logs(at, &t.access_log)?,
     })
+}
+
+fn compile_logs(
+    at: &str,
+    logs: &[weft_envoy::filters::AccessLog],
+) -> Result<Vec<AccessLog>, CompileError> {
+    logs.iter()
+        .enumerate()
+        .map(|(i, l)| AccessLog::compile(&format!("{at}.access_log[{i}]"), l))
+        .collect()
 }

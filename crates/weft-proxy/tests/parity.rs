@@ -462,3 +462,95 @@ async fn remote_address_and_request_ids() {
     )
     .await;
 }
+
+/// Masks what legitimately differs between two runs: start time,
+/// duration, upstream service time and generated request ids.
+fn mask_log_line(line: &str) -> String {
+    let re = regex::Regex::new(
+        r#"^\[[^\]]+\] ("[^"]*" \d+ \S+ \d+ \d+) \d+ (\S+) ("[^"]*" "[^"]*") "([^"]*)" ("[^"]*" "[^"]*")$"#,
+    )
+    .unwrap();
+    let c = re
+        .captures(line)
+        .unwrap_or_else(|| panic!("not Envoy's default access log format: {line}"));
+    let upstream_time = if &c[2] == "-" { "-" } else { "N" };
+    let id = if c[4].is_empty() || &c[4] == "-" {
+        &c[4]
+    } else {
+        "ID"
+    };
+    format!(
+        "[T] {} D {upstream_time} {} \"{id}\" {}",
+        &c[1], &c[3], &c[5]
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_default_format() {
+    let a = echo_backend("a").await;
+    let backends = [("a", a.port()), ("dead", free_port())];
+    let routes = r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /direct}, direct_response: {status: 200, body: {inline_string: hello}}}
+              - {match: {prefix: /empty}, route: {cluster: empty}}
+              - {match: {prefix: /dead}, route: {cluster: dead}}
+              - {match: {prefix: /a}, route: {cluster: a}}
+"#;
+    let dir = TempDir::new("access-log");
+    let hcm = |file: &str| {
+        format!(
+            "          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n              path: {}\n",
+            dir.0.join(file).display()
+        )
+    };
+    let (el, ea) = (free_port(), free_port());
+    let envoy = start_envoy(&bootstrap(el, ea, &backends, &hcm("envoy.log"), routes), ea).await;
+    let (wl, wa) = (free_port(), free_port());
+    let boot =
+        weft_envoy::parse_bootstrap("t", &bootstrap(wl, wa, &backends, &hcm("weft.log"), routes))
+            .unwrap();
+    let weft = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
+        .await
+        .unwrap();
+    let requests: &[(&str, &[(&str, &str)])] = &[
+        ("/direct", &[("user-agent", "parity/1")]),
+        ("/nothing-here", &[]),
+        ("/empty", &[]),
+        ("/dead", &[]),
+        (
+            "/a/x?y=1",
+            &[("x-forwarded-for", "10.0.0.9"), ("x-request-id", "abc-123")],
+        ),
+    ];
+    for port in [el, wl] {
+        for (path, headers) in requests {
+            let mut h = headers.to_vec();
+            h.push(("host", "log.test"));
+            request("GET", &format!("http://127.0.0.1:{port}{path}"), &h, false)
+                .await
+                .unwrap();
+        }
+    }
+    // Envoy flushes its access log file every 10 s, and on exit.
+    envoy.quit(ea).await;
+    let read = |file: &str| std::fs::read_to_string(dir.0.join(file)).unwrap_or_default();
+    for _ in 0..100 {
+        if read("envoy.log").lines().count() >= requests.len()
+            && read("weft.log").lines().count() >= requests.len()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (e, w) = (read("envoy.log"), read("weft.log"));
+    let e: Vec<String> = e.lines().map(mask_log_line).collect();
+    let w: Vec<String> = w.lines().map(mask_log_line).collect();
+    assert_eq!(w, e, "weft's access log lines differ from Envoy's");
+    assert_eq!(e.len(), requests.len());
+    assert!(e[1].contains("404 NR"), "{}", e[1]);
+    assert!(e[2].contains("503 UH"), "{}", e[2]);
+    assert!(e[3].contains("503 UF"), "{}", e[3]);
+    weft.shared.shutdown();
+}

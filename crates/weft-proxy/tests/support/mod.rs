@@ -88,6 +88,25 @@ pub struct Envoy {
     _dir: TempDir,
 }
 
+impl Envoy {
+    /// Asks Envoy to exit (it flushes its logs) and waits for it.
+    pub async fn quit(mut self, admin_port: u16) {
+        let _ = request(
+            "POST",
+            &format!("http://127.0.0.1:{admin_port}/quitquitquit"),
+            &[],
+            false,
+        )
+        .await;
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
 impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = self.child.kill();
