@@ -202,6 +202,11 @@ fn listener(at: &At, l: &Listener, clusters: &HashSet<&str>) -> Result<(), Field
                     match (&tp.cluster, &tp.weighted_clusters) {
                         (Some(c), None) => known_cluster(&at.key("cluster"), c, clusters)?,
                         (None, Some(w)) => {
+                            if w.clusters.iter().map(|c| u64::from(c.weight)).sum::<u64>() == 0 {
+                                return Err(at
+                                    .key("weighted_clusters")
+                                    .err("needs at least one cluster with a weight above 0"));
+                            }
                             for (j, cw) in w.clusters.iter().enumerate() {
                                 let wat = at.key("weighted_clusters").key("clusters").idx(j);
                                 known_cluster(&wat.key("name"), &cw.name, clusters)?;
@@ -348,10 +353,15 @@ fn route(at: &At, r: &Route, clusters: &HashSet<&str>, validate: bool) -> Result
             }
         }
         if let Some(w) = &a.weighted_clusters {
-            if w.clusters.is_empty() {
+            let total: u64 = w
+                .clusters
+                .iter()
+                .map(|c| u64::from(c.weight.unwrap_or(0)))
+                .sum();
+            if total == 0 {
                 return Err(aat
                     .key("weighted_clusters")
-                    .err("needs at least one cluster"));
+                    .err("needs at least one cluster with a weight above 0"));
             }
             for (i, c) in w.clusters.iter().enumerate() {
                 if validate {

@@ -119,6 +119,14 @@ fn semantic_rules() {
             "invalid duration",
         ),
         (
+            BASIC.replace(
+                "{name: a, weight: 80}, {name: b, weight: 20}",
+                "{name: a, weight: 0}",
+            ),
+            "routes[1].route.weighted_clusters",
+            "weight above 0",
+        ),
+        (
             BASIC.replace("name: tcp\n", "name: ingress\n"),
             "static_resources.listeners[1].name",
             "duplicate listener name",
