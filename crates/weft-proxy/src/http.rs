@@ -176,15 +176,13 @@ where
             let fwd = Arc::clone(fwd);
             let (cluster_name, weighted_ops) = fwd.targets.pick();
             outcome.cluster = Some(cluster_name.to_string());
-            // Request headers: most specific level first, so the enclosing
-            // levels win on overwrite (Envoy's default).
-            let h = req.headers_mut();
-            if let Some(ops) = weighted_ops {
-                ops.request.apply(h);
-            }
-            route.headers.request.apply(h);
-            vh.headers.request.apply(h);
-            table.headers.request.apply(h);
+            let levels = [
+                weighted_ops,
+                Some(&route.headers),
+                Some(&vh.headers),
+                Some(&table.headers),
+            ];
+            mutate(req.headers_mut(), &levels, |o| &o.request);
             match forward(
                 &snapshot,
                 &settings,
@@ -199,13 +197,7 @@ where
             .await
             {
                 Ok(mut r) => {
-                    let h = r.headers_mut();
-                    if let Some(ops) = weighted_ops {
-                        ops.response.apply(h);
-                    }
-                    route.headers.response.apply(h);
-                    vh.headers.response.apply(h);
-                    table.headers.response.apply(h);
+                    mutate(r.headers_mut(), &levels, |o| &o.response);
                     return (r, outcome);
                 }
                 Err(e) => {
@@ -215,11 +207,25 @@ where
             }
         }
     };
-    let h = resp.headers_mut();
-    route.headers.response.apply(h);
-    vh.headers.response.apply(h);
-    table.headers.response.apply(h);
+    let levels = [
+        Some(&route.headers),
+        Some(&vh.headers),
+        Some(&table.headers),
+    ];
+    mutate(resp.headers_mut(), &levels, |o| &o.response);
     (resp, outcome)
+}
+
+/// Applies header operations level by level, most specific first, so the
+/// enclosing levels win on overwrite (Envoy's default).
+fn mutate(
+    h: &mut HeaderMap,
+    levels: &[Option<&crate::headers::HeaderOps>],
+    side: fn(&crate::headers::HeaderOps) -> &crate::headers::Ops,
+) {
+    for ops in levels.iter().flatten() {
+        side(ops).apply(h);
+    }
 }
 
 fn rewrite_path(
