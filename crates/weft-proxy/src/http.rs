@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper_util::rt::TokioIo;
 
 use crate::error::ForwardError;
 use crate::routes::{Action, Forward, Redirect};
@@ -100,6 +101,20 @@ fn request_id() -> HeaderValue {
     HeaderValue::from_str(&s).expect("hex is a valid header value")
 }
 
+/// The protocol an HTTP/1.1 request asks to upgrade to, if any.
+fn upgrade_kind(h: &HeaderMap) -> Option<&str> {
+    let wants = h
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !wants {
+        return None;
+    }
+    h.get(http::header::UPGRADE).and_then(|v| v.to_str().ok())
+}
+
 /// Serves one request on an HTTP listener.
 pub async fn handle<B>(
     snapshot: Arc<Snapshot>,
@@ -137,17 +152,6 @@ where
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if req.headers().contains_key(http::header::UPGRADE) {
-        // Forwarding upgrades is not built yet; refusing beats quietly
-        // turning an upgrade into a plain request.
-        let (status, body) = if settings.websocket {
-            (501, "weft: WebSocket upgrades are not implemented yet")
-        } else {
-            (403, "")
-        };
-        outcome.flag = Some("UPE");
-        return (local_reply(&settings, status, body), outcome);
-    }
     let table = &settings.routes;
     let matched = table
         .virtual_host(&host)
@@ -156,6 +160,20 @@ where
         outcome.flag = Some(ForwardError::NoRoute.flag());
         return (local_reply(&settings, 404, ""), outcome);
     };
+    if let Some(kind) = upgrade_kind(req.headers()) {
+        // Only WebSocket upgrades, enabled on the connection manager or
+        // the route, are forwarded; anything else is refused rather than
+        // quietly turned into a plain request.
+        let allowed = kind.eq_ignore_ascii_case("websocket")
+            && match &route.action {
+                Action::Forward(f) => f.websocket.unwrap_or(settings.websocket),
+                _ => settings.websocket,
+            };
+        if !allowed {
+            outcome.flag = Some("UPE");
+            return (local_reply(&settings, 403, ""), outcome);
+        }
+    }
     let mut resp = match &route.action {
         Action::Direct { status, body } => {
             let mut r = local_reply(&settings, *status, body.as_deref().unwrap_or(""));
@@ -325,7 +343,7 @@ async fn forward<B>(
     fwd: &Forward,
     cluster_name: &str,
     peer: SocketAddr,
-    req: Request<B>,
+    mut req: Request<B>,
     path: &str,
     host: &str,
     outcome: &mut Outcome,
@@ -339,6 +357,8 @@ where
         .ok_or(ForwardError::NoCluster)?;
     let endpoint = cluster.pick().ok_or(ForwardError::NoHealthyUpstream)?;
     outcome.upstream = Some(endpoint.addr);
+    let upgrade = upgrade_kind(req.headers()).and_then(|k| HeaderValue::from_str(k).ok());
+    let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     let new_path = rewrite_path(
         path,
@@ -362,6 +382,13 @@ where
     let h = &mut parts.headers;
     for name in HOP_BY_HOP {
         h.remove(*name);
+    }
+    if let Some(u) = &upgrade {
+        h.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("upgrade"),
+        );
+        h.insert(http::header::UPGRADE, u.clone());
     }
     if let Ok(v) = HeaderValue::from_str(&new_host) {
         h.insert(HOST, v);
@@ -411,8 +438,22 @@ where
         Ok(Err(_)) => return Err(ForwardError::UpstreamReset),
         Ok(Ok(r)) => r,
     };
+    let mut resp = resp;
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(down)) = (switching, downstream_upgrade) {
+        let up = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(down), Ok(up)) = (down.await, up.await) {
+                let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            }
+        });
+    }
     let (mut parts, body) = resp.into_parts();
     for name in HOP_BY_HOP {
+        if switching && matches!(*name, "connection" | "upgrade") {
+            continue;
+        }
         parts.headers.remove(*name);
     }
     parts.headers.insert(

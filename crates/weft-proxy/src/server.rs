@@ -134,7 +134,9 @@ async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
                                 CodecType::HTTP2 => builder = builder.http2_only(),
                                 CodecType::AUTO => {}
                             }
-                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                            let _ = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                                .await;
                         });
                     }
                 }

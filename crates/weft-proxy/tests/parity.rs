@@ -554,3 +554,47 @@ async fn access_log_default_format() {
     assert!(e[3].contains("503 UF"), "{}", e[3]);
     weft.shared.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrades() {
+    let a = echo_backend("a").await;
+    let backends = [("a", a.port())];
+    let routes = r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /off}, route: {cluster: a, upgrade_configs: [{upgrade_type: websocket, enabled: false}]}}
+              - {match: {prefix: /}, route: {cluster: a}}
+"#;
+    for (hcm, cases) in [
+        (
+            "          upgrade_configs: [{upgrade_type: websocket}]\n",
+            [("/ws", true), ("/off", false)],
+        ),
+        ("", [("/ws", false), ("/off", false)]),
+    ] {
+        let (el, ea) = (free_port(), free_port());
+        let envoy = start_envoy(&bootstrap(el, ea, &backends, hcm, routes), ea).await;
+        let (wl, wa) = (free_port(), free_port());
+        let boot =
+            weft_envoy::parse_bootstrap("t", &bootstrap(wl, wa, &backends, hcm, routes)).unwrap();
+        let weft = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
+            .await
+            .unwrap();
+        for (path, upgrades) in cases {
+            let from_envoy = websocket_roundtrip(el, path).await;
+            let from_weft = websocket_roundtrip(wl, path).await;
+            assert_eq!(from_weft, from_envoy, "{hcm:?} {path}");
+            assert_eq!(
+                from_envoy.1.is_some(),
+                upgrades,
+                "{hcm:?} {path}: {from_envoy:?}"
+            );
+            if upgrades {
+                assert_eq!(from_envoy.1.as_deref(), Some("ping"));
+            }
+        }
+        weft.shared.shutdown();
+        drop(envoy);
+    }
+}

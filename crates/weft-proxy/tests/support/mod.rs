@@ -27,7 +27,25 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
             };
             tokio::spawn(async move {
                 let svc = service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                    move |mut req: hyper::Request<hyper::body::Incoming>| async move {
+                        if req.headers().contains_key("upgrade") {
+                            // Accept the upgrade; echo raw bytes afterwards.
+                            let on = hyper::upgrade::on(&mut req);
+                            tokio::spawn(async move {
+                                if let Ok(io) = on.await {
+                                    let (mut r, mut w) = tokio::io::split(TokioIo::new(io));
+                                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                                }
+                            });
+                            let resp = hyper::Response::builder()
+                                .status(101)
+                                .header("connection", "upgrade")
+                                .header("upgrade", "websocket")
+                                .header("x-backend", name)
+                                .body(Full::new(Bytes::new()))
+                                .unwrap();
+                            return Ok::<_, Infallible>(resp);
+                        }
                         let mut headers = BTreeMap::new();
                         for (k, v) in req.headers() {
                             headers
@@ -60,7 +78,7 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                     },
                 );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
                     .await;
             });
         }
@@ -224,4 +242,37 @@ pub async fn request(
         headers: hdrs,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// Sends an HTTP/1.1 WebSocket upgrade on a raw connection; returns the
+/// status line and, after a 101, what comes back for `ping`.
+pub async fn websocket_roundtrip(port: u16, path: &str) -> (String, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut byte)).await {
+            Ok(Ok(1)) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let status = head.lines().next().unwrap_or("").to_string();
+    if !status.contains(" 101 ") {
+        return (status, None);
+    }
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    let echoed = match tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut buf)).await {
+        Ok(Ok(_)) => Some(String::from_utf8_lossy(&buf).into_owned()),
+        _ => None,
+    };
+    (status, echoed)
 }
