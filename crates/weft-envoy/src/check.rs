@@ -209,6 +209,10 @@ fn listener(at: &At, l: &Listener, clusters: &HashSet<&str>) -> Result<(), Field
                             }
                             for (j, cw) in w.clusters.iter().enumerate() {
                                 let wat = at.key("weighted_clusters").key("clusters").idx(j);
+                                if cw.weight == 0 {
+                                    // Envoy's tcp_proxy requires weight >= 1.
+                                    return Err(wat.key("weight").err("must be at least 1"));
+                                }
                                 known_cluster(&wat.key("name"), &cw.name, clusters)?;
                             }
                         }

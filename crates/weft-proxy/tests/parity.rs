@@ -598,3 +598,56 @@ async fn websocket_upgrades() {
         drop(envoy);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_proxy_cluster_and_weights() {
+    let a = tcp_echo_backend("a").await;
+    let b = tcp_echo_backend("b").await;
+    let boot = |listen: u16, admin: u16| {
+        format!(
+            r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+static_resources:
+  listeners:
+  - name: tcp
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          weighted_clusters: {{clusters: [{{name: b, weight: 1}}]}}
+  clusters:
+  - {{name: a, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: a, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]}}}}
+  - {{name: b, type: STATIC, connect_timeout: 1s, load_assignment: {{cluster_name: b, endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}]}}]}}}}
+"#,
+            a.port(),
+            b.port()
+        )
+    };
+    let (el, ea) = (free_port(), free_port());
+    let envoy = start_envoy(&boot(el, ea), ea).await;
+    let (wl, wa) = (free_port(), free_port());
+    let parsed = weft_envoy::parse_bootstrap("t", &boot(wl, wa)).unwrap();
+    let weft = weft_proxy::start(weft_proxy::Snapshot::compile(&parsed).await.unwrap())
+        .await
+        .unwrap();
+    let payload = vec![b'x'; 100_000];
+    for _ in 0..3 {
+        let from_envoy = tcp_exchange(el, &payload).await;
+        let from_weft = tcp_exchange(wl, &payload).await;
+        assert_eq!(from_weft.len(), from_envoy.len());
+        assert_eq!(from_weft, from_envoy);
+        assert!(
+            from_envoy.starts_with("b\n"),
+            "the only weighted cluster is b"
+        );
+        assert_eq!(
+            from_envoy.len(),
+            2 + payload.len(),
+            "every byte comes back after the half-close"
+        );
+    }
+    weft.shared.shutdown();
+    drop(envoy);
+}
