@@ -4,21 +4,68 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use weft_envoy::cluster::{self as cfg, DiscoveryType, LbPolicy};
 use weft_envoy::TypedConfig;
 
 use crate::error::CompileError;
 use crate::http::Body;
 
-#[derive(Debug)]
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub weight: u32,
     /// Requests in flight, for LEAST_REQUEST.
     pub active: AtomicUsize,
+    /// Pooled connections to this endpoint only. The request URI carries
+    /// the request's authority (HTTP/2 sends it as `:authority`), so the
+    /// connector ignores it and dials the endpoint.
+    pub client: Client<FixedConnector, Body>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("addr", &self.addr)
+            .field("weight", &self.weight)
+            .finish()
+    }
+}
+
+/// Dials one address whatever the URI says.
+#[derive(Clone, Debug)]
+pub struct FixedConnector {
+    addr: SocketAddr,
+    timeout: Duration,
+}
+
+type Connecting = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::io::Result<TokioIo<tokio::net::TcpStream>>> + Send>,
+>;
+
+impl tower_service::Service<http::Uri> for FixedConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Uri) -> Connecting {
+        let (addr, timeout) = (self.addr, self.timeout);
+        Box::pin(async move {
+            let connect = tokio::net::TcpStream::connect(addr);
+            let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout")
+            })??;
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(stream))
+        })
+    }
 }
 
 pub struct Cluster {
@@ -30,7 +77,6 @@ pub struct Cluster {
     next: AtomicUsize,
     pub connect_timeout: Duration,
     pub http2: bool,
-    pub client: Client<HttpConnector, Body>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -48,6 +94,29 @@ impl Cluster {
             field: format!("{at}.{field}"),
             message,
         };
+        if matches!(c.type_, DiscoveryType::EDS | DiscoveryType::ORIGINAL_DST) {
+            return Err(err(
+                "type",
+                format!("{:?} clusters are not implemented by weft yet", c.type_),
+            ));
+        }
+        let options = c.typed_extension_protocol_options.values();
+        if options.clone().any(|o| {
+            matches!(o, TypedConfig::HttpProtocolOptions(p) if p.use_downstream_protocol_config.is_some())
+        }) {
+            return Err(err(
+                "typed_extension_protocol_options",
+                "use_downstream_protocol_config is not implemented by weft yet".into(),
+            ));
+        }
+        let http2 = options.clone().any(|o| {
+            matches!(o, TypedConfig::HttpProtocolOptions(p)
+                if p.explicit_http_config.as_ref().is_some_and(|e| e.http2_protocol_options.is_some()))
+        });
+        let connect_timeout = c
+            .connect_timeout
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(5));
         let mut endpoints = Vec::new();
         for le in c.load_assignment.iter().flat_map(|la| &la.endpoints) {
             for e in &le.lb_endpoints {
@@ -62,18 +131,18 @@ impl Cluster {
                 })?;
                 let weight = e.load_balancing_weight.unwrap_or(1).max(1);
                 let addrs: Vec<SocketAddr> = match c.type_ {
-                    DiscoveryType::STATIC => vec![SocketAddr::new(
-                        sa.address.parse().map_err(|_| {
+                    DiscoveryType::STATIC => {
+                        let ip = sa.address.parse().map_err(|_| {
                             err(
                                 "load_assignment",
                                 format!("{:?} is not an IP address", sa.address),
                             )
-                        })?,
-                        port,
-                    )],
-                    DiscoveryType::STRICT_DNS | DiscoveryType::LOGICAL_DNS => {
-                        // Resolved once at start; periodic refresh comes
-                        // with the xDS work (issue 4).
+                        })?;
+                        vec![SocketAddr::new(ip, port)]
+                    }
+                    _ => {
+                        // STRICT_DNS and LOGICAL_DNS, resolved once at start;
+                        // periodic refresh comes with the xDS work (issue 4).
                         let found: Vec<SocketAddr> =
                             tokio::net::lookup_host((sa.address.as_str(), port))
                                 .await
@@ -84,55 +153,30 @@ impl Cluster {
                                     )
                                 })?
                                 .collect();
-                        if c.type_ == DiscoveryType::LOGICAL_DNS {
-                            found.into_iter().take(1).collect()
+                        let take = if c.type_ == DiscoveryType::LOGICAL_DNS {
+                            1
                         } else {
-                            found
-                        }
-                    }
-                    other => {
-                        return Err(err(
-                            "type",
-                            format!("{other:?} clusters are not implemented by weft yet"),
-                        ))
+                            usize::MAX
+                        };
+                        found.into_iter().take(take).collect()
                     }
                 };
-                endpoints.extend(addrs.into_iter().map(|addr| Endpoint {
-                    addr,
-                    weight,
-                    active: AtomicUsize::new(0),
+                endpoints.extend(addrs.into_iter().map(|addr| {
+                    Endpoint {
+                        addr,
+                        weight,
+                        active: AtomicUsize::new(0),
+                        client: Client::builder(TokioExecutor::new())
+                            .http2_only(http2)
+                            .pool_idle_timeout(Duration::from_secs(3600))
+                            .build(FixedConnector {
+                                addr,
+                                timeout: connect_timeout,
+                            }),
+                    }
                 }));
             }
         }
-        if matches!(c.type_, DiscoveryType::EDS | DiscoveryType::ORIGINAL_DST) {
-            return Err(err(
-                "type",
-                format!("{:?} clusters are not implemented by weft yet", c.type_),
-            ));
-        }
-        let http2 = c.typed_extension_protocol_options.values().any(|o| {
-            matches!(o, TypedConfig::HttpProtocolOptions(p)
-                if p.explicit_http_config.as_ref().is_some_and(|e| e.http2_protocol_options.is_some()))
-        });
-        if c.typed_extension_protocol_options.values().any(|o| {
-            matches!(o, TypedConfig::HttpProtocolOptions(p) if p.use_downstream_protocol_config.is_some())
-        }) {
-            return Err(err(
-                "typed_extension_protocol_options",
-                "use_downstream_protocol_config is not implemented by weft yet".into(),
-            ));
-        }
-        let connect_timeout = c
-            .connect_timeout
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(5));
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .http2_only(http2)
-            .pool_idle_timeout(Duration::from_secs(3600))
-            .build(connector);
         let schedule = endpoints
             .iter()
             .enumerate()
@@ -146,7 +190,6 @@ impl Cluster {
             next: AtomicUsize::new(fastrand::usize(..1024)),
             connect_timeout,
             http2,
-            client,
         })
     }
 

@@ -373,11 +373,18 @@ where
     } else {
         host.to_string()
     };
-    parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(endpoint.addr.to_string())
-        .path_and_query(new_path)
-        .build()
+    // The URI's authority is what HTTP/2 sends as :authority; the
+    // endpoint's connector dials the endpoint regardless.
+    let endpoint_authority = endpoint.addr.to_string();
+    let uri = |authority: &str| {
+        Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(new_path.as_str())
+            .build()
+    };
+    parts.uri = uri(&new_host)
+        .or_else(|_| uri(&endpoint_authority))
         .map_err(|_| ForwardError::NoRoute)?;
     let h = &mut parts.headers;
     for name in HOP_BY_HOP {
@@ -390,7 +397,9 @@ where
         );
         h.insert(http::header::UPGRADE, u.clone());
     }
-    if let Ok(v) = HeaderValue::from_str(&new_host) {
+    if cluster.http2 {
+        h.remove(HOST);
+    } else if let Ok(v) = HeaderValue::from_str(&new_host) {
         h.insert(HOST, v);
     }
     if settings.use_remote_address && !settings.skip_xff_append {
@@ -425,7 +434,7 @@ where
         Request::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed());
     let started = Instant::now();
     endpoint.active.fetch_add(1, Ordering::Relaxed);
-    let call = cluster.client.request(upstream_req);
+    let call = endpoint.client.request(upstream_req);
     let result = if fwd.timeout.is_zero() {
         Ok(call.await)
     } else {

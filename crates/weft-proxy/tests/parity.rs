@@ -19,6 +19,12 @@ const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v
 fn bootstrap(listen: u16, admin: u16, backends: &[(&str, u16)], hcm: &str, routes: &str) -> String {
     let mut clusters = String::new();
     for (name, port) in backends {
+        if name.ends_with("_h2") {
+            clusters.push_str(&format!(
+                "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {{http2_protocol_options: {{}}}}\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
+            ));
+            continue;
+        }
         clusters.push_str(&format!(
             "  - name: {name}\n    type: STATIC\n    connect_timeout: 1s\n    load_assignment:\n      cluster_name: {name}\n      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]\n"
         ));
@@ -101,6 +107,8 @@ fn observe(r: &Reply, proxy: &str) -> Value {
             .map(|(k, v)| (k.clone(), json!(v.to_string().replace(proxy, "PROXY"))))
             .collect();
         json!({
+            "authority": json!(s["authority"].to_string().replace(proxy, "PROXY")),
+            "version": s["version"],
             "method": s["method"],
             "path": s["path"],
             "headers": keep,
@@ -123,7 +131,12 @@ async fn run_scenario_with(name: &str, hcm: &str, routes: &str, requests: &[Req]
     let a = echo_backend("a").await;
     let b = echo_backend("b").await;
     let dead = free_port();
-    let backends = [("a", a.port()), ("b", b.port()), ("dead", dead)];
+    let backends = [
+        ("a", a.port()),
+        ("b", b.port()),
+        ("b_h2", b.port()),
+        ("dead", dead),
+    ];
     let (el, ea) = (free_port(), free_port());
     let envoy = start_envoy(&bootstrap(el, ea, &backends, hcm, routes), ea).await;
 
@@ -650,4 +663,22 @@ static_resources:
     }
     weft.shared.shutdown();
     drop(envoy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_upstream() {
+    run_scenario(
+        "http2_upstream",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /}, route: {cluster: b_h2}}
+"#,
+        &[
+            get("/over-h2?x=1", &[("x-test-a", "1")], "backend b"),
+            h2("/h2-both-ways", &[], "backend b"),
+        ],
+    )
+    .await;
 }

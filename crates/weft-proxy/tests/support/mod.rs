@@ -54,6 +54,7 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                                 .push(v.to_str().unwrap_or("").to_string());
                         }
                         let seen = serde_json::json!({
+                            "authority": req.uri().authority().map(|a| a.to_string()),
                             "backend": name,
                             "method": req.method().as_str(),
                             "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
