@@ -222,3 +222,89 @@ impl Cluster {
         self.endpoints.get(i)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn cluster(policy: &str, weights: &[u32]) -> Cluster {
+        let endpoints: Vec<String> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                format!(
+                    "{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}, load_balancing_weight: {w}}}",
+                    1000 + i
+                )
+            })
+            .collect();
+        let yaml = format!(
+            "name: c\ntype: STATIC\nlb_policy: {policy}\nload_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{}]}}]}}\n",
+            endpoints.join(", ")
+        );
+        let node = parse_cluster(&yaml);
+        Cluster::compile(&node, "c").await.unwrap()
+    }
+
+    /// Deserializes a cluster directly (the bootstrap path is tested in
+    /// weft-envoy).
+    fn parse_cluster(yaml: &str) -> cfg::Cluster {
+        let boot = format!(
+            "static_resources:\n  clusters:\n  - {}\n",
+            yaml.trim_end().replace('\n', "\n    ")
+        );
+        weft_envoy::parse_bootstrap("t", &boot)
+            .unwrap()
+            .static_resources
+            .clusters
+            .remove(0)
+    }
+
+    fn counts(c: &Cluster, n: usize) -> Vec<usize> {
+        let mut out = vec![0; c.endpoints.len()];
+        for _ in 0..n {
+            let e = c.pick().unwrap();
+            out[(e.addr.port() - 1000) as usize] += 1;
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn weighted_round_robin_is_exact() {
+        let c = cluster("ROUND_ROBIN", &[1, 3]).await;
+        assert_eq!(counts(&c, 400), vec![100, 300]);
+    }
+
+    #[tokio::test]
+    async fn random_follows_weights() {
+        fastrand::seed(11);
+        let c = cluster("RANDOM", &[1, 1, 2]).await;
+        let got = counts(&c, 40_000);
+        // Expected 10k/10k/20k; binomial sd ≈ 87 and 100, ±600 is > 5 sd.
+        for (g, want) in got.iter().zip([10_000, 10_000, 20_000]) {
+            assert!(g.abs_diff(want) < 600, "{got:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn least_request_avoids_the_busy_endpoint() {
+        fastrand::seed(5);
+        let c = cluster("LEAST_REQUEST", &[1, 1, 1]).await;
+        c.endpoints[0].active.store(50, Ordering::Relaxed);
+        let got = counts(&c, 3_000);
+        // With two choices, endpoint 0 wins only when both picks are it:
+        // about 1/9 of the time.
+        assert!(got[0] < 500, "{got:?}");
+        assert!(got[1] > 1_000 && got[2] > 1_000, "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn empty_cluster_has_no_pick() {
+        let boot = "static_resources:\n  clusters:\n  - {name: e, type: STATIC}\n";
+        let cfg = weft_envoy::parse_bootstrap("t", boot).unwrap();
+        let c = Cluster::compile(&cfg.static_resources.clusters[0], "e")
+            .await
+            .unwrap();
+        assert!(c.pick().is_none());
+    }
+}
