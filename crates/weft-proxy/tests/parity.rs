@@ -117,6 +117,7 @@ fn observe(r: &Reply, proxy: &str) -> Value {
     });
     json!({
         "status": r.status,
+        "trailers": r.trailers,
         "response_headers": resp_headers,
         "seen": seen,
         "local_body": if r.seen().is_none() { json!(r.body) } else { Value::Null },
@@ -176,6 +177,15 @@ async fn run_scenario_with(name: &str, hcm: &str, routes: &str, requests: &[Req]
             serde_json::to_string_pretty(&ow).unwrap(),
             serde_json::to_string_pretty(&oe).unwrap()
         );
+        if r.h2 && r.headers.contains(&("te", "trailers")) {
+            // HTTP/2 end to end: the backend's trailers must arrive.
+            assert_eq!(
+                from_weft.trailers.get("grpc-status").map(String::as_str),
+                Some("0"),
+                "{name}: {} trailers lost",
+                r.path
+            );
+        }
         let got = match from_envoy.headers.get("x-backend") {
             Some(b) => format!("backend {b}"),
             None => from_envoy.status.to_string(),
@@ -678,6 +688,40 @@ async fn http2_upstream() {
         &[
             get("/over-h2?x=1", &[("x-test-a", "1")], "backend b"),
             h2("/h2-both-ways", &[], "backend b"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_trailers_pass_through() {
+    run_scenario(
+        "grpc_trailers_pass_through",
+        r#"            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - {match: {prefix: /pkg.Svc/, grpc: {}}, route: {cluster: b_h2}}
+              - {match: {prefix: /}, route: {cluster: a}}
+"#,
+        &[
+            h2(
+                "/pkg.Svc/Call",
+                &[
+                    ("content-type", "application/grpc"),
+                    ("te", "trailers"),
+                    ("x-test-trailers", "yes"),
+                ],
+                "backend b",
+            ),
+            h2(
+                "/pkg.Svc/Call",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-test-trailers", "yes"),
+                ],
+                "backend a",
+            ),
         ],
     )
     .await;

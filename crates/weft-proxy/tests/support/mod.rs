@@ -42,7 +42,7 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                                 .header("connection", "upgrade")
                                 .header("upgrade", "websocket")
                                 .header("x-backend", name)
-                                .body(Full::new(Bytes::new()))
+                                .body(Full::new(Bytes::new()).boxed())
                                 .unwrap();
                             return Ok::<_, Infallible>(resp);
                         }
@@ -70,10 +70,21 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                         let mut seen = seen;
                         seen["body"] =
                             serde_json::Value::String(String::from_utf8_lossy(&body).into_owned());
+                        // `x-test-trailers: yes` asks for gRPC-style trailers.
+                        let mut trailers = http::HeaderMap::new();
+                        if seen["headers"].get("x-test-trailers").is_some() {
+                            trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                            trailers.insert("grpc-message", http::HeaderValue::from_static("fine"));
+                        }
+                        let body = Full::new(Bytes::from(seen.to_string()))
+                            .with_trailers(
+                                async move { (!trailers.is_empty()).then_some(Ok(trailers)) },
+                            )
+                            .boxed();
                         let resp = hyper::Response::builder()
                             .header("x-backend", name)
                             .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(seen.to_string())))
+                            .body(body)
                             .unwrap();
                         Ok::<_, Infallible>(resp)
                     },
@@ -192,6 +203,7 @@ pub async fn start_envoy(bootstrap: &str, admin_port: u16) -> Envoy {
 pub struct Reply {
     pub status: u16,
     pub headers: BTreeMap<String, String>,
+    pub trailers: BTreeMap<String, String>,
     pub body: String,
 }
 
@@ -232,15 +244,20 @@ pub async fn request(
     for (k, v) in resp.headers() {
         hdrs.insert(k.as_str().to_string(), v.to_str().unwrap_or("").to_string());
     }
-    let body = resp
+    let collected = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+        .map_err(|e| e.to_string())?;
+    let mut trailers = BTreeMap::new();
+    for (k, v) in collected.trailers().into_iter().flatten() {
+        trailers.insert(k.as_str().to_string(), v.to_str().unwrap_or("").to_string());
+    }
+    let body = collected.to_bytes();
     Ok(Reply {
         status,
         headers: hdrs,
+        trailers,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
