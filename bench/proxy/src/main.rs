@@ -1,0 +1,442 @@
+//! weft proxy against Envoy, same bootstrap, same machine, same run.
+//!
+//! `proxy-bench [SECONDS]` — run by `bench/proxy.sh`, which pins this
+//! process (load generator and backend) to core 1; each proxy runs with
+//! one worker pinned to core 0 (`taskset -c 0`). For HTTP/1.1, HTTP/2
+//! (h2c) and TCP (tcp_proxy carrying HTTP/1.1) it reports maximum
+//! requests per second, proxy CPU seconds per 100k requests, latency
+//! percentiles at a fixed 1,000 rps and at 80% of Envoy's maximum, and
+//! proxy RSS idle and under load, with weft/Envoy ratios.
+//!
+//! `proxy-bench backend PORT` runs the backend alone (used internally).
+
+use std::convert::Infallible;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+const BODY: &[u8] = b"hello from the bench backend\n";
+
+async fn backend(port: u16) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    loop {
+        let Ok((s, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let svc = service_fn(|_req| async {
+                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(BODY))))
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(s), svc)
+                .await;
+        });
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn bootstrap(admin: u16, http: u16, tcp: u16, backend: u16) -> String {
+    format!(
+        r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+static_resources:
+  listeners:
+  - name: http
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {http}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: http
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes: [{{match: {{prefix: /}}, route: {{cluster: backend}}}}]
+          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+  - name: tcp
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {tcp}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: tcp
+          cluster: backend
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}}}]}}]
+"#
+    )
+}
+
+struct Proxy {
+    child: Child,
+    http: u16,
+    tcp: u16,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    /// utime + stime of the proxy, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        ticks / 100.0 // USER_HZ is 100 on Linux
+    }
+    fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+async fn start(
+    name: &'static str,
+    program: &str,
+    args: &[&str],
+    dir: &std::path::Path,
+    backend: u16,
+) -> Proxy {
+    let (admin, http, tcp) = (free_port(), free_port(), free_port());
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, bootstrap(admin, http, tcp, backend)).unwrap();
+    let child = Command::new("taskset")
+        .args(["-c", "0", program])
+        .args(args)
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    let proxy = Proxy { child, http, tcp };
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    for _ in 0..200 {
+        let uri: http::Uri = format!("http://127.0.0.1:{admin}/ready").parse().unwrap();
+        if let Ok(r) = client.get(uri).await {
+            if r.status() == 200 {
+                return proxy;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{name} did not become ready");
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Proto {
+    H1,
+    H2,
+    Tcp,
+}
+
+impl Proto {
+    fn label(self) -> &'static str {
+        match self {
+            Proto::H1 => "HTTP/1.1",
+            Proto::H2 => "HTTP/2",
+            Proto::Tcp => "TCP",
+        }
+    }
+}
+
+type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type H2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+enum Conn {
+    H1(H1),
+    H2(H2),
+}
+
+async fn connect(port: u16, proto: Proto) -> Conn {
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.set_nodelay(true).unwrap();
+    let io = TokioIo::new(s);
+    if proto == Proto::H2 {
+        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Conn::H2(send)
+    } else {
+        let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        Conn::H1(send)
+    }
+}
+
+fn req() -> http::Request<Empty<Bytes>> {
+    http::Request::builder()
+        .uri("/bench")
+        .header("host", "bench.test")
+        .body(Empty::new())
+        .unwrap()
+}
+
+async fn send(conn: &mut Conn) -> bool {
+    let resp = match conn {
+        Conn::H1(s) => {
+            if s.ready().await.is_err() {
+                return false;
+            }
+            s.send_request(req()).await
+        }
+        Conn::H2(s) => {
+            let mut r = req();
+            *r.uri_mut() = "http://bench.test/bench".parse().unwrap();
+            s.send_request(r).await
+        }
+    };
+    match resp {
+        Ok(r) => r.status() == 200 && r.into_body().collect().await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn task_conns(port: u16, proto: Proto, n: usize) -> Vec<Conn> {
+    let mut out = Vec::new();
+    if proto == Proto::H2 {
+        // A few HTTP/2 connections, many streams on each.
+        let mut shared = Vec::new();
+        for _ in 0..4 {
+            if let Conn::H2(s) = connect(port, proto).await {
+                shared.push(s);
+            }
+        }
+        for i in 0..n {
+            out.push(Conn::H2(shared[i % shared.len()].clone()));
+        }
+    } else {
+        for _ in 0..n {
+            out.push(connect(port, proto).await);
+        }
+    }
+    out
+}
+
+/// Closed loop with 64 requests in flight; returns rps, proxy CPU seconds
+/// per 100k requests, and the proxy's RSS under that load.
+async fn max_rps(p: &Proxy, proto: Proto, secs: f64) -> (f64, f64, f64) {
+    let port = if proto == Proto::Tcp { p.tcp } else { p.http };
+    let conns = task_conns(port, proto, 64).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let cpu0 = p.cpu_seconds();
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for mut conn in conns {
+        let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if send(&mut conn).await {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(secs / 2.0)).await;
+    let rss = p.rss_mib();
+    tokio::time::sleep(Duration::from_secs_f64(secs / 2.0)).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = t0.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed) as f64;
+    let cpu = p.cpu_seconds() - cpu0;
+    for t in tasks {
+        let _ = t.await;
+    }
+    (n / elapsed, cpu / n.max(1.0) * 100_000.0, rss)
+}
+
+/// Open loop at `rate` requests per second: each request's latency counts
+/// from when it was due, so a stall is not hidden (no coordinated
+/// omission). Returns p50, p90, p99 in milliseconds and the error count.
+async fn latency_at(p: &Proxy, proto: Proto, rate: f64, secs: f64) -> ([f64; 3], u64) {
+    let port = if proto == Proto::Tcp { p.tcp } else { p.http };
+    let workers = 64;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Instant>(100_000);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let lat = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for mut conn in task_conns(port, proto, workers).await {
+        let (rx, lat, errors) = (Arc::clone(&rx), Arc::clone(&lat), Arc::clone(&errors));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let due = { rx.lock().await.recv().await };
+                let Some(due) = due else { break };
+                if send(&mut conn).await {
+                    lat.lock()
+                        .unwrap()
+                        .push(due.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    let total = (rate * secs) as u64;
+    for i in 0..total {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        if tx.send(due).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut v = lat.lock().unwrap().clone();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let q = |f: f64| {
+        v.get(((v.len() as f64 * f) as usize).min(v.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    ([q(0.50), q(0.90), q(0.99)], errors.load(Ordering::Relaxed))
+}
+
+struct Row {
+    rps: f64,
+    cpu_per_100k: f64,
+    lat_1000: [f64; 3],
+    lat_80: [f64; 3],
+    rss_load: f64,
+    errors: u64,
+}
+
+async fn measure(p: &Proxy, proto: Proto, secs: f64, envoy_max: Option<f64>) -> Row {
+    let (rps, cpu_per_100k, rss_load) = max_rps(p, proto, secs).await;
+    let (lat_1000, e1) = latency_at(p, proto, 1000.0, secs).await;
+    let rate80 = 0.8 * envoy_max.unwrap_or(rps);
+    let (lat_80, e2) = latency_at(p, proto, rate80, secs).await;
+    Row {
+        rps,
+        cpu_per_100k,
+        lat_1000,
+        lat_80,
+        rss_load,
+        errors: e1 + e2,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    if args.first().map(String::as_str) == Some("backend") {
+        let port: u16 = args
+            .get(1)
+            .and_then(|p| p.parse().ok())
+            .expect("backend PORT");
+        rt.block_on(backend(port));
+        return;
+    }
+    let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let weft = std::env::var("WEFT_BIN").unwrap_or_else(|_| "target/release/weft".into());
+    let envoy = std::env::var("WEFT_ENVOY").unwrap_or_else(|_| "envoy".into());
+    rt.block_on(async move {
+        let backend_port = free_port();
+        let me = std::env::current_exe().unwrap();
+        let mut backend = Command::new(me)
+            .args(["backend", &backend_port.to_string()])
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let dir = std::env::temp_dir().join(format!("weft-proxy-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rows = Vec::new();
+        for proto in [Proto::H1, Proto::H2, Proto::Tcp] {
+            let e = start("envoy", &envoy, &["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"], &dir, backend_port).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let e_idle = e.rss_mib();
+            let er = measure(&e, proto, secs, None).await;
+            drop(e);
+            let w = start("weft", &weft, &["proxy", "--concurrency", "1"], &dir, backend_port).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let w_idle = w.rss_mib();
+            let wr = measure(&w, proto, secs, Some(er.rps)).await;
+            drop(w);
+            rows.push((proto, e_idle, er, w_idle, wr));
+        }
+        let _ = backend.kill();
+        let _ = backend.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        println!("proxy-bench: {secs} s per measurement; each proxy one worker on core 0; load generator and backend on core 1");
+        println!();
+        println!("| protocol | proxy | max rps | CPU s / 100k req | p50 / p90 / p99 ms @1000 rps | p50 / p90 / p99 ms @80% of Envoy max | RSS idle MiB | RSS load MiB | errors |");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        let f = |l: [f64; 3]| format!("{:.2} / {:.2} / {:.2}", l[0], l[1], l[2]);
+        for (proto, e_idle, er, w_idle, wr) in &rows {
+            for (name, idle, r) in [("envoy", e_idle, er), ("weft", w_idle, wr)] {
+                println!(
+                    "| {} | {name} | {:.0} | {:.2} | {} | {} | {:.1} | {:.1} | {} |",
+                    proto.label(), r.rps, r.cpu_per_100k, f(r.lat_1000), f(r.lat_80), idle, r.rss_load, r.errors
+                );
+            }
+            println!(
+                "| {} | **weft/envoy** | {:.2}× | {:.2}× | p99 {:.2}× | p99 {:.2}× | {:.2}× | {:.2}× | |",
+                proto.label(),
+                wr.rps / er.rps,
+                wr.cpu_per_100k / er.cpu_per_100k,
+                wr.lat_1000[2] / er.lat_1000[2],
+                wr.lat_80[2] / er.lat_80[2],
+                w_idle / e_idle,
+                wr.rss_load / er.rss_load,
+            );
+        }
+        println!();
+        println!("Targets (issue 3): rps ≥ 1.5×, p99 ≤ 0.7× at equal load, RSS ≤ 0.25×.");
+        println!("The load generator shares core 1 with the backend; if a proxy saturates it, max rps is the generator's limit, not the proxy's (compare CPU s / 100k, which does not depend on it).");
+    });
+}
