@@ -198,3 +198,47 @@ fn list_analyzers_version_and_completion() {
     let out = weft(&["completion", "bash"], "");
     assert!(text(&out.stdout).contains("_weft()"));
 }
+
+#[test]
+fn proxy_bootstrap_errors_name_the_field_and_exit_1() {
+    let good = repo().join("crates/weft-envoy/tests/bootstraps/basic.yaml");
+    let out = weft(&["proxy", "-c", good.to_str().unwrap(), "--validate"], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("OK"));
+
+    let dir = std::env::temp_dir().join(format!("weft-cli-proxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.yaml");
+    let text_good = std::fs::read_to_string(&good).unwrap();
+    for (needle, replacement, want) in [
+        (
+            "prefix_rewrite: /",
+            "prefix_rewrit: /",
+            "route.prefix_rewrit: unknown field",
+        ),
+        (
+            "lb_policy: ROUND_ROBIN",
+            "lb_policy: MAGLEV",
+            "lb_policy: MAGLEV is not implemented",
+        ),
+        ("static_resources:", "static_resources: [", "bad.yaml:"),
+    ] {
+        std::fs::write(&bad, text_good.replace(needle, replacement)).unwrap();
+        let out = weft(&["proxy", "-c", bad.to_str().unwrap()], "");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{needle}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(want),
+            "{needle}: {}",
+            text(&out.stderr)
+        );
+    }
+    let out = weft(&["proxy", "-c", "/no/such/bootstrap.yaml"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/no/such/bootstrap.yaml"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
