@@ -142,6 +142,15 @@ where
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > settings.max_request_headers {
+        outcome.flag = Some("DPE");
+        return (local_reply(&settings, 431, ""), outcome);
+    }
     // Every request gets an id before anything else, local replies too.
     let h = req.headers_mut();
     let external = settings.use_remote_address && !settings.preserve_external_request_id;

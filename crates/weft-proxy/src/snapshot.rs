@@ -48,6 +48,8 @@ pub struct HttpSettings {
     pub skip_xff_append: bool,
     pub websocket: bool,
     pub access_logs: Vec<AccessLog>,
+    /// Request header bytes allowed (names + values); Envoy's default is 60 KiB.
+    pub max_request_headers: usize,
 }
 
 #[derive(Debug)]
@@ -209,7 +211,6 @@ fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, Comp
             ("http2_protocol_options", h.http2_protocol_options.is_some()),
             ("normalize_path", h.normalize_path == Some(true)),
             ("merge_slashes", h.merge_slashes),
-            ("max_request_headers_kb", h.max_request_headers_kb.is_some()),
         ],
     )?;
     let mut websocket = false;
@@ -256,6 +257,7 @@ fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, Comp
         skip_xff_append: h.skip_xff_append,
         websocket,
         access_logs: compile_logs(at, &h.access_log)?,
+        max_request_headers: h.max_request_headers_kb.unwrap_or(60) as usize * 1024,
     })
 }
 

@@ -726,3 +726,55 @@ async fn grpc_trailers_pass_through() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_headers() {
+    let a = echo_backend("a").await;
+    let backends = [("a", a.port())];
+    let routes = r#"            virtual_hosts:
+            - {name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: a}}]}
+"#;
+    let (el, ea) = (free_port(), free_port());
+    let envoy = start_envoy(&bootstrap(el, ea, &backends, "", routes), ea).await;
+    let (wl, wa) = (free_port(), free_port());
+    let boot = weft_envoy::parse_bootstrap("t", &bootstrap(wl, wa, &backends, "", routes)).unwrap();
+    let weft = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
+        .await
+        .unwrap();
+    // Envoy's default limit is 60 KiB of request headers.
+    for size in [50 * 1024, 70 * 1024] {
+        let big = "x".repeat(size);
+        let status = |port: u16| {
+            let big = big.clone();
+            async move {
+                request(
+                    "GET",
+                    &format!("http://127.0.0.1:{port}/"),
+                    &[("host", "h"), ("x-test-big", &big)],
+                    false,
+                )
+                .await
+                .map(|r| r.status)
+                .unwrap_or(0)
+            }
+        };
+        let (e, w) = (status(el).await, status(wl).await);
+        assert_eq!(w, e, "{size} bytes of header");
+    }
+    // The proxy still serves other requests afterwards.
+    assert_eq!(get_status(wl).await, 200);
+    weft.shared.shutdown();
+    drop(envoy);
+}
+
+async fn get_status(port: u16) -> u16 {
+    request(
+        "GET",
+        &format!("http://127.0.0.1:{port}/"),
+        &[("host", "h")],
+        false,
+    )
+    .await
+    .map(|r| r.status)
+    .unwrap_or(0)
+}
