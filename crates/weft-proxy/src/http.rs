@@ -47,7 +47,6 @@ pub struct Outcome {
     pub flag: Option<&'static str>,
     /// The x-request-id sent upstream (possibly generated here).
     pub request_id: Option<String>,
-    pub cluster: Option<String>,
     pub upstream: Option<SocketAddr>,
 }
 
@@ -65,9 +64,7 @@ fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Bod
 }
 
 fn set_server(settings: &HttpSettings, h: &mut HeaderMap) {
-    if let Ok(v) = HeaderValue::from_str(&settings.server_name) {
-        h.insert(http::header::SERVER, v);
-    }
+    h.insert(http::header::SERVER, settings.server_name.clone());
 }
 
 /// This host's first non-loopback address (what Envoy calls the local
@@ -200,9 +197,7 @@ where
         }
         Action::Redirect(rd) => redirect(&settings, rd, &host, &path, req.uri()),
         Action::Forward(fwd) => {
-            let fwd = Arc::clone(fwd);
             let (cluster_name, weighted_ops) = fwd.targets.pick();
-            outcome.cluster = Some(cluster_name.to_string());
             let levels = [
                 weighted_ops,
                 Some(&route.headers),
@@ -213,7 +208,7 @@ where
             match forward(
                 &snapshot,
                 &settings,
-                &fwd,
+                fwd,
                 cluster_name,
                 peer,
                 req,
@@ -271,11 +266,7 @@ fn rewrite_path(
             out = format!("{new}{}", &p[old.len()..]);
         }
     } else if let Some((re, sub)) = regex {
-        // Envoy substitutes with RE2 syntax (\1); Rust's regex uses $1.
-        let sub = regex::Regex::new(r"\\(\d)")
-            .expect("static")
-            .replace_all(sub, "$${$1}");
-        out = re.replace_all(p, sub.as_ref()).into_owned();
+        out = re.replace_all(p, sub.as_str()).into_owned();
     }
     match q {
         Some(q) => format!("{out}?{q}"),
@@ -435,10 +426,11 @@ where
             HeaderValue::from(fwd.timeout.as_millis() as u64),
         );
     }
-    parts.version = http::Version::HTTP_11;
-    if cluster.http2 {
-        parts.version = http::Version::HTTP_2;
-    }
+    parts.version = if cluster.http2 {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
     let upstream_req =
         Request::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed());
     let started = Instant::now();
@@ -450,13 +442,12 @@ where
         tokio::time::timeout(fwd.timeout, call).await
     };
     endpoint.active.fetch_sub(1, Ordering::Relaxed);
-    let resp = match result {
+    let mut resp = match result {
         Err(_) => return Err(ForwardError::Timeout),
         Ok(Err(e)) if e.is_connect() => return Err(ForwardError::ConnectFailure),
         Ok(Err(_)) => return Err(ForwardError::UpstreamReset),
         Ok(Ok(r)) => r,
     };
-    let mut resp = resp;
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(down)) = (switching, downstream_upgrade) {
         let up = hyper::upgrade::on(&mut resp);

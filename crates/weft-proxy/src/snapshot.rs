@@ -38,10 +38,10 @@ pub enum Chain {
 
 #[derive(Debug)]
 pub struct HttpSettings {
-    pub stat_prefix: String,
     pub codec: CodecType,
     pub routes: RouteTable,
-    pub server_name: String,
+    /// The `server` response header (Envoy's `server_name`, "envoy" by default).
+    pub server_name: http::HeaderValue,
     pub generate_request_id: bool,
     pub preserve_external_request_id: bool,
     pub use_remote_address: bool,
@@ -54,7 +54,6 @@ pub struct HttpSettings {
 
 #[derive(Debug)]
 pub struct TcpSettings {
-    pub stat_prefix: String,
     /// (cluster, cumulative weight end)
     pub clusters: Vec<(String, u64)>,
     pub idle_timeout: Option<Duration>,
@@ -63,10 +62,7 @@ pub struct TcpSettings {
 
 impl TcpSettings {
     pub fn pick(&self) -> &str {
-        let total = self.clusters.last().map_or(1, |c| c.1).max(1);
-        let r = fastrand::u64(0..total);
-        let i = self.clusters.partition_point(|(_, end)| *end <= r);
-        &self.clusters[i.min(self.clusters.len() - 1)].0
+        &crate::routes::pick_cumulative(&self.clusters, |(_, end)| *end).0
     }
 }
 
@@ -150,7 +146,13 @@ fn compile_listener(at: &str, l: &Listener) -> Result<ListenerConfig, CompileErr
             "more than one filter chain (filter_chain_match)",
         ));
     }
-    let chain = &l.filter_chains[0];
+    let chain = l
+        .filter_chains
+        .first()
+        .ok_or_else(|| CompileError::Config {
+            field: format!("{at}.filter_chains"),
+            message: "a listener needs a filter chain".into(),
+        })?;
     if let Some(m) = &chain.filter_chain_match {
         let port_only = m.prefix_ranges.is_empty()
             && m.source_type.is_none()
@@ -175,7 +177,11 @@ fn compile_listener(at: &str, l: &Listener) -> Result<ListenerConfig, CompileErr
             "network filters before the terminal one",
         ));
     }
-    let chain = match &chain.filters[0].typed_config {
+    let terminal = chain.filters.first().ok_or_else(|| CompileError::Config {
+        field: format!("{at}.filter_chains[0].filters"),
+        message: "a filter chain needs a terminal filter".into(),
+    })?;
+    let chain = match &terminal.typed_config {
         TypedConfig::HttpConnectionManager(hcm) => {
             Chain::Http(Arc::new(compile_hcm(&format!("{fat}.typed_config"), hcm)?))
         }
@@ -247,10 +253,13 @@ fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, Comp
         }
     }
     Ok(HttpSettings {
-        stat_prefix: h.stat_prefix.clone(),
         codec: h.codec_type,
         routes,
-        server_name: h.server_name.clone().unwrap_or_else(|| "envoy".into()),
+        server_name: http::HeaderValue::from_str(h.server_name.as_deref().unwrap_or("envoy"))
+            .map_err(|_| CompileError::Config {
+                field: format!("{at}.server_name"),
+                message: "not a valid header value".into(),
+            })?,
         generate_request_id: h.generate_request_id.unwrap_or(true),
         preserve_external_request_id: h.preserve_external_request_id,
         use_remote_address: h.use_remote_address.unwrap_or(false),
@@ -292,7 +301,6 @@ fn compile_tcp(at: &str, t: &TcpProxy) -> Result<TcpSettings, CompileError> {
         }
     };
     Ok(TcpSettings {
-        stat_prefix: t.stat_prefix.clone(),
         clusters,
         // Envoy's default idle timeout is one hour; 0s disables it.
         idle_timeout: match t.idle_timeout {

@@ -2,8 +2,6 @@
 //! matching, with Envoy's precedence rules. Built once per config
 //! snapshot; the request path only reads them.
 
-use std::sync::Arc;
-
 use http::HeaderMap;
 use regex::Regex;
 use weft_envoy::route as cfg;
@@ -40,7 +38,7 @@ pub struct Route {
 
 #[derive(Debug)]
 pub enum Action {
-    Forward(Arc<Forward>),
+    Forward(Forward),
     Redirect(Redirect),
     Direct { status: u16, body: Option<String> },
 }
@@ -72,14 +70,22 @@ impl Targets {
     pub fn pick(&self) -> (&str, Option<&HeaderOps>) {
         match self {
             Targets::One(c) => (c, None),
-            Targets::Weighted(list, total) => {
-                let r = fastrand::u64(0..(*total).max(1));
-                let i = list.partition_point(|(_, end, _)| *end <= r);
-                let (name, _, ops) = &list[i.min(list.len() - 1)];
+            Targets::Weighted(list, _) => {
+                let (name, _, ops) = pick_cumulative(list, |(_, end, _)| *end);
                 (name, Some(ops))
             }
         }
     }
+}
+
+/// A random entry of a list whose entries carry the running total of the
+/// weights up to and including themselves (the last entry's is the sum).
+/// The list must not be empty; configuration checks make sure of that.
+pub(crate) fn pick_cumulative<T>(list: &[T], end: impl Fn(&T) -> u64) -> &T {
+    let total = list.last().map_or(1, &end).max(1);
+    let r = fastrand::u64(0..total);
+    let i = list.partition_point(|e| end(e) <= r);
+    &list[i.min(list.len() - 1)]
 }
 
 #[derive(Debug)]
@@ -129,14 +135,21 @@ struct StringMatcher {
 
 impl StringMatcher {
     fn compile(s: &weft_envoy::StringMatcher) -> Result<Self, String> {
+        let fold = |v: &String| {
+            if s.ignore_case {
+                v.to_ascii_lowercase()
+            } else {
+                v.clone()
+            }
+        };
         let m = if let Some(v) = &s.exact {
-            StrMatch::Exact(v.clone())
+            StrMatch::Exact(fold(v))
         } else if let Some(v) = &s.prefix {
-            StrMatch::Prefix(v.clone())
+            StrMatch::Prefix(fold(v))
         } else if let Some(v) = &s.suffix {
-            StrMatch::Suffix(v.clone())
+            StrMatch::Suffix(fold(v))
         } else if let Some(v) = &s.contains {
-            StrMatch::Contains(v.clone())
+            StrMatch::Contains(fold(v))
         } else if let Some(r) = &s.safe_regex {
             StrMatch::Regex(full_regex(&r.regex)?)
         } else {
@@ -151,19 +164,24 @@ impl StringMatcher {
     }
 
     fn matches(&self, v: &str) -> bool {
-        let fold = |a: &str| {
-            if self.ignore_case {
-                a.to_ascii_lowercase()
-            } else {
-                a.to_string()
-            }
+        if let StrMatch::Regex(r) = &self.m {
+            return r.is_match(v);
+        }
+        // Patterns are lowercased at compile time when ignore_case is set,
+        // so only the value needs folding, and only then.
+        let folded;
+        let v = if self.ignore_case {
+            folded = v.to_ascii_lowercase();
+            folded.as_str()
+        } else {
+            v
         };
         match &self.m {
-            StrMatch::Exact(x) => fold(v) == fold(x),
-            StrMatch::Prefix(x) => fold(v).starts_with(&fold(x)),
-            StrMatch::Suffix(x) => fold(v).ends_with(&fold(x)),
-            StrMatch::Contains(x) => fold(v).contains(&fold(x)),
-            StrMatch::Regex(r) => r.is_match(v),
+            StrMatch::Exact(x) => v == x,
+            StrMatch::Prefix(x) => v.starts_with(x.as_str()),
+            StrMatch::Suffix(x) => v.ends_with(x.as_str()),
+            StrMatch::Contains(x) => v.contains(x.as_str()),
+            StrMatch::Regex(_) => unreachable!("handled above"),
         }
     }
 }
@@ -186,6 +204,15 @@ struct HeaderMatch {
 struct QueryMatch {
     name: String,
     test: HeaderTest,
+}
+
+/// A regex rewrite ready to apply: the pattern, and the substitution with
+/// RE2's `\1` references turned into the `${1}` the regex crate expects.
+fn compile_rewrite(rr: &cfg::RegexRewrite) -> Result<(Regex, String), String> {
+    let pattern = Regex::new(&rr.pattern.regex).map_err(|e| e.to_string())?;
+    let backref = Regex::new(r"\\(\d)").expect("a valid literal pattern");
+    let substitution = backref.replace_all(&rr.substitution, "$${$1}").into_owned();
+    Ok((pattern, substitution))
 }
 
 /// Envoy's safe_regex must match the whole value.
@@ -329,7 +356,7 @@ impl Route {
             })
             .collect::<Result<_, _>>()?;
         let action = if let Some(a) = &r.route {
-            Action::Forward(Arc::new(Forward {
+            Action::Forward(Forward {
                 targets: match (&a.cluster, &a.weighted_clusters) {
                     (Some(c), _) => Targets::One(c.clone()),
                     (None, Some(w)) => {
@@ -352,13 +379,7 @@ impl Route {
                     }
                 },
                 prefix_rewrite: a.prefix_rewrite.clone(),
-                regex_rewrite: match &a.regex_rewrite {
-                    Some(rr) => Some((
-                        Regex::new(&rr.pattern.regex).map_err(|e| e.to_string())?,
-                        rr.substitution.clone(),
-                    )),
-                    None => None,
-                },
+                regex_rewrite: a.regex_rewrite.as_ref().map(compile_rewrite).transpose()?,
                 host_rewrite: a.host_rewrite_literal.clone(),
                 auto_host_rewrite: a.auto_host_rewrite.unwrap_or(false),
                 timeout: a
@@ -371,7 +392,7 @@ impl Route {
                     .iter()
                     .find(|u| u.upgrade_type.eq_ignore_ascii_case("websocket"))
                     .map(|u| u.enabled.unwrap_or(true)),
-            }))
+            })
         } else if let Some(rd) = &r.redirect {
             Action::Redirect(Redirect {
                 scheme: if rd.https_redirect {
@@ -389,13 +410,7 @@ impl Route {
                 },
                 path: rd.path_redirect.clone(),
                 prefix_rewrite: rd.prefix_rewrite.clone(),
-                regex_rewrite: match &rd.regex_rewrite {
-                    Some(rr) => Some((
-                        Regex::new(&rr.pattern.regex).map_err(|e| e.to_string())?,
-                        rr.substitution.clone(),
-                    )),
-                    None => None,
-                },
+                regex_rewrite: rd.regex_rewrite.as_ref().map(compile_rewrite).transpose()?,
                 status: rd.response_code.status(),
                 strip_query: rd.strip_query,
                 matched_prefix,
