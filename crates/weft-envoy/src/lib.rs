@@ -111,32 +111,16 @@ pub fn parse_bootstrap(file: &str, text: &str) -> Result<Bootstrap, ConfigError>
         });
     };
     let json = normalize::snake_case_keys(node.to_json());
-    let locate = |path: &[weft_yaml::PathSeg]| locate_snake(&node, path);
+    // Keys may be written in camelCase; paths are in snake_case.
+    let locate = |path: &[weft_yaml::PathSeg]| {
+        node.locate_with(path, |written, wanted| {
+            written == wanted || normalize::to_snake(written) == wanted
+        })
+        .line
+    };
     let bootstrap: Bootstrap = decode(json).map_err(|e| e.in_file(file, &locate))?;
     check::bootstrap(&bootstrap).map_err(|e| e.in_file(file, &locate))?;
     Ok(bootstrap)
-}
-
-/// Finds the line of a snake_case path in a tree that may spell keys in
-/// camelCase.
-fn locate_snake(node: &weft_yaml::Node, path: &[weft_yaml::PathSeg]) -> u32 {
-    use weft_yaml::{PathSeg, Value};
-    let mut cur = node;
-    for seg in path {
-        let next = match (seg, &cur.value) {
-            (PathSeg::Key(k), Value::Map(entries)) => entries
-                .iter()
-                .find(|(name, _)| name == k || normalize::to_snake(name) == *k)
-                .map(|(_, n)| n),
-            (PathSeg::Index(i), Value::Seq(items)) => items.get(*i),
-            _ => None,
-        };
-        match next {
-            Some(n) => cur = n,
-            None => break,
-        }
-    }
-    cur.mark.line
 }
 
 /// A decoding error before it knows its file: a path and a message.

@@ -479,12 +479,19 @@ impl Node {
     /// node reached: the node itself when the whole path exists, else its
     /// nearest existing ancestor (the right line for "missing field" errors).
     pub fn locate(&self, path: &[PathSeg]) -> Mark {
+        self.locate_with(path, |written, wanted| written == wanted)
+    }
+
+    /// [`Node::locate`] where a map key as written matches a path key when
+    /// `key_eq(written, wanted)` says so (e.g. camelCase against snake_case).
+    pub fn locate_with(&self, path: &[PathSeg], key_eq: impl Fn(&str, &str) -> bool) -> Mark {
         let mut node = self;
         for seg in path {
             let next = match (seg, &node.value) {
-                (PathSeg::Key(k), Value::Map(entries)) => {
-                    entries.iter().find(|(key, _)| key == k).map(|(_, v)| v)
-                }
+                (PathSeg::Key(k), Value::Map(entries)) => entries
+                    .iter()
+                    .find(|(key, _)| key_eq(key, k))
+                    .map(|(_, v)| v),
                 (PathSeg::Index(i), Value::Seq(items)) => items.get(*i),
                 _ => None,
             };
