@@ -406,16 +406,7 @@ fn typed<T: serde::de::DeserializeOwned>(
         if !prefix.is_empty() {
             path.push(PathSeg::Key(prefix.to_string()));
         }
-        for seg in err.path().iter() {
-            match seg {
-                serde_path_to_error::Segment::Seq { index } => path.push(PathSeg::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => path.push(PathSeg::Key(key.clone())),
-                serde_path_to_error::Segment::Enum { variant } => {
-                    path.push(PathSeg::Key(variant.clone()))
-                }
-                serde_path_to_error::Segment::Unknown => {}
-            }
-        }
+        path.extend(weft_yaml::path_of_serde_error(err.path()));
         DecodeError::field(path, err.into_inner().to_string())
     })
 }

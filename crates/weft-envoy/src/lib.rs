@@ -170,21 +170,7 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(
     value: serde_json::Value,
 ) -> Result<T, FieldError> {
     serde_path_to_error::deserialize(value).map_err(|err| {
-        let mut path = Vec::new();
-        for seg in err.path().iter() {
-            match seg {
-                serde_path_to_error::Segment::Seq { index } => {
-                    path.push(weft_yaml::PathSeg::Index(*index))
-                }
-                serde_path_to_error::Segment::Map { key } => {
-                    path.push(weft_yaml::PathSeg::Key(key.clone()))
-                }
-                serde_path_to_error::Segment::Enum { variant } => {
-                    path.push(weft_yaml::PathSeg::Key(variant.clone()))
-                }
-                serde_path_to_error::Segment::Unknown => {}
-            }
-        }
+        let mut path = weft_yaml::path_of_serde_error(err.path());
         match any::take_nested_error() {
             // A typed_config failed inside: its path continues ours.
             Some(nested) => {

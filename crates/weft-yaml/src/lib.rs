@@ -586,5 +586,18 @@ pub fn parse_path(path: &str) -> Vec<PathSeg> {
     out
 }
 
+/// The path serde_path_to_error reports for a failed typed decode, as
+/// [`PathSeg`]s that [`Node::locate`] can turn into a line.
+pub fn path_of_serde_error(path: &serde_path_to_error::Path) -> Vec<PathSeg> {
+    path.iter()
+        .filter_map(|seg| match seg {
+            serde_path_to_error::Segment::Seq { index } => Some(PathSeg::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(PathSeg::Key(key.clone())),
+            serde_path_to_error::Segment::Enum { variant } => Some(PathSeg::Key(variant.clone())),
+            serde_path_to_error::Segment::Unknown => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;
