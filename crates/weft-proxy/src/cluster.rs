@@ -14,6 +14,9 @@ use crate::http::Body;
 
 pub struct Endpoint {
     pub addr: SocketAddr,
+    /// The DNS name this address was resolved from (STRICT_DNS and
+    /// LOGICAL_DNS), which `auto_host_rewrite` puts in the Host header.
+    pub hostname: Option<String>,
     pub weight: u32,
     /// Requests in flight, for LEAST_REQUEST.
     pub active: AtomicUsize,
@@ -29,6 +32,23 @@ impl std::fmt::Debug for Endpoint {
             .field("addr", &self.addr)
             .field("weight", &self.weight)
             .finish()
+    }
+}
+
+/// The resolved addresses a cluster uses, by its `dns_lookup_family`:
+/// AUTO prefers IPv6 and V4_PREFERRED IPv4, each falling back to the
+/// other family when the name has none of the preferred one.
+fn by_family(found: Vec<SocketAddr>, family: cfg::DnsLookupFamily) -> Vec<SocketAddr> {
+    use cfg::DnsLookupFamily::*;
+    let (v4, v6): (Vec<SocketAddr>, Vec<SocketAddr>) = found.iter().partition(|a| a.is_ipv4());
+    match family {
+        V4_ONLY => v4,
+        V6_ONLY => v6,
+        AUTO if v6.is_empty() => v4,
+        AUTO => v6,
+        V4_PREFERRED if v4.is_empty() => v6,
+        V4_PREFERRED => v4,
+        ALL => found,
     }
 }
 
@@ -130,6 +150,7 @@ impl Cluster {
                     )
                 })?;
                 let weight = e.load_balancing_weight.unwrap_or(1).max(1);
+                let hostname = (c.type_ != DiscoveryType::STATIC).then(|| sa.address.clone());
                 let addrs: Vec<SocketAddr> = match c.type_ {
                     DiscoveryType::STATIC => {
                         let ip = sa.address.parse().map_err(|_| {
@@ -158,12 +179,16 @@ impl Cluster {
                         } else {
                             usize::MAX
                         };
-                        found.into_iter().take(take).collect()
+                        by_family(found, c.dns_lookup_family.unwrap_or_default())
+                            .into_iter()
+                            .take(take)
+                            .collect()
                     }
                 };
                 endpoints.extend(addrs.into_iter().map(|addr| {
                     Endpoint {
                         addr,
+                        hostname: hostname.clone(),
                         weight,
                         active: AtomicUsize::new(0),
                         client: Client::builder(TokioExecutor::new())
@@ -226,6 +251,22 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dns_lookup_family_picks_addresses_like_envoy() {
+        use cfg::DnsLookupFamily::*;
+        let v4: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let v6: SocketAddr = "[::1]:1".parse().unwrap();
+        let both = vec![v4, v6];
+        assert_eq!(by_family(both.clone(), AUTO), vec![v6]);
+        assert_eq!(by_family(vec![v4], AUTO), vec![v4]);
+        assert_eq!(by_family(both.clone(), V4_PREFERRED), vec![v4]);
+        assert_eq!(by_family(vec![v6], V4_PREFERRED), vec![v6]);
+        assert_eq!(by_family(both.clone(), V4_ONLY), vec![v4]);
+        assert_eq!(by_family(vec![v6], V4_ONLY), vec![]);
+        assert_eq!(by_family(both.clone(), V6_ONLY), vec![v6]);
+        assert_eq!(by_family(both.clone(), ALL), both);
+    }
 
     async fn cluster(policy: &str, weights: &[u32]) -> Cluster {
         let endpoints: Vec<String> = weights

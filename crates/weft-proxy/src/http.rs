@@ -14,7 +14,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 use crate::error::ForwardError;
-use crate::routes::{Action, Forward, Redirect};
+use crate::routes::{Action, Forward, Redirect, RequestView};
 use crate::snapshot::{HttpSettings, Snapshot};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -23,6 +23,26 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+/// An empty body that does not say it has ended before it is polled, so
+/// hyper encodes its known length (0) instead of omitting it.
+struct DeclaredEmpty(Body);
+
+impl hyper::body::Body for DeclaredEmpty {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(0)
+    }
 }
 
 /// Hop-by-hop headers never cross the proxy.
@@ -38,6 +58,7 @@ const HOP_BY_HOP: &[&str] = &[
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 
@@ -159,9 +180,16 @@ where
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let table = &settings.routes;
-    let matched = table
-        .virtual_host(&host)
-        .and_then(|vh| vh.route(&path, req.headers()).map(|r| (vh, r)));
+    let matched = table.virtual_host(&host).and_then(|vh| {
+        let view = RequestView {
+            method: req.method().as_str(),
+            authority: &host,
+            scheme: "http",
+            path_and_query: &path,
+            headers: req.headers(),
+        };
+        vh.route(&view).map(|r| (vh, r))
+    });
     let Some((vh, route)) = matched else {
         outcome.flag = Some(ForwardError::NoRoute.flag());
         return (local_reply(&settings, 404, ""), outcome);
@@ -293,10 +321,19 @@ fn redirect(
         _ => (host.to_string(), None),
     };
     let new_host = rd.host.clone().unwrap_or(orig_host);
+    let orig_scheme = uri.scheme_str().unwrap_or("http");
     let port = match (rd.port, &orig_port) {
         (Some(p), _) => Some(p.to_string()),
-        // Envoy drops the port when the scheme changes to its default.
-        (None, Some(p)) if rd.scheme.is_none() => Some(p.clone()),
+        // host_redirect replaces the whole authority, port included.
+        (None, _) if rd.host.is_some() => None,
+        // A scheme change drops the port only when it was the old
+        // scheme's default (http://h:80 → https://h).
+        (None, Some(p))
+            if rd.scheme.is_none()
+                || !matches!((orig_scheme, p.as_str()), ("http", "80") | ("https", "443")) =>
+        {
+            Some(p.clone())
+        }
         _ => None,
     };
     let default_port = matches!(
@@ -368,8 +405,10 @@ where
     );
     let new_host = if let Some(h) = &fwd.host_rewrite {
         h.clone()
-    } else if fwd.auto_host_rewrite {
-        endpoint.addr.to_string()
+    } else if let (true, Some(name)) = (fwd.auto_host_rewrite, &endpoint.hostname) {
+        // Only DNS clusters have a host name to rewrite to; Envoy leaves
+        // the Host alone for the others.
+        name.clone()
     } else {
         host.to_string()
     };
@@ -387,8 +426,24 @@ where
         .or_else(|_| uri(&endpoint_authority))
         .map_err(|_| ForwardError::NoRoute)?;
     let h = &mut parts.headers;
+    // TE is hop-by-hop, but `trailers` is what gRPC needs end to end;
+    // Envoy forwards that one value and drops the rest.
+    let te_trailers = h
+        .get_all(http::header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
     for name in HOP_BY_HOP {
         h.remove(*name);
+    }
+    if te_trailers {
+        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
+    if fwd.prefix_rewrite.is_some() || fwd.regex_rewrite.is_some() {
+        if let Ok(v) = HeaderValue::from_str(path) {
+            h.insert(X_ORIGINAL_PATH.clone(), v);
+        }
     }
     if let Some(u) = &upgrade {
         h.insert(
@@ -417,7 +472,11 @@ where
             h.insert(X_FORWARDED_FOR.clone(), v);
         }
     }
-    if !h.contains_key(&X_FORWARDED_PROTO) {
+    if settings.use_remote_address {
+        // At the edge the connection says what the scheme was; a client's
+        // claim is not trusted. (No downstream TLS yet: always http.)
+        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    } else if !h.contains_key(&X_FORWARDED_PROTO) {
         h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
     if !fwd.timeout.is_zero() {
@@ -431,8 +490,28 @@ where
     } else {
         http::Version::HTTP_11
     };
-    let upstream_req =
-        Request::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed());
+    let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    // A request without a body reaches an HTTP/1.1 upstream with
+    // `content-length: 0` unless its method usually has no body (GET,
+    // HEAD, DELETE, CONNECT), as Envoy's codec writes it (pinned by the
+    // methods-and-bodies parity scenario); hyper would omit it.
+    let bodiless_method = matches!(
+        parts.method,
+        http::Method::GET | http::Method::HEAD | http::Method::CONNECT | http::Method::DELETE
+    );
+    let body = if !cluster.http2
+        && !bodiless_method
+        && upgrade.is_none()
+        && hyper::body::Body::is_end_stream(&body)
+    {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        DeclaredEmpty(body).boxed()
+    } else {
+        body
+    };
+    let upstream_req = Request::from_parts(parts, body);
     let started = Instant::now();
     endpoint.active.fetch_add(1, Ordering::Relaxed);
     let call = endpoint.client.request(upstream_req);

@@ -89,13 +89,6 @@ impl Snapshot {
             reject(
                 &at,
                 &[
-                    (
-                        "dns_lookup_family",
-                        c.dns_lookup_family.is_some_and(|f| {
-                            f != weft_envoy::cluster::DnsLookupFamily::AUTO
-                                && f != weft_envoy::cluster::DnsLookupFamily::V4_ONLY
-                        }),
-                    ),
                     ("dns_refresh_rate", c.dns_refresh_rate.is_some()),
                     ("respect_dns_ttl", c.respect_dns_ttl),
                     ("eds_cluster_config", c.eds_cluster_config.is_some()),

@@ -192,9 +192,30 @@ enum HeaderTest {
     Present(bool),
 }
 
+/// What a header matcher reads: a header, or one of the HTTP/2
+/// pseudo-headers Envoy exposes to matchers for every protocol.
+#[derive(Debug)]
+enum HeaderKey {
+    Header(http::HeaderName),
+    Method,
+    Authority,
+    Path,
+    Scheme,
+}
+
+/// The parts of a request route matching reads.
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    /// Host header or `:authority`, as received.
+    pub authority: &'a str,
+    pub scheme: &'a str,
+    pub path_and_query: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
 #[derive(Debug)]
 struct HeaderMatch {
-    name: http::HeaderName,
+    name: HeaderKey,
     test: HeaderTest,
     invert: bool,
     missing_as_empty: bool,
@@ -308,13 +329,14 @@ impl RouteTable {
 
 impl VirtualHost {
     /// The first route that matches, in order.
-    pub fn route(&self, path_and_query: &str, headers: &HeaderMap) -> Option<&Route> {
-        let (path, query) = path_and_query
+    pub fn route(&self, req: &RequestView) -> Option<&Route> {
+        let (path, query) = req
+            .path_and_query
             .split_once('?')
-            .unwrap_or((path_and_query, ""));
+            .unwrap_or((req.path_and_query, ""));
         self.routes
             .iter()
-            .find(|r| r.matcher.matches(path, query, headers))
+            .find(|r| r.matcher.matches(path, query, req))
     }
 }
 
@@ -334,7 +356,11 @@ impl Route {
                 "a route match needs prefix, path, safe_regex or path_separated_prefix".into(),
             );
         };
-        let matched_prefix = m.prefix.clone().or_else(|| m.path_separated_prefix.clone());
+        let matched_prefix = m
+            .prefix
+            .clone()
+            .or_else(|| m.path_separated_prefix.clone())
+            .or_else(|| m.path.clone());
         let headers = m
             .headers
             .iter()
@@ -471,23 +497,44 @@ impl HeaderMatch {
         } else {
             HeaderTest::Present(true)
         };
+        let lower = h.name.to_ascii_lowercase();
+        let name = match lower.as_str() {
+            ":method" => HeaderKey::Method,
+            ":authority" | "host" => HeaderKey::Authority,
+            ":path" => HeaderKey::Path,
+            ":scheme" => HeaderKey::Scheme,
+            _ => HeaderKey::Header(
+                http::HeaderName::from_bytes(lower.as_bytes())
+                    .map_err(|_| format!("invalid header name {:?}", h.name))?,
+            ),
+        };
         Ok(HeaderMatch {
-            name: http::HeaderName::from_bytes(h.name.to_ascii_lowercase().as_bytes())
-                .map_err(|_| format!("invalid header name {:?}", h.name))?,
+            name,
             test,
             invert: h.invert_match,
             missing_as_empty: h.treat_missing_header_as_empty,
         })
     }
 
-    fn matches(&self, headers: &HeaderMap) -> bool {
-        let values: Vec<&str> = headers
-            .get_all(&self.name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        // Envoy matches a repeated header against its values joined by ",".
-        let joined = (!values.is_empty()).then(|| values.join(","));
+    fn matches(&self, req: &RequestView) -> bool {
+        let pseudo = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        let joined = match &self.name {
+            HeaderKey::Header(name) => {
+                let values: Vec<&str> = req
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                // Envoy matches a repeated header against its values
+                // joined by ",".
+                (!values.is_empty()).then(|| values.join(","))
+            }
+            HeaderKey::Method => pseudo(req.method),
+            HeaderKey::Authority => pseudo(req.authority),
+            HeaderKey::Path => pseudo(req.path_and_query),
+            HeaderKey::Scheme => pseudo(req.scheme),
+        };
         let result = match (&self.test, joined) {
             (HeaderTest::Present(p), v) => v.is_some() == *p,
             (HeaderTest::Value(m), Some(v)) => m.matches(&v),
@@ -499,7 +546,8 @@ impl HeaderMatch {
 }
 
 impl RouteMatch {
-    fn matches(&self, path: &str, query: &str, headers: &HeaderMap) -> bool {
+    fn matches(&self, path: &str, query: &str, req: &RequestView) -> bool {
+        let headers = req.headers;
         let path_ok = match &self.path {
             PathMatch::Prefix(p) => {
                 if self.case_sensitive {
@@ -534,7 +582,7 @@ impl RouteMatch {
                 return false;
             }
         }
-        if !self.headers.iter().all(|h| h.matches(headers)) {
+        if !self.headers.iter().all(|h| h.matches(req)) {
             return false;
         }
         self.query.iter().all(|q| {

@@ -42,7 +42,13 @@ fn cluster_of(t: &RouteTable, host: &str, path: &str, hdrs: &[(&str, &str)]) -> 
         );
     }
     let vh = t.virtual_host(host)?;
-    let r = vh.route(path, &h)?;
+    let r = vh.route(&RequestView {
+        method: "GET",
+        authority: host,
+        scheme: "http",
+        path_and_query: path,
+        headers: &h,
+    })?;
     match &r.action {
         Action::Forward(f) => Some(f.targets.pick().0.to_string()),
         Action::Redirect(_) => Some("redirect".into()),

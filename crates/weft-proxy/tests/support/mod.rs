@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pair;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -220,25 +222,90 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<Reply, String> {
     request("GET", url, headers, false).await
 }
 
+/// `url` is `http://127.0.0.1:PORT/path`; a `host` header, when given,
+/// becomes the Host (HTTP/1.1) or `:authority` (HTTP/2) instead of the
+/// URL's authority, so two proxies on different ports see the same one.
 pub async fn request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     h2: bool,
 ) -> Result<Reply, String> {
-    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .http2_only(h2)
-        .pool_max_idle_per_host(0)
-        .build_http::<Full<Bytes>>();
-    let mut b = hyper::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let req = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client.request(req))
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let host = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v.to_string())
+        .unwrap_or(authority);
+    let others: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        .copied()
+        .collect();
+    call(&Call {
+        method,
+        port,
+        path,
+        host: &host,
+        headers: &others,
+        body: b"",
+        h2,
+    })
+    .await
+}
+
+/// One request on a fresh connection to 127.0.0.1:`port`.
+pub struct Call<'a> {
+    pub method: &'a str,
+    pub port: u16,
+    pub path: &'a str,
+    pub host: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    /// HTTP/2 with prior knowledge instead of HTTP/1.1.
+    pub h2: bool,
+}
+
+pub async fn call(c: &Call<'_>) -> Result<Reply, String> {
+    tokio::time::timeout(Duration::from_secs(10), call_inner(c))
         .await
         .map_err(|_| "timeout".to_string())?
+}
+
+async fn call_inner(c: &Call<'_>) -> Result<Reply, String> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", c.port))
+        .await
         .map_err(|e| e.to_string())?;
+    let io = TokioIo::new(stream);
+    let mut b = hyper::Request::builder().method(c.method);
+    b = if c.h2 {
+        b.uri(format!("http://{}{}", c.host, c.path))
+    } else {
+        b.uri(c.path).header("host", c.host)
+    };
+    for (k, v) in c.headers {
+        b = b.header(*k, *v);
+    }
+    let req = b
+        .body(Full::new(Bytes::copy_from_slice(c.body)))
+        .map_err(|e| e.to_string())?;
+    let resp = if c.h2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        send.send_request(req).await
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        send.send_request(req).await
+    }
+    .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let mut hdrs = BTreeMap::new();
     for (k, v) in resp.headers() {

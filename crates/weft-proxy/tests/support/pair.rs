@@ -1,0 +1,124 @@
+//! One bootstrap, two proxies: builds Envoy bootstraps from JSON pieces
+//! and starts Envoy and weft on the same text, each on its own ports.
+
+use serde_json::{json, Value};
+
+use super::{free_port, start_envoy, Envoy};
+
+pub const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+pub const TCP_PROXY: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+pub const HTTP_OPTIONS: &str =
+    "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+/// YAML text (as written in tests) to JSON.
+pub fn yaml(text: &str) -> Value {
+    weft_yaml::parse_document(text, &weft_yaml::Limits::default())
+        .unwrap_or_else(|e| panic!("test YAML: {e}\n{text}"))
+        .map(|n| n.to_json())
+        .unwrap_or(Value::Null)
+}
+
+/// A STATIC cluster with one endpoint on 127.0.0.1; `h2` speaks HTTP/2
+/// upstream.
+pub fn static_cluster(name: &str, port: u16, h2: bool) -> Value {
+    let mut c = json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]
+        }
+    });
+    if h2 {
+        c["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": HTTP_OPTIONS,
+                "explicit_http_config": {"http2_protocol_options": {}}
+            }
+        });
+    }
+    c
+}
+
+pub fn socket(port: u16) -> Value {
+    json!({"socket_address": {"address": "127.0.0.1", "port_value": port}})
+}
+
+/// A bootstrap with one HTTP listener: an HTTP connection manager with
+/// the router filter, `hcm` merged into it, and `route_config` inline.
+pub fn http_bootstrap(
+    listen: u16,
+    admin: u16,
+    hcm: &Value,
+    route_config: &Value,
+    clusters: &[Value],
+) -> String {
+    let mut h = json!({
+        "@type": HCM,
+        "stat_prefix": "main",
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+        "route_config": route_config,
+    });
+    if let Value::Object(extra) = hcm {
+        for (k, v) in extra {
+            h[k] = v.clone();
+        }
+    }
+    bootstrap(
+        admin,
+        vec![json!({
+            "name": "main",
+            "address": socket(listen),
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": h}]}]
+        })],
+        clusters,
+    )
+}
+
+pub fn bootstrap(admin: u16, listeners: Vec<Value>, clusters: &[Value]) -> String {
+    json!({
+        "admin": {"address": socket(admin)},
+        "static_resources": {"listeners": listeners, "clusters": clusters}
+    })
+    .to_string()
+}
+
+/// Envoy and weft, each running the bootstrap `make(listen, admin)`.
+pub struct Pair {
+    pub envoy: Envoy,
+    pub envoy_port: u16,
+    pub envoy_admin: u16,
+    pub weft: weft_proxy::Running,
+    pub weft_port: u16,
+    pub weft_admin: u16,
+}
+
+impl Pair {
+    pub async fn start(make: impl Fn(u16, u16) -> String) -> Pair {
+        let (envoy_port, envoy_admin) = (free_port(), free_port());
+        let envoy = start_envoy(&make(envoy_port, envoy_admin), envoy_admin).await;
+        let (weft_port, weft_admin) = (free_port(), free_port());
+        let text = make(weft_port, weft_admin);
+        let boot = weft_envoy::parse_bootstrap("test", &text)
+            .unwrap_or_else(|e| panic!("weft rejects a bootstrap Envoy runs: {e}\n{text}"));
+        let snapshot = weft_proxy::Snapshot::compile(&boot)
+            .await
+            .unwrap_or_else(|e| panic!("weft rejects a bootstrap Envoy runs: {e}\n{text}"));
+        let weft = weft_proxy::start(snapshot).await.expect("weft starts");
+        Pair {
+            envoy,
+            envoy_port,
+            envoy_admin,
+            weft,
+            weft_port,
+            weft_admin,
+        }
+    }
+
+    pub fn stop(self) {
+        self.weft.shared.shutdown();
+    }
+}
