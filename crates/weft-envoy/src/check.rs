@@ -314,10 +314,15 @@ fn route(at: &At, r: &Route, clusters: &HashSet<&str>, validate: bool) -> Result
     if let Some(re) = &m.safe_regex {
         regex(&mat.key("safe_regex").key("regex"), &re.regex)?;
     }
-    if m.runtime_fraction.is_some() {
-        return Err(mat
-            .key("runtime_fraction")
-            .err("not implemented by weft yet"));
+    if let Some(rf) = &m.runtime_fraction {
+        // No runtime layer: the default value is what applies.
+        if rf.default_value.numerator > rf.default_value.denominator.value() {
+            return Err(mat
+                .key("runtime_fraction")
+                .key("default_value")
+                .key("numerator")
+                .err("larger than the denominator"));
+        }
     }
     for (i, h) in m.headers.iter().enumerate() {
         header_matcher(&mat.key("headers").idx(i), h)?;

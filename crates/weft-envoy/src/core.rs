@@ -144,6 +144,16 @@ pub enum DenominatorType {
     MILLION,
 }
 
+impl DenominatorType {
+    pub fn value(self) -> u32 {
+        match self {
+            DenominatorType::HUNDRED => 100,
+            DenominatorType::TEN_THOUSAND => 10_000,
+            DenominatorType::MILLION => 1_000_000,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FractionalPercent {

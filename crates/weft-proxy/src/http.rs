@@ -45,6 +45,33 @@ impl hyper::body::Body for DeclaredEmpty {
     }
 }
 
+/// Request headers that would steer the proxy (timeouts, retries,
+/// tracing, stats); removed from what clients send.
+const CLIENT_CONTROL_HEADERS: &[&str] = &[
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+    "x-envoy-max-retries",
+    "x-envoy-retry-on",
+    "x-envoy-retry-grpc-on",
+    "x-envoy-hedge-on-per-try-timeout",
+    "x-envoy-internal",
+    "x-envoy-upstream-alt-stat-name",
+    "x-envoy-force-trace",
+    "x-envoy-ip-tags",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-original-url",
+];
+
+/// Also removed at the edge (`use_remote_address`), where nothing a
+/// client says about the mesh is believed.
+const EDGE_CLEANED_HEADERS: &[&str] = &[
+    "x-envoy-decorator-operation",
+    "x-envoy-downstream-service-cluster",
+    "x-envoy-downstream-service-node",
+    "x-envoy-original-path",
+];
+
 /// Hop-by-hop headers never cross the proxy.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -58,6 +85,8 @@ const HOP_BY_HOP: &[&str] = &[
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
+static X_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
 static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
 static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -440,6 +469,36 @@ where
     if te_trailers {
         h.insert(http::header::TE, HeaderValue::from_static("trailers"));
     }
+    // No client is trusted to steer the proxy: Envoy (with no internal
+    // address ranges configured) drops these from every request.
+    for name in CLIENT_CONTROL_HEADERS {
+        h.remove(*name);
+    }
+    if settings.use_remote_address {
+        for name in EDGE_CLEANED_HEADERS {
+            h.remove(*name);
+        }
+    }
+    // The proxy answers `100-continue` itself (hyper does when the body
+    // is first read), so the expectation is not passed on.
+    h.remove(http::header::EXPECT);
+    // HTTP/2 clients may split cookies over several fields; one line
+    // joined by "; " is what HTTP/1.1 servers expect.
+    if h.get_all(http::header::COOKIE).iter().nth(1).is_some() {
+        let joined: Vec<&str> = h
+            .get_all(http::header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        if let Ok(v) = HeaderValue::from_str(&joined.join("; ")) {
+            h.insert(http::header::COOKIE, v);
+        }
+    }
+    if new_host != host {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(X_ORIGINAL_HOST.clone(), v);
+        }
+    }
     if fwd.prefix_rewrite.is_some() || fwd.regex_rewrite.is_some() {
         if let Ok(v) = HeaderValue::from_str(path) {
             h.insert(X_ORIGINAL_PATH.clone(), v);
@@ -456,6 +515,12 @@ where
         h.remove(HOST);
     } else if let Ok(v) = HeaderValue::from_str(&new_host) {
         h.insert(HOST, v);
+    }
+    if settings.use_remote_address {
+        // Every client is external at the edge: its address is recorded.
+        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
+            h.insert(X_EXTERNAL_ADDRESS.clone(), v);
+        }
     }
     if settings.use_remote_address && !settings.skip_xff_append {
         // Like Envoy, a loopback peer is recorded as this host's address.

@@ -11,7 +11,8 @@
 //! endpoints). A scenario may add clusters; `${a}`, `${b}` and `${dead}`
 //! in its text are those backends' ports.
 //!
-//! `WEFT_PARITY=name` runs one scenario.
+//! `WEFT_PARITY=name` runs one scenario; `WEFT_PARITY_SHOW=1` prints what
+//! Envoy answered to each request (for writing new scenarios).
 
 mod support;
 
@@ -61,9 +62,11 @@ struct Req {
     #[serde(default = "default_host")]
     host: String,
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    headers: Headers,
     #[serde(default)]
     body: String,
+    /// A body of this many bytes (`0123456789` repeated) instead of `body`.
+    body_bytes: Option<usize>,
     protocols: Option<Vec<Proto>>,
     /// `backend NAME`, or the status code of a local reply.
     expect: String,
@@ -71,6 +74,27 @@ struct Req {
     /// agreeing with Envoy).
     #[serde(default)]
     expect_headers: BTreeMap<String, String>,
+}
+
+/// Request headers as a map, or as a list of `[name, value]` pairs when
+/// a name repeats.
+#[derive(Deserialize, Default, Debug)]
+#[serde(untagged)]
+enum Headers {
+    #[default]
+    None,
+    Map(BTreeMap<String, String>),
+    List(Vec<(String, String)>),
+}
+
+impl Headers {
+    fn pairs(&self) -> Vec<(&str, &str)> {
+        match self {
+            Headers::None => Vec::new(),
+            Headers::Map(m) => m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            Headers::List(l) => l.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        }
+    }
 }
 
 fn get() -> String {
@@ -88,8 +112,10 @@ fn observe(r: &Reply, proxy: &str) -> Value {
     // length differs between runs; a local reply's does not.
     let local = r.seen().is_none();
     let keep_resp = |k: &str| {
-        matches!(k, "location" | "content-type" | "x-backend" | "server")
-            || (local && k == "content-length")
+        matches!(
+            k,
+            "location" | "content-type" | "x-backend" | "server" | "set-cookie" | "cache-control"
+        ) || (local && k == "content-length")
             || k.starts_with("x-added")
             || k.starts_with("x-test")
     };
@@ -118,8 +144,13 @@ fn observe(r: &Reply, proxy: &str) -> Value {
                         | "transfer-encoding"
                         | "te"
                         | "user-agent"
+                        | "cookie"
+                        | "expect"
+                        | "connection"
+                        | "x-envoy-upstream-rq-timeout-ms"
                 ) || k.starts_with("x-test")
                     || k.starts_with("x-added")
+                    || k.starts_with("x-envoy-")
             })
             .map(|(k, v)| (k.clone(), json!(v.to_string().replace(proxy, "PROXY"))))
             .collect();
@@ -139,6 +170,8 @@ fn observe(r: &Reply, proxy: &str) -> Value {
         "response_headers": resp_headers,
         "seen": seen,
         "local_body": if r.seen().is_none() { json!(r.body) } else { Value::Null },
+        "has_date": r.headers.contains_key("date"),
+        "has_upstream_time": r.headers.contains_key("x-envoy-upstream-service-time"),
     })
 }
 
@@ -190,11 +223,11 @@ async fn run_file(path: &Path, be: &Backends) {
 
     for r in &sc.requests {
         for &proto in r.protocols.as_ref().unwrap_or(&sc.protocols) {
-            let headers: Vec<(&str, &str)> = r
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
+            let headers = r.headers.pairs();
+            let body: Vec<u8> = match r.body_bytes {
+                Some(n) => b"0123456789".iter().copied().cycle().take(n).collect(),
+                None => r.body.as_bytes().to_vec(),
+            };
             let what = format!("{name}: {} {} {proto:?} {:?}", r.method, r.path, r.headers);
             let send = |port: u16| {
                 let c = Call {
@@ -203,7 +236,7 @@ async fn run_file(path: &Path, be: &Backends) {
                     path: &r.path,
                     host: &r.host,
                     headers: &headers,
-                    body: r.body.as_bytes(),
+                    body: &body,
                     h2: proto == Proto::Http2,
                 };
                 let what = &what;
@@ -217,6 +250,12 @@ async fn run_file(path: &Path, be: &Backends) {
             let from_weft = send(pair.weft_port).await;
             let oe = observe(&from_envoy, &format!("127.0.0.1:{}", pair.envoy_port));
             let ow = observe(&from_weft, &format!("127.0.0.1:{}", pair.weft_port));
+            if std::env::var_os("WEFT_PARITY_SHOW").is_some() {
+                eprintln!(
+                    "{what}\nenvoy: {}",
+                    serde_json::to_string_pretty(&oe).unwrap()
+                );
+            }
             if ow != oe {
                 let mut diffs = Vec::new();
                 differences(&ow, &oe, "", &mut diffs);

@@ -116,6 +116,9 @@ struct RouteMatch {
     headers: Vec<HeaderMatch>,
     query: Vec<QueryMatch>,
     grpc: bool,
+    /// `runtime_fraction`'s default value as (numerator, denominator);
+    /// with no runtime overrides that is the share of requests matched.
+    fraction: Option<(u32, u32)>,
 }
 
 #[derive(Debug)]
@@ -460,6 +463,12 @@ impl Route {
                 headers,
                 query,
                 grpc: m.grpc.is_some(),
+                fraction: m.runtime_fraction.as_ref().map(|f| {
+                    (
+                        f.default_value.numerator,
+                        f.default_value.denominator.value(),
+                    )
+                }),
             },
             action,
             headers: HeaderOps::compile(
@@ -517,31 +526,53 @@ impl HeaderMatch {
     }
 
     fn matches(&self, req: &RequestView) -> bool {
-        let pseudo = |v: &str| (!v.is_empty()).then(|| v.to_string());
-        let joined = match &self.name {
+        let test = |v: Option<&str>| match (&self.test, v) {
+            (HeaderTest::Present(p), v) => v.is_some() == *p,
+            (HeaderTest::Value(m), Some(v)) => m.matches(v),
+            (HeaderTest::Value(m), None) => self.missing_as_empty && m.matches(""),
+        };
+        fn pseudo(v: &str) -> Option<&str> {
+            (!v.is_empty()).then_some(v)
+        }
+        let result = match &self.name {
             HeaderKey::Header(name) => {
-                let values: Vec<&str> = req
+                // A header sent more than once matches when any one of its
+                // values does (Envoy does not join them for matching).
+                let mut values = req
                     .headers
                     .get_all(name)
                     .iter()
                     .filter_map(|v| v.to_str().ok())
-                    .collect();
-                // Envoy matches a repeated header against its values
-                // joined by ",".
-                (!values.is_empty()).then(|| values.join(","))
+                    .peekable();
+                if values.peek().is_none() {
+                    test(None)
+                } else {
+                    values.any(|v| test(Some(v)))
+                }
             }
-            HeaderKey::Method => pseudo(req.method),
-            HeaderKey::Authority => pseudo(req.authority),
-            HeaderKey::Path => pseudo(req.path_and_query),
-            HeaderKey::Scheme => pseudo(req.scheme),
+            HeaderKey::Method => test(pseudo(req.method)),
+            HeaderKey::Authority => test(pseudo(req.authority)),
+            HeaderKey::Path => test(pseudo(req.path_and_query)),
+            HeaderKey::Scheme => test(pseudo(req.scheme)),
         };
-        let result = match (&self.test, joined) {
-            (HeaderTest::Present(p), v) => v.is_some() == *p,
-            (HeaderTest::Value(m), Some(v)) => m.matches(&v),
-            (HeaderTest::Value(m), None) if self.missing_as_empty => m.matches(""),
-            (HeaderTest::Value(_), None) => return false,
-        };
+        // A missing header fails a value match whether inverted or not.
+        let missing_value = matches!(self.test, HeaderTest::Value(_))
+            && !self.missing_as_empty
+            && !self.present(req);
+        if missing_value {
+            return false;
+        }
         result != self.invert
+    }
+
+    fn present(&self, req: &RequestView) -> bool {
+        match &self.name {
+            HeaderKey::Header(name) => req.headers.contains_key(name),
+            HeaderKey::Method => !req.method.is_empty(),
+            HeaderKey::Authority => !req.authority.is_empty(),
+            HeaderKey::Path => !req.path_and_query.is_empty(),
+            HeaderKey::Scheme => !req.scheme.is_empty(),
+        }
     }
 }
 
@@ -579,6 +610,11 @@ impl RouteMatch {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with("application/grpc"));
             if !grpc {
+                return false;
+            }
+        }
+        if let Some((num, den)) = self.fraction {
+            if fastrand::u32(..den) >= num {
                 return false;
             }
         }

@@ -83,11 +83,26 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                                 async move { (!trailers.is_empty()).then_some(Ok(trailers)) },
                             )
                             .boxed();
-                        let resp = hyper::Response::builder()
+                        // `x-test-status: N`, `x-test-respond: k=v;k=v` and
+                        // `x-test-delay-ms: N` ask for a status, response
+                        // headers and a delay before the answer.
+                        let asked = |k: &str| seen["headers"][k][0].as_str().map(str::to_string);
+                        if let Some(ms) = asked("x-test-delay-ms").and_then(|s| s.parse().ok()) {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        let status = asked("x-test-status")
+                            .and_then(|s| s.parse::<u16>().ok())
+                            .unwrap_or(200);
+                        let mut resp = hyper::Response::builder()
+                            .status(status)
                             .header("x-backend", name)
-                            .header("content-type", "application/json")
-                            .body(body)
-                            .unwrap();
+                            .header("content-type", "application/json");
+                        for kv in asked("x-test-respond").unwrap_or_default().split(';') {
+                            if let Some((k, v)) = kv.split_once('=') {
+                                resp = resp.header(k.trim(), v.trim());
+                            }
+                        }
+                        let resp = resp.body(body).unwrap();
                         Ok::<_, Infallible>(resp)
                     },
                 );
