@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use crate::error::ForwardError;
 use crate::routes::{Action, Forward, Redirect, RequestView};
 use crate::snapshot::{HttpSettings, Snapshot};
+use crate::upstream_headers;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Bodies stream through unbuffered; local replies are small and whole.
@@ -45,35 +46,8 @@ impl hyper::body::Body for DeclaredEmpty {
     }
 }
 
-/// Request headers that would steer the proxy (timeouts, retries,
-/// tracing, stats); removed from what clients send.
-const CLIENT_CONTROL_HEADERS: &[&str] = &[
-    "x-envoy-upstream-rq-timeout-ms",
-    "x-envoy-upstream-rq-per-try-timeout-ms",
-    "x-envoy-max-retries",
-    "x-envoy-retry-on",
-    "x-envoy-retry-grpc-on",
-    "x-envoy-hedge-on-per-try-timeout",
-    "x-envoy-internal",
-    "x-envoy-upstream-alt-stat-name",
-    "x-envoy-force-trace",
-    "x-envoy-ip-tags",
-    "x-envoy-retriable-status-codes",
-    "x-envoy-retriable-header-names",
-    "x-envoy-original-url",
-];
-
-/// Also removed at the edge (`use_remote_address`), where nothing a
-/// client says about the mesh is believed.
-const EDGE_CLEANED_HEADERS: &[&str] = &[
-    "x-envoy-decorator-operation",
-    "x-envoy-downstream-service-cluster",
-    "x-envoy-downstream-service-node",
-    "x-envoy-original-path",
-];
-
 /// Hop-by-hop headers never cross the proxy.
-const HOP_BY_HOP: &[&str] = &[
+pub(crate) const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -83,12 +57,6 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-static X_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
-static X_EXTERNAL_ADDRESS: HeaderName = HeaderName::from_static("x-envoy-external-address");
-static X_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
-static X_EXPECTED_TIMEOUT: HeaderName = HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
 static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// What the access log records about one request.
@@ -115,22 +83,6 @@ fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Bod
 
 fn set_server(settings: &HttpSettings, h: &mut HeaderMap) {
     h.insert(http::header::SERVER, settings.server_name.clone());
-}
-
-/// This host's first non-loopback address (what Envoy calls the local
-/// address): the source address the kernel would pick for an outside
-/// destination. Connecting a UDP socket sends nothing.
-fn local_address() -> std::net::IpAddr {
-    static ADDR: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
-    *ADDR.get_or_init(|| {
-        std::net::UdpSocket::bind("0.0.0.0:0")
-            .and_then(|s| {
-                s.connect("198.51.100.1:9")?;
-                s.local_addr()
-            })
-            .map(|a| a.ip())
-            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
-    })
 }
 
 fn request_id() -> HeaderValue {
@@ -454,102 +406,19 @@ where
     parts.uri = uri(&new_host)
         .or_else(|_| uri(&endpoint_authority))
         .map_err(|_| ForwardError::NoRoute)?;
-    let h = &mut parts.headers;
-    // TE is hop-by-hop, but `trailers` is what gRPC needs end to end;
-    // Envoy forwards that one value and drops the rest.
-    let te_trailers = h
-        .get_all(http::header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
-    for name in HOP_BY_HOP {
-        h.remove(*name);
-    }
-    if te_trailers {
-        h.insert(http::header::TE, HeaderValue::from_static("trailers"));
-    }
-    // No client is trusted to steer the proxy: Envoy (with no internal
-    // address ranges configured) drops these from every request.
-    for name in CLIENT_CONTROL_HEADERS {
-        h.remove(*name);
-    }
-    if settings.use_remote_address {
-        for name in EDGE_CLEANED_HEADERS {
-            h.remove(*name);
-        }
-    }
-    // The proxy answers `100-continue` itself (hyper does when the body
-    // is first read), so the expectation is not passed on.
-    h.remove(http::header::EXPECT);
-    // HTTP/2 clients may split cookies over several fields; one line
-    // joined by "; " is what HTTP/1.1 servers expect.
-    if h.get_all(http::header::COOKIE).iter().nth(1).is_some() {
-        let joined: Vec<&str> = h
-            .get_all(http::header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if let Ok(v) = HeaderValue::from_str(&joined.join("; ")) {
-            h.insert(http::header::COOKIE, v);
-        }
-    }
-    if new_host != host {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            h.insert(X_ORIGINAL_HOST.clone(), v);
-        }
-    }
-    if fwd.prefix_rewrite.is_some() || fwd.regex_rewrite.is_some() {
-        if let Ok(v) = HeaderValue::from_str(path) {
-            h.insert(X_ORIGINAL_PATH.clone(), v);
-        }
-    }
-    if let Some(u) = &upgrade {
-        h.insert(
-            http::header::CONNECTION,
-            HeaderValue::from_static("upgrade"),
-        );
-        h.insert(http::header::UPGRADE, u.clone());
-    }
-    if cluster.http2 {
-        h.remove(HOST);
-    } else if let Ok(v) = HeaderValue::from_str(&new_host) {
-        h.insert(HOST, v);
-    }
-    if settings.use_remote_address {
-        // Every client is external at the edge: its address is recorded.
-        if let Ok(v) = HeaderValue::from_str(&peer.ip().to_string()) {
-            h.insert(X_EXTERNAL_ADDRESS.clone(), v);
-        }
-    }
-    if settings.use_remote_address && !settings.skip_xff_append {
-        // Like Envoy, a loopback peer is recorded as this host's address.
-        let ip = if peer.ip().is_loopback() {
-            local_address().to_string()
-        } else {
-            peer.ip().to_string()
-        };
-        let v = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev},{ip}"),
-            None => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&v) {
-            h.insert(X_FORWARDED_FOR.clone(), v);
-        }
-    }
-    if settings.use_remote_address {
-        // At the edge the connection says what the scheme was; a client's
-        // claim is not trusted. (No downstream TLS yet: always http.)
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    } else if !h.contains_key(&X_FORWARDED_PROTO) {
-        h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    }
-    if !fwd.timeout.is_zero() {
-        h.insert(
-            X_EXPECTED_TIMEOUT.clone(),
-            HeaderValue::from(fwd.timeout.as_millis() as u64),
-        );
-    }
+    upstream_headers::shape(
+        &mut parts.headers,
+        &upstream_headers::Shaping {
+            settings,
+            fwd,
+            peer,
+            host,
+            path,
+            new_host: &new_host,
+            upgrade: upgrade.as_ref(),
+            http2_upstream: cluster.http2,
+        },
+    );
     parts.version = if cluster.http2 {
         http::Version::HTTP_2
     } else {

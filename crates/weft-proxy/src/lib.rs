@@ -13,6 +13,7 @@ pub mod routes;
 pub mod server;
 pub mod snapshot;
 mod tcp;
+mod upstream_headers;
 
 pub use error::{CompileError, ForwardError};
 pub use server::{start, Running};
