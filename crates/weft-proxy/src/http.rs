@@ -146,9 +146,14 @@ where
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
-    if header_bytes > settings.max_request_headers {
+    if header_bytes > settings.max_request_headers
+        || req.headers().len() > settings.max_headers_count
+    {
         outcome.flag = Some("DPE");
-        return (local_reply(&settings, 431, ""), outcome);
+        return (
+            local_reply(&settings, 431, "Request Header Fields Too Large"),
+            outcome,
+        );
     }
     // Every request gets an id before anything else, local replies too.
     let h = req.headers_mut();

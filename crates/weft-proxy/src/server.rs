@@ -118,6 +118,7 @@ async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
                             let _ = stream.set_nodelay(true);
                             let codec = h.codec;
                             let cap = h.max_request_headers + 8 * 1024;
+                            let max_headers = h.max_headers_count + 32;
                             let svc = service_fn(move |req| {
                                 let snapshot = shared.snapshot.load_full();
                                 let h = Arc::clone(&h);
@@ -132,7 +133,10 @@ async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
                             let mut builder = auto::Builder::new(TokioExecutor::new());
                             // The exact limit is checked per request; these
                             // stop a client from making us buffer more.
-                            builder.http1().max_buf_size(cap);
+                            builder
+                                .http1()
+                                .max_buf_size(cap)
+                                .max_headers(max_headers);
                             builder.http2().max_header_list_size(cap as u32);
                             match codec {
                                 CodecType::HTTP1 => builder = builder.http1_only(),

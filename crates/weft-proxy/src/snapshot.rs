@@ -50,6 +50,8 @@ pub struct HttpSettings {
     pub access_logs: Vec<AccessLog>,
     /// Request header bytes allowed (names + values); Envoy's default is 60 KiB.
     pub max_request_headers: usize,
+    /// Most request headers accepted (`max_headers_count`).
+    pub max_headers_count: usize,
 }
 
 #[derive(Debug)]
@@ -197,6 +199,7 @@ fn compile_listener(at: &str, l: &Listener) -> Result<ListenerConfig, CompileErr
 }
 
 fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, CompileError> {
+    let common = h.common_http_protocol_options.clone().unwrap_or_default();
     reject(
         at,
         &[
@@ -204,8 +207,16 @@ fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, Comp
             ("stream_idle_timeout", h.stream_idle_timeout.is_some()),
             ("request_timeout", h.request_timeout.is_some()),
             (
-                "common_http_protocol_options",
-                h.common_http_protocol_options.is_some(),
+                "common_http_protocol_options.idle_timeout",
+                common.idle_timeout.is_some(),
+            ),
+            (
+                "common_http_protocol_options.max_stream_duration",
+                common.max_stream_duration.is_some(),
+            ),
+            (
+                "common_http_protocol_options.max_connection_duration",
+                common.max_connection_duration.is_some(),
             ),
             ("http2_protocol_options", h.http2_protocol_options.is_some()),
             ("normalize_path", h.normalize_path == Some(true)),
@@ -260,6 +271,8 @@ fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, Comp
         websocket,
         access_logs: compile_logs(at, &h.access_log)?,
         max_request_headers: h.max_request_headers_kb.unwrap_or(60) as usize * 1024,
+        // Envoy's default is 100 headers per request.
+        max_headers_count: common.max_headers_count.unwrap_or(100) as usize,
     })
 }
 

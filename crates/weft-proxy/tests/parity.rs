@@ -67,6 +67,11 @@ struct Req {
     body: String,
     /// A body of this many bytes (`0123456789` repeated) instead of `body`.
     body_bytes: Option<usize>,
+    /// This many more headers, `x-test-extra-N: N`.
+    #[serde(default)]
+    extra_headers: usize,
+    /// A header `x-test-big` this many bytes long.
+    big_header: Option<usize>,
     protocols: Option<Vec<Proto>>,
     /// `backend NAME`, or the status code of a local reply.
     expect: String,
@@ -223,7 +228,15 @@ async fn run_file(path: &Path, be: &Backends) {
 
     for r in &sc.requests {
         for &proto in r.protocols.as_ref().unwrap_or(&sc.protocols) {
-            let headers = r.headers.pairs();
+            let extra: Vec<(String, String)> = (0..r.extra_headers)
+                .map(|i| (format!("x-test-extra-{i}"), i.to_string()))
+                .chain(
+                    r.big_header
+                        .map(|n| ("x-test-big".to_string(), "x".repeat(n))),
+                )
+                .collect();
+            let mut headers = r.headers.pairs();
+            headers.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             let body: Vec<u8> = match r.body_bytes {
                 Some(n) => b"0123456789".iter().copied().cycle().take(n).collect(),
                 None => r.body.as_bytes().to_vec(),

@@ -1,5 +1,5 @@
 //! Envoy parity for what a request table cannot express: access log
-//! lines, WebSocket upgrades, raw TCP proxying and oversized headers.
+//! lines, WebSocket upgrades, raw TCP proxying and load-balancing shares.
 //! Each test runs Envoy and weft on the same bootstrap and compares.
 
 mod support;
@@ -9,20 +9,6 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::pair::{bootstrap, http_bootstrap, socket, static_cluster, yaml, Pair, TCP_PROXY};
 use support::*;
-
-/// One route sending everything to cluster `a`, and the bootstrap for it.
-fn to_a(listen: u16, admin: u16, hcm: &Value, a: u16) -> String {
-    let routes = yaml(
-        "virtual_hosts: [{name: all, domains: [\"*\"], routes: [{match: {prefix: /}, route: {cluster: a}}]}]",
-    );
-    http_bootstrap(
-        listen,
-        admin,
-        hcm,
-        &routes,
-        &[static_cluster("a", a, false)],
-    )
-}
 
 /// Masks what legitimately differs between two runs: start time,
 /// duration, upstream service time and generated request ids.
@@ -219,43 +205,82 @@ async fn tcp_proxy_cluster_and_weights() {
     pair.stop();
 }
 
+/// A cluster with both echo backends as endpoints, weighted `wa`:`wb`.
+fn two_endpoints(name: &str, a: u16, b: u16, wa: u32, wb: u32, lb: &str) -> Value {
+    let ep = |port: u16, w: u32| json!({"endpoint": {"address": socket(port)}, "load_balancing_weight": w});
+    json!({
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "lb_policy": lb,
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [ep(a, wa), ep(b, wb)]}]}
+    })
+}
+
+/// Shares of backend `a` over many requests, for weighted clusters and
+/// each load-balancing policy. Deterministic policies (round robin) must
+/// hit their share closely; random ones within four standard deviations
+/// (n = 400: σ ≤ 0.025, so ±0.10 fails by chance about once in 15,000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_request_headers() {
-    let a = echo_backend("a").await;
-    let pair = Pair::start(|listen, admin| to_a(listen, admin, &json!({}), a.port())).await;
-    // Envoy's default limit is 60 KiB of request headers.
-    for size in [50 * 1024, 70 * 1024] {
-        let big = "x".repeat(size);
-        let status = |port: u16| {
-            let big = big.clone();
-            async move {
-                request(
+async fn load_balancing_shares() {
+    let (a, b) = (
+        echo_backend("a").await.port(),
+        echo_backend("b").await.port(),
+    );
+    let routes = yaml(
+        r#"
+virtual_hosts:
+- name: all
+  domains: ["*"]
+  routes:
+  - {match: {prefix: /weighted}, route: {weighted_clusters: {clusters: [{name: a, weight: 80}, {name: b, weight: 20}]}}}
+  - {match: {prefix: /rr}, route: {cluster: rr}}
+  - {match: {prefix: /wrr}, route: {cluster: wrr}}
+  - {match: {prefix: /random}, route: {cluster: random}}
+  - {match: {prefix: /least}, route: {cluster: least}}
+"#,
+    );
+    let clusters = [
+        static_cluster("a", a, false),
+        static_cluster("b", b, false),
+        two_endpoints("rr", a, b, 1, 1, "ROUND_ROBIN"),
+        two_endpoints("wrr", a, b, 3, 1, "ROUND_ROBIN"),
+        two_endpoints("random", a, b, 1, 1, "RANDOM"),
+        two_endpoints("least", a, b, 1, 1, "LEAST_REQUEST"),
+    ];
+    let pair =
+        Pair::start(|listen, admin| http_bootstrap(listen, admin, &json!({}), &routes, &clusters))
+            .await;
+    const N: usize = 400;
+    for (path, share, tolerance) in [
+        ("/weighted", 0.8, 0.10),
+        ("/rr", 0.5, 0.01),
+        ("/wrr", 0.75, 0.01),
+        ("/random", 0.5, 0.10),
+        ("/least", 0.5, 0.10),
+    ] {
+        for (proxy, port) in [("envoy", pair.envoy_port), ("weft", pair.weft_port)] {
+            let mut to_a = 0;
+            for _ in 0..N {
+                let r = request(
                     "GET",
-                    &format!("http://127.0.0.1:{port}/"),
-                    &[("host", "h"), ("x-test-big", &big)],
+                    &format!("http://127.0.0.1:{port}{path}"),
+                    &[("host", "lb.test")],
                     false,
                 )
                 .await
-                .map(|r| r.status)
-                .unwrap_or(0)
+                .unwrap();
+                assert_eq!(r.status, 200, "{proxy} {path}");
+                if r.headers.get("x-backend").map(String::as_str) == Some("a") {
+                    to_a += 1;
+                }
             }
-        };
-        let (e, w) = (status(pair.envoy_port).await, status(pair.weft_port).await);
-        assert_eq!(w, e, "{size} bytes of header");
+            let got = to_a as f64 / N as f64;
+            assert!(
+                (got - share).abs() <= tolerance,
+                "{proxy} {path}: share of a {got:.3}, expected {share} ± {tolerance}"
+            );
+        }
     }
-    // The proxy still serves other requests afterwards.
-    assert_eq!(get_status(pair.weft_port).await, 200);
     pair.stop();
-}
-
-async fn get_status(port: u16) -> u16 {
-    request(
-        "GET",
-        &format!("http://127.0.0.1:{port}/"),
-        &[("host", "h")],
-        false,
-    )
-    .await
-    .map(|r| r.status)
-    .unwrap_or(0)
 }
