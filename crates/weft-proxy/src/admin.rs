@@ -41,13 +41,15 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
             }
             (StatusCode::OK, out)
         }
+        (_, "/stats") => (StatusCode::OK, snapshot.stats.text()),
+        (_, "/stats/prometheus") => (StatusCode::OK, snapshot.stats.prometheus()),
         ("POST", "/quitquitquit") => {
             shared.shutdown();
             (StatusCode::OK, "OK\n".to_string())
         }
         _ => (
             StatusCode::NOT_FOUND,
-            "weft admin: /ready /listeners /clusters /quitquitquit (POST); the rest is not implemented yet\n".to_string(),
+            "weft admin: /ready /listeners /clusters /stats /stats/prometheus /quitquitquit (POST); the rest is not implemented yet\n".to_string(),
         ),
     };
     let mut resp = Response::new(full(body));

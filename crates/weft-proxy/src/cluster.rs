@@ -11,6 +11,7 @@ use weft_envoy::TypedConfig;
 
 use crate::error::CompileError;
 use crate::http::Body;
+use crate::stats::{ClusterStats, Counter, Store};
 
 pub struct Endpoint {
     pub addr: SocketAddr,
@@ -57,6 +58,8 @@ fn by_family(found: Vec<SocketAddr>, family: cfg::DnsLookupFamily) -> Vec<Socket
 pub struct FixedConnector {
     addr: SocketAddr,
     timeout: Duration,
+    attempts: Counter,
+    failed: Counter,
 }
 
 type Connecting = std::pin::Pin<
@@ -77,11 +80,25 @@ impl tower_service::Service<http::Uri> for FixedConnector {
 
     fn call(&mut self, _: http::Uri) -> Connecting {
         let (addr, timeout) = (self.addr, self.timeout);
+        let (attempts, failed) = (self.attempts.clone(), self.failed.clone());
         Box::pin(async move {
+            // Envoy counts attempts, failed ones included.
+            attempts.inc();
             let connect = tokio::net::TcpStream::connect(addr);
-            let stream = tokio::time::timeout(timeout, connect).await.map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timeout")
-            })??;
+            let stream = match tokio::time::timeout(timeout, connect).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    failed.inc();
+                    return Err(e);
+                }
+                Err(_) => {
+                    failed.inc();
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connect timeout",
+                    ));
+                }
+            };
             stream.set_nodelay(true)?;
             Ok(TokioIo::new(stream))
         })
@@ -97,6 +114,7 @@ pub struct Cluster {
     next: AtomicUsize,
     pub connect_timeout: Duration,
     pub http2: bool,
+    pub stats: ClusterStats,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -109,7 +127,8 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    pub async fn compile(c: &cfg::Cluster, at: &str) -> Result<Self, CompileError> {
+    pub async fn compile(c: &cfg::Cluster, at: &str, store: &Store) -> Result<Self, CompileError> {
+        let stats = ClusterStats::new(store, &c.name);
         let err = |field: &str, message: String| CompileError::Config {
             field: format!("{at}.{field}"),
             message,
@@ -197,6 +216,8 @@ impl Cluster {
                             .build(FixedConnector {
                                 addr,
                                 timeout: connect_timeout,
+                                attempts: stats.upstream_cx_total.clone(),
+                                failed: stats.upstream_cx_connect_fail.clone(),
                             }),
                     }
                 }));
@@ -207,6 +228,9 @@ impl Cluster {
             .enumerate()
             .flat_map(|(i, e)| std::iter::repeat_n(i, e.weight.min(128) as usize))
             .collect();
+        // No health checking yet: every endpoint counts as healthy.
+        stats.membership_total.set(endpoints.len() as i64);
+        stats.membership_healthy.set(endpoints.len() as i64);
         Ok(Cluster {
             name: c.name.clone(),
             endpoints,
@@ -215,6 +239,7 @@ impl Cluster {
             next: AtomicUsize::new(fastrand::usize(..1024)),
             connect_timeout,
             http2,
+            stats,
         })
     }
 
@@ -284,7 +309,9 @@ mod tests {
             endpoints.join(", ")
         );
         let node = parse_cluster(&yaml);
-        Cluster::compile(&node, "c").await.unwrap()
+        Cluster::compile(&node, "c", &Store::default())
+            .await
+            .unwrap()
     }
 
     /// Deserializes a cluster directly (the bootstrap path is tested in
@@ -343,7 +370,7 @@ mod tests {
     async fn empty_cluster_has_no_pick() {
         let boot = "static_resources:\n  clusters:\n  - {name: e, type: STATIC}\n";
         let cfg = weft_envoy::parse_bootstrap("t", boot).unwrap();
-        let c = Cluster::compile(&cfg.static_resources.clusters[0], "e")
+        let c = Cluster::compile(&cfg.static_resources.clusters[0], "e", &Store::default())
             .await
             .unwrap();
         assert!(c.pick().is_none());

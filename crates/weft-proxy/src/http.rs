@@ -177,6 +177,7 @@ where
         vh.route(&view).map(|r| (vh, r))
     });
     let Some((vh, route)) = matched else {
+        settings.stats.no_route.inc();
         outcome.flag = Some(ForwardError::NoRoute.flag());
         return (local_reply(&settings, 404, ""), outcome);
     };
@@ -378,7 +379,11 @@ where
         .clusters
         .get(cluster_name)
         .ok_or(ForwardError::NoCluster)?;
-    let endpoint = cluster.pick().ok_or(ForwardError::NoHealthyUpstream)?;
+    let Some(endpoint) = cluster.pick() else {
+        cluster.stats.upstream_cx_none_healthy.inc();
+        crate::stats::count_class(&cluster.stats.upstream_rq, 503);
+        return Err(ForwardError::NoHealthyUpstream);
+    };
     outcome.upstream = Some(endpoint.addr);
     let upgrade = upgrade_kind(req.headers()).and_then(|k| HeaderValue::from_str(k).ok());
     let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
@@ -460,12 +465,27 @@ where
         tokio::time::timeout(fwd.timeout, call).await
     };
     endpoint.active.fetch_sub(1, Ordering::Relaxed);
+    let stats = &cluster.stats;
     let mut resp = match result {
-        Err(_) => return Err(ForwardError::Timeout),
-        Ok(Err(e)) if e.is_connect() => return Err(ForwardError::ConnectFailure),
-        Ok(Err(_)) => return Err(ForwardError::UpstreamReset),
+        Err(_) => {
+            stats.upstream_rq_total.inc();
+            stats.upstream_rq_timeout.inc();
+            crate::stats::count_class(&stats.upstream_rq, 504);
+            return Err(ForwardError::Timeout);
+        }
+        Ok(Err(e)) if e.is_connect() => {
+            crate::stats::count_class(&stats.upstream_rq, 503);
+            return Err(ForwardError::ConnectFailure);
+        }
+        Ok(Err(_)) => {
+            stats.upstream_rq_total.inc();
+            crate::stats::count_class(&stats.upstream_rq, 503);
+            return Err(ForwardError::UpstreamReset);
+        }
         Ok(Ok(r)) => r,
     };
+    stats.upstream_rq_total.inc();
+    crate::stats::count_class(&stats.upstream_rq, resp.status().as_u16());
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if let (true, Some(down)) = (switching, downstream_upgrade) {
         let up = hyper::upgrade::on(&mut resp);

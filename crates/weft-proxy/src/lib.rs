@@ -12,6 +12,7 @@ pub mod http;
 pub mod routes;
 pub mod server;
 pub mod snapshot;
+pub mod stats;
 mod tcp;
 mod upstream_headers;
 

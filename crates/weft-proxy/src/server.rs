@@ -57,6 +57,22 @@ impl Running {
     }
 }
 
+/// Holds a gauge up while something is active.
+struct ActiveGuard(crate::stats::Gauge);
+
+impl ActiveGuard {
+    fn new(g: crate::stats::Gauge) -> Self {
+        g.inc();
+        ActiveGuard(g)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Binds every listener and the admin address, then serves.
 pub async fn start(snapshot: Snapshot) -> std::io::Result<Running> {
     let (stop, _) = watch::channel(false);
@@ -107,14 +123,23 @@ async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
                 let Ok((stream, peer)) = accepted else { continue };
                 let snapshot = shared.snapshot.load_full();
                 let Some(l) = snapshot.listeners.get(index) else { continue };
+                l.stats.downstream_cx_total.inc();
+                let listener_active = ActiveGuard::new(l.stats.downstream_cx_active.clone());
                 match &l.chain {
                     Chain::Tcp(t) => {
-                        conns.spawn(crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream));
+                        let serve = crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream);
+                        conns.spawn(async move {
+                            let _active = listener_active;
+                            serve.await
+                        });
                     }
                     Chain::Http(h) => {
                         let h = Arc::clone(h);
                         let shared = Arc::clone(&shared);
                         conns.spawn(async move {
+                            let _active = listener_active;
+                            h.stats.downstream_cx_total.inc();
+                            let _cx_active = ActiveGuard::new(h.stats.downstream_cx_active.clone());
                             let _ = stream.set_nodelay(true);
                             let codec = h.codec;
                             let cap = h.max_request_headers + 8 * 1024;
@@ -123,11 +148,17 @@ async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
                                 let snapshot = shared.snapshot.load_full();
                                 let h = Arc::clone(&h);
                                 async move {
-                                    if h.access_logs.is_empty() {
-                                        let (resp, _) = crate::http::handle(snapshot, h, peer, req).await;
-                                        return Ok::<_, Infallible>(resp);
-                                    }
-                                    Ok(logged(snapshot, h, peer, req).await)
+                                    let settings = Arc::clone(&h);
+                                    let stats = &settings.stats;
+                                    stats.downstream_rq_total.inc();
+                                    let _rq_active = ActiveGuard::new(stats.downstream_rq_active.clone());
+                                    let resp = if h.access_logs.is_empty() {
+                                        crate::http::handle(snapshot, h, peer, req).await.0
+                                    } else {
+                                        logged(snapshot, h, peer, req).await
+                                    };
+                                    crate::stats::count_class(&stats.downstream_rq, resp.status().as_u16());
+                                    Ok::<_, Infallible>(resp)
                                 }
                             });
                             let mut builder = auto::Builder::new(TokioExecutor::new());

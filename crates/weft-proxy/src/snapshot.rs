@@ -15,12 +15,14 @@ use crate::access_log::AccessLog;
 use crate::cluster::Cluster;
 use crate::error::CompileError;
 use crate::routes::RouteTable;
+use crate::stats::{HttpStats, ListenerStats, Store, TcpStats};
 
 #[derive(Debug)]
 pub struct Snapshot {
     pub listeners: Vec<ListenerConfig>,
     pub clusters: HashMap<String, Arc<Cluster>>,
     pub admin: Option<SocketAddr>,
+    pub stats: Arc<Store>,
 }
 
 #[derive(Debug)]
@@ -28,6 +30,7 @@ pub struct ListenerConfig {
     pub name: String,
     pub addr: SocketAddr,
     pub chain: Chain,
+    pub stats: ListenerStats,
 }
 
 #[derive(Debug)]
@@ -52,6 +55,7 @@ pub struct HttpSettings {
     pub max_request_headers: usize,
     /// Most request headers accepted (`max_headers_count`).
     pub max_headers_count: usize,
+    pub stats: HttpStats,
 }
 
 #[derive(Debug)]
@@ -60,6 +64,7 @@ pub struct TcpSettings {
     pub clusters: Vec<(String, u64)>,
     pub idle_timeout: Option<Duration>,
     pub access_logs: Vec<AccessLog>,
+    pub stats: TcpStats,
 }
 
 impl TcpSettings {
@@ -84,7 +89,14 @@ fn reject(at: &str, set: &[(&str, bool)]) -> Result<(), CompileError> {
 }
 
 impl Snapshot {
+    /// Compiles with a fresh statistics store.
     pub async fn compile(b: &Bootstrap) -> Result<Self, CompileError> {
+        Self::compile_with(b, Store::new()).await
+    }
+
+    /// Compiles, registering statistics in `stats` (which a replaced
+    /// snapshot shares, so counts carry over).
+    pub async fn compile_with(b: &Bootstrap, stats: Arc<Store>) -> Result<Self, CompileError> {
         let mut clusters = HashMap::new();
         for (i, c) in b.static_resources.clusters.iter().enumerate() {
             let at = format!("static_resources.clusters[{i}]");
@@ -100,13 +112,17 @@ impl Snapshot {
                     ),
                 ],
             )?;
-            clusters.insert(c.name.clone(), Arc::new(Cluster::compile(c, &at).await?));
+            clusters.insert(
+                c.name.clone(),
+                Arc::new(Cluster::compile(c, &at, &stats).await?),
+            );
         }
         let mut listeners = Vec::new();
         for (i, l) in b.static_resources.listeners.iter().enumerate() {
             listeners.push(compile_listener(
                 &format!("static_resources.listeners[{i}]"),
                 l,
+                &stats,
             )?);
         }
         Ok(Snapshot {
@@ -117,11 +133,12 @@ impl Snapshot {
                 .as_ref()
                 .and_then(|a| a.address.as_ref())
                 .and_then(|a| a.socket_addr()),
+            stats,
         })
     }
 }
 
-fn compile_listener(at: &str, l: &Listener) -> Result<ListenerConfig, CompileError> {
+fn compile_listener(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, CompileError> {
     reject(
         at,
         &[
@@ -177,28 +194,38 @@ fn compile_listener(at: &str, l: &Listener) -> Result<ListenerConfig, CompileErr
         message: "a filter chain needs a terminal filter".into(),
     })?;
     let chain = match &terminal.typed_config {
-        TypedConfig::HttpConnectionManager(hcm) => {
-            Chain::Http(Arc::new(compile_hcm(&format!("{fat}.typed_config"), hcm)?))
-        }
-        TypedConfig::TcpProxy(tp) => {
-            Chain::Tcp(Arc::new(compile_tcp(&format!("{fat}.typed_config"), tp)?))
-        }
+        TypedConfig::HttpConnectionManager(hcm) => Chain::Http(Arc::new(compile_hcm(
+            &format!("{fat}.typed_config"),
+            hcm,
+            stats,
+        )?)),
+        TypedConfig::TcpProxy(tp) => Chain::Tcp(Arc::new(compile_tcp(
+            &format!("{fat}.typed_config"),
+            tp,
+            stats,
+        )?)),
         _ => return Err(unsupported(fat, "this network filter")),
     };
+    let addr = l
+        .address
+        .socket_addr()
+        .ok_or_else(|| CompileError::Config {
+            field: format!("{at}.address"),
+            message: "expected an IP socket address".into(),
+        })?;
     Ok(ListenerConfig {
         name: l.name.clone(),
-        addr: l
-            .address
-            .socket_addr()
-            .ok_or_else(|| CompileError::Config {
-                field: format!("{at}.address"),
-                message: "expected an IP socket address".into(),
-            })?,
+        addr,
         chain,
+        stats: ListenerStats::new(stats, addr),
     })
 }
 
-fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, CompileError> {
+fn compile_hcm(
+    at: &str,
+    h: &HttpConnectionManager,
+    stats: &Store,
+) -> Result<HttpSettings, CompileError> {
     let common = h.common_http_protocol_options.clone().unwrap_or_default();
     reject(
         at,
@@ -273,10 +300,11 @@ fn compile_hcm(at: &str, h: &HttpConnectionManager) -> Result<HttpSettings, Comp
         max_request_headers: h.max_request_headers_kb.unwrap_or(60) as usize * 1024,
         // Envoy's default is 100 headers per request.
         max_headers_count: common.max_headers_count.unwrap_or(100) as usize,
+        stats: HttpStats::new(stats, &h.stat_prefix),
     })
 }
 
-fn compile_tcp(at: &str, t: &TcpProxy) -> Result<TcpSettings, CompileError> {
+fn compile_tcp(at: &str, t: &TcpProxy, stats: &Store) -> Result<TcpSettings, CompileError> {
     reject(
         at,
         &[
@@ -315,6 +343,7 @@ fn compile_tcp(at: &str, t: &TcpProxy) -> Result<TcpSettings, CompileError> {
             None => Some(Duration::from_secs(3600)),
         },
         access_logs: compile_logs(at, &t.access_log)?,
+        stats: TcpStats::new(stats, &t.stat_prefix),
     })
 }
 

@@ -18,7 +18,10 @@ pub async fn serve(snapshot: Arc<Snapshot>, settings: Arc<TcpSettings>, mut down
         protocol: "-",
         ..Default::default()
     };
+    settings.stats.downstream_cx_total.inc();
     let (received, sent) = serve_inner(&snapshot, &settings, &mut down, &mut entry).await;
+    settings.stats.downstream_cx_rx_bytes_total.add(received);
+    settings.stats.downstream_cx_tx_bytes_total.add(sent);
     if !settings.access_logs.is_empty() {
         let line = entry.format(received, sent, started.elapsed().as_millis());
         for l in &settings.access_logs {
@@ -39,6 +42,7 @@ async fn serve_inner(
         return (0, 0);
     };
     let Some(endpoint) = cluster.pick() else {
+        cluster.stats.upstream_cx_none_healthy.inc();
         entry.flags = Some("UH");
         return (0, 0);
     };
@@ -47,10 +51,13 @@ async fn serve_inner(
     let mut up = match up {
         Ok(Ok(s)) => s,
         _ => {
+            cluster.stats.upstream_cx_total.inc();
+            cluster.stats.upstream_cx_connect_fail.inc();
             entry.flags = Some("UF");
             return (0, 0);
         }
     };
+    cluster.stats.upstream_cx_total.inc();
     let _ = up.set_nodelay(true);
     let _ = down.set_nodelay(true);
     endpoint.active.fetch_add(1, Ordering::Relaxed);

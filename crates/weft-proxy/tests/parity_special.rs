@@ -284,3 +284,131 @@ virtual_hosts:
     }
     pair.stop();
 }
+
+/// `name: value` lines of Envoy's /stats text, the listener address's
+/// port (which differs between the two proxies) replaced by PORT.
+fn stats_lines(text: &str, listen: u16) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| {
+            (
+                k.replace(&format!("_{listen}"), "_PORT"),
+                v.trim().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Prometheus samples as `name{sorted labels}` → value.
+fn prom_samples(text: &str, listen: u16) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .map(|(series, v)| {
+            let series = series.replace(&format!("_{listen}"), "_PORT");
+            let (name, labels) = series.split_once('{').unwrap_or((&series, "}"));
+            let mut labels: Vec<&str> = labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .collect();
+            labels.sort();
+            (format!("{name}{{{}}}", labels.join(",")), v.to_string())
+        })
+        .collect()
+}
+
+/// Every statistic weft reports exists in Envoy under the same name, in
+/// /stats and /stats/prometheus, and after the same requests has the same
+/// value (gauges of what is active at this instant excepted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_match_envoy() {
+    let a = echo_backend("a").await.port();
+    let dead = free_port();
+    let routes = yaml(
+        r#"
+virtual_hosts:
+- name: all
+  domains: ["*"]
+  routes:
+  - {match: {prefix: /direct}, direct_response: {status: 200, body: {inline_string: hi}}}
+  - {match: {prefix: /dead}, route: {cluster: dead}}
+  - {match: {prefix: /empty}, route: {cluster: empty}}
+  - {match: {prefix: /slow}, route: {cluster: a, timeout: 0.2s}}
+  - {match: {prefix: /a}, route: {cluster: a}}
+"#,
+    );
+    let clusters = [
+        static_cluster("a", a, false),
+        static_cluster("dead", dead, false),
+        json!({"name": "empty", "type": "STATIC", "connect_timeout": "1s"}),
+    ];
+    let pair = Pair::start(|listen, admin| {
+        http_bootstrap(
+            listen,
+            admin,
+            &json!({"stat_prefix": "ingress"}),
+            &routes,
+            &clusters,
+        )
+    })
+    .await;
+    let requests: &[(&str, &[(&str, &str)])] = &[
+        ("/a/1", &[]),
+        ("/a/2", &[]),
+        ("/a/404", &[("x-test-status", "404")]),
+        ("/a/500", &[("x-test-status", "500")]),
+        ("/direct", &[]),
+        ("/nowhere", &[]),
+        ("/dead", &[]),
+        ("/empty", &[]),
+        ("/slow", &[("x-test-delay-ms", "500")]),
+    ];
+    for port in [pair.envoy_port, pair.weft_port] {
+        for (path, headers) in requests {
+            let mut h = headers.to_vec();
+            h.push(("host", "stats.test"));
+            request("GET", &format!("http://127.0.0.1:{port}{path}"), &h, false)
+                .await
+                .unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fetch = |admin: u16, path: &'static str| async move {
+        request(
+            "GET",
+            &format!("http://127.0.0.1:{admin}{path}"),
+            &[],
+            false,
+        )
+        .await
+        .unwrap()
+        .body
+    };
+    for (path, parse) in [
+        (
+            "/stats",
+            stats_lines as fn(&str, u16) -> std::collections::BTreeMap<String, String>,
+        ),
+        ("/stats/prometheus", prom_samples),
+    ] {
+        let envoy = parse(&fetch(pair.envoy_admin, path).await, pair.envoy_port);
+        let weft = parse(&fetch(pair.weft_admin, path).await, pair.weft_port);
+        assert!(
+            weft.len() > 30,
+            "{path}: weft reports {} statistics",
+            weft.len()
+        );
+        let mut wrong = Vec::new();
+        for (name, value) in &weft {
+            match envoy.get(name) {
+                None => wrong.push(format!("{name}: Envoy has no such statistic")),
+                Some(_) if name.contains("_active") => {}
+                Some(e) if e != value => wrong.push(format!("{name}: weft {value}, Envoy {e}")),
+                Some(_) => {}
+            }
+        }
+        assert!(wrong.is_empty(), "{path}:\n{}", wrong.join("\n"));
+    }
+    pair.stop();
+}

@@ -1,0 +1,397 @@
+//! Statistics under Envoy's names. Each counter or gauge is registered
+//! with its dotted Envoy name (`cluster.reviews.upstream_rq_total`) and
+//! the tag-extracted form Envoy exports to Prometheus
+//! (`envoy_cluster_upstream_rq_total{envoy_cluster_name="reviews"}`), so
+//! dashboards and alerts written for Envoy read weft unchanged.
+//!
+//! Handles are looked up when a snapshot is compiled and kept in it; the
+//! request path only touches atomics. The store outlives snapshots, so
+//! counts carry across configuration updates as Envoy's do.
+//!
+//! Not `prometheus-client`: its text encoder appends `_total` to every
+//! counter (OpenMetrics), which would rename Envoy's counters such as
+//! `envoy_cluster_upstream_cx_connect_fail`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Gauge(Arc<AtomicI64>);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn set(&self, v: i64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Metric {
+    Counter(Counter),
+    Gauge(Gauge),
+}
+
+#[derive(Debug)]
+struct Entry {
+    metric: Metric,
+    prom_name: String,
+    labels: Vec<(&'static str, String)>,
+    /// Envoy creates some statistics on first use (a cluster's
+    /// `upstream_rq_2xx`); those are not shown while still zero.
+    lazy: bool,
+}
+
+impl Entry {
+    fn value(&self) -> i64 {
+        match &self.metric {
+            Metric::Counter(c) => c.get() as i64,
+            Metric::Gauge(g) => g.get(),
+        }
+    }
+
+    fn shown(&self) -> bool {
+        !self.lazy || self.value() != 0
+    }
+}
+
+/// Every statistic of one proxy.
+#[derive(Debug, Default)]
+pub struct Store {
+    // Only registration and the admin endpoints lock this.
+    entries: Mutex<BTreeMap<String, Entry>>,
+}
+
+/// A family of statistics sharing a prefix and tags, e.g. one cluster's.
+pub struct Scope<'a> {
+    store: &'a Store,
+    /// Dotted prefix, e.g. `cluster.reviews.`.
+    prefix: String,
+    /// Prometheus prefix, e.g. `envoy_cluster_`.
+    prom: &'static str,
+    labels: Vec<(&'static str, String)>,
+}
+
+impl Store {
+    pub fn new() -> Arc<Store> {
+        let s = Arc::new(Store::default());
+        s.scope("server.", "envoy_server_", vec![])
+            .gauge("live")
+            .set(1);
+        s
+    }
+
+    pub fn scope(
+        &self,
+        prefix: &str,
+        prom: &'static str,
+        labels: Vec<(&'static str, String)>,
+    ) -> Scope<'_> {
+        Scope {
+            store: self,
+            prefix: prefix.to_string(),
+            prom,
+            labels,
+        }
+    }
+
+    fn register(&self, name: String, make: impl FnOnce() -> Entry) -> Metric {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries.entry(name).or_insert_with(make).metric.clone()
+    }
+
+    /// Envoy's `/stats` text: `name: value`, sorted by name.
+    pub fn text(&self) -> String {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = String::new();
+        for (name, e) in entries.iter().filter(|(_, e)| e.shown()) {
+            let _ = writeln!(out, "{name}: {}", e.value());
+        }
+        out
+    }
+
+    /// Envoy's `/stats/prometheus`: one `# TYPE` line per metric name,
+    /// then a sample per label set.
+    pub fn prometheus(&self) -> String {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut families: BTreeMap<&str, (&str, Vec<String>)> = BTreeMap::new();
+        for e in entries.values().filter(|e| e.shown()) {
+            let kind = match &e.metric {
+                Metric::Counter(_) => "counter",
+                Metric::Gauge(_) => "gauge",
+            };
+            let v = e.value();
+            let labels: Vec<String> = e
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                .collect();
+            families
+                .entry(&e.prom_name)
+                .or_insert((kind, Vec::new()))
+                .1
+                .push(format!("{}{{{}}} {v}", e.prom_name, labels.join(",")));
+        }
+        let mut out = String::new();
+        for (name, (kind, samples)) in families {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for s in samples {
+                let _ = writeln!(out, "{s}");
+            }
+        }
+        out
+    }
+}
+
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Scope<'_> {
+    fn entry(&self, stat: &str, labels: &[(&'static str, String)], metric: Metric) -> Entry {
+        let mut all = labels.to_vec();
+        all.extend(self.labels.iter().cloned());
+        Entry {
+            metric,
+            prom_name: format!("{}{stat}", self.prom),
+            labels: all,
+            lazy: false,
+        }
+    }
+
+    pub fn counter(&self, stat: &str) -> Counter {
+        self.tagged_counter(&format!("{}{stat}", self.prefix), stat, &[], false)
+    }
+
+    pub fn gauge(&self, stat: &str) -> Gauge {
+        let name = format!("{}{stat}", self.prefix);
+        match self.store.register(name, || {
+            self.entry(stat, &[], Metric::Gauge(Gauge::default()))
+        }) {
+            Metric::Gauge(g) => g,
+            Metric::Counter(_) => Gauge::default(),
+        }
+    }
+
+    /// A counter whose dotted name carries a tag, as Envoy's
+    /// `upstream_rq_2xx` carries the response code class.
+    fn tagged_counter(
+        &self,
+        name: &str,
+        prom_stat: &str,
+        labels: &[(&'static str, String)],
+        lazy: bool,
+    ) -> Counter {
+        match self.store.register(name.to_string(), || Entry {
+            lazy,
+            ..self.entry(prom_stat, labels, Metric::Counter(Counter::default()))
+        }) {
+            Metric::Counter(c) => c,
+            Metric::Gauge(_) => Counter::default(),
+        }
+    }
+
+    /// `STAT_1xx` … `STAT_5xx`, exported as `STAT_xx` with
+    /// `envoy_response_code_class`; `lazy` hides them until used.
+    pub fn by_class(&self, stat: &str, lazy: bool) -> [Counter; 5] {
+        std::array::from_fn(|i| {
+            let class = i + 1;
+            self.tagged_counter(
+                &format!("{}{stat}_{class}xx", self.prefix),
+                &format!("{stat}_xx"),
+                &[("envoy_response_code_class", class.to_string())],
+                lazy,
+            )
+        })
+    }
+}
+
+/// Counts one response status into its class counter.
+pub fn count_class(counters: &[Counter; 5], status: u16) {
+    if let Some(c) = ((status / 100) as usize)
+        .checked_sub(1)
+        .and_then(|i| counters.get(i))
+    {
+        c.inc();
+    }
+}
+
+/// A cluster's statistics (`cluster.NAME.*`).
+#[derive(Debug, Clone)]
+pub struct ClusterStats {
+    pub upstream_rq_total: Counter,
+    pub upstream_rq: [Counter; 5],
+    pub upstream_rq_timeout: Counter,
+    pub upstream_cx_total: Counter,
+    pub upstream_cx_connect_fail: Counter,
+    pub upstream_cx_none_healthy: Counter,
+    pub membership_total: Gauge,
+    pub membership_healthy: Gauge,
+}
+
+impl ClusterStats {
+    pub fn new(store: &Store, cluster: &str) -> Self {
+        let s = store.scope(
+            &format!("cluster.{cluster}."),
+            "envoy_cluster_",
+            vec![("envoy_cluster_name", cluster.to_string())],
+        );
+        ClusterStats {
+            upstream_rq_total: s.counter("upstream_rq_total"),
+            upstream_rq: s.by_class("upstream_rq", true),
+            upstream_rq_timeout: s.counter("upstream_rq_timeout"),
+            upstream_cx_total: s.counter("upstream_cx_total"),
+            upstream_cx_connect_fail: s.counter("upstream_cx_connect_fail"),
+            upstream_cx_none_healthy: s.counter("upstream_cx_none_healthy"),
+            membership_total: s.gauge("membership_total"),
+            membership_healthy: s.gauge("membership_healthy"),
+        }
+    }
+}
+
+/// An HTTP connection manager's statistics (`http.PREFIX.*`).
+#[derive(Debug, Clone)]
+pub struct HttpStats {
+    pub downstream_rq_total: Counter,
+    pub downstream_rq: [Counter; 5],
+    pub downstream_rq_active: Gauge,
+    pub downstream_cx_total: Counter,
+    pub downstream_cx_active: Gauge,
+    pub no_route: Counter,
+}
+
+impl HttpStats {
+    pub fn new(store: &Store, stat_prefix: &str) -> Self {
+        let s = store.scope(
+            &format!("http.{stat_prefix}."),
+            "envoy_http_",
+            vec![("envoy_http_conn_manager_prefix", stat_prefix.to_string())],
+        );
+        HttpStats {
+            downstream_rq_total: s.counter("downstream_rq_total"),
+            downstream_rq: s.by_class("downstream_rq", false),
+            downstream_rq_active: s.gauge("downstream_rq_active"),
+            downstream_cx_total: s.counter("downstream_cx_total"),
+            downstream_cx_active: s.gauge("downstream_cx_active"),
+            no_route: s.counter("no_route"),
+        }
+    }
+}
+
+/// A TCP proxy's statistics (`tcp.PREFIX.*`).
+#[derive(Debug, Clone)]
+pub struct TcpStats {
+    pub downstream_cx_total: Counter,
+    pub downstream_cx_rx_bytes_total: Counter,
+    pub downstream_cx_tx_bytes_total: Counter,
+}
+
+impl TcpStats {
+    pub fn new(store: &Store, stat_prefix: &str) -> Self {
+        let s = store.scope(
+            &format!("tcp.{stat_prefix}."),
+            "envoy_tcp_",
+            vec![("envoy_tcp_prefix", stat_prefix.to_string())],
+        );
+        TcpStats {
+            downstream_cx_total: s.counter("downstream_cx_total"),
+            downstream_cx_rx_bytes_total: s.counter("downstream_cx_rx_bytes_total"),
+            downstream_cx_tx_bytes_total: s.counter("downstream_cx_tx_bytes_total"),
+        }
+    }
+}
+
+/// A listener's statistics (`listener.ADDRESS.*`, the address with `_`
+/// before the port as Envoy writes it).
+#[derive(Debug, Clone)]
+pub struct ListenerStats {
+    pub downstream_cx_total: Counter,
+    pub downstream_cx_active: Gauge,
+}
+
+impl ListenerStats {
+    pub fn new(store: &Store, addr: std::net::SocketAddr) -> Self {
+        let name = format!("{}_{}", addr.ip(), addr.port());
+        let s = store.scope(
+            &format!("listener.{name}."),
+            "envoy_listener_",
+            vec![("envoy_listener_address", name.clone())],
+        );
+        ListenerStats {
+            downstream_cx_total: s.counter("downstream_cx_total"),
+            downstream_cx_active: s.gauge("downstream_cx_active"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_prometheus_forms() {
+        let store = Store::new();
+        let c = ClusterStats::new(&store, "reviews");
+        c.upstream_rq_total.inc();
+        count_class(&c.upstream_rq, 503);
+        c.membership_total.set(2);
+        let text = store.text();
+        assert!(
+            text.contains("cluster.reviews.upstream_rq_total: 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cluster.reviews.upstream_rq_5xx: 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("cluster.reviews.membership_total: 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("server.live: 1\n"), "{text}");
+        let prom = store.prometheus();
+        assert!(prom.contains("# TYPE envoy_cluster_upstream_rq_total counter\n"));
+        assert!(
+            prom.contains("envoy_cluster_upstream_rq_total{envoy_cluster_name=\"reviews\"} 1\n")
+        );
+        assert!(prom.contains(
+            "envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\",envoy_cluster_name=\"reviews\"} 1\n"
+        ));
+        assert!(prom.contains("# TYPE envoy_cluster_membership_total gauge\n"));
+        assert!(prom.contains("envoy_server_live{} 1\n"));
+        // The same name twice is the same counter.
+        let again = ClusterStats::new(&store, "reviews");
+        assert_eq!(again.upstream_rq_total.get(), 1);
+    }
+}
