@@ -13,13 +13,7 @@ pub fn run(
     drain_seconds: u64,
     validate: bool,
 ) -> anyhow::Result<u8> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging();
     let bootstrap = match weft_envoy::load_bootstrap(config) {
         Ok(b) => b,
         Err(e) => {
@@ -73,4 +67,38 @@ pub fn run(
         running.wait(Duration::from_secs(drain_seconds)).await;
         Ok(0)
     })
+}
+
+/// Logs to stderr at `WEFT_LOG` (default info); the admin endpoint's
+/// `POST /logging?level=` changes the level while running.
+fn init_logging() {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{reload, EnvFilter};
+    let start = std::env::var("WEFT_LOG").unwrap_or_else(|_| "info".into());
+    let filter = EnvFilter::try_new(&start).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    weft_proxy::admin::set_log_level_hook(
+        &start,
+        Box::new(move |level| {
+            // Envoy's names; tracing has no "critical".
+            let level = match level {
+                "warning" => "warn",
+                "critical" => "error",
+                "trace" | "debug" | "info" | "warn" | "error" | "off" => level,
+                other => {
+                    return Err(format!(
+                        "unknown level {other:?}; expected trace, debug, info, warning, error, critical or off"
+                    ))
+                }
+            };
+            handle
+                .reload(EnvFilter::new(level))
+                .map_err(|e| e.to_string())?;
+            Ok(level.to_string())
+        }),
+    );
 }

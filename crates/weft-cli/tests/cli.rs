@@ -242,3 +242,112 @@ fn proxy_bootstrap_errors_name_the_field_and_exit_1() {
     assert!(text(&out.stderr).contains("/no/such/bootstrap.yaml"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// One HTTP/1.1 request on a fresh connection; returns status and body.
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn proxy_admin_logging_config_dump_and_quit() {
+    let (admin, listen) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("weft-cli-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let boot = dir.join("boot.yaml");
+    std::fs::write(
+        &boot,
+        format!(
+            r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
+static_resources:
+  listeners:
+  - name: edge
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: edge
+          http_filters: [{{name: envoy.filters.http.router, typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}}}]
+          route_config: {{virtual_hosts: [{{name: all, domains: ["*"], routes: [{{match: {{prefix: /}}, direct_response: {{status: 200}}}}]}}]}}
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "proxy",
+            "-c",
+            boot.to_str().unwrap(),
+            "--drain-seconds",
+            "0",
+        ])
+        .env("WEFT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(ready, "weft proxy did not open its admin port");
+    assert_eq!(
+        http(admin, "GET", "/logging"),
+        (200, "active loggers:\n  weft: info\n".into())
+    );
+    assert_eq!(
+        http(admin, "POST", "/logging?level=debug"),
+        (200, "active loggers:\n  weft: debug\n".into())
+    );
+    assert_eq!(http(admin, "GET", "/logging?level=error").0, 405);
+    let (status, body) = http(admin, "POST", "/logging?level=loud");
+    assert_eq!(status, 400);
+    assert!(body.contains("unknown level \"loud\""), "{body}");
+    assert_eq!(
+        http(admin, "GET", "/logging").1,
+        "active loggers:\n  weft: debug\n"
+    );
+    let (status, dump) = http(admin, "GET", "/config_dump");
+    assert_eq!(status, 200);
+    assert!(dump.contains("\"name\": \"edge\""), "{dump}");
+    assert_eq!(http(listen, "GET", "/").0, 200);
+    let (_, stats) = http(admin, "GET", "/stats");
+    assert!(
+        stats.contains("http.edge.downstream_rq_2xx: 1\n"),
+        "{stats}"
+    );
+    assert_eq!(http(admin, "POST", "/quitquitquit").0, 200);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -32,6 +32,10 @@ pub struct Bootstrap {
     pub node: Option<Node>,
     pub admin: Option<Admin>,
     pub static_resources: StaticResources,
+    /// The bootstrap as read (keys in snake_case), for the admin
+    /// endpoint's /config_dump.
+    #[serde(skip)]
+    pub source: serde_json::Value,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -118,7 +122,8 @@ pub fn parse_bootstrap(file: &str, text: &str) -> Result<Bootstrap, ConfigError>
         })
         .line
     };
-    let bootstrap: Bootstrap = decode(json).map_err(|e| e.in_file(file, &locate))?;
+    let mut bootstrap: Bootstrap = decode(json.clone()).map_err(|e| e.in_file(file, &locate))?;
+    bootstrap.source = json;
     check::bootstrap(&bootstrap).map_err(|e| e.in_file(file, &locate))?;
     Ok(bootstrap)
 }

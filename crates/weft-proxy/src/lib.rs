@@ -4,8 +4,9 @@
 //! serve them from whatever snapshot is current, without taking locks.
 
 pub mod access_log;
-mod admin;
+pub mod admin;
 pub mod cluster;
+mod config_dump;
 pub mod error;
 pub mod headers;
 pub mod http;

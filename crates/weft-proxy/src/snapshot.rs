@@ -23,6 +23,9 @@ pub struct Snapshot {
     pub clusters: HashMap<String, Arc<Cluster>>,
     pub admin: Option<SocketAddr>,
     pub stats: Arc<Store>,
+    /// The configuration as read, and when, for /config_dump.
+    pub source: serde_json::Value,
+    pub loaded: std::time::SystemTime,
 }
 
 #[derive(Debug)]
@@ -134,6 +137,8 @@ impl Snapshot {
                 .and_then(|a| a.address.as_ref())
                 .and_then(|a| a.socket_addr()),
             stats,
+            source: b.source.clone(),
+            loaded: std::time::SystemTime::now(),
         })
     }
 }

@@ -412,3 +412,69 @@ virtual_hosts:
     }
     pair.stop();
 }
+
+/// /config_dump is shaped as Envoy's: each config weft lists is one Envoy
+/// lists too, with the same static clusters and listeners by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_dump_shape_matches_envoy() {
+    let a = echo_backend("a").await.port();
+    let routes = yaml("virtual_hosts: [{name: all, domains: [\"*\"], routes: [{match: {prefix: /}, route: {cluster: a}}]}]");
+    let clusters = [static_cluster("a", a, false), static_cluster("b", a, true)];
+    let pair =
+        Pair::start(|listen, admin| http_bootstrap(listen, admin, &json!({}), &routes, &clusters))
+            .await;
+    let dump = |admin: u16| async move {
+        let r = request(
+            "GET",
+            &format!("http://127.0.0.1:{admin}/config_dump"),
+            &[],
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        serde_json::from_str::<Value>(&r.body).unwrap()
+    };
+    let (envoy, weft) = (dump(pair.envoy_admin).await, dump(pair.weft_admin).await);
+    let config = |d: &Value, t: &str| {
+        d["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["@type"].as_str().is_some_and(|s| s.ends_with(t)))
+            .cloned()
+    };
+    for c in weft["configs"].as_array().unwrap() {
+        let t = c["@type"].as_str().unwrap();
+        assert!(config(&envoy, t).is_some(), "Envoy has no {t}");
+    }
+    let names = |d: &Value, kind: &str, list: &str, item: &str| -> Vec<String> {
+        let mut v: Vec<String> = config(d, kind).unwrap()[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[item]["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(&weft, "ClustersConfigDump", "static_clusters", "cluster"),
+        names(&envoy, "ClustersConfigDump", "static_clusters", "cluster")
+    );
+    assert_eq!(
+        names(&weft, "ListenersConfigDump", "static_listeners", "listener"),
+        names(
+            &envoy,
+            "ListenersConfigDump",
+            "static_listeners",
+            "listener"
+        )
+    );
+    assert_eq!(
+        config(&weft, "BootstrapConfigDump").unwrap()["bootstrap"]["static_resources"]["clusters"]
+            [1]["name"],
+        "b"
+    );
+    pair.stop();
+}
