@@ -30,6 +30,10 @@ pub enum ForwardError {
     /// The route timeout expired (upstream).
     #[error("upstream request timeout")]
     Timeout,
+    /// The client's request body was malformed (bad chunking) while it
+    /// was being forwarded (downstream; not retriable).
+    #[error("Bad Request")]
+    DownstreamProtocol,
 }
 
 impl ForwardError {
@@ -42,6 +46,7 @@ impl ForwardError {
             ForwardError::ConnectFailure => "UF",
             ForwardError::UpstreamReset => "UC",
             ForwardError::Timeout => "UT",
+            ForwardError::DownstreamProtocol => "DPE",
         }
     }
 
@@ -49,6 +54,7 @@ impl ForwardError {
         match self {
             ForwardError::NoRoute => 404,
             ForwardError::Timeout => 504,
+            ForwardError::DownstreamProtocol => 400,
             _ => 503,
         }
     }

@@ -146,6 +146,12 @@ where
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
+    // Envoy refuses HTTP/1.0 unless `accept_http_10`, which weft does
+    // not implement.
+    if req.version() == http::Version::HTTP_10 {
+        outcome.flag = Some("DPE");
+        return (local_reply(&settings, 426, ""), outcome);
+    }
     if header_bytes > settings.max_request_headers
         || req.headers().len() > settings.max_headers_count
     {
@@ -434,7 +440,16 @@ where
     } else {
         http::Version::HTTP_11
     };
-    let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    // A body error while forwarding is the client's fault, not the
+    // upstream's; remember it to answer 400 rather than 503.
+    let body_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = Arc::clone(&body_failed);
+    let body = body
+        .map_err(move |e| {
+            failed.store(true, Ordering::Relaxed);
+            Box::new(e) as BoxError
+        })
+        .boxed();
     // A request without a body reaches an HTTP/1.1 upstream with
     // `content-length: 0` unless its method usually has no body (GET,
     // HEAD, DELETE, CONNECT), as Envoy's codec writes it (pinned by the
@@ -472,6 +487,9 @@ where
             stats.upstream_rq_timeout.inc();
             crate::stats::count_class(&stats.upstream_rq, 504);
             return Err(ForwardError::Timeout);
+        }
+        Ok(Err(_)) if body_failed.load(Ordering::Relaxed) => {
+            return Err(ForwardError::DownstreamProtocol);
         }
         Ok(Err(e)) if e.is_connect() => {
             crate::stats::count_class(&stats.upstream_rq, 503);
