@@ -8,8 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
-use support::pair::{http_bootstrap, static_cluster, yaml, Pair};
+use support::pair::pair_to_echo;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -100,18 +99,7 @@ const KNOWN_DIFFERENT: &[(&str, &str, &str)] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_answered_as_envoy_answers() {
-    let a = echo_backend("a").await.port();
-    let routes = yaml("virtual_hosts: [{name: all, domains: [\"*\"], routes: [{match: {prefix: /}, route: {cluster: a}}]}]");
-    let pair = Pair::start(|listen, admin| {
-        http_bootstrap(
-            listen,
-            admin,
-            &json!({}),
-            &routes,
-            &[static_cluster("a", a, false)],
-        )
-    })
-    .await;
+    let pair = pair_to_echo().await;
     let mut differ = Vec::new();
     for (what, bytes) in CASES {
         let e = raw(pair.envoy_port, bytes.as_bytes()).await;
@@ -136,18 +124,7 @@ async fn malformed_requests_answered_as_envoy_answers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients_do_not_hold_up_others() {
-    let a = echo_backend("a").await.port();
-    let routes = yaml("virtual_hosts: [{name: all, domains: [\"*\"], routes: [{match: {prefix: /}, route: {cluster: a}}]}]");
-    let pair = Pair::start(|listen, admin| {
-        http_bootstrap(
-            listen,
-            admin,
-            &json!({}),
-            &routes,
-            &[static_cluster("a", a, false)],
-        )
-    })
-    .await;
+    let pair = pair_to_echo().await;
     let port = pair.weft_port;
     // 200 connections each sending half a request and then nothing.
     let mut slow = Vec::new();

@@ -7,7 +7,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::pair::{bootstrap, http_bootstrap, socket, static_cluster, yaml, Pair, TCP_PROXY};
+use support::pair::{
+    bootstrap, http_bootstrap, send_each, socket, static_cluster, yaml, Pair, TCP_PROXY,
+};
 use support::*;
 
 /// Masks what legitimately differs between two runs: start time,
@@ -77,15 +79,7 @@ virtual_hosts:
             &[("x-forwarded-for", "10.0.0.9"), ("x-request-id", "abc-123")],
         ),
     ];
-    for port in [pair.envoy_port, pair.weft_port] {
-        for (path, headers) in requests {
-            let mut h = headers.to_vec();
-            h.push(("host", "log.test"));
-            request("GET", &format!("http://127.0.0.1:{port}{path}"), &h, false)
-                .await
-                .unwrap();
-        }
-    }
+    send_each([pair.envoy_port, pair.weft_port], "log.test", requests).await;
     let (envoy_log, weft_log) = (log(pair.envoy_admin), log(pair.weft_admin));
     // Envoy flushes its access log file every 10 s, and on exit.
     let Pair {
@@ -364,15 +358,7 @@ virtual_hosts:
         ("/empty", &[]),
         ("/slow", &[("x-test-delay-ms", "500")]),
     ];
-    for port in [pair.envoy_port, pair.weft_port] {
-        for (path, headers) in requests {
-            let mut h = headers.to_vec();
-            h.push(("host", "stats.test"));
-            request("GET", &format!("http://127.0.0.1:{port}{path}"), &h, false)
-                .await
-                .unwrap();
-        }
-    }
+    send_each([pair.envoy_port, pair.weft_port], "stats.test", requests).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let fetch = |admin: u16, path: &'static str| async move {
         request(

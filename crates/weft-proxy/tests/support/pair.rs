@@ -122,3 +122,34 @@ impl Pair {
         self.weft.shared.shutdown();
     }
 }
+
+/// Envoy and weft sending every request to one echo backend `a`.
+pub async fn pair_to_echo() -> Pair {
+    let a = super::echo_backend("a").await.port();
+    let routes = yaml(
+        "virtual_hosts: [{name: all, domains: [\"*\"], routes: [{match: {prefix: /}, route: {cluster: a}}]}]",
+    );
+    Pair::start(|listen, admin| {
+        http_bootstrap(
+            listen,
+            admin,
+            &json!({}),
+            &routes,
+            &[static_cluster("a", a, false)],
+        )
+    })
+    .await
+}
+
+/// Sends each (path, headers) request, with `host`, to each port in turn.
+pub async fn send_each(ports: [u16; 2], host: &str, requests: &[(&str, &[(&str, &str)])]) {
+    for port in ports {
+        for (path, headers) in requests {
+            let mut h = headers.to_vec();
+            h.push(("host", host));
+            super::request("GET", &format!("http://127.0.0.1:{port}{path}"), &h, false)
+                .await
+                .unwrap();
+        }
+    }
+}
