@@ -526,15 +526,10 @@ impl HeaderMatch {
     }
 
     fn matches(&self, req: &RequestView) -> bool {
-        let test = |v: Option<&str>| match (&self.test, v) {
-            (HeaderTest::Present(p), v) => v.is_some() == *p,
-            (HeaderTest::Value(m), Some(v)) => m.matches(v),
-            (HeaderTest::Value(m), None) => self.missing_as_empty && m.matches(""),
-        };
         fn pseudo(v: &str) -> Option<&str> {
             (!v.is_empty()).then_some(v)
         }
-        let result = match &self.name {
+        let single = match &self.name {
             HeaderKey::Header(name) => {
                 // A header sent more than once matches when any one of its
                 // values does (Envoy does not join them for matching).
@@ -544,34 +539,37 @@ impl HeaderMatch {
                     .iter()
                     .filter_map(|v| v.to_str().ok())
                     .peekable();
-                if values.peek().is_none() {
-                    test(None)
-                } else {
-                    values.any(|v| test(Some(v)))
+                if values.peek().is_some() {
+                    return values.any(|v| self.test_value(v)) != self.invert;
                 }
+                None
             }
-            HeaderKey::Method => test(pseudo(req.method)),
-            HeaderKey::Authority => test(pseudo(req.authority)),
-            HeaderKey::Path => test(pseudo(req.path_and_query)),
-            HeaderKey::Scheme => test(pseudo(req.scheme)),
+            HeaderKey::Method => pseudo(req.method),
+            HeaderKey::Authority => pseudo(req.authority),
+            HeaderKey::Path => pseudo(req.path_and_query),
+            HeaderKey::Scheme => pseudo(req.scheme),
         };
-        // A missing header fails a value match whether inverted or not.
-        let missing_value = matches!(self.test, HeaderTest::Value(_))
-            && !self.missing_as_empty
-            && !self.present(req);
-        if missing_value {
-            return false;
+        match single {
+            Some(v) => self.test_value(v) != self.invert,
+            None => self.when_missing(),
         }
-        result != self.invert
     }
 
-    fn present(&self, req: &RequestView) -> bool {
-        match &self.name {
-            HeaderKey::Header(name) => req.headers.contains_key(name),
-            HeaderKey::Method => !req.method.is_empty(),
-            HeaderKey::Authority => !req.authority.is_empty(),
-            HeaderKey::Path => !req.path_and_query.is_empty(),
-            HeaderKey::Scheme => !req.scheme.is_empty(),
+    fn test_value(&self, v: &str) -> bool {
+        match &self.test {
+            HeaderTest::Present(p) => *p,
+            HeaderTest::Value(m) => m.matches(v),
+        }
+    }
+
+    /// A missing header fails a value match whether inverted or not,
+    /// unless it is to be treated as empty.
+    fn when_missing(&self) -> bool {
+        match &self.test {
+            // Absent: matches `present_match: false`, or true when inverted.
+            HeaderTest::Present(p) => *p == self.invert,
+            HeaderTest::Value(m) if self.missing_as_empty => m.matches("") != self.invert,
+            HeaderTest::Value(_) => false,
         }
     }
 }
