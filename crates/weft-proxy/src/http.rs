@@ -441,12 +441,16 @@ where
         http::Version::HTTP_11
     };
     // A body error while forwarding is the client's fault, not the
-    // upstream's; remember it to answer 400 rather than 503.
-    let body_failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let failed = Arc::clone(&body_failed);
+    // upstream's; remember it to answer 400 rather than 503. A finished
+    // (empty) body cannot fail, so most requests skip the flag.
+    let body_failed = (!hyper::body::Body::is_end_stream(&body))
+        .then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    let failed = body_failed.clone();
     let body = body
         .map_err(move |e| {
-            failed.store(true, Ordering::Relaxed);
+            if let Some(f) = &failed {
+                f.store(true, Ordering::Relaxed);
+            }
             Box::new(e) as BoxError
         })
         .boxed();
@@ -488,7 +492,7 @@ where
             crate::stats::count_class(&stats.upstream_rq, 504);
             return Err(ForwardError::Timeout);
         }
-        Ok(Err(_)) if body_failed.load(Ordering::Relaxed) => {
+        Ok(Err(_)) if body_failed.is_some_and(|f| f.load(Ordering::Relaxed)) => {
             return Err(ForwardError::DownstreamProtocol);
         }
         Ok(Err(e)) if e.is_connect() => {
