@@ -114,11 +114,20 @@ fn upgrade_kind(h: &HeaderMap) -> Option<&str> {
     h.get(http::header::UPGRADE).and_then(|v| v.to_str().ok())
 }
 
+/// The connection a request came in on.
+#[derive(Clone, Copy, Debug)]
+pub struct Downstream {
+    pub peer: SocketAddr,
+    /// Where the client connected to (its original destination when the
+    /// listener restored it); what ORIGINAL_DST clusters dial.
+    pub local: Option<SocketAddr>,
+}
+
 /// Serves one request on an HTTP listener.
 pub async fn handle<B>(
     snapshot: Arc<Snapshot>,
     settings: Arc<HttpSettings>,
-    peer: SocketAddr,
+    down: Downstream,
     mut req: Request<B>,
 ) -> (Response<Body>, Outcome)
 where
@@ -231,7 +240,7 @@ where
                 &settings,
                 fwd,
                 cluster_name,
-                peer,
+                down,
                 req,
                 &path,
                 &host,
@@ -372,7 +381,7 @@ async fn forward<B>(
     settings: &HttpSettings,
     fwd: &Forward,
     cluster_name: &str,
-    peer: SocketAddr,
+    down: Downstream,
     mut req: Request<B>,
     path: &str,
     host: &str,
@@ -427,7 +436,7 @@ where
         &upstream_headers::Shaping {
             settings,
             fwd,
-            peer,
+            peer: down.peer,
             host,
             path,
             new_host: &new_host,

@@ -10,6 +10,8 @@ mod config_dump;
 pub mod error;
 pub mod headers;
 pub mod http;
+mod io;
+pub mod listener;
 pub mod routes;
 pub mod server;
 pub mod snapshot;

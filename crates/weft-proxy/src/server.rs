@@ -10,11 +10,12 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weft_envoy::filters::CodecType;
 
-use crate::snapshot::{Chain, Snapshot};
+use crate::listener::{Accepted, InspectError};
+use crate::snapshot::{Chain, HttpSettings, Snapshot};
 
 /// What every connection task shares: the current snapshot (read without
 /// locks) and the shutdown signal.
@@ -85,6 +86,9 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Running> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut bound = Vec::new();
     for (i, l) in snap.listeners.iter().enumerate() {
+        if !l.bind {
+            continue;
+        }
         let listener = TcpListener::bind(l.addr).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
@@ -122,70 +126,116 @@ async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
                 let snapshot = shared.snapshot.load_full();
-                let Some(l) = snapshot.listeners.get(index) else { continue };
-                l.stats.downstream_cx_total.inc();
-                let listener_active = ActiveGuard::new(l.stats.downstream_cx_active.clone());
-                match &l.chain {
-                    Chain::Tcp(t) => {
-                        let serve = crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream);
-                        conns.spawn(async move {
-                            let _active = listener_active;
-                            serve.await
-                        });
-                    }
-                    Chain::Http(h) => {
-                        let h = Arc::clone(h);
-                        let shared = Arc::clone(&shared);
-                        conns.spawn(async move {
-                            let _active = listener_active;
-                            h.stats.downstream_cx_total.inc();
-                            let _cx_active = ActiveGuard::new(h.stats.downstream_cx_active.clone());
-                            let _ = stream.set_nodelay(true);
-                            let codec = h.codec;
-                            let cap = h.max_request_headers + 8 * 1024;
-                            let max_headers = h.max_headers_count + 32;
-                            let svc = service_fn(move |req| {
-                                let snapshot = shared.snapshot.load_full();
-                                let h = Arc::clone(&h);
-                                async move {
-                                    let settings = Arc::clone(&h);
-                                    let stats = &settings.stats;
-                                    stats.downstream_rq_total.inc();
-                                    let _rq_active = ActiveGuard::new(stats.downstream_rq_active.clone());
-                                    let resp = if h.access_logs.is_empty() {
-                                        crate::http::handle(snapshot, h, peer, req).await.0
-                                    } else {
-                                        logged(snapshot, h, peer, req).await
-                                    };
-                                    crate::stats::count_class(&stats.downstream_rq, resp.status().as_u16());
-                                    Ok::<_, Infallible>(resp)
-                                }
-                            });
-                            let mut builder = auto::Builder::new(TokioExecutor::new());
-                            // The exact limit is checked per request; these
-                            // stop a client from making us buffer more.
-                            builder
-                                .http1()
-                                .max_buf_size(cap)
-                                .max_headers(max_headers);
-                            builder.http2().max_header_list_size(cap as u32);
-                            match codec {
-                                CodecType::HTTP1 => builder = builder.http1_only(),
-                                CodecType::HTTP2 => builder = builder.http2_only(),
-                                CodecType::AUTO => {}
-                            }
-                            let _ = builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                                .await;
-                        });
-                    }
-                }
+                conns.spawn(connection(Arc::clone(&shared), snapshot, index, stream, peer));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
     // Draining: connections already accepted run to completion.
     while conns.join_next().await.is_some() {}
+}
+
+/// One downstream connection: listener filters, the hand-off to the
+/// listener of its original destination, the filter chain, then serving.
+async fn connection(
+    shared: Arc<Shared>,
+    snapshot: Arc<Snapshot>,
+    index: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    let Some(mut l) = snapshot.listeners.get(index) else {
+        return;
+    };
+    let mut conn = Accepted::new(stream, peer);
+    if !inspect(l, &mut conn).await {
+        return;
+    }
+    if l.use_original_dst {
+        if let Some(j) = snapshot.handoff(index, &conn.facts) {
+            // The receiving listener's own listener filters run too.
+            l = &snapshot.listeners[j];
+            if !inspect(l, &mut conn).await {
+                return;
+            }
+        }
+    }
+    let Some(chain) = l.chains.select(&conn.facts) else {
+        l.stats.no_filter_chain_match.inc();
+        tracing::debug!(listener = %l.name, ?conn.facts, "no filter chain matches; closing");
+        return;
+    };
+    l.stats.downstream_cx_total.inc();
+    let _active = ActiveGuard::new(l.stats.downstream_cx_active.clone());
+    let local = conn.facts.local;
+    match chain {
+        Chain::Tcp(t) => {
+            crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), conn.stream, conn.read).await
+        }
+        Chain::Http(h) => {
+            let _ = conn.stream.set_nodelay(true);
+            let io = crate::io::Rewind::new(conn.read, conn.stream);
+            let down = crate::http::Downstream { peer, local };
+            serve_http(shared, Arc::clone(h), io, down).await
+        }
+    }
+}
+
+/// Runs a listener's filters; false when the connection is to be closed.
+async fn inspect(l: &crate::listener::ListenerConfig, conn: &mut Accepted) -> bool {
+    match conn.inspect(&l.filters).await {
+        Ok(()) => true,
+        Err(e) => {
+            if matches!(e, InspectError::Timeout) {
+                l.stats.downstream_pre_cx_timeout.inc();
+            }
+            tracing::debug!(listener = %l.name, "closing connection: {e}");
+            false
+        }
+    }
+}
+
+async fn serve_http(
+    shared: Arc<Shared>,
+    h: Arc<HttpSettings>,
+    io: crate::io::Rewind<TcpStream>,
+    down: crate::http::Downstream,
+) {
+    h.stats.downstream_cx_total.inc();
+    let _cx_active = ActiveGuard::new(h.stats.downstream_cx_active.clone());
+    let codec = h.codec;
+    let cap = h.max_request_headers + 8 * 1024;
+    let max_headers = h.max_headers_count + 32;
+    let svc = service_fn(move |req| {
+        let snapshot = shared.snapshot.load_full();
+        let h = Arc::clone(&h);
+        async move {
+            let settings = Arc::clone(&h);
+            let stats = &settings.stats;
+            stats.downstream_rq_total.inc();
+            let _rq_active = ActiveGuard::new(stats.downstream_rq_active.clone());
+            let resp = if h.access_logs.is_empty() {
+                crate::http::handle(snapshot, h, down, req).await.0
+            } else {
+                logged(snapshot, h, down, req).await
+            };
+            crate::stats::count_class(&stats.downstream_rq, resp.status().as_u16());
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The exact limit is checked per request; these stop a client from
+    // making us buffer more.
+    builder.http1().max_buf_size(cap).max_headers(max_headers);
+    builder.http2().max_header_list_size(cap as u32);
+    match codec {
+        CodecType::HTTP1 => builder = builder.http1_only(),
+        CodecType::HTTP2 => builder = builder.http2_only(),
+        CodecType::AUTO => {}
+    }
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), svc)
+        .await;
 }
 
 async fn admin_loop(shared: Arc<Shared>, listener: TcpListener) {
@@ -213,8 +263,8 @@ async fn admin_loop(shared: Arc<Shared>, listener: TcpListener) {
 /// `handle` with an access log line written when the response is done.
 async fn logged(
     snapshot: Arc<Snapshot>,
-    h: Arc<crate::snapshot::HttpSettings>,
-    peer: SocketAddr,
+    h: Arc<HttpSettings>,
+    down: crate::http::Downstream,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<crate::http::Body> {
     use crate::access_log::{Counted, Entry, LoggedBody};
@@ -253,7 +303,7 @@ async fn logged(
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let req = req.map(|b| Counted::new(b, Arc::clone(&received)));
     let logs = h.access_logs.clone();
-    let (resp, outcome) = crate::http::handle(snapshot, h, peer, req).await;
+    let (resp, outcome) = crate::http::handle(snapshot, h, down, req).await;
     entry.status = resp.status().as_u16();
     entry.flags = outcome.flag;
     entry.upstream_host = outcome.upstream.map(|a| a.to_string());

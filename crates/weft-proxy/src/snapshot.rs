@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weft_envoy::filters::{CodecType, HttpConnectionManager, TcpProxy};
-use weft_envoy::listener::Listener;
-use weft_envoy::{Bootstrap, TypedConfig};
+use weft_envoy::Bootstrap;
 
 use crate::access_log::AccessLog;
 use crate::cluster::Cluster;
 use crate::error::CompileError;
+use crate::listener::chains::ConnectionFacts;
+use crate::listener::ListenerConfig;
 use crate::routes::RouteTable;
-use crate::stats::{HttpStats, ListenerStats, Store, TcpStats};
+use crate::stats::{HttpStats, Store, TcpStats};
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -26,14 +27,6 @@ pub struct Snapshot {
     /// The configuration as read, and when, for /config_dump.
     pub source: serde_json::Value,
     pub loaded: std::time::SystemTime,
-}
-
-#[derive(Debug)]
-pub struct ListenerConfig {
-    pub name: String,
-    pub addr: SocketAddr,
-    pub chain: Chain,
-    pub stats: ListenerStats,
 }
 
 #[derive(Debug)]
@@ -76,7 +69,7 @@ impl TcpSettings {
     }
 }
 
-fn unsupported(field: String, what: &str) -> CompileError {
+pub(crate) fn unsupported(field: String, what: &str) -> CompileError {
     CompileError::Config {
         field,
         message: format!("{what} is not implemented by weft yet"),
@@ -122,7 +115,7 @@ impl Snapshot {
         }
         let mut listeners = Vec::new();
         for (i, l) in b.static_resources.listeners.iter().enumerate() {
-            listeners.push(compile_listener(
+            listeners.push(crate::listener::compile(
                 &format!("static_resources.listeners[{i}]"),
                 l,
                 &stats,
@@ -141,92 +134,29 @@ impl Snapshot {
             loaded: std::time::SystemTime::now(),
         })
     }
+
+    /// The listener that listener `from` (with `use_original_dst`) hands
+    /// a connection to: only a redirected connection moves (as in Envoy),
+    /// to the listener bound to exactly its original destination, else to
+    /// a wildcard (0.0.0.0 or ::) one on that port.
+    pub fn handoff(&self, from: usize, facts: &ConnectionFacts) -> Option<usize> {
+        let dst = facts.local.filter(|_| facts.restored)?;
+        self.listener_for(dst).filter(|&j| j != from)
+    }
+
+    fn listener_for(&self, dst: SocketAddr) -> Option<usize> {
+        let exact = self.listeners.iter().position(|l| l.addr == dst);
+        exact.or_else(|| {
+            self.listeners.iter().position(|l| {
+                l.addr.port() == dst.port()
+                    && l.addr.ip().is_unspecified()
+                    && l.addr.is_ipv4() == dst.is_ipv4()
+            })
+        })
+    }
 }
 
-fn compile_listener(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, CompileError> {
-    reject(
-        at,
-        &[
-            ("listener_filters", !l.listener_filters.is_empty()),
-            ("use_original_dst", l.use_original_dst == Some(true)),
-            ("bind_to_port", l.bind_to_port == Some(false)),
-            ("default_filter_chain", l.default_filter_chain.is_some()),
-            (
-                "per_connection_buffer_limit_bytes",
-                l.per_connection_buffer_limit_bytes.is_some(),
-            ),
-        ],
-    )?;
-    if l.filter_chains.len() > 1 {
-        return Err(unsupported(
-            format!("{at}.filter_chains"),
-            "more than one filter chain (filter_chain_match)",
-        ));
-    }
-    let chain = l
-        .filter_chains
-        .first()
-        .ok_or_else(|| CompileError::Config {
-            field: format!("{at}.filter_chains"),
-            message: "a listener needs a filter chain".into(),
-        })?;
-    if let Some(m) = &chain.filter_chain_match {
-        let port_only = m.prefix_ranges.is_empty()
-            && m.source_type.is_none()
-            && m.source_prefix_ranges.is_empty()
-            && m.source_ports.is_empty()
-            && m.server_names.is_empty()
-            && m.transport_protocol.is_empty()
-            && m.application_protocols.is_empty()
-            && m.destination_port
-                .is_none_or(|p| Some(p) == l.address.socket_address.as_ref().map(|s| s.port_value));
-        if !port_only {
-            return Err(unsupported(
-                format!("{at}.filter_chains[0].filter_chain_match"),
-                "filter_chain_match",
-            ));
-        }
-    }
-    let fat = format!("{at}.filter_chains[0].filters[0]");
-    if chain.filters.len() > 1 {
-        return Err(unsupported(
-            format!("{at}.filter_chains[0].filters"),
-            "network filters before the terminal one",
-        ));
-    }
-    let terminal = chain.filters.first().ok_or_else(|| CompileError::Config {
-        field: format!("{at}.filter_chains[0].filters"),
-        message: "a filter chain needs a terminal filter".into(),
-    })?;
-    let chain = match &terminal.typed_config {
-        TypedConfig::HttpConnectionManager(hcm) => Chain::Http(Arc::new(compile_hcm(
-            &format!("{fat}.typed_config"),
-            hcm,
-            stats,
-        )?)),
-        TypedConfig::TcpProxy(tp) => Chain::Tcp(Arc::new(compile_tcp(
-            &format!("{fat}.typed_config"),
-            tp,
-            stats,
-        )?)),
-        _ => return Err(unsupported(fat, "this network filter")),
-    };
-    let addr = l
-        .address
-        .socket_addr()
-        .ok_or_else(|| CompileError::Config {
-            field: format!("{at}.address"),
-            message: "expected an IP socket address".into(),
-        })?;
-    Ok(ListenerConfig {
-        name: l.name.clone(),
-        addr,
-        chain,
-        stats: ListenerStats::new(stats, addr),
-    })
-}
-
-fn compile_hcm(
+pub(crate) fn compile_hcm(
     at: &str,
     h: &HttpConnectionManager,
     stats: &Store,
@@ -309,7 +239,11 @@ fn compile_hcm(
     })
 }
 
-fn compile_tcp(at: &str, t: &TcpProxy, stats: &Store) -> Result<TcpSettings, CompileError> {
+pub(crate) fn compile_tcp(
+    at: &str,
+    t: &TcpProxy,
+    stats: &Store,
+) -> Result<TcpSettings, CompileError> {
     reject(
         at,
         &[
@@ -360,4 +294,59 @@ fn compile_logs(
         .enumerate()
         .map(|(i, l)| AccessLog::compile(&format!("{at}.access_log[{i}]"), l))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listener per address, each with a catch-all tcp_proxy chain.
+    async fn snapshot(addrs: &[&str]) -> Snapshot {
+        let listeners: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let (ip, port) = a.rsplit_once(':').unwrap();
+                format!(
+                    "{{name: l{i}, address: {{socket_address: {{address: \"{}\", port_value: {port}}}}}, bind_to_port: false, filter_chains: [{{filters: [{{name: t, typed_config: {{'@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}}}}]}}]}}",
+                    ip.trim_matches(['[', ']'])
+                )
+            })
+            .collect();
+        let text = format!(
+            "static_resources:\n  clusters: [{{name: c, type: STATIC}}]\n  listeners: [{}]\n",
+            listeners.join(", ")
+        );
+        let boot = weft_envoy::parse_bootstrap("t", &text).unwrap();
+        Snapshot::compile(&boot).await.unwrap()
+    }
+
+    fn redirected(to: &str, restored: bool) -> ConnectionFacts {
+        ConnectionFacts {
+            local: Some(to.parse().unwrap()),
+            restored,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn handoff_prefers_the_exact_address_then_the_wildcard() {
+        let s = snapshot(&[
+            "0.0.0.0:15001",
+            "10.0.0.7:9080",
+            "0.0.0.0:9080",
+            "[::]:9090",
+        ])
+        .await;
+        assert_eq!(s.handoff(0, &redirected("10.0.0.7:9080", true)), Some(1));
+        assert_eq!(s.handoff(0, &redirected("10.0.0.8:9080", true)), Some(2));
+        // No IPv4 wildcard on 9090 (only ::), and nothing on 9091.
+        assert_eq!(s.handoff(0, &redirected("10.0.0.8:9090", true)), None);
+        assert_eq!(s.handoff(0, &redirected("[fd00::1]:9090", true)), Some(3));
+        assert_eq!(s.handoff(0, &redirected("10.0.0.8:9091", true)), None);
+        // A connection that was not redirected stays where it arrived,
+        // as does one whose destination is the capturing listener.
+        assert_eq!(s.handoff(0, &redirected("10.0.0.7:9080", false)), None);
+        assert_eq!(s.handoff(0, &redirected("10.0.0.1:15001", true)), None);
+    }
 }

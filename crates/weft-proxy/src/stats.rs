@@ -338,6 +338,10 @@ impl TcpStats {
 pub struct ListenerStats {
     pub downstream_cx_total: Counter,
     pub downstream_cx_active: Gauge,
+    /// Connections closed because no filter chain matched.
+    pub no_filter_chain_match: Counter,
+    /// Connections whose listener filters ran past listener_filters_timeout.
+    pub downstream_pre_cx_timeout: Counter,
 }
 
 impl ListenerStats {
@@ -351,6 +355,8 @@ impl ListenerStats {
         ListenerStats {
             downstream_cx_total: s.counter("downstream_cx_total"),
             downstream_cx_active: s.gauge("downstream_cx_active"),
+            no_filter_chain_match: s.counter("no_filter_chain_match"),
+            downstream_pre_cx_timeout: s.counter("downstream_pre_cx_timeout"),
         }
     }
 }

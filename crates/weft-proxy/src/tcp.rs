@@ -1,17 +1,25 @@
 //! `tcp_proxy`: one upstream connection per downstream connection, bytes
 //! copied both ways until either side closes or the idle timeout passes.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::access_log::Entry;
 use crate::snapshot::{Snapshot, TcpSettings};
 
-pub async fn serve(snapshot: Arc<Snapshot>, settings: Arc<TcpSettings>, mut down: TcpStream) {
+/// Serves a connection; `early` holds bytes listener filters already read,
+/// which go upstream first.
+pub async fn serve(
+    snapshot: Arc<Snapshot>,
+    settings: Arc<TcpSettings>,
+    mut down: TcpStream,
+    early: BytesMut,
+) {
     let started = std::time::Instant::now();
     let mut entry = Entry {
         start: Some(std::time::SystemTime::now()),
@@ -19,7 +27,7 @@ pub async fn serve(snapshot: Arc<Snapshot>, settings: Arc<TcpSettings>, mut down
         ..Default::default()
     };
     settings.stats.downstream_cx_total.inc();
-    let (received, sent) = serve_inner(&snapshot, &settings, &mut down, &mut entry).await;
+    let (received, sent) = serve_inner(&snapshot, &settings, &mut down, early, &mut entry).await;
     settings.stats.downstream_cx_rx_bytes_total.add(received);
     settings.stats.downstream_cx_tx_bytes_total.add(sent);
     if !settings.access_logs.is_empty() {
@@ -35,6 +43,7 @@ async fn serve_inner(
     snapshot: &Snapshot,
     settings: &TcpSettings,
     down: &mut TcpStream,
+    early: BytesMut,
     entry: &mut Entry,
 ) -> (u64, u64) {
     let Some(cluster) = snapshot.clusters.get(settings.pick()) else {
@@ -60,49 +69,87 @@ async fn serve_inner(
     cluster.stats.upstream_cx_total.inc();
     let _ = up.set_nodelay(true);
     let _ = down.set_nodelay(true);
+    if !early.is_empty() && up.write_all(&early).await.is_err() {
+        return (early.len() as u64, 0);
+    }
     endpoint.active.fetch_add(1, Ordering::Relaxed);
     let counts = copy_until_idle(down, &mut up, settings.idle_timeout).await;
     endpoint.active.fetch_sub(1, Ordering::Relaxed);
     if counts.2 {
         entry.flags = Some("UT");
     }
-    (counts.0, counts.1)
+    (counts.0 + early.len() as u64, counts.1)
 }
 
-/// Copies both ways; a half-close is passed on, and the connection ends
-/// when both directions are done or nothing moved for `idle`. Returns
-/// bytes a→b, bytes b→a, and whether the idle timeout ended it.
+/// Copies both ways at once; a half-close is passed on, and the
+/// connection ends when both directions are done, either side fails, or
+/// nothing moved for `idle`. Returns bytes a→b, bytes b→a, and whether
+/// the idle timeout ended it.
 async fn copy_until_idle(
     a: &mut TcpStream,
     b: &mut TcpStream,
     idle: Option<Duration>,
 ) -> (u64, u64, bool) {
-    let (mut ar, mut aw) = a.split();
-    let (mut br, mut bw) = b.split();
-    let mut buf_a = vec![0u8; 16 * 1024];
-    let mut buf_b = vec![0u8; 16 * 1024];
-    let (mut a_open, mut b_open) = (true, true);
-    let idle = idle.unwrap_or(Duration::MAX);
-    let (mut a_to_b, mut b_to_a) = (0u64, 0u64);
-    while a_open || b_open {
-        let step = tokio::time::timeout(idle, async {
-            tokio::select! {
-                r = ar.read(&mut buf_a), if a_open => match r {
-                    Ok(0) | Err(_) => { a_open = false; let _ = bw.shutdown().await; Ok(()) }
-                    Ok(n) => { a_to_b += n as u64; bw.write_all(&buf_a[..n]).await }
-                },
-                r = br.read(&mut buf_b), if b_open => match r {
-                    Ok(0) | Err(_) => { b_open = false; let _ = aw.shutdown().await; Ok(()) }
-                    Ok(n) => { b_to_a += n as u64; aw.write_all(&buf_b[..n]).await }
-                },
-            }
-        })
-        .await;
-        match step {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return (a_to_b, b_to_a, false),
-            Err(_) => return (a_to_b, b_to_a, true),
+    let (ar, aw) = a.split();
+    let (br, bw) = b.split();
+    // One timer for the whole connection: each read records when it
+    // happened, and the watchdog sleeps until the last one plus `idle`
+    // (re-arming a timer per read costs more than the copy).
+    let start = Instant::now();
+    let touched = AtomicU64::new(0);
+    let (a_to_b, b_to_a) = (AtomicU64::new(0), AtomicU64::new(0));
+    let both = async {
+        tokio::try_join!(
+            pipe(ar, bw, &a_to_b, &touched, start),
+            pipe(br, aw, &b_to_a, &touched, start)
+        )
+    };
+    let timed_out = match idle {
+        None => {
+            let _ = both.await;
+            false
         }
+        Some(idle) => {
+            let watchdog = async {
+                loop {
+                    let last = start + Duration::from_millis(touched.load(Ordering::Relaxed));
+                    if last.elapsed() >= idle {
+                        return;
+                    }
+                    tokio::time::sleep_until((last + idle).into()).await;
+                }
+            };
+            tokio::select! {
+                _ = both => false,
+                _ = watchdog => true,
+            }
+        }
+    };
+    (
+        a_to_b.load(Ordering::Relaxed),
+        b_to_a.load(Ordering::Relaxed),
+        timed_out,
+    )
+}
+
+/// One direction: read, write, until end of stream, which is passed on
+/// as a half-close.
+async fn pipe(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    count: &AtomicU64,
+    touched: &AtomicU64,
+    start: Instant,
+) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        touched.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        if n == 0 {
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        to.write_all(&buf[..n]).await?;
+        count.fetch_add(n as u64, Ordering::Relaxed);
     }
-    (a_to_b, b_to_a, false)
 }

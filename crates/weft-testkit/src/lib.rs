@@ -1,0 +1,4 @@
+//! Helpers shared by weft's tests and benchmarks. Nothing here is used by
+//! the shipped binaries.
+
+pub mod tls;
