@@ -93,13 +93,41 @@ fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
     if c.name.is_empty() {
         return Err(at.key("name").err("a cluster needs a name"));
     }
+    // Envoy's rules: ORIGINAL_DST clusters choose their own host, take no
+    // endpoints, and only they may say CLUSTER_PROVIDED.
+    let original_dst = c.type_ == DiscoveryType::ORIGINAL_DST;
     match c.lb_policy {
+        LbPolicy::CLUSTER_PROVIDED if original_dst => {}
+        _ if original_dst => {
+            return Err(at.key("lb_policy").err(
+                "ORIGINAL_DST clusters choose their own host: lb_policy must be CLUSTER_PROVIDED",
+            ))
+        }
+        LbPolicy::CLUSTER_PROVIDED => {
+            return Err(at
+                .key("lb_policy")
+                .err("CLUSTER_PROVIDED is only valid for ORIGINAL_DST clusters"))
+        }
         LbPolicy::ROUND_ROBIN | LbPolicy::LEAST_REQUEST | LbPolicy::RANDOM => {}
         other => {
             return Err(at
                 .key("lb_policy")
                 .err(format!("{other:?} is not implemented by weft yet")))
         }
+    }
+    if original_dst
+        && c.load_assignment
+            .as_ref()
+            .is_some_and(|la| !la.endpoints.is_empty())
+    {
+        return Err(at
+            .key("load_assignment")
+            .err("ORIGINAL_DST clusters take no endpoints: the destination is the connection's"));
+    }
+    if !original_dst && c.original_dst_lb_config.is_some() {
+        return Err(at
+            .key("original_dst_lb_config")
+            .err("only valid on ORIGINAL_DST clusters"));
     }
     if c.type_ == DiscoveryType::EDS {
         return Err(at

@@ -21,6 +21,21 @@ pub struct Cluster {
     pub respect_dns_ttl: bool,
     pub eds_cluster_config: Option<serde_json::Value>,
     pub per_connection_buffer_limit_bytes: Option<u32>,
+    /// ORIGINAL_DST: how often unused destinations are forgotten (5 s).
+    pub cleanup_interval: Option<Duration>,
+    pub original_dst_lb_config: Option<OriginalDstLbConfig>,
+}
+
+/// ORIGINAL_DST clusters: where the destination may come from besides
+/// the downstream connection.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginalDstLbConfig {
+    /// Take the destination from a request header
+    /// (`x-envoy-original-dst-host` unless `http_header_name`).
+    pub use_http_header: bool,
+    pub http_header_name: Option<String>,
+    pub upstream_port_override: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

@@ -131,6 +131,23 @@ fn semantic_rules() {
             "static_resources.listeners[1].name",
             "duplicate listener name",
         ),
+        (
+            BASIC.replace("lb_policy: ROUND_ROBIN", "lb_policy: CLUSTER_PROVIDED"),
+            "static_resources.clusters[0].lb_policy",
+            "only valid for ORIGINAL_DST",
+        ),
+        (
+            BASIC.replace("type: STATIC", "type: ORIGINAL_DST"),
+            "static_resources.clusters[0].lb_policy",
+            "must be CLUSTER_PROVIDED",
+        ),
+        (
+            BASIC
+                .replace("type: STATIC", "type: ORIGINAL_DST")
+                .replace("lb_policy: ROUND_ROBIN", "lb_policy: CLUSTER_PROVIDED"),
+            "static_resources.clusters[0].load_assignment",
+            "take no endpoints",
+        ),
     ];
     for (text, want_field, want_message) in cases {
         let (field, _, message) = error(&text);

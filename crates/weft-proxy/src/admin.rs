@@ -82,7 +82,7 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
             names.sort_by(|a, b| a.name.cmp(&b.name));
             let mut out = String::new();
             for c in names {
-                for e in &c.endpoints {
+                for e in c.endpoints() {
                     out.push_str(&format!(
                         "{}::{}::rq_active::{}\n",
                         c.name,

@@ -1,9 +1,17 @@
 //! Upstream clusters: endpoints, load balancing, pooled HTTP clients.
+//! A cluster's endpoints are an immutable host set swapped whole when DNS
+//! re-resolution changes them, so picking an endpoint takes no lock.
+//! ORIGINAL_DST clusters have no set: each request's original destination
+//! becomes an endpoint on first use and is forgotten when unused.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+use http::{HeaderMap, HeaderName};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use weft_envoy::cluster::{self as cfg, DiscoveryType, LbPolicy};
@@ -25,6 +33,8 @@ pub struct Endpoint {
     /// the request's authority (HTTP/2 sends it as `:authority`), so the
     /// connector ignores it and dials the endpoint.
     pub client: Client<FixedConnector, Body>,
+    /// Picked since the last ORIGINAL_DST cleanup sweep.
+    used: AtomicBool,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -105,12 +115,97 @@ impl tower_service::Service<http::Uri> for FixedConnector {
     }
 }
 
+/// How a cluster makes endpoints: every endpoint gets its own pool.
+struct Connect {
+    http2: bool,
+    timeout: Duration,
+    attempts: Counter,
+    failed: Counter,
+}
+
+impl Connect {
+    fn endpoint(&self, addr: SocketAddr, hostname: Option<String>, weight: u32) -> Arc<Endpoint> {
+        Arc::new(Endpoint {
+            addr,
+            hostname,
+            weight,
+            active: AtomicUsize::new(0),
+            client: Client::builder(TokioExecutor::new())
+                .http2_only(self.http2)
+                .pool_idle_timeout(Duration::from_secs(3600))
+                .build(FixedConnector {
+                    addr,
+                    timeout: self.timeout,
+                    attempts: self.attempts.clone(),
+                    failed: self.failed.clone(),
+                }),
+            used: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The endpoints a cluster balances over, with the weighted
+/// round-robin schedule (endpoint indexes repeated by weight).
+pub struct HostSet {
+    pub endpoints: Vec<Arc<Endpoint>>,
+    schedule: Vec<usize>,
+}
+
+impl HostSet {
+    fn new(endpoints: Vec<Arc<Endpoint>>) -> Self {
+        let schedule = endpoints
+            .iter()
+            .enumerate()
+            .flat_map(|(i, e)| std::iter::repeat_n(i, e.weight.min(128) as usize))
+            .collect();
+        HostSet {
+            endpoints,
+            schedule,
+        }
+    }
+}
+
+/// One name a DNS cluster resolves.
+struct DnsTarget {
+    name: String,
+    port: u16,
+    weight: u32,
+}
+
+enum Source {
+    Static,
+    Dns {
+        targets: Vec<DnsTarget>,
+        /// LOGICAL_DNS: only the first address of each name.
+        logical: bool,
+        family: cfg::DnsLookupFamily,
+        refresh: Duration,
+        resolver: Resolver,
+    },
+    OriginalDst {
+        /// Take the destination from this request header when present.
+        header: Option<HeaderName>,
+        port_override: Option<u16>,
+        cleanup: Duration,
+        hosts: ArcSwap<HashMap<SocketAddr, Arc<Endpoint>>>,
+    },
+}
+
+/// What the load balancer may look at besides the cluster.
+#[derive(Default)]
+pub struct PickContext<'a> {
+    /// The downstream connection's destination when `original_dst`
+    /// restored it (the connection was redirected to the proxy).
+    pub original_dst: Option<SocketAddr>,
+    pub headers: Option<&'a HeaderMap>,
+}
+
 pub struct Cluster {
     pub name: String,
-    pub endpoints: Vec<Endpoint>,
+    hosts: ArcSwap<HostSet>,
+    source: Source,
+    connect: Connect,
     lb: LbPolicy,
-    /// Weighted round robin: endpoint indexes repeated by weight.
-    schedule: Vec<usize>,
     next: AtomicUsize,
     pub connect_timeout: Duration,
     pub http2: bool,
@@ -121,22 +216,48 @@ impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("name", &self.name)
-            .field("endpoints", &self.endpoints)
+            .field("endpoints", &self.endpoints())
             .finish()
     }
 }
 
+type Lookup =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Vec<SocketAddr>>> + Send>>;
+
+/// Name resolution for DNS clusters: the system resolver, or a scripted
+/// one in tests.
+pub type Resolver = Arc<dyn Fn(String, u16) -> Lookup + Send + Sync>;
+
+pub fn system_resolver() -> Resolver {
+    Arc::new(|name, port| {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((name.as_str(), port))
+                .await?
+                .collect())
+        })
+    })
+}
+
 impl Cluster {
     pub async fn compile(c: &cfg::Cluster, at: &str, store: &Store) -> Result<Self, CompileError> {
+        Self::compile_with(c, at, store, system_resolver()).await
+    }
+
+    pub async fn compile_with(
+        c: &cfg::Cluster,
+        at: &str,
+        store: &Store,
+        resolver: Resolver,
+    ) -> Result<Self, CompileError> {
         let stats = ClusterStats::new(store, &c.name);
         let err = |field: &str, message: String| CompileError::Config {
             field: format!("{at}.{field}"),
             message,
         };
-        if matches!(c.type_, DiscoveryType::EDS | DiscoveryType::ORIGINAL_DST) {
+        if c.type_ == DiscoveryType::EDS {
             return Err(err(
                 "type",
-                format!("{:?} clusters are not implemented by weft yet", c.type_),
+                "EDS clusters are not implemented by weft yet".into(),
             ));
         }
         let options = c.typed_extension_protocol_options.values();
@@ -156,7 +277,14 @@ impl Cluster {
             .connect_timeout
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(5));
+        let connect = Connect {
+            http2,
+            timeout: connect_timeout,
+            attempts: stats.upstream_cx_total.clone(),
+            failed: stats.upstream_cx_connect_fail.clone(),
+        };
         let mut endpoints = Vec::new();
+        let mut targets = Vec::new();
         for le in c.load_assignment.iter().flat_map(|la| &la.endpoints) {
             for e in &le.lb_endpoints {
                 let Some(sa) = &e.endpoint.address.socket_address else {
@@ -169,93 +297,218 @@ impl Cluster {
                     )
                 })?;
                 let weight = e.load_balancing_weight.unwrap_or(1).max(1);
-                let hostname = (c.type_ != DiscoveryType::STATIC).then(|| sa.address.clone());
-                let addrs: Vec<SocketAddr> = match c.type_ {
-                    DiscoveryType::STATIC => {
-                        let ip = sa.address.parse().map_err(|_| {
-                            err(
-                                "load_assignment",
-                                format!("{:?} is not an IP address", sa.address),
-                            )
-                        })?;
-                        vec![SocketAddr::new(ip, port)]
-                    }
-                    _ => {
-                        // STRICT_DNS and LOGICAL_DNS, resolved once at start;
-                        // periodic refresh comes with the xDS work (issue 4).
-                        let found: Vec<SocketAddr> =
-                            tokio::net::lookup_host((sa.address.as_str(), port))
-                                .await
-                                .map_err(|e| {
-                                    err(
-                                        "load_assignment",
-                                        format!("cannot resolve {:?}: {e}", sa.address),
-                                    )
-                                })?
-                                .collect();
-                        let take = if c.type_ == DiscoveryType::LOGICAL_DNS {
-                            1
-                        } else {
-                            usize::MAX
-                        };
-                        by_family(found, c.dns_lookup_family.unwrap_or_default())
-                            .into_iter()
-                            .take(take)
-                            .collect()
-                    }
-                };
-                endpoints.extend(addrs.into_iter().map(|addr| {
-                    Endpoint {
-                        addr,
-                        hostname: hostname.clone(),
+                if c.type_ == DiscoveryType::STATIC {
+                    let ip = sa.address.parse().map_err(|_| {
+                        err(
+                            "load_assignment",
+                            format!("{:?} is not an IP address", sa.address),
+                        )
+                    })?;
+                    endpoints.push(connect.endpoint(SocketAddr::new(ip, port), None, weight));
+                } else {
+                    targets.push(DnsTarget {
+                        name: sa.address.clone(),
+                        port,
                         weight,
-                        active: AtomicUsize::new(0),
-                        client: Client::builder(TokioExecutor::new())
-                            .http2_only(http2)
-                            .pool_idle_timeout(Duration::from_secs(3600))
-                            .build(FixedConnector {
-                                addr,
-                                timeout: connect_timeout,
-                                attempts: stats.upstream_cx_total.clone(),
-                                failed: stats.upstream_cx_connect_fail.clone(),
-                            }),
-                    }
-                }));
+                    });
+                }
             }
         }
-        let schedule = endpoints
-            .iter()
-            .enumerate()
-            .flat_map(|(i, e)| std::iter::repeat_n(i, e.weight.min(128) as usize))
-            .collect();
-        // No health checking yet: every endpoint counts as healthy.
-        stats.membership_total.set(endpoints.len() as i64);
-        stats.membership_healthy.set(endpoints.len() as i64);
-        Ok(Cluster {
+        let source = match c.type_ {
+            DiscoveryType::STRICT_DNS | DiscoveryType::LOGICAL_DNS => Source::Dns {
+                targets,
+                logical: c.type_ == DiscoveryType::LOGICAL_DNS,
+                family: c.dns_lookup_family.unwrap_or_default(),
+                // Envoy's default dns_refresh_rate is 5 s.
+                refresh: c
+                    .dns_refresh_rate
+                    .map(|d| d.0)
+                    .filter(|d| !d.is_zero())
+                    .unwrap_or(Duration::from_secs(5)),
+                resolver,
+            },
+            DiscoveryType::ORIGINAL_DST => {
+                let o = c.original_dst_lb_config.clone().unwrap_or_default();
+                let header = o.use_http_header.then(|| {
+                    let name = o
+                        .http_header_name
+                        .as_deref()
+                        .unwrap_or("x-envoy-original-dst-host");
+                    HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                        err(
+                            "original_dst_lb_config.http_header_name",
+                            format!("{name:?} is not a header name"),
+                        )
+                    })
+                });
+                Source::OriginalDst {
+                    header: header.transpose()?,
+                    port_override: o
+                        .upstream_port_override
+                        .map(|p| {
+                            u16::try_from(p).ok().filter(|p| *p != 0).ok_or_else(|| {
+                                err(
+                                    "original_dst_lb_config.upstream_port_override",
+                                    format!("{p} is not a port"),
+                                )
+                            })
+                        })
+                        .transpose()?,
+                    cleanup: c
+                        .cleanup_interval
+                        .map(|d| d.0)
+                        .filter(|d| !d.is_zero())
+                        .unwrap_or(Duration::from_secs(5)),
+                    hosts: ArcSwap::from_pointee(HashMap::new()),
+                }
+            }
+            _ => Source::Static,
+        };
+        let cluster = Cluster {
             name: c.name.clone(),
-            endpoints,
+            hosts: ArcSwap::from_pointee(HostSet::new(endpoints)),
+            source,
+            connect,
             lb: c.lb_policy,
-            schedule,
             next: AtomicUsize::new(fastrand::usize(..1024)),
             connect_timeout,
             http2,
             stats,
-        })
+        };
+        cluster.resolve_all().await;
+        cluster.count_members();
+        Ok(cluster)
+    }
+
+    /// The current endpoints (for ORIGINAL_DST, the destinations in use).
+    pub fn endpoints(&self) -> Vec<Arc<Endpoint>> {
+        match &self.source {
+            Source::OriginalDst { hosts, .. } => hosts.load().values().cloned().collect(),
+            _ => self.hosts.load().endpoints.clone(),
+        }
+    }
+
+    fn count_members(&self) {
+        // No health checking yet: every endpoint counts as healthy.
+        let n = self.endpoints().len() as i64;
+        self.stats.membership_total.set(n);
+        self.stats.membership_healthy.set(n);
+    }
+
+    /// Resolves a DNS cluster's names and swaps in the new host set when
+    /// it changed. A name that fails to resolve keeps its previous
+    /// addresses, as Envoy does; endpoints that stay keep their pools.
+    async fn resolve_all(&self) {
+        let Source::Dns {
+            targets,
+            logical,
+            family,
+            resolver,
+            ..
+        } = &self.source
+        else {
+            return;
+        };
+        let current = self.hosts.load_full();
+        let mut next = Vec::new();
+        for t in targets {
+            let take = if *logical { 1 } else { usize::MAX };
+            let addrs: Vec<SocketAddr> = match resolver(t.name.clone(), t.port).await {
+                Ok(found) => by_family(found, *family).into_iter().take(take).collect(),
+                Err(e) => {
+                    tracing::warn!(cluster = %self.name, name = %t.name, "DNS resolution failed: {e}");
+                    current
+                        .endpoints
+                        .iter()
+                        .filter(|e| {
+                            e.hostname.as_deref() == Some(t.name.as_str())
+                                && e.addr.port() == t.port
+                        })
+                        .map(|e| e.addr)
+                        .collect()
+                }
+            };
+            for addr in addrs {
+                let kept = current.endpoints.iter().find(|e| {
+                    e.addr == addr
+                        && e.hostname.as_deref() == Some(t.name.as_str())
+                        && e.weight == t.weight
+                });
+                next.push(match kept {
+                    Some(e) => Arc::clone(e),
+                    None => self.connect.endpoint(addr, Some(t.name.clone()), t.weight),
+                });
+            }
+        }
+        let same = next.len() == current.endpoints.len()
+            && next
+                .iter()
+                .zip(&current.endpoints)
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            self.hosts.store(Arc::new(HostSet::new(next)));
+            self.count_members();
+        }
+    }
+
+    /// Starts what keeps the cluster current in the background (DNS
+    /// re-resolution, forgetting unused original destinations); it stops
+    /// when the cluster is dropped.
+    pub fn start_background(self: &Arc<Self>) {
+        let every = match &self.source {
+            Source::Static => return,
+            Source::Dns { refresh, .. } => *refresh,
+            Source::OriginalDst { cleanup, .. } => *cleanup,
+        };
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(c) = weak.upgrade() else { return };
+                match &c.source {
+                    Source::Dns { .. } => c.resolve_all().await,
+                    Source::OriginalDst { hosts, .. } => {
+                        hosts.rcu(|m| {
+                            m.iter()
+                                .filter(|(_, e)| {
+                                    e.used.swap(false, Ordering::Relaxed)
+                                        || e.active.load(Ordering::Relaxed) > 0
+                                })
+                                .map(|(a, e)| (*a, Arc::clone(e)))
+                                .collect::<HashMap<_, _>>()
+                        });
+                        c.count_members();
+                    }
+                    Source::Static => return,
+                }
+            }
+        });
     }
 
     /// The endpoint for the next request, by the cluster's policy.
-    pub fn pick(&self) -> Option<&Endpoint> {
-        if self.endpoints.is_empty() {
+    pub fn pick(&self, ctx: &PickContext<'_>) -> Option<Arc<Endpoint>> {
+        if let Source::OriginalDst {
+            header,
+            port_override,
+            hosts,
+            ..
+        } = &self.source
+        {
+            return self.original_dst(ctx, header.as_ref(), *port_override, hosts);
+        }
+        let set = self.hosts.load();
+        if set.endpoints.is_empty() {
             return None;
         }
+        let schedule = &set.schedule;
         let i = match self.lb {
-            LbPolicy::RANDOM => self.schedule[fastrand::usize(..self.schedule.len())],
-            LbPolicy::LEAST_REQUEST if self.endpoints.len() > 1 => {
+            LbPolicy::RANDOM => schedule[fastrand::usize(..schedule.len())],
+            LbPolicy::LEAST_REQUEST if set.endpoints.len() > 1 => {
                 // Power of two choices, as Envoy's default choice_count 2.
-                let a = self.schedule[fastrand::usize(..self.schedule.len())];
-                let b = self.schedule[fastrand::usize(..self.schedule.len())];
+                let a = schedule[fastrand::usize(..schedule.len())];
+                let b = schedule[fastrand::usize(..schedule.len())];
                 let load = |i: usize| {
-                    let e = &self.endpoints[i];
+                    let e = &set.endpoints[i];
                     e.active.load(Ordering::Relaxed) as f64 / f64::from(e.weight)
                 };
                 if load(b) < load(a) {
@@ -266,10 +519,44 @@ impl Cluster {
             }
             _ => {
                 let n = self.next.fetch_add(1, Ordering::Relaxed);
-                self.schedule[n % self.schedule.len()]
+                schedule[n % schedule.len()]
             }
         };
-        self.endpoints.get(i)
+        set.endpoints.get(i).cloned()
+    }
+
+    /// ORIGINAL_DST: the request header's address (when configured and
+    /// present; an unparsable one picks nothing), else the connection's
+    /// restored destination.
+    fn original_dst(
+        &self,
+        ctx: &PickContext<'_>,
+        header: Option<&HeaderName>,
+        port_override: Option<u16>,
+        hosts: &ArcSwap<HashMap<SocketAddr, Arc<Endpoint>>>,
+    ) -> Option<Arc<Endpoint>> {
+        let from_header = header.and_then(|h| ctx.headers?.get(h));
+        let mut addr = match from_header {
+            Some(v) => v.to_str().ok()?.parse::<SocketAddr>().ok()?,
+            None => ctx.original_dst?,
+        };
+        if let Some(p) = port_override {
+            addr.set_port(p);
+        }
+        if let Some(e) = hosts.load().get(&addr) {
+            e.used.store(true, Ordering::Relaxed);
+            return Some(Arc::clone(e));
+        }
+        let fresh = self.connect.endpoint(addr, None, 1);
+        fresh.used.store(true, Ordering::Relaxed);
+        let mut picked = Arc::clone(&fresh);
+        hosts.rcu(|m| {
+            let mut m = HashMap::clone(m);
+            picked = Arc::clone(m.entry(addr).or_insert_with(|| Arc::clone(&fresh)));
+            m
+        });
+        self.count_members();
+        Some(picked)
     }
 }
 
@@ -329,9 +616,9 @@ mod tests {
     }
 
     fn counts(c: &Cluster, n: usize) -> Vec<usize> {
-        let mut out = vec![0; c.endpoints.len()];
+        let mut out = vec![0; c.endpoints().len()];
         for _ in 0..n {
-            let e = c.pick().unwrap();
+            let e = c.pick(&PickContext::default()).unwrap();
             out[(e.addr.port() - 1000) as usize] += 1;
         }
         out
@@ -358,12 +645,130 @@ mod tests {
     async fn least_request_avoids_the_busy_endpoint() {
         fastrand::seed(5);
         let c = cluster("LEAST_REQUEST", &[1, 1, 1]).await;
-        c.endpoints[0].active.store(50, Ordering::Relaxed);
+        c.endpoints()[0].active.store(50, Ordering::Relaxed);
         let got = counts(&c, 3_000);
         // With two choices, endpoint 0 wins only when both picks are it:
         // about 1/9 of the time.
         assert!(got[0] < 500, "{got:?}");
         assert!(got[1] > 1_000 && got[2] > 1_000, "{got:?}");
+    }
+
+    /// A resolver whose answers the test changes.
+    fn scripted() -> (
+        Resolver,
+        Arc<std::sync::Mutex<std::io::Result<Vec<SocketAddr>>>>,
+    ) {
+        let answer: Arc<std::sync::Mutex<std::io::Result<Vec<SocketAddr>>>> =
+            Arc::new(std::sync::Mutex::new(Ok(vec![])));
+        let a = Arc::clone(&answer);
+        let r: Resolver = Arc::new(move |_, port| {
+            let got = match &*a.lock().unwrap() {
+                Ok(ips) => Ok(ips
+                    .iter()
+                    .map(|ip: &SocketAddr| SocketAddr::new(ip.ip(), port))
+                    .collect()),
+                Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            };
+            Box::pin(async move { got })
+        });
+        (r, answer)
+    }
+
+    fn addrs(c: &Cluster) -> Vec<String> {
+        c.endpoints().iter().map(|e| e.addr.to_string()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn strict_dns_re_resolves_and_keeps_what_did_not_change() {
+        let (resolver, answer) = scripted();
+        let ip = |s: &str| -> SocketAddr { format!("{s}:0").parse().unwrap() };
+        *answer.lock().unwrap() = Ok(vec![ip("10.0.0.1"), ip("10.0.0.2")]);
+        let node = parse_cluster(
+            "name: d\ntype: STRICT_DNS\ndns_refresh_rate: 2s\nload_assignment: {cluster_name: d, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: svc.test, port_value: 80}}}}]}]}",
+        );
+        let c = Arc::new(
+            Cluster::compile_with(&node, "d", &Store::default(), resolver)
+                .await
+                .unwrap(),
+        );
+        c.start_background();
+        assert_eq!(addrs(&c), ["10.0.0.1:80", "10.0.0.2:80"]);
+        let kept = Arc::clone(&c.endpoints()[1]);
+
+        *answer.lock().unwrap() = Ok(vec![ip("10.0.0.2"), ip("10.0.0.3")]);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(
+            addrs(&c),
+            ["10.0.0.1:80", "10.0.0.2:80"],
+            "not before the refresh rate"
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(addrs(&c), ["10.0.0.2:80", "10.0.0.3:80"]);
+        assert!(
+            Arc::ptr_eq(&kept, &c.endpoints()[0]),
+            "an address that stayed keeps its pool"
+        );
+        assert_eq!(c.stats.membership_total.get(), 2);
+
+        // A failed lookup keeps the last answer.
+        *answer.lock().unwrap() = Err(std::io::Error::other("SERVFAIL"));
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(addrs(&c), ["10.0.0.2:80", "10.0.0.3:80"]);
+
+        // Dropping the cluster stops its refresh task.
+        let weak = Arc::downgrade(&c);
+        drop(c);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(weak.upgrade().is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn original_dst_adds_destinations_and_forgets_unused_ones() {
+        let node = parse_cluster(
+            "name: p\ntype: ORIGINAL_DST\nlb_policy: CLUSTER_PROVIDED\ncleanup_interval: 1s\noriginal_dst_lb_config: {use_http_header: true, upstream_port_override: 8080}",
+        );
+        let c = Arc::new(
+            Cluster::compile(&node, "p", &Store::default())
+                .await
+                .unwrap(),
+        );
+        c.start_background();
+        let dst: SocketAddr = "10.1.1.1:15001".parse().unwrap();
+        let ctx = PickContext {
+            original_dst: Some(dst),
+            headers: None,
+        };
+        assert_eq!(c.pick(&ctx).unwrap().addr.to_string(), "10.1.1.1:8080");
+        let mut h = HeaderMap::new();
+        h.insert("x-envoy-original-dst-host", "10.2.2.2:9".parse().unwrap());
+        let with_header = PickContext {
+            original_dst: Some(dst),
+            headers: Some(&h),
+        };
+        assert_eq!(
+            c.pick(&with_header).unwrap().addr.to_string(),
+            "10.2.2.2:8080"
+        );
+        h.insert("x-envoy-original-dst-host", "nonsense".parse().unwrap());
+        let bad = PickContext {
+            original_dst: Some(dst),
+            headers: Some(&h),
+        };
+        assert!(c.pick(&bad).is_none(), "an unparsable header picks nothing");
+        assert!(
+            c.pick(&PickContext::default()).is_none(),
+            "no destination, no host"
+        );
+        assert_eq!(c.endpoints().len(), 2);
+        assert_eq!(c.stats.membership_total.get(), 2);
+        // Used within the interval: kept; then unused for one: forgotten.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(c.endpoints().len(), 2);
+        c.pick(&ctx).unwrap();
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(addrs(&c), ["10.1.1.1:8080"]);
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert!(c.endpoints().is_empty());
     }
 
     #[tokio::test]
@@ -373,6 +778,6 @@ mod tests {
         let c = Cluster::compile(&cfg.static_resources.clusters[0], "e", &Store::default())
             .await
             .unwrap();
-        assert!(c.pick().is_none());
+        assert!(c.pick(&PickContext::default()).is_none());
     }
 }

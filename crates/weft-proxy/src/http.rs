@@ -118,9 +118,10 @@ fn upgrade_kind(h: &HeaderMap) -> Option<&str> {
 #[derive(Clone, Copy, Debug)]
 pub struct Downstream {
     pub peer: SocketAddr,
-    /// Where the client connected to (its original destination when the
-    /// listener restored it); what ORIGINAL_DST clusters dial.
-    pub local: Option<SocketAddr>,
+    /// Where the client meant to connect before it was redirected to the
+    /// proxy, when `original_dst` restored it; what ORIGINAL_DST
+    /// clusters dial.
+    pub original_dst: Option<SocketAddr>,
 }
 
 /// Serves one request on an HTTP listener.
@@ -394,7 +395,11 @@ where
         .clusters
         .get(cluster_name)
         .ok_or(ForwardError::NoCluster)?;
-    let Some(endpoint) = cluster.pick() else {
+    let picked = cluster.pick(&crate::cluster::PickContext {
+        original_dst: down.original_dst,
+        headers: Some(req.headers()),
+    });
+    let Some(endpoint) = picked else {
         cluster.stats.upstream_cx_none_healthy.inc();
         crate::stats::count_class(&cluster.stats.upstream_rq, 503);
         return Err(ForwardError::NoHealthyUpstream);

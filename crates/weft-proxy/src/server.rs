@@ -167,15 +167,20 @@ async fn connection(
     };
     l.stats.downstream_cx_total.inc();
     let _active = ActiveGuard::new(l.stats.downstream_cx_active.clone());
-    let local = conn.facts.local;
+    let original_dst = conn.facts.local.filter(|_| conn.facts.restored);
     match chain {
         Chain::Tcp(t) => {
-            crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), conn.stream, conn.read).await
+            let stream = crate::tcp::Downstream {
+                stream: conn.stream,
+                early: conn.read,
+                original_dst,
+            };
+            crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream).await
         }
         Chain::Http(h) => {
             let _ = conn.stream.set_nodelay(true);
             let io = crate::io::Rewind::new(conn.read, conn.stream);
-            let down = crate::http::Downstream { peer, local };
+            let down = crate::http::Downstream { peer, original_dst };
             serve_http(shared, Arc::clone(h), io, down).await
         }
     }

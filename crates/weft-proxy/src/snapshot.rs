@@ -99,7 +99,6 @@ impl Snapshot {
             reject(
                 &at,
                 &[
-                    ("dns_refresh_rate", c.dns_refresh_rate.is_some()),
                     ("respect_dns_ttl", c.respect_dns_ttl),
                     ("eds_cluster_config", c.eds_cluster_config.is_some()),
                     (
@@ -108,10 +107,9 @@ impl Snapshot {
                     ),
                 ],
             )?;
-            clusters.insert(
-                c.name.clone(),
-                Arc::new(Cluster::compile(c, &at, &stats).await?),
-            );
+            let cluster = Arc::new(Cluster::compile(c, &at, &stats).await?);
+            cluster.start_background();
+            clusters.insert(c.name.clone(), cluster);
         }
         let mut listeners = Vec::new();
         for (i, l) in b.static_resources.listeners.iter().enumerate() {

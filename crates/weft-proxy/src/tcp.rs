@@ -12,14 +12,21 @@ use tokio::net::TcpStream;
 use crate::access_log::Entry;
 use crate::snapshot::{Snapshot, TcpSettings};
 
-/// Serves a connection; `early` holds bytes listener filters already read,
-/// which go upstream first.
-pub async fn serve(
-    snapshot: Arc<Snapshot>,
-    settings: Arc<TcpSettings>,
-    mut down: TcpStream,
-    early: BytesMut,
-) {
+/// A downstream connection as the listener hands it over.
+pub struct Downstream {
+    pub stream: TcpStream,
+    /// Bytes listener filters already read, which go upstream first.
+    pub early: BytesMut,
+    /// The destination before redirection, for ORIGINAL_DST clusters.
+    pub original_dst: Option<std::net::SocketAddr>,
+}
+
+pub async fn serve(snapshot: Arc<Snapshot>, settings: Arc<TcpSettings>, down: Downstream) {
+    let Downstream {
+        stream: mut down,
+        early,
+        original_dst,
+    } = down;
     let started = std::time::Instant::now();
     let mut entry = Entry {
         start: Some(std::time::SystemTime::now()),
@@ -27,7 +34,15 @@ pub async fn serve(
         ..Default::default()
     };
     settings.stats.downstream_cx_total.inc();
-    let (received, sent) = serve_inner(&snapshot, &settings, &mut down, early, &mut entry).await;
+    let (received, sent) = serve_inner(
+        &snapshot,
+        &settings,
+        &mut down,
+        early,
+        original_dst,
+        &mut entry,
+    )
+    .await;
     settings.stats.downstream_cx_rx_bytes_total.add(received);
     settings.stats.downstream_cx_tx_bytes_total.add(sent);
     if !settings.access_logs.is_empty() {
@@ -44,13 +59,18 @@ async fn serve_inner(
     settings: &TcpSettings,
     down: &mut TcpStream,
     early: BytesMut,
+    original_dst: Option<std::net::SocketAddr>,
     entry: &mut Entry,
 ) -> (u64, u64) {
     let Some(cluster) = snapshot.clusters.get(settings.pick()) else {
         entry.flags = Some("NC");
         return (0, 0);
     };
-    let Some(endpoint) = cluster.pick() else {
+    let ctx = crate::cluster::PickContext {
+        original_dst,
+        headers: None,
+    };
+    let Some(endpoint) = cluster.pick(&ctx) else {
         cluster.stats.upstream_cx_none_healthy.inc();
         entry.flags = Some("UH");
         return (0, 0);
