@@ -27,6 +27,8 @@ pub struct HttpConnectionManager {
     pub upgrade_configs: Vec<UpgradeConfig>,
     pub stream_idle_timeout: Option<Duration>,
     pub request_timeout: Option<Duration>,
+    /// How long a draining connection gets before it is closed (5 s).
+    pub drain_timeout: Option<Duration>,
     pub common_http_protocol_options: Option<HttpProtocolOptionsCommon>,
     pub http_protocol_options: Option<Http1ProtocolOptions>,
     pub http2_protocol_options: Option<Http2ProtocolOptions>,

@@ -1,9 +1,16 @@
-//! A connection whose first bytes were already read (by listener filters)
-//! and are handed back to whoever reads it next.
+//! Downstream connections as the HTTP server sees them: the first bytes
+//! (already read by listener filters) handed back first, and when the
+//! connection last moved bytes, for idle timeouts.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
+
+// tokio's clock (std's outside tests) so paused-time tests drive it.
+use tokio::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -11,11 +18,113 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub struct Rewind<S> {
     prefix: BytesMut,
     inner: S,
+    activity: Option<Arc<Activity>>,
 }
 
 impl<S> Rewind<S> {
     pub fn new(prefix: BytesMut, inner: S) -> Self {
-        Rewind { prefix, inner }
+        Rewind {
+            prefix,
+            inner,
+            activity: None,
+        }
+    }
+
+    /// Records every read and write in `a`.
+    pub fn tracked(mut self, a: Arc<Activity>) -> Self {
+        self.activity = Some(a);
+        self
+    }
+
+    fn touch(&self) {
+        if let Some(a) = &self.activity {
+            a.touch();
+        }
+    }
+}
+
+/// When a connection last moved bytes, and how many requests it has in
+/// the proxy right now.
+#[derive(Debug)]
+pub struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+    /// The connection's lifetime is over: HTTP/1 responses say
+    /// `connection: close` from now on.
+    pub draining: AtomicBool,
+    /// A request came over HTTP/2 (so draining is a GOAWAY).
+    pub http2: AtomicBool,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+        })
+    }
+
+    fn touch(&self) {
+        self.last_ms
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a request as open until the returned guard drops.
+    pub fn open_request(self: &Arc<Self>) -> RequestOpen {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        RequestOpen(Arc::clone(self))
+    }
+}
+
+pub struct RequestOpen(Arc<Activity>);
+
+impl Drop for RequestOpen {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a connection's lifetime ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closing {
+    /// No request open and no bytes moved for the idle timeout.
+    Idle,
+    /// The connection reached max_connection_duration.
+    MaxDuration,
+}
+
+/// Resolves when the connection should close: idle for `idle` with no
+/// request open, or `max` after it opened. One timer, re-armed only when
+/// it fires early.
+pub async fn lifetime(a: &Activity, idle: Option<Duration>, max: Option<Duration>) -> Closing {
+    let end = max.map(|m| a.start + m);
+    loop {
+        let now = Instant::now();
+        if end.is_some_and(|e| now >= e) {
+            return Closing::MaxDuration;
+        }
+        let mut wake = end;
+        if let Some(idle) = idle {
+            let due = if a.in_flight.load(Ordering::Relaxed) > 0 {
+                now + idle
+            } else {
+                let last = a.start + Duration::from_millis(a.last_ms.load(Ordering::Relaxed));
+                if now >= last + idle {
+                    return Closing::Idle;
+                }
+                last + idle
+            };
+            wake = Some(wake.map_or(due, |w| w.min(due)));
+        }
+        match wake {
+            Some(w) => tokio::time::sleep_until(w).await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -31,7 +140,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
             self.prefix.advance(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if r.is_ready() {
+            self.touch();
+        }
+        r
     }
 }
 
@@ -41,7 +154,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if r.is_ready() {
+            self.touch();
+        }
+        r
     }
 
     fn poll_write_vectored(
@@ -49,7 +166,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if r.is_ready() {
+            self.touch();
+        }
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -76,5 +197,47 @@ mod tests {
         let mut s = String::new();
         r.read_to_string(&mut s).await.unwrap();
         assert_eq!(s, "hello world");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_from_the_last_byte_and_waits_for_open_requests() {
+        let a = Activity::new();
+        let idle = Some(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        a.touch();
+        let open = a.open_request();
+        let t0 = Instant::now();
+        let watch = tokio::spawn({
+            let a = Arc::clone(&a);
+            async move { (lifetime(&a, idle, None).await, t0.elapsed()) }
+        });
+        // A request open for 30 s keeps the connection; idleness counts
+        // from when it finished.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(open);
+        let (why, after) = watch.await.unwrap();
+        assert_eq!(why, Closing::Idle);
+        assert!(
+            after >= Duration::from_secs(40) && after < Duration::from_secs(51),
+            "{after:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_duration_ends_even_a_busy_connection() {
+        let a = Activity::new();
+        let _open = a.open_request();
+        let why = lifetime(
+            &a,
+            Some(Duration::from_secs(1)),
+            Some(Duration::from_secs(60)),
+        )
+        .await;
+        assert_eq!(why, Closing::MaxDuration);
+        assert!(a.start.elapsed() >= Duration::from_secs(60));
+        assert_eq!(
+            lifetime(&Activity::new(), None, Some(Duration::ZERO)).await,
+            Closing::MaxDuration
+        );
     }
 }

@@ -211,10 +211,23 @@ async fn serve_http(
     let codec = h.codec;
     let cap = h.max_request_headers + 8 * 1024;
     let max_headers = h.max_headers_count + 32;
+    let activity = crate::io::Activity::new();
+    let io = io.tracked(Arc::clone(&activity));
+    let (idle, max_duration) = (h.idle_timeout, h.max_connection_duration);
+    let settings = Arc::clone(&h);
+    let requests = Arc::clone(&activity);
     let svc = service_fn(move |req| {
         let snapshot = shared.snapshot.load_full();
         let h = Arc::clone(&h);
+        let open = requests.open_request();
+        let activity = Arc::clone(&requests);
         async move {
+            let _open = open;
+            if req.version() == http::Version::HTTP_2 {
+                activity
+                    .http2
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             let settings = Arc::clone(&h);
             let stats = &settings.stats;
             stats.downstream_rq_total.inc();
@@ -225,6 +238,17 @@ async fn serve_http(
                 logged(snapshot, h, down, req).await
             };
             crate::stats::count_class(&stats.downstream_rq, resp.status().as_u16());
+            let mut resp = resp;
+            if activity.draining.load(std::sync::atomic::Ordering::Relaxed)
+                && !activity.http2.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                // hyper closes an HTTP/1 connection after a response that
+                // says so.
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
             Ok::<_, Infallible>(resp)
         }
     });
@@ -232,15 +256,47 @@ async fn serve_http(
     // The exact limit is checked per request; these stop a client from
     // making us buffer more.
     builder.http1().max_buf_size(cap).max_headers(max_headers);
-    builder.http2().max_header_list_size(cap as u32);
+    let h2 = settings.h2;
+    builder
+        .http2()
+        .max_header_list_size(cap as u32)
+        .max_concurrent_streams(h2.max_concurrent_streams);
+    if let Some(w) = h2.initial_stream_window_size {
+        builder.http2().initial_stream_window_size(w);
+    }
+    if let Some(w) = h2.initial_connection_window_size {
+        builder.http2().initial_connection_window_size(w);
+    }
     match codec {
         CodecType::HTTP1 => builder = builder.http1_only(),
         CodecType::HTTP2 => builder = builder.http2_only(),
         CodecType::AUTO => {}
     }
-    let _ = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), svc)
-        .await;
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        why = crate::io::lifetime(&activity, idle, max_duration) => {
+            match why {
+                crate::io::Closing::Idle => settings.stats.downstream_cx_idle_timeout.inc(),
+                crate::io::Closing::MaxDuration => settings.stats.downstream_cx_max_duration_reached.inc(),
+            }
+        }
+    }
+    // Drain as Envoy does: HTTP/2 gets a GOAWAY now and closes when its
+    // open streams finish; HTTP/1 answers at most one more request, with
+    // `connection: close`, or closes after drain_timeout.
+    activity
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    if !activity.http2.load(std::sync::atomic::Ordering::Relaxed) {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = tokio::time::sleep(settings.drain_timeout) => {}
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = conn.await;
 }
 
 async fn admin_loop(shared: Arc<Shared>, listener: TcpListener) {

@@ -51,7 +51,58 @@ pub struct HttpSettings {
     pub max_request_headers: usize,
     /// Most request headers accepted (`max_headers_count`).
     pub max_headers_count: usize,
+    /// Close a connection with no request open after this long without
+    /// bytes (Envoy's default: one hour).
+    pub idle_timeout: Option<Duration>,
+    /// Drain a connection this long after it opened.
+    pub max_connection_duration: Option<Duration>,
+    /// A draining connection's grace: HTTP/1 waits this long for one more
+    /// request (answered with `connection: close`) before closing.
+    pub drain_timeout: Duration,
+    /// HTTP/2 settings advertised to clients.
+    pub h2: H2Settings,
     pub stats: HttpStats,
+}
+
+/// Downstream HTTP/2 settings (`http2_protocol_options`). Envoy's
+/// defaults: 2^31-1 concurrent streams; windows are hyper's (Envoy's
+/// 256 MiB defaults rely on its per-connection buffer limits, which weft
+/// does not have yet).
+#[derive(Debug, Clone, Copy)]
+pub struct H2Settings {
+    pub max_concurrent_streams: u32,
+    pub initial_stream_window_size: Option<u32>,
+    pub initial_connection_window_size: Option<u32>,
+}
+
+fn h2_settings(
+    at: &str,
+    o: Option<&weft_envoy::filters::Http2ProtocolOptions>,
+) -> Result<H2Settings, CompileError> {
+    let o = o.cloned().unwrap_or_default();
+    let range = |field: &str, v: Option<u32>, lo: u32| -> Result<Option<u32>, CompileError> {
+        match v {
+            Some(n) if !(lo..=2_147_483_647).contains(&n) => Err(CompileError::Config {
+                field: format!("{at}.http2_protocol_options.{field}"),
+                message: format!("{n} is out of range: expected {lo}–2147483647"),
+            }),
+            v => Ok(v),
+        }
+    };
+    Ok(H2Settings {
+        max_concurrent_streams: range("max_concurrent_streams", o.max_concurrent_streams, 1)?
+            .unwrap_or(2_147_483_647),
+        initial_stream_window_size: range(
+            "initial_stream_window_size",
+            o.initial_stream_window_size,
+            65_535,
+        )?,
+        initial_connection_window_size: range(
+            "initial_connection_window_size",
+            o.initial_connection_window_size,
+            65_535,
+        )?,
+    })
 }
 
 #[derive(Debug)]
@@ -167,18 +218,9 @@ pub(crate) fn compile_hcm(
             ("stream_idle_timeout", h.stream_idle_timeout.is_some()),
             ("request_timeout", h.request_timeout.is_some()),
             (
-                "common_http_protocol_options.idle_timeout",
-                common.idle_timeout.is_some(),
-            ),
-            (
                 "common_http_protocol_options.max_stream_duration",
                 common.max_stream_duration.is_some(),
             ),
-            (
-                "common_http_protocol_options.max_connection_duration",
-                common.max_connection_duration.is_some(),
-            ),
-            ("http2_protocol_options", h.http2_protocol_options.is_some()),
             ("normalize_path", h.normalize_path == Some(true)),
             ("merge_slashes", h.merge_slashes),
         ],
@@ -233,6 +275,17 @@ pub(crate) fn compile_hcm(
         max_request_headers: h.max_request_headers_kb.unwrap_or(60) as usize * 1024,
         // Envoy's default is 100 headers per request.
         max_headers_count: common.max_headers_count.unwrap_or(100) as usize,
+        idle_timeout: match common.idle_timeout {
+            Some(d) if d.0.is_zero() => None,
+            Some(d) => Some(d.0),
+            None => Some(Duration::from_secs(3600)),
+        },
+        max_connection_duration: common
+            .max_connection_duration
+            .map(|d| d.0)
+            .filter(|d| !d.is_zero()),
+        h2: h2_settings(at, h.http2_protocol_options.as_ref())?,
+        drain_timeout: h.drain_timeout.map_or(Duration::from_secs(5), |d| d.0),
         stats: HttpStats::new(stats, &h.stat_prefix),
     })
 }

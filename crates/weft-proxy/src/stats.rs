@@ -289,6 +289,10 @@ pub struct HttpStats {
     pub downstream_cx_total: Counter,
     pub downstream_cx_active: Gauge,
     pub no_route: Counter,
+    /// Connections closed after idle_timeout with no request open.
+    pub downstream_cx_idle_timeout: Counter,
+    /// Connections drained at max_connection_duration.
+    pub downstream_cx_max_duration_reached: Counter,
 }
 
 impl HttpStats {
@@ -305,6 +309,8 @@ impl HttpStats {
             downstream_cx_total: s.counter("downstream_cx_total"),
             downstream_cx_active: s.gauge("downstream_cx_active"),
             no_route: s.counter("no_route"),
+            downstream_cx_idle_timeout: s.counter("downstream_cx_idle_timeout"),
+            downstream_cx_max_duration_reached: s.counter("downstream_cx_max_duration_reached"),
         }
     }
 }
