@@ -56,6 +56,45 @@ pub(crate) const HOP_BY_HOP: &[&str] = &[
     "te",
 ];
 
+/// The request methods Envoy's HTTP/1 parser accepts (measured against
+/// Envoy 1.40: `PURGE` passes, `purge` is a 400).
+const HTTP1_METHODS: &[&str] = &[
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    "ACL",
+    "BIND",
+    "CHECKOUT",
+    "COPY",
+    "LINK",
+    "LOCK",
+    "M-SEARCH",
+    "MERGE",
+    "MKACTIVITY",
+    "MKCALENDAR",
+    "MKCOL",
+    "MOVE",
+    "NOTIFY",
+    "PROPFIND",
+    "PROPPATCH",
+    "PURGE",
+    "REBIND",
+    "REPORT",
+    "SEARCH",
+    "SOURCE",
+    "SUBSCRIBE",
+    "UNBIND",
+    "UNLINK",
+    "UNLOCK",
+    "UNSUBSCRIBE",
+];
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 
@@ -161,6 +200,12 @@ where
     if req.version() == http::Version::HTTP_10 {
         outcome.flag = Some("DPE");
         return (local_reply(&settings, 426, ""), outcome);
+    }
+    // Envoy's HTTP/1 codec knows a fixed set of methods (case-sensitive)
+    // and refuses others; HTTP/2 carries any token.
+    if req.version() == http::Version::HTTP_11 && !HTTP1_METHODS.contains(&req.method().as_str()) {
+        outcome.flag = Some("DPE");
+        return (local_reply(&settings, 400, "Bad Request"), outcome);
     }
     if header_bytes > settings.max_request_headers
         || req.headers().len() > settings.max_headers_count
