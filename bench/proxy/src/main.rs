@@ -343,6 +343,9 @@ async fn latency_at(p: &Proxy, proto: Proto, rate: f64, secs: f64) -> ([f64; 3],
     ([q(0.50), q(0.90), q(0.99)], errors.load(Ordering::Relaxed))
 }
 
+/// One protocol in one round: Envoy's idle RSS and row, weft's.
+type Measured = (Proto, f64, Row, f64, Row);
+
 struct Row {
     rps: f64,
     cpu_per_100k: f64,
@@ -367,6 +370,11 @@ async fn measure(p: &Proxy, proto: Proto, secs: f64, envoy_max: Option<f64>) -> 
     }
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -383,6 +391,7 @@ fn main() {
         return;
     }
     let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
     let weft = std::env::var("WEFT_BIN").unwrap_or_else(|_| "target/release/weft".into());
     let envoy = std::env::var("WEFT_ENVOY").unwrap_or_else(|_| "envoy".into());
     rt.block_on(async move {
@@ -395,24 +404,56 @@ fn main() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let dir = std::env::temp_dir().join(format!("weft-proxy-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let mut rows = Vec::new();
-        for proto in [Proto::H1, Proto::H2, Proto::Tcp] {
-            let e = start("envoy", &envoy, &["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"], &dir, backend_port).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let e_idle = e.rss_mib();
-            let er = measure(&e, proto, secs, None).await;
-            drop(e);
-            let w = start("weft", &weft, &["proxy", "--concurrency", "1"], &dir, backend_port).await;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let w_idle = w.rss_mib();
-            let wr = measure(&w, proto, secs, Some(er.rps)).await;
-            drop(w);
-            rows.push((proto, e_idle, er, w_idle, wr));
+        // Each round measures Envoy then weft for every protocol; the
+        // table reports each figure's median over the rounds.
+        let mut rounds: Vec<Vec<Measured>> = Vec::new();
+        for round in 0..runs {
+            eprintln!("proxy-bench: round {} of {runs}", round + 1);
+            let mut rows = Vec::new();
+            for proto in [Proto::H1, Proto::H2, Proto::Tcp] {
+                let e = start("envoy", &envoy, &["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"], &dir, backend_port).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let e_idle = e.rss_mib();
+                let er = measure(&e, proto, secs, None).await;
+                drop(e);
+                let w = start("weft", &weft, &["proxy", "--concurrency", "1"], &dir, backend_port).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let w_idle = w.rss_mib();
+                let wr = measure(&w, proto, secs, Some(er.rps)).await;
+                drop(w);
+                rows.push((proto, e_idle, er, w_idle, wr));
+            }
+            rounds.push(rows);
         }
+        let rows: Vec<_> = (0..3)
+            .map(|i| {
+                let pick = |f: &dyn Fn(&Measured) -> f64| {
+                    median(rounds.iter().map(|r| f(&r[i])).collect())
+                };
+                let row = |which: usize| {
+                    fn get(r: &Measured, which: usize) -> &Row {
+                        if which == 0 {
+                            &r.2
+                        } else {
+                            &r.4
+                        }
+                    }
+                    Row {
+                        rps: pick(&|r| get(r, which).rps),
+                        cpu_per_100k: pick(&|r| get(r, which).cpu_per_100k),
+                        lat_1000: [0, 1, 2].map(|k| pick(&|r| get(r, which).lat_1000[k])),
+                        lat_80: [0, 1, 2].map(|k| pick(&|r| get(r, which).lat_80[k])),
+                        rss_load: pick(&|r| get(r, which).rss_load),
+                        errors: rounds.iter().map(|r| get(&r[i], which).errors).sum(),
+                    }
+                };
+                (rounds[0][i].0, pick(&|r| r.1), row(0), pick(&|r| r.3), row(1))
+            })
+            .collect();
         let _ = backend.kill();
         let _ = backend.wait();
         let _ = std::fs::remove_dir_all(&dir);
-        println!("proxy-bench: {secs} s per measurement; each proxy one worker on core 0; load generator and backend on core 1");
+        println!("proxy-bench: {secs} s per measurement, median of {runs} rounds (errors: total); each proxy one worker on core 0; load generator and backend on core 1");
         println!();
         println!("| protocol | proxy | max rps | CPU s / 100k req | p50 / p90 / p99 ms @1000 rps | p50 / p90 / p99 ms @80% of Envoy max | RSS idle MiB | RSS load MiB | errors |");
         println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
