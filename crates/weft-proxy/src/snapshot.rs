@@ -127,6 +127,19 @@ pub(crate) fn unsupported(field: String, what: &str) -> CompileError {
     }
 }
 
+/// A timeout field as Envoy reads it: unset takes `default`, `0s`
+/// disables.
+pub(crate) fn timeout(
+    set: Option<weft_envoy::Duration>,
+    default: Option<Duration>,
+) -> Option<Duration> {
+    match set {
+        Some(d) if d.0.is_zero() => None,
+        Some(d) => Some(d.0),
+        None => default,
+    }
+}
+
 /// Fails on the first field in `set` that is in use.
 fn reject(at: &str, set: &[(&str, bool)]) -> Result<(), CompileError> {
     match set.iter().find(|(_, used)| *used) {
@@ -275,15 +288,8 @@ pub(crate) fn compile_hcm(
         max_request_headers: h.max_request_headers_kb.unwrap_or(60) as usize * 1024,
         // Envoy's default is 100 headers per request.
         max_headers_count: common.max_headers_count.unwrap_or(100) as usize,
-        idle_timeout: match common.idle_timeout {
-            Some(d) if d.0.is_zero() => None,
-            Some(d) => Some(d.0),
-            None => Some(Duration::from_secs(3600)),
-        },
-        max_connection_duration: common
-            .max_connection_duration
-            .map(|d| d.0)
-            .filter(|d| !d.is_zero()),
+        idle_timeout: timeout(common.idle_timeout, Some(Duration::from_secs(3600))),
+        max_connection_duration: timeout(common.max_connection_duration, None),
         h2: h2_settings(at, h.http2_protocol_options.as_ref())?,
         drain_timeout: h.drain_timeout.map_or(Duration::from_secs(5), |d| d.0),
         stats: HttpStats::new(stats, &h.stat_prefix),
@@ -326,12 +332,8 @@ pub(crate) fn compile_tcp(
     };
     Ok(TcpSettings {
         clusters,
-        // Envoy's default idle timeout is one hour; 0s disables it.
-        idle_timeout: match t.idle_timeout {
-            Some(d) if d.0.is_zero() => None,
-            Some(d) => Some(d.0),
-            None => Some(Duration::from_secs(3600)),
-        },
+        // Envoy's default idle timeout is one hour.
+        idle_timeout: timeout(t.idle_timeout, Some(Duration::from_secs(3600))),
         access_logs: compile_logs(at, &t.access_log)?,
         stats: TcpStats::new(stats, &t.stat_prefix),
     })

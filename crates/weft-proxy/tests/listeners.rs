@@ -85,13 +85,7 @@ async fn start_both(make: impl Fn(Ports) -> String) -> Both {
     let envoy_ports = Ports::new();
     let envoy = start_envoy(&make(envoy_ports), envoy_ports.admin).await;
     let weft_ports = Ports::new();
-    let text = make(weft_ports);
-    let boot = weft_envoy::parse_bootstrap("test", &text)
-        .unwrap_or_else(|e| panic!("weft rejects a bootstrap Envoy runs: {e}\n{text}"));
-    let snapshot = weft_proxy::Snapshot::compile(&boot)
-        .await
-        .unwrap_or_else(|e| panic!("weft rejects a bootstrap Envoy runs: {e}\n{text}"));
-    let weft = weft_proxy::start(snapshot).await.expect("weft starts");
+    let weft = support::pair::start_weft(&make(weft_ports)).await;
     Both {
         _envoy: envoy,
         envoy: envoy_ports,

@@ -16,7 +16,7 @@ use weft_envoy::listener::{FilterChain, Listener};
 use weft_envoy::TypedConfig;
 
 use crate::error::CompileError;
-use crate::snapshot::{compile_hcm, compile_tcp, unsupported, Chain};
+use crate::snapshot::{compile_hcm, compile_tcp, timeout, unsupported, Chain};
 use crate::stats::{ListenerStats, Store};
 use chains::{ChainMatch, Chains, ConnectionFacts};
 
@@ -55,12 +55,8 @@ pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, 
         ));
     }
     let mut filters = ListenerFilters {
-        // Envoy's default listener_filters_timeout is 15 s; 0 disables it.
-        timeout: match l.listener_filters_timeout {
-            Some(d) if d.0.is_zero() => None,
-            Some(d) => Some(d.0),
-            None => Some(Duration::from_secs(15)),
-        },
+        // Envoy's default listener_filters_timeout is 15 s.
+        timeout: timeout(l.listener_filters_timeout, Some(Duration::from_secs(15))),
         continue_on_timeout: l.continue_on_listener_filters_timeout,
         ..Default::default()
     };

@@ -86,6 +86,16 @@ pub fn bootstrap(admin: u16, listeners: Vec<Value>, clusters: &[Value]) -> Strin
     .to_string()
 }
 
+/// weft on a bootstrap Envoy has already accepted.
+pub async fn start_weft(text: &str) -> weft_proxy::Running {
+    let boot = weft_envoy::parse_bootstrap("test", text)
+        .unwrap_or_else(|e| panic!("weft rejects a bootstrap Envoy runs: {e}\n{text}"));
+    let snapshot = weft_proxy::Snapshot::compile(&boot)
+        .await
+        .unwrap_or_else(|e| panic!("weft rejects a bootstrap Envoy runs: {e}\n{text}"));
+    weft_proxy::start(snapshot).await.expect("weft starts")
+}
+
 /// Envoy and weft, each running the bootstrap `make(listen, admin)`.
 pub struct Pair {
     pub envoy: Envoy,
@@ -101,13 +111,7 @@ impl Pair {
         let (envoy_port, envoy_admin) = (free_port(), free_port());
         let envoy = start_envoy(&make(envoy_port, envoy_admin), envoy_admin).await;
         let (weft_port, weft_admin) = (free_port(), free_port());
-        let text = make(weft_port, weft_admin);
-        let boot = weft_envoy::parse_bootstrap("test", &text)
-            .unwrap_or_else(|e| panic!("weft rejects a bootstrap Envoy runs: {e}\n{text}"));
-        let snapshot = weft_proxy::Snapshot::compile(&boot)
-            .await
-            .unwrap_or_else(|e| panic!("weft rejects a bootstrap Envoy runs: {e}\n{text}"));
-        let weft = weft_proxy::start(snapshot).await.expect("weft starts");
+        let weft = start_weft(&make(weft_port, weft_admin)).await;
         Pair {
             envoy,
             envoy_port,
