@@ -60,13 +60,17 @@ pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, 
         continue_on_timeout: l.continue_on_listener_filters_timeout,
         ..Default::default()
     };
-    for f in &l.listener_filters {
+    for (i, f) in l.listener_filters.iter().enumerate() {
         match f.typed_config {
             TypedConfig::OriginalDst => filters.original_dst = true,
             TypedConfig::TlsInspector => filters.tls_inspector = true,
             TypedConfig::HttpInspector => filters.http_inspector = true,
-            // weft-envoy's check admits listener filters only.
-            _ => unreachable!("checked by weft_envoy::check"),
+            _ => {
+                return Err(CompileError::Config {
+                    field: format!("{at}.listener_filters[{i}]"),
+                    message: "not a listener filter".into(),
+                })
+            }
         }
     }
     let mut compiled: Vec<(ChainMatch, Chain)> = Vec::new();
