@@ -390,7 +390,10 @@ impl Cluster {
 
     fn count_members(&self) {
         // No health checking yet: every endpoint counts as healthy.
-        let n = self.endpoints().len() as i64;
+        let n = match &self.source {
+            Source::OriginalDst { hosts, .. } => hosts.load().len(),
+            _ => self.hosts.load().endpoints.len(),
+        } as i64;
         self.stats.membership_total.set(n);
         self.stats.membership_healthy.set(n);
     }

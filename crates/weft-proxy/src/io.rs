@@ -68,7 +68,8 @@ impl Activity {
         })
     }
 
-    fn touch(&self) {
+    /// Records that bytes moved now.
+    pub fn touch(&self) {
         self.last_ms
             .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
     }

@@ -3,13 +3,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::access_log::Entry;
+use crate::io::{lifetime, Activity};
 use crate::snapshot::{Snapshot, TcpSettings};
 
 /// A downstream connection as the listener hands it over.
@@ -112,38 +113,21 @@ async fn copy_until_idle(
 ) -> (u64, u64, bool) {
     let (ar, aw) = a.split();
     let (br, bw) = b.split();
-    // One timer for the whole connection: each read records when it
-    // happened, and the watchdog sleeps until the last one plus `idle`
-    // (re-arming a timer per read costs more than the copy).
-    let start = Instant::now();
-    let touched = AtomicU64::new(0);
+    // One timer for the whole connection (the HTTP side's idle timeout):
+    // each read records when it happened, and the watchdog sleeps until
+    // the last one plus `idle` (re-arming a timer per read costs more
+    // than the copy). Without `idle` it never fires.
+    let activity = Activity::new();
     let (a_to_b, b_to_a) = (AtomicU64::new(0), AtomicU64::new(0));
     let both = async {
         tokio::try_join!(
-            pipe(ar, bw, &a_to_b, &touched, start),
-            pipe(br, aw, &b_to_a, &touched, start)
+            pipe(ar, bw, &a_to_b, &activity),
+            pipe(br, aw, &b_to_a, &activity)
         )
     };
-    let timed_out = match idle {
-        None => {
-            let _ = both.await;
-            false
-        }
-        Some(idle) => {
-            let watchdog = async {
-                loop {
-                    let last = start + Duration::from_millis(touched.load(Ordering::Relaxed));
-                    if last.elapsed() >= idle {
-                        return;
-                    }
-                    tokio::time::sleep_until((last + idle).into()).await;
-                }
-            };
-            tokio::select! {
-                _ = both => false,
-                _ = watchdog => true,
-            }
-        }
+    let timed_out = tokio::select! {
+        _ = both => false,
+        _ = lifetime(&activity, idle, None) => true,
     };
     (
         a_to_b.load(Ordering::Relaxed),
@@ -158,13 +142,12 @@ async fn pipe(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     count: &AtomicU64,
-    touched: &AtomicU64,
-    start: Instant,
+    activity: &Activity,
 ) -> std::io::Result<()> {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = from.read(&mut buf).await?;
-        touched.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+        activity.touch();
         if n == 0 {
             let _ = to.shutdown().await;
             return Ok(());

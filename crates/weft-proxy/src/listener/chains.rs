@@ -247,19 +247,13 @@ impl<T> Chains<T> {
                 })
                 .flatten()
                 .map(String::as_str);
-            let ranks: Vec<Rank> = left
-                .iter()
-                .map(|&i| self.chains[i].0.rank(step, c, alpn_pick))
-                .collect();
-            let Some(best) = ranks.iter().flatten().max().copied() else {
+            // Ranking is a few comparisons: computing it twice is cheaper
+            // than a vector of ranks per step on every connection.
+            let rank = |i: &usize| self.chains[*i].0.rank(step, c, alpn_pick);
+            let Some(best) = left.iter().filter_map(rank).max() else {
                 return self.default.as_ref();
             };
-            left = left
-                .into_iter()
-                .zip(ranks)
-                .filter(|(_, r)| *r == Some(best))
-                .map(|(i, _)| i)
-                .collect();
+            left.retain(|i| rank(i) == Some(best));
         }
         match left.first() {
             Some(&i) => Some(&self.chains[i].1),
