@@ -201,3 +201,42 @@ async fn busy_connections_drain_at_max_connection_duration() {
     assert_eq!((e.as_str(), w.as_str()), ("1", "1"));
     p.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_proxy_idle_timeout() {
+    use serde_json::json;
+    use support::pair::{bootstrap, socket, TCP_PROXY};
+    let a = tcp_echo_backend("a").await.port();
+    let p = Pair::start(|listen, admin| {
+        let listener = json!({
+            "name": "tcp",
+            "address": socket(listen),
+            "filter_chains": [{"filters": [{"name": "tcp", "typed_config": {
+                "@type": TCP_PROXY, "stat_prefix": "tcp", "cluster": "a", "idle_timeout": "0.5s"
+            }}]}]
+        });
+        bootstrap(admin, vec![listener], &[static_cluster("a", a, false)])
+    })
+    .await;
+    let mut outcomes = Vec::new();
+    for port in [p.envoy_port, p.weft_port] {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        // Bytes every 200 ms for 1.2 s keep the connection (longer than
+        // the timeout in all); then silence closes it.
+        let mut echoed = Vec::new();
+        let mut b = [0u8; 256];
+        for _ in 0..6 {
+            s.write_all(b"ping").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match tokio::time::timeout(Duration::from_secs(2), s.read(&mut b)).await {
+                Ok(Ok(n)) if n > 0 => echoed.extend_from_slice(&b[..n]),
+                _ => break,
+            }
+        }
+        let closed = closed_within(&mut s, Duration::from_secs(4)).await;
+        outcomes.push((String::from_utf8_lossy(&echoed).into_owned(), closed));
+    }
+    assert_eq!(outcomes[0], outcomes[1], "envoy, weft");
+    assert_eq!(outcomes[1], (format!("a\n{}", "ping".repeat(6)), true));
+    p.stop();
+}
