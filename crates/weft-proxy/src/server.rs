@@ -224,9 +224,7 @@ async fn serve_http(
         async move {
             let _open = open;
             if req.version() == http::Version::HTTP_2 {
-                activity
-                    .http2
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                activity.http2.store(true, Ordering::Relaxed);
             }
             let settings = Arc::clone(&h);
             let stats = &settings.stats;
@@ -239,8 +237,7 @@ async fn serve_http(
             };
             crate::stats::count_class(&stats.downstream_rq, resp.status().as_u16());
             let mut resp = resp;
-            if activity.draining.load(std::sync::atomic::Ordering::Relaxed)
-                && !activity.http2.load(std::sync::atomic::Ordering::Relaxed)
+            if activity.draining.load(Ordering::Relaxed) && !activity.http2.load(Ordering::Relaxed)
             {
                 // hyper closes an HTTP/1 connection after a response that
                 // says so.
@@ -286,10 +283,8 @@ async fn serve_http(
     // Drain as Envoy does: HTTP/2 gets a GOAWAY now and closes when its
     // open streams finish; HTTP/1 answers at most one more request, with
     // `connection: close`, or closes after drain_timeout.
-    activity
-        .draining
-        .store(true, std::sync::atomic::Ordering::Relaxed);
-    if !activity.http2.load(std::sync::atomic::Ordering::Relaxed) {
+    activity.draining.store(true, Ordering::Relaxed);
+    if !activity.http2.load(Ordering::Relaxed) {
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = tokio::time::sleep(settings.drain_timeout) => {}
