@@ -1,14 +1,16 @@
 //! weft proxy against Envoy, same bootstrap, same machine, same run.
 //!
-//! `proxy-bench [SECONDS]` — run by `bench/proxy.sh`, which pins this
+//! `proxy-bench [SECONDS] [ROUNDS] [h1,h2,tcp]` — run by `bench/proxy.sh`, which pins this
 //! process (load generator and backend) to core 1; each proxy runs with
 //! one worker pinned to core 0 (`taskset -c 0`). For HTTP/1.1, HTTP/2
-//! (h2c) and TCP (tcp_proxy carrying HTTP/1.1) it reports maximum
+//! (h2c) and TCP (tcp_proxy to an echo backend; a request is one 64-byte
+//! round trip, as in Fortio's `tcp://` load) it reports maximum
 //! requests per second, proxy CPU seconds per 100k requests, latency
 //! percentiles at a fixed 1,000 rps and at 80% of Envoy's maximum, and
 //! proxy RSS idle and under load, with weft/Envoy ratios.
 //!
-//! `proxy-bench backend PORT` runs the backend alone (used internally).
+//! `proxy-bench backend HTTP_PORT ECHO_PORT` runs the backends alone
+//! (used internally).
 
 use std::convert::Infallible;
 use std::process::{Child, Command, Stdio};
@@ -22,6 +24,33 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 const BODY: &[u8] = b"hello from the bench backend\n";
+
+/// The TCP row's message: one round trip is the client writing it and
+/// reading as many bytes back from the echo backend.
+const TCP_MSG: &[u8; 64] = b"weft proxy bench: one TCP round trip is these 64 bytes echoed!!\n";
+
+/// Echoes bytes back on every connection (the TCP row's backend: raw
+/// sockets, so the generator's side costs little next to the proxy's).
+async fn echo_backend(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    loop {
+        let Ok((mut s, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = s.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
 
 async fn backend(port: u16) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -51,7 +80,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn bootstrap(admin: u16, http: u16, tcp: u16, backend: u16) -> String {
+fn bootstrap(admin: u16, http: u16, tcp: u16, backend: u16, echo: u16) -> String {
     format!(
         r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
 static_resources:
@@ -78,7 +107,7 @@ static_resources:
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
           stat_prefix: tcp
-          cluster: backend
+          cluster: echo
   clusters:
   - name: backend
     type: STATIC
@@ -86,8 +115,23 @@ static_resources:
     load_assignment:
       cluster_name: backend
       endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}}}]}}]
+  - name: echo
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: echo
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {echo}}}}}}}}}]}}]
 "#
     )
+}
+
+/// The backends' process, whose CPU counts with the generator's.
+static BACKEND_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// CPU seconds used so far on the generator's core: this process and the
+/// backends.
+fn generator_core_seconds() -> f64 {
+    cpu_seconds_of(std::process::id()) + cpu_seconds_of(BACKEND_PID.load(Ordering::Relaxed))
 }
 
 struct Proxy {
@@ -103,23 +147,27 @@ impl Drop for Proxy {
     }
 }
 
+/// utime + stime of a process, in seconds.
+fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
 impl Proxy {
     /// utime + stime of the proxy, in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + fields
-                .get(12)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0);
-        ticks / 100.0 // USER_HZ is 100 on Linux
+        cpu_seconds_of(self.child.id())
     }
     fn rss_mib(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
@@ -139,10 +187,11 @@ async fn start(
     args: &[&str],
     dir: &std::path::Path,
     backend: u16,
+    echo: u16,
 ) -> Proxy {
     let (admin, http, tcp) = (free_port(), free_port(), free_port());
     let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, bootstrap(admin, http, tcp, backend)).unwrap();
+    std::fs::write(&path, bootstrap(admin, http, tcp, backend, echo)).unwrap();
     let child = Command::new("taskset")
         .args(["-c", "0", program])
         .args(args)
@@ -190,6 +239,7 @@ type H2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
 enum Conn {
     H1(H1),
     H2(H2),
+    Tcp(tokio::net::TcpStream),
 }
 
 async fn connect(port: u16, proto: Proto) -> Conn {
@@ -197,6 +247,9 @@ async fn connect(port: u16, proto: Proto) -> Conn {
         .await
         .unwrap();
     s.set_nodelay(true).unwrap();
+    if proto == Proto::Tcp {
+        return Conn::Tcp(s);
+    }
     let io = TokioIo::new(s);
     if proto == Proto::H2 {
         let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
@@ -231,6 +284,13 @@ async fn send(conn: &mut Conn) -> bool {
             let mut r = req();
             *r.uri_mut() = "http://bench.test/bench".parse().unwrap();
             s.send_request(r).await
+        }
+        Conn::Tcp(s) => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut back = [0u8; 64];
+            return s.write_all(TCP_MSG).await.is_ok()
+                && s.read_exact(&mut back).await.is_ok()
+                && &back == TCP_MSG;
         }
     };
     match resp {
@@ -295,11 +355,13 @@ async fn max_rps(p: &Proxy, proto: Proto, secs: f64) -> (f64, f64, f64) {
 
 /// Open loop at `rate` requests per second: each request's latency counts
 /// from when it was due, so a stall is not hidden (no coordinated
-/// omission). Returns p50, p90, p99 in milliseconds and the error count.
-async fn latency_at(p: &Proxy, proto: Proto, rate: f64, secs: f64) -> ([f64; 3], u64) {
+/// omission). Returns p50, p90, p99 in milliseconds, the error count, and
+/// how busy the generator's core was (1.0 = saturated: then the latency
+/// is the generator's queue, not the proxy's).
+async fn latency_at(p: &Proxy, proto: Proto, rate: f64, secs: f64) -> ([f64; 3], u64, f64) {
     let port = if proto == Proto::Tcp { p.tcp } else { p.http };
     let workers = 64;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Instant>(100_000);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let lat = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
     let errors = Arc::new(AtomicU64::new(0));
@@ -320,16 +382,27 @@ async fn latency_at(p: &Proxy, proto: Proto, rate: f64, secs: f64) -> ([f64; 3],
             }
         }));
     }
-    let start = Instant::now();
+    // Paced by an OS thread: tokio's timer wheel rounds to whole
+    // milliseconds, and a request sent up to 1 ms late counts that delay
+    // (from when it was due) against whichever proxy is measured,
+    // drowning sub-millisecond differences. A thread sleep is accurate
+    // to tens of microseconds.
     let total = (rate * secs) as u64;
-    for i in 0..total {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        tokio::time::sleep_until(due.into()).await;
-        if tx.send(due).await.is_err() {
-            break;
+    let (core0, t0) = (generator_core_seconds(), Instant::now());
+    let pacer = std::thread::spawn(move || {
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + Duration::from_secs_f64(i as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            if tx.send(due).is_err() {
+                break;
+            }
         }
-    }
-    drop(tx);
+    });
+    let _ = tokio::task::spawn_blocking(move || pacer.join()).await;
+    let busy = (generator_core_seconds() - core0) / t0.elapsed().as_secs_f64();
     for t in tasks {
         let _ = t.await;
     }
@@ -340,7 +413,11 @@ async fn latency_at(p: &Proxy, proto: Proto, rate: f64, secs: f64) -> ([f64; 3],
             .copied()
             .unwrap_or(f64::NAN)
     };
-    ([q(0.50), q(0.90), q(0.99)], errors.load(Ordering::Relaxed))
+    (
+        [q(0.50), q(0.90), q(0.99)],
+        errors.load(Ordering::Relaxed),
+        busy,
+    )
 }
 
 /// One protocol in one round: Envoy's idle RSS and row, weft's.
@@ -353,13 +430,15 @@ struct Row {
     lat_80: [f64; 3],
     rss_load: f64,
     errors: u64,
+    /// Share of the generator's core in use during the 80% measurement.
+    generator_busy: f64,
 }
 
 async fn measure(p: &Proxy, proto: Proto, secs: f64, envoy_max: Option<f64>) -> Row {
     let (rps, cpu_per_100k, rss_load) = max_rps(p, proto, secs).await;
-    let (lat_1000, e1) = latency_at(p, proto, 1000.0, secs).await;
+    let (lat_1000, e1, _) = latency_at(p, proto, 1000.0, secs).await;
     let rate80 = 0.8 * envoy_max.unwrap_or(rps);
-    let (lat_80, e2) = latency_at(p, proto, rate80, secs).await;
+    let (lat_80, e2, generator_busy) = latency_at(p, proto, rate80, secs).await;
     Row {
         rps,
         cpu_per_100k,
@@ -367,6 +446,7 @@ async fn measure(p: &Proxy, proto: Proto, secs: f64, envoy_max: Option<f64>) -> 
         lat_80,
         rss_load,
         errors: e1 + e2,
+        generator_busy,
     }
 }
 
@@ -383,24 +463,40 @@ fn main() {
         .build()
         .unwrap();
     if args.first().map(String::as_str) == Some("backend") {
-        let port: u16 = args
-            .get(1)
-            .and_then(|p| p.parse().ok())
-            .expect("backend PORT");
-        rt.block_on(backend(port));
+        let port = |i: usize| -> u16 {
+            args.get(i)
+                .and_then(|p| p.parse().ok())
+                .expect("backend HTTP_PORT ECHO_PORT")
+        };
+        let (http, echo) = (port(1), port(2));
+        rt.block_on(async move { tokio::join!(backend(http), echo_backend(echo)) });
         return;
     }
     let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(5.0);
     let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
+    // Optional third argument: which protocols, e.g. `tcp` or `h1,h2`.
+    let protos: Vec<Proto> = match args.get(2) {
+        None => vec![Proto::H1, Proto::H2, Proto::Tcp],
+        Some(list) => list
+            .split(',')
+            .map(|p| match p {
+                "h1" => Proto::H1,
+                "h2" => Proto::H2,
+                "tcp" => Proto::Tcp,
+                other => panic!("unknown protocol {other:?}: expected h1, h2 or tcp"),
+            })
+            .collect(),
+    };
     let weft = std::env::var("WEFT_BIN").unwrap_or_else(|_| "target/release/weft".into());
     let envoy = std::env::var("WEFT_ENVOY").unwrap_or_else(|_| "envoy".into());
     rt.block_on(async move {
-        let backend_port = free_port();
+        let (backend_port, echo_port) = (free_port(), free_port());
         let me = std::env::current_exe().unwrap();
         let mut backend = Command::new(me)
-            .args(["backend", &backend_port.to_string()])
+            .args(["backend", &backend_port.to_string(), &echo_port.to_string()])
             .spawn()
             .unwrap();
+        BACKEND_PID.store(backend.id(), Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let dir = std::env::temp_dir().join(format!("weft-proxy-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -410,13 +506,13 @@ fn main() {
         for round in 0..runs {
             eprintln!("proxy-bench: round {} of {runs}", round + 1);
             let mut rows = Vec::new();
-            for proto in [Proto::H1, Proto::H2, Proto::Tcp] {
-                let e = start("envoy", &envoy, &["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"], &dir, backend_port).await;
+            for &proto in &protos {
+                let e = start("envoy", &envoy, &["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"], &dir, backend_port, echo_port).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let e_idle = e.rss_mib();
                 let er = measure(&e, proto, secs, None).await;
                 drop(e);
-                let w = start("weft", &weft, &["proxy", "--concurrency", "1"], &dir, backend_port).await;
+                let w = start("weft", &weft, &["proxy", "--concurrency", "1"], &dir, backend_port, echo_port).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let w_idle = w.rss_mib();
                 let wr = measure(&w, proto, secs, Some(er.rps)).await;
@@ -425,7 +521,7 @@ fn main() {
             }
             rounds.push(rows);
         }
-        let rows: Vec<_> = (0..3)
+        let rows: Vec<_> = (0..protos.len())
             .map(|i| {
                 let pick = |f: &dyn Fn(&Measured) -> f64| {
                     median(rounds.iter().map(|r| f(&r[i])).collect())
@@ -445,6 +541,7 @@ fn main() {
                         lat_80: [0, 1, 2].map(|k| pick(&|r| get(r, which).lat_80[k])),
                         rss_load: pick(&|r| get(r, which).rss_load),
                         errors: rounds.iter().map(|r| get(&r[i], which).errors).sum(),
+                        generator_busy: pick(&|r| get(r, which).generator_busy),
                     }
                 };
                 (rounds[0][i].0, pick(&|r| r.1), row(0), pick(&|r| r.3), row(1))
@@ -455,18 +552,18 @@ fn main() {
         let _ = std::fs::remove_dir_all(&dir);
         println!("proxy-bench: {secs} s per measurement, median of {runs} rounds (errors: total); each proxy one worker on core 0; load generator and backend on core 1");
         println!();
-        println!("| protocol | proxy | max rps | CPU s / 100k req | p50 / p90 / p99 ms @1000 rps | p50 / p90 / p99 ms @80% of Envoy max | RSS idle MiB | RSS load MiB | errors |");
-        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| protocol | proxy | max rps | CPU s / 100k req | p50 / p90 / p99 ms @1000 rps | p50 / p90 / p99 ms @80% of Envoy max | RSS idle MiB | RSS load MiB | errors | generator core busy @80% |");
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         let f = |l: [f64; 3]| format!("{:.2} / {:.2} / {:.2}", l[0], l[1], l[2]);
         for (proto, e_idle, er, w_idle, wr) in &rows {
             for (name, idle, r) in [("envoy", e_idle, er), ("weft", w_idle, wr)] {
                 println!(
-                    "| {} | {name} | {:.0} | {:.2} | {} | {} | {:.1} | {:.1} | {} |",
-                    proto.label(), r.rps, r.cpu_per_100k, f(r.lat_1000), f(r.lat_80), idle, r.rss_load, r.errors
+                    "| {} | {name} | {:.0} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {:.0}% |",
+                    proto.label(), r.rps, r.cpu_per_100k, f(r.lat_1000), f(r.lat_80), idle, r.rss_load, r.errors, r.generator_busy * 100.0
                 );
             }
             println!(
-                "| {} | **weft/envoy** | {:.2}× | {:.2}× | p99 {:.2}× | p99 {:.2}× | {:.2}× | {:.2}× | |",
+                "| {} | **weft/envoy** | {:.2}× | {:.2}× | p99 {:.2}× | p99 {:.2}× | {:.2}× | {:.2}× | | |",
                 proto.label(),
                 wr.rps / er.rps,
                 wr.cpu_per_100k / er.cpu_per_100k,
