@@ -89,6 +89,21 @@ pub fn bootstrap(b: &Bootstrap) -> Result<(), FieldError> {
     Ok(())
 }
 
+pub(crate) fn cluster_resource(c: &Cluster) -> Result<(), FieldError> {
+    cluster(&At::default(), c)
+}
+
+pub(crate) fn listener_resource(l: &Listener, clusters: &HashSet<&str>) -> Result<(), FieldError> {
+    listener(&At::default(), l, clusters)
+}
+
+pub(crate) fn route_configuration_resource(
+    rc: &RouteConfiguration,
+    clusters: &HashSet<&str>,
+) -> Result<(), FieldError> {
+    route_config(&At::default(), rc, clusters, false)
+}
+
 fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
     if c.name.is_empty() {
         return Err(at.key("name").err("a cluster needs a name"));
@@ -303,15 +318,18 @@ fn http_connection_manager(
             )));
         }
     }
-    route_config(&at.key("route_config"), rc, clusters)
+    route_config(&at.key("route_config"), rc, clusters, true)
 }
 
+/// `validate_default`: Envoy checks cluster references in inline route
+/// tables unless told not to, and in RDS tables only when told to.
 fn route_config(
     at: &At,
     rc: &RouteConfiguration,
     clusters: &HashSet<&str>,
+    validate_default: bool,
 ) -> Result<(), FieldError> {
-    let validate = rc.validate_clusters.unwrap_or(true);
+    let validate = rc.validate_clusters.unwrap_or(validate_default);
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {
         let vat = at.key("virtual_hosts").idx(i);
         if vh.domains.is_empty() {

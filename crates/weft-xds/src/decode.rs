@@ -1,0 +1,171 @@
+//! One xDS resource from protobuf to weft-envoy's model.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
+
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use serde_json::Value;
+
+use weft_envoy::cluster::{Cluster, ClusterLoadAssignment};
+use weft_envoy::listener::Listener;
+use weft_envoy::route::RouteConfiguration;
+
+const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy.descriptor.bin"));
+
+static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
+    // Built from Envoy's protos by build.rs; a failure here is a build bug.
+    DescriptorPool::decode(DESCRIPTORS).expect("build.rs wrote a valid descriptor set")
+});
+
+/// The resource types weft's proxy subscribes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Listener,
+    RouteConfiguration,
+    Cluster,
+    ClusterLoadAssignment,
+    Secret,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Cluster,
+        Kind::ClusterLoadAssignment,
+        Kind::Listener,
+        Kind::RouteConfiguration,
+        Kind::Secret,
+    ];
+
+    /// The protobuf message's full name.
+    pub fn message(self) -> &'static str {
+        match self {
+            Kind::Listener => "envoy.config.listener.v3.Listener",
+            Kind::RouteConfiguration => "envoy.config.route.v3.RouteConfiguration",
+            Kind::Cluster => "envoy.config.cluster.v3.Cluster",
+            Kind::ClusterLoadAssignment => "envoy.config.endpoint.v3.ClusterLoadAssignment",
+            Kind::Secret => "envoy.extensions.transport_sockets.tls.v3.Secret",
+        }
+    }
+
+    pub fn type_url(self) -> String {
+        format!("type.googleapis.com/{}", self.message())
+    }
+
+    pub fn from_type_url(url: &str) -> Option<Kind> {
+        let name = url.rsplit('/').next()?;
+        Kind::ALL.into_iter().find(|k| k.message() == name)
+    }
+
+    /// Envoy's short name for the type (`LDS`, `CDS`, ...).
+    pub fn xds(self) -> &'static str {
+        match self {
+            Kind::Listener => "LDS",
+            Kind::RouteConfiguration => "RDS",
+            Kind::Cluster => "CDS",
+            Kind::ClusterLoadAssignment => "EDS",
+            Kind::Secret => "SDS",
+        }
+    }
+}
+
+/// Why a resource was refused. Always the control plane's input, never
+/// retryable: the same bytes fail the same way.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("resource type {0:?} is not one weft subscribes to")]
+    UnknownType(String),
+    #[error("{kind:?}: not a valid protobuf message: {reason}")]
+    Protobuf { kind: Kind, reason: String },
+    /// A nested `Any` of a type weft does not know, a value out of range.
+    #[error("{kind:?} {name:?}: {reason}")]
+    Json {
+        kind: Kind,
+        name: String,
+        reason: String,
+    },
+    /// The model refused a field: `field` is the path inside the resource.
+    #[error("{kind:?} {name:?}: {field}: {message}")]
+    Field {
+        kind: Kind,
+        name: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// A decoded, checked resource.
+#[derive(Clone, Debug)]
+pub enum Resource {
+    Listener(Listener),
+    RouteConfiguration(RouteConfiguration),
+    Cluster(Cluster),
+    ClusterLoadAssignment(ClusterLoadAssignment),
+    /// Kept as delivered; TLS comes later.
+    Secret(Value),
+}
+
+/// The resource's proto3 JSON (proto field names, defaults left out,
+/// nested `Any`s expanded with `@type`), and its name.
+pub fn to_json(type_url: &str, bytes: &[u8]) -> Result<(Kind, String, Value), DecodeError> {
+    let kind =
+        Kind::from_type_url(type_url).ok_or_else(|| DecodeError::UnknownType(type_url.into()))?;
+    let desc = POOL
+        .get_message_by_name(kind.message())
+        .expect("build.rs compiles every Kind's message");
+    let msg = DynamicMessage::decode(desc, bytes).map_err(|e| DecodeError::Protobuf {
+        kind,
+        reason: e.to_string(),
+    })?;
+    let name_field = if kind == Kind::ClusterLoadAssignment {
+        "cluster_name"
+    } else {
+        "name"
+    };
+    let name = msg
+        .get_field_by_name(name_field)
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let options = SerializeOptions::new().use_proto_field_name(true);
+    let json = msg
+        .serialize_with_options(serde_json::value::Serializer, &options)
+        .map_err(|e| DecodeError::Json {
+            kind,
+            name: name.clone(),
+            // In practice: a nested Any whose type is not among the
+            // extensions weft knows.
+            reason: format!("{e} (an extension weft does not implement)"),
+        })?;
+    Ok((kind, name, json))
+}
+
+/// Decodes and checks one resource. `clusters` are the cluster names
+/// known now, for the route tables that validate their references.
+pub fn decode(
+    type_url: &str,
+    bytes: &[u8],
+    clusters: &HashSet<&str>,
+) -> Result<(String, Resource), DecodeError> {
+    use weft_envoy::resource as r;
+    let (kind, name, json) = to_json(type_url, bytes)?;
+    let field = |e: weft_envoy::FieldError| DecodeError::Field {
+        kind,
+        name: name.clone(),
+        field: weft_envoy::display_path(&e.path),
+        message: e.message,
+    };
+    let resource = match kind {
+        Kind::Listener => Resource::Listener(r::listener(json, clusters).map_err(field)?),
+        Kind::RouteConfiguration => {
+            Resource::RouteConfiguration(r::route_configuration(json, clusters).map_err(field)?)
+        }
+        Kind::Cluster => Resource::Cluster(r::cluster(json).map_err(field)?),
+        Kind::ClusterLoadAssignment => {
+            Resource::ClusterLoadAssignment(r::cluster_load_assignment(json).map_err(field)?)
+        }
+        Kind::Secret => Resource::Secret(json),
+    };
+    Ok((name, resource))
+}
+
+#[cfg(test)]
+mod tests;
