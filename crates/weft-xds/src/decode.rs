@@ -12,18 +12,20 @@ use weft_envoy::route::RouteConfiguration;
 
 const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy.descriptor.bin"));
 
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
+pub(crate) static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
     // Built from Envoy's protos by build.rs; a failure here is a build bug.
     DescriptorPool::decode(DESCRIPTORS).expect("build.rs wrote a valid descriptor set")
 });
 
-/// The resource types weft's proxy subscribes to.
+/// The resource types weft's proxy subscribes to, declared in the order
+/// Envoy asks for them on a new stream (clusters and their endpoints
+/// before the listeners and routes that use them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
-    Listener,
-    RouteConfiguration,
     Cluster,
     ClusterLoadAssignment,
+    Listener,
+    RouteConfiguration,
     Secret,
 }
 

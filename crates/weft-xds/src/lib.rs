@@ -9,6 +9,7 @@
 //! refused alike, and a refusal names the resource and the field (what
 //! a NACK's `error_detail` says).
 
+pub mod ads;
 mod decode;
 
 pub use decode::{decode, to_json, DecodeError, Kind, Resource};

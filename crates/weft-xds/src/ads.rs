@@ -1,0 +1,224 @@
+//! The client side of state-of-the-world ADS as a state machine, with no
+//! I/O: it turns responses into ACKs or NACKs and into the set of
+//! resources now in force, and subscription changes into requests. The
+//! proxy owns the stream and applies what is accepted.
+//!
+//! Envoy's rules: an ACK carries the response's version and nonce; a
+//! NACK carries the last accepted version, the response's nonce and an
+//! `error_detail` naming each refused resource and field, and nothing
+//! from that response is applied (the last good set keeps serving). For
+//! LDS and CDS (wildcard) a response is the whole set, so a resource it
+//! leaves out is removed; for RDS and EDS it holds the named resources.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::discovery::{DiscoveryRequest, DiscoveryResponse};
+use crate::{decode, Kind, Resource};
+
+/// `google.rpc.Code.INVALID_ARGUMENT`, what a NACK reports.
+const INVALID_ARGUMENT: i32 = 3;
+
+pub type Node = envoy_types::pb::envoy::config::core::v3::Node;
+
+#[derive(Default)]
+struct TypeState {
+    /// Last accepted version and the nonce of the last response seen.
+    version: String,
+    nonce: String,
+    /// Subscribed names; LDS and CDS subscribe to everything.
+    names: BTreeSet<String>,
+    resources: BTreeMap<String, Resource>,
+    /// Whether a request for this type went out on the current stream.
+    requested: bool,
+}
+
+/// What an accepted response changed: the type's whole set now.
+#[derive(Debug)]
+pub struct Accepted {
+    pub kind: Kind,
+    pub version: String,
+    pub resources: BTreeMap<String, Resource>,
+    pub removed: Vec<String>,
+}
+
+pub struct Ads {
+    node: Node,
+    types: BTreeMap<Kind, TypeState>,
+    /// The first request on a stream carries the node.
+    node_sent: bool,
+}
+
+impl Kind {
+    /// LDS and CDS ask for every resource; the others for named ones.
+    fn wildcard(self) -> bool {
+        matches!(self, Kind::Listener | Kind::Cluster)
+    }
+}
+
+impl Ads {
+    pub fn new(node: Node) -> Self {
+        let mut types = BTreeMap::new();
+        for kind in [Kind::Cluster, Kind::Listener] {
+            types.insert(kind, TypeState::default());
+        }
+        Ads {
+            node,
+            types,
+            node_sent: false,
+        }
+    }
+
+    /// The accepted resources of a type.
+    pub fn resources(&self, kind: Kind) -> impl Iterator<Item = (&String, &Resource)> {
+        self.types
+            .get(&kind)
+            .into_iter()
+            .flat_map(|t| t.resources.iter())
+    }
+
+    /// A new stream: the requests to send first — CDS, then LDS, then any
+    /// named subscriptions — each with the version already held, so a
+    /// restarted control plane that has nothing newer need not resend.
+    pub fn on_connect(&mut self) -> Vec<DiscoveryRequest> {
+        self.node_sent = false;
+        let kinds: Vec<Kind> = self
+            .types
+            .iter()
+            .filter(|(k, t)| k.wildcard() || !t.names.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        for t in self.types.values_mut() {
+            t.requested = false;
+            t.nonce.clear();
+        }
+        kinds.into_iter().map(|k| self.request(k, None)).collect()
+    }
+
+    /// Sets the names of a named type (RDS, EDS, SDS). Returns the request
+    /// to send when the subscription changed; names dropped from it have
+    /// their resources forgotten.
+    pub fn subscribe(&mut self, kind: Kind, names: BTreeSet<String>) -> Option<DiscoveryRequest> {
+        if kind.wildcard() {
+            return None;
+        }
+        let t = self.types.entry(kind).or_default();
+        if t.names == names && t.requested {
+            return None;
+        }
+        if t.names == names && names.is_empty() {
+            return None;
+        }
+        t.resources.retain(|n, _| names.contains(n));
+        t.names = names;
+        Some(self.request(kind, None))
+    }
+
+    /// Handles one response. Returns the ACK or NACK to send, and on ACK
+    /// the type's new set. `clusters`: the cluster names in force, which
+    /// inline route tables are checked against.
+    pub fn on_response(
+        &mut self,
+        resp: &DiscoveryResponse,
+        clusters: &HashSet<&str>,
+    ) -> (DiscoveryRequest, Result<Accepted, String>) {
+        let Some(kind) = Kind::from_type_url(&resp.type_url) else {
+            // Not a type we asked for: NACK it on its own type URL.
+            let mut req = self.bare(&resp.type_url);
+            req.response_nonce = resp.nonce.clone();
+            let msg = format!(
+                "resource type {:?} is not one weft subscribes to",
+                resp.type_url
+            );
+            req.error_detail = Some(status(&msg));
+            return (req, Err(msg));
+        };
+        let mut decoded = BTreeMap::new();
+        let mut errors = Vec::new();
+        for any in &resp.resources {
+            if any.type_url != resp.type_url {
+                errors.push(format!(
+                    "a resource of type {:?} in a {:?} response",
+                    any.type_url, resp.type_url
+                ));
+                continue;
+            }
+            match decode(&any.type_url, &any.value, clusters) {
+                Ok((name, r)) => {
+                    if decoded.insert(name.clone(), r).is_some() {
+                        errors.push(format!("{kind:?} {name:?} appears twice"));
+                    }
+                }
+                Err(e) => errors.push(e.to_string()),
+            }
+        }
+        let t = self.types.entry(kind).or_default();
+        t.nonce = resp.nonce.clone();
+        if !errors.is_empty() {
+            let msg = errors.join("; ");
+            let req = self.request(kind, Some(&msg));
+            return (req, Err(msg));
+        }
+        let removed: Vec<String> = if kind.wildcard() {
+            t.resources
+                .keys()
+                .filter(|n| !decoded.contains_key(*n))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if kind.wildcard() {
+            t.resources = decoded;
+        } else {
+            // Only what is subscribed is kept.
+            decoded.retain(|n, _| t.names.contains(n));
+            t.resources.extend(decoded);
+        }
+        t.version = resp.version_info.clone();
+        let accepted = Accepted {
+            kind,
+            version: t.version.clone(),
+            resources: t.resources.clone(),
+            removed,
+        };
+        (self.request(kind, None), Ok(accepted))
+    }
+
+    fn bare(&mut self, type_url: &str) -> DiscoveryRequest {
+        let node = if self.node_sent {
+            None
+        } else {
+            self.node_sent = true;
+            Some(self.node.clone())
+        };
+        DiscoveryRequest {
+            node,
+            type_url: type_url.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn request(&mut self, kind: Kind, nack: Option<&str>) -> DiscoveryRequest {
+        let mut req = self.bare(&kind.type_url());
+        let t = self.types.entry(kind).or_default();
+        t.requested = true;
+        req.version_info = t.version.clone();
+        req.response_nonce = t.nonce.clone();
+        if !kind.wildcard() {
+            req.resource_names = t.names.iter().cloned().collect();
+        }
+        req.error_detail = nack.map(status);
+        req
+    }
+}
+
+fn status(message: &str) -> envoy_types::pb::google::rpc::Status {
+    envoy_types::pb::google::rpc::Status {
+        code: INVALID_ARGUMENT,
+        message: message.to_string(),
+        details: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
