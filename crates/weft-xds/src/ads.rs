@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::discovery::{DiscoveryRequest, DiscoveryResponse};
-use crate::{decode, Kind, Resource};
+use crate::{decode, DecodeError, Kind, Resource};
 
 /// `google.rpc.Code.INVALID_ARGUMENT`, what a NACK reports.
 const INVALID_ARGUMENT: i32 = 3;
@@ -102,10 +102,8 @@ impl Ads {
             return None;
         }
         let t = self.types.entry(kind).or_default();
-        if t.names == names && t.requested {
-            return None;
-        }
-        if t.names == names && names.is_empty() {
+        // Unchanged, or nothing to ask for yet.
+        if t.names == names && (t.requested || names.is_empty()) {
             return None;
         }
         t.resources.retain(|n, _| names.contains(n));
@@ -125,10 +123,7 @@ impl Ads {
             // Not a type we asked for: NACK it on its own type URL.
             let mut req = self.bare(&resp.type_url);
             req.response_nonce = resp.nonce.clone();
-            let msg = format!(
-                "resource type {:?} is not one weft subscribes to",
-                resp.type_url
-            );
+            let msg = DecodeError::UnknownType(resp.type_url.clone()).to_string();
             req.error_detail = Some(status(&msg));
             return (req, Err(msg));
         };
@@ -158,16 +153,14 @@ impl Ads {
             let req = self.request(kind, Some(&msg));
             return (req, Err(msg));
         }
-        let removed: Vec<String> = if kind.wildcard() {
-            t.resources
+        let mut removed = Vec::new();
+        if kind.wildcard() {
+            removed = t
+                .resources
                 .keys()
                 .filter(|n| !decoded.contains_key(*n))
                 .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        if kind.wildcard() {
+                .collect();
             t.resources = decoded;
         } else {
             // Only what is subscribed is kept.
