@@ -29,30 +29,13 @@ const BODY: &[u8] = b"hello from the bench backend\n";
 /// reading as many bytes back from the echo backend.
 const TCP_MSG: &[u8; 64] = b"weft proxy bench: one TCP round trip is these 64 bytes echoed!!\n";
 
-/// Echoes bytes back on every connection (the TCP row's backend: raw
-/// sockets, so the generator's side costs little next to the proxy's).
-async fn echo_backend(port: u16) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    loop {
-        let Ok((mut s, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = s.set_nodelay(true);
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                    break;
-                }
-            }
-        });
-    }
-}
-
-async fn backend(port: u16) {
+/// Accepts on 127.0.0.1:`port` forever, each connection (no Nagle) in a
+/// task of its own.
+async fn serve<F, Fut>(port: u16, conn: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
@@ -61,15 +44,35 @@ async fn backend(port: u16) {
             continue;
         };
         let _ = s.set_nodelay(true);
-        tokio::spawn(async move {
-            let svc = service_fn(|_req| async {
-                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(BODY))))
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(s), svc)
-                .await;
-        });
+        tokio::spawn(conn(s));
     }
+}
+
+/// Echoes bytes back on every connection (the TCP row's backend: raw
+/// sockets, so the generator's side costs little next to the proxy's).
+async fn echo_backend(port: u16) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    serve(port, |mut s| async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 || s.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+}
+
+async fn backend(port: u16) {
+    serve(port, |s| async move {
+        let svc = service_fn(|_req| async {
+            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(BODY))))
+        });
+        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(s), svc)
+            .await;
+    })
+    .await
 }
 
 fn free_port() -> u16 {
@@ -80,7 +83,21 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A STATIC cluster with one endpoint on 127.0.0.1, as a YAML list item.
+fn static_cluster(name: &str, port: u16) -> String {
+    format!(
+        r#"  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {port}}}}}}}}}]}}]
+"#
+    )
+}
+
 fn bootstrap(admin: u16, http: u16, tcp: u16, backend: u16, echo: u16) -> String {
+    let clusters = static_cluster("backend", backend) + &static_cluster("echo", echo);
     format!(
         r#"admin: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}}}
 static_resources:
@@ -109,19 +126,7 @@ static_resources:
           stat_prefix: tcp
           cluster: echo
   clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {backend}}}}}}}}}]}}]
-  - name: echo
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: echo
-      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {echo}}}}}}}}}]}}]
-"#
+{clusters}"#
     )
 }
 
