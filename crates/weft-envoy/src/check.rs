@@ -9,6 +9,7 @@ use crate::cluster::{Cluster, DiscoveryType, LbPolicy};
 use crate::filters::HttpConnectionManager;
 use crate::listener::Listener;
 use crate::route::{HeaderMatcher, Route, RouteConfiguration};
+use crate::xds::{ApiType, ApiVersion, ConfigSource};
 use crate::{Bootstrap, FieldError, TypedConfig};
 
 /// A path under construction: `at(&["static_resources", "listeners"])`.
@@ -76,6 +77,7 @@ pub fn bootstrap(b: &Bootstrap) -> Result<(), FieldError> {
         }
         listener(&at, l, &clusters)?;
     }
+    dynamic_resources(b, &clusters)?;
     if let Some(admin) = &b.admin {
         if let Some(addr) = &admin.address {
             if addr.socket_addr().is_none() {
@@ -85,6 +87,128 @@ pub fn bootstrap(b: &Bootstrap) -> Result<(), FieldError> {
                     .err("expected socket_address with an IP address and a port"));
             }
         }
+    }
+    Ok(())
+}
+
+/// weft's xDS client speaks ADS over gRPC to a static cluster; a
+/// bootstrap that names a dynamic source must say where ADS is.
+fn dynamic_resources(b: &Bootstrap, clusters: &HashSet<&str>) -> Result<(), FieldError> {
+    let at = At::default().key("dynamic_resources");
+    let dynamic = b.dynamic_resources.clone().unwrap_or_default();
+    for (name, src) in [
+        ("lds_config", &dynamic.lds_config),
+        ("cds_config", &dynamic.cds_config),
+    ] {
+        if let Some(src) = src {
+            config_source(&at.key(name), src)?;
+        }
+    }
+    let Some(ads) = &dynamic.ads_config else {
+        // Without ADS, nothing may ask for a dynamic resource.
+        let needs_ads = dynamic.lds_config.is_some()
+            || dynamic.cds_config.is_some()
+            || b.static_resources
+                .clusters
+                .iter()
+                .any(|c| c.eds_cluster_config.is_some())
+            || b.static_resources.listeners.iter().any(uses_rds);
+        if needs_ads {
+            return Err(at
+                .key("ads_config")
+                .err("an `ads` config source needs dynamic_resources.ads_config"));
+        }
+        return Ok(());
+    };
+    let aat = at.key("ads_config");
+    match ads.api_type {
+        ApiType::GRPC | ApiType::DELTA_GRPC => {}
+        other => {
+            return Err(aat
+                .key("api_type")
+                .err(format!("{other:?}: ADS is GRPC or DELTA_GRPC")))
+        }
+    }
+    if ads
+        .transport_api_version
+        .is_some_and(|v| v == ApiVersion::V2)
+    {
+        return Err(aat
+            .key("transport_api_version")
+            .err("V2 is not supported; use V3"));
+    }
+    for (name, set) in [
+        ("cluster_names", !ads.cluster_names.is_empty()),
+        ("refresh_delay", ads.refresh_delay.is_some()),
+        ("request_timeout", ads.request_timeout.is_some()),
+        ("rate_limit_settings", ads.rate_limit_settings.is_some()),
+    ] {
+        if set {
+            return Err(aat.key(name).err("not implemented by weft for ADS"));
+        }
+    }
+    if ads.grpc_services.len() != 1 {
+        return Err(aat
+            .key("grpc_services")
+            .err("expected exactly one gRPC service"));
+    }
+    let g = &ads.grpc_services[0];
+    let gat = aat.key("grpc_services").idx(0);
+    if g.google_grpc.is_some() {
+        return Err(gat
+            .key("google_grpc")
+            .err("not implemented by weft; use envoy_grpc"));
+    }
+    if !g.initial_metadata.is_empty() {
+        return Err(gat
+            .key("initial_metadata")
+            .err("not implemented by weft yet"));
+    }
+    let Some(eg) = &g.envoy_grpc else {
+        return Err(gat.key("envoy_grpc").err("required"));
+    };
+    known_cluster(
+        &gat.key("envoy_grpc").key("cluster_name"),
+        &eg.cluster_name,
+        clusters,
+    )
+}
+
+fn uses_rds(l: &Listener) -> bool {
+    l.filter_chains
+        .iter()
+        .chain(l.default_filter_chain.iter())
+        .flat_map(|c| c.filters.iter())
+        .any(
+            |f| matches!(&f.typed_config, TypedConfig::HttpConnectionManager(h) if h.rds.is_some()),
+        )
+}
+
+/// Where a dynamic resource comes from: only the ADS stream here.
+fn config_source(at: &At, src: &ConfigSource) -> Result<(), FieldError> {
+    for (name, set) in [
+        ("api_config_source", src.api_config_source.is_some()),
+        ("path", src.path.is_some()),
+        ("path_config_source", src.path_config_source.is_some()),
+        ("self", src.self_.is_some()),
+        ("authorities", !src.authorities.is_empty()),
+    ] {
+        if set {
+            return Err(at
+                .key(name)
+                .err("not implemented by weft: dynamic resources come over ADS (`ads: {}`)"));
+        }
+    }
+    if src.ads.is_none() {
+        return Err(at.err("expected `ads: {}`: weft takes dynamic resources over ADS"));
+    }
+    if src
+        .resource_api_version
+        .is_some_and(|v| v == ApiVersion::V2)
+    {
+        return Err(at
+            .key("resource_api_version")
+            .err("V2 is not supported; use V3"));
     }
     Ok(())
 }
@@ -144,10 +268,36 @@ fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
             .key("original_dst_lb_config")
             .err("only valid on ORIGINAL_DST clusters"));
     }
-    if c.type_ == DiscoveryType::EDS {
+    match (&c.eds_cluster_config, c.type_ == DiscoveryType::EDS) {
+        (Some(eds), true) => match &eds.eds_config {
+            Some(src) => config_source(&at.key("eds_cluster_config").key("eds_config"), src)?,
+            None => {
+                return Err(at
+                    .key("eds_cluster_config")
+                    .key("eds_config")
+                    .err("an EDS cluster needs eds_config"))
+            }
+        },
+        (None, true) => {
+            return Err(at
+                .key("eds_cluster_config")
+                .err("an EDS cluster needs eds_cluster_config"))
+        }
+        (Some(_), false) => {
+            return Err(at
+                .key("eds_cluster_config")
+                .err("only valid on EDS clusters"))
+        }
+        (None, false) => {}
+    }
+    if c.type_ == DiscoveryType::EDS
+        && c.load_assignment
+            .as_ref()
+            .is_some_and(|la| !la.endpoints.is_empty())
+    {
         return Err(at
-            .key("type")
-            .err("EDS clusters need the xDS client, which weft does not have yet"));
+            .key("load_assignment")
+            .err("an EDS cluster's endpoints come from EDS, not load_assignment"));
     }
     let endpoints = c.load_assignment.iter().flat_map(|la| {
         la.endpoints.iter().enumerate().flat_map(|(i, le)| {
@@ -292,16 +442,23 @@ fn http_connection_manager(
     hcm: &HttpConnectionManager,
     clusters: &HashSet<&str>,
 ) -> Result<(), FieldError> {
-    if hcm.rds.is_some() {
-        return Err(at
-            .key("rds")
-            .err("RDS needs the xDS client, which weft does not have yet; inline route_config"));
+    exactly_one(
+        at,
+        "an HTTP connection manager",
+        &[
+            ("route_config", hcm.route_config.is_some()),
+            ("rds", hcm.rds.is_some()),
+        ],
+    )?;
+    if let Some(rds) = &hcm.rds {
+        config_source(&at.key("rds").key("config_source"), &rds.config_source)?;
+        if rds.route_config_name.is_empty() {
+            return Err(at
+                .key("rds")
+                .key("route_config_name")
+                .err("RDS needs the route table's name"));
+        }
     }
-    let Some(rc) = &hcm.route_config else {
-        return Err(at
-            .key("route_config")
-            .err("an HTTP connection manager needs route_config"));
-    };
     match hcm.http_filters.last() {
         Some(f) if matches!(f.typed_config, Some(TypedConfig::Router(_))) => {}
         _ => {
@@ -318,7 +475,10 @@ fn http_connection_manager(
             )));
         }
     }
-    route_config(&at.key("route_config"), rc, clusters, true)
+    match &hcm.route_config {
+        Some(rc) => route_config(&at.key("route_config"), rc, clusters, true),
+        None => Ok(()),
+    }
 }
 
 /// `validate_default`: Envoy checks cluster references in inline route

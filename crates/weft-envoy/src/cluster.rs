@@ -19,7 +19,7 @@ pub struct Cluster {
     pub dns_lookup_family: Option<DnsLookupFamily>,
     pub dns_refresh_rate: Option<Duration>,
     pub respect_dns_ttl: bool,
-    pub eds_cluster_config: Option<serde_json::Value>,
+    pub eds_cluster_config: Option<crate::xds::EdsClusterConfig>,
     pub per_connection_buffer_limit_bytes: Option<u32>,
     /// ORIGINAL_DST: how often unused destinations are forgotten (5 s).
     pub cleanup_interval: Option<Duration>,

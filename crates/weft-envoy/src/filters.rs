@@ -14,8 +14,8 @@ pub struct HttpConnectionManager {
     pub stat_prefix: String,
     pub codec_type: CodecType,
     pub route_config: Option<RouteConfiguration>,
-    /// Dynamic routes come with xDS (part 2); a bootstrap must inline them.
-    pub rds: Option<serde_json::Value>,
+    /// The route table by name, from RDS (instead of `route_config`).
+    pub rds: Option<crate::xds::Rds>,
     pub http_filters: Vec<HttpFilter>,
     pub access_log: Vec<AccessLog>,
     pub use_remote_address: Option<bool>,

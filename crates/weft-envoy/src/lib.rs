@@ -18,6 +18,7 @@ pub mod listener;
 mod normalize;
 pub mod resource;
 pub mod route;
+pub mod xds;
 
 use std::path::Path;
 
@@ -33,6 +34,7 @@ pub struct Bootstrap {
     pub node: Option<Node>,
     pub admin: Option<Admin>,
     pub static_resources: StaticResources,
+    pub dynamic_resources: Option<xds::DynamicResources>,
     /// The bootstrap as read (keys in snake_case), for the admin
     /// endpoint's /config_dump.
     #[serde(skip)]

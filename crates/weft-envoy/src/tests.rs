@@ -2,6 +2,77 @@ use crate::route::RedirectResponseCode;
 use crate::{parse_bootstrap, ConfigError, TypedConfig};
 
 const BASIC: &str = include_str!("../tests/bootstraps/basic.yaml");
+const DYNAMIC: &str = include_str!("../tests/bootstraps/dynamic.yaml");
+
+#[test]
+fn reads_dynamic_resources() {
+    let b = parse_bootstrap("dynamic.yaml", DYNAMIC).expect("valid");
+    let d = b.dynamic_resources.as_ref().unwrap();
+    let ads = d.ads_config.as_ref().unwrap();
+    assert_eq!(ads.cluster(), Some("xds-grpc"));
+    assert!(!ads.delta());
+    assert_eq!(d.lds_config.as_ref().unwrap().initial_fetch_timeout(), None);
+    assert_eq!(
+        d.cds_config.as_ref().unwrap().initial_fetch_timeout(),
+        Some(std::time::Duration::from_secs(15))
+    );
+    let eds = b.static_resources.clusters[1]
+        .eds_cluster_config
+        .as_ref()
+        .unwrap();
+    assert_eq!(eds.service_name.as_deref(), Some("outbound|9080||backends"));
+}
+
+#[test]
+fn dynamic_sources_other_than_ads_are_named() {
+    let cases = [
+        (
+            DYNAMIC.replace("api_type: GRPC", "api_type: REST"),
+            "dynamic_resources.ads_config.api_type",
+            "ADS is GRPC or DELTA_GRPC",
+        ),
+        (
+            DYNAMIC.replace("cluster_name: xds-grpc}", "cluster_name: nowhere}"),
+            "dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name",
+            "unknown cluster \"nowhere\"",
+        ),
+        (
+            DYNAMIC.replace("lds_config: {ads: {},", "lds_config: {path: /etc/lds.yaml,"),
+            "dynamic_resources.lds_config.path",
+            "come over ADS",
+        ),
+        (
+            DYNAMIC.replace("          rds: {", "          route_config: {}\n          rds: {"),
+            "filters[0].typed_config",
+            "sets route_config and rds",
+        ),
+        (
+            DYNAMIC.replace("type: EDS\n", "type: STATIC\n"),
+            "static_resources.clusters[1].eds_cluster_config",
+            "only valid on EDS clusters",
+        ),
+        (
+            DYNAMIC.replace(
+                "eds_cluster_config: {service_name: \"outbound|9080||backends\", eds_config: {ads: {}, resource_api_version: V3}}",
+                "eds_cluster_config: {}",
+            ),
+            "static_resources.clusters[1].eds_cluster_config.eds_config",
+            "needs eds_config",
+        ),
+    ];
+    for (text, field, message) in cases {
+        let (f, _, m) = error(&text);
+        assert!(f.ends_with(field), "{f} does not end with {field} ({m})");
+        assert!(m.contains(message), "{m:?} lacks {message:?}");
+    }
+    // Without ads_config, an RDS listener has nowhere to get routes from.
+    let start = DYNAMIC.find("dynamic_resources:").unwrap();
+    let end = DYNAMIC.find("static_resources:").unwrap();
+    let text = format!("{}{}", &DYNAMIC[..start], &DYNAMIC[end..]);
+    let (f, _, m) = error(&text);
+    assert_eq!(f, "dynamic_resources.ads_config");
+    assert!(m.contains("needs dynamic_resources.ads_config"), "{m}");
+}
 
 #[test]
 fn reads_a_bootstrap_in_either_spelling() {
