@@ -1,7 +1,9 @@
 //! The client side of state-of-the-world ADS as a state machine, with no
-//! I/O: it turns responses into ACKs or NACKs and into the set of
-//! resources now in force, and subscription changes into requests. The
-//! proxy owns the stream and applies what is accepted.
+//! I/O: it turns responses into updates (or NACKs when they do not
+//! decode), subscription changes into requests, and an applied update
+//! into its ACK. The proxy owns the stream; an update becomes the type's
+//! set only once the proxy has applied it, so a resource the proxy
+//! cannot use is NACKed like one that did not decode.
 //!
 //! Envoy's rules: an ACK carries the response's version and nonce; a
 //! NACK carries the last accepted version, the response's nonce and an
@@ -11,6 +13,8 @@
 //! leaves out is removed; for RDS and EDS it holds the named resources.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use crate::discovery::{DiscoveryRequest, DiscoveryResponse};
 use crate::{decode, DecodeError, Kind, Resource};
@@ -27,18 +31,37 @@ struct TypeState {
     nonce: String,
     /// Subscribed names; LDS and CDS subscribe to everything.
     names: BTreeSet<String>,
-    resources: BTreeMap<String, Resource>,
+    resources: BTreeMap<String, Held>,
     /// Whether a request for this type went out on the current stream.
     requested: bool,
 }
 
-/// What an accepted response changed: the type's whole set now.
-#[derive(Debug)]
-pub struct Accepted {
+/// An accepted resource and a digest of its bytes, which tells an
+/// unchanged resource in a later response from a changed one.
+#[derive(Clone, Debug)]
+pub struct Held {
+    pub resource: Arc<Resource>,
+    digest: u64,
+}
+
+/// A response that decoded: the type's whole set as it would be. Apply
+/// it, then [`Ads::ack`] it (or [`Ads::nack`] if applying failed).
+#[derive(Clone, Debug)]
+pub struct Update {
     pub kind: Kind,
     pub version: String,
-    pub resources: BTreeMap<String, Resource>,
+    pub resources: BTreeMap<String, Held>,
+    /// Names new in this update or whose bytes changed.
+    pub changed: BTreeSet<String>,
     pub removed: Vec<String>,
+}
+
+/// What a response became.
+#[derive(Debug)]
+pub enum Outcome {
+    Update(Update),
+    /// Refused while decoding: send this NACK; nothing changes.
+    Refused(Box<DiscoveryRequest>, String),
 }
 
 pub struct Ads {
@@ -73,7 +96,12 @@ impl Ads {
         self.types
             .get(&kind)
             .into_iter()
-            .flat_map(|t| t.resources.iter())
+            .flat_map(|t| t.resources.iter().map(|(n, h)| (n, &*h.resource)))
+    }
+
+    /// The last accepted version of a type.
+    pub fn version(&self, kind: Kind) -> &str {
+        self.types.get(&kind).map_or("", |t| t.version.as_str())
     }
 
     /// A new stream: the requests to send first — CDS, then LDS, then any
@@ -111,23 +139,21 @@ impl Ads {
         Some(self.request(kind, None))
     }
 
-    /// Handles one response. Returns the ACK or NACK to send, and on ACK
-    /// the type's new set. `clusters`: the cluster names in force, which
-    /// inline route tables are checked against.
-    pub fn on_response(
-        &mut self,
-        resp: &DiscoveryResponse,
-        clusters: &HashSet<&str>,
-    ) -> (DiscoveryRequest, Result<Accepted, String>) {
+    /// Decodes one response. `clusters`: the cluster names in force,
+    /// which inline route tables are checked against.
+    pub fn on_response(&mut self, resp: &DiscoveryResponse, clusters: &HashSet<&str>) -> Outcome {
         let Some(kind) = Kind::from_type_url(&resp.type_url) else {
             // Not a type we asked for: NACK it on its own type URL.
             let mut req = self.bare(&resp.type_url);
             req.response_nonce = resp.nonce.clone();
             let msg = DecodeError::UnknownType(resp.type_url.clone()).to_string();
             req.error_detail = Some(status(&msg));
-            return (req, Err(msg));
+            return Outcome::Refused(Box::new(req), msg);
         };
+        let t = self.types.entry(kind).or_default();
+        t.nonce = resp.nonce.clone();
         let mut decoded = BTreeMap::new();
+        let mut changed = BTreeSet::new();
         let mut errors = Vec::new();
         for any in &resp.resources {
             if any.type_url != resp.type_url {
@@ -138,43 +164,63 @@ impl Ads {
                 continue;
             }
             match decode(&any.type_url, &any.value, clusters) {
+                // Only what is subscribed is kept.
+                Ok((name, _)) if !kind.wildcard() && !t.names.contains(&name) => {}
                 Ok((name, r)) => {
-                    if decoded.insert(name.clone(), r).is_some() {
+                    let digest = digest(&any.value);
+                    if t.resources.get(&name).is_none_or(|h| h.digest != digest) {
+                        changed.insert(name.clone());
+                    }
+                    let held = Held {
+                        resource: Arc::new(r),
+                        digest,
+                    };
+                    if decoded.insert(name.clone(), held).is_some() {
                         errors.push(format!("{kind:?} {name:?} appears twice"));
                     }
                 }
                 Err(e) => errors.push(e.to_string()),
             }
         }
-        let t = self.types.entry(kind).or_default();
-        t.nonce = resp.nonce.clone();
         if !errors.is_empty() {
             let msg = errors.join("; ");
-            let req = self.request(kind, Some(&msg));
-            return (req, Err(msg));
+            return Outcome::Refused(Box::new(self.request(kind, Some(&msg))), msg);
         }
         let mut removed = Vec::new();
-        if kind.wildcard() {
+        let resources = if kind.wildcard() {
             removed = t
                 .resources
                 .keys()
                 .filter(|n| !decoded.contains_key(*n))
                 .cloned()
                 .collect();
-            t.resources = decoded;
+            decoded
         } else {
-            // Only what is subscribed is kept.
-            decoded.retain(|n, _| t.names.contains(n));
-            t.resources.extend(decoded);
-        }
-        t.version = resp.version_info.clone();
-        let accepted = Accepted {
-            kind,
-            version: t.version.clone(),
-            resources: t.resources.clone(),
-            removed,
+            let mut all = t.resources.clone();
+            all.extend(decoded);
+            all
         };
-        (self.request(kind, None), Ok(accepted))
+        Outcome::Update(Update {
+            kind,
+            version: resp.version_info.clone(),
+            resources,
+            changed,
+            removed,
+        })
+    }
+
+    /// The update was applied: it is now the type's set; returns the ACK.
+    pub fn ack(&mut self, update: Update) -> DiscoveryRequest {
+        let t = self.types.entry(update.kind).or_default();
+        t.version = update.version;
+        t.resources = update.resources;
+        self.request(update.kind, None)
+    }
+
+    /// The update could not be applied: returns the NACK; the type's set
+    /// stays as it was.
+    pub fn nack(&mut self, kind: Kind, message: &str) -> DiscoveryRequest {
+        self.request(kind, Some(message))
     }
 
     fn bare(&mut self, type_url: &str) -> DiscoveryRequest {
@@ -203,6 +249,12 @@ impl Ads {
         req.error_detail = nack.map(status);
         req
     }
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 fn status(message: &str) -> envoy_types::pb::google::rpc::Status {

@@ -140,6 +140,33 @@ pub fn to_json(type_url: &str, bytes: &[u8]) -> Result<(Kind, String, Value), De
     Ok((kind, name, json))
 }
 
+/// The other direction, for control planes and tests: a resource written
+/// in proto3 JSON (Envoy's YAML/JSON config form, nested `typed_config`s
+/// with `@type`) as the `Any` xDS carries.
+pub fn encode(
+    kind: Kind,
+    json: &Value,
+) -> Result<envoy_types::pb::google::protobuf::Any, DecodeError> {
+    let desc = POOL
+        .get_message_by_name(kind.message())
+        .expect("build.rs compiles every Kind's message");
+    let msg = DynamicMessage::deserialize(desc, json).map_err(|e| DecodeError::Json {
+        kind,
+        name: json
+            .get("name")
+            .or_else(|| json.get("cluster_name"))
+            .or_else(|| json.get("clusterName"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(envoy_types::pb::google::protobuf::Any {
+        type_url: kind.type_url(),
+        value: prost_reflect::prost::Message::encode_to_vec(&msg),
+    })
+}
+
 /// Decodes and checks one resource. `clusters` are the cluster names
 /// known now, for the route tables that validate their references.
 pub fn decode(

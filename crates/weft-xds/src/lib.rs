@@ -12,7 +12,7 @@
 pub mod ads;
 mod decode;
 
-pub use decode::{decode, to_json, DecodeError, Kind, Resource};
+pub use decode::{decode, encode, to_json, DecodeError, Kind, Resource};
 
 /// The gRPC service and message types of ADS, from `envoy-types`.
 pub use envoy_types::pb::envoy::service::discovery::v3 as discovery;

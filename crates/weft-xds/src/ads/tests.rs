@@ -1,17 +1,16 @@
 use std::collections::{BTreeSet, HashSet};
 
-use prost_reflect::DynamicMessage;
-
 use super::*;
-use crate::decode::POOL;
 
 fn any(kind: Kind, json: &str) -> envoy_types::pb::google::protobuf::Any {
-    let desc = POOL.get_message_by_name(kind.message()).unwrap();
-    let mut de = serde_json::Deserializer::from_str(json);
-    let msg = DynamicMessage::deserialize(desc, &mut de).unwrap();
-    envoy_types::pb::google::protobuf::Any {
-        type_url: kind.type_url(),
-        value: prost_reflect::prost::Message::encode_to_vec(&msg),
+    crate::encode(kind, &serde_json::from_str(json).unwrap()).unwrap()
+}
+
+/// Handles a response the proxy can apply: the update and its ACK.
+fn accept(ads: &mut Ads, resp: &DiscoveryResponse) -> (DiscoveryRequest, Update) {
+    match ads.on_response(resp, &HashSet::new()) {
+        Outcome::Update(u) => (ads.ack(u.clone()), u),
+        Outcome::Refused(_, msg) => panic!("refused: {msg}"),
     }
 }
 
@@ -69,21 +68,22 @@ fn ack_nack_and_removal() {
     let mut ads = Ads::new(node());
     ads.on_connect();
     let none = HashSet::new();
-    let (ack, got) = ads.on_response(
+    let (ack, got) = accept(
+        &mut ads,
         &response(
             Kind::Cluster,
             "1",
             "n1",
             vec![cluster("a", "STATIC"), cluster("b", "STATIC")],
         ),
-        &none,
     );
     assert_eq!(
         (ack.version_info.as_str(), ack.response_nonce.as_str()),
         ("1", "n1")
     );
     assert!(ack.error_detail.is_none());
-    assert_eq!(got.unwrap().resources.len(), 2);
+    assert_eq!(got.resources.len(), 2);
+    assert_eq!(got.changed.len(), 2);
 
     // One bad cluster refuses the whole response: NACK with the old
     // version, the new nonce, and the resource and field named.
@@ -91,10 +91,12 @@ fn ack_nack_and_removal() {
         Kind::Cluster,
         r#"{"name": "c", "type": "STATIC", "lbPolicy": "MAGLEV"}"#,
     );
-    let (nack, got) = ads.on_response(
+    let Outcome::Refused(nack, _) = ads.on_response(
         &response(Kind::Cluster, "2", "n2", vec![cluster("a", "STATIC"), bad]),
         &none,
-    );
+    ) else {
+        panic!("a bad cluster was accepted")
+    };
     assert_eq!(
         (nack.version_info.as_str(), nack.response_nonce.as_str()),
         ("1", "n2")
@@ -106,22 +108,42 @@ fn ack_nack_and_removal() {
         "{}",
         detail.message
     );
-    assert!(got.is_err());
     assert_eq!(
         ads.resources(Kind::Cluster).count(),
         2,
         "last good set kept"
     );
 
-    // A state-of-the-world CDS response without "b" removes it.
-    let (ack, got) = ads.on_response(
+    // A state-of-the-world CDS response without "b" removes it; "a" is
+    // as it was, so nothing changed.
+    let (ack, got) = accept(
+        &mut ads,
         &response(Kind::Cluster, "3", "n3", vec![cluster("a", "STATIC")]),
-        &none,
     );
     assert_eq!(ack.version_info, "3");
-    let got = got.unwrap();
     assert_eq!(got.removed, ["b"]);
+    assert!(got.changed.is_empty());
     assert_eq!(got.resources.keys().collect::<Vec<_>>(), ["a"]);
+
+    // The proxy could not apply an update that decoded: NACK, and the
+    // set stays.
+    let Outcome::Update(u) = ads.on_response(
+        &response(Kind::Cluster, "4", "n4", vec![cluster("a", "EDS")]),
+        &none,
+    ) else {
+        panic!("refused")
+    };
+    assert_eq!(u.changed.iter().collect::<Vec<_>>(), ["a"]);
+    let nack = ads.nack(u.kind, "cannot bind");
+    assert_eq!(
+        (nack.version_info.as_str(), nack.response_nonce.as_str()),
+        ("3", "n4")
+    );
+    assert_eq!(ads.version(Kind::Cluster), "3");
+    assert!(matches!(
+        ads.resources(Kind::Cluster).next().map(|(_, r)| r),
+        Some(Resource::Cluster(c)) if c.type_ == weft_envoy::cluster::DiscoveryType::STATIC
+    ));
 }
 
 #[test]
@@ -143,18 +165,18 @@ fn named_subscriptions() {
             &format!(r#"{{"clusterName": "{n}"}}"#),
         )
     };
-    let (ack, got) = ads.on_response(
+    let (ack, got) = accept(
+        &mut ads,
         &response(
             Kind::ClusterLoadAssignment,
             "1",
             "e1",
             vec![cla("a"), cla("z")],
         ),
-        &HashSet::new(),
     );
     assert_eq!(ack.resource_names, ["a"]);
     assert_eq!(
-        got.unwrap().resources.keys().collect::<Vec<_>>(),
+        got.resources.keys().collect::<Vec<_>>(),
         ["a"],
         "unsubscribed z is not kept"
     );
@@ -181,8 +203,10 @@ fn an_unknown_type_is_nacked_on_its_own_url() {
         nonce: "x".into(),
         ..Default::default()
     };
-    let (nack, got) = ads.on_response(&resp, &HashSet::new());
+    let Outcome::Refused(nack, _) = ads.on_response(&resp, &HashSet::new()) else {
+        panic!("accepted")
+    };
     assert_eq!(nack.type_url, resp.type_url);
     assert_eq!(nack.response_nonce, "x");
-    assert!(nack.error_detail.is_some() && got.is_err());
+    assert!(nack.error_detail.is_some());
 }
