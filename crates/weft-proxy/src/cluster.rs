@@ -165,6 +165,47 @@ impl HostSet {
     }
 }
 
+/// The endpoints of a load assignment whose addresses are IPs (STATIC
+/// clusters, EDS). Endpoints in `keep` with the same address and weight
+/// are reused. Errors are (field path inside the assignment, message).
+fn static_endpoints(
+    la: &cfg::ClusterLoadAssignment,
+    connect: &Connect,
+    keep: &[Arc<Endpoint>],
+) -> Result<Vec<Arc<Endpoint>>, (String, String)> {
+    let mut out = Vec::new();
+    for (i, le) in la.endpoints.iter().enumerate() {
+        if le.priority != 0 {
+            return Err((
+                format!("endpoints[{i}].priority"),
+                "priorities other than 0 are not implemented by weft yet".into(),
+            ));
+        }
+        for (j, e) in le.lb_endpoints.iter().enumerate() {
+            let at = format!("endpoints[{i}].lb_endpoints[{j}].endpoint.address");
+            let Some(sa) = &e.endpoint.address.socket_address else {
+                return Err((at, "expected socket_address".into()));
+            };
+            let port = u16::try_from(sa.port_value)
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| (at.clone(), format!("port {} out of range", sa.port_value)))?;
+            let ip: std::net::IpAddr = sa
+                .address
+                .parse()
+                .map_err(|_| (at.clone(), format!("{:?} is not an IP address", sa.address)))?;
+            let addr = SocketAddr::new(ip, port);
+            let weight = e.load_balancing_weight.unwrap_or(1).max(1);
+            let kept = keep.iter().find(|k| k.addr == addr && k.weight == weight);
+            out.push(match kept {
+                Some(k) => Arc::clone(k),
+                None => connect.endpoint(addr, None, weight),
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// One name a DNS cluster resolves.
 struct DnsTarget {
     name: String,
@@ -174,6 +215,10 @@ struct DnsTarget {
 
 enum Source {
     Static,
+    /// Endpoints arrive from EDS under this ClusterLoadAssignment name.
+    Eds {
+        service: String,
+    },
     Dns {
         targets: Vec<DnsTarget>,
         /// LOGICAL_DNS: only the first address of each name.
@@ -254,12 +299,6 @@ impl Cluster {
             field: format!("{at}.{field}"),
             message,
         };
-        if c.type_ == DiscoveryType::EDS {
-            return Err(err(
-                "type",
-                "EDS clusters are not implemented by weft yet".into(),
-            ));
-        }
         let options = c.typed_extension_protocol_options.values();
         if options.clone().any(|o| {
             matches!(o, TypedConfig::HttpProtocolOptions(p) if p.use_downstream_protocol_config.is_some())
@@ -285,31 +324,27 @@ impl Cluster {
         };
         let mut endpoints = Vec::new();
         let mut targets = Vec::new();
-        for le in c.load_assignment.iter().flat_map(|la| &la.endpoints) {
-            for e in &le.lb_endpoints {
-                let Some(sa) = &e.endpoint.address.socket_address else {
-                    continue;
-                };
-                let port = u16::try_from(sa.port_value).map_err(|_| {
-                    err(
-                        "load_assignment",
-                        format!("port {} out of range", sa.port_value),
-                    )
-                })?;
-                let weight = e.load_balancing_weight.unwrap_or(1).max(1);
-                if c.type_ == DiscoveryType::STATIC {
-                    let ip = sa.address.parse().map_err(|_| {
+        if c.type_ == DiscoveryType::STATIC {
+            if let Some(la) = &c.load_assignment {
+                endpoints = static_endpoints(la, &connect, &[])
+                    .map_err(|(field, m)| err(&format!("load_assignment.{field}"), m))?;
+            }
+        } else {
+            for le in c.load_assignment.iter().flat_map(|la| &la.endpoints) {
+                for e in &le.lb_endpoints {
+                    let Some(sa) = &e.endpoint.address.socket_address else {
+                        continue;
+                    };
+                    let port = u16::try_from(sa.port_value).map_err(|_| {
                         err(
                             "load_assignment",
-                            format!("{:?} is not an IP address", sa.address),
+                            format!("port {} out of range", sa.port_value),
                         )
                     })?;
-                    endpoints.push(connect.endpoint(SocketAddr::new(ip, port), None, weight));
-                } else {
                     targets.push(DnsTarget {
                         name: sa.address.clone(),
                         port,
-                        weight,
+                        weight: e.load_balancing_weight.unwrap_or(1).max(1),
                     });
                 }
             }
@@ -362,7 +397,14 @@ impl Cluster {
                     hosts: ArcSwap::from_pointee(HashMap::new()),
                 }
             }
-            _ => Source::Static,
+            DiscoveryType::EDS => Source::Eds {
+                service: c
+                    .eds_cluster_config
+                    .as_ref()
+                    .and_then(|e| e.service_name.clone())
+                    .unwrap_or_else(|| c.name.clone()),
+            },
+            DiscoveryType::STATIC => Source::Static,
         };
         let cluster = Cluster {
             name: c.name.clone(),
@@ -378,6 +420,27 @@ impl Cluster {
         cluster.resolve_all().await;
         cluster.count_members();
         Ok(cluster)
+    }
+
+    /// The ClusterLoadAssignment an EDS cluster takes its endpoints from.
+    pub fn eds_service(&self) -> Option<&str> {
+        match &self.source {
+            Source::Eds { service } => Some(service),
+            _ => None,
+        }
+    }
+
+    /// Replaces an EDS cluster's endpoints; those that stay (same address
+    /// and weight) keep their connection pools. The assignment was
+    /// checked when it was decoded; an endpoint that is not an IP socket
+    /// address is an error naming it.
+    pub fn assign(&self, la: &cfg::ClusterLoadAssignment) -> Result<(), String> {
+        let current = self.hosts.load_full();
+        let next = static_endpoints(la, &self.connect, &current.endpoints)
+            .map_err(|(field, m)| format!("{field}: {m}"))?;
+        self.hosts.store(Arc::new(HostSet::new(next)));
+        self.count_members();
+        Ok(())
     }
 
     /// The current endpoints (for ORIGINAL_DST, the destinations in use).
@@ -459,7 +522,7 @@ impl Cluster {
     /// when the cluster is dropped.
     pub fn start_background(self: &Arc<Self>) {
         let every = match &self.source {
-            Source::Static => return,
+            Source::Static | Source::Eds { .. } => return,
             Source::Dns { refresh, .. } => *refresh,
             Source::OriginalDst { cleanup, .. } => *cleanup,
         };
@@ -482,7 +545,7 @@ impl Cluster {
                         });
                         c.count_members();
                     }
-                    Source::Static => return,
+                    Source::Static | Source::Eds { .. } => return,
                 }
             }
         });

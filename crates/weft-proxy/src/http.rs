@@ -15,7 +15,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::error::ForwardError;
 use crate::routes::{Action, Forward, Redirect, RequestView};
-use crate::snapshot::{HttpSettings, Snapshot};
+use crate::snapshot::{HttpSettings, Routes, Snapshot};
 use crate::upstream_headers;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -226,7 +226,17 @@ where
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let table = &settings.routes;
+    let table = match &settings.routes {
+        Routes::Inline(t) => Some(t),
+        // A table RDS has not delivered routes nothing, as Envoy's empty
+        // default does.
+        Routes::Rds(name) => snapshot.routes.get(name),
+    };
+    let Some(table) = table else {
+        settings.stats.no_route.inc();
+        outcome.flag = Some(ForwardError::NoRoute.flag());
+        return (local_reply(&settings, 404, ""), outcome);
+    };
     let matched = table.virtual_host(&host).and_then(|vh| {
         let view = RequestView {
             method: req.method().as_str(),

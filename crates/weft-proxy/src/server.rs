@@ -1,5 +1,6 @@
 //! Binding listeners and serving connections from the current snapshot.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +24,122 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     draining: AtomicBool,
     stop: watch::Sender<bool>,
+    /// The listeners bound now, by name. Only configuration changes take
+    /// this lock, never a connection.
+    bound: std::sync::Mutex<HashMap<String, Bound>>,
+    /// Accept loops (static and dynamic), joined on shutdown.
+    tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
+}
+
+/// A bound listener's accept loop.
+struct Bound {
+    /// The configured address (a replacement must keep it, as in Envoy).
+    addr: SocketAddr,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+/// Why a new snapshot could not be installed (configuration; the
+/// previous one keeps serving).
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("listener {name:?}: cannot bind {addr}: {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("listener {name:?}: its address cannot change from {was} to {now}; remove it and add it under another name")]
+    AddressChanged {
+        name: String,
+        was: SocketAddr,
+        now: SocketAddr,
+    },
 }
 
 impl Shared {
+    /// Makes `next` the configuration: binds listeners it adds, stops
+    /// those it removes, and drains the connections of listeners it
+    /// replaces or removes. A listener that cannot be bound refuses the
+    /// whole snapshot and the current one keeps serving.
+    pub async fn install(self: &Arc<Self>, next: Snapshot) -> Result<(), InstallError> {
+        let mut fresh = Vec::new();
+        let current: HashMap<String, SocketAddr> = self
+            .bound
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|(n, b)| (n.clone(), b.addr))
+            .collect();
+        for l in next.listeners.iter().filter(|l| l.bind) {
+            match current.get(&l.name) {
+                Some(was) if *was != l.addr => {
+                    return Err(InstallError::AddressChanged {
+                        name: l.name.clone(),
+                        was: *was,
+                        now: l.addr,
+                    })
+                }
+                Some(_) => {}
+                None => {
+                    let socket =
+                        TcpListener::bind(l.addr)
+                            .await
+                            .map_err(|source| InstallError::Bind {
+                                name: l.name.clone(),
+                                addr: l.addr,
+                                source,
+                            })?;
+                    fresh.push((l.name.clone(), l.addr, socket));
+                }
+            }
+        }
+        let previous = self.snapshot.swap(Arc::new(next));
+        let next = self.snapshot.load_full();
+        let mut bound = self.bound.lock().expect("poisoned");
+        let mut tasks = self.tasks.lock().expect("poisoned");
+        for (name, addr, socket) in fresh {
+            let (stop, _) = watch::channel(false);
+            let local = socket.local_addr().unwrap_or(addr);
+            tasks.spawn(accept_loop(
+                Arc::clone(self),
+                name.clone(),
+                socket,
+                stop.subscribe(),
+            ));
+            bound.insert(name, Bound { addr, local, stop });
+        }
+        bound.retain(|name, b| {
+            let keep = next.listener(name).is_some_and(|i| next.listeners[i].bind);
+            if !keep {
+                let _ = b.stop.send(true);
+            }
+            keep
+        });
+        for old in &previous.listeners {
+            let kept = next
+                .listener(&old.name)
+                .is_some_and(|i| Arc::ptr_eq(&next.listeners[i], old));
+            if !kept {
+                let _ = old.drain.send(true);
+            }
+        }
+        Ok(())
+    }
+
+    /// The bound address of each listener (useful with port 0).
+    pub fn bound(&self) -> Vec<(String, SocketAddr)> {
+        let mut out: Vec<_> = self
+            .bound
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|(n, b)| (n.clone(), b.local))
+            .collect();
+        out.sort();
+        out
+    }
+
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }
@@ -39,22 +153,20 @@ impl Shared {
 /// A running proxy: its bound addresses and a handle to stop it.
 pub struct Running {
     pub shared: Arc<Shared>,
-    /// Bound address per listener name (useful with port 0).
+    /// Bound address per listener name at start (useful with port 0).
     pub listeners: Vec<(String, SocketAddr)>,
     pub admin: Option<SocketAddr>,
-    tasks: tokio::task::JoinSet<()>,
 }
 
 impl Running {
     /// Waits until shutdown is requested and connections have drained
     /// (or `drain` has passed).
-    pub async fn wait(mut self, drain: Duration) {
+    pub async fn wait(self, drain: Duration) {
         let mut stop = self.shared.stop.subscribe();
         let _ = stop.wait_for(|s| *s).await;
-        let _ = tokio::time::timeout(drain, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let mut tasks = std::mem::take(&mut *self.shared.tasks.lock().expect("poisoned"));
+        let _ =
+            tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
     }
 }
 
@@ -76,62 +188,60 @@ impl Drop for ActiveGuard {
 
 /// Binds every listener and the admin address, then serves.
 pub async fn start(snapshot: Snapshot) -> std::io::Result<Running> {
-    let (stop, _) = watch::channel(false);
+    let admin_addr = snapshot.admin;
     let shared = Arc::new(Shared {
-        snapshot: ArcSwap::from_pointee(snapshot),
+        snapshot: ArcSwap::from_pointee(Snapshot::empty(Arc::clone(&snapshot.stats))),
         draining: AtomicBool::new(false),
-        stop,
+        stop: watch::Sender::new(false),
+        bound: Default::default(),
+        tasks: Default::default(),
     });
-    let snap = shared.snapshot.load_full();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut bound = Vec::new();
-    for (i, l) in snap.listeners.iter().enumerate() {
-        if !l.bind {
-            continue;
-        }
-        let listener = TcpListener::bind(l.addr).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("listener {:?} on {}: {e}", l.name, l.addr),
-            )
-        })?;
-        bound.push((l.name.clone(), listener.local_addr()?));
-        tasks.spawn(accept_loop(Arc::clone(&shared), i, listener));
-    }
-    let admin = match snap.admin {
+    shared.install(snapshot).await.map_err(|e| match e {
+        InstallError::Bind { ref source, .. } => std::io::Error::new(source.kind(), e.to_string()),
+        other => std::io::Error::other(other.to_string()),
+    })?;
+    let admin = match admin_addr {
         Some(addr) => {
             let listener = TcpListener::bind(addr)
                 .await
                 .map_err(|e| std::io::Error::new(e.kind(), format!("admin on {addr}: {e}")))?;
             let local = listener.local_addr()?;
-            tasks.spawn(admin_loop(Arc::clone(&shared), listener));
+            let task = admin_loop(Arc::clone(&shared), listener);
+            shared.tasks.lock().expect("poisoned").spawn(task);
             Some(local)
         }
         None => None,
     };
     Ok(Running {
+        listeners: shared.bound(),
         shared,
-        listeners: bound,
         admin,
-        tasks,
     })
 }
 
-async fn accept_loop(shared: Arc<Shared>, index: usize, listener: TcpListener) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    name: String,
+    listener: TcpListener,
+    mut removed: watch::Receiver<bool>,
+) {
     let mut stop = shared.stop.subscribe();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
+            _ = removed.wait_for(|s| *s) => break,
             accepted = listener.accept() => {
                 let Ok((stream, peer)) = accepted else { continue };
                 let snapshot = shared.snapshot.load_full();
+                let Some(index) = snapshot.listener(&name) else { continue };
                 conns.spawn(connection(Arc::clone(&shared), snapshot, index, stream, peer));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
     }
-    // Draining: connections already accepted run to completion.
+    drop(listener);
+    // Connections already accepted run to completion (or drain).
     while conns.join_next().await.is_some() {}
 }
 
@@ -181,7 +291,7 @@ async fn connection(
             let _ = conn.stream.set_nodelay(true);
             let io = crate::io::Rewind::new(conn.read, conn.stream);
             let down = crate::http::Downstream { peer, original_dst };
-            serve_http(shared, Arc::clone(h), io, down).await
+            serve_http(shared, Arc::clone(h), io, down, l.drain.subscribe()).await
         }
     }
 }
@@ -205,6 +315,7 @@ async fn serve_http(
     h: Arc<HttpSettings>,
     io: crate::io::Rewind<TcpStream>,
     down: crate::http::Downstream,
+    mut listener_drain: watch::Receiver<bool>,
 ) {
     h.stats.downstream_cx_total.inc();
     let _cx_active = ActiveGuard::new(h.stats.downstream_cx_active.clone());
@@ -279,6 +390,8 @@ async fn serve_http(
                 crate::io::Closing::MaxDuration => settings.stats.downstream_cx_max_duration_reached.inc(),
             }
         }
+        // The listener was replaced or removed.
+        _ = listener_drain.wait_for(|d| *d) => {}
     }
     // Drain as Envoy does: HTTP/2 gets a GOAWAY now and closes when its
     // open streams finish; HTTP/1 answers at most one more request, with

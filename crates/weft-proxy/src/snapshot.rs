@@ -20,8 +20,10 @@ use crate::stats::{HttpStats, Store, TcpStats};
 
 #[derive(Debug)]
 pub struct Snapshot {
-    pub listeners: Vec<ListenerConfig>,
+    pub listeners: Vec<Arc<ListenerConfig>>,
     pub clusters: HashMap<String, Arc<Cluster>>,
+    /// Route tables from RDS, by name.
+    pub routes: HashMap<String, Arc<RouteTable>>,
     pub admin: Option<SocketAddr>,
     pub stats: Arc<Store>,
     /// The configuration as read, and when, for /config_dump.
@@ -38,7 +40,7 @@ pub enum Chain {
 #[derive(Debug)]
 pub struct HttpSettings {
     pub codec: CodecType,
-    pub routes: RouteTable,
+    pub routes: Routes,
     /// The `server` response header (Envoy's `server_name`, "envoy" by default).
     pub server_name: http::HeaderValue,
     pub generate_request_id: bool,
@@ -62,6 +64,15 @@ pub struct HttpSettings {
     /// HTTP/2 settings advertised to clients.
     pub h2: H2Settings,
     pub stats: HttpStats,
+}
+
+/// Where a connection manager's route table is.
+#[derive(Debug)]
+pub enum Routes {
+    Inline(Arc<RouteTable>),
+    /// By name from RDS, looked up in the snapshot a request is served
+    /// from, so a new table applies to the next request.
+    Rds(String),
 }
 
 /// Downstream HTTP/2 settings (`http2_protocol_options`). Envoy's
@@ -164,7 +175,6 @@ impl Snapshot {
                 &at,
                 &[
                     ("respect_dns_ttl", c.respect_dns_ttl),
-                    ("eds_cluster_config", c.eds_cluster_config.is_some()),
                     (
                         "per_connection_buffer_limit_bytes",
                         c.per_connection_buffer_limit_bytes.is_some(),
@@ -177,15 +187,16 @@ impl Snapshot {
         }
         let mut listeners = Vec::new();
         for (i, l) in b.static_resources.listeners.iter().enumerate() {
-            listeners.push(crate::listener::compile(
+            listeners.push(Arc::new(crate::listener::compile(
                 &format!("static_resources.listeners[{i}]"),
                 l,
                 &stats,
-            )?);
+            )?));
         }
         Ok(Snapshot {
             listeners,
             clusters,
+            routes: HashMap::new(),
             admin: b
                 .admin
                 .as_ref()
@@ -195,6 +206,24 @@ impl Snapshot {
             source: b.source.clone(),
             loaded: std::time::SystemTime::now(),
         })
+    }
+
+    /// A snapshot with nothing in it, before the first configuration.
+    pub fn empty(stats: Arc<Store>) -> Self {
+        Snapshot {
+            listeners: Vec::new(),
+            clusters: HashMap::new(),
+            routes: HashMap::new(),
+            admin: None,
+            stats,
+            source: serde_json::Value::Null,
+            loaded: std::time::SystemTime::now(),
+        }
+    }
+
+    /// The index of the listener with this name.
+    pub fn listener(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name == name)
     }
 
     /// The listener that listener `from` (with `use_original_dst`) hands
@@ -248,29 +277,18 @@ pub(crate) fn compile_hcm(
         }
         websocket = u.enabled.unwrap_or(true);
     }
-    let rc = h
-        .route_config
-        .as_ref()
-        .ok_or_else(|| CompileError::Config {
-            field: format!("{at}.route_config"),
-            message: "required".into(),
-        })?;
-    let routes = RouteTable::compile(rc).map_err(|message| CompileError::Config {
-        field: format!("{at}.route_config"),
-        message,
-    })?;
-    for (vi, vh) in rc.virtual_hosts.iter().enumerate() {
-        for (ri, r) in vh.routes.iter().enumerate() {
-            if r.route.as_ref().is_some_and(|a| a.idle_timeout.is_some()) {
-                return Err(unsupported(
-                    format!(
-                        "{at}.route_config.virtual_hosts[{vi}].routes[{ri}].route.idle_timeout"
-                    ),
-                    "idle_timeout",
-                ));
-            }
+    let routes = match (&h.route_config, &h.rds) {
+        (Some(rc), _) => {
+            Routes::Inline(Arc::new(compile_routes(&format!("{at}.route_config"), rc)?))
         }
-    }
+        (None, Some(rds)) => Routes::Rds(rds.route_config_name.clone()),
+        (None, None) => {
+            return Err(CompileError::Config {
+                field: format!("{at}.route_config"),
+                message: "required".into(),
+            })
+        }
+    };
     Ok(HttpSettings {
         codec: h.codec_type,
         routes,
@@ -294,6 +312,28 @@ pub(crate) fn compile_hcm(
         drain_timeout: h.drain_timeout.map_or(Duration::from_secs(5), |d| d.0),
         stats: HttpStats::new(stats, &h.stat_prefix),
     })
+}
+
+/// A route table, inline or from RDS; `at` is where errors point.
+pub fn compile_routes(
+    at: &str,
+    rc: &weft_envoy::route::RouteConfiguration,
+) -> Result<RouteTable, CompileError> {
+    let routes = RouteTable::compile(rc).map_err(|message| CompileError::Config {
+        field: at.to_string(),
+        message,
+    })?;
+    for (vi, vh) in rc.virtual_hosts.iter().enumerate() {
+        for (ri, r) in vh.routes.iter().enumerate() {
+            if r.route.as_ref().is_some_and(|a| a.idle_timeout.is_some()) {
+                return Err(unsupported(
+                    format!("{at}.virtual_hosts[{vi}].routes[{ri}].route.idle_timeout"),
+                    "idle_timeout",
+                ));
+            }
+        }
+    }
+    Ok(routes)
 }
 
 pub(crate) fn compile_tcp(

@@ -33,6 +33,9 @@ pub struct ListenerConfig {
     pub filters: ListenerFilters,
     pub chains: Chains<Chain>,
     pub stats: ListenerStats,
+    /// Fired when this listener is replaced or removed: its open
+    /// connections drain (HTTP/2 GOAWAY, HTTP/1 `connection: close`).
+    pub drain: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +116,7 @@ pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, 
             default,
         },
         stats: ListenerStats::new(stats, addr),
+        drain: tokio::sync::watch::Sender::new(false),
     })
 }
 
