@@ -44,6 +44,10 @@ pub fn run(
                 return Ok(2);
             }
         };
+        if let Err(e) = weft_proxy::xds::spawn(&running.shared, &bootstrap) {
+            eprintln!("error: {}: {e}", config.display());
+            return Ok(1);
+        }
         for (name, addr) in &running.listeners {
             tracing::info!(listener = %name, %addr, "listening");
         }

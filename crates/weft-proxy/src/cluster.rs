@@ -173,6 +173,28 @@ fn static_endpoints(
     connect: &Connect,
     keep: &[Arc<Endpoint>],
 ) -> Result<Vec<Arc<Endpoint>>, (String, String)> {
+    Ok(endpoint_addrs(la)?
+        .into_iter()
+        .map(|(addr, weight)| {
+            let kept = keep.iter().find(|k| k.addr == addr && k.weight == weight);
+            match kept {
+                Some(k) => Arc::clone(k),
+                None => connect.endpoint(addr, None, weight),
+            }
+        })
+        .collect())
+}
+
+/// Whether an EDS assignment can be used, before any cluster takes it.
+pub fn check_assignment(la: &cfg::ClusterLoadAssignment) -> Result<(), String> {
+    endpoint_addrs(la)
+        .map(|_| ())
+        .map_err(|(field, m)| format!("{field}: {m}"))
+}
+
+fn endpoint_addrs(
+    la: &cfg::ClusterLoadAssignment,
+) -> Result<Vec<(SocketAddr, u32)>, (String, String)> {
     let mut out = Vec::new();
     for (i, le) in la.endpoints.iter().enumerate() {
         if le.priority != 0 {
@@ -194,13 +216,10 @@ fn static_endpoints(
                 .address
                 .parse()
                 .map_err(|_| (at.clone(), format!("{:?} is not an IP address", sa.address)))?;
-            let addr = SocketAddr::new(ip, port);
-            let weight = e.load_balancing_weight.unwrap_or(1).max(1);
-            let kept = keep.iter().find(|k| k.addr == addr && k.weight == weight);
-            out.push(match kept {
-                Some(k) => Arc::clone(k),
-                None => connect.endpoint(addr, None, weight),
-            });
+            out.push((
+                SocketAddr::new(ip, port),
+                e.load_balancing_weight.unwrap_or(1).max(1),
+            ));
         }
     }
     Ok(out)

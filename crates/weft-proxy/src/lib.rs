@@ -18,6 +18,7 @@ pub mod snapshot;
 pub mod stats;
 mod tcp;
 mod upstream_headers;
+pub mod xds;
 
 pub use error::{CompileError, ForwardError};
 pub use server::{start, Running};

@@ -140,6 +140,11 @@ impl Shared {
         out
     }
 
+    /// Turns true when the proxy shuts down.
+    pub fn stopped(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
     }

@@ -2,3 +2,4 @@
 //! the shipped binaries.
 
 pub mod tls;
+pub mod xds;

@@ -69,6 +69,9 @@ pub struct Ads {
     types: BTreeMap<Kind, TypeState>,
     /// The first request on a stream carries the node.
     node_sent: bool,
+    /// LDS waits for the first CDS update, as in Envoy: listeners may
+    /// name clusters, so clusters come first.
+    lds_waits: bool,
 }
 
 impl Kind {
@@ -79,15 +82,25 @@ impl Kind {
 }
 
 impl Ads {
+    /// A client for LDS and CDS over ADS.
     pub fn new(node: Node) -> Self {
+        Self::with_types(node, true, true)
+    }
+
+    /// A client for the wildcard types the bootstrap asks for
+    /// (`lds_config`, `cds_config`).
+    pub fn with_types(node: Node, lds: bool, cds: bool) -> Self {
         let mut types = BTreeMap::new();
-        for kind in [Kind::Cluster, Kind::Listener] {
-            types.insert(kind, TypeState::default());
+        for (kind, on) in [(Kind::Cluster, cds), (Kind::Listener, lds)] {
+            if on {
+                types.insert(kind, TypeState::default());
+            }
         }
         Ads {
             node,
             types,
             node_sent: false,
+            lds_waits: lds && cds,
         }
     }
 
@@ -104,15 +117,18 @@ impl Ads {
         self.types.get(&kind).map_or("", |t| t.version.as_str())
     }
 
-    /// A new stream: the requests to send first — CDS, then LDS, then any
-    /// named subscriptions — each with the version already held, so a
-    /// restarted control plane that has nothing newer need not resend.
+    /// A new stream: the requests to send first — CDS, then LDS (unless it
+    /// still waits for the first CDS update), then any named
+    /// subscriptions — each with the version already held, so a restarted
+    /// control plane that has nothing newer need not resend.
     pub fn on_connect(&mut self) -> Vec<DiscoveryRequest> {
         self.node_sent = false;
+        let lds_waits = self.lds_waits;
         let kinds: Vec<Kind> = self
             .types
             .iter()
             .filter(|(k, t)| k.wildcard() || !t.names.is_empty())
+            .filter(|(k, _)| !(lds_waits && **k == Kind::Listener))
             .map(|(k, _)| *k)
             .collect();
         for t in self.types.values_mut() {
@@ -209,12 +225,19 @@ impl Ads {
         })
     }
 
-    /// The update was applied: it is now the type's set; returns the ACK.
-    pub fn ack(&mut self, update: Update) -> DiscoveryRequest {
-        let t = self.types.entry(update.kind).or_default();
+    /// The update was applied: it is now the type's set. Returns the ACK,
+    /// and after the first CDS update the LDS request that waited for it.
+    pub fn ack(&mut self, update: Update) -> Vec<DiscoveryRequest> {
+        let kind = update.kind;
+        let t = self.types.entry(kind).or_default();
         t.version = update.version;
         t.resources = update.resources;
-        self.request(update.kind, None)
+        let mut out = vec![self.request(kind, None)];
+        if kind == Kind::Cluster && self.lds_waits {
+            self.lds_waits = false;
+            out.push(self.request(Kind::Listener, None));
+        }
+        out
     }
 
     /// The update could not be applied: returns the NACK; the type's set

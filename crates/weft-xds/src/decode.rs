@@ -167,6 +167,22 @@ pub fn encode(
     })
 }
 
+/// The bootstrap's `node` (proto3 JSON) as the message the first ADS
+/// request carries.
+pub fn node(json: &Value) -> Result<crate::ads::Node, DecodeError> {
+    let desc = POOL
+        .get_message_by_name("envoy.config.core.v3.Node")
+        .expect("discovery.proto imports Node");
+    let bad = |reason: String| DecodeError::Json {
+        kind: Kind::Listener,
+        name: "node".into(),
+        reason,
+    };
+    let msg = DynamicMessage::deserialize(desc, json).map_err(|e| bad(e.to_string()))?;
+    let bytes = prost_reflect::prost::Message::encode_to_vec(&msg);
+    prost_reflect::prost::Message::decode(bytes.as_slice()).map_err(|e| bad(e.to_string()))
+}
+
 /// Decodes and checks one resource. `clusters` are the cluster names
 /// known now, for the route tables that validate their references.
 pub fn decode(

@@ -10,9 +10,10 @@
 //! a NACK's `error_detail` says).
 
 pub mod ads;
+pub mod client;
 mod decode;
 
-pub use decode::{decode, encode, to_json, DecodeError, Kind, Resource};
+pub use decode::{decode, encode, node, to_json, DecodeError, Kind, Resource};
 
 /// The gRPC service and message types of ADS, from `envoy-types`.
 pub use envoy_types::pb::envoy::service::discovery::v3 as discovery;

@@ -50,6 +50,24 @@ pub struct ListenerFilters {
     pub continue_on_timeout: bool,
 }
 
+impl ListenerConfig {
+    /// The RDS route tables this listener's connection managers use.
+    pub fn rds_names(&self) -> impl Iterator<Item = &str> {
+        self.chains
+            .chains
+            .iter()
+            .map(|(_, c)| c)
+            .chain(self.chains.default.iter())
+            .filter_map(|c| match c {
+                Chain::Http(h) => match &h.routes {
+                    crate::snapshot::Routes::Rds(name) => Some(name.as_str()),
+                    crate::snapshot::Routes::Inline(_) => None,
+                },
+                Chain::Tcp(_) => None,
+            })
+    }
+}
+
 pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, CompileError> {
     if l.per_connection_buffer_limit_bytes.is_some() {
         return Err(unsupported(

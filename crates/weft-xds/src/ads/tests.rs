@@ -9,7 +9,7 @@ fn any(kind: Kind, json: &str) -> envoy_types::pb::google::protobuf::Any {
 /// Handles a response the proxy can apply: the update and its ACK.
 fn accept(ads: &mut Ads, resp: &DiscoveryResponse) -> (DiscoveryRequest, Update) {
     match ads.on_response(resp, &HashSet::new()) {
-        Outcome::Update(u) => (ads.ack(u.clone()), u),
+        Outcome::Update(u) => (ads.ack(u.clone()).remove(0), u),
         Outcome::Refused(_, msg) => panic!("refused: {msg}"),
     }
 }
@@ -55,12 +55,30 @@ fn connect_asks_for_clusters_then_listeners_with_the_node_once() {
     let mut ads = Ads::new(node());
     let reqs = ads.on_connect();
     let types: Vec<&str> = reqs.iter().map(|r| r.type_url.as_str()).collect();
-    assert_eq!(types, [Kind::Cluster.type_url(), Kind::Listener.type_url()]);
+    assert_eq!(types, [Kind::Cluster.type_url()], "LDS waits for clusters");
     assert_eq!(reqs[0].node.as_ref().unwrap().id, node().id);
-    assert!(reqs[1].node.is_none());
     assert!(reqs
         .iter()
         .all(|r| r.version_info.is_empty() && r.response_nonce.is_empty()));
+    let Outcome::Update(u) =
+        ads.on_response(&response(Kind::Cluster, "1", "n1", vec![]), &HashSet::new())
+    else {
+        panic!("refused")
+    };
+    let reqs = ads.ack(u);
+    let types: Vec<&str> = reqs.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(types, [Kind::Cluster.type_url(), Kind::Listener.type_url()]);
+    assert!(reqs.iter().all(|r| r.node.is_none()));
+    // A later stream asks for both at once, with the versions held.
+    let reqs = ads.on_connect();
+    let types: Vec<&str> = reqs.iter().map(|r| r.type_url.as_str()).collect();
+    assert_eq!(types, [Kind::Cluster.type_url(), Kind::Listener.type_url()]);
+    assert_eq!(reqs[0].version_info, "1");
+    // Only what the bootstrap asks for.
+    let mut lds_only = Ads::with_types(node(), true, false);
+    let reqs = lds_only.on_connect();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].type_url, Kind::Listener.type_url());
 }
 
 #[test]

@@ -1,0 +1,410 @@
+//! Live configuration from ADS: xDS updates become new snapshots.
+//!
+//! Each update is compiled outside any lock into a copy of the dynamic
+//! state; only when the whole update compiled (and any new listener
+//! bound) does the copy replace the state and the new snapshot go live
+//! (`Shared::install`). Otherwise the update is NACKed and the previous
+//! snapshot keeps serving. Envoy applies the valid resources of a
+//! partly invalid update; weft takes all of it or none of it.
+//!
+//! Warming, as Envoy: a new EDS cluster is not used until its endpoints
+//! arrive, and a new listener is not bound until its RDS route tables
+//! arrive; a replaced one keeps serving meanwhile. Each waits at most
+//! the initial fetch timeout (15 s), then goes live without them.
+//! Unchanged resources (same bytes) keep their compiled form, so their
+//! connection pools, statistics and open connections are untouched.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use weft_envoy::cluster::ClusterLoadAssignment;
+use weft_xds::ads::Update;
+use weft_xds::{Kind, Resource};
+
+use crate::cluster::Cluster;
+use crate::listener::ListenerConfig;
+use crate::routes::RouteTable;
+use crate::server::Shared;
+use crate::snapshot::Snapshot;
+
+/// How long warming waits for endpoints or routes (Envoy's default
+/// initial fetch timeout).
+pub const WARMING_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Something waiting for its resources, with when it stops waiting.
+struct Warming<T> {
+    item: Arc<T>,
+    until: Instant,
+}
+
+impl<T> Clone for Warming<T> {
+    fn clone(&self) -> Self {
+        Warming {
+            item: Arc::clone(&self.item),
+            until: self.until,
+        }
+    }
+}
+
+/// What xDS delivered, compiled. Cheap to copy (maps of `Arc`s).
+#[derive(Clone, Default)]
+struct State {
+    clusters: BTreeMap<String, Arc<Cluster>>,
+    warming_clusters: BTreeMap<String, Warming<Cluster>>,
+    assignments: HashMap<String, Arc<ClusterLoadAssignment>>,
+    routes: HashMap<String, Arc<RouteTable>>,
+    listeners: BTreeMap<String, Arc<ListenerConfig>>,
+    warming_listeners: BTreeMap<String, Warming<ListenerConfig>>,
+}
+
+/// Applies xDS updates to a running proxy.
+pub struct Dynamic {
+    shared: Arc<Shared>,
+    /// The bootstrap's compiled static resources.
+    base: Arc<Snapshot>,
+    state: State,
+}
+
+impl Dynamic {
+    /// `base`: the bootstrap's snapshot, already installed in `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let base = shared.snapshot.load_full();
+        Dynamic {
+            shared,
+            base,
+            state: State::default(),
+        }
+    }
+
+    async fn apply_clusters(&self, next: &mut State, u: &Update) -> Result<(), String> {
+        let stats = &self.base.stats;
+        for name in &u.removed {
+            next.clusters.remove(name);
+            next.warming_clusters.remove(name);
+        }
+        for name in &u.changed {
+            let Some(Resource::Cluster(c)) = u.resources.get(name).map(|h| &*h.resource) else {
+                continue;
+            };
+            if self.base.clusters.contains_key(name) {
+                return Err(format!(
+                    "Cluster {name:?}: a static cluster of that name exists"
+                ));
+            }
+            let at = format!("Cluster {name:?}");
+            let cluster = Arc::new(
+                Cluster::compile(c, &at, stats)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            cluster.start_background();
+            next.warming_clusters.remove(name);
+            match cluster.eds_service() {
+                Some(service) => match next.assignments.get(service) {
+                    Some(la) => {
+                        cluster.assign(la).map_err(|e| format!("{at}: {e}"))?;
+                        next.clusters.insert(name.clone(), cluster);
+                    }
+                    None => {
+                        next.warming_clusters.insert(
+                            name.clone(),
+                            Warming {
+                                item: cluster,
+                                until: Instant::now() + WARMING_TIMEOUT,
+                            },
+                        );
+                    }
+                },
+                None => {
+                    next.clusters.insert(name.clone(), cluster);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_assignments(&self, next: &mut State, u: &Update) -> Result<(), String> {
+        let mut fresh = Vec::new();
+        for name in &u.changed {
+            if let Some(Resource::ClusterLoadAssignment(la)) =
+                u.resources.get(name).map(|h| &*h.resource)
+            {
+                // Checked before anything is assigned, so a bad one
+                // changes nothing.
+                crate::cluster::check_assignment(la)
+                    .map_err(|e| format!("ClusterLoadAssignment {name:?}: {e}"))?;
+                fresh.push((name.clone(), Arc::new(la.clone())));
+            }
+        }
+        for (name, la) in fresh {
+            let users = self
+                .base
+                .clusters
+                .values()
+                .chain(next.clusters.values())
+                .chain(next.warming_clusters.values().map(|w| &w.item))
+                .filter(|c| c.eds_service() == Some(name.as_str()));
+            for c in users {
+                c.assign(&la).map_err(|e| format!("{}: {e}", c.name))?;
+            }
+            next.assignments.insert(name, la);
+        }
+        // Warm clusters go live.
+        let warm: Vec<String> = next
+            .warming_clusters
+            .iter()
+            .filter(|(_, w)| {
+                w.item
+                    .eds_service()
+                    .is_some_and(|s| next.assignments.contains_key(s))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in warm {
+            if let Some(w) = next.warming_clusters.remove(&name) {
+                next.clusters.insert(name, w.item);
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_routes(&self, next: &mut State, u: &Update) -> Result<(), String> {
+        for name in &u.changed {
+            if let Some(Resource::RouteConfiguration(rc)) =
+                u.resources.get(name).map(|h| &*h.resource)
+            {
+                let table =
+                    crate::snapshot::compile_routes(&format!("RouteConfiguration {name:?}"), rc)
+                        .map_err(|e| e.to_string())?;
+                next.routes.insert(name.clone(), Arc::new(table));
+            }
+        }
+        // What is no longer subscribed is gone from the update's set.
+        next.routes.retain(|n, _| u.resources.contains_key(n));
+        promote_listeners(next);
+        Ok(())
+    }
+
+    fn apply_listeners(&self, next: &mut State, u: &Update) -> Result<(), String> {
+        for name in &u.removed {
+            next.listeners.remove(name);
+            next.warming_listeners.remove(name);
+        }
+        for name in &u.changed {
+            let Some(Resource::Listener(l)) = u.resources.get(name).map(|h| &*h.resource) else {
+                continue;
+            };
+            if self.base.listener(name).is_some() {
+                return Err(format!(
+                    "Listener {name:?}: a static listener of that name exists"
+                ));
+            }
+            let compiled =
+                crate::listener::compile(&format!("Listener {name:?}"), l, &self.base.stats)
+                    .map_err(|e| e.to_string())?;
+            next.warming_listeners.insert(
+                name.clone(),
+                Warming {
+                    item: Arc::new(compiled),
+                    until: Instant::now() + WARMING_TIMEOUT,
+                },
+            );
+        }
+        promote_listeners(next);
+        Ok(())
+    }
+
+    /// The snapshot for `state`: the bootstrap's resources and the live
+    /// dynamic ones.
+    fn snapshot(&self, state: &State) -> Snapshot {
+        let base = &self.base;
+        let mut clusters = base.clusters.clone();
+        clusters.extend(
+            state
+                .clusters
+                .iter()
+                .map(|(n, c)| (n.clone(), Arc::clone(c))),
+        );
+        let mut listeners = base.listeners.clone();
+        listeners.extend(state.listeners.values().cloned());
+        Snapshot {
+            listeners,
+            clusters,
+            routes: state.routes.clone(),
+            admin: base.admin,
+            stats: Arc::clone(&base.stats),
+            source: base.source.clone(),
+            loaded: std::time::SystemTime::now(),
+        }
+    }
+
+    async fn commit(&mut self, next: State) -> Result<(), String> {
+        self.shared
+            .install(self.snapshot(&next))
+            .await
+            .map_err(|e| e.to_string())?;
+        self.state = next;
+        Ok(())
+    }
+}
+
+/// Starts the ADS client a bootstrap's `dynamic_resources` asks for (none
+/// without `ads_config`); it runs until the proxy shuts down. The ADS
+/// cluster is a static one of the bootstrap; its first endpoint is
+/// dialled.
+pub fn spawn(
+    shared: &Arc<Shared>,
+    bootstrap: &weft_envoy::Bootstrap,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let Some(dynamic) = &bootstrap.dynamic_resources else {
+        return Ok(None);
+    };
+    let Some(ads) = &dynamic.ads_config else {
+        return Ok(None);
+    };
+    if ads.delta() {
+        return Err("dynamic_resources.ads_config.api_type: DELTA_GRPC (incremental xDS) is not implemented by weft yet; use GRPC".into());
+    }
+    let cluster_name = ads.cluster().unwrap_or_default();
+    let base = shared.snapshot.load_full();
+    let addr = base
+        .clusters
+        .get(cluster_name)
+        .and_then(|c| c.endpoints().first().map(|e| e.addr))
+        .ok_or_else(|| {
+            format!("dynamic_resources.ads_config: cluster {cluster_name:?} has no endpoint to connect to")
+        })?;
+    let mut node = weft_xds::node(
+        bootstrap
+            .source
+            .get("node")
+            .unwrap_or(&serde_json::json!({})),
+    )
+    .map_err(|e| format!("node: {e}"))?;
+    node.user_agent_name = "weft".into();
+    let client = weft_xds::client::Client {
+        addr,
+        node,
+        backoff: Default::default(),
+        lds: dynamic.lds_config.is_some(),
+        cds: dynamic.cds_config.is_some(),
+    };
+    let applier = Dynamic::new(Arc::clone(shared));
+    let stop = shared.stopped();
+    Ok(Some(tokio::spawn(client.run(applier, stop))))
+}
+
+/// Listeners whose route tables have all arrived go live.
+fn promote_listeners(next: &mut State) {
+    let ready: Vec<String> = next
+        .warming_listeners
+        .iter()
+        .filter(|(_, w)| w.item.rds_names().all(|r| next.routes.contains_key(r)))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in ready {
+        if let Some(w) = next.warming_listeners.remove(&name) {
+            next.listeners.insert(name, w.item);
+        }
+    }
+}
+
+impl weft_xds::client::Apply for Dynamic {
+    async fn apply(&mut self, update: &Update) -> Result<(), String> {
+        let mut next = self.state.clone();
+        match update.kind {
+            Kind::Cluster => self.apply_clusters(&mut next, update).await?,
+            Kind::ClusterLoadAssignment => self.apply_assignments(&mut next, update)?,
+            Kind::RouteConfiguration => self.apply_routes(&mut next, update)?,
+            Kind::Listener => self.apply_listeners(&mut next, update)?,
+            // Kept by the ADS client; TLS comes later.
+            Kind::Secret => return Ok(()),
+        }
+        self.commit(next).await
+    }
+
+    fn subscriptions(&self) -> Vec<(Kind, BTreeSet<String>)> {
+        let s = &self.state;
+        let eds = self
+            .base
+            .clusters
+            .values()
+            .chain(s.clusters.values())
+            .chain(s.warming_clusters.values().map(|w| &w.item))
+            .filter_map(|c| c.eds_service().map(str::to_string))
+            .collect();
+        let rds = self
+            .base
+            .listeners
+            .iter()
+            .chain(s.listeners.values())
+            .chain(s.warming_listeners.values().map(|w| &w.item))
+            .flat_map(|l| l.rds_names().map(str::to_string).collect::<Vec<_>>())
+            .collect();
+        vec![
+            (Kind::ClusterLoadAssignment, eds),
+            (Kind::RouteConfiguration, rds),
+        ]
+    }
+
+    fn clusters(&self) -> HashSet<String> {
+        let s = &self.state;
+        self.base
+            .clusters
+            .keys()
+            .chain(s.clusters.keys())
+            .chain(s.warming_clusters.keys())
+            .cloned()
+            .collect()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let s = &self.state;
+        s.warming_clusters
+            .values()
+            .map(|w| w.until)
+            .chain(s.warming_listeners.values().map(|w| w.until))
+            .min()
+    }
+
+    /// What waited too long goes live without its resources: a cluster
+    /// with no endpoints (503 UH), a listener whose missing route tables
+    /// route nothing (404 NR).
+    async fn expire(&mut self) {
+        let now = Instant::now();
+        let mut next = self.state.clone();
+        let late: Vec<String> = next
+            .warming_clusters
+            .iter()
+            .filter(|(_, w)| w.until <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in late {
+            tracing::warn!(cluster = %name, "xDS: no endpoints within {WARMING_TIMEOUT:?}; using the cluster without them");
+            if let Some(w) = next.warming_clusters.remove(&name) {
+                next.clusters.insert(name, w.item);
+            }
+        }
+        let late: Vec<String> = next
+            .warming_listeners
+            .iter()
+            .filter(|(_, w)| w.until <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in late {
+            tracing::warn!(listener = %name, "xDS: route tables missing after {WARMING_TIMEOUT:?}; starting the listener without them");
+            if let Some(w) = next.warming_listeners.remove(&name) {
+                next.listeners.insert(name, w.item);
+            }
+        }
+        if let Err(e) = self.commit(next).await {
+            tracing::warn!("xDS: warming timed out but the configuration cannot be installed: {e}");
+            // Do not spin on the same deadline.
+            for w in self.state.warming_listeners.values_mut() {
+                w.until = now + WARMING_TIMEOUT;
+            }
+        }
+    }
+}

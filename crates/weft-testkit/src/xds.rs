@@ -1,0 +1,372 @@
+//! A fake xDS control plane: a real gRPC ADS server (state of the world)
+//! on 127.0.0.1 that Envoy and weft both connect to. A test sets
+//! resources in Envoy's JSON form, pushes them, and waits for each proxy
+//! to ACK (or NACK) the version. It keeps every request it received so a
+//! test can look at what a proxy said.
+//!
+//! Serving rules, as a control plane following Envoy's protocol: a
+//! request on a new stream, or one whose subscribed names changed, is
+//! answered at once with the current version; an ACK or NACK is not
+//! answered; a push sends every subscribed type to every stream. LDS and
+//! CDS responses hold every resource of their type, RDS and EDS those of
+//! the names asked for.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, Notify};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use weft_xds::discovery::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use weft_xds::discovery::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use weft_xds::Kind;
+
+type Any = envoy_types::pb::google::protobuf::Any;
+type Tx = mpsc::UnboundedSender<Result<DiscoveryResponse, Status>>;
+
+/// A request as the server received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    /// The node id the stream's first request carried.
+    pub node: String,
+    pub request: DiscoveryRequest,
+}
+
+#[derive(Default)]
+struct Subscription {
+    /// None: every resource of the type (LDS, CDS).
+    names: Option<BTreeSet<String>>,
+    /// Nonce of the last response sent on this type.
+    nonce: String,
+}
+
+struct StreamState {
+    node: String,
+    tx: Tx,
+    subs: HashMap<String, Subscription>,
+}
+
+#[derive(Default)]
+struct Inner {
+    version: u64,
+    nonce: u64,
+    resources: BTreeMap<Kind, BTreeMap<String, Any>>,
+    streams: HashMap<u64, StreamState>,
+    next_stream: u64,
+    received: Vec<Received>,
+}
+
+#[derive(Default)]
+struct State {
+    inner: Mutex<Inner>,
+    /// Woken on every request received.
+    requests: Notify,
+}
+
+pub struct FakeXds {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl FakeXds {
+    /// Serves on a free port of 127.0.0.1.
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Serves on `addr` (a restarted control plane comes back on the same
+    /// port).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .unwrap_or_else(|e| panic!("fake xDS server cannot bind {addr}: {e}"));
+        let addr = listener.local_addr().expect("bound address");
+        let state = Arc::new(State::default());
+        let svc = AggregatedDiscoveryServiceServer::new(Service(Arc::clone(&state)))
+            .max_decoding_message_size(usize::MAX);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        FakeXds {
+            addr,
+            state,
+            server,
+        }
+    }
+
+    /// Sets (adds or replaces) a resource given in Envoy's JSON form; it
+    /// is sent with the next [`FakeXds::push`].
+    pub fn set(&self, kind: Kind, resource: Value) {
+        let any = weft_xds::encode(kind, &resource)
+            .unwrap_or_else(|e| panic!("test resource does not encode: {e}"));
+        let (_, name, _) = weft_xds::to_json(&any.type_url, &any.value).expect("round trip");
+        let mut inner = self.state.inner.lock().expect("poisoned");
+        inner.resources.entry(kind).or_default().insert(name, any);
+    }
+
+    pub fn remove(&self, kind: Kind, name: &str) {
+        let mut inner = self.state.inner.lock().expect("poisoned");
+        if let Some(m) = inner.resources.get_mut(&kind) {
+            m.remove(name);
+        }
+    }
+
+    /// Sends a new version of every subscribed type to every stream, and
+    /// returns that version.
+    pub fn push(&self) -> String {
+        let mut inner = self.state.inner.lock().expect("poisoned");
+        inner.version += 1;
+        let ids: Vec<u64> = inner.streams.keys().copied().collect();
+        for id in ids {
+            let types: Vec<String> = inner.streams[&id].subs.keys().cloned().collect();
+            for t in types {
+                respond(&mut inner, id, &t);
+            }
+        }
+        version(&inner)
+    }
+
+    /// The version the next push will carry is after this one.
+    pub fn version(&self) -> String {
+        version(&self.state.inner.lock().expect("poisoned"))
+    }
+
+    /// Every request received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.state.inner.lock().expect("poisoned").received.clone()
+    }
+
+    /// Node ids with a stream open now.
+    pub fn connected(&self) -> Vec<String> {
+        let inner = self.state.inner.lock().expect("poisoned");
+        let mut ids: Vec<String> = inner.streams.values().map(|s| s.node.clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// Waits until `node` ACKs `version` of `kind`.
+    pub async fn wait_ack(
+        &self,
+        node: &str,
+        kind: Kind,
+        version: &str,
+        within: Duration,
+    ) -> Result<(), String> {
+        let url = kind.type_url();
+        self.wait(within, |r| {
+            r.node == node
+                && r.request.type_url == url
+                && r.request.version_info == version
+                && r.request.error_detail.is_none()
+                && !r.request.response_nonce.is_empty()
+        })
+        .await
+        .map(|_| ())
+        .map_err(|seen| {
+            format!(
+                "{node} did not ACK {} version {version:?}; {seen}",
+                kind.xds()
+            )
+        })
+    }
+
+    /// Waits until `node` NACKs `kind`; returns the error_detail message.
+    pub async fn wait_nack(
+        &self,
+        node: &str,
+        kind: Kind,
+        within: Duration,
+    ) -> Result<String, String> {
+        let url = kind.type_url();
+        self.wait(within, |r| {
+            r.node == node && r.request.type_url == url && r.request.error_detail.is_some()
+        })
+        .await
+        .map(|r| {
+            r.request
+                .error_detail
+                .map(|s| s.message)
+                .unwrap_or_default()
+        })
+        .map_err(|seen| format!("{node} did not NACK {}; {seen}", kind.xds()))
+    }
+
+    /// Waits for a received request that `matches` (looking at those
+    /// already received too).
+    async fn wait(
+        &self,
+        within: Duration,
+        matches: impl Fn(&Received) -> bool,
+    ) -> Result<Received, String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let notified = self.state.requests.notified();
+            if let Some(r) = self.received().into_iter().find(|r| matches(r)) {
+                return Ok(r);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let seen: Vec<String> = self
+                    .received()
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {} v={:?} nonce={:?} nack={}",
+                            r.node,
+                            r.request.type_url.rsplit('.').next().unwrap_or_default(),
+                            r.request.version_info,
+                            r.request.response_nonce,
+                            r.request
+                                .error_detail
+                                .as_ref()
+                                .map_or("-", |s| s.message.as_str())
+                        )
+                    })
+                    .collect();
+                return Err(format!("received: [{}]", seen.join(", ")));
+            }
+        }
+    }
+
+    /// Stops serving: open streams end with UNAVAILABLE and the port is
+    /// closed, as when a control plane dies.
+    pub fn stop(&self) {
+        self.server.abort();
+        let mut inner = self.state.inner.lock().expect("poisoned");
+        for (_, s) in inner.streams.drain() {
+            let _ = s.tx.send(Err(Status::unavailable("control plane stopped")));
+        }
+    }
+}
+
+impl Drop for FakeXds {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn version(inner: &Inner) -> String {
+    format!("v{}", inner.version)
+}
+
+/// Sends stream `id` the current set of `type_url` it subscribes to.
+fn respond(inner: &mut Inner, id: u64, type_url: &str) {
+    let Some(kind) = Kind::from_type_url(type_url) else {
+        return;
+    };
+    inner.nonce += 1;
+    let nonce = format!("n{}", inner.nonce);
+    let version = version(inner);
+    let all = inner.resources.get(&kind).cloned().unwrap_or_default();
+    let Some(stream) = inner.streams.get_mut(&id) else {
+        return;
+    };
+    let Some(sub) = stream.subs.get_mut(type_url) else {
+        return;
+    };
+    let resources = all
+        .into_iter()
+        .filter(|(name, _)| sub.names.as_ref().is_none_or(|n| n.contains(name)))
+        .map(|(_, any)| any)
+        .collect();
+    sub.nonce = nonce.clone();
+    let _ = stream.tx.send(Ok(DiscoveryResponse {
+        version_info: version,
+        resources,
+        type_url: type_url.to_string(),
+        nonce,
+        ..Default::default()
+    }));
+}
+
+struct Service(Arc<State>);
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for Service {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = {
+            let mut inner = self.0.inner.lock().expect("poisoned");
+            inner.next_stream += 1;
+            let id = inner.next_stream;
+            inner.streams.insert(
+                id,
+                StreamState {
+                    node: String::new(),
+                    tx,
+                    subs: HashMap::new(),
+                },
+            );
+            id
+        };
+        let state = Arc::clone(&self.0);
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = incoming.next().await {
+                on_request(&state, id, req);
+            }
+            state.inner.lock().expect("poisoned").streams.remove(&id);
+        });
+        let out = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        Err(Status::unimplemented(
+            "the fake xDS server does not serve delta xDS yet",
+        ))
+    }
+}
+
+fn on_request(state: &State, id: u64, req: DiscoveryRequest) {
+    let mut inner = state.inner.lock().expect("poisoned");
+    let Some(stream) = inner.streams.get_mut(&id) else {
+        return;
+    };
+    if let Some(node) = &req.node {
+        stream.node = node.id.clone();
+    }
+    let node = stream.node.clone();
+    let wildcard = matches!(
+        Kind::from_type_url(&req.type_url),
+        Some(Kind::Listener | Kind::Cluster)
+    );
+    let names = (!wildcard).then(|| req.resource_names.iter().cloned().collect());
+    let sub = stream.subs.entry(req.type_url.clone()).or_default();
+    let first = sub.nonce.is_empty();
+    let changed = sub.names != names;
+    sub.names = names;
+    // A new subscription or a changed one is answered; an ACK or NACK
+    // (nonce of our last response, names unchanged) is not.
+    let answer = first || changed || req.response_nonce.is_empty();
+    let type_url = req.type_url.clone();
+    inner.received.push(Received { node, request: req });
+    if answer {
+        respond(&mut inner, id, &type_url);
+    }
+    drop(inner);
+    state.requests.notify_waiters();
+}
