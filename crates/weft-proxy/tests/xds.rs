@@ -307,3 +307,58 @@ async fn weft_keeps_serving_while_the_control_plane_is_away() {
     assert_eq!(first.request.version_info, "v1");
     assert!(first.request.response_nonce.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listeners_and_clusters_warm_before_they_serve() {
+    let a = echo_backend("a").await.port();
+    let sides = [
+        Side::new("envoy", a).await.start().await,
+        Side::new("weft", a).await.start().await,
+    ];
+    for s in &sides {
+        s.synced().await;
+    }
+    // A listener whose route table the control plane does not have yet
+    // is not started; a cluster without endpoints is not used yet.
+    let late_ports: Vec<u16> = sides.iter().map(|_| free_port()).collect();
+    for (s, port) in sides.iter().zip(&late_ports) {
+        s.xds
+            .set(Kind::Listener, rds_listener("late", *port, "late"));
+        s.xds.set(Kind::Cluster, eds_cluster("fresh"));
+        let v = s.xds.push();
+        s.xds
+            .wait_ack(s.name, Kind::Listener, &v, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    for (s, port) in sides.iter().zip(&late_ports) {
+        let r = get(&format!("http://127.0.0.1:{port}/"), &[]).await;
+        assert!(
+            r.is_err(),
+            "{} serves a listener still warming: {r:?}",
+            s.name
+        );
+    }
+    // The route table arrives (pointing at the fresh cluster, whose
+    // endpoints arrive with it): the listener starts and routes.
+    for s in &sides {
+        let mut rt = routes("late", vec![]);
+        rt["virtual_hosts"][0]["routes"][0]["route"]["cluster"] = json!("fresh");
+        s.xds.set(Kind::RouteConfiguration, rt);
+        s.xds
+            .set(Kind::ClusterLoadAssignment, assignment("fresh", &[a]));
+        s.xds.push();
+        s.synced().await;
+    }
+    for (s, port) in sides.iter().zip(&late_ports) {
+        let mut last = String::new();
+        for _ in 0..100 {
+            last = answered(&get(&format!("http://127.0.0.1:{port}/"), &[]).await);
+            if last == "200 from a" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(last, "200 from a", "{}", s.name);
+    }
+}

@@ -132,7 +132,11 @@ async fn pushes_every_10ms_under_load_fail_no_request() {
         match pushes % 4 {
             // Endpoints move: each cluster gets the other backend or both.
             0 => {
-                let (x, y) = if pushes.is_multiple_of(8) { (a, b) } else { (b, a) };
+                let (x, y) = if pushes.is_multiple_of(8) {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
                 xds.set(Kind::ClusterLoadAssignment, assignment("one", &[x, y]));
                 xds.set(Kind::ClusterLoadAssignment, assignment("two", &[y]));
             }
