@@ -1,14 +1,18 @@
 //! `/config_dump`: the running configuration in the shape of Envoy's
-//! `envoy.admin.v3.ConfigDump`, built from the bootstrap as read. Static
-//! resources only until xDS arrives (issue 4 adds dynamic ones).
+//! `envoy.admin.v3.ConfigDump`: static resources from the bootstrap as
+//! read, dynamic ones as xDS delivered them (decoded from their protobuf
+//! bytes only when asked for), with versions and warming state.
 
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
+use weft_xds::Kind;
+
+use crate::xds::XdsDump;
 
 const ADMIN: &str = "type.googleapis.com/envoy.admin.v3.";
 
-pub fn build(source: &Value, loaded: SystemTime) -> Value {
+pub fn build(source: &Value, loaded: SystemTime, xds: Option<&XdsDump>) -> Value {
     let at = crate::access_log::format_time(loaded);
     let resources = |kind: &str| -> Vec<Value> {
         source["static_resources"][kind]
@@ -34,13 +38,77 @@ pub fn build(source: &Value, loaded: SystemTime) -> Value {
             })
         })
         .collect();
+    let mut clusters =
+        json!({"@type": format!("{ADMIN}ClustersConfigDump"), "static_clusters": static_clusters});
+    let mut listeners = json!({"@type": format!("{ADMIN}ListenersConfigDump"), "static_listeners": static_listeners});
+    let mut routes = json!({"@type": format!("{ADMIN}RoutesConfigDump")});
+    if let Some(x) = xds {
+        dynamic(x, &mut clusters, &mut listeners, &mut routes);
+    }
     json!({"configs": [
         {"@type": format!("{ADMIN}BootstrapConfigDump"), "bootstrap": source, "last_updated": at},
-        {"@type": format!("{ADMIN}ClustersConfigDump"), "static_clusters": static_clusters},
-        {"@type": format!("{ADMIN}ListenersConfigDump"), "static_listeners": static_listeners},
-        {"@type": format!("{ADMIN}RoutesConfigDump")},
+        clusters,
+        listeners,
+        routes,
         {"@type": format!("{ADMIN}SecretsConfigDump")},
     ]})
+}
+
+/// Adds what xDS delivered, in Envoy's fields: `dynamic_active_clusters`
+/// and `dynamic_warming_clusters`; `dynamic_listeners` with an
+/// `active_state` or `warming_state`; `dynamic_route_configs`.
+fn dynamic(x: &XdsDump, clusters: &mut Value, listeners: &mut Value, routes: &mut Value) {
+    // (name, entry with version and time, the resource as JSON)
+    let entries = |kind: Kind| -> Vec<(String, Value, Value)> {
+        x.delivered
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, d)| {
+                let (_, _, v) = weft_xds::to_json(&kind.type_url(), &d.bytes).ok()?;
+                let entry = json!({
+                    "version_info": d.version,
+                    "last_updated": crate::access_log::format_time(d.updated),
+                });
+                Some((name.clone(), entry, with_type(v, &kind.type_url())))
+            })
+            .collect()
+    };
+    let version = |kind: Kind| x.versions.get(&kind).cloned().unwrap_or_default();
+    let (mut active, mut warming) = (Vec::new(), Vec::new());
+    for (name, entry, resource) in entries(Kind::Cluster) {
+        let e = merge_key(entry, "cluster", resource);
+        if x.warming_clusters.contains(&name) {
+            warming.push(e);
+        } else {
+            active.push(e);
+        }
+    }
+    clusters["version_info"] = json!(version(Kind::Cluster));
+    clusters["dynamic_active_clusters"] = json!(active);
+    clusters["dynamic_warming_clusters"] = json!(warming);
+    let dynamic_listeners: Vec<Value> = entries(Kind::Listener)
+        .into_iter()
+        .map(|(name, entry, resource)| {
+            let state = if x.warming_listeners.contains(&name) {
+                "warming_state"
+            } else {
+                "active_state"
+            };
+            json!({"name": name, state: merge_key(entry, "listener", resource)})
+        })
+        .collect();
+    listeners["version_info"] = json!(version(Kind::Listener));
+    listeners["dynamic_listeners"] = json!(dynamic_listeners);
+    routes["dynamic_route_configs"] = json!(entries(Kind::RouteConfiguration)
+        .into_iter()
+        .map(|(_, entry, resource)| merge_key(entry, "route_config", resource))
+        .collect::<Vec<_>>());
+}
+
+fn merge_key(mut entry: Value, key: &str, resource: Value) -> Value {
+    entry[key] = resource;
+    entry
 }
 
 fn with_type(mut v: Value, type_url: &str) -> Value {

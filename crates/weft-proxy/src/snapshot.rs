@@ -29,6 +29,8 @@ pub struct Snapshot {
     /// The configuration as read, and when, for /config_dump.
     pub source: serde_json::Value,
     pub loaded: std::time::SystemTime,
+    /// What xDS delivered, when the proxy has an xDS client.
+    pub xds: Option<Arc<crate::xds::XdsDump>>,
 }
 
 #[derive(Debug)]
@@ -205,6 +207,7 @@ impl Snapshot {
             stats,
             source: b.source.clone(),
             loaded: std::time::SystemTime::now(),
+            xds: None,
         })
     }
 
@@ -218,6 +221,7 @@ impl Snapshot {
             stats,
             source: serde_json::Value::Null,
             loaded: std::time::SystemTime::now(),
+            xds: None,
         }
     }
 

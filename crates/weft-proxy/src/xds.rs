@@ -57,6 +57,28 @@ struct State {
     routes: HashMap<String, Arc<RouteTable>>,
     listeners: BTreeMap<String, Arc<ListenerConfig>>,
     warming_listeners: BTreeMap<String, Warming<ListenerConfig>>,
+    /// Every accepted resource as delivered, for /config_dump.
+    delivered: BTreeMap<Kind, BTreeMap<String, Delivered>>,
+    versions: BTreeMap<Kind, String>,
+}
+
+/// A resource as the control plane delivered it, with the version of
+/// the response that brought it.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub version: String,
+    pub bytes: Arc<[u8]>,
+    pub updated: std::time::SystemTime,
+}
+
+/// What /config_dump shows of the dynamic configuration.
+#[derive(Debug, Default)]
+pub struct XdsDump {
+    pub delivered: BTreeMap<Kind, BTreeMap<String, Delivered>>,
+    /// Type versions last accepted.
+    pub versions: BTreeMap<Kind, String>,
+    pub warming_listeners: BTreeSet<String>,
+    pub warming_clusters: BTreeSet<String>,
 }
 
 /// Applies xDS updates to a running proxy.
@@ -229,7 +251,14 @@ impl Dynamic {
         );
         let mut listeners = base.listeners.clone();
         listeners.extend(state.listeners.values().cloned());
+        let xds = XdsDump {
+            delivered: state.delivered.clone(),
+            versions: state.versions.clone(),
+            warming_listeners: state.warming_listeners.keys().cloned().collect(),
+            warming_clusters: state.warming_clusters.keys().cloned().collect(),
+        };
         Snapshot {
+            xds: Some(Arc::new(xds)),
             listeners,
             clusters,
             routes: state.routes.clone(),
@@ -314,6 +343,20 @@ fn promote_listeners(next: &mut State) {
 impl weft_xds::client::Apply for Dynamic {
     async fn apply(&mut self, update: &Update) -> Result<(), String> {
         let mut next = self.state.clone();
+        let now = std::time::SystemTime::now();
+        let delivered = next.delivered.entry(update.kind).or_default();
+        delivered.retain(|n, _| update.resources.contains_key(n));
+        for name in &update.changed {
+            if let Some(h) = update.resources.get(name) {
+                let d = Delivered {
+                    version: update.version.clone(),
+                    bytes: Arc::clone(&h.bytes),
+                    updated: now,
+                };
+                delivered.insert(name.clone(), d);
+            }
+        }
+        next.versions.insert(update.kind, update.version.clone());
         match update.kind {
             Kind::Cluster => self.apply_clusters(&mut next, update).await?,
             Kind::ClusterLoadAssignment => self.apply_assignments(&mut next, update)?,

@@ -162,6 +162,55 @@ async fn start_weft_xds(text: &str) -> weft_proxy::Running {
     running
 }
 
+/// The dynamic resources /config_dump lists: kind, name, state, version.
+async fn dynamic_summary(admin: u16) -> Vec<String> {
+    let r = get(&format!("http://127.0.0.1:{admin}/config_dump"), &[])
+        .await
+        .unwrap();
+    let dump: Value = serde_json::from_str(&r.body).unwrap();
+    let mut out = Vec::new();
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    for c in dump["configs"].as_array().unwrap() {
+        let t = c["@type"].as_str().unwrap_or_default();
+        if t.ends_with("ClustersConfigDump") {
+            for e in c["dynamic_active_clusters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                out.push(format!(
+                    "cluster {} active {}",
+                    s(&e["cluster"]["name"]),
+                    s(&e["version_info"])
+                ));
+            }
+        } else if t.ends_with("ListenersConfigDump") {
+            for e in c["dynamic_listeners"].as_array().into_iter().flatten() {
+                let (state, st) = if e["active_state"].is_object() {
+                    ("active", &e["active_state"])
+                } else {
+                    ("warming", &e["warming_state"])
+                };
+                out.push(format!(
+                    "listener {} {state} {}",
+                    s(&e["name"]),
+                    s(&st["version_info"])
+                ));
+            }
+        } else if t.ends_with("RoutesConfigDump") {
+            for e in c["dynamic_route_configs"].as_array().into_iter().flatten() {
+                out.push(format!(
+                    "route {} {}",
+                    s(&e["route_config"]["name"]),
+                    s(&e["version_info"])
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// The backend that answered, or the status when none did.
 fn answered(r: &Result<support::Reply, String>) -> String {
     match r {
@@ -195,6 +244,18 @@ async fn weft_and_envoy_follow_the_same_pushes() {
         }
     };
     assert_eq!(both("/").await, ["200 from a", "200 from a"]);
+    let dumps = [
+        dynamic_summary(sides[0].admin).await,
+        dynamic_summary(sides[1].admin).await,
+    ];
+    assert_eq!(
+        dumps[0], dumps[1],
+        "/config_dump's dynamic resources (Envoy, weft)"
+    );
+    assert!(
+        dumps[1].contains(&"listener http active v1".to_string()),
+        "{dumps:?}"
+    );
 
     // New endpoints (EDS only).
     for s in &sides {

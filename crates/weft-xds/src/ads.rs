@@ -41,6 +41,8 @@ struct TypeState {
 #[derive(Clone, Debug)]
 pub struct Held {
     pub resource: Arc<Resource>,
+    /// As delivered (protobuf), for the admin endpoint's config dump.
+    pub bytes: Arc<[u8]>,
     digest: u64,
 }
 
@@ -189,6 +191,7 @@ impl Ads {
                     }
                     let held = Held {
                         resource: Arc::new(r),
+                        bytes: Arc::from(any.value.as_slice()),
                         digest,
                     };
                     if decoded.insert(name.clone(), held).is_some() {
