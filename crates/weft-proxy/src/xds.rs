@@ -174,21 +174,10 @@ impl Dynamic {
             next.assignments.insert(name, la);
         }
         // Warm clusters go live.
-        let warm: Vec<String> = next
-            .warming_clusters
-            .iter()
-            .filter(|(_, w)| {
-                w.item
-                    .eds_service()
-                    .is_some_and(|s| next.assignments.contains_key(s))
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in warm {
-            if let Some(w) = next.warming_clusters.remove(&name) {
-                next.clusters.insert(name, w.item);
-            }
-        }
+        let assignments = &next.assignments;
+        promote(&mut next.warming_clusters, &mut next.clusters, |c| {
+            c.eds_service().is_some_and(|s| assignments.contains_key(s))
+        });
         Ok(())
     }
 
@@ -327,17 +316,39 @@ pub fn spawn(
 
 /// Listeners whose route tables have all arrived go live.
 fn promote_listeners(next: &mut State) {
-    let ready: Vec<String> = next
-        .warming_listeners
+    let routes = &next.routes;
+    promote(&mut next.warming_listeners, &mut next.listeners, |l| {
+        l.rds_names().all(|r| routes.contains_key(r))
+    });
+}
+
+/// The names whose warming deadline has passed.
+fn due<T>(warming: &BTreeMap<String, Warming<T>>, now: Instant) -> BTreeSet<String> {
+    warming
         .iter()
-        .filter(|(_, w)| w.item.rds_names().all(|r| next.routes.contains_key(r)))
+        .filter(|(_, w)| w.until <= now)
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Moves what `ready` says is warm from `warming` to `live`; returns
+/// the names moved.
+fn promote<T>(
+    warming: &mut BTreeMap<String, Warming<T>>,
+    live: &mut BTreeMap<String, Arc<T>>,
+    ready: impl Fn(&T) -> bool,
+) -> Vec<String> {
+    let names: Vec<String> = warming
+        .iter()
+        .filter(|(_, w)| ready(&w.item))
         .map(|(n, _)| n.clone())
         .collect();
-    for name in ready {
-        if let Some(w) = next.warming_listeners.remove(&name) {
-            next.listeners.insert(name, w.item);
+    for name in &names {
+        if let Some(w) = warming.remove(name) {
+            live.insert(name.clone(), w.item);
         }
     }
+    names
 }
 
 impl weft_xds::client::Apply for Dynamic {
@@ -418,29 +429,19 @@ impl weft_xds::client::Apply for Dynamic {
     async fn expire(&mut self) {
         let now = Instant::now();
         let mut next = self.state.clone();
-        let late: Vec<String> = next
-            .warming_clusters
-            .iter()
-            .filter(|(_, w)| w.until <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in late {
+        let (clusters, listeners) = (
+            due(&next.warming_clusters, now),
+            due(&next.warming_listeners, now),
+        );
+        for name in promote(&mut next.warming_clusters, &mut next.clusters, |c| {
+            clusters.contains(&c.name)
+        }) {
             tracing::warn!(cluster = %name, "xDS: no endpoints within {WARMING_TIMEOUT:?}; using the cluster without them");
-            if let Some(w) = next.warming_clusters.remove(&name) {
-                next.clusters.insert(name, w.item);
-            }
         }
-        let late: Vec<String> = next
-            .warming_listeners
-            .iter()
-            .filter(|(_, w)| w.until <= now)
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in late {
+        for name in promote(&mut next.warming_listeners, &mut next.listeners, |l| {
+            listeners.contains(&l.name)
+        }) {
             tracing::warn!(listener = %name, "xDS: route tables missing after {WARMING_TIMEOUT:?}; starting the listener without them");
-            if let Some(w) = next.warming_listeners.remove(&name) {
-                next.listeners.insert(name, w.item);
-            }
         }
         if let Err(e) = self.commit(next).await {
             tracing::warn!("xDS: warming timed out but the configuration cannot be installed: {e}");
