@@ -95,6 +95,12 @@ const HTTP1_METHODS: &[&str] = &[
     "UNSUBSCRIBE",
 ];
 
+static EMPTY_ROUTES: std::sync::LazyLock<Arc<crate::routes::RouteTable>> =
+    std::sync::LazyLock::new(|| {
+        let empty = weft_envoy::route::RouteConfiguration::default();
+        Arc::new(crate::routes::RouteTable::compile(&empty).expect("an empty table compiles"))
+    });
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 
@@ -227,15 +233,10 @@ where
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let table = match &settings.routes {
-        Routes::Inline(t) => Some(t),
+        Routes::Inline(t) => t,
         // A table RDS has not delivered routes nothing, as Envoy's empty
         // default does.
-        Routes::Rds(name) => snapshot.routes.get(name),
-    };
-    let Some(table) = table else {
-        settings.stats.no_route.inc();
-        outcome.flag = Some(ForwardError::NoRoute.flag());
-        return (local_reply(&settings, 404, ""), outcome);
+        Routes::Rds(name) => snapshot.routes.get(name).unwrap_or(&EMPTY_ROUTES),
     };
     let matched = table.virtual_host(&host).and_then(|vh| {
         let view = RequestView {

@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weft_envoy::filters::CodecType;
 
-use crate::listener::{Accepted, InspectError};
+use crate::listener::{Accepted, InspectError, ListenerConfig};
 use crate::snapshot::{Chain, HttpSettings, Snapshot};
 
 /// What every connection task shares: the current snapshot (read without
@@ -109,17 +109,22 @@ impl Shared {
             ));
             bound.insert(name, Bound { addr, local, stop });
         }
+        let live: HashMap<&str, &Arc<ListenerConfig>> = next
+            .listeners
+            .iter()
+            .map(|l| (l.name.as_str(), l))
+            .collect();
         bound.retain(|name, b| {
-            let keep = next.listener(name).is_some_and(|i| next.listeners[i].bind);
+            let keep = live.get(name.as_str()).is_some_and(|l| l.bind);
             if !keep {
                 let _ = b.stop.send(true);
             }
             keep
         });
         for old in &previous.listeners {
-            let kept = next
-                .listener(&old.name)
-                .is_some_and(|i| Arc::ptr_eq(&next.listeners[i], old));
+            let kept = live
+                .get(old.name.as_str())
+                .is_some_and(|l| Arc::ptr_eq(l, old));
             if !kept {
                 let _ = old.drain.send(true);
             }

@@ -53,7 +53,9 @@ impl<T> Clone for Warming<T> {
 struct State {
     clusters: BTreeMap<String, Arc<Cluster>>,
     warming_clusters: BTreeMap<String, Warming<Cluster>>,
-    assignments: HashMap<String, Arc<ClusterLoadAssignment>>,
+    /// ClusterLoadAssignments by name, as decoded (shared with the ADS
+    /// client's set, not copied).
+    assignments: HashMap<String, Arc<Resource>>,
     routes: HashMap<String, Arc<RouteTable>>,
     listeners: BTreeMap<String, Arc<ListenerConfig>>,
     warming_listeners: BTreeMap<String, Warming<ListenerConfig>>,
@@ -124,7 +126,7 @@ impl Dynamic {
             cluster.start_background();
             next.warming_clusters.remove(name);
             match cluster.eds_service() {
-                Some(service) => match next.assignments.get(service) {
+                Some(service) => match next.assignments.get(service).and_then(|r| assignment(r)) {
                     Some(la) => {
                         cluster.assign(la).map_err(|e| format!("{at}: {e}"))?;
                         next.clusters.insert(name.clone(), cluster);
@@ -150,28 +152,39 @@ impl Dynamic {
     fn apply_assignments(&self, next: &mut State, u: &Update) -> Result<(), String> {
         let mut fresh = Vec::new();
         for name in &u.changed {
-            if let Some(Resource::ClusterLoadAssignment(la)) =
-                u.resources.get(name).map(|h| &*h.resource)
-            {
+            let Some(held) = u.resources.get(name) else {
+                continue;
+            };
+            if let Some(la) = assignment(&held.resource) {
                 // Checked before anything is assigned, so a bad one
                 // changes nothing.
                 crate::cluster::check_assignment(la)
                     .map_err(|e| format!("ClusterLoadAssignment {name:?}: {e}"))?;
-                fresh.push((name.clone(), Arc::new(la.clone())));
+                fresh.push((name, la, &held.resource));
             }
         }
-        for (name, la) in fresh {
-            let users = self
+        {
+            // The clusters taking each assignment, found in one pass.
+            let mut users: HashMap<&str, Vec<&Arc<Cluster>>> = HashMap::new();
+            let all = self
                 .base
                 .clusters
                 .values()
                 .chain(next.clusters.values())
-                .chain(next.warming_clusters.values().map(|w| &w.item))
-                .filter(|c| c.eds_service() == Some(name.as_str()));
-            for c in users {
-                c.assign(&la).map_err(|e| format!("{}: {e}", c.name))?;
+                .chain(next.warming_clusters.values().map(|w| &w.item));
+            for c in all {
+                if let Some(service) = c.eds_service() {
+                    users.entry(service).or_default().push(c);
+                }
             }
-            next.assignments.insert(name, la);
+            for (name, la, _) in &fresh {
+                for c in users.get(name.as_str()).into_iter().flatten() {
+                    c.assign(la).map_err(|e| format!("{}: {e}", c.name))?;
+                }
+            }
+        }
+        for (name, _, resource) in fresh {
+            next.assignments.insert(name.clone(), Arc::clone(resource));
         }
         // Warm clusters go live.
         let assignments = &next.assignments;
@@ -312,6 +325,13 @@ pub fn spawn(
     let applier = Dynamic::new(Arc::clone(shared));
     let stop = shared.stopped();
     Ok(Some(tokio::spawn(client.run(applier, stop))))
+}
+
+fn assignment(r: &Resource) -> Option<&ClusterLoadAssignment> {
+    match r {
+        Resource::ClusterLoadAssignment(la) => Some(la),
+        _ => None,
+    }
 }
 
 /// Listeners whose route tables have all arrived go live.

@@ -167,7 +167,17 @@ impl Client {
                     continue;
                 }
             };
-            let clusters = applier.clusters();
+            // Only listeners and route tables refer to clusters; an EDS
+            // or CDS response need not collect every cluster name.
+            let refers = matches!(
+                Kind::from_type_url(&resp.type_url),
+                Some(Kind::Listener | Kind::RouteConfiguration)
+            );
+            let clusters = if refers {
+                applier.clusters()
+            } else {
+                HashSet::new()
+            };
             let known: HashSet<&str> = clusters.iter().map(String::as_str).collect();
             match ads.on_response(&resp, &known) {
                 Outcome::Refused(nack, msg) => {
