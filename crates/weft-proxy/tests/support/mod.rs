@@ -117,12 +117,25 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
 
 /// A free port on 127.0.0.1 (bound and released; Envoy cannot report
 /// the ports it picks for listeners as simply as weft can).
+/// A port nothing listens on now, never the same one twice in this test
+/// process: tests run side by side, the kernel may hand a released port
+/// out again, and Envoy binds its listeners with SO_REUSEPORT, so two
+/// proxies of different tests could otherwise share a port and answer
+/// (or refuse) each other's connections.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn envoy_binary() -> String {
