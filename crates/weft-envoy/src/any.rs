@@ -19,6 +19,8 @@ pub enum TypedConfig {
     TlsInspector,
     HttpInspector,
     HttpProtocolOptions(Box<HttpProtocolOptions>),
+    /// The retry host predicate that avoids hosts already tried.
+    PreviousHosts,
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -51,7 +53,12 @@ impl TypedConfig {
             "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector" if empty(&v) => {
                 TypedConfig::HttpInspector
             }
-            n if n.contains(".listener.") => {
+            "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                if empty(&v) =>
+            {
+                TypedConfig::PreviousHosts
+            }
+            n if n.contains(".listener.") || n.contains(".retry.") => {
                 return Err(FieldError::new(
                     vec![],
                     format!("{at_type}: not implemented by weft (or set with fields weft does not implement)"),

@@ -232,6 +232,21 @@ fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
     if c.name.is_empty() {
         return Err(at.key("name").err("a cluster needs a name"));
     }
+    for (i, t) in c
+        .circuit_breakers
+        .iter()
+        .flat_map(|cb| cb.thresholds.iter())
+        .enumerate()
+    {
+        if t.max_connection_pools.is_some() {
+            return Err(at
+                .key("circuit_breakers")
+                .key("thresholds")
+                .idx(i)
+                .key("max_connection_pools")
+                .err("not implemented by weft yet"));
+        }
+    }
     // Envoy's rules: ORIGINAL_DST clusters choose their own host, take no
     // endpoints, and only they may say CLUSTER_PROVIDED.
     let original_dst = c.type_ == DiscoveryType::ORIGINAL_DST;
@@ -497,6 +512,9 @@ fn route_config(
                 .key("domains")
                 .err("a virtual host needs at least one domain"));
         }
+        if let Some(p) = &vh.retry_policy {
+            retry_policy(&vat.key("retry_policy"), p)?;
+        }
         for (j, r) in vh.routes.iter().enumerate() {
             route(&vat.key("routes").idx(j), r, clusters, validate)?;
         }
@@ -591,6 +609,9 @@ fn route(at: &At, r: &Route, clusters: &HashSet<&str>, validate: bool) -> Result
                 &rr.pattern.regex,
             )?;
         }
+        if let Some(p) = &a.retry_policy {
+            retry_policy(&aat.key("retry_policy"), p)?;
+        }
         if a.prefix_rewrite.is_some() && a.regex_rewrite.is_some() {
             return Err(aat.err("prefix_rewrite and regex_rewrite are mutually exclusive"));
         }
@@ -609,6 +630,79 @@ fn route(at: &At, r: &Route, clusters: &HashSet<&str>, validate: bool) -> Result
                 .key("filename")
                 .err("not implemented by weft yet; use inline_string"));
         }
+    }
+    Ok(())
+}
+
+/// The `retry_on` conditions weft implements. Envoy ignores tokens it
+/// does not know (with a warning); the ones it knows that weft does not
+/// implement are refused by name.
+pub const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "connect-failure",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "envoy-ratelimited",
+    // No HTTP/3 upstreams, so this condition never arises, as in Envoy
+    // with an HTTP/1 or HTTP/2 cluster.
+    "http3-post-connect-failure",
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+
+fn retry_policy(at: &At, p: &crate::route::RetryPolicy) -> Result<(), FieldError> {
+    for token in p.retry_on.split(',').map(str::trim) {
+        if token == "reset-before-request" {
+            return Err(at
+                .key("retry_on")
+                .err("reset-before-request is not implemented by weft yet"));
+        }
+    }
+    for (i, h) in p.retry_host_predicate.iter().enumerate() {
+        let hat = at.key("retry_host_predicate").idx(i);
+        if !matches!(h.typed_config, Some(TypedConfig::PreviousHosts)) {
+            return Err(hat.key("typed_config").err(format!(
+                "{:?} needs the typed_config of envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate (the only host predicate weft implements)",
+                h.name
+            )));
+        }
+    }
+    if let Some(b) = &p.retry_back_off {
+        let bat = at.key("retry_back_off");
+        let base = b.base_interval.map(|d| d.0);
+        if base.is_none_or(|d| d.is_zero()) {
+            return Err(bat
+                .key("base_interval")
+                .err("must be set and greater than 0"));
+        }
+        if let (Some(base), Some(max)) = (base, b.max_interval.map(|d| d.0)) {
+            if max < base {
+                return Err(bat
+                    .key("max_interval")
+                    .err("must not be less than base_interval"));
+            }
+        }
+    }
+    for (i, code) in p.retriable_status_codes.iter().enumerate() {
+        if !(100..=599).contains(code) {
+            return Err(at
+                .key("retriable_status_codes")
+                .idx(i)
+                .err(format!("{code} is not an HTTP status")));
+        }
+    }
+    for (i, h) in p.retriable_headers.iter().enumerate() {
+        header_matcher(&at.key("retriable_headers").idx(i), h)?;
+    }
+    for (i, h) in p.retriable_request_headers.iter().enumerate() {
+        header_matcher(&at.key("retriable_request_headers").idx(i), h)?;
     }
     Ok(())
 }

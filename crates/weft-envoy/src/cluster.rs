@@ -24,6 +24,37 @@ pub struct Cluster {
     /// ORIGINAL_DST: how often unused destinations are forgotten (5 s).
     pub cleanup_interval: Option<Duration>,
     pub original_dst_lb_config: Option<OriginalDstLbConfig>,
+    pub circuit_breakers: Option<CircuitBreakers>,
+}
+
+/// `envoy.config.cluster.v3.CircuitBreakers`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CircuitBreakers {
+    pub thresholds: Vec<Thresholds>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    pub priority: RoutingPriority,
+    pub max_connections: Option<u32>,
+    pub max_pending_requests: Option<u32>,
+    pub max_requests: Option<u32>,
+    pub max_retries: Option<u32>,
+    /// Publish the remaining capacity as gauges (accepted; weft's
+    /// `remaining_*` gauges are not published yet, which changes no
+    /// traffic).
+    pub track_remaining: bool,
+    pub max_connection_pools: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum RoutingPriority {
+    #[default]
+    DEFAULT,
+    HIGH,
 }
 
 /// ORIGINAL_DST clusters: where the destination may come from besides

@@ -39,6 +39,23 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::new(secs, nanos))
 }
 
+/// A protobuf int64: proto3 JSON writes it as a string (`"5"`), YAML
+/// bootstraps usually as a number; both are accepted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Int64(pub i64);
+
+impl<'de> Deserialize<'de> for Int64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => n.as_i64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+        .map(Int64)
+        .ok_or_else(|| serde::de::Error::custom("expected a 64-bit integer"))
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Address {

@@ -26,6 +26,12 @@ pub struct VirtualHost {
     pub request_headers_to_remove: Vec<String>,
     pub response_headers_to_add: Vec<HeaderValueOption>,
     pub response_headers_to_remove: Vec<String>,
+    /// Used by routes that have none of their own.
+    pub retry_policy: Option<RetryPolicy>,
+    /// Tell the upstream which attempt this is (`x-envoy-attempt-count`).
+    pub include_request_attempt_count: bool,
+    /// Tell the client how many attempts were made.
+    pub include_attempt_count_in_response: bool,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -100,6 +106,40 @@ pub struct RouteAction {
     pub timeout: Option<Duration>,
     pub idle_timeout: Option<Duration>,
     pub upgrade_configs: Vec<crate::filters::UpgradeConfig>,
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+/// `envoy.config.route.v3.RetryPolicy`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Comma-separated conditions (`5xx`, `reset`, `unavailable`, ...).
+    pub retry_on: String,
+    /// Envoy's default is 1.
+    pub num_retries: Option<u32>,
+    pub per_try_timeout: Option<Duration>,
+    pub retry_host_predicate: Vec<RetryHostPredicate>,
+    /// How often a retry may pick a host again to satisfy the host
+    /// predicates (an int64, so a string in proto3 JSON).
+    pub host_selection_retry_max_attempts: Option<crate::Int64>,
+    pub retriable_status_codes: Vec<u32>,
+    pub retry_back_off: Option<RetryBackOff>,
+    pub retriable_headers: Vec<HeaderMatcher>,
+    pub retriable_request_headers: Vec<HeaderMatcher>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryHostPredicate {
+    pub name: String,
+    pub typed_config: Option<crate::TypedConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryBackOff {
+    pub base_interval: Option<Duration>,
+    pub max_interval: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

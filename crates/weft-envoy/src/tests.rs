@@ -145,6 +145,30 @@ fn unimplemented_things_are_errors_not_ignored() {
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].route.hash_policy",
             "unknown field",
         ),
+        (
+            BASIC.replace(
+                "route: {cluster: a, timeout: 5s}",
+                "route: {cluster: a, retry_policy: {retry_on: 'reset-before-request'}}",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].route.retry_policy.retry_on",
+            "reset-before-request is not implemented",
+        ),
+        (
+            BASIC.replace(
+                "route: {cluster: a, timeout: 5s}",
+                "route: {cluster: a, retry_policy: {retry_host_predicate: [{name: envoy.retry_host_predicates.previous_hosts}]}}",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].route.retry_policy.retry_host_predicate[0].typed_config",
+            "the only host predicate weft implements",
+        ),
+        (
+            BASIC.replace(
+                "route: {cluster: a, timeout: 5s}",
+                "route: {cluster: a, retry_policy: {retry_back_off: {base_interval: 1s, max_interval: 0.5s}}}",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].route.retry_policy.retry_back_off.max_interval",
+            "must not be less than base_interval",
+        ),
     ];
     for (text, want_field, want_message) in cases {
         let (field, _, message) = error(&text);

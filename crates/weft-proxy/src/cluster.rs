@@ -274,6 +274,7 @@ pub struct Cluster {
     pub connect_timeout: Duration,
     pub http2: bool,
     pub stats: ClusterStats,
+    pub breakers: crate::circuit::Breakers,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -435,6 +436,7 @@ impl Cluster {
             connect_timeout,
             http2,
             stats,
+            breakers: crate::circuit::Breakers::new(c.circuit_breakers.as_ref()),
         };
         cluster.resolve_all().await;
         cluster.count_members();

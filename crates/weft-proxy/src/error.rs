@@ -27,9 +27,13 @@ pub enum ForwardError {
     /// The upstream reset or closed before a response (upstream; retriable).
     #[error("upstream connect error or disconnect/reset before headers. reset reason: connection termination")]
     UpstreamReset,
-    /// The route timeout expired (upstream).
+    /// The route timeout, or the last attempt's per-try timeout, expired
+    /// (upstream).
     #[error("upstream request timeout")]
     Timeout,
+    /// A circuit breaker of the cluster is open (upstream overload).
+    #[error("upstream connect error or disconnect/reset before headers. reset reason: overflow")]
+    Overflow,
     /// The client's request body was malformed (bad chunking) while it
     /// was being forwarded (downstream; not retriable).
     #[error("Bad Request")]
@@ -46,6 +50,7 @@ impl ForwardError {
             ForwardError::ConnectFailure => "UF",
             ForwardError::UpstreamReset => "UC",
             ForwardError::Timeout => "UT",
+            ForwardError::Overflow => "UO",
             ForwardError::DownstreamProtocol => "DPE",
         }
     }
@@ -67,16 +72,19 @@ impl ForwardError {
         )
     }
 
-    /// The body Envoy sends with this local reply.
-    pub fn body(&self) -> &'static str {
-        match self {
-            ForwardError::NoRoute | ForwardError::NoCluster => "",
-            other => match other {
-                ForwardError::NoHealthyUpstream => "no healthy upstream",
-                ForwardError::ConnectFailure => "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
-                ForwardError::UpstreamReset => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-                _ => "upstream request timeout",
-            },
+    /// The body Envoy sends with this local reply; after retries a
+    /// reset says it was the latest of several.
+    pub fn body(&self, retried: bool) -> &'static str {
+        match (self, retried) {
+            (ForwardError::NoRoute | ForwardError::NoCluster, _) => "",
+            (ForwardError::NoHealthyUpstream, _) => "no healthy upstream",
+            (ForwardError::ConnectFailure, false) => "upstream connect error or disconnect/reset before headers. reset reason: remote connection failure",
+            (ForwardError::ConnectFailure, true) => "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure",
+            (ForwardError::UpstreamReset, false) => "upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            (ForwardError::UpstreamReset, true) => "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: connection termination",
+            (ForwardError::Overflow, _) => "upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            (ForwardError::DownstreamProtocol, _) => "Bad Request",
+            (ForwardError::Timeout, _) => "upstream request timeout",
         }
     }
 }

@@ -3,20 +3,16 @@
 //! forward to the route's cluster, setting the headers Envoy sets.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
-use hyper_util::rt::TokioIo;
 
 use crate::error::ForwardError;
-use crate::routes::{Action, Forward, Redirect, RequestView};
+use crate::routes::{Action, Redirect, RequestView};
 use crate::snapshot::{HttpSettings, Routes, Snapshot};
-use crate::upstream_headers;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Bodies stream through unbuffered; local replies are small and whole.
@@ -24,26 +20,6 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 pub fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).map_err(|never| match never {}).boxed()
-}
-
-/// An empty body that does not say it has ended before it is polled, so
-/// hyper encodes its known length (0) instead of omitting it.
-struct DeclaredEmpty(Body);
-
-impl hyper::body::Body for DeclaredEmpty {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
-        std::pin::Pin::new(&mut self.0).poll_frame(cx)
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        hyper::body::SizeHint::with_exact(0)
-    }
 }
 
 /// Hop-by-hop headers never cross the proxy.
@@ -102,7 +78,6 @@ static EMPTY_ROUTES: std::sync::LazyLock<Arc<crate::routes::RouteTable>> =
     });
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
 
 /// What the access log records about one request.
 #[derive(Debug, Default, Clone)]
@@ -111,6 +86,8 @@ pub struct Outcome {
     /// The x-request-id sent upstream (possibly generated here).
     pub request_id: Option<String>,
     pub upstream: Option<SocketAddr>,
+    /// Attempts sent upstream (more than one when retried).
+    pub attempts: u32,
 }
 
 fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Body> {
@@ -146,7 +123,7 @@ fn request_id() -> HeaderValue {
 }
 
 /// The protocol an HTTP/1.1 request asks to upgrade to, if any.
-fn upgrade_kind(h: &HeaderMap) -> Option<&str> {
+pub(crate) fn upgrade_kind(h: &HeaderMap) -> Option<&str> {
     let wants = h
         .get_all(http::header::CONNECTION)
         .iter()
@@ -292,26 +269,32 @@ where
                 Some(&table.headers),
             ];
             mutate(req.headers_mut(), &levels, |o| &o.request);
-            match forward(
-                &snapshot,
-                &settings,
+            let routed = crate::router::Routed {
+                snapshot: &snapshot,
+                settings: &settings,
+                vh,
                 fwd,
-                cluster_name,
+                cluster: cluster_name,
                 down,
-                req,
-                &path,
-                &host,
-                &mut outcome,
-            )
-            .await
-            {
+                path: &path,
+                host: &host,
+            };
+            match crate::router::forward(routed, req, &mut outcome).await {
                 Ok(mut r) => {
                     mutate(r.headers_mut(), &levels, |o| &o.response);
                     return (r, outcome);
                 }
                 Err(e) => {
                     outcome.flag = Some(e.flag());
-                    local_reply(&settings, e.status(), e.body())
+                    let retried = outcome.attempts > 1;
+                    let mut r = local_reply(&settings, e.status(), e.body(retried));
+                    if vh.attempt_count_downstream && outcome.attempts > 0 {
+                        r.headers_mut().insert(
+                            HeaderName::from_static("x-envoy-attempt-count"),
+                            HeaderValue::from(outcome.attempts),
+                        );
+                    }
+                    r
                 }
             }
         }
@@ -337,7 +320,7 @@ fn mutate(
     }
 }
 
-fn rewrite_path(
+pub(crate) fn rewrite_path(
     path: &str,
     prefix: Option<&str>,
     new_prefix: Option<&str>,
@@ -430,178 +413,4 @@ fn redirect(
         resp.headers_mut().insert(LOCATION, v);
     }
     resp
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn forward<B>(
-    snapshot: &Snapshot,
-    settings: &HttpSettings,
-    fwd: &Forward,
-    cluster_name: &str,
-    down: Downstream,
-    mut req: Request<B>,
-    path: &str,
-    host: &str,
-    outcome: &mut Outcome,
-) -> Result<Response<Body>, ForwardError>
-where
-    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
-{
-    let cluster = snapshot
-        .clusters
-        .get(cluster_name)
-        .ok_or(ForwardError::NoCluster)?;
-    let picked = cluster.pick(&crate::cluster::PickContext {
-        original_dst: down.original_dst,
-        headers: Some(req.headers()),
-    });
-    let Some(endpoint) = picked else {
-        cluster.stats.upstream_cx_none_healthy.inc();
-        crate::stats::count_class(&cluster.stats.upstream_rq, 503);
-        return Err(ForwardError::NoHealthyUpstream);
-    };
-    outcome.upstream = Some(endpoint.addr);
-    let upgrade = upgrade_kind(req.headers()).and_then(|k| HeaderValue::from_str(k).ok());
-    let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    let new_path = rewrite_path(
-        path,
-        fwd.matched_prefix.as_deref(),
-        fwd.prefix_rewrite.as_deref(),
-        fwd.regex_rewrite.as_ref(),
-    );
-    let new_host = if let Some(h) = &fwd.host_rewrite {
-        h.clone()
-    } else if let (true, Some(name)) = (fwd.auto_host_rewrite, &endpoint.hostname) {
-        // Only DNS clusters have a host name to rewrite to; Envoy leaves
-        // the Host alone for the others.
-        name.clone()
-    } else {
-        host.to_string()
-    };
-    // The URI's authority is what HTTP/2 sends as :authority; the
-    // endpoint's connector dials the endpoint regardless.
-    let endpoint_authority = endpoint.addr.to_string();
-    let uri = |authority: &str| {
-        Uri::builder()
-            .scheme("http")
-            .authority(authority)
-            .path_and_query(new_path.as_str())
-            .build()
-    };
-    parts.uri = uri(&new_host)
-        .or_else(|_| uri(&endpoint_authority))
-        .map_err(|_| ForwardError::NoRoute)?;
-    upstream_headers::shape(
-        &mut parts.headers,
-        &upstream_headers::Shaping {
-            settings,
-            fwd,
-            peer: down.peer,
-            host,
-            path,
-            new_host: &new_host,
-            upgrade: upgrade.as_ref(),
-            http2_upstream: cluster.http2,
-        },
-    );
-    parts.version = if cluster.http2 {
-        http::Version::HTTP_2
-    } else {
-        http::Version::HTTP_11
-    };
-    // A body error while forwarding is the client's fault, not the
-    // upstream's; remember it to answer 400 rather than 503. A finished
-    // (empty) body cannot fail, so most requests skip the flag.
-    let body_failed = (!hyper::body::Body::is_end_stream(&body))
-        .then(|| Arc::new(std::sync::atomic::AtomicBool::new(false)));
-    let failed = body_failed.clone();
-    let body = body
-        .map_err(move |e| {
-            if let Some(f) = &failed {
-                f.store(true, Ordering::Relaxed);
-            }
-            Box::new(e) as BoxError
-        })
-        .boxed();
-    // A request without a body reaches an HTTP/1.1 upstream with
-    // `content-length: 0` unless its method usually has no body (GET,
-    // HEAD, DELETE, CONNECT), as Envoy's codec writes it (pinned by the
-    // methods-and-bodies parity scenario); hyper would omit it.
-    let bodiless_method = matches!(
-        parts.method,
-        http::Method::GET | http::Method::HEAD | http::Method::CONNECT | http::Method::DELETE
-    );
-    let body = if !cluster.http2
-        && !bodiless_method
-        && upgrade.is_none()
-        && hyper::body::Body::is_end_stream(&body)
-    {
-        parts
-            .headers
-            .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        DeclaredEmpty(body).boxed()
-    } else {
-        body
-    };
-    let upstream_req = Request::from_parts(parts, body);
-    let started = Instant::now();
-    endpoint.active.fetch_add(1, Ordering::Relaxed);
-    let call = endpoint.client.request(upstream_req);
-    let result = if fwd.timeout.is_zero() {
-        Ok(call.await)
-    } else {
-        tokio::time::timeout(fwd.timeout, call).await
-    };
-    endpoint.active.fetch_sub(1, Ordering::Relaxed);
-    let stats = &cluster.stats;
-    let mut resp = match result {
-        Err(_) => {
-            stats.upstream_rq_total.inc();
-            stats.upstream_rq_timeout.inc();
-            crate::stats::count_class(&stats.upstream_rq, 504);
-            return Err(ForwardError::Timeout);
-        }
-        Ok(Err(_)) if body_failed.is_some_and(|f| f.load(Ordering::Relaxed)) => {
-            return Err(ForwardError::DownstreamProtocol);
-        }
-        Ok(Err(e)) if e.is_connect() => {
-            crate::stats::count_class(&stats.upstream_rq, 503);
-            return Err(ForwardError::ConnectFailure);
-        }
-        Ok(Err(_)) => {
-            stats.upstream_rq_total.inc();
-            crate::stats::count_class(&stats.upstream_rq, 503);
-            return Err(ForwardError::UpstreamReset);
-        }
-        Ok(Ok(r)) => r,
-    };
-    stats.upstream_rq_total.inc();
-    crate::stats::count_class(&stats.upstream_rq, resp.status().as_u16());
-    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(down)) = (switching, downstream_upgrade) {
-        let up = hyper::upgrade::on(&mut resp);
-        tokio::spawn(async move {
-            if let (Ok(down), Ok(up)) = (down.await, up.await) {
-                let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
-                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
-            }
-        });
-    }
-    let (mut parts, body) = resp.into_parts();
-    for name in HOP_BY_HOP {
-        if switching && matches!(*name, "connection" | "upgrade") {
-            continue;
-        }
-        parts.headers.remove(*name);
-    }
-    parts.headers.insert(
-        X_UPSTREAM_TIME.clone(),
-        HeaderValue::from(started.elapsed().as_millis() as u64),
-    );
-    set_server(settings, &mut parts.headers);
-    Ok(Response::from_parts(
-        parts,
-        body.map_err(|e| Box::new(e) as BoxError).boxed(),
-    ))
 }

@@ -5,6 +5,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod circuit;
 pub mod cluster;
 mod config_dump;
 pub mod error;
@@ -12,6 +13,9 @@ pub mod headers;
 pub mod http;
 mod io;
 pub mod listener;
+mod replay;
+pub mod retry;
+pub mod router;
 pub mod routes;
 pub mod server;
 pub mod snapshot;

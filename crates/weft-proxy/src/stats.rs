@@ -258,6 +258,22 @@ pub struct ClusterStats {
     pub upstream_cx_none_healthy: Counter,
     pub membership_total: Gauge,
     pub membership_healthy: Gauge,
+    /// Retries sent, and how many of them got a response kept.
+    pub upstream_rq_retry: Counter,
+    pub upstream_rq_retry_success: Counter,
+    /// Retries the max_retries circuit breaker did not allow.
+    pub upstream_rq_retry_overflow: Counter,
+    /// Requests that still failed when their retries ran out.
+    pub upstream_rq_retry_limit_exceeded: Counter,
+    pub upstream_rq_per_try_timeout: Counter,
+    /// Requests refused by the max_pending_requests and max_requests
+    /// circuit breakers; requests that found max_connections reached
+    /// and waited.
+    pub upstream_rq_pending_overflow: Counter,
+    pub upstream_rq_active_overflow: Counter,
+    pub upstream_cx_overflow: Counter,
+    pub upstream_rq_active: Gauge,
+    pub upstream_rq_pending_active: Gauge,
 }
 
 impl ClusterStats {
@@ -276,6 +292,16 @@ impl ClusterStats {
             upstream_cx_none_healthy: s.counter("upstream_cx_none_healthy"),
             membership_total: s.gauge("membership_total"),
             membership_healthy: s.gauge("membership_healthy"),
+            upstream_rq_retry: s.counter("upstream_rq_retry"),
+            upstream_rq_retry_success: s.counter("upstream_rq_retry_success"),
+            upstream_rq_retry_overflow: s.counter("upstream_rq_retry_overflow"),
+            upstream_rq_retry_limit_exceeded: s.counter("upstream_rq_retry_limit_exceeded"),
+            upstream_rq_per_try_timeout: s.counter("upstream_rq_per_try_timeout"),
+            upstream_rq_pending_overflow: s.counter("upstream_rq_pending_overflow"),
+            upstream_rq_active_overflow: s.counter("upstream_rq_active_overflow"),
+            upstream_cx_overflow: s.counter("upstream_cx_overflow"),
+            upstream_rq_active: s.gauge("upstream_rq_active"),
+            upstream_rq_pending_active: s.gauge("upstream_rq_pending_active"),
         }
     }
 }

@@ -26,6 +26,10 @@ pub struct VirtualHost {
     pub name: String,
     pub routes: Vec<Route>,
     pub headers: HeaderOps,
+    /// `include_request_attempt_count`: x-envoy-attempt-count upstream.
+    pub attempt_count_upstream: bool,
+    /// `include_attempt_count_in_response`: and back to the client.
+    pub attempt_count_downstream: bool,
 }
 
 #[derive(Debug)]
@@ -55,6 +59,8 @@ pub struct Forward {
     /// The prefix this route matched on, for `prefix_rewrite`.
     pub matched_prefix: Option<String>,
     pub websocket: Option<bool>,
+    /// The route's retry policy, else its virtual host's.
+    pub retry: Option<std::sync::Arc<crate::retry::RetryPolicy>>,
 }
 
 #[derive(Debug)]
@@ -217,7 +223,7 @@ pub struct RequestView<'a> {
 }
 
 #[derive(Debug)]
-struct HeaderMatch {
+pub(crate) struct HeaderMatch {
     name: HeaderKey,
     test: HeaderTest,
     invert: bool,
@@ -281,12 +287,19 @@ impl RouteTable {
                     ));
                 }
             }
+            let vh_retry = vh
+                .retry_policy
+                .as_ref()
+                .map(|p| crate::retry::RetryPolicy::compile(p).map(std::sync::Arc::new))
+                .transpose()
+                .map_err(|e| format!("virtual_hosts[{i}].retry_policy: {e}"))?;
             let routes = vh
                 .routes
                 .iter()
                 .enumerate()
                 .map(|(j, r)| {
-                    Route::compile(r).map_err(|e| format!("virtual_hosts[{i}].routes[{j}]: {e}"))
+                    Route::compile(r, vh_retry.as_ref())
+                        .map_err(|e| format!("virtual_hosts[{i}].routes[{j}]: {e}"))
                 })
                 .collect::<Result<_, _>>()?;
             table.hosts.push(VirtualHost {
@@ -298,6 +311,8 @@ impl RouteTable {
                     &vh.response_headers_to_add,
                     &vh.response_headers_to_remove,
                 )?,
+                attempt_count_upstream: vh.include_request_attempt_count,
+                attempt_count_downstream: vh.include_attempt_count_in_response,
             });
         }
         table.suffix.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
@@ -344,7 +359,10 @@ impl VirtualHost {
 }
 
 impl Route {
-    fn compile(r: &cfg::Route) -> Result<Self, String> {
+    fn compile(
+        r: &cfg::Route,
+        vh_retry: Option<&std::sync::Arc<crate::retry::RetryPolicy>>,
+    ) -> Result<Self, String> {
         let m = &r.match_;
         let path = if let Some(p) = &m.prefix {
             PathMatch::Prefix(p.clone())
@@ -421,6 +439,13 @@ impl Route {
                     .iter()
                     .find(|u| u.upgrade_type.eq_ignore_ascii_case("websocket"))
                     .map(|u| u.enabled.unwrap_or(true)),
+                retry: match &a.retry_policy {
+                    Some(p) => Some(std::sync::Arc::new(
+                        crate::retry::RetryPolicy::compile(p)
+                            .map_err(|e| format!("route.retry_policy: {e}"))?,
+                    )),
+                    None => vh_retry.cloned(),
+                },
             })
         } else if let Some(rd) = &r.redirect {
             Action::Redirect(Redirect {
@@ -482,7 +507,7 @@ impl Route {
 }
 
 impl HeaderMatch {
-    fn compile(h: &cfg::HeaderMatcher) -> Result<Self, String> {
+    pub(crate) fn compile(h: &cfg::HeaderMatcher) -> Result<Self, String> {
         let sm = |m: StrMatch| {
             HeaderTest::Value(StringMatcher {
                 m,
@@ -525,7 +550,7 @@ impl HeaderMatch {
         })
     }
 
-    fn matches(&self, req: &RequestView) -> bool {
+    pub(crate) fn matches(&self, req: &RequestView) -> bool {
         fn pseudo(v: &str) -> Option<&str> {
             (!v.is_empty()).then_some(v)
         }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pair;
+pub mod xds;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -46,7 +47,7 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                                 .header("x-backend", name)
                                 .body(Full::new(Bytes::new()).boxed())
                                 .unwrap();
-                            return Ok::<_, Infallible>(resp);
+                            return Ok::<_, std::io::Error>(resp);
                         }
                         let mut headers = BTreeMap::new();
                         for (k, v) in req.headers() {
@@ -87,6 +88,21 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                         // `x-test-delay-ms: N` ask for a status, response
                         // headers and a delay before the answer.
                         let asked = |k: &str| seen["headers"][k][0].as_str().map(str::to_string);
+                        // `x-test-fail: N;HOW` fails the first N requests
+                        // carrying the same `x-test-key` (whichever backend
+                        // gets them): HOW is a status, `reset`, `stall` or
+                        // `grpc=CODE` (a trailers-only gRPC reply).
+                        if let Some(fail) = asked("x-test-fail") {
+                            let key = asked("x-test-key").unwrap_or_default();
+                            HITS.lock()
+                                .unwrap()
+                                .entry(key.clone())
+                                .or_default()
+                                .push(name);
+                            if let Some(how) = failing(&fail, &key) {
+                                return fail_with(&how, name).await;
+                            }
+                        }
                         if let Some(ms) = asked("x-test-delay-ms").and_then(|s| s.parse().ok()) {
                             tokio::time::sleep(Duration::from_millis(ms)).await;
                         }
@@ -103,7 +119,7 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                             }
                         }
                         let resp = resp.body(body).unwrap();
-                        Ok::<_, Infallible>(resp)
+                        Ok::<_, std::io::Error>(resp)
                     },
                 );
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -113,6 +129,62 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
         }
     });
     addr
+}
+
+/// How many `x-test-fail` requests each key has seen.
+static FAILS: std::sync::Mutex<BTreeMap<String, u32>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// `Some(how)` when this request (`N;HOW`, under `key`) is one of the
+/// first N of its key.
+fn failing(spec: &str, key: &str) -> Option<String> {
+    let (n, how) = spec.split_once(';')?;
+    let n: u32 = n.trim().parse().ok()?;
+    let mut seen = FAILS.lock().unwrap();
+    let count = seen.entry(key.to_string()).or_insert(0);
+    *count += 1;
+    (*count <= n).then(|| how.trim().to_string())
+}
+
+/// Which backend got each `x-test-fail` request, by key.
+static HITS: std::sync::Mutex<BTreeMap<String, Vec<&'static str>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// The backends that got this key's requests, in order.
+pub fn hits(key: &str) -> Vec<&'static str> {
+    HITS.lock().unwrap().get(key).cloned().unwrap_or_default()
+}
+
+/// Requests with this key that the backends have seen so far.
+pub fn attempts_seen(key: &str) -> u32 {
+    FAILS.lock().unwrap().get(key).copied().unwrap_or(0)
+}
+
+type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn fail_with(how: &str, name: &'static str) -> std::io::Result<hyper::Response<EchoBody>> {
+    let empty = || Full::new(Bytes::new()).boxed();
+    let builder = hyper::Response::builder().header("x-backend", name);
+    if how == "reset" {
+        // An error from the service makes hyper drop the connection
+        // (HTTP/1) or reset the stream (HTTP/2) without answering.
+        return Err(std::io::Error::other("reset asked for"));
+    }
+    if how == "stall" {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+    if let Some(code) = how.strip_prefix("grpc=") {
+        return Ok(builder
+            .status(200)
+            .header("content-type", "application/grpc")
+            .header("grpc-status", code)
+            .body(empty())
+            .unwrap());
+    }
+    let status = how.parse::<u16>().unwrap_or(200);
+    Ok(builder
+        .status(status)
+        .body(Full::new(Bytes::from(format!("failed by {name}"))).boxed())
+        .unwrap())
 }
 
 /// A free port on 127.0.0.1 (bound and released; Envoy cannot report

@@ -1,0 +1,512 @@
+//! The router filter: sends a routed request to its cluster and brings
+//! the response back. A request is sent as one or more attempts: each
+//! picks an endpoint, passes the cluster's circuit breakers and runs
+//! under the per-try timeout; a failed attempt is retried when the retry
+//! policy says so, after a jittered back-off, with the body replayed.
+//! The route timeout bounds all attempts together.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, HOST};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+
+use crate::circuit::{Admitted, Held};
+use crate::cluster::{Cluster, Endpoint, PickContext};
+use crate::error::ForwardError;
+use crate::http::{upgrade_kind, Body, BoxError, Downstream, Outcome, HOP_BY_HOP};
+use crate::replay::Replay;
+use crate::retry::{AttemptFailure, RetryPolicy};
+use crate::routes::{Forward, RequestView, VirtualHost};
+use crate::snapshot::{HttpSettings, Snapshot};
+use crate::upstream_headers;
+
+static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
+static X_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+
+/// An empty body that does not say it has ended before it is polled, so
+/// hyper encodes its known length (0) instead of omitting it.
+struct DeclaredEmpty(Body);
+
+impl hyper::body::Body for DeclaredEmpty {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        std::pin::Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(0)
+    }
+}
+
+/// Where each attempt's request body comes from.
+enum Bodies {
+    /// Sent once: no retry can follow (or nothing to replay).
+    Once(Option<Body>),
+    /// No body; `declared` sends `content-length: 0`.
+    Empty {
+        declared: bool,
+    },
+    Replay(Replay),
+}
+
+impl Bodies {
+    fn next(&mut self) -> Body {
+        match self {
+            Bodies::Once(b) => b.take().unwrap_or_else(|| crate::http::full(Bytes::new())),
+            Bodies::Empty { declared: true } => {
+                DeclaredEmpty(crate::http::full(Bytes::new())).boxed()
+            }
+            Bodies::Empty { declared: false } => crate::http::full(Bytes::new()),
+            Bodies::Replay(r) => r.attempt(),
+        }
+    }
+
+    fn replayable(&self) -> bool {
+        match self {
+            Bodies::Once(_) => false,
+            Bodies::Empty { .. } => true,
+            Bodies::Replay(r) => r.replayable(),
+        }
+    }
+}
+
+/// The request as every attempt sends it (each attempt gets a copy).
+struct Prepared {
+    method: http::Method,
+    uri: Uri,
+    version: http::Version,
+    headers: HeaderMap,
+}
+
+impl Prepared {
+    fn request(&mut self, body: Body, last: bool) -> Request<Body> {
+        let mut up = Request::new(body);
+        *up.method_mut() = self.method.clone();
+        *up.version_mut() = self.version;
+        *up.uri_mut() = self.uri.clone();
+        *up.headers_mut() = if last {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
+        up
+    }
+}
+
+/// How one attempt ended. Short-lived and never stored, so the size of
+/// the response variant costs nothing that boxing (an allocation per
+/// request) would save.
+#[allow(clippy::large_enum_variant)]
+enum Tried {
+    Response(Response<hyper::body::Incoming>, Admitted),
+    Failed(AttemptFailure),
+    /// Not retriable whatever the policy says.
+    Fatal(ForwardError),
+}
+
+/// What the request path needs to forward one routed request.
+pub(crate) struct Routed<'a> {
+    pub snapshot: &'a Snapshot,
+    pub settings: &'a HttpSettings,
+    pub vh: &'a VirtualHost,
+    pub fwd: &'a Forward,
+    pub cluster: &'a str,
+    pub down: Downstream,
+    /// Path (with query) and host as the client sent them.
+    pub path: &'a str,
+    pub host: &'a str,
+}
+
+pub(crate) async fn forward<B>(
+    r: Routed<'_>,
+    mut req: Request<B>,
+    outcome: &mut Outcome,
+) -> Result<Response<Body>, ForwardError>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
+{
+    let cluster = r
+        .snapshot
+        .clusters
+        .get(r.cluster)
+        .ok_or(ForwardError::NoCluster)?;
+    let started = Instant::now();
+    let deadline = (!r.fwd.timeout.is_zero()).then(|| started + r.fwd.timeout);
+    let upgrade = upgrade_kind(req.headers()).and_then(|k| HeaderValue::from_str(k).ok());
+    let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    // Upgraded connections are not retried: what was sent after the
+    // switch cannot be replayed.
+    let policy = r.fwd.retry.as_deref().filter(|p| {
+        upgrade.is_none()
+            && p.applies_to(&RequestView {
+                method: req.method().as_str(),
+                authority: r.host,
+                scheme: "http",
+                path_and_query: r.path,
+                headers: req.headers(),
+            })
+    });
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let first = pick(cluster, policy, &tried, r.down, req.headers())?;
+    let (mut parts, body) = req.into_parts();
+    let new_path = crate::http::rewrite_path(
+        r.path,
+        r.fwd.matched_prefix.as_deref(),
+        r.fwd.prefix_rewrite.as_deref(),
+        r.fwd.regex_rewrite.as_ref(),
+    );
+    let new_host = upstream_host(r.fwd, &first, r.host);
+    parts.uri = request_uri(&new_host, &new_path, &first)?;
+    upstream_headers::shape(
+        &mut parts.headers,
+        &upstream_headers::Shaping {
+            settings: r.settings,
+            fwd: r.fwd,
+            peer: r.down.peer,
+            host: r.host,
+            path: r.path,
+            new_host: &new_host,
+            upgrade: upgrade.as_ref(),
+            http2_upstream: cluster.http2,
+        },
+    );
+    parts.version = if cluster.http2 {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
+    // A body error while forwarding is the client's fault, not the
+    // upstream's; remember it to answer 400 rather than 503. A finished
+    // (empty) body cannot fail, so most requests skip the flag.
+    let ended = hyper::body::Body::is_end_stream(&body);
+    let body_failed = (!ended).then(|| Arc::new(AtomicBool::new(false)));
+    let failed = body_failed.clone();
+    let body = body
+        .map_err(move |e| {
+            if let Some(f) = &failed {
+                f.store(true, Ordering::Relaxed);
+            }
+            Box::new(e) as BoxError
+        })
+        .boxed();
+    // A request without a body reaches an HTTP/1.1 upstream with
+    // `content-length: 0` unless its method usually has no body (GET,
+    // HEAD, DELETE, CONNECT), as Envoy's codec writes it (pinned by the
+    // methods-and-bodies parity scenario); hyper would omit it.
+    let bodiless_method = matches!(
+        parts.method,
+        http::Method::GET | http::Method::HEAD | http::Method::CONNECT | http::Method::DELETE
+    );
+    let declared = !cluster.http2 && !bodiless_method && upgrade.is_none() && ended;
+    if declared {
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    }
+    let mut bodies = match (policy, ended) {
+        (_, true) => Bodies::Empty { declared },
+        (Some(_), false) => Bodies::Replay(Replay::new(body, crate::replay::DEFAULT_LIMIT)),
+        (None, false) => Bodies::Once(Some(body)),
+    };
+    let mut prepared = Prepared {
+        method: parts.method,
+        uri: parts.uri,
+        version: parts.version,
+        headers: parts.headers,
+    };
+    let stats = &cluster.stats;
+    let mut endpoint = first;
+    let mut attempt: u32 = 1;
+    // Held from the decision to retry until that retry has ended.
+    let mut _retrying = None;
+    let (resp, admitted) = loop {
+        tried.push(endpoint.addr);
+        outcome.upstream = Some(endpoint.addr);
+        outcome.attempts = attempt;
+        // Without a retry to follow, the request moves instead of copying.
+        let last = policy.is_none_or(|p| attempt > p.num_retries);
+        let mut up = prepared.request(bodies.next(), last);
+        if r.fwd.auto_host_rewrite && attempt > 1 {
+            let host = upstream_host(r.fwd, &endpoint, r.host);
+            *up.uri_mut() = request_uri(&host, &new_path, &endpoint)?;
+            if !cluster.http2 {
+                if let Ok(v) = HeaderValue::from_str(&host) {
+                    up.headers_mut().insert(HOST, v);
+                }
+            }
+        }
+        if r.vh.attempt_count_upstream {
+            up.headers_mut()
+                .insert(X_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
+        }
+        let per_try = policy.and_then(|p| p.per_try_timeout);
+        let tried_now = send(cluster, &endpoint, up, per_try, deadline).await;
+        let tried_now = match tried_now {
+            Tried::Failed(_)
+                if body_failed
+                    .as_ref()
+                    .is_some_and(|f| f.load(Ordering::Relaxed)) =>
+            {
+                Tried::Fatal(ForwardError::DownstreamProtocol)
+            }
+            other => other,
+        };
+        let retriable = match (&tried_now, policy) {
+            (Tried::Response(resp, _), Some(p)) => {
+                p.retry_response(resp.status().as_u16(), resp.headers())
+            }
+            (Tried::Failed(f), Some(p)) => p.retry_failure(*f),
+            _ => false,
+        };
+        let Some(p) = policy.filter(|_| retriable) else {
+            if attempt > 1 && matches!(tried_now, Tried::Response(..)) {
+                stats.upstream_rq_retry_success.inc();
+            }
+            match tried_now {
+                Tried::Response(resp, admitted) => break (resp, admitted),
+                Tried::Failed(f) => return Err(failure_error(f)),
+                Tried::Fatal(e) => return Err(e),
+            }
+        };
+        let exhausted = attempt > p.num_retries;
+        let slot = (!exhausted && bodies.replayable())
+            .then(|| cluster.breakers.retry(stats))
+            .flatten();
+        let Some(slot) = slot else {
+            if exhausted {
+                stats.upstream_rq_retry_limit_exceeded.inc();
+                outcome.flag = Some("URX");
+            }
+            match tried_now {
+                Tried::Response(resp, admitted) => break (resp, admitted),
+                Tried::Failed(f) => return Err(failure_error(f)),
+                Tried::Fatal(e) => return Err(e),
+            }
+        };
+        // The failed attempt's response (and its connection) go now.
+        drop(tried_now);
+        _retrying = Some(slot);
+        let pause = p.backoff(attempt);
+        match deadline {
+            Some(d) if Instant::now() + pause >= d => {
+                tokio::time::sleep_until(d.into()).await;
+                stats.upstream_rq_timeout.inc();
+                return Err(ForwardError::Timeout);
+            }
+            _ => tokio::time::sleep(pause).await,
+        }
+        stats.upstream_rq_retry.inc();
+        attempt += 1;
+        endpoint = pick(cluster, Some(p), &tried, r.down, &prepared.headers)?;
+    };
+    finish(r, resp, admitted, downstream_upgrade, started, attempt)
+}
+
+/// The endpoint for the next attempt. With the previous-hosts predicate
+/// a retry re-picks (up to `host_selection_retry_max_attempts` times)
+/// to avoid hosts already tried, then takes what it got.
+fn pick(
+    cluster: &Cluster,
+    policy: Option<&RetryPolicy>,
+    tried: &[SocketAddr],
+    down: Downstream,
+    headers: &HeaderMap,
+) -> Result<Arc<Endpoint>, ForwardError> {
+    let ctx = PickContext {
+        original_dst: down.original_dst,
+        headers: Some(headers),
+    };
+    let picks = match policy {
+        Some(p) if p.previous_hosts && !tried.is_empty() => p.host_selection_attempts,
+        _ => 1,
+    };
+    let mut picked = None;
+    for _ in 0..picks {
+        picked = cluster.pick(&ctx);
+        match &picked {
+            Some(e) if tried.contains(&e.addr) => continue,
+            _ => break,
+        }
+    }
+    picked.ok_or_else(|| {
+        cluster.stats.upstream_cx_none_healthy.inc();
+        crate::stats::count_class(&cluster.stats.upstream_rq, 503);
+        ForwardError::NoHealthyUpstream
+    })
+}
+
+fn upstream_host(fwd: &Forward, endpoint: &Endpoint, host: &str) -> String {
+    if let Some(h) = &fwd.host_rewrite {
+        h.clone()
+    } else if let (true, Some(name)) = (fwd.auto_host_rewrite, &endpoint.hostname) {
+        // Only DNS clusters have a host name to rewrite to; Envoy leaves
+        // the Host alone for the others.
+        name.clone()
+    } else {
+        host.to_string()
+    }
+}
+
+/// The URI's authority is what HTTP/2 sends as :authority; the
+/// endpoint's connector dials the endpoint regardless.
+fn request_uri(host: &str, path: &str, endpoint: &Endpoint) -> Result<Uri, ForwardError> {
+    let uri = |authority: &str| {
+        Uri::builder()
+            .scheme("http")
+            .authority(authority)
+            .path_and_query(path)
+            .build()
+    };
+    uri(host)
+        .or_else(|_| uri(&endpoint.addr.to_string()))
+        .map_err(|_| ForwardError::NoRoute)
+}
+
+/// One attempt: through the circuit breakers to the endpoint, bounded
+/// by the per-try timeout and what is left of the route timeout.
+async fn send(
+    cluster: &Cluster,
+    endpoint: &Endpoint,
+    req: Request<Body>,
+    per_try: Option<Duration>,
+    deadline: Option<Instant>,
+) -> Tried {
+    let stats = &cluster.stats;
+    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    let (limit, per_try_binds) = match (per_try, left) {
+        (Some(p), Some(l)) if p < l => (Some(p), true),
+        (Some(p), None) => (Some(p), true),
+        (_, l) => (l, false),
+    };
+    let attempt = async {
+        let Some(admitted) = cluster.breakers.admit(!cluster.http2, stats).await else {
+            return Tried::Fatal(ForwardError::Overflow);
+        };
+        endpoint.active.fetch_add(1, Ordering::Relaxed);
+        let result = endpoint.client.request(req).await;
+        endpoint.active.fetch_sub(1, Ordering::Relaxed);
+        match result {
+            Ok(resp) => Tried::Response(resp, admitted),
+            Err(e) => Tried::Failed(classify(&e)),
+        }
+    };
+    let result = match limit {
+        Some(l) => tokio::time::timeout(l, attempt).await,
+        None => Ok(attempt.await),
+    };
+    let tried = match result {
+        Err(_) if per_try_binds => {
+            stats.upstream_rq_per_try_timeout.inc();
+            Tried::Failed(AttemptFailure::PerTryTimeout)
+        }
+        Err(_) => {
+            stats.upstream_rq_timeout.inc();
+            Tried::Fatal(ForwardError::Timeout)
+        }
+        Ok(t) => t,
+    };
+    match &tried {
+        Tried::Response(resp, _) => {
+            stats.upstream_rq_total.inc();
+            crate::stats::count_class(&stats.upstream_rq, resp.status().as_u16());
+        }
+        Tried::Failed(AttemptFailure::ConnectFailure) => {
+            crate::stats::count_class(&stats.upstream_rq, 503);
+        }
+        Tried::Failed(AttemptFailure::PerTryTimeout) | Tried::Fatal(ForwardError::Timeout) => {
+            stats.upstream_rq_total.inc();
+            crate::stats::count_class(&stats.upstream_rq, 504);
+        }
+        Tried::Failed(_) => {
+            stats.upstream_rq_total.inc();
+            crate::stats::count_class(&stats.upstream_rq, 503);
+        }
+        Tried::Fatal(ForwardError::Overflow) => {
+            crate::stats::count_class(&stats.upstream_rq, 503);
+        }
+        Tried::Fatal(_) => {}
+    }
+    tried
+}
+
+/// What a client error says about the attempt.
+fn classify(e: &hyper_util::client::legacy::Error) -> AttemptFailure {
+    if e.is_connect() {
+        return AttemptFailure::ConnectFailure;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h2) = s.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return AttemptFailure::RefusedStream;
+            }
+        }
+        source = s.source();
+    }
+    AttemptFailure::Reset
+}
+
+fn failure_error(f: AttemptFailure) -> ForwardError {
+    match f {
+        AttemptFailure::ConnectFailure => ForwardError::ConnectFailure,
+        AttemptFailure::Reset | AttemptFailure::RefusedStream => ForwardError::UpstreamReset,
+        AttemptFailure::PerTryTimeout => ForwardError::Timeout,
+    }
+}
+
+/// The upstream response as the client gets it: an accepted upgrade
+/// joined end to end, hop-by-hop headers dropped, Envoy's headers set.
+fn finish(
+    r: Routed<'_>,
+    mut resp: Response<hyper::body::Incoming>,
+    admitted: Admitted,
+    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    started: Instant,
+    attempts: u32,
+) -> Result<Response<Body>, ForwardError> {
+    let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if let (true, Some(down)) = (switching, downstream_upgrade) {
+        let up = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(down), Ok(up)) = (down.await, up.await) {
+                let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
+                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+            }
+        });
+    }
+    let (mut parts, body) = resp.into_parts();
+    for name in HOP_BY_HOP {
+        if switching && matches!(*name, "connection" | "upgrade") {
+            continue;
+        }
+        parts.headers.remove(*name);
+    }
+    parts.headers.insert(
+        X_UPSTREAM_TIME.clone(),
+        HeaderValue::from(started.elapsed().as_millis() as u64),
+    );
+    if r.vh.attempt_count_downstream {
+        parts
+            .headers
+            .insert(X_ATTEMPT_COUNT.clone(), HeaderValue::from(attempts));
+    }
+    parts
+        .headers
+        .insert(http::header::SERVER, r.settings.server_name.clone());
+    let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    Ok(Response::from_parts(
+        parts,
+        Held::new(body, admitted).boxed(),
+    ))
+}

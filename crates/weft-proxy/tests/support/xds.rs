@@ -1,0 +1,195 @@
+//! Two proxies on two fake control planes holding the same resources:
+//! Envoy and weft each connect to their own `FakeXds` (only the
+//! listener's port differs), so every push reaches both alike.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use weft_testkit::xds::FakeXds;
+use weft_xds::Kind;
+
+use super::pair::{socket, HCM, HTTP_OPTIONS, ROUTER};
+use super::{free_port, get, start_envoy, Envoy};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A bootstrap that takes everything over ADS from `xds`.
+pub fn ads_bootstrap(node: &str, admin: u16, xds: SocketAddr) -> String {
+    json!({
+        "node": {"id": node, "cluster": "test"},
+        "admin": {"address": socket(admin)},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+                "set_node_on_first_message_only": true
+            },
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"}
+        },
+        "static_resources": {"clusters": [{
+            "name": "xds-grpc",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": HTTP_OPTIONS,
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }
+            },
+            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": xds.port()}}}}
+            ]}]}
+        }]}
+    })
+    .to_string()
+}
+
+pub fn eds_cluster(name: &str) -> Value {
+    json!({
+        "name": name,
+        "type": "EDS",
+        "connect_timeout": "1s",
+        "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}}
+    })
+}
+
+pub fn assignment(name: &str, ports: &[u16]) -> Value {
+    let eps: Vec<Value> = ports
+        .iter()
+        .map(|p| json!({"endpoint": {"address": socket(*p)}}))
+        .collect();
+    json!({"cluster_name": name, "endpoints": [{"lb_endpoints": eps}]})
+}
+
+/// An HTTP listener on `port` whose routes come from RDS `routes`.
+pub fn rds_listener(name: &str, port: u16, routes: &str) -> Value {
+    json!({
+        "name": name,
+        "address": socket(port),
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": HCM,
+                "stat_prefix": name,
+                "rds": {"route_config_name": routes, "config_source": {"ads": {}, "resource_api_version": "V3"}},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}]
+            }
+        }]}]
+    })
+}
+
+pub fn routes(name: &str, extra: Vec<Value>) -> Value {
+    let mut r = extra;
+    r.push(json!({"match": {"prefix": "/"}, "route": {"cluster": "backend"}}));
+    json!({"name": name, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": r}]})
+}
+
+/// One proxy with its own control plane.
+pub struct Side {
+    pub name: &'static str,
+    pub xds: FakeXds,
+    pub port: u16,
+    pub admin: u16,
+    pub envoy: Option<Envoy>,
+    pub weft: Option<weft_proxy::Running>,
+}
+
+impl Side {
+    pub async fn new(name: &'static str, backend: u16) -> Side {
+        let xds = FakeXds::start().await;
+        let port = free_port();
+        xds.set(Kind::Cluster, eds_cluster("backend"));
+        xds.set(
+            Kind::ClusterLoadAssignment,
+            assignment("backend", &[backend]),
+        );
+        xds.set(Kind::Listener, rds_listener("http", port, "local"));
+        xds.set(Kind::RouteConfiguration, routes("local", vec![]));
+        xds.push();
+        Side {
+            name,
+            xds,
+            port,
+            admin: free_port(),
+            envoy: None,
+            weft: None,
+        }
+    }
+
+    pub async fn start(mut self) -> Side {
+        let text = ads_bootstrap(self.name, self.admin, self.xds.addr);
+        if self.name == "envoy" {
+            self.envoy = Some(start_envoy(&text, self.admin).await);
+        } else {
+            self.weft = Some(start_weft_xds(&text).await);
+        }
+        self
+    }
+
+    /// Waits until the proxy has ACKed the control plane's current
+    /// version of every type.
+    pub async fn synced(&self) {
+        let v = self.xds.version();
+        for kind in [
+            Kind::Cluster,
+            Kind::ClusterLoadAssignment,
+            Kind::Listener,
+            Kind::RouteConfiguration,
+        ] {
+            self.xds
+                .wait_ack(self.name, kind, &v, WAIT)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
+    /// Sets the given resources, pushes them and waits for the ACKs.
+    pub async fn apply(&self, resources: &[(Kind, Value)]) {
+        for (kind, r) in resources {
+            self.xds.set(*kind, r.clone());
+        }
+        self.xds.push();
+        self.synced().await;
+    }
+
+    /// One request to the proxy's listener (HTTP/1.1, fresh connection).
+    pub async fn request(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<super::Reply, String> {
+        get(&format!("http://127.0.0.1:{}{path}", self.port), headers).await
+    }
+
+    /// A counter from the proxy's /stats (0 when absent).
+    pub async fn stat(&self, name: &str) -> u64 {
+        let r = get(&format!("http://127.0.0.1:{}/stats", self.admin), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{}: /stats: {e}", self.name));
+        r.body
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(": ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
+    pub async fn get(&self, path: &str) -> Result<super::Reply, String> {
+        get(&format!("http://127.0.0.1:{}{path}", self.port), &[]).await
+    }
+}
+
+pub async fn start_weft_xds(text: &str) -> weft_proxy::Running {
+    let boot = weft_envoy::parse_bootstrap("test", text).unwrap_or_else(|e| panic!("{e}"));
+    let snapshot = weft_proxy::Snapshot::compile(&boot).await.unwrap();
+    let running = weft_proxy::start(snapshot).await.unwrap();
+    weft_proxy::xds::spawn(&running.shared, &boot).unwrap();
+    running
+}
