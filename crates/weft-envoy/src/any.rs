@@ -21,6 +21,7 @@ pub enum TypedConfig {
     HttpProtocolOptions(Box<HttpProtocolOptions>),
     /// The retry host predicate that avoids hosts already tried.
     PreviousHosts,
+    Fault(Box<crate::filters::HttpFault>),
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -41,6 +42,9 @@ impl TypedConfig {
                 TypedConfig::TcpProxy(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.filters.http.router.v3.Router" => TypedConfig::Router(crate::decode(v)?),
+            "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
+                TypedConfig::Fault(Box::new(crate::decode(v)?))
+            }
             "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" => {
                 TypedConfig::HttpProtocolOptions(Box::new(crate::decode(v)?))
             }

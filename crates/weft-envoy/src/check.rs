@@ -483,11 +483,19 @@ fn http_connection_manager(
         }
     }
     for (i, f) in hcm.http_filters.iter().enumerate() {
-        if !matches!(f.typed_config, Some(TypedConfig::Router(_))) {
-            return Err(at.key("http_filters").idx(i).err(format!(
-                "HTTP filter {:?} is not implemented by weft yet",
-                f.name
-            )));
+        let fat = at.key("http_filters").idx(i);
+        match &f.typed_config {
+            Some(TypedConfig::Router(_)) if i + 1 == hcm.http_filters.len() => {}
+            Some(TypedConfig::Router(_)) => {
+                return Err(fat.err("the router must be the last HTTP filter"))
+            }
+            Some(TypedConfig::Fault(fault)) => http_fault(&fat.key("typed_config"), fault)?,
+            _ => {
+                return Err(fat.err(format!(
+                    "HTTP filter {:?} is not implemented by weft yet",
+                    f.name
+                )))
+            }
         }
     }
     match &hcm.route_config {
@@ -505,6 +513,7 @@ fn route_config(
     validate_default: bool,
 ) -> Result<(), FieldError> {
     let validate = rc.validate_clusters.unwrap_or(validate_default);
+    per_filter_config(at, &rc.typed_per_filter_config)?;
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {
         let vat = at.key("virtual_hosts").idx(i);
         if vh.domains.is_empty() {
@@ -512,6 +521,7 @@ fn route_config(
                 .key("domains")
                 .err("a virtual host needs at least one domain"));
         }
+        per_filter_config(&vat, &vh.typed_per_filter_config)?;
         if let Some(p) = &vh.retry_policy {
             retry_policy(&vat.key("retry_policy"), p)?;
         }
@@ -522,7 +532,81 @@ fn route_config(
     Ok(())
 }
 
+/// Filter settings by route: only filters weft implements, each checked
+/// as the filter's own configuration.
+fn per_filter_config(at: &At, c: &crate::route::PerFilterConfig) -> Result<(), FieldError> {
+    for (name, config) in c {
+        let cat = at.key("typed_per_filter_config").key(name);
+        match config {
+            TypedConfig::Fault(f) => http_fault(&cat, f)?,
+            _ => {
+                return Err(cat.err(
+                    "not a per-route filter configuration weft implements (envoy.filters.http.fault is)",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fault filter's settings, by Envoy's rules.
+fn http_fault(at: &At, f: &crate::filters::HttpFault) -> Result<(), FieldError> {
+    if !f.downstream_nodes.is_empty() {
+        return Err(at
+            .key("downstream_nodes")
+            .err("not implemented by weft yet"));
+    }
+    if f.response_rate_limit.is_some() {
+        return Err(at
+            .key("response_rate_limit")
+            .err("not implemented by weft yet"));
+    }
+    let percent = |pat: At, p: &Option<crate::FractionalPercent>| match p {
+        Some(p) if p.numerator > p.denominator.value() => {
+            Err(pat.key("numerator").err("larger than the denominator"))
+        }
+        _ => Ok(()),
+    };
+    if let Some(d) = &f.delay {
+        let dat = at.key("delay");
+        exactly_one(
+            &dat,
+            "a fault delay",
+            &[
+                ("fixed_delay", d.fixed_delay.is_some()),
+                ("header_delay", d.header_delay.is_some()),
+            ],
+        )?;
+        percent(dat.key("percentage"), &d.percentage)?;
+    }
+    if let Some(a) = &f.abort {
+        let aat = at.key("abort");
+        exactly_one(
+            &aat,
+            "a fault abort",
+            &[
+                ("http_status", a.http_status.is_some()),
+                ("grpc_status", a.grpc_status.is_some()),
+                ("header_abort", a.header_abort.is_some()),
+            ],
+        )?;
+        if let Some(code) = a.http_status {
+            if !(200..600).contains(&code) {
+                return Err(aat
+                    .key("http_status")
+                    .err(format!("{code} is out of range: expected 200–599")));
+            }
+        }
+        percent(aat.key("percentage"), &a.percentage)?;
+    }
+    for (i, h) in f.headers.iter().enumerate() {
+        header_matcher(&at.key("headers").idx(i), h)?;
+    }
+    Ok(())
+}
+
 fn route(at: &At, r: &Route, clusters: &HashSet<&str>, validate: bool) -> Result<(), FieldError> {
+    per_filter_config(at, &r.typed_per_filter_config)?;
     let m = &r.match_;
     let mat = at.key("match");
     exactly_one(

@@ -139,3 +139,51 @@ pub struct ExplicitHttpConfig {
 
 /// Keyed by extension name in `typed_extension_protocol_options`.
 pub type ExtensionOptions = BTreeMap<String, TypedConfig>;
+
+/// `envoy.extensions.filters.http.fault.v3.HTTPFault`: delays and aborts
+/// injected into a share of requests (also per route, in
+/// `typed_per_filter_config`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpFault {
+    pub delay: Option<FaultDelay>,
+    pub abort: Option<FaultAbort>,
+    /// Only requests routed to this cluster are faulted.
+    pub upstream_cluster: Option<String>,
+    /// Only requests matching all of these are faulted.
+    pub headers: Vec<crate::route::HeaderMatcher>,
+    pub downstream_nodes: Vec<String>,
+    pub max_active_faults: Option<u32>,
+    pub response_rate_limit: Option<serde_json::Value>,
+    // Runtime keys: with no runtime layer (weft has none, and Envoy
+    // without overrides) they change nothing.
+    pub delay_percent_runtime: Option<String>,
+    pub abort_percent_runtime: Option<String>,
+    pub delay_duration_runtime: Option<String>,
+    pub abort_http_status_runtime: Option<String>,
+    pub max_active_faults_runtime: Option<String>,
+    pub response_rate_limit_percent_runtime: Option<String>,
+    pub abort_grpc_status_runtime: Option<String>,
+    pub disable_downstream_cluster_stats: bool,
+    pub filter_metadata: Option<serde_json::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultDelay {
+    pub fixed_delay: Option<Duration>,
+    /// Delay by the request's `x-envoy-fault-delay-request` (ms).
+    pub header_delay: Option<serde_json::Value>,
+    pub percentage: Option<crate::FractionalPercent>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultAbort {
+    pub http_status: Option<u32>,
+    pub grpc_status: Option<u32>,
+    /// Abort with the request's `x-envoy-fault-abort-request` status
+    /// (or `x-envoy-fault-abort-grpc-request`).
+    pub header_abort: Option<serde_json::Value>,
+    pub percentage: Option<crate::FractionalPercent>,
+}

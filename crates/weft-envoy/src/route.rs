@@ -14,7 +14,12 @@ pub struct RouteConfiguration {
     pub response_headers_to_add: Vec<HeaderValueOption>,
     pub response_headers_to_remove: Vec<String>,
     pub validate_clusters: Option<bool>,
+    pub typed_per_filter_config: PerFilterConfig,
 }
+
+/// HTTP filter settings for a route, virtual host or table, keyed by the
+/// filter's name in the connection manager; the most specific wins.
+pub type PerFilterConfig = std::collections::BTreeMap<String, crate::TypedConfig>;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -32,6 +37,7 @@ pub struct VirtualHost {
     pub include_request_attempt_count: bool,
     /// Tell the client how many attempts were made.
     pub include_attempt_count_in_response: bool,
+    pub typed_per_filter_config: PerFilterConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -47,6 +53,7 @@ pub struct Route {
     pub request_headers_to_remove: Vec<String>,
     pub response_headers_to_add: Vec<HeaderValueOption>,
     pub response_headers_to_remove: Vec<String>,
+    pub typed_per_filter_config: PerFilterConfig,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -169,6 +169,22 @@ fn unimplemented_things_are_errors_not_ignored() {
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].route.retry_policy.retry_back_off.max_interval",
             "must not be less than base_interval",
         ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.fault\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, response_rate_limit: {fixed_limit: {limit_kbps: 1}}}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.response_rate_limit",
+            "not implemented by weft",
+        ),
+        (
+            BASIC.replace(
+                "route: {cluster: a, timeout: 5s}",
+                "route: {cluster: a}\n                typed_per_filter_config: {envoy.filters.http.fault: {'@type': type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault, abort: {http_status: 100}}}",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].typed_per_filter_config.envoy.filters.http.fault.abort.http_status",
+            "out of range",
+        ),
     ];
     for (text, want_field, want_message) in cases {
         let (field, _, message) = error(&text);

@@ -11,6 +11,7 @@ use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 
 use crate::error::ForwardError;
+use crate::fault::{AbortReply, Injected};
 use crate::routes::{Action, Redirect, RequestView};
 use crate::snapshot::{HttpSettings, Routes, Snapshot};
 
@@ -101,6 +102,31 @@ fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Bod
     }
     set_server(settings, resp.headers_mut());
     resp
+}
+
+/// The fault filter's abort: the status with Envoy's body, or for gRPC
+/// a trailers-only reply carrying the status.
+fn fault_reply(settings: &HttpSettings, reply: AbortReply) -> Response<Body> {
+    match reply {
+        AbortReply::Http(status) => local_reply(settings, status, "fault filter abort"),
+        AbortReply::Grpc(code) => {
+            let mut r = local_reply(settings, 200, "");
+            let h = r.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/grpc"),
+            );
+            h.insert(
+                HeaderName::from_static("grpc-status"),
+                HeaderValue::from(code),
+            );
+            h.insert(
+                HeaderName::from_static("grpc-message"),
+                HeaderValue::from_static("fault filter abort"),
+            );
+            r
+        }
+    }
 }
 
 fn set_server(settings: &HttpSettings, h: &mut HeaderMap) {
@@ -244,60 +270,93 @@ where
             return (local_reply(&settings, 403, ""), outcome);
         }
     }
-    let mut resp = match &route.action {
-        Action::Direct { status, body } => {
-            let mut r = local_reply(&settings, *status, body.as_deref().unwrap_or(""));
-            if body.is_none() {
-                r.headers_mut().remove(http::header::CONTENT_TYPE);
+    let picked = match &route.action {
+        Action::Forward(f) => Some(f.targets.pick()),
+        _ => None,
+    };
+    let mut aborted = None;
+    if let Some(filter) = &settings.fault {
+        let fault = route
+            .filters
+            .fault(&filter.name)
+            .or_else(|| vh.filters.fault(&filter.name))
+            .or_else(|| table.filters.fault(&filter.name))
+            .unwrap_or(&filter.config);
+        let view = RequestView {
+            method: req.method().as_str(),
+            authority: &host,
+            scheme: "http",
+            path_and_query: &path,
+            headers: req.headers(),
+        };
+        match filter.apply(fault, picked.map(|p| p.0), &view).await {
+            Injected::None => {}
+            Injected::Delayed => outcome.flag = Some("DI"),
+            Injected::Abort { delayed, reply } => {
+                outcome.flag = Some(if delayed { "DI,FI" } else { "FI" });
+                // A local reply like a direct response: the route's
+                // response headers apply (as Envoy's do).
+                aborted = Some(fault_reply(&settings, reply));
             }
-            // Envoy points a 201 Created at the request's own URL.
-            if *status == 201 {
-                let scheme = req.uri().scheme_str().unwrap_or("http");
-                if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{path}")) {
-                    r.headers_mut().insert(LOCATION, v);
-                }
-            }
-            r
         }
-        Action::Redirect(rd) => redirect(&settings, rd, &host, &path, req.uri()),
-        Action::Forward(fwd) => {
-            let (cluster_name, weighted_ops) = fwd.targets.pick();
-            let levels = [
-                weighted_ops,
-                Some(&route.headers),
-                Some(&vh.headers),
-                Some(&table.headers),
-            ];
-            mutate(req.headers_mut(), &levels, |o| &o.request);
-            let routed = crate::router::Routed {
-                snapshot: &snapshot,
-                settings: &settings,
-                vh,
-                fwd,
-                cluster: cluster_name,
-                down,
-                path: &path,
-                host: &host,
-            };
-            match crate::router::forward(routed, req, &mut outcome).await {
-                Ok(mut r) => {
-                    mutate(r.headers_mut(), &levels, |o| &o.response);
-                    return (r, outcome);
+    }
+    let mut resp = match (aborted, &route.action) {
+        (Some(r), _) => r,
+        (None, action) => match action {
+            Action::Direct { status, body } => {
+                let mut r = local_reply(&settings, *status, body.as_deref().unwrap_or(""));
+                if body.is_none() {
+                    r.headers_mut().remove(http::header::CONTENT_TYPE);
                 }
-                Err(e) => {
-                    outcome.flag = Some(e.flag());
-                    let retried = outcome.attempts > 1;
-                    let mut r = local_reply(&settings, e.status(), e.body(retried));
-                    if vh.attempt_count_downstream && outcome.attempts > 0 {
-                        r.headers_mut().insert(
-                            HeaderName::from_static("x-envoy-attempt-count"),
-                            HeaderValue::from(outcome.attempts),
-                        );
+                // Envoy points a 201 Created at the request's own URL.
+                if *status == 201 {
+                    let scheme = req.uri().scheme_str().unwrap_or("http");
+                    if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{path}")) {
+                        r.headers_mut().insert(LOCATION, v);
                     }
-                    r
+                }
+                r
+            }
+            Action::Redirect(rd) => redirect(&settings, rd, &host, &path, req.uri()),
+            Action::Forward(fwd) => {
+                let (cluster_name, weighted_ops) = picked.unwrap_or_else(|| fwd.targets.pick());
+                let levels = [
+                    weighted_ops,
+                    Some(&route.headers),
+                    Some(&vh.headers),
+                    Some(&table.headers),
+                ];
+                mutate(req.headers_mut(), &levels, |o| &o.request);
+                let routed = crate::router::Routed {
+                    snapshot: &snapshot,
+                    settings: &settings,
+                    vh,
+                    fwd,
+                    cluster: cluster_name,
+                    down,
+                    path: &path,
+                    host: &host,
+                };
+                match crate::router::forward(routed, req, &mut outcome).await {
+                    Ok(mut r) => {
+                        mutate(r.headers_mut(), &levels, |o| &o.response);
+                        return (r, outcome);
+                    }
+                    Err(e) => {
+                        outcome.flag = Some(e.flag());
+                        let retried = outcome.attempts > 1;
+                        let mut r = local_reply(&settings, e.status(), e.body(retried));
+                        if vh.attempt_count_downstream && outcome.attempts > 0 {
+                            r.headers_mut().insert(
+                                HeaderName::from_static("x-envoy-attempt-count"),
+                                HeaderValue::from(outcome.attempts),
+                            );
+                        }
+                        r
+                    }
                 }
             }
-        }
+        },
     };
     let levels = [
         Some(&route.headers),

@@ -9,6 +9,7 @@ pub mod circuit;
 pub mod cluster;
 mod config_dump;
 pub mod error;
+pub mod fault;
 pub mod headers;
 pub mod http;
 mod io;

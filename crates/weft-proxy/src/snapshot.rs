@@ -66,6 +66,8 @@ pub struct HttpSettings {
     /// HTTP/2 settings advertised to clients.
     pub h2: H2Settings,
     pub stats: HttpStats,
+    /// The fault filter, when the connection manager has one.
+    pub fault: Option<crate::fault::FaultFilter>,
 }
 
 /// Where a connection manager's route table is.
@@ -293,7 +295,22 @@ pub(crate) fn compile_hcm(
             })
         }
     };
+    let mut fault = None;
+    for (i, f) in h.http_filters.iter().enumerate() {
+        if let Some(weft_envoy::TypedConfig::Fault(cfg)) = &f.typed_config {
+            let field = format!("{at}.http_filters[{i}]");
+            if fault.is_some() {
+                return Err(unsupported(field, "a second fault filter"));
+            }
+            let stats = crate::stats::FaultStats::new(stats, &h.stat_prefix);
+            fault = Some(
+                crate::fault::FaultFilter::new(&f.name, cfg, stats)
+                    .map_err(|message| CompileError::Config { field, message })?,
+            );
+        }
+    }
     Ok(HttpSettings {
+        fault,
         codec: h.codec_type,
         routes,
         server_name: http::HeaderValue::from_str(h.server_name.as_deref().unwrap_or("envoy"))

@@ -341,6 +341,32 @@ impl HttpStats {
     }
 }
 
+/// The fault filter's statistics (`http.PREFIX.fault.*`).
+#[derive(Debug, Clone)]
+pub struct FaultStats {
+    pub delays_injected: Counter,
+    pub aborts_injected: Counter,
+    /// Faults not injected because max_active_faults were in progress.
+    pub faults_overflow: Counter,
+    pub active_faults: Gauge,
+}
+
+impl FaultStats {
+    pub fn new(store: &Store, stat_prefix: &str) -> Self {
+        let s = store.scope(
+            &format!("http.{stat_prefix}.fault."),
+            "envoy_http_fault_",
+            vec![("envoy_http_conn_manager_prefix", stat_prefix.to_string())],
+        );
+        FaultStats {
+            delays_injected: s.counter("delays_injected"),
+            aborts_injected: s.counter("aborts_injected"),
+            faults_overflow: s.counter("faults_overflow"),
+            active_faults: s.gauge("active_faults"),
+        }
+    }
+}
+
 /// A TCP proxy's statistics (`tcp.PREFIX.*`).
 #[derive(Debug, Clone)]
 pub struct TcpStats {

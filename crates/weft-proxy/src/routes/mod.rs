@@ -19,6 +19,37 @@ pub struct RouteTable {
     any: Option<usize>,
     pub hosts: Vec<VirtualHost>,
     pub headers: HeaderOps,
+    pub filters: PerFilter,
+}
+
+/// Per-route settings of HTTP filters, by filter name (only the fault
+/// filter has any in weft).
+#[derive(Debug, Default)]
+pub struct PerFilter(Vec<(String, std::sync::Arc<crate::fault::Fault>)>);
+
+impl PerFilter {
+    fn compile(c: &cfg::PerFilterConfig) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for (name, config) in c {
+            match config {
+                weft_envoy::TypedConfig::Fault(f) => {
+                    let fault = crate::fault::Fault::compile(f)
+                        .map_err(|e| format!("typed_per_filter_config.{name}.{e}"))?;
+                    out.push((name.clone(), std::sync::Arc::new(fault)));
+                }
+                _ => {
+                    return Err(format!(
+                        "typed_per_filter_config.{name}: not a filter configuration weft implements"
+                    ))
+                }
+            }
+        }
+        Ok(PerFilter(out))
+    }
+
+    pub fn fault(&self, filter: &str) -> Option<&crate::fault::Fault> {
+        self.0.iter().find(|(n, _)| n == filter).map(|(_, f)| &**f)
+    }
 }
 
 #[derive(Debug)]
@@ -30,6 +61,7 @@ pub struct VirtualHost {
     pub attempt_count_upstream: bool,
     /// `include_attempt_count_in_response`: and back to the client.
     pub attempt_count_downstream: bool,
+    pub filters: PerFilter,
 }
 
 #[derive(Debug)]
@@ -38,6 +70,7 @@ pub struct Route {
     matcher: RouteMatch,
     pub action: Action,
     pub headers: HeaderOps,
+    pub filters: PerFilter,
 }
 
 #[derive(Debug)]
@@ -264,6 +297,7 @@ impl RouteTable {
                 &rc.response_headers_to_add,
                 &rc.response_headers_to_remove,
             )?,
+            filters: PerFilter::compile(&rc.typed_per_filter_config)?,
         };
         for (i, vh) in rc.virtual_hosts.iter().enumerate() {
             for d in &vh.domains {
@@ -311,6 +345,8 @@ impl RouteTable {
                     &vh.response_headers_to_add,
                     &vh.response_headers_to_remove,
                 )?,
+                filters: PerFilter::compile(&vh.typed_per_filter_config)
+                    .map_err(|e| format!("virtual_hosts[{i}].{e}"))?,
                 attempt_count_upstream: vh.include_request_attempt_count,
                 attempt_count_downstream: vh.include_attempt_count_in_response,
             });
@@ -481,6 +517,7 @@ impl Route {
             return Err("a route needs route, redirect or direct_response".into());
         };
         Ok(Route {
+            filters: PerFilter::compile(&r.typed_per_filter_config)?,
             name: r.name.clone(),
             matcher: RouteMatch {
                 path,

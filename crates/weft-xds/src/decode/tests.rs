@@ -158,10 +158,15 @@ fn a_field_weft_does_not_implement_is_named() {
         r#""httpFilters": ["#,
         r#""httpFilters": [{"name": "envoy.filters.http.fault", "typedConfig": {
           "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
-          "abort": {"httpStatus": 503, "percentage": {"numerator": 100}}}},"#,
+          "abort": {"httpStatus": 503, "percentage": {"numerator": 100}},
+          "responseRateLimit": {"fixedLimit": {"limitKbps": "1"}}}},"#,
     );
     let e = decode_err(Kind::Listener, &fault, &["backend"]);
-    assert!(e.to_string().contains("http_filters[0]"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("http_filters[0].typed_config.response_rate_limit"),
+        "{e}"
+    );
 }
 
 #[test]
