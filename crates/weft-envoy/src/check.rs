@@ -247,6 +247,56 @@ fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
                 .err("not implemented by weft yet"));
         }
     }
+    if let Some(od) = &c.outlier_detection {
+        let oat = at.key("outlier_detection");
+        let percents = [
+            ("max_ejection_percent", od.max_ejection_percent),
+            ("enforcing_consecutive_5xx", od.enforcing_consecutive_5xx),
+            ("enforcing_success_rate", od.enforcing_success_rate),
+            (
+                "enforcing_consecutive_gateway_failure",
+                od.enforcing_consecutive_gateway_failure,
+            ),
+            (
+                "enforcing_consecutive_local_origin_failure",
+                od.enforcing_consecutive_local_origin_failure,
+            ),
+            (
+                "enforcing_local_origin_success_rate",
+                od.enforcing_local_origin_success_rate,
+            ),
+            (
+                "failure_percentage_threshold",
+                od.failure_percentage_threshold,
+            ),
+            (
+                "enforcing_failure_percentage",
+                od.enforcing_failure_percentage,
+            ),
+            (
+                "enforcing_failure_percentage_local_origin",
+                od.enforcing_failure_percentage_local_origin,
+            ),
+        ];
+        for (name, v) in percents {
+            if v.is_some_and(|v| v > 100) {
+                return Err(oat.key(name).err("a percentage: expected 0–100"));
+            }
+        }
+        for (name, d) in [
+            ("interval", od.interval),
+            ("base_ejection_time", od.base_ejection_time),
+        ] {
+            if d.is_some_and(|d| d.0.is_zero()) {
+                return Err(oat.key(name).err("must be greater than 0"));
+            }
+        }
+        if od.successful_active_health_check_uneject_host == Some(true) {
+            return Err(oat
+                .key("successful_active_health_check_uneject_host")
+                .err("active health checking is not implemented by weft yet"));
+        }
+    }
     // Envoy's rules: ORIGINAL_DST clusters choose their own host, take no
     // endpoints, and only they may say CLUSTER_PROVIDED.
     let original_dst = c.type_ == DiscoveryType::ORIGINAL_DST;

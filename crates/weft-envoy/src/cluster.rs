@@ -25,6 +25,47 @@ pub struct Cluster {
     pub cleanup_interval: Option<Duration>,
     pub original_dst_lb_config: Option<OriginalDstLbConfig>,
     pub circuit_breakers: Option<CircuitBreakers>,
+    pub outlier_detection: Option<Box<OutlierDetection>>,
+    pub common_lb_config: Option<CommonLbConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommonLbConfig {
+    /// Below this share of available hosts, balance over all of them
+    /// (50% by default).
+    pub healthy_panic_threshold: Option<crate::Percent>,
+}
+
+/// `envoy.config.cluster.v3.OutlierDetection`; unset fields take
+/// Envoy's defaults (see weft-proxy's outlier module).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierDetection {
+    pub consecutive_5xx: Option<u32>,
+    pub interval: Option<Duration>,
+    pub base_ejection_time: Option<Duration>,
+    pub max_ejection_percent: Option<u32>,
+    pub enforcing_consecutive_5xx: Option<u32>,
+    pub enforcing_success_rate: Option<u32>,
+    pub success_rate_minimum_hosts: Option<u32>,
+    pub success_rate_request_volume: Option<u32>,
+    pub success_rate_stdev_factor: Option<u32>,
+    pub consecutive_gateway_failure: Option<u32>,
+    pub enforcing_consecutive_gateway_failure: Option<u32>,
+    pub split_external_local_origin_errors: bool,
+    pub consecutive_local_origin_failure: Option<u32>,
+    pub enforcing_consecutive_local_origin_failure: Option<u32>,
+    pub enforcing_local_origin_success_rate: Option<u32>,
+    pub failure_percentage_threshold: Option<u32>,
+    pub enforcing_failure_percentage: Option<u32>,
+    pub enforcing_failure_percentage_local_origin: Option<u32>,
+    pub failure_percentage_minimum_hosts: Option<u32>,
+    pub failure_percentage_request_volume: Option<u32>,
+    pub max_ejection_time: Option<Duration>,
+    pub max_ejection_time_jitter: Option<Duration>,
+    pub successful_active_health_check_uneject_host: Option<bool>,
+    pub always_eject_one_host: Option<bool>,
 }
 
 /// `envoy.config.cluster.v3.CircuitBreakers`.

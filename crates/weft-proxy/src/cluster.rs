@@ -35,6 +35,8 @@ pub struct Endpoint {
     pub client: Client<FixedConnector, Body>,
     /// Picked since the last ORIGINAL_DST cleanup sweep.
     used: AtomicBool,
+    /// Outlier detection's view of this endpoint.
+    pub outlier: crate::outlier::HostHealth,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -140,22 +142,32 @@ impl Connect {
                     failed: self.failed.clone(),
                 }),
             used: AtomicBool::new(false),
+            outlier: Default::default(),
         })
     }
 }
 
 /// The endpoints a cluster balances over, with the weighted
-/// round-robin schedule (endpoint indexes repeated by weight).
+/// round-robin schedule (endpoint indexes repeated by weight) over those
+/// outlier detection has not ejected — or over all of them when fewer
+/// than the panic threshold remain, as Envoy's panic mode.
 pub struct HostSet {
     pub endpoints: Vec<Arc<Endpoint>>,
     schedule: Vec<usize>,
 }
 
 impl HostSet {
-    fn new(endpoints: Vec<Arc<Endpoint>>) -> Self {
+    fn new(endpoints: Vec<Arc<Endpoint>>, panic_threshold: f64) -> Self {
+        let available = endpoints
+            .iter()
+            .filter(|e| !e.outlier.ejected.load(Ordering::Relaxed))
+            .count();
+        let panic = !endpoints.is_empty()
+            && (available as f64) * 100.0 < panic_threshold * endpoints.len() as f64;
         let schedule = endpoints
             .iter()
             .enumerate()
+            .filter(|(_, e)| panic || !e.outlier.ejected.load(Ordering::Relaxed))
             .flat_map(|(i, e)| std::iter::repeat_n(i, e.weight.min(128) as usize))
             .collect();
         HostSet {
@@ -275,6 +287,9 @@ pub struct Cluster {
     pub http2: bool,
     pub stats: ClusterStats,
     pub breakers: crate::circuit::Breakers,
+    outlier: Option<crate::outlier::Detector>,
+    /// Envoy's healthy_panic_threshold, in percent (50 by default).
+    panic_threshold: f64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -426,9 +441,14 @@ impl Cluster {
             },
             DiscoveryType::STATIC => Source::Static,
         };
+        let panic_threshold = c
+            .common_lb_config
+            .as_ref()
+            .and_then(|l| l.healthy_panic_threshold)
+            .map_or(50.0, |p| p.value);
         let cluster = Cluster {
             name: c.name.clone(),
-            hosts: ArcSwap::from_pointee(HostSet::new(endpoints)),
+            hosts: ArcSwap::from_pointee(HostSet::new(endpoints, panic_threshold)),
             source,
             connect,
             lb: c.lb_policy,
@@ -437,6 +457,11 @@ impl Cluster {
             http2,
             stats,
             breakers: crate::circuit::Breakers::new(c.circuit_breakers.as_ref()),
+            outlier: c
+                .outlier_detection
+                .as_ref()
+                .map(|o| crate::outlier::Detector::new(o, store, &c.name)),
+            panic_threshold,
         };
         cluster.resolve_all().await;
         cluster.count_members();
@@ -459,7 +484,8 @@ impl Cluster {
         let current = self.hosts.load_full();
         let next = static_endpoints(la, &self.connect, &current.endpoints)
             .map_err(|(field, m)| format!("{field}: {m}"))?;
-        self.hosts.store(Arc::new(HostSet::new(next)));
+        self.hosts
+            .store(Arc::new(HostSet::new(next, self.panic_threshold)));
         self.count_members();
         Ok(())
     }
@@ -478,8 +504,13 @@ impl Cluster {
             Source::OriginalDst { hosts, .. } => hosts.load().len(),
             _ => self.hosts.load().endpoints.len(),
         } as i64;
+        let ejected = self
+            .endpoints()
+            .iter()
+            .filter(|e| e.outlier.ejected.load(Ordering::Relaxed))
+            .count() as i64;
         self.stats.membership_total.set(n);
-        self.stats.membership_healthy.set(n);
+        self.stats.membership_healthy.set(n - ejected);
     }
 
     /// Resolves a DNS cluster's names and swaps in the new host set when
@@ -533,15 +564,48 @@ impl Cluster {
                 .zip(&current.endpoints)
                 .all(|(a, b)| Arc::ptr_eq(a, b));
         if !same {
-            self.hosts.store(Arc::new(HostSet::new(next)));
+            self.hosts
+                .store(Arc::new(HostSet::new(next, self.panic_threshold)));
             self.count_members();
         }
     }
 
+    /// Tells outlier detection how an attempt at `endpoint` went; an
+    /// ejection takes the endpoint out of the balancing schedule.
+    pub fn report(&self, endpoint: &Endpoint, result: crate::outlier::Result) {
+        let Some(d) = &self.outlier else { return };
+        if let Some(reason) = d.report(&endpoint.outlier, result) {
+            if d.eject(&endpoint.outlier, &self.endpoints(), reason) {
+                self.reschedule();
+            }
+        }
+    }
+
+    /// Rebuilds the balancing schedule after ejections changed.
+    fn reschedule(&self) {
+        let t = self.panic_threshold;
+        self.hosts.rcu(|cur| HostSet::new(cur.endpoints.clone(), t));
+        self.count_members();
+    }
+
     /// Starts what keeps the cluster current in the background (DNS
-    /// re-resolution, forgetting unused original destinations); it stops
-    /// when the cluster is dropped.
+    /// re-resolution, forgetting unused original destinations, outlier
+    /// detection's sweep); it stops when the cluster is dropped.
     pub fn start_background(self: &Arc<Self>) {
+        if let Some(d) = &self.outlier {
+            let every = d.interval();
+            let weak: Weak<Self> = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(c) = weak.upgrade() else { return };
+                    let Some(d) = &c.outlier else { return };
+                    if d.sweep(&c.endpoints()) {
+                        c.reschedule();
+                    }
+                }
+            });
+        }
         let every = match &self.source {
             Source::Static | Source::Eds { .. } => return,
             Source::Dns { refresh, .. } => *refresh,
@@ -584,7 +648,7 @@ impl Cluster {
             return self.original_dst(ctx, header.as_ref(), *port_override, hosts);
         }
         let set = self.hosts.load();
-        if set.endpoints.is_empty() {
+        if set.schedule.is_empty() {
             return None;
         }
         let schedule = &set.schedule;

@@ -216,3 +216,146 @@ async fn empty_cluster_has_no_pick() {
         .unwrap();
     assert!(c.pick(&PickContext::default()).is_none());
 }
+
+/// A ROUND_ROBIN cluster of `n` endpoints (ports 1000..) with outlier
+/// detection set by `outlier` (YAML flow mapping).
+async fn outlier_cluster(n: usize, outlier: &str) -> Arc<Cluster> {
+    let endpoints: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}}}",
+                1000 + i
+            )
+        })
+        .collect();
+    let yaml = format!(
+        "name: c\ntype: STATIC\noutlier_detection: {outlier}\nload_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{}]}}]}}\n",
+        endpoints.join(", ")
+    );
+    let c = Cluster::compile(&parse_cluster(&yaml), "c", &Store::default())
+        .await
+        .unwrap();
+    Arc::new(c)
+}
+
+fn ports_picked(c: &Cluster, n: usize) -> std::collections::BTreeSet<u16> {
+    (0..n)
+        .map(|_| c.pick(&PickContext::default()).unwrap().addr.port())
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_5xx_ejects_until_the_sweep_after_its_time() {
+    use crate::outlier::Result::Status;
+    let c = outlier_cluster(
+        4,
+        "{consecutive_5xx: 3, interval: 1s, base_ejection_time: 10s, max_ejection_percent: 50}",
+    )
+    .await;
+    c.start_background();
+    let bad = c.endpoints()[1].clone();
+    c.report(&bad, Status(503));
+    c.report(&bad, Status(200));
+    c.report(&bad, Status(503));
+    c.report(&bad, Status(500));
+    assert_eq!(ports_picked(&c, 8).len(), 4, "a success broke the run");
+    c.report(&bad, Status(502));
+    assert!(!ports_picked(&c, 8).contains(&1001), "ejected");
+    assert_eq!(c.stats.membership_healthy.get(), 3);
+    // Back at the first sweep after 10 s (the one at 10 s), not before.
+    tokio::time::sleep(Duration::from_millis(9_500)).await;
+    assert!(!ports_picked(&c, 8).contains(&1001));
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert!(ports_picked(&c, 8).contains(&1001), "returned");
+    // Ejected again before a sweep found it healthy: twice as long.
+    for _ in 0..3 {
+        c.report(&bad, Status(503));
+    }
+    tokio::time::sleep(Duration::from_millis(19_000)).await;
+    assert!(
+        !ports_picked(&c, 8).contains(&1001),
+        "second ejection is 20 s"
+    );
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert!(ports_picked(&c, 8).contains(&1001));
+    // Healthy sweeps wear the multiplier down: after 2 of them an
+    // ejection is back to 10 s.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    for _ in 0..3 {
+        c.report(&bad, Status(503));
+    }
+    tokio::time::sleep(Duration::from_millis(11_000)).await;
+    assert!(ports_picked(&c, 8).contains(&1001));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_ejection_percent_and_panic_mode() {
+    use crate::outlier::Result::{ConnectFailed, Status};
+    let c = outlier_cluster(
+        2,
+        "{consecutive_5xx: 1, interval: 1s, base_ejection_time: 10s, max_ejection_percent: 10}",
+    )
+    .await;
+    let a = c.endpoints()[0].clone();
+    c.report(&a, Status(503));
+    // 1 of 2 would be 50% out, over the 10% allowed.
+    assert_eq!(ports_picked(&c, 6), [1000, 1001].into());
+    let half = outlier_cluster(
+        2,
+        "{consecutive_5xx: 1, interval: 1s, base_ejection_time: 10s, max_ejection_percent: 50}",
+    )
+    .await;
+    let [a, b] = [half.endpoints()[0].clone(), half.endpoints()[1].clone()];
+    half.report(&a, Status(503));
+    assert_eq!(ports_picked(&half, 6), [1001].into());
+    half.report(&b, ConnectFailed);
+    // The second would pass 50%: refused.
+    assert_eq!(ports_picked(&half, 6), [1001].into());
+    let one = outlier_cluster(1, "{consecutive_5xx: 1, max_ejection_percent: 100}").await;
+    let only = one.endpoints()[0].clone();
+    one.report(&only, Status(500));
+    assert!(only.outlier.ejected.load(Ordering::Relaxed));
+    // Under the panic threshold (50%): balance over every host anyway.
+    assert_eq!(ports_picked(&one, 3), [1000].into());
+}
+
+#[tokio::test(start_paused = true)]
+async fn gateway_failures_are_detected_but_not_enforced_by_default() {
+    use crate::outlier::Result::Status;
+    let c = outlier_cluster(
+        3,
+        "{consecutive_5xx: 100, consecutive_gateway_failure: 2, max_ejection_percent: 100}",
+    )
+    .await;
+    let bad = c.endpoints()[0].clone();
+    c.report(&bad, Status(504));
+    c.report(&bad, Status(503));
+    assert!(!bad.outlier.ejected.load(Ordering::Relaxed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn success_rate_ejects_the_outlier_among_enough_busy_hosts() {
+    use crate::outlier::Result::Status;
+    let c = outlier_cluster(
+        5,
+        "{interval: 1s, consecutive_5xx: 1000, max_ejection_percent: 100, success_rate_request_volume: 10}",
+    )
+    .await;
+    c.start_background();
+    let all = c.endpoints();
+    for (i, e) in all.iter().enumerate() {
+        for n in 0..20 {
+            // Endpoint 3 fails half its requests; the others none.
+            let status = if i == 3 && n % 2 == 0 { 503 } else { 200 };
+            c.report(e, Status(status));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert!(all[3].outlier.ejected.load(Ordering::Relaxed));
+    assert_eq!(
+        all.iter()
+            .filter(|e| e.outlier.ejected.load(Ordering::Relaxed))
+            .count(),
+        1
+    );
+}

@@ -14,6 +14,7 @@ pub mod headers;
 pub mod http;
 mod io;
 pub mod listener;
+pub mod outlier;
 mod replay;
 pub mod retry;
 pub mod router;

@@ -416,6 +416,16 @@ async fn send(
         }
         Ok(t) => t,
     };
+    use crate::outlier::Result as Seen;
+    let seen = match &tried {
+        Tried::Response(resp, _) => Some(Seen::Status(resp.status().as_u16())),
+        Tried::Failed(AttemptFailure::ConnectFailure) => Some(Seen::ConnectFailed),
+        Tried::Failed(_) | Tried::Fatal(ForwardError::Timeout) => Some(Seen::LocalFailure),
+        Tried::Fatal(_) => None,
+    };
+    if let Some(seen) = seen {
+        cluster.report(endpoint, seen);
+    }
     match &tried {
         Tried::Response(resp, _) => {
             stats.upstream_rq_total.inc();

@@ -83,10 +83,14 @@ async fn serve_inner(
         _ => {
             cluster.stats.upstream_cx_total.inc();
             cluster.stats.upstream_cx_connect_fail.inc();
+            cluster.report(&endpoint, crate::outlier::Result::ConnectFailed);
             entry.flags = Some("UF");
             return (0, 0);
         }
     };
+    // A connection made is a success to outlier detection, as Envoy's
+    // TCP proxy reports it.
+    cluster.report(&endpoint, crate::outlier::Result::Status(200));
     cluster.stats.upstream_cx_total.inc();
     let _ = up.set_nodelay(true);
     let _ = down.set_nodelay(true);

@@ -92,6 +92,16 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                         // carrying the same `x-test-key` (whichever backend
                         // gets them): HOW is a status, `reset`, `stall` or
                         // `grpc=CODE` (a trailers-only gRPC reply).
+                        // `x-test-fail-on: NAME;HOW` fails every request
+                        // that reaches the backend called NAME.
+                        if let Some((who, how)) = asked("x-test-fail-on")
+                            .as_deref()
+                            .and_then(|s| s.split_once(';'))
+                        {
+                            if who == name {
+                                return fail_with(how, name).await;
+                            }
+                        }
                         if let Some(fail) = asked("x-test-fail") {
                             let key = asked("x-test-key").unwrap_or_default();
                             HITS.lock()
