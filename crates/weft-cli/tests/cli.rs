@@ -218,8 +218,8 @@ fn proxy_bootstrap_errors_name_the_field_and_exit_1() {
         ),
         (
             "lb_policy: ROUND_ROBIN",
-            "lb_policy: MAGLEV",
-            "lb_policy: MAGLEV is not implemented",
+            "lb_policy: CLUSTER_PROVIDED",
+            "lb_policy: CLUSTER_PROVIDED is only valid for ORIGINAL_DST clusters",
         ),
         ("static_resources:", "static_resources: [", "bad.yaml:"),
     ] {

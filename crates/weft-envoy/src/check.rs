@@ -312,11 +312,37 @@ fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
                 .key("lb_policy")
                 .err("CLUSTER_PROVIDED is only valid for ORIGINAL_DST clusters"))
         }
-        LbPolicy::ROUND_ROBIN | LbPolicy::LEAST_REQUEST | LbPolicy::RANDOM => {}
-        other => {
+        LbPolicy::ROUND_ROBIN
+        | LbPolicy::LEAST_REQUEST
+        | LbPolicy::RANDOM
+        | LbPolicy::RING_HASH
+        | LbPolicy::MAGLEV => {}
+    }
+    if let Some(r) = &c.ring_hash_lb_config {
+        let rat = at.key("ring_hash_lb_config");
+        if r.hash_function == Some(crate::cluster::RingHashFunction::MURMUR_HASH_2) {
+            return Err(rat
+                .key("hash_function")
+                .err("MURMUR_HASH_2 is not implemented by weft yet; use XX_HASH"));
+        }
+        let min = r.minimum_ring_size.map_or(1024, |n| n.0);
+        let max = r.maximum_ring_size.map_or(8 * 1024 * 1024, |n| n.0);
+        if !(1..=8 * 1024 * 1024).contains(&max) {
+            return Err(rat.key("maximum_ring_size").err("expected 1 to 8388608"));
+        }
+        if min < 1 || min > max {
+            return Err(rat
+                .key("minimum_ring_size")
+                .err("expected at least 1 and at most maximum_ring_size"));
+        }
+    }
+    if let Some(t) = c.maglev_lb_config.as_ref().and_then(|m| m.table_size) {
+        let prime = t.0 > 1 && (2..).take_while(|d| d * d <= t.0).all(|d| t.0 % d != 0);
+        if !prime || t.0 > 5_000_011 {
             return Err(at
-                .key("lb_policy")
-                .err(format!("{other:?} is not implemented by weft yet")))
+                .key("maglev_lb_config")
+                .key("table_size")
+                .err(format!("{} must be a prime number up to 5000011", t.0)));
         }
     }
     if original_dst
@@ -745,6 +771,32 @@ fn route(at: &At, r: &Route, clusters: &HashSet<&str>, validate: bool) -> Result
         }
         if let Some(p) = &a.retry_policy {
             retry_policy(&aat.key("retry_policy"), p)?;
+        }
+        for (i, h) in a.hash_policy.iter().enumerate() {
+            let hat = aat.key("hash_policy").idx(i);
+            exactly_one(
+                &hat,
+                "a hash policy",
+                &[
+                    ("header", h.header.is_some()),
+                    ("cookie", h.cookie.is_some()),
+                    ("connection_properties", h.connection_properties.is_some()),
+                    ("query_parameter", h.query_parameter.is_some()),
+                    ("filter_state", h.filter_state.is_some()),
+                ],
+            )?;
+            if h.filter_state.is_some() {
+                return Err(hat.key("filter_state").err("not implemented by weft yet"));
+            }
+            if let Some(rr) = h.header.as_ref().and_then(|x| x.regex_rewrite.as_ref()) {
+                regex(
+                    &hat.key("header")
+                        .key("regex_rewrite")
+                        .key("pattern")
+                        .key("regex"),
+                    &rr.pattern.regex,
+                )?;
+            }
         }
         if a.prefix_rewrite.is_some() && a.regex_rewrite.is_some() {
             return Err(aat.err("prefix_rewrite and regex_rewrite are mutually exclusive"));

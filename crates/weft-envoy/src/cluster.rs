@@ -27,6 +27,30 @@ pub struct Cluster {
     pub circuit_breakers: Option<CircuitBreakers>,
     pub outlier_detection: Option<Box<OutlierDetection>>,
     pub common_lb_config: Option<CommonLbConfig>,
+    pub ring_hash_lb_config: Option<RingHashLbConfig>,
+    pub maglev_lb_config: Option<MaglevLbConfig>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingHashLbConfig {
+    pub minimum_ring_size: Option<crate::Int64>,
+    pub maximum_ring_size: Option<crate::Int64>,
+    pub hash_function: Option<RingHashFunction>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+pub enum RingHashFunction {
+    #[default]
+    XX_HASH,
+    MURMUR_HASH_2,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaglevLbConfig {
+    pub table_size: Option<crate::Int64>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -114,6 +114,57 @@ pub struct RouteAction {
     pub idle_timeout: Option<Duration>,
     pub upgrade_configs: Vec<crate::filters::UpgradeConfig>,
     pub retry_policy: Option<RetryPolicy>,
+    /// What RING_HASH and MAGLEV clusters hash a request by.
+    pub hash_policy: Vec<HashPolicy>,
+}
+
+/// `RouteAction.HashPolicy`: exactly one source per entry.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashPolicy {
+    pub header: Option<HashHeader>,
+    pub cookie: Option<HashCookie>,
+    pub connection_properties: Option<HashConnection>,
+    pub query_parameter: Option<HashQuery>,
+    pub filter_state: Option<serde_json::Value>,
+    /// Stop at this entry when it produced a hash.
+    pub terminal: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashHeader {
+    pub header_name: String,
+    pub regex_rewrite: Option<RegexRewrite>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashCookie {
+    pub name: String,
+    /// With a TTL, a missing cookie is generated and set on the response.
+    pub ttl: Option<Duration>,
+    pub path: Option<String>,
+    pub attributes: Vec<CookieAttribute>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CookieAttribute {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashConnection {
+    pub source_ip: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HashQuery {
+    pub name: String,
 }
 
 /// `envoy.config.route.v3.RetryPolicy`.

@@ -128,9 +128,12 @@ fn unknown_fields_are_named_with_their_path_and_line_even_inside_typed_config() 
 fn unimplemented_things_are_errors_not_ignored() {
     let cases = [
         (
-            BASIC.replace("lb_policy: ROUND_ROBIN", "lb_policy: MAGLEV"),
-            "static_resources.clusters[0].lb_policy",
-            "MAGLEV is not implemented",
+            BASIC.replace(
+                "lb_policy: ROUND_ROBIN",
+                "lb_policy: RING_HASH\n    ring_hash_lb_config: {hash_function: MURMUR_HASH_2}",
+            ),
+            "static_resources.clusters[0].ring_hash_lb_config.hash_function",
+            "MURMUR_HASH_2 is not implemented",
         ),
         (
             BASIC.replace(
@@ -141,8 +144,8 @@ fn unimplemented_things_are_errors_not_ignored() {
             "Lua: not implemented by weft",
         ),
         (
-            BASIC.replace("route: {cluster: a, timeout: 5s}", "route: {cluster: a, hash_policy: []}"),
-            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].route.hash_policy",
+            BASIC.replace("route: {cluster: a, timeout: 5s}", "route: {cluster: a, max_grpc_timeout: 1s}"),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].route.max_grpc_timeout",
             "unknown field",
         ),
         (

@@ -147,30 +147,52 @@ impl Connect {
     }
 }
 
+/// How a cluster spreads requests over its host set.
+#[derive(Debug, Clone, Copy)]
+struct Balance {
+    lb: LbPolicy,
+    /// Envoy's healthy_panic_threshold, in percent (50 by default).
+    panic_threshold: f64,
+    ring_min: u64,
+    ring_max: u64,
+    maglev_size: u64,
+}
+
 /// The endpoints a cluster balances over, with the weighted
 /// round-robin schedule (endpoint indexes repeated by weight) over those
 /// outlier detection has not ejected — or over all of them when fewer
-/// than the panic threshold remain, as Envoy's panic mode.
+/// than the panic threshold remain, as Envoy's panic mode — and, for
+/// RING_HASH and MAGLEV, the hash table over the same endpoints.
 pub struct HostSet {
     pub endpoints: Vec<Arc<Endpoint>>,
     schedule: Vec<usize>,
+    ring: Option<crate::hashing::Ring>,
+    maglev: Option<crate::hashing::Maglev>,
 }
 
 impl HostSet {
-    fn new(endpoints: Vec<Arc<Endpoint>>, panic_threshold: f64) -> Self {
+    fn new(endpoints: Vec<Arc<Endpoint>>, b: &Balance) -> Self {
         let available = endpoints
             .iter()
             .filter(|e| !e.outlier.ejected.load(Ordering::Relaxed))
             .count();
         let panic = !endpoints.is_empty()
-            && (available as f64) * 100.0 < panic_threshold * endpoints.len() as f64;
-        let schedule = endpoints
+            && (available as f64) * 100.0 < b.panic_threshold * endpoints.len() as f64;
+        let usable: Vec<(usize, SocketAddr, u32)> = endpoints
             .iter()
             .enumerate()
             .filter(|(_, e)| panic || !e.outlier.ejected.load(Ordering::Relaxed))
-            .flat_map(|(i, e)| std::iter::repeat_n(i, e.weight.min(128) as usize))
+            .map(|(i, e)| (i, e.addr, e.weight))
+            .collect();
+        let schedule = usable
+            .iter()
+            .flat_map(|(i, _, w)| std::iter::repeat_n(*i, (*w).min(128) as usize))
             .collect();
         HostSet {
+            ring: (b.lb == LbPolicy::RING_HASH)
+                .then(|| crate::hashing::Ring::build(&usable, b.ring_min, b.ring_max)),
+            maglev: (b.lb == LbPolicy::MAGLEV)
+                .then(|| crate::hashing::Maglev::build(&usable, b.maglev_size)),
             endpoints,
             schedule,
         }
@@ -274,6 +296,8 @@ pub struct PickContext<'a> {
     /// restored it (the connection was redirected to the proxy).
     pub original_dst: Option<SocketAddr>,
     pub headers: Option<&'a HeaderMap>,
+    /// The request's hash, for RING_HASH and MAGLEV (random without).
+    pub hash: Option<u64>,
 }
 
 pub struct Cluster {
@@ -281,15 +305,13 @@ pub struct Cluster {
     hosts: ArcSwap<HostSet>,
     source: Source,
     connect: Connect,
-    lb: LbPolicy,
     next: AtomicUsize,
     pub connect_timeout: Duration,
     pub http2: bool,
     pub stats: ClusterStats,
     pub breakers: crate::circuit::Breakers,
     outlier: Option<crate::outlier::Detector>,
-    /// Envoy's healthy_panic_threshold, in percent (50 by default).
-    panic_threshold: f64,
+    balance: Balance,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -441,17 +463,29 @@ impl Cluster {
             },
             DiscoveryType::STATIC => Source::Static,
         };
-        let panic_threshold = c
-            .common_lb_config
-            .as_ref()
-            .and_then(|l| l.healthy_panic_threshold)
-            .map_or(50.0, |p| p.value);
+        let ring = c.ring_hash_lb_config.clone().unwrap_or_default();
+        let balance = Balance {
+            lb: c.lb_policy,
+            panic_threshold: c
+                .common_lb_config
+                .as_ref()
+                .and_then(|l| l.healthy_panic_threshold)
+                .map_or(50.0, |p| p.value),
+            ring_min: ring.minimum_ring_size.map_or(1024, |n| n.0.max(1) as u64),
+            ring_max: ring
+                .maximum_ring_size
+                .map_or(8 * 1024 * 1024, |n| n.0.max(1) as u64),
+            maglev_size: c
+                .maglev_lb_config
+                .as_ref()
+                .and_then(|m| m.table_size)
+                .map_or(65537, |n| n.0.max(2) as u64),
+        };
         let cluster = Cluster {
             name: c.name.clone(),
-            hosts: ArcSwap::from_pointee(HostSet::new(endpoints, panic_threshold)),
+            hosts: ArcSwap::from_pointee(HostSet::new(endpoints, &balance)),
             source,
             connect,
-            lb: c.lb_policy,
             next: AtomicUsize::new(fastrand::usize(..1024)),
             connect_timeout,
             http2,
@@ -461,7 +495,7 @@ impl Cluster {
                 .outlier_detection
                 .as_ref()
                 .map(|o| crate::outlier::Detector::new(o, store, &c.name)),
-            panic_threshold,
+            balance,
         };
         cluster.resolve_all().await;
         cluster.count_members();
@@ -485,7 +519,7 @@ impl Cluster {
         let next = static_endpoints(la, &self.connect, &current.endpoints)
             .map_err(|(field, m)| format!("{field}: {m}"))?;
         self.hosts
-            .store(Arc::new(HostSet::new(next, self.panic_threshold)));
+            .store(Arc::new(HostSet::new(next, &self.balance)));
         self.count_members();
         Ok(())
     }
@@ -565,7 +599,7 @@ impl Cluster {
                 .all(|(a, b)| Arc::ptr_eq(a, b));
         if !same {
             self.hosts
-                .store(Arc::new(HostSet::new(next, self.panic_threshold)));
+                .store(Arc::new(HostSet::new(next, &self.balance)));
             self.count_members();
         }
     }
@@ -583,8 +617,8 @@ impl Cluster {
 
     /// Rebuilds the balancing schedule after ejections changed.
     fn reschedule(&self) {
-        let t = self.panic_threshold;
-        self.hosts.rcu(|cur| HostSet::new(cur.endpoints.clone(), t));
+        self.hosts
+            .rcu(|cur| HostSet::new(cur.endpoints.clone(), &self.balance));
         self.count_members();
     }
 
@@ -652,7 +686,10 @@ impl Cluster {
             return None;
         }
         let schedule = &set.schedule;
-        let i = match self.lb {
+        let hashed = |h: Option<u64>| h.unwrap_or_else(|| fastrand::u64(..));
+        let i = match self.balance.lb {
+            LbPolicy::RING_HASH => set.ring.as_ref()?.pick(hashed(ctx.hash))?,
+            LbPolicy::MAGLEV => set.maglev.as_ref()?.pick(hashed(ctx.hash))?,
             LbPolicy::RANDOM => schedule[fastrand::usize(..schedule.len())],
             LbPolicy::LEAST_REQUEST if set.endpoints.len() > 1 => {
                 // Power of two choices, as Envoy's default choice_count 2.

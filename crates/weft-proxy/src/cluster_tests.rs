@@ -172,7 +172,7 @@ async fn original_dst_adds_destinations_and_forgets_unused_ones() {
     let dst: SocketAddr = "10.1.1.1:15001".parse().unwrap();
     let ctx = PickContext {
         original_dst: Some(dst),
-        headers: None,
+        ..Default::default()
     };
     assert_eq!(c.pick(&ctx).unwrap().addr.to_string(), "10.1.1.1:8080");
     let mut h = HeaderMap::new();
@@ -180,6 +180,7 @@ async fn original_dst_adds_destinations_and_forgets_unused_ones() {
     let with_header = PickContext {
         original_dst: Some(dst),
         headers: Some(&h),
+        hash: None,
     };
     assert_eq!(
         c.pick(&with_header).unwrap().addr.to_string(),
@@ -189,6 +190,7 @@ async fn original_dst_adds_destinations_and_forgets_unused_ones() {
     let bad = PickContext {
         original_dst: Some(dst),
         headers: Some(&h),
+        hash: None,
     };
     assert!(c.pick(&bad).is_none(), "an unparsable header picks nothing");
     assert!(

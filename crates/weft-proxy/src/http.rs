@@ -170,6 +170,9 @@ pub struct Downstream {
     /// proxy, when `original_dst` restored it; what ORIGINAL_DST
     /// clusters dial.
     pub original_dst: Option<SocketAddr>,
+    /// The connection's local address (the restored destination when
+    /// `original_dst` restored one).
+    pub local: Option<SocketAddr>,
 }
 
 /// Serves one request on an HTTP listener.

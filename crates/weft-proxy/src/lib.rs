@@ -10,6 +10,7 @@ pub mod cluster;
 mod config_dump;
 pub mod error;
 pub mod fault;
+pub mod hashing;
 pub mod headers;
 pub mod http;
 mod io;

@@ -157,8 +157,17 @@ where
                 headers: req.headers(),
             })
     });
+    let hashed = r.fwd.hash.as_ref().map(|h| {
+        let conn = crate::hashing::Conn {
+            peer: r.down.peer,
+            local: r.down.local,
+        };
+        h.hash(req.headers(), r.path, &conn)
+    });
+    let hash = hashed.as_ref().and_then(|h| h.hash);
+    let set_cookie = hashed.and_then(|h| h.set_cookie);
     let mut tried: Vec<SocketAddr> = Vec::new();
-    let first = pick(cluster, policy, &tried, r.down, req.headers())?;
+    let first = pick(cluster, policy, &tried, r.down, req.headers(), hash)?;
     let (mut parts, body) = req.into_parts();
     let new_path = crate::http::rewrite_path(
         r.path,
@@ -308,9 +317,13 @@ where
         }
         stats.upstream_rq_retry.inc();
         attempt += 1;
-        endpoint = pick(cluster, Some(p), &tried, r.down, &prepared.headers)?;
+        endpoint = pick(cluster, Some(p), &tried, r.down, &prepared.headers, hash)?;
     };
-    finish(r, resp, admitted, downstream_upgrade, started, attempt)
+    let mut resp = finish(r, resp, admitted, downstream_upgrade, started, attempt)?;
+    if let Some(c) = set_cookie {
+        resp.headers_mut().append(http::header::SET_COOKIE, c);
+    }
+    Ok(resp)
 }
 
 /// The endpoint for the next attempt. With the previous-hosts predicate
@@ -322,10 +335,12 @@ fn pick(
     tried: &[SocketAddr],
     down: Downstream,
     headers: &HeaderMap,
+    hash: Option<u64>,
 ) -> Result<Arc<Endpoint>, ForwardError> {
     let ctx = PickContext {
         original_dst: down.original_dst,
         headers: Some(headers),
+        hash,
     };
     let picks = match policy {
         Some(p) if p.previous_hosts && !tried.is_empty() => p.host_selection_attempts,

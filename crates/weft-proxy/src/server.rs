@@ -300,7 +300,11 @@ async fn connection(
         Chain::Http(h) => {
             let _ = conn.stream.set_nodelay(true);
             let io = crate::io::Rewind::new(conn.read, conn.stream);
-            let down = crate::http::Downstream { peer, original_dst };
+            let down = crate::http::Downstream {
+                peer,
+                original_dst,
+                local: conn.facts.local,
+            };
             serve_http(shared, Arc::clone(h), io, down, l.drain.subscribe()).await
         }
     }

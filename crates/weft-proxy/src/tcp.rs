@@ -70,6 +70,7 @@ async fn serve_inner(
     let ctx = crate::cluster::PickContext {
         original_dst,
         headers: None,
+        hash: None,
     };
     let Some(endpoint) = cluster.pick(&ctx) else {
         cluster.stats.upstream_cx_none_healthy.inc();

@@ -859,3 +859,129 @@ async fn outlier_detection_ejects_like_envoy() {
         diffs.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hashing_picks_the_same_hosts_as_envoy() {
+    let a = echo_backend("a").await.port();
+    let b = echo_backend("b").await.port();
+    let c = echo_backend("c").await.port();
+    let sides = both_sides(&[a]).await;
+    let mut ring = eds_cluster("ring");
+    ring["lb_policy"] = json!("RING_HASH");
+    let mut mag = eds_cluster("mag");
+    mag["lb_policy"] = json!("MAGLEV");
+    let hashed = |prefix: &str, cluster: &str, policy: Value| {
+        route(prefix, cluster, json!({"hash_policy": policy}))
+    };
+    let routes = vec![
+        hashed(
+            "/h/header",
+            "ring",
+            json!([{"header": {"header_name": "x-user"}}]),
+        ),
+        hashed(
+            "/h/maglev",
+            "mag",
+            json!([{"header": {"header_name": "x-user"}}]),
+        ),
+        hashed(
+            "/h/cookie",
+            "ring",
+            json!([{"cookie": {"name": "sticky", "ttl": "60s", "path": "/h"}}]),
+        ),
+        hashed(
+            "/h/ip",
+            "mag",
+            json!([{"connection_properties": {"source_ip": true}}]),
+        ),
+        hashed(
+            "/h/query",
+            "ring",
+            json!([{"query_parameter": {"name": "id"}}, {"header": {"header_name": "x-user"}}]),
+        ),
+        route("/", "backend", json!({})),
+    ];
+    for s in &sides {
+        s.apply(&[
+            (Kind::Cluster, ring.clone()),
+            (Kind::ClusterLoadAssignment, assignment("ring", &[a, b, c])),
+            (Kind::Cluster, mag.clone()),
+            (Kind::ClusterLoadAssignment, assignment("mag", &[a, b, c])),
+            (Kind::RouteConfiguration, table(routes.clone())),
+        ])
+        .await;
+    }
+    let backend = |r: &Reply| r.headers.get("x-backend").cloned().unwrap_or("-".into());
+    let mut diffs = Vec::new();
+    // The same keys land on the same addresses (both tables are built
+    // from the backends' addresses, which both proxies share).
+    for path in [
+        "/h/header",
+        "/h/maglev",
+        "/h/query?id=7",
+        "/h/query?id=8",
+        "/h/ip",
+    ] {
+        let mut got = Vec::new();
+        for s in &sides {
+            let mut picks = Vec::new();
+            for user in 0..30 {
+                let user = format!("user-{user}");
+                let r = s.request(path, &[("x-user", &user)]).await.unwrap();
+                picks.push(backend(&r));
+            }
+            got.push(picks.join(","));
+        }
+        if got[0] != got[1] {
+            diffs.push(format!("{path}:\n  envoy: {}\n  weft:  {}", got[0], got[1]));
+        }
+        let spread: std::collections::BTreeSet<&str> = got[1].split(',').collect();
+        if path != "/h/ip" {
+            assert_eq!(
+                spread.len(),
+                3,
+                "{path}: keys spread over all hosts: {spread:?}"
+            );
+        } else {
+            assert_eq!(spread.len(), 1, "{path}: one key, one host: {spread:?}");
+        }
+    }
+    // A generated cookie: the same Set-Cookie shape, and sticking to it.
+    let mut shapes = Vec::new();
+    for s in &sides {
+        let r = s.request("/h/cookie", &[]).await.unwrap();
+        let set = r.headers.get("set-cookie").cloned().unwrap_or_default();
+        let value = set
+            .split(';')
+            .next()
+            .and_then(|kv| kv.split_once('='))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        shapes.push(set.replace(&value, "VALUE"));
+        let cookie = format!("sticky={value}");
+        let first = backend(
+            &s.request("/h/cookie", &[("cookie", &cookie)])
+                .await
+                .unwrap(),
+        );
+        for _ in 0..10 {
+            let r = s
+                .request("/h/cookie", &[("cookie", &cookie)])
+                .await
+                .unwrap();
+            assert_eq!(backend(&r), first, "{}: the cookie sticks", s.name);
+            assert!(!r.headers.contains_key("set-cookie"));
+        }
+    }
+    if shapes[0] != shapes[1] {
+        diffs.push(format!(
+            "set-cookie:\n  envoy: {}\n  weft:  {}",
+            shapes[0], shapes[1]
+        ));
+    }
+    assert!(
+        diffs.is_empty(),
+        "weft differs from Envoy:\n{}",
+        diffs.join("\n")
+    );
+}

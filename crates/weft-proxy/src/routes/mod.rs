@@ -94,6 +94,8 @@ pub struct Forward {
     pub websocket: Option<bool>,
     /// The route's retry policy, else its virtual host's.
     pub retry: Option<std::sync::Arc<crate::retry::RetryPolicy>>,
+    /// What RING_HASH and MAGLEV clusters hash the request by.
+    pub hash: Option<crate::hashing::HashPolicy>,
 }
 
 #[derive(Debug)]
@@ -271,7 +273,7 @@ struct QueryMatch {
 
 /// A regex rewrite ready to apply: the pattern, and the substitution with
 /// RE2's `\1` references turned into the `${1}` the regex crate expects.
-fn compile_rewrite(rr: &cfg::RegexRewrite) -> Result<(Regex, String), String> {
+pub(crate) fn compile_rewrite(rr: &cfg::RegexRewrite) -> Result<(Regex, String), String> {
     let pattern = Regex::new(&rr.pattern.regex).map_err(|e| e.to_string())?;
     let backref = Regex::new(r"\\(\d)").expect("a valid literal pattern");
     let substitution = backref.replace_all(&rr.substitution, "$${$1}").into_owned();
@@ -475,6 +477,7 @@ impl Route {
                     .iter()
                     .find(|u| u.upgrade_type.eq_ignore_ascii_case("websocket"))
                     .map(|u| u.enabled.unwrap_or(true)),
+                hash: crate::hashing::HashPolicy::compile(&a.hash_policy)?,
                 retry: match &a.retry_policy {
                     Some(p) => Some(std::sync::Arc::new(
                         crate::retry::RetryPolicy::compile(p)

@@ -107,7 +107,7 @@ fn ack_nack_and_removal() {
     // version, the new nonce, and the resource and field named.
     let bad = any(
         Kind::Cluster,
-        r#"{"name": "c", "type": "STATIC", "lbPolicy": "MAGLEV"}"#,
+        r#"{"name": "c", "type": "STATIC", "lbPolicy": "CLUSTER_PROVIDED"}"#,
     );
     let Outcome::Refused(nack, _) = ads.on_response(
         &response(Kind::Cluster, "2", "n2", vec![cluster("a", "STATIC"), bad]),
