@@ -772,6 +772,32 @@ fn route(at: &At, r: &Route, clusters: &HashSet<&str>, validate: bool) -> Result
         if let Some(p) = &a.retry_policy {
             retry_policy(&aat.key("retry_policy"), p)?;
         }
+        for (i, m) in a.request_mirror_policies.iter().enumerate() {
+            let mat = aat.key("request_mirror_policies").idx(i);
+            if m.cluster_header.is_some() {
+                return Err(mat.key("cluster_header").err("not implemented by weft yet"));
+            }
+            if m.trace_sampled == Some(true) {
+                return Err(mat
+                    .key("trace_sampled")
+                    .err("tracing is not implemented by weft yet"));
+            }
+            if m.cluster.is_empty() {
+                return Err(mat.key("cluster").err("a mirror policy needs a cluster"));
+            }
+            if validate {
+                known_cluster(&mat.key("cluster"), &m.cluster, clusters)?;
+            }
+            if let Some(rf) = &m.runtime_fraction {
+                if rf.default_value.numerator > rf.default_value.denominator.value() {
+                    return Err(mat
+                        .key("runtime_fraction")
+                        .key("default_value")
+                        .key("numerator")
+                        .err("larger than the denominator"));
+                }
+            }
+        }
         for (i, h) in a.hash_policy.iter().enumerate() {
             let hat = aat.key("hash_policy").idx(i);
             exactly_one(

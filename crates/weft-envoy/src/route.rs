@@ -116,6 +116,22 @@ pub struct RouteAction {
     pub retry_policy: Option<RetryPolicy>,
     /// What RING_HASH and MAGLEV clusters hash a request by.
     pub hash_policy: Vec<HashPolicy>,
+    /// Copies of requests sent to other clusters, answers ignored.
+    pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestMirrorPolicy {
+    pub cluster: String,
+    pub cluster_header: Option<String>,
+    /// The share of requests mirrored (all when unset).
+    pub runtime_fraction: Option<RuntimeFraction>,
+    /// Only requests whose trace is sampled (no tracing in weft yet: a
+    /// value of `true` is refused, `false` changes nothing).
+    pub trace_sampled: Option<bool>,
+    /// Keep the Host as it is instead of appending `-shadow`.
+    pub disable_shadow_host_suffix_append: bool,
 }
 
 /// `RouteAction.HashPolicy`: exactly one source per entry.

@@ -22,7 +22,7 @@ use crate::error::ForwardError;
 use crate::http::{upgrade_kind, Body, BoxError, Downstream, Outcome, HOP_BY_HOP};
 use crate::replay::Replay;
 use crate::retry::{AttemptFailure, RetryPolicy};
-use crate::routes::{Forward, RequestView, VirtualHost};
+use crate::routes::{Forward, Mirror, RequestView, VirtualHost};
 use crate::snapshot::{HttpSettings, Snapshot};
 use crate::upstream_headers;
 
@@ -223,10 +223,17 @@ where
             .headers
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
-    let mut bodies = match (policy, ended) {
+    // The mirrors this request goes to (each by its share).
+    let mirrors: Vec<&Mirror> = r
+        .fwd
+        .mirrors
+        .iter()
+        .filter(|m| m.share.0 > 0 && fastrand::u32(0..m.share.1.max(1)) < m.share.0)
+        .collect();
+    let mut bodies = match (policy.is_some() || !mirrors.is_empty(), ended) {
         (_, true) => Bodies::Empty { declared },
-        (Some(_), false) => Bodies::Replay(Replay::new(body, crate::replay::DEFAULT_LIMIT)),
-        (None, false) => Bodies::Once(Some(body)),
+        (true, false) => Bodies::Replay(Replay::new(body, crate::replay::DEFAULT_LIMIT)),
+        (false, false) => Bodies::Once(Some(body)),
     };
     let mut prepared = Prepared {
         method: parts.method,
@@ -234,6 +241,9 @@ where
         version: parts.version,
         headers: parts.headers,
     };
+    for m in mirrors {
+        shadow(&r, m, &prepared, bodies.next());
+    }
     let stats = &cluster.stats;
     let mut endpoint = first;
     let mut attempt: u32 = 1;
@@ -324,6 +334,72 @@ where
         resp.headers_mut().append(http::header::SET_COOKIE, c);
     }
     Ok(resp)
+}
+
+/// Sends a copy of the request to a mirror cluster and forgets it: the
+/// Host gets `-shadow` appended (before any port), the answer is read
+/// and dropped, and nothing of it reaches the client. A mirror cluster
+/// that does not exist (RDS tables may name one not yet delivered)
+/// mirrors nothing.
+fn shadow(r: &Routed<'_>, m: &Mirror, prepared: &Prepared, body: Body) {
+    let Some(cluster) = r.snapshot.clusters.get(&m.cluster).cloned() else {
+        return;
+    };
+    let mut req = Request::new(body);
+    *req.method_mut() = prepared.method.clone();
+    *req.version_mut() = if cluster.http2 {
+        http::Version::HTTP_2
+    } else {
+        http::Version::HTTP_11
+    };
+    *req.headers_mut() = prepared.headers.clone();
+    let authority = prepared
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
+    let host = if m.shadow_suffix {
+        match authority.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()) => {
+                format!("{h}-shadow:{p}")
+            }
+            _ => format!("{authority}-shadow"),
+        }
+    } else {
+        authority
+    };
+    let path = prepared
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let down = r.down;
+    let timeout = r.fwd.timeout;
+    let attempt_count = r.vh.attempt_count_upstream;
+    tokio::spawn(async move {
+        let Ok(endpoint) = pick(&cluster, None, &[], down, req.headers(), None) else {
+            return;
+        };
+        let Ok(uri) = request_uri(&host, &path, &endpoint) else {
+            return;
+        };
+        *req.uri_mut() = uri;
+        if cluster.http2 {
+            req.headers_mut().remove(HOST);
+        } else if let Ok(v) = HeaderValue::from_str(&host) {
+            req.headers_mut().insert(HOST, v);
+        }
+        if attempt_count {
+            req.headers_mut()
+                .insert(X_ATTEMPT_COUNT.clone(), HeaderValue::from(1));
+        }
+        let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
+        if let Tried::Response(resp, _admitted) =
+            send(&cluster, &endpoint, req, None, deadline).await
+        {
+            let _ = resp.into_body().collect().await;
+        }
+    });
 }
 
 /// The endpoint for the next attempt. With the previous-hosts predicate

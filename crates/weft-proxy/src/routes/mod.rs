@@ -96,6 +96,16 @@ pub struct Forward {
     pub retry: Option<std::sync::Arc<crate::retry::RetryPolicy>>,
     /// What RING_HASH and MAGLEV clusters hash the request by.
     pub hash: Option<crate::hashing::HashPolicy>,
+    pub mirrors: Vec<Mirror>,
+}
+
+/// A request mirror policy: the cluster, the share of requests as
+/// (numerator, denominator), and whether the Host gets `-shadow`.
+#[derive(Debug)]
+pub struct Mirror {
+    pub cluster: String,
+    pub share: (u32, u32),
+    pub shadow_suffix: bool,
 }
 
 #[derive(Debug)]
@@ -478,6 +488,20 @@ impl Route {
                     .find(|u| u.upgrade_type.eq_ignore_ascii_case("websocket"))
                     .map(|u| u.enabled.unwrap_or(true)),
                 hash: crate::hashing::HashPolicy::compile(&a.hash_policy)?,
+                mirrors: a
+                    .request_mirror_policies
+                    .iter()
+                    .map(|m| Mirror {
+                        cluster: m.cluster.clone(),
+                        share: m.runtime_fraction.as_ref().map_or((1, 1), |f| {
+                            (
+                                f.default_value.numerator,
+                                f.default_value.denominator.value(),
+                            )
+                        }),
+                        shadow_suffix: !m.disable_shadow_host_suffix_append,
+                    })
+                    .collect(),
                 retry: match &a.retry_policy {
                     Some(p) => Some(std::sync::Arc::new(
                         crate::retry::RetryPolicy::compile(p)

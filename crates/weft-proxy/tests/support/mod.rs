@@ -92,6 +92,13 @@ pub async fn echo_backend(name: &'static str) -> SocketAddr {
                         // carrying the same `x-test-key` (whichever backend
                         // gets them): HOW is a status, `reset`, `stall` or
                         // `grpc=CODE` (a trailers-only gRPC reply).
+                        if let Some(key) = asked("x-test-key") {
+                            SEEN.lock()
+                                .unwrap()
+                                .entry(key)
+                                .or_default()
+                                .push(seen.clone());
+                        }
                         // `x-test-fail-on: NAME;HOW` fails every request
                         // that reaches the backend called NAME.
                         if let Some((who, how)) = asked("x-test-fail-on")
@@ -158,6 +165,15 @@ fn failing(spec: &str, key: &str) -> Option<String> {
 /// Which backend got each `x-test-fail` request, by key.
 static HITS: std::sync::Mutex<BTreeMap<String, Vec<&'static str>>> =
     std::sync::Mutex::new(BTreeMap::new());
+
+/// What the backends saw of each request carrying `x-test-key`, by key.
+static SEEN: std::sync::Mutex<BTreeMap<String, Vec<serde_json::Value>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// What the backends saw of this key's requests, in arrival order.
+pub fn seen_with_key(key: &str) -> Vec<serde_json::Value> {
+    SEEN.lock().unwrap().get(key).cloned().unwrap_or_default()
+}
 
 /// The backends that got this key's requests, in order.
 pub fn hits(key: &str) -> Vec<&'static str> {
