@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pair;
+pub mod scenario;
 pub mod xds;
 
 use std::collections::BTreeMap;
