@@ -295,9 +295,6 @@ pub fn spawn(
     let Some(ads) = &dynamic.ads_config else {
         return Ok(None);
     };
-    if ads.delta() {
-        return Err("dynamic_resources.ads_config.api_type: DELTA_GRPC (incremental xDS) is not implemented by weft yet; use GRPC".into());
-    }
     let cluster_name = ads.cluster().unwrap_or_default();
     let base = shared.snapshot.load_full();
     let addr = base
@@ -321,6 +318,7 @@ pub fn spawn(
         backoff: Default::default(),
         lds: dynamic.lds_config.is_some(),
         cds: dynamic.cds_config.is_some(),
+        delta: ads.delta(),
     };
     let applier = Dynamic::new(Arc::clone(shared));
     let stop = shared.stopped();
@@ -380,7 +378,10 @@ impl weft_xds::client::Apply for Dynamic {
         for name in &update.changed {
             if let Some(h) = update.resources.get(name) {
                 let d = Delivered {
-                    version: update.version.clone(),
+                    version: h
+                        .version
+                        .as_deref()
+                        .map_or_else(|| update.version.clone(), str::to_string),
                     bytes: Arc::clone(&h.bytes),
                     updated: now,
                 };

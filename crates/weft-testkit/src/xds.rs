@@ -10,6 +10,15 @@
 //! answered; a push sends every subscribed type to every stream. LDS and
 //! CDS responses hold every resource of their type, RDS and EDS those of
 //! the names asked for.
+//!
+//! Both ADS variants are served. On a delta stream a response holds only
+//! the resources that changed since that stream last got them (each with
+//! its own version, a digest of its bytes) and the names removed; a
+//! push sends every subscribed type even when nothing changed (an empty
+//! response the proxy ACKs, so a test can wait for the version). A delta
+//! request is recorded as the state-of-the-world request it stands for:
+//! its nonce, error_detail, subscribed names, and the version of the
+//! response its nonce answers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -30,7 +39,21 @@ use weft_xds::discovery::{
 use weft_xds::Kind;
 
 type Any = envoy_types::pb::google::protobuf::Any;
-type Tx = mpsc::UnboundedSender<Result<DiscoveryResponse, Status>>;
+type DeltaResource = envoy_types::pb::envoy::service::discovery::v3::Resource;
+
+enum Tx {
+    Sotw(mpsc::UnboundedSender<Result<DiscoveryResponse, Status>>),
+    Delta(mpsc::UnboundedSender<Result<DeltaDiscoveryResponse, Status>>),
+}
+
+impl Tx {
+    fn fail(&self, status: Status) {
+        let _ = match self {
+            Tx::Sotw(tx) => tx.send(Err(status)).is_ok(),
+            Tx::Delta(tx) => tx.send(Err(status)).is_ok(),
+        };
+    }
+}
 
 /// A request as the server received it.
 #[derive(Clone, Debug)]
@@ -38,6 +61,8 @@ pub struct Received {
     /// The node id the stream's first request carried.
     pub node: String,
     pub request: DiscoveryRequest,
+    /// It came on a delta stream (and `request` stands for it).
+    pub delta: bool,
 }
 
 #[derive(Default)]
@@ -46,6 +71,8 @@ struct Subscription {
     names: Option<BTreeSet<String>>,
     /// Nonce of the last response sent on this type.
     nonce: String,
+    /// Delta: what the stream holds, name → version.
+    sent: BTreeMap<String, String>,
 }
 
 struct StreamState {
@@ -62,6 +89,8 @@ struct Inner {
     streams: HashMap<u64, StreamState>,
     next_stream: u64,
     received: Vec<Received>,
+    /// The version each nonce was sent with.
+    nonces: HashMap<String, String>,
 }
 
 #[derive(Default)]
@@ -246,7 +275,7 @@ impl FakeXds {
         self.server.abort();
         let mut inner = self.state.inner.lock().expect("poisoned");
         for (_, s) in inner.streams.drain() {
-            let _ = s.tx.send(Err(Status::unavailable("control plane stopped")));
+            s.tx.fail(Status::unavailable("control plane stopped"));
         }
     }
 }
@@ -276,19 +305,61 @@ fn respond(inner: &mut Inner, id: u64, type_url: &str) {
     let Some(sub) = stream.subs.get_mut(type_url) else {
         return;
     };
-    let resources = all
+    let subscribed: BTreeMap<String, Any> = all
         .into_iter()
         .filter(|(name, _)| sub.names.as_ref().is_none_or(|n| n.contains(name)))
-        .map(|(_, any)| any)
         .collect();
     sub.nonce = nonce.clone();
-    let _ = stream.tx.send(Ok(DiscoveryResponse {
-        version_info: version,
-        resources,
-        type_url: type_url.to_string(),
-        nonce,
-        ..Default::default()
-    }));
+    match &stream.tx {
+        Tx::Sotw(tx) => {
+            let _ = tx.send(Ok(DiscoveryResponse {
+                version_info: version.clone(),
+                resources: subscribed.into_values().collect(),
+                type_url: type_url.to_string(),
+                nonce: nonce.clone(),
+                ..Default::default()
+            }));
+        }
+        Tx::Delta(tx) => {
+            let mut resources = Vec::new();
+            let mut now = BTreeMap::new();
+            for (name, any) in subscribed {
+                let v = format!("{:016x}", digest(&any.value));
+                if sub.sent.get(&name) != Some(&v) {
+                    resources.push(DeltaResource {
+                        name: name.clone(),
+                        version: v.clone(),
+                        resource: Some(any),
+                        ..Default::default()
+                    });
+                }
+                now.insert(name, v);
+            }
+            let removed_resources = sub
+                .sent
+                .keys()
+                .filter(|n| !now.contains_key(*n))
+                .cloned()
+                .collect();
+            sub.sent = now;
+            let _ = tx.send(Ok(DeltaDiscoveryResponse {
+                system_version_info: version.clone(),
+                resources,
+                type_url: type_url.to_string(),
+                removed_resources,
+                nonce: nonce.clone(),
+                ..Default::default()
+            }));
+        }
+    }
+    inner.nonces.insert(nonce, version);
+}
+
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 struct Service(Arc<State>);
@@ -306,20 +377,7 @@ impl AggregatedDiscoveryService for Service {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let mut incoming = request.into_inner();
         let (tx, rx) = mpsc::unbounded_channel();
-        let id = {
-            let mut inner = self.0.inner.lock().expect("poisoned");
-            inner.next_stream += 1;
-            let id = inner.next_stream;
-            inner.streams.insert(
-                id,
-                StreamState {
-                    node: String::new(),
-                    tx,
-                    subs: HashMap::new(),
-                },
-            );
-            id
-        };
+        let id = open_stream(&self.0, Tx::Sotw(tx));
         let state = Arc::clone(&self.0);
         tokio::spawn(async move {
             while let Some(Ok(req)) = incoming.next().await {
@@ -333,12 +391,96 @@ impl AggregatedDiscoveryService for Service {
 
     async fn delta_aggregated_resources(
         &self,
-        _request: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "the fake xDS server does not serve delta xDS yet",
-        ))
+        let mut incoming = request.into_inner();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = open_stream(&self.0, Tx::Delta(tx));
+        let state = Arc::clone(&self.0);
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = incoming.next().await {
+                on_delta_request(&state, id, req);
+            }
+            state.inner.lock().expect("poisoned").streams.remove(&id);
+        });
+        let out = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(out)))
     }
+}
+
+fn open_stream(state: &State, tx: Tx) -> u64 {
+    let mut inner = state.inner.lock().expect("poisoned");
+    inner.next_stream += 1;
+    let id = inner.next_stream;
+    inner.streams.insert(
+        id,
+        StreamState {
+            node: String::new(),
+            tx,
+            subs: HashMap::new(),
+        },
+    );
+    id
+}
+
+fn on_delta_request(state: &State, id: u64, req: DeltaDiscoveryRequest) {
+    let mut inner = state.inner.lock().expect("poisoned");
+    let Some(stream) = inner.streams.get_mut(&id) else {
+        return;
+    };
+    if let Some(node) = &req.node {
+        stream.node = node.id.clone();
+    }
+    let node = stream.node.clone();
+    let wildcard = matches!(
+        Kind::from_type_url(&req.type_url),
+        Some(Kind::Listener | Kind::Cluster)
+    );
+    let sub = stream.subs.entry(req.type_url.clone()).or_default();
+    let first = sub.nonce.is_empty() && sub.names.is_none() && sub.sent.is_empty();
+    if first {
+        // What the proxy says it holds need not be sent again.
+        sub.sent = req
+            .initial_resource_versions
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+    }
+    let before = sub.names.clone();
+    if !wildcard {
+        let mut names = sub.names.take().unwrap_or_default();
+        names.extend(req.resource_names_subscribe.iter().cloned());
+        for n in &req.resource_names_unsubscribe {
+            names.remove(n);
+            sub.sent.remove(n);
+        }
+        sub.names = Some(names);
+    }
+    let changed = sub.names != before;
+    let answer = first || changed || req.response_nonce.is_empty();
+    let type_url = req.type_url.clone();
+    let version = inner
+        .nonces
+        .get(&req.response_nonce)
+        .cloned()
+        .unwrap_or_default();
+    inner.received.push(Received {
+        node,
+        request: DiscoveryRequest {
+            version_info: version,
+            resource_names: req.resource_names_subscribe.clone(),
+            type_url: type_url.clone(),
+            response_nonce: req.response_nonce.clone(),
+            error_detail: req.error_detail.clone(),
+            ..Default::default()
+        },
+        delta: true,
+    });
+    if answer {
+        respond(&mut inner, id, &type_url);
+    }
+    drop(inner);
+    state.requests.notify_waiters();
 }
 
 fn on_request(state: &State, id: u64, req: DiscoveryRequest) {
@@ -363,7 +505,11 @@ fn on_request(state: &State, id: u64, req: DiscoveryRequest) {
     // (nonce of our last response, names unchanged) is not.
     let answer = first || changed || req.response_nonce.is_empty();
     let type_url = req.type_url.clone();
-    inner.received.push(Received { node, request: req });
+    inner.received.push(Received {
+        node,
+        request: req,
+        delta: false,
+    });
     if answer {
         respond(&mut inner, id, &type_url);
     }

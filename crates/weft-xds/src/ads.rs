@@ -43,6 +43,9 @@ pub struct Held {
     pub resource: Arc<Resource>,
     /// As delivered (protobuf), for the admin endpoint's config dump.
     pub bytes: Arc<[u8]>,
+    /// The resource's own version (delta xDS); state of the world only
+    /// versions the whole type.
+    pub version: Option<Arc<str>>,
     digest: u64,
 }
 
@@ -192,6 +195,7 @@ impl Ads {
                     let held = Held {
                         resource: Arc::new(r),
                         bytes: Arc::from(any.value.as_slice()),
+                        version: None,
                         digest,
                     };
                     if decoded.insert(name.clone(), held).is_some() {
@@ -290,6 +294,8 @@ fn status(message: &str) -> envoy_types::pb::google::rpc::Status {
         details: Vec::new(),
     }
 }
+
+pub mod delta;
 
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::ads::delta::{DeltaAds, DeltaOutcome};
 use crate::ads::{Ads, Node, Outcome, Update};
 use crate::discovery::DiscoveryRequest;
 use crate::Kind;
@@ -89,12 +90,124 @@ pub struct Client {
     /// The wildcard types the bootstrap asks for.
     pub lds: bool,
     pub cds: bool,
+    /// Incremental (delta) xDS instead of state of the world.
+    pub delta: bool,
+}
+
+type Grpc = AggregatedDiscoveryServiceClient<tonic::transport::Channel>;
+type Outbound<R> = tokio_stream::wrappers::UnboundedReceiverStream<R>;
+
+/// The two ADS variants, seen the same way by the stream loop: each
+/// turns responses into [`Update`]s and answers in its own messages.
+trait Protocol: Send {
+    type Req: Send + 'static;
+    type Resp: Send + 'static;
+    fn on_connect(&mut self) -> Vec<Self::Req>;
+    fn subscribe(&mut self, kind: Kind, names: BTreeSet<String>) -> Option<Self::Req>;
+    fn type_url(resp: &Self::Resp) -> &str;
+    fn on_response(
+        &mut self,
+        resp: &Self::Resp,
+        clusters: &HashSet<&str>,
+    ) -> Result<Update, (Self::Req, String)>;
+    fn ack(&mut self, update: Update) -> Vec<Self::Req>;
+    fn nack(&mut self, kind: Kind, message: &str) -> Self::Req;
+    fn open(
+        grpc: &mut Grpc,
+        out: Outbound<Self::Req>,
+    ) -> impl Future<Output = Result<tonic::Streaming<Self::Resp>, tonic::Status>> + Send;
+}
+
+impl Protocol for Ads {
+    type Req = DiscoveryRequest;
+    type Resp = crate::discovery::DiscoveryResponse;
+    fn on_connect(&mut self) -> Vec<Self::Req> {
+        Ads::on_connect(self)
+    }
+    fn subscribe(&mut self, kind: Kind, names: BTreeSet<String>) -> Option<Self::Req> {
+        Ads::subscribe(self, kind, names)
+    }
+    fn type_url(resp: &Self::Resp) -> &str {
+        &resp.type_url
+    }
+    fn on_response(
+        &mut self,
+        resp: &Self::Resp,
+        clusters: &HashSet<&str>,
+    ) -> Result<Update, (Self::Req, String)> {
+        match Ads::on_response(self, resp, clusters) {
+            Outcome::Update(u) => Ok(u),
+            Outcome::Refused(nack, msg) => Err((*nack, msg)),
+        }
+    }
+    fn ack(&mut self, update: Update) -> Vec<Self::Req> {
+        Ads::ack(self, update)
+    }
+    fn nack(&mut self, kind: Kind, message: &str) -> Self::Req {
+        Ads::nack(self, kind, message)
+    }
+    async fn open(
+        grpc: &mut Grpc,
+        out: Outbound<Self::Req>,
+    ) -> Result<tonic::Streaming<Self::Resp>, tonic::Status> {
+        Ok(grpc.stream_aggregated_resources(out).await?.into_inner())
+    }
+}
+
+impl Protocol for DeltaAds {
+    type Req = crate::discovery::DeltaDiscoveryRequest;
+    type Resp = crate::discovery::DeltaDiscoveryResponse;
+    fn on_connect(&mut self) -> Vec<Self::Req> {
+        DeltaAds::on_connect(self)
+    }
+    fn subscribe(&mut self, kind: Kind, names: BTreeSet<String>) -> Option<Self::Req> {
+        DeltaAds::subscribe(self, kind, names)
+    }
+    fn type_url(resp: &Self::Resp) -> &str {
+        &resp.type_url
+    }
+    fn on_response(
+        &mut self,
+        resp: &Self::Resp,
+        clusters: &HashSet<&str>,
+    ) -> Result<Update, (Self::Req, String)> {
+        match DeltaAds::on_response(self, resp, clusters) {
+            DeltaOutcome::Update(u) => Ok(u),
+            DeltaOutcome::Refused(nack, msg) => Err((*nack, msg)),
+        }
+    }
+    fn ack(&mut self, update: Update) -> Vec<Self::Req> {
+        DeltaAds::ack(self, update)
+    }
+    fn nack(&mut self, kind: Kind, message: &str) -> Self::Req {
+        DeltaAds::nack(self, kind, message)
+    }
+    async fn open(
+        grpc: &mut Grpc,
+        out: Outbound<Self::Req>,
+    ) -> Result<tonic::Streaming<Self::Resp>, tonic::Status> {
+        Ok(grpc.delta_aggregated_resources(out).await?.into_inner())
+    }
 }
 
 impl Client {
     /// Runs until `stop` turns true.
-    pub async fn run<A: Apply>(self, mut applier: A, mut stop: watch::Receiver<bool>) {
-        let mut ads = Ads::with_types(self.node.clone(), self.lds, self.cds);
+    pub async fn run<A: Apply>(self, applier: A, stop: watch::Receiver<bool>) {
+        if self.delta {
+            let ads = DeltaAds::with_types(self.node.clone(), self.lds, self.cds);
+            self.run_with(ads, applier, stop).await
+        } else {
+            let ads = Ads::with_types(self.node.clone(), self.lds, self.cds);
+            self.run_with(ads, applier, stop).await
+        }
+    }
+
+    async fn run_with<P: Protocol, A: Apply>(
+        self,
+        mut ads: P,
+        mut applier: A,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut attempt = 0u32;
         loop {
             let started = Instant::now();
@@ -124,9 +237,9 @@ impl Client {
     }
 
     /// One stream, until it fails.
-    async fn stream<A: Apply>(
+    async fn stream<P: Protocol, A: Apply>(
         &self,
-        ads: &mut Ads,
+        ads: &mut P,
         applier: &mut A,
     ) -> Result<std::convert::Infallible, StreamError> {
         let connect_err = |reason: String| StreamError::Connect {
@@ -144,7 +257,7 @@ impl Client {
             .map_err(|e| connect_err(source_chain(&e)))?;
         let mut grpc =
             AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(usize::MAX);
-        let (tx, rx) = mpsc::unbounded_channel::<DiscoveryRequest>();
+        let (tx, rx) = mpsc::unbounded_channel::<P::Req>();
         // Named subscriptions the configuration has (static listeners on
         // RDS, static EDS clusters) go out with the first requests.
         for (kind, names) in applier.subscriptions() {
@@ -154,11 +267,8 @@ impl Client {
             let _ = tx.send(req);
         }
         let outbound = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
-        let mut inbound = grpc
-            .stream_aggregated_resources(outbound)
-            .await?
-            .into_inner();
-        tracing::info!(addr = %self.addr, "xDS: stream open");
+        let mut inbound = P::open(&mut grpc, outbound).await?;
+        tracing::info!(addr = %self.addr, delta = self.delta, "xDS: stream open");
         loop {
             let resp = tokio::select! {
                 m = inbound.message() => m?.ok_or(StreamError::Closed)?,
@@ -169,8 +279,9 @@ impl Client {
             };
             // Only listeners and route tables refer to clusters; an EDS
             // or CDS response need not collect every cluster name.
+            let type_url = P::type_url(&resp).to_string();
             let refers = matches!(
-                Kind::from_type_url(&resp.type_url),
+                Kind::from_type_url(&type_url),
                 Some(Kind::Listener | Kind::RouteConfiguration)
             );
             let clusters = if refers {
@@ -180,11 +291,11 @@ impl Client {
             };
             let known: HashSet<&str> = clusters.iter().map(String::as_str).collect();
             match ads.on_response(&resp, &known) {
-                Outcome::Refused(nack, msg) => {
-                    tracing::warn!(type_url = %resp.type_url, version = %resp.version_info, "xDS: rejected: {msg}");
-                    let _ = tx.send(*nack);
+                Err((nack, msg)) => {
+                    tracing::warn!(%type_url, "xDS: rejected: {msg}");
+                    let _ = tx.send(nack);
                 }
-                Outcome::Update(update) => {
+                Ok(update) => {
                     let kind = update.kind;
                     match applier.apply(&update).await {
                         Ok(()) => {

@@ -7,7 +7,9 @@
 //! strict model a bootstrap file goes through. So a resource from a
 //! control plane and the same resource in a bootstrap are accepted or
 //! refused alike, and a refusal names the resource and the field (what
-//! a NACK's `error_detail` says).
+//! a NACK's `error_detail` says). [`ads`] is the client's protocol state
+//! (state of the world, and [`ads::delta`] for incremental xDS) and
+//! [`client`] the gRPC stream that drives it.
 
 pub mod ads;
 pub mod client;

@@ -119,8 +119,21 @@ impl Side {
         }
     }
 
-    pub async fn start(mut self) -> Side {
-        let text = ads_bootstrap(self.name, self.admin, self.xds.addr);
+    pub async fn start(self) -> Side {
+        self.start_with("GRPC").await
+    }
+
+    /// Starts the proxy speaking incremental (delta) xDS.
+    pub async fn start_delta(self) -> Side {
+        self.start_with("DELTA_GRPC").await
+    }
+
+    async fn start_with(mut self, api_type: &str) -> Side {
+        let text = ads_bootstrap(self.name, self.admin, self.xds.addr).replace(
+            "\"api_type\":\"GRPC\"",
+            &format!("\"api_type\":\"{api_type}\""),
+        );
+        assert!(text.contains(api_type), "{text}");
         if self.name == "envoy" {
             self.envoy = Some(start_envoy(&text, self.admin).await);
         } else {

@@ -228,3 +228,142 @@ fn an_unknown_type_is_nacked_on_its_own_url() {
     assert_eq!(nack.response_nonce, "x");
     assert!(nack.error_detail.is_some());
 }
+
+mod delta {
+    use super::{any, cluster, node};
+    use crate::ads::delta::{DeltaAds, DeltaOutcome};
+    use crate::ads::Update;
+    use crate::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse, Resource};
+    use crate::Kind;
+    use std::collections::{BTreeSet, HashSet};
+
+    fn delta(
+        kind: Kind,
+        version: &str,
+        nonce: &str,
+        resources: Vec<(&str, &str, envoy_types::pb::google::protobuf::Any)>,
+        removed: &[&str],
+    ) -> DeltaDiscoveryResponse {
+        DeltaDiscoveryResponse {
+            system_version_info: version.into(),
+            nonce: nonce.into(),
+            type_url: kind.type_url(),
+            resources: resources
+                .into_iter()
+                .map(|(name, v, a)| Resource {
+                    name: name.into(),
+                    version: v.into(),
+                    resource: Some(a),
+                    ..Default::default()
+                })
+                .collect(),
+            removed_resources: removed.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn accept(
+        ads: &mut DeltaAds,
+        resp: &DeltaDiscoveryResponse,
+    ) -> (Vec<DeltaDiscoveryRequest>, Update) {
+        match ads.on_response(resp, &HashSet::new()) {
+            DeltaOutcome::Update(u) => (ads.ack(u.clone()), u),
+            DeltaOutcome::Refused(_, msg) => panic!("refused: {msg}"),
+        }
+    }
+
+    #[test]
+    fn responses_add_change_and_remove_and_reconnects_announce_versions() {
+        let mut ads = DeltaAds::with_types(node(), true, true);
+        let first = ads.on_connect();
+        assert_eq!(first.len(), 1, "LDS waits for clusters");
+        assert_eq!(first[0].resource_names_subscribe, ["*"]);
+        assert!(first[0].node.is_some());
+        let (acks, u) = accept(
+            &mut ads,
+            &delta(
+                Kind::Cluster,
+                "1",
+                "n1",
+                vec![
+                    ("a", "va", cluster("a", "STATIC")),
+                    ("b", "vb", cluster("b", "STATIC")),
+                ],
+                &[],
+            ),
+        );
+        assert_eq!(u.resources.len(), 2);
+        assert_eq!(acks[0].response_nonce, "n1");
+        assert!(acks[0].error_detail.is_none());
+        assert_eq!(acks[1].type_url, Kind::Listener.type_url(), "then LDS");
+        // Only what changed comes; the rest stays.
+        let (_, u) = accept(
+            &mut ads,
+            &delta(
+                Kind::Cluster,
+                "2",
+                "n2",
+                vec![("c", "vc", cluster("c", "STATIC"))],
+                &["a"],
+            ),
+        );
+        let names: Vec<&str> = u.resources.keys().map(String::as_str).collect();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(u.removed, ["a"]);
+        assert_eq!(u.changed.iter().collect::<Vec<_>>(), ["c"]);
+        // A bad resource: NACK with the nonce; nothing changes.
+        let bad = any(
+            Kind::Cluster,
+            r#"{"name": "d", "type": "STATIC", "lbPolicy": "CLUSTER_PROVIDED"}"#,
+        );
+        match ads.on_response(
+            &delta(Kind::Cluster, "3", "n3", vec![("d", "vd", bad)], &[]),
+            &HashSet::new(),
+        ) {
+            DeltaOutcome::Refused(nack, msg) => {
+                assert_eq!(nack.response_nonce, "n3");
+                assert!(msg.contains("Cluster \"d\""), "{msg}");
+            }
+            DeltaOutcome::Update(_) => panic!("accepted a bad cluster"),
+        }
+        assert_eq!(ads.version(Kind::Cluster), "2");
+        // A new stream announces the versions held.
+        let again = ads.on_connect();
+        let cds = again
+            .iter()
+            .find(|r| r.type_url == Kind::Cluster.type_url())
+            .unwrap();
+        let held: BTreeSet<(String, String)> = cds
+            .initial_resource_versions
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(
+            held,
+            [
+                ("b".to_string(), "vb".to_string()),
+                ("c".to_string(), "vc".to_string())
+            ]
+            .into()
+        );
+    }
+
+    #[test]
+    fn named_subscriptions_send_differences() {
+        let mut ads = DeltaAds::with_types(node(), false, true);
+        ads.on_connect();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        let r = ads
+            .subscribe(Kind::ClusterLoadAssignment, names(&["x", "y"]))
+            .unwrap();
+        assert_eq!(r.resource_names_subscribe, ["x", "y"]);
+        assert!(ads
+            .subscribe(Kind::ClusterLoadAssignment, names(&["x", "y"]))
+            .is_none());
+        let r = ads
+            .subscribe(Kind::ClusterLoadAssignment, names(&["y", "z"]))
+            .unwrap();
+        assert_eq!(r.resource_names_subscribe, ["z"]);
+        assert_eq!(r.resource_names_unsubscribe, ["x"]);
+    }
+}
