@@ -22,6 +22,7 @@ pub enum TypedConfig {
     /// The retry host predicate that avoids hosts already tried.
     PreviousHosts,
     Fault(Box<crate::filters::HttpFault>),
+    LocalRateLimit(Box<crate::filters::LocalRateLimit>),
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -42,6 +43,9 @@ impl TypedConfig {
                 TypedConfig::TcpProxy(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.filters.http.router.v3.Router" => TypedConfig::Router(crate::decode(v)?),
+            "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit" => {
+                TypedConfig::LocalRateLimit(Box::new(crate::decode(v)?))
+            }
             "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
                 TypedConfig::Fault(Box::new(crate::decode(v)?))
             }

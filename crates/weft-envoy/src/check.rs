@@ -566,6 +566,9 @@ fn http_connection_manager(
                 return Err(fat.err("the router must be the last HTTP filter"))
             }
             Some(TypedConfig::Fault(fault)) => http_fault(&fat.key("typed_config"), fault)?,
+            Some(TypedConfig::LocalRateLimit(l)) => {
+                local_rate_limit(&fat.key("typed_config"), l, false)?
+            }
             _ => {
                 return Err(fat.err(format!(
                     "HTTP filter {:?} is not implemented by weft yet",
@@ -615,10 +618,90 @@ fn per_filter_config(at: &At, c: &crate::route::PerFilterConfig) -> Result<(), F
         let cat = at.key("typed_per_filter_config").key(name);
         match config {
             TypedConfig::Fault(f) => http_fault(&cat, f)?,
+            TypedConfig::LocalRateLimit(l) => local_rate_limit(&cat, l, true)?,
             _ => {
                 return Err(cat.err(
-                    "not a per-route filter configuration weft implements (envoy.filters.http.fault is)",
+                    "not a per-route filter configuration weft implements (the fault and local rate limit filters' are)",
                 ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The local rate limit filter's settings, by Envoy's rules: a bucket
+/// with a fill interval of at least 50 ms; per route one is required.
+fn local_rate_limit(
+    at: &At,
+    l: &crate::filters::LocalRateLimit,
+    per_route: bool,
+) -> Result<(), FieldError> {
+    if l.stat_prefix.is_empty() {
+        return Err(at.key("stat_prefix").err("required"));
+    }
+    let refuse = [
+        ("descriptors", !l.descriptors.is_empty()),
+        ("stage", l.stage != 0),
+        (
+            "local_rate_limit_per_downstream_connection",
+            l.local_rate_limit_per_downstream_connection,
+        ),
+        (
+            "enable_x_ratelimit_headers",
+            l.enable_x_ratelimit_headers
+                .as_deref()
+                .is_some_and(|v| v != "OFF"),
+        ),
+        (
+            "rate_limited_as_resource_exhausted",
+            l.rate_limited_as_resource_exhausted,
+        ),
+        ("enable_retry_after_header", l.enable_retry_after_header),
+    ];
+    for (field, set) in refuse {
+        if set {
+            return Err(at.key(field).err("not implemented by weft yet"));
+        }
+    }
+    if let Some(s) = &l.status {
+        match s.number() {
+            Some(c) if c >= 400 => {}
+            _ => {
+                return Err(at.key("status").key("code").err(format!(
+                    "{}: expected an HTTP status of 400 or more",
+                    s.code
+                )))
+            }
+        }
+    }
+    match &l.token_bucket {
+        Some(b) => {
+            let bat = at.key("token_bucket");
+            if b.max_tokens == 0 {
+                return Err(bat.key("max_tokens").err("must be greater than 0"));
+            }
+            if b.tokens_per_fill == Some(0) {
+                return Err(bat.key("tokens_per_fill").err("must be greater than 0"));
+            }
+            match b.fill_interval {
+                Some(d) if d.0 >= std::time::Duration::from_millis(50) => {}
+                _ => return Err(bat.key("fill_interval").err("required, and at least 50ms")),
+            }
+        }
+        None if per_route => return Err(at.key("token_bucket").err("required per route")),
+        None => {}
+    }
+    for (field, p) in [
+        ("filter_enabled", &l.filter_enabled),
+        ("filter_enforced", &l.filter_enforced),
+    ] {
+        if let Some(p) = p {
+            if p.default_value.numerator > p.default_value.denominator.value() {
+                return Err(at
+                    .key(field)
+                    .key("default_value")
+                    .key("numerator")
+                    .err("larger than the denominator"));
             }
         }
     }

@@ -187,3 +187,123 @@ pub struct FaultAbort {
     pub header_abort: Option<serde_json::Value>,
     pub percentage: Option<crate::FractionalPercent>,
 }
+
+/// `envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`: a
+/// token bucket per filter (or per route, in typed_per_filter_config).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalRateLimit {
+    pub stat_prefix: String,
+    pub status: Option<HttpStatus>,
+    pub token_bucket: Option<TokenBucket>,
+    /// The share of requests the filter looks at (none when unset).
+    pub filter_enabled: Option<RuntimeFractionalPercent>,
+    /// The share of those it refuses when out of tokens (none when
+    /// unset: they are only counted).
+    pub filter_enforced: Option<RuntimeFractionalPercent>,
+    pub request_headers_to_add_when_not_enforced: Vec<crate::HeaderValueOption>,
+    pub response_headers_to_add: Vec<crate::HeaderValueOption>,
+    pub descriptors: Vec<serde_json::Value>,
+    pub stage: u32,
+    pub local_rate_limit_per_downstream_connection: bool,
+    pub enable_x_ratelimit_headers: Option<String>,
+    pub always_consume_default_token_bucket: Option<bool>,
+    pub rate_limited_as_resource_exhausted: bool,
+    pub enable_retry_after_header: bool,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenBucket {
+    pub max_tokens: u32,
+    /// 1 when unset.
+    pub tokens_per_fill: Option<u32>,
+    pub fill_interval: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeFractionalPercent {
+    pub default_value: crate::FractionalPercent,
+    pub runtime_key: String,
+}
+
+/// `envoy.type.v3.HttpStatus`: the code as its enum name
+/// (`TooManyRequests`, what proto3 JSON writes) or number.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpStatus {
+    pub code: serde_json::Value,
+}
+
+impl HttpStatus {
+    /// The numeric status, when the code is one Envoy's enum has.
+    pub fn number(&self) -> Option<u16> {
+        const NAMES: &[(&str, u16)] = &[
+            ("Continue", 100),
+            ("OK", 200),
+            ("Created", 201),
+            ("Accepted", 202),
+            ("NonAuthoritativeInformation", 203),
+            ("NoContent", 204),
+            ("ResetContent", 205),
+            ("PartialContent", 206),
+            ("MultiStatus", 207),
+            ("AlreadyReported", 208),
+            ("IMUsed", 226),
+            ("MultipleChoices", 300),
+            ("MovedPermanently", 301),
+            ("Found", 302),
+            ("SeeOther", 303),
+            ("NotModified", 304),
+            ("UseProxy", 305),
+            ("TemporaryRedirect", 307),
+            ("PermanentRedirect", 308),
+            ("BadRequest", 400),
+            ("Unauthorized", 401),
+            ("PaymentRequired", 402),
+            ("Forbidden", 403),
+            ("NotFound", 404),
+            ("MethodNotAllowed", 405),
+            ("NotAcceptable", 406),
+            ("ProxyAuthenticationRequired", 407),
+            ("RequestTimeout", 408),
+            ("Conflict", 409),
+            ("Gone", 410),
+            ("LengthRequired", 411),
+            ("PreconditionFailed", 412),
+            ("PayloadTooLarge", 413),
+            ("URITooLong", 414),
+            ("UnsupportedMediaType", 415),
+            ("RangeNotSatisfiable", 416),
+            ("ExpectationFailed", 417),
+            ("MisdirectedRequest", 421),
+            ("UnprocessableEntity", 422),
+            ("Locked", 423),
+            ("FailedDependency", 424),
+            ("UpgradeRequired", 426),
+            ("PreconditionRequired", 428),
+            ("TooManyRequests", 429),
+            ("RequestHeaderFieldsTooLarge", 431),
+            ("InternalServerError", 500),
+            ("NotImplemented", 501),
+            ("BadGateway", 502),
+            ("ServiceUnavailable", 503),
+            ("GatewayTimeout", 504),
+            ("HTTPVersionNotSupported", 505),
+            ("VariantAlsoNegotiates", 506),
+            ("InsufficientStorage", 507),
+            ("LoopDetected", 508),
+            ("NotExtended", 510),
+            ("NetworkAuthenticationRequired", 511),
+        ];
+        match &self.code {
+            serde_json::Value::String(s) => NAMES.iter().find(|(n, _)| n == s).map(|(_, c)| *c),
+            serde_json::Value::Number(n) => n
+                .as_u64()
+                .and_then(|c| u16::try_from(c).ok())
+                .filter(|c| NAMES.iter().any(|(_, k)| k == c)),
+            _ => None,
+        }
+    }
+}

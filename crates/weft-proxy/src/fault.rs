@@ -121,12 +121,10 @@ impl Fault {
     }
 }
 
-/// The fault filter of one connection manager: its name (what
-/// `typed_per_filter_config` keys on), its own configuration, and the
-/// faults in progress under it.
+/// The fault filter of one connection manager: its own configuration
+/// and the faults in progress under it.
 #[derive(Debug)]
 pub struct FaultFilter {
-    pub name: String,
     pub config: Arc<Fault>,
     active: Arc<AtomicUsize>,
     stats: FaultStats,
@@ -150,9 +148,8 @@ pub enum AbortReply {
 }
 
 impl FaultFilter {
-    pub fn new(name: &str, config: &HttpFault, stats: FaultStats) -> Result<Self, String> {
+    pub fn new(_name: &str, config: &HttpFault, stats: FaultStats) -> Result<Self, String> {
         Ok(FaultFilter {
-            name: name.to_string(),
             config: Arc::new(Fault::compile(config)?),
             active: Arc::new(AtomicUsize::new(0)),
             stats,

@@ -12,7 +12,10 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 
 use crate::error::ForwardError;
 use crate::fault::{AbortReply, Injected};
+use crate::ratelimit::Limited;
 use crate::routes::{Action, Redirect, RequestView};
+use crate::routes::{PerFilter, PerRoute};
+use crate::snapshot::FilterKind;
 use crate::snapshot::{HttpSettings, Routes, Snapshot};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -75,7 +78,10 @@ const HTTP1_METHODS: &[&str] = &[
 static EMPTY_ROUTES: std::sync::LazyLock<Arc<crate::routes::RouteTable>> =
     std::sync::LazyLock::new(|| {
         let empty = weft_envoy::route::RouteConfiguration::default();
-        Arc::new(crate::routes::RouteTable::compile(&empty).expect("an empty table compiles"))
+        Arc::new(
+            crate::routes::RouteTable::compile(&empty, &crate::stats::Store::default())
+                .expect("an empty table compiles"),
+        )
     });
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -102,6 +108,59 @@ fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Bod
     }
     set_server(settings, resp.headers_mut());
     resp
+}
+
+/// Runs the connection manager's HTTP filters in order, each with the
+/// most specific per-route settings under its name (route, virtual host,
+/// table) or its own. A local reply ends the chain. Returns the reply
+/// and the response flag to log (a delay that let the request on is DI).
+async fn run_filters<B>(
+    settings: &HttpSettings,
+    levels: [&PerFilter; 3],
+    cluster: Option<&str>,
+    host: &str,
+    path: &str,
+    req: &mut Request<B>,
+) -> (Option<Response<Body>>, Option<&'static str>) {
+    let mut flag = None;
+    for f in &settings.filters {
+        let per_route = levels.iter().find_map(|l| l.get(&f.name));
+        match &f.kind {
+            FilterKind::Fault(filter) => {
+                let fault = match per_route {
+                    Some(PerRoute::Fault(x)) => &**x,
+                    _ => &*filter.config,
+                };
+                let view = RequestView {
+                    method: req.method().as_str(),
+                    authority: host,
+                    scheme: "http",
+                    path_and_query: path,
+                    headers: req.headers(),
+                };
+                match filter.apply(fault, cluster, &view).await {
+                    Injected::None => {}
+                    Injected::Delayed => flag = Some("DI"),
+                    Injected::Abort { delayed, reply } => {
+                        let flag = if delayed { "DI,FI" } else { "FI" };
+                        return (Some(fault_reply(settings, reply)), Some(flag));
+                    }
+                }
+            }
+            FilterKind::RateLimit(own) => {
+                let limit = match per_route {
+                    Some(PerRoute::RateLimit(x)) => &**x,
+                    _ => own,
+                };
+                if let Limited::Refuse = limit.check(req.headers_mut()) {
+                    let mut r = local_reply(settings, limit.status, "local_rate_limited");
+                    limit.headers.response.apply(r.headers_mut());
+                    return (Some(r), Some("RL"));
+                }
+            }
+        }
+    }
+    (None, flag)
 }
 
 /// The fault filter's abort: the status with Envoy's body, or for gRPC
@@ -278,30 +337,14 @@ where
         _ => None,
     };
     let mut aborted = None;
-    if let Some(filter) = &settings.fault {
-        let fault = route
-            .filters
-            .fault(&filter.name)
-            .or_else(|| vh.filters.fault(&filter.name))
-            .or_else(|| table.filters.fault(&filter.name))
-            .unwrap_or(&filter.config);
-        let view = RequestView {
-            method: req.method().as_str(),
-            authority: &host,
-            scheme: "http",
-            path_and_query: &path,
-            headers: req.headers(),
-        };
-        match filter.apply(fault, picked.map(|p| p.0), &view).await {
-            Injected::None => {}
-            Injected::Delayed => outcome.flag = Some("DI"),
-            Injected::Abort { delayed, reply } => {
-                outcome.flag = Some(if delayed { "DI,FI" } else { "FI" });
-                // A local reply like a direct response: the route's
-                // response headers apply (as Envoy's do).
-                aborted = Some(fault_reply(&settings, reply));
-            }
+    if !settings.filters.is_empty() {
+        let levels = [&route.filters, &vh.filters, &table.filters];
+        let cluster = picked.map(|p| p.0);
+        let (reply, flag) = run_filters(&settings, levels, cluster, &host, &path, &mut req).await;
+        if flag.is_some() {
+            outcome.flag = flag;
         }
+        aborted = reply;
     }
     let mut resp = match (aborted, &route.action) {
         (Some(r), _) => r,

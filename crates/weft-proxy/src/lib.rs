@@ -16,6 +16,7 @@ pub mod http;
 mod io;
 pub mod listener;
 pub mod outlier;
+pub mod ratelimit;
 mod replay;
 pub mod retry;
 pub mod router;

@@ -66,8 +66,22 @@ pub struct HttpSettings {
     /// HTTP/2 settings advertised to clients.
     pub h2: H2Settings,
     pub stats: HttpStats,
-    /// The fault filter, when the connection manager has one.
-    pub fault: Option<crate::fault::FaultFilter>,
+    /// The HTTP filters before the router, in their configured order.
+    pub filters: Vec<HttpFilter>,
+}
+
+/// An HTTP filter of a connection manager, under its configured name
+/// (what routes' `typed_per_filter_config` keys on).
+#[derive(Debug)]
+pub struct HttpFilter {
+    pub name: String,
+    pub kind: FilterKind,
+}
+
+#[derive(Debug)]
+pub enum FilterKind {
+    Fault(crate::fault::FaultFilter),
+    RateLimit(crate::ratelimit::RateLimit),
 }
 
 /// Where a connection manager's route table is.
@@ -284,9 +298,11 @@ pub(crate) fn compile_hcm(
         websocket = u.enabled.unwrap_or(true);
     }
     let routes = match (&h.route_config, &h.rds) {
-        (Some(rc), _) => {
-            Routes::Inline(Arc::new(compile_routes(&format!("{at}.route_config"), rc)?))
-        }
+        (Some(rc), _) => Routes::Inline(Arc::new(compile_routes(
+            &format!("{at}.route_config"),
+            rc,
+            stats,
+        )?)),
         (None, Some(rds)) => Routes::Rds(rds.route_config_name.clone()),
         (None, None) => {
             return Err(CompileError::Config {
@@ -295,22 +311,32 @@ pub(crate) fn compile_hcm(
             })
         }
     };
-    let mut fault = None;
+    let mut filters = Vec::new();
     for (i, f) in h.http_filters.iter().enumerate() {
-        if let Some(weft_envoy::TypedConfig::Fault(cfg)) = &f.typed_config {
-            let field = format!("{at}.http_filters[{i}]");
-            if fault.is_some() {
-                return Err(unsupported(field, "a second fault filter"));
+        let field = format!("{at}.http_filters[{i}]");
+        let config = |message| CompileError::Config {
+            field: field.clone(),
+            message,
+        };
+        let kind = match &f.typed_config {
+            Some(weft_envoy::TypedConfig::Fault(cfg)) => {
+                let fstats = crate::stats::FaultStats::new(stats, &h.stat_prefix);
+                FilterKind::Fault(
+                    crate::fault::FaultFilter::new(&f.name, cfg, fstats).map_err(config)?,
+                )
             }
-            let stats = crate::stats::FaultStats::new(stats, &h.stat_prefix);
-            fault = Some(
-                crate::fault::FaultFilter::new(&f.name, cfg, stats)
-                    .map_err(|message| CompileError::Config { field, message })?,
-            );
-        }
+            Some(weft_envoy::TypedConfig::LocalRateLimit(cfg)) => FilterKind::RateLimit(
+                crate::ratelimit::RateLimit::compile(cfg, stats).map_err(config)?,
+            ),
+            _ => continue,
+        };
+        filters.push(HttpFilter {
+            name: f.name.clone(),
+            kind,
+        });
     }
     Ok(HttpSettings {
-        fault,
+        filters,
         codec: h.codec_type,
         routes,
         server_name: http::HeaderValue::from_str(h.server_name.as_deref().unwrap_or("envoy"))
@@ -339,8 +365,9 @@ pub(crate) fn compile_hcm(
 pub fn compile_routes(
     at: &str,
     rc: &weft_envoy::route::RouteConfiguration,
+    store: &Store,
 ) -> Result<RouteTable, CompileError> {
-    let routes = RouteTable::compile(rc).map_err(|message| CompileError::Config {
+    let routes = RouteTable::compile(rc, store).map_err(|message| CompileError::Config {
         field: at.to_string(),
         message,
     })?;

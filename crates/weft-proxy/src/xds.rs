@@ -199,9 +199,12 @@ impl Dynamic {
             if let Some(Resource::RouteConfiguration(rc)) =
                 u.resources.get(name).map(|h| &*h.resource)
             {
-                let table =
-                    crate::snapshot::compile_routes(&format!("RouteConfiguration {name:?}"), rc)
-                        .map_err(|e| e.to_string())?;
+                let table = crate::snapshot::compile_routes(
+                    &format!("RouteConfiguration {name:?}"),
+                    rc,
+                    &self.base.stats,
+                )
+                .map_err(|e| e.to_string())?;
                 next.routes.insert(name.clone(), Arc::new(table));
             }
         }

@@ -22,33 +22,41 @@ pub struct RouteTable {
     pub filters: PerFilter,
 }
 
-/// Per-route settings of HTTP filters, by filter name (only the fault
-/// filter has any in weft).
+/// Per-route settings of HTTP filters, by filter name (the fault and
+/// local rate limit filters have them in weft).
 #[derive(Debug, Default)]
-pub struct PerFilter(Vec<(String, std::sync::Arc<crate::fault::Fault>)>);
+pub struct PerFilter(Vec<(String, PerRoute)>);
+
+#[derive(Debug)]
+pub enum PerRoute {
+    Fault(std::sync::Arc<crate::fault::Fault>),
+    RateLimit(std::sync::Arc<crate::ratelimit::RateLimit>),
+}
 
 impl PerFilter {
-    fn compile(c: &cfg::PerFilterConfig) -> Result<Self, String> {
+    fn compile(c: &cfg::PerFilterConfig, store: &crate::stats::Store) -> Result<Self, String> {
         let mut out = Vec::new();
         for (name, config) in c {
-            match config {
-                weft_envoy::TypedConfig::Fault(f) => {
-                    let fault = crate::fault::Fault::compile(f)
-                        .map_err(|e| format!("typed_per_filter_config.{name}.{e}"))?;
-                    out.push((name.clone(), std::sync::Arc::new(fault)));
-                }
-                _ => {
-                    return Err(format!(
-                        "typed_per_filter_config.{name}: not a filter configuration weft implements"
+            let at = |e: String| format!("typed_per_filter_config.{name}: {e}");
+            let compiled = match config {
+                weft_envoy::TypedConfig::Fault(f) => PerRoute::Fault(std::sync::Arc::new(
+                    crate::fault::Fault::compile(f).map_err(at)?,
+                )),
+                weft_envoy::TypedConfig::LocalRateLimit(l) => {
+                    PerRoute::RateLimit(std::sync::Arc::new(
+                        crate::ratelimit::RateLimit::compile(l, store).map_err(at)?,
                     ))
                 }
-            }
+                _ => return Err(at("not a filter configuration weft implements".into())),
+            };
+            out.push((name.clone(), compiled));
         }
         Ok(PerFilter(out))
     }
 
-    pub fn fault(&self, filter: &str) -> Option<&crate::fault::Fault> {
-        self.0.iter().find(|(n, _)| n == filter).map(|(_, f)| &**f)
+    /// The settings for the filter configured under `filter`.
+    pub fn get(&self, filter: &str) -> Option<&PerRoute> {
+        self.0.iter().find(|(n, _)| n == filter).map(|(_, p)| p)
     }
 }
 
@@ -296,7 +304,10 @@ pub(crate) fn full_regex(pattern: &str) -> Result<Regex, String> {
 }
 
 impl RouteTable {
-    pub fn compile(rc: &cfg::RouteConfiguration) -> Result<Self, String> {
+    pub fn compile(
+        rc: &cfg::RouteConfiguration,
+        store: &crate::stats::Store,
+    ) -> Result<Self, String> {
         let mut table = RouteTable {
             exact: Default::default(),
             suffix: Vec::new(),
@@ -309,7 +320,7 @@ impl RouteTable {
                 &rc.response_headers_to_add,
                 &rc.response_headers_to_remove,
             )?,
-            filters: PerFilter::compile(&rc.typed_per_filter_config)?,
+            filters: PerFilter::compile(&rc.typed_per_filter_config, store)?,
         };
         for (i, vh) in rc.virtual_hosts.iter().enumerate() {
             for d in &vh.domains {
@@ -344,7 +355,7 @@ impl RouteTable {
                 .iter()
                 .enumerate()
                 .map(|(j, r)| {
-                    Route::compile(r, vh_retry.as_ref())
+                    Route::compile(r, vh_retry.as_ref(), store)
                         .map_err(|e| format!("virtual_hosts[{i}].routes[{j}]: {e}"))
                 })
                 .collect::<Result<_, _>>()?;
@@ -357,7 +368,7 @@ impl RouteTable {
                     &vh.response_headers_to_add,
                     &vh.response_headers_to_remove,
                 )?,
-                filters: PerFilter::compile(&vh.typed_per_filter_config)
+                filters: PerFilter::compile(&vh.typed_per_filter_config, store)
                     .map_err(|e| format!("virtual_hosts[{i}].{e}"))?,
                 attempt_count_upstream: vh.include_request_attempt_count,
                 attempt_count_downstream: vh.include_attempt_count_in_response,
@@ -410,6 +421,7 @@ impl Route {
     fn compile(
         r: &cfg::Route,
         vh_retry: Option<&std::sync::Arc<crate::retry::RetryPolicy>>,
+        store: &crate::stats::Store,
     ) -> Result<Self, String> {
         let m = &r.match_;
         let path = if let Some(p) = &m.prefix {
@@ -544,7 +556,7 @@ impl Route {
             return Err("a route needs route, redirect or direct_response".into());
         };
         Ok(Route {
-            filters: PerFilter::compile(&r.typed_per_filter_config)?,
+            filters: PerFilter::compile(&r.typed_per_filter_config, store)?,
             name: r.name.clone(),
             matcher: RouteMatch {
                 path,

@@ -30,7 +30,7 @@ static_resources:
         unreachable!()
     };
     let rc: &RouteConfiguration = hcm.route_config.as_ref().unwrap();
-    RouteTable::compile(rc).unwrap()
+    RouteTable::compile(rc, &crate::stats::Store::default()).unwrap()
 }
 
 fn cluster_of(t: &RouteTable, host: &str, path: &str, hdrs: &[(&str, &str)]) -> Option<String> {

@@ -214,27 +214,37 @@ async fn fail_with(how: &str, name: &'static str) -> std::io::Result<hyper::Resp
         .unwrap())
 }
 
-/// A free port on 127.0.0.1 (bound and released; Envoy cannot report
-/// the ports it picks for listeners as simply as weft can).
 /// A port nothing listens on now, never the same one twice in this test
 /// process: tests run side by side, the kernel may hand a released port
 /// out again, and Envoy binds its listeners with SO_REUSEPORT, so two
 /// proxies of different tests could otherwise share a port and answer
 /// (or refuse) each other's connections.
+///
+/// The port is taken from below the kernel's ephemeral range: a listener
+/// that is removed and added again (the xDS tests do this) must be able
+/// to bind its port again, and a port from the ephemeral range may by
+/// then be the local end of one of the test's own outgoing connections.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap();
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
+    static NEXT: std::sync::Mutex<Option<u16>> = std::sync::Mutex::new(None);
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (first, end) = (10_000u16, low.max(10_100));
+    let span = end - first;
+    let mut next = NEXT.lock().unwrap();
+    // Start somewhere that depends on the process, so test binaries run
+    // one after another do not all probe the same few ports.
+    let mut port = next.unwrap_or(first + (std::process::id() % u32::from(span)) as u16);
+    for _ in 0..span {
+        let candidate = port;
+        port = if port + 1 >= end { first } else { port + 1 };
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            *next = Some(port);
+            return candidate;
         }
     }
+    panic!("no free port between {first} and {end}");
 }
 
 pub fn envoy_binary() -> String {
