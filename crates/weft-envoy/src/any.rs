@@ -23,6 +23,9 @@ pub enum TypedConfig {
     PreviousHosts,
     Fault(Box<crate::filters::HttpFault>),
     LocalRateLimit(Box<crate::filters::LocalRateLimit>),
+    /// The CORS filter (configured only by route).
+    Cors,
+    CorsPolicy(Box<crate::filters::CorsPolicy>),
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -45,6 +48,10 @@ impl TypedConfig {
             "envoy.extensions.filters.http.router.v3.Router" => TypedConfig::Router(crate::decode(v)?),
             "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit" => {
                 TypedConfig::LocalRateLimit(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.http.cors.v3.Cors" if empty(&v) => TypedConfig::Cors,
+            "envoy.extensions.filters.http.cors.v3.CorsPolicy" => {
+                TypedConfig::CorsPolicy(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
                 TypedConfig::Fault(Box::new(crate::decode(v)?))

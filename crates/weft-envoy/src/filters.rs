@@ -188,6 +188,25 @@ pub struct FaultAbort {
     pub percentage: Option<crate::FractionalPercent>,
 }
 
+/// `envoy.extensions.filters.http.cors.v3.CorsPolicy`: a route's, virtual
+/// host's or table's CORS settings (the filter itself has none).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsPolicy {
+    pub allow_origin_string_match: Vec<crate::StringMatcher>,
+    pub allow_methods: String,
+    pub allow_headers: String,
+    pub expose_headers: String,
+    pub max_age: String,
+    pub allow_credentials: Option<bool>,
+    /// 100% when neither this nor `shadow_enabled` is set.
+    pub filter_enabled: Option<RuntimeFractionalPercent>,
+    pub shadow_enabled: Option<RuntimeFractionalPercent>,
+    pub allow_private_network_access: Option<bool>,
+    /// True when unset.
+    pub forward_not_matching_preflights: Option<bool>,
+}
+
 /// `envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit`: a
 /// token bucket per filter (or per route, in typed_per_filter_config).
 #[derive(Clone, Debug, Default, Deserialize)]

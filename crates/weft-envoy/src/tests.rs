@@ -188,6 +188,14 @@ fn unimplemented_things_are_errors_not_ignored() {
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].typed_per_filter_config.envoy.filters.http.fault.abort.http_status",
             "out of range",
         ),
+        (
+            BASIC.replace(
+                "route: {cluster: a, timeout: 5s}",
+                "route: {cluster: a}\n                typed_per_filter_config: {envoy.filters.http.cors: {'@type': type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy, allow_origin_string_match: [{exact: a, prefix: b}]}}",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].typed_per_filter_config.envoy.filters.http.cors.allow_origin_string_match[0]",
+            "only one of exact, prefix",
+        ),
     ];
     for (text, want_field, want_message) in cases {
         let (field, _, message) = error(&text);

@@ -10,6 +10,7 @@ use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 
+use crate::cors::Cors;
 use crate::error::ForwardError;
 use crate::fault::{AbortReply, Injected};
 use crate::ratelimit::Limited;
@@ -114,6 +115,20 @@ fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Bod
 /// most specific per-route settings under its name (route, virtual host,
 /// table) or its own. A local reply ends the chain. Returns the reply
 /// and the response flag to log (a delay that let the request on is DI).
+/// What the HTTP filters decided for a request.
+#[derive(Default)]
+struct Filtered {
+    /// A local reply that ends the request here.
+    reply: Option<Response<Body>>,
+    flag: Option<&'static str>,
+    /// Headers a filter sets on the response, whatever it turns out to be.
+    response_headers: Option<Box<HeaderMap>>,
+    /// The reply is sent as it is, without the route's response headers
+    /// (Envoy's CORS preflight answer is encoded directly, not as a local
+    /// reply of the route).
+    final_reply: bool,
+}
+
 async fn run_filters<B>(
     settings: &HttpSettings,
     levels: [&PerFilter; 3],
@@ -121,8 +136,8 @@ async fn run_filters<B>(
     host: &str,
     path: &str,
     req: &mut Request<B>,
-) -> (Option<Response<Body>>, Option<&'static str>) {
-    let mut flag = None;
+) -> Filtered {
+    let mut out = Filtered::default();
     for f in &settings.filters {
         let per_route = levels.iter().find_map(|l| l.get(&f.name));
         match &f.kind {
@@ -140,10 +155,11 @@ async fn run_filters<B>(
                 };
                 match filter.apply(fault, cluster, &view).await {
                     Injected::None => {}
-                    Injected::Delayed => flag = Some("DI"),
+                    Injected::Delayed => out.flag = Some("DI"),
                     Injected::Abort { delayed, reply } => {
-                        let flag = if delayed { "DI,FI" } else { "FI" };
-                        return (Some(fault_reply(settings, reply)), Some(flag));
+                        out.flag = Some(if delayed { "DI,FI" } else { "FI" });
+                        out.reply = Some(fault_reply(settings, reply));
+                        return out;
                     }
                 }
             }
@@ -155,12 +171,29 @@ async fn run_filters<B>(
                 if let Limited::Refuse = limit.check(req.headers_mut()) {
                     let mut r = local_reply(settings, limit.status, "local_rate_limited");
                     limit.headers.response.apply(r.headers_mut());
-                    return (Some(r), Some("RL"));
+                    out.reply = Some(r);
+                    out.flag = Some("RL");
+                    return out;
+                }
+            }
+            FilterKind::Cors(_) if cluster.is_none() => {}
+            FilterKind::Cors(filter) => {
+                match filter.decide(&f.name, levels, req.headers(), req.method()) {
+                    Cors::Pass => {}
+                    Cors::Response(h) => out.response_headers = Some(h),
+                    Cors::Reply(h) => {
+                        let mut r = local_reply(settings, 200, "");
+                        r.headers_mut().remove(http::header::CONTENT_TYPE);
+                        r.headers_mut().extend(*h);
+                        out.reply = Some(r);
+                        out.final_reply = true;
+                        return out;
+                    }
                 }
             }
         }
     }
-    (None, flag)
+    out
 }
 
 /// The fault filter's abort: the status with Envoy's body, or for gRPC
@@ -337,14 +370,19 @@ where
         _ => None,
     };
     let mut aborted = None;
+    let mut late_headers = None;
     if !settings.filters.is_empty() {
         let levels = [&route.filters, &vh.filters, &table.filters];
         let cluster = picked.map(|p| p.0);
-        let (reply, flag) = run_filters(&settings, levels, cluster, &host, &path, &mut req).await;
-        if flag.is_some() {
-            outcome.flag = flag;
+        let filtered = run_filters(&settings, levels, cluster, &host, &path, &mut req).await;
+        if filtered.flag.is_some() {
+            outcome.flag = filtered.flag;
         }
-        aborted = reply;
+        late_headers = filtered.response_headers;
+        match filtered.reply {
+            Some(r) if filtered.final_reply => return (r, outcome),
+            r => aborted = r,
+        }
     }
     let mut resp = match (aborted, &route.action) {
         (Some(r), _) => r,
@@ -386,6 +424,9 @@ where
                 match crate::router::forward(routed, req, &mut outcome).await {
                     Ok(mut r) => {
                         mutate(r.headers_mut(), &levels, |o| &o.response);
+                        if let Some(h) = late_headers {
+                            r.headers_mut().extend(*h);
+                        }
                         return (r, outcome);
                     }
                     Err(e) => {
@@ -410,6 +451,9 @@ where
         Some(&table.headers),
     ];
     mutate(resp.headers_mut(), &levels, |o| &o.response);
+    if let Some(h) = late_headers {
+        resp.headers_mut().extend(*h);
+    }
     (resp, outcome)
 }
 

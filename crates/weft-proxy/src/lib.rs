@@ -8,6 +8,7 @@ pub mod admin;
 pub mod circuit;
 pub mod cluster;
 mod config_dump;
+pub mod cors;
 pub mod error;
 pub mod fault;
 pub mod hashing;

@@ -82,6 +82,7 @@ pub struct HttpFilter {
 pub enum FilterKind {
     Fault(crate::fault::FaultFilter),
     RateLimit(crate::ratelimit::RateLimit),
+    Cors(crate::cors::CorsFilter),
 }
 
 /// Where a connection manager's route table is.
@@ -328,6 +329,9 @@ pub(crate) fn compile_hcm(
             Some(weft_envoy::TypedConfig::LocalRateLimit(cfg)) => FilterKind::RateLimit(
                 crate::ratelimit::RateLimit::compile(cfg, stats).map_err(config)?,
             ),
+            Some(weft_envoy::TypedConfig::Cors) => {
+                FilterKind::Cors(crate::cors::CorsFilter::new(stats, &h.stat_prefix))
+            }
             _ => continue,
         };
         filters.push(HttpFilter {

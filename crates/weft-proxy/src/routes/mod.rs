@@ -22,8 +22,8 @@ pub struct RouteTable {
     pub filters: PerFilter,
 }
 
-/// Per-route settings of HTTP filters, by filter name (the fault and
-/// local rate limit filters have them in weft).
+/// Per-route settings of HTTP filters, by filter name (the fault, local
+/// rate limit and CORS filters have them in weft).
 #[derive(Debug, Default)]
 pub struct PerFilter(Vec<(String, PerRoute)>);
 
@@ -31,6 +31,7 @@ pub struct PerFilter(Vec<(String, PerRoute)>);
 pub enum PerRoute {
     Fault(std::sync::Arc<crate::fault::Fault>),
     RateLimit(std::sync::Arc<crate::ratelimit::RateLimit>),
+    Cors(std::sync::Arc<crate::cors::CorsPolicy>),
 }
 
 impl PerFilter {
@@ -47,6 +48,9 @@ impl PerFilter {
                         crate::ratelimit::RateLimit::compile(l, store).map_err(at)?,
                     ))
                 }
+                weft_envoy::TypedConfig::CorsPolicy(c) => PerRoute::Cors(std::sync::Arc::new(
+                    crate::cors::CorsPolicy::compile(c).map_err(at)?,
+                )),
                 _ => return Err(at("not a filter configuration weft implements".into())),
             };
             out.push((name.clone(), compiled));
@@ -190,13 +194,13 @@ enum StrMatch {
 }
 
 #[derive(Debug)]
-struct StringMatcher {
+pub(crate) struct StringMatcher {
     m: StrMatch,
     ignore_case: bool,
 }
 
 impl StringMatcher {
-    fn compile(s: &weft_envoy::StringMatcher) -> Result<Self, String> {
+    pub(crate) fn compile(s: &weft_envoy::StringMatcher) -> Result<Self, String> {
         let fold = |v: &String| {
             if s.ignore_case {
                 v.to_ascii_lowercase()
@@ -225,7 +229,7 @@ impl StringMatcher {
         })
     }
 
-    fn matches(&self, v: &str) -> bool {
+    pub(crate) fn matches(&self, v: &str) -> bool {
         if let StrMatch::Regex(r) = &self.m {
             return r.is_match(v);
         }
