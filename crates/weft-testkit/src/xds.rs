@@ -122,7 +122,13 @@ impl FakeXds {
         let state = Arc::new(State::default());
         let svc = AggregatedDiscoveryServiceServer::new(Service(Arc::clone(&state)))
             .max_decoding_message_size(usize::MAX);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // No Nagle, as real control planes (gRPC-Go) do: otherwise a
+        // small response can wait for the proxy's delayed ACK (~40 ms).
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
         let server = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
                 .add_service(svc)
@@ -161,6 +167,28 @@ impl FakeXds {
         let ids: Vec<u64> = inner.streams.keys().copied().collect();
         for id in ids {
             let types: Vec<String> = inner.streams[&id].subs.keys().cloned().collect();
+            for t in types {
+                respond(&mut inner, id, &t);
+            }
+        }
+        version(&inner)
+    }
+
+    /// Like [`FakeXds::push`], but sends only the given types (as a
+    /// control plane does when only routes or endpoints changed); the
+    /// others keep the version they were last sent with.
+    pub fn push_only(&self, kinds: &[Kind]) -> String {
+        let mut inner = self.state.inner.lock().expect("poisoned");
+        inner.version += 1;
+        let urls: Vec<String> = kinds.iter().map(|k| k.type_url()).collect();
+        let ids: Vec<u64> = inner.streams.keys().copied().collect();
+        for id in ids {
+            let types: Vec<String> = inner.streams[&id]
+                .subs
+                .keys()
+                .filter(|t| urls.contains(t))
+                .cloned()
+                .collect();
             for t in types {
                 respond(&mut inner, id, &t);
             }
@@ -243,7 +271,11 @@ impl FakeXds {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let notified = self.state.requests.notified();
-            if let Some(r) = self.received().into_iter().find(|r| matches(r)) {
+            let found = {
+                let inner = self.state.inner.lock().expect("poisoned");
+                inner.received.iter().rev().find(|r| matches(r)).cloned()
+            };
+            if let Some(r) = found {
                 return Ok(r);
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {

@@ -249,6 +249,8 @@ impl Client {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))
             .map_err(|e| connect_err(e.to_string()))?
             .connect_timeout(Duration::from_secs(5))
+            // Responses are small and latency is the point.
+            .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
         let channel = endpoint
