@@ -273,7 +273,7 @@ impl FakeXds {
             let notified = self.state.requests.notified();
             let found = {
                 let inner = self.state.inner.lock().expect("poisoned");
-                inner.received.iter().rev().find(|r| matches(r)).cloned()
+                inner.received.iter().find(|r| matches(r)).cloned()
             };
             if let Some(r) = found {
                 return Ok(r);
