@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::cluster::{Cluster, ClusterLoadAssignment};
 use crate::listener::Listener;
-use crate::route::RouteConfiguration;
+use crate::route::{RouteConfiguration, VirtualHost};
 use crate::{check, decode, normalize, FieldError};
 
 /// A listener. Inline route tables check their cluster references
@@ -35,6 +35,26 @@ pub fn route_configuration(
     let rc: RouteConfiguration = decode(normalize::snake_case_keys(value))?;
     check::route_configuration_resource(&rc, clusters)?;
     Ok(rc)
+}
+
+/// One virtual host of an RDS table, decoded on its own (a table
+/// delivered again decodes only the hosts that changed). Its cluster
+/// references are not checked here: a table that asks for that
+/// (`validate_clusters`) is checked whole with
+/// [`check_route_configuration`].
+pub fn virtual_host(value: Value) -> Result<VirtualHost, FieldError> {
+    let vh: VirtualHost = decode(normalize::snake_case_keys(value))?;
+    check::virtual_host_resource(&vh)?;
+    Ok(vh)
+}
+
+/// The checks of [`route_configuration`] on a table put together from
+/// parts.
+pub fn check_route_configuration(
+    rc: &RouteConfiguration,
+    clusters: &HashSet<&str>,
+) -> Result<(), FieldError> {
+    check::route_configuration_resource(rc, clusters)
 }
 
 pub fn cluster_load_assignment(value: Value) -> Result<ClusterLoadAssignment, FieldError> {

@@ -8,7 +8,9 @@ use crate::{Duration, FractionalPercent, HeaderValueOption, RegexMatcher, String
 #[serde(deny_unknown_fields, default)]
 pub struct RouteConfiguration {
     pub name: String,
-    pub virtual_hosts: Vec<VirtualHost>,
+    /// Shared, so a table delivered again can keep the virtual hosts whose
+    /// bytes did not change (and what was compiled from them).
+    pub virtual_hosts: Vec<std::sync::Arc<VirtualHost>>,
     pub request_headers_to_add: Vec<HeaderValueOption>,
     pub request_headers_to_remove: Vec<String>,
     pub response_headers_to_add: Vec<HeaderValueOption>,

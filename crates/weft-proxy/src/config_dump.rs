@@ -63,7 +63,7 @@ fn dynamic(x: &XdsDump, clusters: &mut Value, listeners: &mut Value, routes: &mu
         x.delivered
             .get(&kind)
             .into_iter()
-            .flatten()
+            .flat_map(|m| m.iter())
             .filter_map(|(name, d)| {
                 let (_, _, v) = weft_xds::to_json(&kind.type_url(), &d.bytes).ok()?;
                 let entry = json!({

@@ -80,7 +80,7 @@ static EMPTY_ROUTES: std::sync::LazyLock<Arc<crate::routes::RouteTable>> =
     std::sync::LazyLock::new(|| {
         let empty = weft_envoy::route::RouteConfiguration::default();
         Arc::new(
-            crate::routes::RouteTable::compile(&empty, &crate::stats::Store::default())
+            crate::routes::RouteTable::compile(&empty, &crate::stats::Store::default(), None)
                 .expect("an empty table compiles"),
         )
     });

@@ -21,7 +21,8 @@ use crate::stats::{HttpStats, Store, TcpStats};
 #[derive(Debug)]
 pub struct Snapshot {
     pub listeners: Vec<Arc<ListenerConfig>>,
-    pub clusters: HashMap<String, Arc<Cluster>>,
+    /// Shared between snapshots that differ in other things only.
+    pub clusters: Arc<HashMap<String, Arc<Cluster>>>,
     /// Route tables from RDS, by name.
     pub routes: HashMap<String, Arc<RouteTable>>,
     pub admin: Option<SocketAddr>,
@@ -214,7 +215,7 @@ impl Snapshot {
         }
         Ok(Snapshot {
             listeners,
-            clusters,
+            clusters: Arc::new(clusters),
             routes: HashMap::new(),
             admin: b
                 .admin
@@ -232,7 +233,7 @@ impl Snapshot {
     pub fn empty(stats: Arc<Store>) -> Self {
         Snapshot {
             listeners: Vec::new(),
-            clusters: HashMap::new(),
+            clusters: Default::default(),
             routes: HashMap::new(),
             admin: None,
             stats,
@@ -303,6 +304,7 @@ pub(crate) fn compile_hcm(
             &format!("{at}.route_config"),
             rc,
             stats,
+            None,
         )?)),
         (None, Some(rds)) => Routes::Rds(rds.route_config_name.clone()),
         (None, None) => {
@@ -370,11 +372,13 @@ pub fn compile_routes(
     at: &str,
     rc: &weft_envoy::route::RouteConfiguration,
     store: &Store,
+    previous: Option<&RouteTable>,
 ) -> Result<RouteTable, CompileError> {
-    let routes = RouteTable::compile(rc, store).map_err(|message| CompileError::Config {
-        field: at.to_string(),
-        message,
-    })?;
+    let routes =
+        RouteTable::compile(rc, store, previous).map_err(|message| CompileError::Config {
+            field: at.to_string(),
+            message,
+        })?;
     for (vi, vh) in rc.virtual_hosts.iter().enumerate() {
         for (ri, r) in vh.routes.iter().enumerate() {
             if r.route.as_ref().is_some_and(|a| a.idle_timeout.is_some()) {

@@ -48,19 +48,21 @@ impl<T> Clone for Warming<T> {
     }
 }
 
-/// What xDS delivered, compiled. Cheap to copy (maps of `Arc`s).
+/// What xDS delivered, compiled. Cheap to copy: the maps that grow to
+/// thousands of entries are shared and copied only when their own type
+/// changes (`Arc::make_mut`), so a route update does not copy clusters.
 #[derive(Clone, Default)]
 struct State {
-    clusters: BTreeMap<String, Arc<Cluster>>,
+    clusters: Arc<BTreeMap<String, Arc<Cluster>>>,
     warming_clusters: BTreeMap<String, Warming<Cluster>>,
     /// ClusterLoadAssignments by name, as decoded (shared with the ADS
     /// client's set, not copied).
-    assignments: HashMap<String, Arc<Resource>>,
+    assignments: Arc<HashMap<String, Arc<Resource>>>,
     routes: HashMap<String, Arc<RouteTable>>,
-    listeners: BTreeMap<String, Arc<ListenerConfig>>,
+    listeners: Arc<BTreeMap<String, Arc<ListenerConfig>>>,
     warming_listeners: BTreeMap<String, Warming<ListenerConfig>>,
     /// Every accepted resource as delivered, for /config_dump.
-    delivered: BTreeMap<Kind, BTreeMap<String, Delivered>>,
+    delivered: BTreeMap<Kind, Arc<BTreeMap<String, Delivered>>>,
     versions: BTreeMap<Kind, String>,
 }
 
@@ -76,7 +78,7 @@ pub struct Delivered {
 /// What /config_dump shows of the dynamic configuration.
 #[derive(Debug, Default)]
 pub struct XdsDump {
-    pub delivered: BTreeMap<Kind, BTreeMap<String, Delivered>>,
+    pub delivered: BTreeMap<Kind, Arc<BTreeMap<String, Delivered>>>,
     /// Type versions last accepted.
     pub versions: BTreeMap<Kind, String>,
     pub warming_listeners: BTreeSet<String>,
@@ -89,7 +91,18 @@ pub struct Dynamic {
     /// The bootstrap's compiled static resources.
     base: Arc<Snapshot>,
     state: State,
+    /// The snapshot's cluster map (static + dynamic) and the dynamic map
+    /// it was built from.
+    merged: Option<MergedClusters>,
+    /// The names of every cluster, active or warming; forgotten when CDS
+    /// changes them.
+    cluster_names: std::sync::Mutex<Option<Arc<HashSet<String>>>>,
 }
+
+type MergedClusters = (
+    Arc<BTreeMap<String, Arc<Cluster>>>,
+    Arc<HashMap<String, Arc<Cluster>>>,
+);
 
 impl Dynamic {
     /// `base`: the bootstrap's snapshot, already installed in `shared`.
@@ -99,13 +112,15 @@ impl Dynamic {
             shared,
             base,
             state: State::default(),
+            merged: None,
+            cluster_names: Default::default(),
         }
     }
 
     async fn apply_clusters(&self, next: &mut State, u: &Update) -> Result<(), String> {
         let stats = &self.base.stats;
         for name in &u.removed {
-            next.clusters.remove(name);
+            Arc::make_mut(&mut next.clusters).remove(name);
             next.warming_clusters.remove(name);
         }
         for name in &u.changed {
@@ -129,7 +144,7 @@ impl Dynamic {
                 Some(service) => match next.assignments.get(service).and_then(|r| assignment(r)) {
                     Some(la) => {
                         cluster.assign(la).map_err(|e| format!("{at}: {e}"))?;
-                        next.clusters.insert(name.clone(), cluster);
+                        Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
                     }
                     None => {
                         next.warming_clusters.insert(
@@ -142,7 +157,7 @@ impl Dynamic {
                     }
                 },
                 None => {
-                    next.clusters.insert(name.clone(), cluster);
+                    Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
                 }
             }
         }
@@ -183,8 +198,11 @@ impl Dynamic {
                 }
             }
         }
-        for (name, _, resource) in fresh {
-            next.assignments.insert(name.clone(), Arc::clone(resource));
+        if !fresh.is_empty() {
+            let assignments = Arc::make_mut(&mut next.assignments);
+            for (name, _, resource) in fresh {
+                assignments.insert(name.clone(), Arc::clone(resource));
+            }
         }
         // Warm clusters go live.
         let assignments = &next.assignments;
@@ -203,6 +221,7 @@ impl Dynamic {
                     &format!("RouteConfiguration {name:?}"),
                     rc,
                     &self.base.stats,
+                    next.routes.get(name).map(|t| &**t),
                 )
                 .map_err(|e| e.to_string())?;
                 next.routes.insert(name.clone(), Arc::new(table));
@@ -216,7 +235,7 @@ impl Dynamic {
 
     fn apply_listeners(&self, next: &mut State, u: &Update) -> Result<(), String> {
         for name in &u.removed {
-            next.listeners.remove(name);
+            Arc::make_mut(&mut next.listeners).remove(name);
             next.warming_listeners.remove(name);
         }
         for name in &u.changed {
@@ -247,13 +266,20 @@ impl Dynamic {
     /// dynamic ones.
     fn snapshot(&self, state: &State) -> Snapshot {
         let base = &self.base;
-        let mut clusters = base.clusters.clone();
-        clusters.extend(
-            state
-                .clusters
-                .iter()
-                .map(|(n, c)| (n.clone(), Arc::clone(c))),
-        );
+        // The merged cluster map is rebuilt only when the clusters changed.
+        let clusters = match &self.merged {
+            Some((from, merged)) if Arc::ptr_eq(from, &state.clusters) => Arc::clone(merged),
+            _ => {
+                let mut clusters = (*base.clusters).clone();
+                clusters.extend(
+                    state
+                        .clusters
+                        .iter()
+                        .map(|(n, c)| (n.clone(), Arc::clone(c))),
+                );
+                Arc::new(clusters)
+            }
+        };
         let mut listeners = base.listeners.clone();
         listeners.extend(state.listeners.values().cloned());
         let xds = XdsDump {
@@ -275,10 +301,13 @@ impl Dynamic {
     }
 
     async fn commit(&mut self, next: State) -> Result<(), String> {
+        let snapshot = self.snapshot(&next);
+        let merged = Arc::clone(&snapshot.clusters);
         self.shared
-            .install(self.snapshot(&next))
+            .install(snapshot)
             .await
             .map_err(|e| e.to_string())?;
+        self.merged = Some((Arc::clone(&next.clusters), merged));
         self.state = next;
         Ok(())
     }
@@ -356,7 +385,7 @@ fn due<T>(warming: &BTreeMap<String, Warming<T>>, now: Instant) -> BTreeSet<Stri
 /// the names moved.
 fn promote<T>(
     warming: &mut BTreeMap<String, Warming<T>>,
-    live: &mut BTreeMap<String, Arc<T>>,
+    live: &mut Arc<BTreeMap<String, Arc<T>>>,
     ready: impl Fn(&T) -> bool,
 ) -> Vec<String> {
     let names: Vec<String> = warming
@@ -364,6 +393,10 @@ fn promote<T>(
         .filter(|(_, w)| ready(&w.item))
         .map(|(n, _)| n.clone())
         .collect();
+    if names.is_empty() {
+        return names;
+    }
+    let live = Arc::make_mut(live);
     for name in &names {
         if let Some(w) = warming.remove(name) {
             live.insert(name.clone(), w.item);
@@ -376,7 +409,7 @@ impl weft_xds::client::Apply for Dynamic {
     async fn apply(&mut self, update: &Update) -> Result<(), String> {
         let mut next = self.state.clone();
         let now = std::time::SystemTime::now();
-        let delivered = next.delivered.entry(update.kind).or_default();
+        let delivered = Arc::make_mut(next.delivered.entry(update.kind).or_default());
         delivered.retain(|n, _| update.resources.contains_key(n));
         for name in &update.changed {
             if let Some(h) = update.resources.get(name) {
@@ -393,7 +426,13 @@ impl weft_xds::client::Apply for Dynamic {
         }
         next.versions.insert(update.kind, update.version.clone());
         match update.kind {
-            Kind::Cluster => self.apply_clusters(&mut next, update).await?,
+            Kind::Cluster => {
+                self.apply_clusters(&mut next, update).await?;
+                *self
+                    .cluster_names
+                    .get_mut()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+            }
             Kind::ClusterLoadAssignment => self.apply_assignments(&mut next, update)?,
             Kind::RouteConfiguration => self.apply_routes(&mut next, update)?,
             Kind::Listener => self.apply_listeners(&mut next, update)?,
@@ -427,15 +466,21 @@ impl weft_xds::client::Apply for Dynamic {
         ]
     }
 
-    fn clusters(&self) -> HashSet<String> {
-        let s = &self.state;
-        self.base
-            .clusters
-            .keys()
-            .chain(s.clusters.keys())
-            .chain(s.warming_clusters.keys())
-            .cloned()
-            .collect()
+    fn clusters(&self) -> Arc<HashSet<String>> {
+        let mut cached = self.cluster_names.lock().unwrap_or_else(|e| e.into_inner());
+        let names = cached.get_or_insert_with(|| {
+            let s = &self.state;
+            Arc::new(
+                self.base
+                    .clusters
+                    .keys()
+                    .chain(s.clusters.keys())
+                    .chain(s.warming_clusters.keys())
+                    .cloned()
+                    .collect(),
+            )
+        });
+        Arc::clone(names)
     }
 
     fn deadline(&self) -> Option<Instant> {

@@ -16,8 +16,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use crate::decode::decode_against;
 use crate::discovery::{DiscoveryRequest, DiscoveryResponse};
-use crate::{decode, DecodeError, Kind, Resource};
+use crate::{DecodeError, Kind, Resource};
 
 /// `google.rpc.Code.INVALID_ARGUMENT`, what a NACK reports.
 const INVALID_ARGUMENT: i32 = 3;
@@ -47,6 +48,18 @@ pub struct Held {
     /// versions the whole type.
     pub version: Option<Arc<str>>,
     digest: u64,
+}
+
+impl Held {
+    #[cfg(test)]
+    pub(crate) fn for_test(resource: Resource, bytes: &[u8]) -> Held {
+        Held {
+            resource: Arc::new(resource),
+            bytes: Arc::from(bytes),
+            version: None,
+            digest: digest(bytes),
+        }
+    }
 }
 
 /// A response that decoded: the type's whole set as it would be. Apply
@@ -176,6 +189,7 @@ impl Ads {
         let mut decoded = BTreeMap::new();
         let mut changed = BTreeSet::new();
         let mut errors = Vec::new();
+        let held = HeldByDigest::new(&t.resources);
         for any in &resp.resources {
             if any.type_url != resp.type_url {
                 errors.push(format!(
@@ -184,7 +198,15 @@ impl Ads {
                 ));
                 continue;
             }
-            match decode(&any.type_url, &any.value, clusters) {
+            if let Some((name, h)) = held.same(&any.value) {
+                if (kind.wildcard() || t.names.contains(name))
+                    && decoded.insert(name.clone(), h.clone()).is_some()
+                {
+                    errors.push(format!("{kind:?} {name:?} appears twice"));
+                }
+                continue;
+            }
+            match decode_against(&any.type_url, &any.value, clusters, &t.resources) {
                 // Only what is subscribed is kept.
                 Ok((name, _)) if !kind.wildcard() && !t.names.contains(&name) => {}
                 Ok((name, r)) => {
@@ -278,6 +300,24 @@ impl Ads {
         }
         req.error_detail = nack.map(status);
         req
+    }
+}
+
+/// The resources held now, found by their bytes: a resource delivered
+/// again unchanged is reused as it is, not decoded and checked again (a
+/// control plane resends every resource of a type on each state-of-the-
+/// world push; Envoy too skips those whose hash has not changed).
+pub(crate) struct HeldByDigest<'a>(std::collections::HashMap<u64, (&'a String, &'a Held)>);
+
+impl<'a> HeldByDigest<'a> {
+    pub(crate) fn new(held: &'a BTreeMap<String, Held>) -> Self {
+        HeldByDigest(held.iter().map(|(n, h)| (h.digest, (n, h))).collect())
+    }
+
+    pub(crate) fn same(&self, bytes: &[u8]) -> Option<(&'a String, &'a Held)> {
+        let (name, held) = self.0.get(&digest(bytes))?;
+        // The digest finds it; the bytes decide.
+        (*held.bytes == *bytes).then_some((*name, *held))
     }
 }
 

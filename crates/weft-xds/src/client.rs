@@ -29,8 +29,8 @@ pub trait Apply: Send {
     fn subscriptions(&self) -> Vec<(Kind, BTreeSet<String>)>;
 
     /// The cluster names in force, which inline route tables are checked
-    /// against.
-    fn clusters(&self) -> HashSet<String>;
+    /// against (shared: thousands of names need not be copied per update).
+    fn clusters(&self) -> std::sync::Arc<HashSet<String>>;
 
     /// When something waiting for a resource gives up (initial fetch
     /// timeouts); [`Apply::expire`] is called then.
@@ -289,7 +289,7 @@ impl Client {
             let clusters = if refers {
                 applier.clusters()
             } else {
-                HashSet::new()
+                Default::default()
             };
             let known: HashSet<&str> = clusters.iter().map(String::as_str).collect();
             match ads.on_response(&resp, &known) {
@@ -305,9 +305,13 @@ impl Client {
                             for req in ads.ack(update) {
                                 let _ = tx.send(req);
                             }
-                            for (k, names) in applier.subscriptions() {
-                                if let Some(req) = ads.subscribe(k, names) {
-                                    let _ = tx.send(req);
+                            // Only clusters and listeners name what to
+                            // subscribe to; other updates leave it as is.
+                            if matches!(kind, Kind::Cluster | Kind::Listener) {
+                                for (k, names) in applier.subscriptions() {
+                                    if let Some(req) = ads.subscribe(k, names) {
+                                        let _ = tx.send(req);
+                                    }
                                 }
                             }
                         }

@@ -1,6 +1,6 @@
 //! One xDS resource from protobuf to weft-envoy's model.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::LazyLock;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
@@ -127,17 +127,25 @@ pub fn to_json(type_url: &str, bytes: &[u8]) -> Result<(Kind, String, Value), De
         .get_field_by_name(name_field)
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
+    let json = message_json(&msg, kind, &name)?;
+    Ok((kind, name, json))
+}
+
+/// A decoded message as proto3 JSON with proto field names.
+pub(crate) fn message_json(
+    msg: &DynamicMessage,
+    kind: Kind,
+    name: &str,
+) -> Result<Value, DecodeError> {
     let options = SerializeOptions::new().use_proto_field_name(true);
-    let json = msg
-        .serialize_with_options(serde_json::value::Serializer, &options)
+    msg.serialize_with_options(serde_json::value::Serializer, &options)
         .map_err(|e| DecodeError::Json {
             kind,
-            name: name.clone(),
+            name: name.to_string(),
             // In practice: a nested Any whose type is not among the
             // extensions weft knows.
             reason: format!("{e} (an extension weft does not implement)"),
-        })?;
-    Ok((kind, name, json))
+        })
 }
 
 /// The other direction, for control planes and tests: a resource written
@@ -190,7 +198,24 @@ pub fn decode(
     bytes: &[u8],
     clusters: &HashSet<&str>,
 ) -> Result<(String, Resource), DecodeError> {
+    decode_against(type_url, bytes, clusters, &Default::default())
+}
+
+/// [`decode`], given the resources of the type held now: a route table
+/// delivered again keeps the virtual hosts whose bytes did not change
+/// (decoded once, shared) and decodes only the others.
+pub fn decode_against(
+    type_url: &str,
+    bytes: &[u8],
+    clusters: &HashSet<&str>,
+    held: &BTreeMap<String, crate::ads::Held>,
+) -> Result<(String, Resource), DecodeError> {
     use weft_envoy::resource as r;
+    if Kind::from_type_url(type_url) == Some(Kind::RouteConfiguration) {
+        if let Some(decoded) = rds::decode(bytes, clusters, held) {
+            return decoded;
+        }
+    }
     let (kind, name, json) = to_json(type_url, bytes)?;
     let field = |e: weft_envoy::FieldError| DecodeError::Field {
         kind,
@@ -212,5 +237,6 @@ pub fn decode(
     Ok((name, resource))
 }
 
+mod rds;
 #[cfg(test)]
 mod tests;

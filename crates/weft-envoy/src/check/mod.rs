@@ -219,6 +219,11 @@ fn config_source(at: &At, src: &ConfigSource) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// One RDS virtual host on its own (cluster references not checked).
+pub(crate) fn virtual_host_resource(vh: &crate::route::VirtualHost) -> Result<(), FieldError> {
+    routes::virtual_host(&At::default(), vh, &HashSet::new(), false)
+}
+
 pub(crate) fn cluster_resource(c: &Cluster) -> Result<(), FieldError> {
     cluster(&At::default(), c)
 }

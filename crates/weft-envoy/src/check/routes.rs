@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::filters::per_filter_config;
 use super::{exactly_one, known_cluster, regex, At};
-use crate::route::{HeaderMatcher, Route, RouteConfiguration};
+use crate::route::{HeaderMatcher, Route, RouteConfiguration, VirtualHost};
 use crate::{FieldError, TypedConfig};
 
 /// `validate_default`: Envoy checks cluster references in inline route
@@ -18,19 +18,29 @@ pub(super) fn route_config(
     let validate = rc.validate_clusters.unwrap_or(validate_default);
     per_filter_config(at, &rc.typed_per_filter_config)?;
     for (i, vh) in rc.virtual_hosts.iter().enumerate() {
-        let vat = at.key("virtual_hosts").idx(i);
-        if vh.domains.is_empty() {
-            return Err(vat
-                .key("domains")
-                .err("a virtual host needs at least one domain"));
-        }
-        per_filter_config(&vat, &vh.typed_per_filter_config)?;
-        if let Some(p) = &vh.retry_policy {
-            retry_policy(&vat.key("retry_policy"), p)?;
-        }
-        for (j, r) in vh.routes.iter().enumerate() {
-            route(&vat.key("routes").idx(j), r, clusters, validate)?;
-        }
+        virtual_host(&at.key("virtual_hosts").idx(i), vh, clusters, validate)?;
+    }
+    Ok(())
+}
+
+/// One virtual host; `validate`: check its routes' cluster references.
+pub(super) fn virtual_host(
+    vat: &At,
+    vh: &VirtualHost,
+    clusters: &HashSet<&str>,
+    validate: bool,
+) -> Result<(), FieldError> {
+    if vh.domains.is_empty() {
+        return Err(vat
+            .key("domains")
+            .err("a virtual host needs at least one domain"));
+    }
+    per_filter_config(vat, &vh.typed_per_filter_config)?;
+    if let Some(p) = &vh.retry_policy {
+        retry_policy(&vat.key("retry_policy"), p)?;
+    }
+    for (j, r) in vh.routes.iter().enumerate() {
+        route(&vat.key("routes").idx(j), r, clusters, validate)?;
     }
     Ok(())
 }

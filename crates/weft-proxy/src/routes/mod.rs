@@ -17,7 +17,7 @@ pub struct RouteTable {
     /// `prefix*` domains, longest prefix first.
     prefix: Vec<(String, usize)>,
     any: Option<usize>,
-    pub hosts: Vec<VirtualHost>,
+    pub hosts: Vec<std::sync::Arc<VirtualHost>>,
     pub headers: HeaderOps,
     pub filters: PerFilter,
 }
@@ -66,6 +66,9 @@ impl PerFilter {
 
 #[derive(Debug)]
 pub struct VirtualHost {
+    /// What it was compiled from (a later table holding the same one
+    /// reuses this compiled host).
+    source: std::sync::Arc<cfg::VirtualHost>,
     pub name: String,
     pub routes: Vec<Route>,
     pub headers: HeaderOps,
@@ -308,10 +311,25 @@ pub(crate) fn full_regex(pattern: &str) -> Result<Regex, String> {
 }
 
 impl RouteTable {
+    /// `previous`: the table this one replaces; its virtual hosts
+    /// compiled from the very same configuration (shared with the new
+    /// table when their bytes did not change) are kept, not compiled
+    /// again — a route table of thousands of hosts where one changed
+    /// costs one host's compile.
     pub fn compile(
         rc: &cfg::RouteConfiguration,
         store: &crate::stats::Store,
+        previous: Option<&RouteTable>,
     ) -> Result<Self, String> {
+        let kept: std::collections::HashMap<*const cfg::VirtualHost, &std::sync::Arc<VirtualHost>> =
+            previous
+                .map(|p| {
+                    p.hosts
+                        .iter()
+                        .map(|h| (std::sync::Arc::as_ptr(&h.source), h))
+                        .collect()
+                })
+                .unwrap_or_default();
         let mut table = RouteTable {
             exact: Default::default(),
             suffix: Vec::new(),
@@ -348,6 +366,10 @@ impl RouteTable {
                     ));
                 }
             }
+            if let Some(h) = kept.get(&std::sync::Arc::as_ptr(vh)) {
+                table.hosts.push(std::sync::Arc::clone(h));
+                continue;
+            }
             let vh_retry = vh
                 .retry_policy
                 .as_ref()
@@ -363,7 +385,8 @@ impl RouteTable {
                         .map_err(|e| format!("virtual_hosts[{i}].routes[{j}]: {e}"))
                 })
                 .collect::<Result<_, _>>()?;
-            table.hosts.push(VirtualHost {
+            table.hosts.push(std::sync::Arc::new(VirtualHost {
+                source: std::sync::Arc::clone(vh),
                 name: vh.name.clone(),
                 routes,
                 headers: HeaderOps::compile(
@@ -376,7 +399,7 @@ impl RouteTable {
                     .map_err(|e| format!("virtual_hosts[{i}].{e}"))?,
                 attempt_count_upstream: vh.include_request_attempt_count,
                 attempt_count_downstream: vh.include_attempt_count_in_response,
-            });
+            }));
         }
         table.suffix.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         table.prefix.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
@@ -404,7 +427,7 @@ impl RouteTable {
                     .map(|(_, i)| *i)
             })
             .or(self.any)?;
-        self.hosts.get(i)
+        self.hosts.get(i).map(|h| &**h)
     }
 }
 

@@ -30,7 +30,7 @@ static_resources:
         unreachable!()
     };
     let rc: &RouteConfiguration = hcm.route_config.as_ref().unwrap();
-    RouteTable::compile(rc, &crate::stats::Store::default()).unwrap()
+    RouteTable::compile(rc, &crate::stats::Store::default(), None).unwrap()
 }
 
 fn cluster_of(t: &RouteTable, host: &str, path: &str, hdrs: &[(&str, &str)]) -> Option<String> {
@@ -144,4 +144,35 @@ fn weighted_clusters_follow_their_weights() {
         .count();
     // Binomial(20000, 0.8): sd ≈ 57, so ±400 is about 7 sd.
     assert!((15_600..=16_400).contains(&a), "{a} of {n} went to a");
+}
+
+#[test]
+fn a_new_table_keeps_the_compiled_hosts_it_shares_with_the_old_one() {
+    let host = |name: &str, cluster: &str| {
+        std::sync::Arc::new(cfg::VirtualHost {
+            name: name.into(),
+            domains: vec![name.into()],
+            routes: vec![serde_json::from_value(serde_json::json!(
+                {"match": {"prefix": "/"}, "route": {"cluster": cluster}}
+            ))
+            .unwrap()],
+            ..Default::default()
+        })
+    };
+    let (a, b1, b2) = (host("a", "a"), host("b", "b"), host("b", "a"));
+    let store = crate::stats::Store::default();
+    let old_rc = RouteConfiguration {
+        virtual_hosts: vec![a.clone(), b1],
+        ..Default::default()
+    };
+    let old = RouteTable::compile(&old_rc, &store, None).unwrap();
+    let new_rc = RouteConfiguration {
+        virtual_hosts: vec![a, b2],
+        ..Default::default()
+    };
+    let new = RouteTable::compile(&new_rc, &store, Some(&old)).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&old.hosts[0], &new.hosts[0]));
+    assert!(!std::sync::Arc::ptr_eq(&old.hosts[1], &new.hosts[1]));
+    assert_eq!(cluster_of(&new, "b", "/", &[]).as_deref(), Some("a"));
+    assert_eq!(cluster_of(&new, "a", "/", &[]).as_deref(), Some("a"));
 }

@@ -14,8 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::{digest, status, Held, Node, Update};
+use crate::decode::decode_against;
 use crate::discovery::{DeltaDiscoveryRequest, DeltaDiscoveryResponse};
-use crate::{decode, DecodeError, Kind};
+use crate::{DecodeError, Kind};
 
 #[derive(Default)]
 struct TypeState {
@@ -177,7 +178,16 @@ impl DeltaAds {
                 ));
                 continue;
             }
-            match decode(&any.type_url, &any.value, clusters) {
+            // Sent again with the same bytes (a new version of nothing):
+            // kept as it is, not decoded again.
+            if let Some(h) = resources.get_mut(&r.name) {
+                if *h.bytes == *any.value && seen.insert(r.name.clone()) {
+                    h.version = Some(Arc::from(r.version.as_str()));
+                    versions.insert(r.name.clone(), r.version.clone());
+                    continue;
+                }
+            }
+            match decode_against(&any.type_url, &any.value, clusters, &t.resources) {
                 Ok((name, _)) if !kind.wildcard() && !t.names.contains(&name) => {}
                 Ok((name, decoded)) => {
                     if !seen.insert(name.clone()) {

@@ -1,7 +1,7 @@
 //! Resources built the way a control plane sends them: JSON read by
 //! prost-reflect against Envoy's descriptors, encoded to protobuf bytes.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use prost_reflect::{DynamicMessage, Value as PValue};
 
@@ -249,6 +249,95 @@ fn type_urls_round_trip() {
         assert!(
             POOL.get_message_by_name(kind.message()).is_some(),
             "{kind:?}"
+        );
+    }
+}
+
+fn table(second: &str) -> String {
+    format!(
+        r#"{{"name": "big", "virtualHosts": [
+          {{"name": "a", "domains": ["a"], "routes": [{{"match": {{"prefix": "/"}}, "route": {{"cluster": "a"}}}}]}},
+          {{"name": "b", "domains": ["b"], "routes": [{{"match": {{"prefix": "/"}}, {second}}}]}},
+          {{"name": "c", "domains": ["c"], "routes": [{{"match": {{"prefix": "/"}}, "route": {{"cluster": "c"}}}}]}}
+        ], "responseHeadersToAdd": [{{"header": {{"key": "x-t", "value": "1"}}}}]}}"#
+    )
+}
+
+fn hosts(r: &Resource) -> &[std::sync::Arc<weft_envoy::route::VirtualHost>] {
+    match r {
+        Resource::RouteConfiguration(rc) => &rc.virtual_hosts,
+        other => panic!("not a route table: {other:?}"),
+    }
+}
+
+#[test]
+fn a_table_sent_again_decodes_only_the_hosts_that_changed() {
+    let url = Kind::RouteConfiguration.type_url();
+    let none = HashSet::new();
+    let first = encode(
+        Kind::RouteConfiguration,
+        &table(r#""route": {"cluster": "b"}"#),
+    );
+    let (name, r1) = decode(&url, &first, &none).unwrap();
+    let mut held = BTreeMap::new();
+    held.insert(name, crate::ads::Held::for_test(r1.clone(), &first));
+    let second = encode(
+        Kind::RouteConfiguration,
+        &table(r#""directResponse": {"status": 204}"#),
+    );
+    let (_, r2) = decode_against(&url, &second, &none, &held).unwrap();
+    let (old, new) = (hosts(&r1), hosts(&r2));
+    assert!(std::sync::Arc::ptr_eq(&old[0], &new[0]));
+    assert!(!std::sync::Arc::ptr_eq(&old[1], &new[1]));
+    assert!(std::sync::Arc::ptr_eq(&old[2], &new[2]));
+    // The same table as a decode from nothing gives.
+    let (_, whole) = decode(&url, &second, &none).unwrap();
+    assert_eq!(format!("{whole:?}"), format!("{r2:?}"));
+    assert!(format!("{r2:?}").contains("x-t"), "table-level fields kept");
+    // A bad host is named with its place in the table.
+    let bad = encode(
+        Kind::RouteConfiguration,
+        &table(r#""route": {"cluster": "b", "retryPolicy": {"retryOn": "reset-before-request"}}"#),
+    );
+    let e = decode_against(&url, &bad, &none, &held)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("virtual_hosts[1].routes[0].route.retry_policy.retry_on"),
+        "{e}"
+    );
+    // And a table that asks for its clusters to exist is checked whole,
+    // kept hosts included.
+    let strict = encode(
+        Kind::RouteConfiguration,
+        &table(r#""route": {"cluster": "b"}"#).replace(
+            r#""name": "big","#,
+            r#""name": "big", "validateClusters": true,"#,
+        ),
+    );
+    let e = decode_against(&url, &strict, &["b", "c"].into_iter().collect(), &held)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"a\""), "{e}");
+}
+
+#[test]
+fn splitting_garbage_never_panics() {
+    let mut seed = 7u64;
+    for len in 0..300 {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 33) as u8
+            })
+            .collect();
+        let _ = rds::split(&bytes);
+        let _ = decode(
+            &Kind::RouteConfiguration.type_url(),
+            &bytes,
+            &HashSet::new(),
         );
     }
 }
