@@ -120,6 +120,22 @@ pub struct RouteAction {
     pub hash_policy: Vec<HashPolicy>,
     /// Copies of requests sent to other clusters, answers ignored.
     pub request_mirror_policies: Vec<RequestMirrorPolicy>,
+    /// The stream's longest life on this route (Istio sets it on every
+    /// route so a gRPC client's `grpc-timeout` is honoured).
+    pub max_stream_duration: Option<MaxStreamDuration>,
+}
+
+/// `RouteAction.MaxStreamDuration`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaxStreamDuration {
+    /// Replaces the connection manager's; zero turns it off.
+    pub max_stream_duration: Option<Duration>,
+    /// When set, a `grpc-timeout` header becomes the stream's maximum
+    /// duration, capped at this (zero: not capped).
+    pub grpc_timeout_header_max: Option<Duration>,
+    /// Taken off the `grpc-timeout` header's value.
+    pub grpc_timeout_header_offset: Option<Duration>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

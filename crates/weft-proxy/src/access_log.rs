@@ -213,6 +213,9 @@ pub struct LoggedBody {
     received: Arc<AtomicU64>,
     started: Instant,
     entry: Option<(Entry, Vec<AccessLog>)>,
+    /// The stream's timers, which may still end it after the response
+    /// began (a flag the entry did not know when it was made).
+    stream: Option<Arc<crate::stream_timers::Activity>>,
 }
 
 impl LoggedBody {
@@ -222,6 +225,7 @@ impl LoggedBody {
         logs: Vec<AccessLog>,
         received: Arc<AtomicU64>,
         started: Instant,
+        stream: Option<Arc<crate::stream_timers::Activity>>,
     ) -> Self {
         let sent = Arc::new(AtomicU64::new(0));
         LoggedBody {
@@ -230,13 +234,17 @@ impl LoggedBody {
             received,
             started,
             entry: Some((entry, logs)),
+            stream,
         }
     }
 }
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some((entry, logs)) = self.entry.take() {
+        if let Some((mut entry, logs)) = self.entry.take() {
+            if entry.flags.is_none() {
+                entry.flags = self.stream.as_ref().and_then(|s| s.late_flag());
+            }
             let line = entry.format(
                 self.received.load(Ordering::Relaxed),
                 self.sent.load(Ordering::Relaxed),

@@ -13,11 +13,13 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use crate::cors::Cors;
 use crate::error::ForwardError;
 use crate::fault::{AbortReply, Injected};
+use crate::local_reply::{grpc_reply, is_grpc, LocalReply};
 use crate::ratelimit::Limited;
 use crate::routes::{Action, Redirect, RequestView};
 use crate::routes::{PerFilter, PerRoute};
 use crate::snapshot::FilterKind;
 use crate::snapshot::{HttpSettings, Routes, Snapshot};
+use crate::stream_timers::{self, Activity, Limits, TrackedRequest};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Bodies stream through unbuffered; local replies are small and whole.
@@ -96,10 +98,17 @@ pub struct Outcome {
     pub upstream: Option<SocketAddr>,
     /// Attempts sent upstream (more than one when retried).
     pub attempts: u32,
+    /// The stream's timers, which go on running while the response body
+    /// streams (an idle expiry then is logged late, as `SI`).
+    pub stream: Option<(Arc<Activity>, Limits)>,
 }
 
 fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Body> {
     let mut resp = Response::new(full(body.to_string()));
+    resp.extensions_mut().insert(LocalReply {
+        message: body.to_string(),
+        grpc_status: None,
+    });
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if !body.is_empty() {
         resp.headers_mut().insert(
@@ -183,6 +192,7 @@ async fn run_filters<B>(
                     Cors::Response(h) => out.response_headers = Some(h),
                     Cors::Reply(h) => {
                         let mut r = local_reply(settings, 200, "");
+                        r.extensions_mut().remove::<LocalReply>();
                         r.headers_mut().remove(http::header::CONTENT_TYPE);
                         r.headers_mut().extend(*h);
                         out.reply = Some(r);
@@ -203,6 +213,10 @@ fn fault_reply(settings: &HttpSettings, reply: AbortReply) -> Response<Body> {
         AbortReply::Http(status) => local_reply(settings, status, "fault filter abort"),
         AbortReply::Grpc(code) => {
             let mut r = local_reply(settings, 200, "");
+            r.extensions_mut().insert(LocalReply {
+                message: "fault filter abort".into(),
+                grpc_status: u8::try_from(code).ok(),
+            });
             let h = r.headers_mut();
             h.insert(
                 http::header::CONTENT_TYPE,
@@ -272,7 +286,39 @@ pub async fn handle<B>(
     snapshot: Arc<Snapshot>,
     settings: Arc<HttpSettings>,
     down: Downstream,
-    mut req: Request<B>,
+    req: Request<B>,
+) -> (Response<Body>, Outcome)
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
+{
+    let grpc = is_grpc(req.headers());
+    let http1 = req.version() < http::Version::HTTP_2;
+    let activity = Activity::new();
+    let req = req.map(|b| TrackedRequest::new(b, Arc::clone(&activity)));
+    let (mut resp, outcome) = serve(snapshot, settings, down, req, Arc::clone(&activity)).await;
+    // A local reply before the request has fully arrived leaves the rest
+    // of it unread: an HTTP/1 connection cannot go on, and Envoy says so.
+    if http1 && !activity.request_done() && resp.extensions().get::<LocalReply>().is_some() {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if grpc {
+        grpc_reply(&mut resp);
+    }
+    if let Some((activity, limits)) = &outcome.stream {
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            resp = resp.map(|b| stream_timers::response(b, Arc::clone(activity), *limits));
+        }
+    }
+    (resp, outcome)
+}
+
+async fn serve<B>(
+    snapshot: Arc<Snapshot>,
+    settings: Arc<HttpSettings>,
+    down: Downstream,
+    mut req: Request<TrackedRequest<B>>,
+    activity: Arc<Activity>,
 ) -> (Response<Body>, Outcome)
 where
     B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
@@ -365,6 +411,114 @@ where
             return (local_reply(&settings, 403, ""), outcome);
         }
     }
+    let limits = stream_limits(&settings, &route.action, req.headers());
+    if !limits.any() {
+        let resp = routed(
+            &snapshot,
+            &settings,
+            down,
+            table,
+            vh,
+            route,
+            req,
+            &mut outcome,
+        )
+        .await;
+        return (resp, outcome);
+    }
+    let raced = {
+        let work = routed(
+            &snapshot,
+            &settings,
+            down,
+            table,
+            vh,
+            route,
+            req,
+            &mut outcome,
+        );
+        tokio::pin!(work);
+        tokio::select! {
+            resp = &mut work => Ok(resp),
+            why = stream_timers::expired(&activity, limits) => Err(why),
+        }
+    };
+    let resp = match raced {
+        Ok(resp) => resp,
+        Err(why) => {
+            let (status, body, grpc_status, flag) = why.reply(activity.request_done());
+            if let Some(f) = flag {
+                outcome.flag = Some(f);
+            }
+            let mut r = local_reply(&settings, status, body);
+            if let Some(code) = grpc_status {
+                r.extensions_mut().insert(LocalReply {
+                    message: body.to_string(),
+                    grpc_status: Some(code),
+                });
+            }
+            r
+        }
+    };
+    outcome.stream = Some((activity, limits));
+    (resp, outcome)
+}
+
+/// The timers a routed stream runs under: the route's idle timeout and
+/// maximum duration where it sets them, else the connection manager's.
+fn stream_limits(settings: &HttpSettings, action: &Action, headers: &HeaderMap) -> Limits {
+    let (idle, duration) = match action {
+        Action::Forward(f) => (
+            match f.idle_timeout {
+                Some(d) if d.is_zero() => None,
+                Some(d) => Some(d),
+                None => settings.stream_idle_timeout,
+            },
+            match &f.max_stream {
+                Some(m) => m.limit(settings.max_stream_duration, headers),
+                None => settings.max_stream_duration,
+            },
+        ),
+        _ => (settings.stream_idle_timeout, settings.max_stream_duration),
+    };
+    Limits {
+        idle,
+        request: settings.request_timeout,
+        duration,
+    }
+}
+
+/// The routed part of a request: HTTP filters, then the route's action.
+#[allow(clippy::too_many_arguments)]
+async fn routed<B>(
+    snapshot: &Snapshot,
+    settings: &HttpSettings,
+    down: Downstream,
+    table: &crate::routes::RouteTable,
+    vh: &crate::routes::VirtualHost,
+    route: &crate::routes::Route,
+    mut req: Request<B>,
+    outcome: &mut Outcome,
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
+{
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers()
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
     let picked = match &route.action {
         Action::Forward(f) => Some(f.targets.pick()),
         _ => None,
@@ -374,13 +528,13 @@ where
     if !settings.filters.is_empty() {
         let levels = [&route.filters, &vh.filters, &table.filters];
         let cluster = picked.map(|p| p.0);
-        let filtered = run_filters(&settings, levels, cluster, &host, &path, &mut req).await;
+        let filtered = run_filters(settings, levels, cluster, &host, &path, &mut req).await;
         if filtered.flag.is_some() {
             outcome.flag = filtered.flag;
         }
         late_headers = filtered.response_headers;
         match filtered.reply {
-            Some(r) if filtered.final_reply => return (r, outcome),
+            Some(r) if filtered.final_reply => return r,
             r => aborted = r,
         }
     }
@@ -388,7 +542,7 @@ where
         (Some(r), _) => r,
         (None, action) => match action {
             Action::Direct { status, body } => {
-                let mut r = local_reply(&settings, *status, body.as_deref().unwrap_or(""));
+                let mut r = local_reply(settings, *status, body.as_deref().unwrap_or(""));
                 if body.is_none() {
                     r.headers_mut().remove(http::header::CONTENT_TYPE);
                 }
@@ -401,7 +555,7 @@ where
                 }
                 r
             }
-            Action::Redirect(rd) => redirect(&settings, rd, &host, &path, req.uri()),
+            Action::Redirect(rd) => redirect(settings, rd, &host, &path, req.uri()),
             Action::Forward(fwd) => {
                 let (cluster_name, weighted_ops) = picked.unwrap_or_else(|| fwd.targets.pick());
                 let levels = [
@@ -412,8 +566,8 @@ where
                 ];
                 mutate(req.headers_mut(), &levels, |o| &o.request);
                 let routed = crate::router::Routed {
-                    snapshot: &snapshot,
-                    settings: &settings,
+                    snapshot,
+                    settings,
                     vh,
                     fwd,
                     cluster: cluster_name,
@@ -421,18 +575,18 @@ where
                     path: &path,
                     host: &host,
                 };
-                match crate::router::forward(routed, req, &mut outcome).await {
+                match crate::router::forward(routed, req, outcome).await {
                     Ok(mut r) => {
                         mutate(r.headers_mut(), &levels, |o| &o.response);
                         if let Some(h) = late_headers {
                             r.headers_mut().extend(*h);
                         }
-                        return (r, outcome);
+                        return r;
                     }
                     Err(e) => {
                         outcome.flag = Some(e.flag());
                         let retried = outcome.attempts > 1;
-                        let mut r = local_reply(&settings, e.status(), e.body(retried));
+                        let mut r = local_reply(settings, e.status(), e.body(retried));
                         if vh.attempt_count_downstream && outcome.attempts > 0 {
                             r.headers_mut().insert(
                                 HeaderName::from_static("x-envoy-attempt-count"),
@@ -454,7 +608,7 @@ where
     if let Some(h) = late_headers {
         resp.headers_mut().extend(*h);
     }
-    (resp, outcome)
+    resp
 }
 
 /// Applies header operations level by level, most specific first, so the

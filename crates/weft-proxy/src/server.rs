@@ -498,5 +498,6 @@ async fn logged(
         .get("x-envoy-upstream-service-time")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    resp.map(|b| LoggedBody::new(b, entry, logs, received, started).boxed())
+    let stream = outcome.stream.map(|(a, _)| a);
+    resp.map(|b| LoggedBody::new(b, entry, logs, received, started, stream).boxed())
 }

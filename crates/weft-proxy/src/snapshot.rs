@@ -61,6 +61,13 @@ pub struct HttpSettings {
     pub idle_timeout: Option<Duration>,
     /// Drain a connection this long after it opened.
     pub max_connection_duration: Option<Duration>,
+    /// A stream with no byte either way for this long ends (Envoy's
+    /// default: five minutes); routes may replace it.
+    pub stream_idle_timeout: Option<Duration>,
+    /// The whole request must have arrived within this.
+    pub request_timeout: Option<Duration>,
+    /// No stream lives longer; routes may replace it.
+    pub max_stream_duration: Option<Duration>,
     /// A draining connection's grace: HTTP/1 waits this long for one more
     /// request (answered with `connection: close`) before closing.
     pub drain_timeout: Duration,
@@ -279,12 +286,6 @@ pub(crate) fn compile_hcm(
         at,
         &[
             ("xff_num_trusted_hops", h.xff_num_trusted_hops > 0),
-            ("stream_idle_timeout", h.stream_idle_timeout.is_some()),
-            ("request_timeout", h.request_timeout.is_some()),
-            (
-                "common_http_protocol_options.max_stream_duration",
-                common.max_stream_duration.is_some(),
-            ),
             ("normalize_path", h.normalize_path == Some(true)),
             ("merge_slashes", h.merge_slashes),
         ],
@@ -361,6 +362,9 @@ pub(crate) fn compile_hcm(
         max_headers_count: common.max_headers_count.unwrap_or(100) as usize,
         idle_timeout: timeout(common.idle_timeout, Some(Duration::from_secs(3600))),
         max_connection_duration: timeout(common.max_connection_duration, None),
+        stream_idle_timeout: timeout(h.stream_idle_timeout, Some(Duration::from_secs(300))),
+        request_timeout: timeout(h.request_timeout, None),
+        max_stream_duration: timeout(common.max_stream_duration, None),
         h2: h2_settings(at, h.http2_protocol_options.as_ref())?,
         drain_timeout: h.drain_timeout.map_or(Duration::from_secs(5), |d| d.0),
         stats: HttpStats::new(stats, &h.stat_prefix),
@@ -379,16 +383,6 @@ pub fn compile_routes(
             field: at.to_string(),
             message,
         })?;
-    for (vi, vh) in rc.virtual_hosts.iter().enumerate() {
-        for (ri, r) in vh.routes.iter().enumerate() {
-            if r.route.as_ref().is_some_and(|a| a.idle_timeout.is_some()) {
-                return Err(unsupported(
-                    format!("{at}.virtual_hosts[{vi}].routes[{ri}].route.idle_timeout"),
-                    "idle_timeout",
-                ));
-            }
-        }
-    }
     Ok(routes)
 }
 

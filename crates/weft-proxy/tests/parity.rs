@@ -119,7 +119,14 @@ fn observe(r: &Reply, proxy: &str) -> Value {
     let keep_resp = |k: &str| {
         matches!(
             k,
-            "location" | "content-type" | "x-backend" | "server" | "set-cookie" | "cache-control"
+            "location"
+                | "content-type"
+                | "x-backend"
+                | "server"
+                | "set-cookie"
+                | "cache-control"
+                | "grpc-status"
+                | "grpc-message"
         ) || (local && k == "content-length")
             || k.starts_with("x-added")
             || k.starts_with("x-test")

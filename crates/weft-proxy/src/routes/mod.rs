@@ -112,6 +112,47 @@ pub struct Forward {
     /// What RING_HASH and MAGLEV clusters hash the request by.
     pub hash: Option<crate::hashing::HashPolicy>,
     pub mirrors: Vec<Mirror>,
+    /// Replaces the connection manager's stream idle timeout (zero: off).
+    pub idle_timeout: Option<std::time::Duration>,
+    pub max_stream: Option<MaxStream>,
+}
+
+/// A route's `max_stream_duration`.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxStream {
+    /// Replaces the connection manager's (zero: off).
+    pub duration: Option<std::time::Duration>,
+    /// Honour `grpc-timeout`, capped at this (zero: uncapped).
+    pub grpc_header_max: Option<std::time::Duration>,
+    pub grpc_header_offset: std::time::Duration,
+}
+
+impl MaxStream {
+    /// The stream's maximum duration under this route, given the
+    /// connection manager's and the request's headers.
+    pub fn limit(
+        &self,
+        hcm: Option<std::time::Duration>,
+        headers: &http::HeaderMap,
+    ) -> Option<std::time::Duration> {
+        let grpc = self
+            .grpc_header_max
+            .and_then(|cap| {
+                let asked = crate::stream_timers::grpc_timeout(headers)?;
+                Some(if cap.is_zero() { asked } else { asked.min(cap) })
+            })
+            // A header offset that leaves nothing ends the stream at once.
+            .map(|d| {
+                d.saturating_sub(self.grpc_header_offset)
+                    .max(std::time::Duration::from_nanos(1))
+            });
+        match (grpc, self.duration) {
+            (Some(d), _) => Some(d),
+            (None, Some(d)) if d.is_zero() => None,
+            (None, Some(d)) => Some(d),
+            (None, None) => hcm,
+        }
+    }
 }
 
 /// A request mirror policy: the cluster, the share of requests as
@@ -516,10 +557,15 @@ impl Route {
                 regex_rewrite: a.regex_rewrite.as_ref().map(compile_rewrite).transpose()?,
                 host_rewrite: a.host_rewrite_literal.clone(),
                 auto_host_rewrite: a.auto_host_rewrite.unwrap_or(false),
-                timeout: a
-                    .timeout
-                    .map(|d| d.0)
-                    .unwrap_or(std::time::Duration::from_secs(15)),
+                // A route with max_stream_duration uses Envoy's "new"
+                // timeouts: its `timeout` (and the 15 s default) no longer
+                // applies, nor is it announced upstream (measured against
+                // Envoy 1.40).
+                timeout: match (&a.max_stream_duration, a.timeout) {
+                    (Some(_), _) => std::time::Duration::ZERO,
+                    (None, Some(d)) => d.0,
+                    (None, None) => std::time::Duration::from_secs(15),
+                },
                 matched_prefix: matched_prefix.clone(),
                 websocket: a
                     .upgrade_configs
@@ -541,6 +587,15 @@ impl Route {
                         shadow_suffix: !m.disable_shadow_host_suffix_append,
                     })
                     .collect(),
+                idle_timeout: a.idle_timeout.map(|d| d.0),
+                max_stream: a.max_stream_duration.as_ref().map(|m| MaxStream {
+                    duration: m.max_stream_duration.map(|d| d.0),
+                    grpc_header_max: m.grpc_timeout_header_max.map(|d| d.0),
+                    grpc_header_offset: m
+                        .grpc_timeout_header_offset
+                        .map(|d| d.0)
+                        .unwrap_or_default(),
+                }),
                 retry: match &a.retry_policy {
                     Some(p) => Some(std::sync::Arc::new(
                         crate::retry::RetryPolicy::compile(p)
