@@ -4,7 +4,10 @@
 //! requests without pause. No request may fail: every configuration
 //! pushed routes every request to a live backend.
 //!
-//! `WEFT_CHAOS_SECS` sets how long it runs (default 5 s; the issue's
+//! A second test kills and restarts the control plane under load while
+//! one backend resets, stalls or fails every request it gets.
+//!
+//! `WEFT_CHAOS_SECS` sets how long each runs (default 5 s; the issue's
 //! full minute: `WEFT_CHAOS_SECS=60`).
 
 mod support;
@@ -180,5 +183,145 @@ async fn pushes_every_10ms_under_load_fail_no_request() {
     );
     assert!(served > 100, "only {served} requests in {secs} s");
     eprintln!("{served} requests, {pushes} pushes, none failed");
+    running.shared.shutdown();
+}
+
+/// A cluster of two good backends and one that fails every request sent
+/// to it — by reset, stall or 503, in turn — under a retry policy that
+/// avoids hosts already tried and outlier detection that ejects the bad
+/// one. The configuration means every request to succeed; it must, while
+/// the control plane dies, stays away, and comes back with a new route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_restarts_and_failing_upstreams_fail_no_request() {
+    let secs: u64 = std::env::var("WEFT_CHAOS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let a = echo_backend("a").await.port();
+    let b = echo_backend("b").await.port();
+    let bad = echo_backend("bad").await.port();
+    let port = free_port();
+    let resources = |xds: &FakeXds, generation: u32| {
+        let mut c = cluster("one", 1000);
+        c["outlier_detection"] = json!({"consecutive_5xx": 2, "interval": "0.5s",
+            "base_ejection_time": "1s", "max_ejection_percent": 50});
+        // Envoy's default allows 3 retries at once per cluster; a third
+        // of these requests needs one, so more are allowed.
+        c["circuit_breakers"] = json!({"thresholds": [{"max_retries": 1000}]});
+        xds.set(Kind::Cluster, c);
+        xds.set(Kind::ClusterLoadAssignment, assignment("one", &[a, b, bad]));
+        xds.set(Kind::Listener, listener("http", port));
+        xds.set(Kind::RouteConfiguration, json!({"name": "local", "virtual_hosts": [{
+            "name": "all", "domains": ["*"],
+            "response_headers_to_add": [{"header": {"key": "x-generation", "value": generation.to_string()}}],
+            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "one",
+                "retry_policy": {"retry_on": "5xx,reset,connect-failure", "num_retries": 2,
+                    "per_try_timeout": "0.5s",
+                    "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts",
+                        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+                    "host_selection_retry_max_attempts": "5"}}}]}]}));
+    };
+    let xds = FakeXds::start().await;
+    resources(&xds, 1);
+    let v = xds.push();
+    let text = bootstrap(free_port(), xds.addr.port());
+    let boot = weft_envoy::parse_bootstrap("test", &text).unwrap();
+    let running = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
+        .await
+        .unwrap();
+    weft_proxy::xds::spawn(&running.shared, &boot).unwrap();
+    xds.wait_ack(
+        "weft",
+        Kind::RouteConfiguration,
+        &v,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+
+    let done = Arc::new(AtomicBool::new(false));
+    let generations = Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let (done, generations, failures) = (done.clone(), generations.clone(), failures.clone());
+        clients.push(tokio::spawn(async move {
+            let mut n = i;
+            while !done.load(Ordering::Relaxed) {
+                n += 1;
+                let how = ["reset", "stall", "503"][n % 3];
+                let ask = format!("bad;{how}");
+                match get(
+                    &format!("http://127.0.0.1:{port}/"),
+                    &[("x-test-fail-on", &ask)],
+                )
+                .await
+                {
+                    Ok(r)
+                        if r.status == 200
+                            && r.headers.get("x-backend").is_some_and(|b| b != "bad") =>
+                    {
+                        let g = r.headers.get("x-generation").cloned().unwrap_or_default();
+                        *generations.lock().unwrap().entry(g).or_insert(0u64) += 1;
+                    }
+                    Ok(r) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{how}: {} {}", r.status, r.body)),
+                    Err(e) => failures.lock().unwrap().push(format!("{how}: {e}")),
+                }
+            }
+        }));
+    }
+    let phase = Duration::from_millis(secs * 1000 / 3);
+    tokio::time::sleep(phase).await;
+    // The control plane dies; weft serves what it has.
+    let addr = xds.addr;
+    xds.stop();
+    drop(xds);
+    tokio::time::sleep(phase).await;
+    // It comes back with a changed route; weft reconnects and converges
+    // while the load goes on.
+    let back = FakeXds::start_on(addr).await;
+    resources(&back, 2);
+    let v = back.push();
+    back.wait_ack(
+        "weft",
+        Kind::RouteConfiguration,
+        &v,
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(phase).await;
+    done.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    let generations = generations.lock().unwrap().clone();
+    let served: u64 = generations.values().sum();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        served + failures.len() as u64,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        generations.get("1").is_some_and(|n| *n > 50),
+        "{generations:?}"
+    );
+    assert!(
+        generations.get("2").is_some_and(|n| *n > 50),
+        "{generations:?}"
+    );
+    let nacks: Vec<_> = back
+        .received()
+        .into_iter()
+        .filter(|r| r.request.error_detail.is_some())
+        .collect();
+    assert!(nacks.is_empty(), "weft refused a valid update: {nacks:?}");
+    eprintln!("{served} requests through a control-plane restart and a failing backend, none failed: {generations:?}");
     running.shared.shutdown();
 }
