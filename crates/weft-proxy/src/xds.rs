@@ -10,7 +10,8 @@
 //! Warming, as Envoy: a new EDS cluster is not used until its endpoints
 //! arrive, and a new listener is not bound until its RDS route tables
 //! arrive; a replaced one keeps serving meanwhile. Each waits at most
-//! the initial fetch timeout (15 s), then goes live without them.
+//! the initial fetch timeout of the config source it waits on (Envoy's
+//! default 15 s; `0s` waits for ever), then goes live without them.
 //! Unchanged resources (same bytes) keep their compiled form, so their
 //! connection pools, statistics and open connections are untouched.
 
@@ -29,14 +30,15 @@ use crate::routes::RouteTable;
 use crate::server::Shared;
 use crate::snapshot::Snapshot;
 
-/// How long warming waits for endpoints or routes (Envoy's default
-/// initial fetch timeout).
+/// How long warming waits for endpoints or routes when the config
+/// source does not say (Envoy's default initial fetch timeout).
 pub const WARMING_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Something waiting for its resources, with when it stops waiting.
+/// Something waiting for its resources, with when it stops waiting
+/// (never, when the initial fetch timeout is zero).
 struct Warming<T> {
     item: Arc<T>,
-    until: Instant,
+    until: Option<Instant>,
 }
 
 impl<T> Clone for Warming<T> {
@@ -123,6 +125,34 @@ impl Dynamic {
             Arc::make_mut(&mut next.clusters).remove(name);
             next.warming_clusters.remove(name);
         }
+        if !u.removed.is_empty() {
+            // The endpoints of removed clusters are forgotten (the ADS
+            // client unsubscribes them), so a cluster added again later
+            // waits for fresh ones instead of starting with stale ones.
+            let used: HashSet<&str> = self
+                .base
+                .clusters
+                .values()
+                .chain(next.clusters.values())
+                .chain(next.warming_clusters.values().map(|w| &w.item))
+                .filter_map(|c| c.eds_service())
+                .chain(u.changed.iter().filter_map(|n| {
+                    match u.resources.get(n).map(|h| &*h.resource) {
+                        Some(Resource::Cluster(c)) => Some(
+                            c.eds_cluster_config
+                                .as_ref()
+                                .and_then(|e| e.service_name.as_deref())
+                                .unwrap_or(n.as_str()),
+                        ),
+                        _ => None,
+                    }
+                }))
+                .collect();
+            if next.assignments.keys().any(|n| !used.contains(n.as_str())) {
+                let keep: HashSet<String> = used.iter().map(|s| s.to_string()).collect();
+                Arc::make_mut(&mut next.assignments).retain(|n, _| keep.contains(n));
+            }
+        }
         for name in &u.changed {
             let Some(Resource::Cluster(c)) = u.resources.get(name).map(|h| &*h.resource) else {
                 continue;
@@ -147,11 +177,16 @@ impl Dynamic {
                         Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
                     }
                     None => {
+                        let wait = c
+                            .eds_cluster_config
+                            .as_ref()
+                            .and_then(|e| e.eds_config.as_ref())
+                            .map_or(Some(WARMING_TIMEOUT), |s| s.initial_fetch_timeout());
                         next.warming_clusters.insert(
                             name.clone(),
                             Warming {
                                 item: cluster,
-                                until: Instant::now() + WARMING_TIMEOUT,
+                                until: wait.map(|d| Instant::now() + d),
                             },
                         );
                     }
@@ -166,6 +201,14 @@ impl Dynamic {
 
     fn apply_assignments(&self, next: &mut State, u: &Update) -> Result<(), String> {
         let mut fresh = Vec::new();
+        // What is no longer subscribed is gone from the update's set.
+        if next
+            .assignments
+            .keys()
+            .any(|n| !u.resources.contains_key(n))
+        {
+            Arc::make_mut(&mut next.assignments).retain(|n, _| u.resources.contains_key(n));
+        }
         for name in &u.changed {
             let Some(held) = u.resources.get(name) else {
                 continue;
@@ -250,11 +293,12 @@ impl Dynamic {
             let compiled =
                 crate::listener::compile(&format!("Listener {name:?}"), l, &self.base.stats)
                     .map_err(|e| e.to_string())?;
+            let wait = rds_wait(l);
             next.warming_listeners.insert(
                 name.clone(),
                 Warming {
                     item: Arc::new(compiled),
-                    until: Instant::now() + WARMING_TIMEOUT,
+                    until: wait.map(|d| Instant::now() + d),
                 },
             );
         }
@@ -365,6 +409,24 @@ fn assignment(r: &Resource) -> Option<&ClusterLoadAssignment> {
 }
 
 /// Listeners whose route tables have all arrived go live.
+/// How long a listener waits for its RDS tables: the longest initial
+/// fetch timeout among their config sources (for ever if one says so).
+fn rds_wait(l: &weft_envoy::listener::Listener) -> Option<Duration> {
+    let mut wait = Some(Duration::ZERO);
+    let chains = l.filter_chains.iter().chain(l.default_filter_chain.iter());
+    for f in chains.flat_map(|c| c.filters.iter()) {
+        if let weft_envoy::TypedConfig::HttpConnectionManager(h) = &f.typed_config {
+            if let Some(rds) = &h.rds {
+                wait = match (wait, rds.config_source.initial_fetch_timeout()) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+        }
+    }
+    wait.map(|w| if w.is_zero() { WARMING_TIMEOUT } else { w })
+}
+
 fn promote_listeners(next: &mut State) {
     let routes = &next.routes;
     promote(&mut next.warming_listeners, &mut next.listeners, |l| {
@@ -376,7 +438,7 @@ fn promote_listeners(next: &mut State) {
 fn due<T>(warming: &BTreeMap<String, Warming<T>>, now: Instant) -> BTreeSet<String> {
     warming
         .iter()
-        .filter(|(_, w)| w.until <= now)
+        .filter(|(_, w)| w.until.is_some_and(|u| u <= now))
         .map(|(n, _)| n.clone())
         .collect()
 }
@@ -487,8 +549,8 @@ impl weft_xds::client::Apply for Dynamic {
         let s = &self.state;
         s.warming_clusters
             .values()
-            .map(|w| w.until)
-            .chain(s.warming_listeners.values().map(|w| w.until))
+            .filter_map(|w| w.until)
+            .chain(s.warming_listeners.values().filter_map(|w| w.until))
             .min()
     }
 
@@ -505,18 +567,18 @@ impl weft_xds::client::Apply for Dynamic {
         for name in promote(&mut next.warming_clusters, &mut next.clusters, |c| {
             clusters.contains(&c.name)
         }) {
-            tracing::warn!(cluster = %name, "xDS: no endpoints within {WARMING_TIMEOUT:?}; using the cluster without them");
+            tracing::warn!(cluster = %name, "xDS: no endpoints within the initial fetch timeout; using the cluster without them");
         }
         for name in promote(&mut next.warming_listeners, &mut next.listeners, |l| {
             listeners.contains(&l.name)
         }) {
-            tracing::warn!(listener = %name, "xDS: route tables missing after {WARMING_TIMEOUT:?}; starting the listener without them");
+            tracing::warn!(listener = %name, "xDS: route tables missing after the initial fetch timeout; starting the listener without them");
         }
         if let Err(e) = self.commit(next).await {
             tracing::warn!("xDS: warming timed out but the configuration cannot be installed: {e}");
             // Do not spin on the same deadline.
             for w in self.state.warming_listeners.values_mut() {
-                w.until = now + WARMING_TIMEOUT;
+                w.until = w.until.map(|_| now + WARMING_TIMEOUT);
             }
         }
     }

@@ -305,3 +305,122 @@ async fn listeners_and_clusters_warm_before_they_serve() {
         assert_eq!(last, "200 from a", "{}", s.name);
     }
 }
+
+/// Warming gives up after the config source's initial fetch timeout: a
+/// cluster whose endpoints never come goes live empty (503 UH instead of
+/// no cluster at all), a listener whose route table never comes starts
+/// with none (404) — at the same moment in Envoy and weft; with a zero
+/// timeout a listener waits for ever. Endpoints of a removed cluster are
+/// forgotten: the cluster added again warms until new ones arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warming_gives_up_after_the_initial_fetch_timeout() {
+    let a = echo_backend("a").await.port();
+    let sides = [
+        Side::new("envoy", a).await.start().await,
+        Side::new("weft", a).await.start().await,
+    ];
+    for s in &sides {
+        s.synced().await;
+    }
+    let ports: Vec<(u16, u16)> = sides.iter().map(|_| (free_port(), free_port())).collect();
+    for (s, (gives_up, waits)) in sides.iter().zip(&ports) {
+        let mut lonely = eds_cluster("lonely");
+        lonely["eds_cluster_config"]["eds_config"]["initial_fetch_timeout"] = json!("1s");
+        let mut late = rds_listener("late", *gives_up, "never");
+        late["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"]
+            ["initial_fetch_timeout"] = json!("1s");
+        let mut patient = rds_listener("patient", *waits, "never-either");
+        patient["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"]
+            ["initial_fetch_timeout"] = json!("0s");
+        let to_lonely = json!({"match": {"prefix": "/lonely"}, "route": {"cluster": "lonely"}});
+        s.xds.set(Kind::Cluster, lonely);
+        s.xds.set(Kind::Listener, late);
+        s.xds.set(Kind::Listener, patient);
+        s.xds
+            .set(Kind::RouteConfiguration, routes("local", vec![to_lonely]));
+        let v = s.xds.push();
+        s.xds
+            .wait_ack(s.name, Kind::Listener, &v, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let observe = |s: &Side, (gives_up, waits): (u16, u16)| {
+        let port = s.port;
+        async move {
+            let lonely = get(&format!("http://127.0.0.1:{port}/lonely"), &[]).await;
+            let late = get(&format!("http://127.0.0.1:{gives_up}/"), &[]).await;
+            let patient = get(&format!("http://127.0.0.1:{waits}/"), &[]).await;
+            let body = |r: &Result<support::Reply, String>| match r {
+                Ok(r) => format!("{} {:?}", answered(&Ok(r.clone())), r.body),
+                Err(_) => "connection failed".into(),
+            };
+            format!(
+                "lonely: {} | late: {} | patient: {}",
+                body(&lonely),
+                body(&late),
+                body(&patient)
+            )
+        }
+    };
+    let mut before = Vec::new();
+    for (s, p) in sides.iter().zip(&ports) {
+        before.push(observe(s, *p).await);
+    }
+    assert_eq!(before[1], before[0], "while warming: weft ≠ envoy");
+    assert!(
+        before[0].contains("late: connection failed"),
+        "{}",
+        before[0]
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut after = Vec::new();
+    for (s, p) in sides.iter().zip(&ports) {
+        after.push(observe(s, *p).await);
+    }
+    assert_eq!(after[1], after[0], "after the timeout: weft ≠ envoy");
+    assert!(after[0].contains("no healthy upstream"), "{}", after[0]);
+    assert!(after[0].contains("late: 404"), "{}", after[0]);
+    assert!(
+        after[0].contains("patient: connection failed"),
+        "{}",
+        after[0]
+    );
+    let summaries = [
+        dynamic_summary(sides[0].admin).await,
+        dynamic_summary(sides[1].admin).await,
+    ];
+    assert_eq!(summaries[1], summaries[0], "/config_dump: weft ≠ envoy");
+
+    // The cluster and its endpoints go; the cluster comes back and
+    // warms again until endpoints are sent anew.
+    for s in &sides {
+        s.xds
+            .set(Kind::ClusterLoadAssignment, assignment("lonely", &[a]));
+        s.xds.push();
+        s.synced().await;
+    }
+    for s in &sides {
+        assert_eq!(
+            answered(&s.get("/lonely").await),
+            "200 from a",
+            "{}",
+            s.name
+        );
+        s.xds.remove(Kind::Cluster, "lonely");
+        s.xds.remove(Kind::ClusterLoadAssignment, "lonely");
+        s.xds.push();
+        s.synced().await;
+        s.xds.set(Kind::Cluster, eds_cluster("lonely"));
+        s.xds.push();
+        s.xds
+            .wait_ack(s.name, Kind::Cluster, &s.xds.version(), WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut again = Vec::new();
+    for s in &sides {
+        again.push(answered(&s.get("/lonely").await));
+    }
+    assert_eq!(again[1], again[0], "a cluster added again: weft ≠ envoy");
+    assert_eq!(again[0], "503", "the cluster must warm again");
+}
