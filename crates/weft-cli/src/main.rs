@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 mod proxy;
 
@@ -72,6 +73,10 @@ enum Command {
         /// How long open connections may finish after SIGTERM.
         #[arg(long, default_value = "5")]
         drain_seconds: u64,
+        /// How long connections of a listener that xDS replaced or removed
+        /// may go on before they are closed (as Envoy's --drain-time-s).
+        #[arg(long = "drain-time-s", default_value = "600")]
+        drain_time_s: u64,
         /// Check the bootstrap and exit (as `envoy --mode validate`).
         #[arg(long)]
         validate: bool,
@@ -122,8 +127,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             config,
             concurrency,
             drain_seconds,
+            drain_time_s,
             validate,
-        } => proxy::run(&config, concurrency, drain_seconds, validate),
+        } => proxy::run(
+            &config,
+            concurrency,
+            proxy::Drain {
+                shutdown: Duration::from_secs(drain_seconds),
+                listener: Duration::from_secs(drain_time_s),
+            },
+            validate,
+        ),
         Command::Analyze {
             paths,
             output,

@@ -7,12 +7,14 @@ use std::time::Duration;
 /// Exit codes: 0 after a clean shutdown, 1 for a bootstrap that cannot
 /// be loaded or compiled (the error names the field), 2 when a port
 /// cannot be bound.
-pub fn run(
-    config: &Path,
-    concurrency: usize,
-    drain_seconds: u64,
-    validate: bool,
-) -> anyhow::Result<u8> {
+/// How long connections may go on: after SIGTERM, and after their
+/// listener was replaced or removed.
+pub struct Drain {
+    pub shutdown: Duration,
+    pub listener: Duration,
+}
+
+pub fn run(config: &Path, concurrency: usize, drain: Drain, validate: bool) -> anyhow::Result<u8> {
     init_logging();
     let bootstrap = match weft_envoy::load_bootstrap(config) {
         Ok(b) => b,
@@ -44,6 +46,7 @@ pub fn run(
                 return Ok(2);
             }
         };
+        running.shared.set_drain_time(drain.listener);
         if let Err(e) = weft_proxy::xds::spawn(&running.shared, &bootstrap) {
             eprintln!("error: {}: {e}", config.display());
             return Ok(1);
@@ -68,7 +71,7 @@ pub fn run(
             tracing::info!("shutting down: draining connections");
             shared.shutdown();
         });
-        running.wait(Duration::from_secs(drain_seconds)).await;
+        running.wait(drain.shutdown).await;
         Ok(0)
     })
 }

@@ -23,6 +23,9 @@ use crate::snapshot::{Chain, HttpSettings, Snapshot};
 pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     draining: AtomicBool,
+    /// How long connections of a replaced or removed listener may go on
+    /// before they are closed (Envoy's `--drain-time-s`, 600 s).
+    drain_time_ms: std::sync::atomic::AtomicU64,
     stop: watch::Sender<bool>,
     /// The listeners bound now, by name. Only configuration changes take
     /// this lock, never a connection.
@@ -132,6 +135,31 @@ impl Shared {
         Ok(())
     }
 
+    /// Sets how long a drained listener's connections may go on.
+    pub fn set_drain_time(&self, d: Duration) {
+        let ms = d.as_millis().min(u128::from(u64::MAX)) as u64;
+        self.drain_time_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn drain_time(&self) -> Duration {
+        Duration::from_millis(self.drain_time_ms.load(Ordering::Relaxed))
+    }
+
+    /// Resolves when a connection of listener `l` must close: the
+    /// listener has drained and the drain time has passed since.
+    fn closing(&self, l: &ListenerConfig) -> impl std::future::Future<Output = ()> + 'static {
+        let mut drain = l.drain.subscribe();
+        let time = self.drain_time();
+        async move {
+            if drain.wait_for(|d| *d).await.is_err() {
+                // The listener's configuration is gone without a drain
+                // signal: nothing will ever ask this connection to close.
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(time).await;
+        }
+    }
+
     /// The bound address of each listener (useful with port 0).
     pub fn bound(&self) -> Vec<(String, SocketAddr)> {
         let mut out: Vec<_> = self
@@ -196,12 +224,16 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// Envoy's default `--drain-time-s`.
+pub const DRAIN_TIME: Duration = Duration::from_secs(600);
+
 /// Binds every listener and the admin address, then serves.
 pub async fn start(snapshot: Snapshot) -> std::io::Result<Running> {
     let admin_addr = snapshot.admin;
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(Snapshot::empty(Arc::clone(&snapshot.stats))),
         draining: AtomicBool::new(false),
+        drain_time_ms: std::sync::atomic::AtomicU64::new(DRAIN_TIME.as_millis() as u64),
         stop: watch::Sender::new(false),
         bound: Default::default(),
         tasks: Default::default(),
@@ -295,7 +327,8 @@ async fn connection(
                 early: conn.read,
                 original_dst,
             };
-            crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream).await
+            let closing = shared.closing(l);
+            crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream, closing).await
         }
         Chain::Http(h) => {
             let _ = conn.stream.set_nodelay(true);
@@ -305,7 +338,8 @@ async fn connection(
                 original_dst,
                 local: conn.facts.local,
             };
-            serve_http(shared, Arc::clone(h), io, down, l.drain.subscribe()).await
+            let drain = (l.drain.subscribe(), shared.drain_time());
+            serve_http(shared, Arc::clone(h), io, down, drain).await
         }
     }
 }
@@ -329,7 +363,7 @@ async fn serve_http(
     h: Arc<HttpSettings>,
     io: crate::io::Rewind<TcpStream>,
     down: crate::http::Downstream,
-    mut listener_drain: watch::Receiver<bool>,
+    (mut listener_drain, drain_time): (watch::Receiver<bool>, Duration),
 ) {
     h.stats.downstream_cx_total.inc();
     let _cx_active = ActiveGuard::new(h.stats.downstream_cx_active.clone());
@@ -396,6 +430,9 @@ async fn serve_http(
     }
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);
+    // When the listener drains, its connections may go on for the drain
+    // time, then are closed.
+    let mut close_at = None;
     tokio::select! {
         _ = conn.as_mut() => return,
         why = crate::io::lifetime(&activity, idle, max_duration) => {
@@ -405,20 +442,35 @@ async fn serve_http(
             }
         }
         // The listener was replaced or removed.
-        _ = listener_drain.wait_for(|d| *d) => {}
+        _ = listener_drain.wait_for(|d| *d) => {
+            close_at = Some(tokio::time::Instant::now() + drain_time);
+        }
     }
     // Drain as Envoy does: HTTP/2 gets a GOAWAY now and closes when its
     // open streams finish; HTTP/1 answers at most one more request, with
     // `connection: close`, or closes after drain_timeout.
     activity.draining.store(true, Ordering::Relaxed);
     if !activity.http2.load(Ordering::Relaxed) {
+        let mut wait = tokio::time::Instant::now() + settings.drain_timeout;
+        if let Some(at) = close_at {
+            wait = wait.min(at);
+        }
         tokio::select! {
             _ = conn.as_mut() => return,
-            _ = tokio::time::sleep(settings.drain_timeout) => {}
+            _ = tokio::time::sleep_until(wait) => {}
         }
     }
     conn.as_mut().graceful_shutdown();
-    let _ = conn.await;
+    // What has not finished when the listener's drain time is over is
+    // closed (a shutdown has its own bound, `Running::wait`).
+    match close_at {
+        Some(at) => {
+            let _ = tokio::time::timeout_at(at, conn).await;
+        }
+        None => {
+            let _ = conn.await;
+        }
+    }
 }
 
 async fn admin_loop(shared: Arc<Shared>, listener: TcpListener) {

@@ -22,7 +22,14 @@ pub struct Downstream {
     pub original_dst: Option<std::net::SocketAddr>,
 }
 
-pub async fn serve(snapshot: Arc<Snapshot>, settings: Arc<TcpSettings>, down: Downstream) {
+/// Serves one connection; it is closed when `closing` resolves (the
+/// listener drained and its drain time passed).
+pub async fn serve(
+    snapshot: Arc<Snapshot>,
+    settings: Arc<TcpSettings>,
+    down: Downstream,
+    closing: impl std::future::Future<Output = ()>,
+) {
     let Downstream {
         stream: mut down,
         early,
@@ -42,6 +49,7 @@ pub async fn serve(snapshot: Arc<Snapshot>, settings: Arc<TcpSettings>, down: Do
         early,
         original_dst,
         &mut entry,
+        closing,
     )
     .await;
     settings.stats.downstream_cx_rx_bytes_total.add(received);
@@ -62,6 +70,7 @@ async fn serve_inner(
     early: BytesMut,
     original_dst: Option<std::net::SocketAddr>,
     entry: &mut Entry,
+    closing: impl std::future::Future<Output = ()>,
 ) -> (u64, u64) {
     let Some(cluster) = snapshot.clusters.get(settings.pick()) else {
         entry.flags = Some("NC");
@@ -99,7 +108,7 @@ async fn serve_inner(
         return (early.len() as u64, 0);
     }
     endpoint.active.fetch_add(1, Ordering::Relaxed);
-    let counts = copy_until_idle(down, &mut up, settings.idle_timeout).await;
+    let counts = copy_until_idle(down, &mut up, settings.idle_timeout, closing).await;
     endpoint.active.fetch_sub(1, Ordering::Relaxed);
     if counts.2 {
         entry.flags = Some("UT");
@@ -108,13 +117,14 @@ async fn serve_inner(
 }
 
 /// Copies both ways at once; a half-close is passed on, and the
-/// connection ends when both directions are done, either side fails, or
-/// nothing moved for `idle`. Returns bytes a→b, bytes b→a, and whether
-/// the idle timeout ended it.
+/// connection ends when both directions are done, either side fails,
+/// nothing moved for `idle`, or `closing` resolves. Returns bytes a→b,
+/// bytes b→a, and whether the idle timeout ended it.
 async fn copy_until_idle(
     a: &mut TcpStream,
     b: &mut TcpStream,
     idle: Option<Duration>,
+    closing: impl std::future::Future<Output = ()>,
 ) -> (u64, u64, bool) {
     let (ar, aw) = a.split();
     let (br, bw) = b.split();
@@ -133,6 +143,7 @@ async fn copy_until_idle(
     let timed_out = tokio::select! {
         _ = both => false,
         _ = lifetime(&activity, idle, None) => true,
+        _ = closing => false,
     };
     (
         a_to_b.load(Ordering::Relaxed),

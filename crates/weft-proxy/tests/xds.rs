@@ -424,3 +424,93 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
     assert_eq!(again[1], again[0], "a cluster added again: weft ≠ envoy");
     assert_eq!(again[0], "503", "the cluster must warm again");
 }
+
+/// A removed listener's open connections go on for the drain time, then
+/// are closed — a TCP proxy connection and an HTTP/1.1 keep-alive
+/// connection alike, in Envoy (`--drain-time-s 2`) and weft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_listeners_close_their_connections_after_the_drain_time() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = echo_backend("a").await.port();
+    let sides = [
+        Side::new("envoy", a).await.start_draining(2).await,
+        Side::new("weft", a).await.start_draining(2).await,
+    ];
+    let tcp_ports: Vec<u16> = sides.iter().map(|_| free_port()).collect();
+    for (s, port) in sides.iter().zip(&tcp_ports) {
+        s.xds.set(
+            Kind::Listener,
+            json!({"name": "tcp", "address": support::pair::socket(*port),
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.tcp_proxy",
+                    "typed_config": {"@type": support::pair::TCP_PROXY, "stat_prefix": "tcp", "cluster": "backend"}}]}]}),
+        );
+        s.xds.push();
+        s.synced().await;
+    }
+    // One HTTP/1.1 request over a connection, which stays open; the
+    // answer's status line, or what happened to the connection.
+    async fn ask(c: &mut tokio::net::TcpStream) -> String {
+        let req = b"GET / HTTP/1.1\r\nhost: drain.test\r\n\r\n";
+        if c.write_all(req).await.is_err() {
+            return "write failed".into();
+        }
+        let mut buf = vec![0u8; 8192];
+        match tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf)).await {
+            Ok(Ok(0)) => "closed".into(),
+            Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            Ok(Err(e)) => format!("error {:?}", e.kind()),
+            Err(_) => "no answer".into(),
+        }
+    }
+    let mut conns = Vec::new();
+    for (s, tcp) in sides.iter().zip(&tcp_ports) {
+        let mut http = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+            .await
+            .unwrap();
+        let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", *tcp))
+            .await
+            .unwrap();
+        assert_eq!(ask(&mut http).await, "HTTP/1.1 200 OK", "{}", s.name);
+        assert_eq!(ask(&mut raw).await, "HTTP/1.1 200 OK", "{} tcp", s.name);
+        conns.push((http, raw));
+    }
+    for s in &sides {
+        s.xds.remove(Kind::Listener, "tcp");
+        s.xds.remove(Kind::Listener, "http");
+        let v = s.xds.push();
+        s.xds
+            .wait_ack(s.name, Kind::Listener, &v, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // Within the drain time the TCP connection still carries requests.
+    let mut during = Vec::new();
+    for (_, raw) in conns.iter_mut() {
+        during.push(ask(raw).await);
+    }
+    assert_eq!(during[1], during[0], "during the drain: weft ≠ envoy");
+    assert_eq!(during[0], "HTTP/1.1 200 OK");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut after = Vec::new();
+    for (http, raw) in conns.iter_mut() {
+        after.push(format!(
+            "http: {} | tcp: {}",
+            ask(http).await,
+            ask(raw).await
+        ));
+    }
+    let norm = |s: &str| {
+        s.replace("error ConnectionReset", "closed")
+            .replace("write failed", "closed")
+    };
+    assert_eq!(
+        norm(&after[1]),
+        norm(&after[0]),
+        "after the drain time: weft ≠ envoy"
+    );
+    assert_eq!(norm(&after[0]), "http: closed | tcp: closed");
+}

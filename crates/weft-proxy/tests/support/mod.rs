@@ -305,6 +305,11 @@ impl Drop for TempDir {
 
 /// Starts Envoy on `bootstrap` and waits until its admin says ready.
 pub async fn start_envoy(bootstrap: &str, admin_port: u16) -> Envoy {
+    start_envoy_with(bootstrap, admin_port, &[]).await
+}
+
+/// Envoy with more command-line flags.
+pub async fn start_envoy_with(bootstrap: &str, admin_port: u16, flags: &[&str]) -> Envoy {
     let dir = TempDir::new("envoy");
     let path = dir.0.join("bootstrap.yaml");
     std::fs::write(&path, bootstrap).unwrap();
@@ -312,6 +317,7 @@ pub async fn start_envoy(bootstrap: &str, admin_port: u16) -> Envoy {
         .arg("-c")
         .arg(&path)
         .args(["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"])
+        .args(flags)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

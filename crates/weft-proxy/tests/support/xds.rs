@@ -10,7 +10,7 @@ use weft_testkit::xds::FakeXds;
 use weft_xds::Kind;
 
 use super::pair::{socket, HCM, HTTP_OPTIONS, ROUTER};
-use super::{free_port, get, start_envoy, Envoy};
+use super::{free_port, get, Envoy};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -128,14 +128,32 @@ impl Side {
         self.start_with("DELTA_GRPC").await
     }
 
-    async fn start_with(mut self, api_type: &str) -> Side {
+    /// Starts the proxy with connections of replaced or removed
+    /// listeners closed `secs` after the drain began (Envoy's
+    /// `--drain-time-s`).
+    pub async fn start_draining(self, secs: u64) -> Side {
+        let side = self
+            .start_with_flags("GRPC", &["--drain-time-s", &secs.to_string()])
+            .await;
+        if let Some(w) = &side.weft {
+            w.shared
+                .set_drain_time(std::time::Duration::from_secs(secs));
+        }
+        side
+    }
+
+    async fn start_with(self, api_type: &str) -> Side {
+        self.start_with_flags(api_type, &[]).await
+    }
+
+    async fn start_with_flags(mut self, api_type: &str, flags: &[&str]) -> Side {
         let text = ads_bootstrap(self.name, self.admin, self.xds.addr).replace(
             "\"api_type\":\"GRPC\"",
             &format!("\"api_type\":\"{api_type}\""),
         );
         assert!(text.contains(api_type), "{text}");
         if self.name == "envoy" {
-            self.envoy = Some(start_envoy(&text, self.admin).await);
+            self.envoy = Some(super::start_envoy_with(&text, self.admin, flags).await);
         } else {
             self.weft = Some(start_weft_xds(&text).await);
         }
