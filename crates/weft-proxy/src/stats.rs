@@ -61,17 +61,23 @@ enum Metric {
     Gauge(Gauge),
 }
 
+/// One statistic of a family: its names after the family's prefixes
+/// (interned: every cluster's `upstream_rq_total` shares one string).
 #[derive(Debug)]
-struct Entry {
+struct Stat {
+    /// After the dotted prefix: `upstream_rq_2xx`.
+    name: Arc<str>,
+    /// After the Prometheus prefix: `upstream_rq_xx`.
+    prom: Arc<str>,
+    /// Tags of its own, before the family's (`envoy_response_code_class`).
+    tags: Box<[(&'static str, String)]>,
     metric: Metric,
-    prom_name: String,
-    labels: Vec<(&'static str, String)>,
     /// Envoy creates some statistics on first use (a cluster's
     /// `upstream_rq_2xx`); those are not shown while still zero.
     lazy: bool,
 }
 
-impl Entry {
+impl Stat {
     fn value(&self) -> i64 {
         match &self.metric {
             Metric::Counter(c) => c.get() as i64,
@@ -84,11 +90,23 @@ impl Entry {
     }
 }
 
+/// The statistics under one prefix (one cluster's, one listener's),
+/// which share their tags. Thousands of clusters make this the shape
+/// that matters for memory: a few words per statistic, not a map entry
+/// with its own copies of the names and tags.
+#[derive(Debug)]
+struct Family {
+    prom: &'static str,
+    tags: Vec<(&'static str, String)>,
+    stats: Vec<Stat>,
+}
+
 /// Every statistic of one proxy.
 #[derive(Debug, Default)]
 pub struct Store {
-    // Only registration and the admin endpoints lock this.
-    entries: Mutex<BTreeMap<String, Entry>>,
+    // Only registration and the admin endpoints lock these.
+    families: Mutex<BTreeMap<String, Family>>,
+    names: Mutex<std::collections::HashSet<Arc<str>>>,
 }
 
 /// A family of statistics sharing a prefix and tags, e.g. one cluster's.
@@ -124,17 +142,54 @@ impl Store {
         }
     }
 
-    fn register(&self, name: String, make: impl FnOnce() -> Entry) -> Metric {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.entry(name).or_insert_with(make).metric.clone()
+    fn intern(&self, s: &str) -> Arc<str> {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = names.get(s) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(s);
+        names.insert(Arc::clone(&n));
+        n
+    }
+
+    /// The statistic `name` of `scope`'s family, made by `make` the first
+    /// time: the same name is the same statistic, across snapshots.
+    fn register(&self, scope: &Scope<'_>, name: &str, make: impl FnOnce() -> Stat) -> Metric {
+        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let family = match families.get_mut(&scope.prefix) {
+            Some(f) => f,
+            None => families.entry(scope.prefix.clone()).or_insert(Family {
+                prom: scope.prom,
+                tags: scope.labels.clone(),
+                stats: Vec::new(),
+            }),
+        };
+        if let Some(s) = family.stats.iter().find(|s| &*s.name == name) {
+            return s.metric.clone();
+        }
+        let stat = make();
+        let metric = stat.metric.clone();
+        family.stats.push(stat);
+        metric
     }
 
     /// Envoy's `/stats` text: `name: value`, sorted by name.
     pub fn text(&self) -> String {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let mut lines: Vec<(String, i64)> = families
+            .iter()
+            .flat_map(|(prefix, f)| {
+                f.stats
+                    .iter()
+                    .filter(|s| s.shown())
+                    .map(move |s| (format!("{prefix}{}", s.name), s.value()))
+            })
+            .collect();
+        drop(families);
+        lines.sort();
         let mut out = String::new();
-        for (name, e) in entries.iter().filter(|(_, e)| e.shown()) {
-            let _ = writeln!(out, "{name}: {}", e.value());
+        for (name, v) in lines {
+            let _ = writeln!(out, "{name}: {v}");
         }
         out
     }
@@ -142,27 +197,29 @@ impl Store {
     /// Envoy's `/stats/prometheus`: one `# TYPE` line per metric name,
     /// then a sample per label set.
     pub fn prometheus(&self) -> String {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let mut families: BTreeMap<&str, (&str, Vec<String>)> = BTreeMap::new();
-        for e in entries.values().filter(|e| e.shown()) {
-            let kind = match &e.metric {
-                Metric::Counter(_) => "counter",
-                Metric::Gauge(_) => "gauge",
-            };
-            let v = e.value();
-            let labels: Vec<String> = e
-                .labels
-                .iter()
-                .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
-                .collect();
-            families
-                .entry(&e.prom_name)
-                .or_insert((kind, Vec::new()))
-                .1
-                .push(format!("{}{{{}}} {v}", e.prom_name, labels.join(",")));
+        let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_name: BTreeMap<String, (&str, Vec<String>)> = BTreeMap::new();
+        for f in families.values() {
+            for st in f.stats.iter().filter(|s| s.shown()) {
+                let kind = match &st.metric {
+                    Metric::Counter(_) => "counter",
+                    Metric::Gauge(_) => "gauge",
+                };
+                let name = format!("{}{}", f.prom, st.prom);
+                let labels: Vec<String> = st
+                    .tags
+                    .iter()
+                    .chain(f.tags.iter())
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+                    .collect();
+                let sample = format!("{name}{{{}}} {}", labels.join(","), st.value());
+                by_name.entry(name).or_insert((kind, Vec::new())).1.push(sample);
+            }
         }
+        drop(families);
         let mut out = String::new();
-        for (name, (kind, samples)) in families {
+        for (name, (kind, mut samples)) in by_name {
+            samples.sort();
             let _ = writeln!(out, "# TYPE {name} {kind}");
             for s in samples {
                 let _ = writeln!(out, "{s}");
@@ -179,25 +236,23 @@ fn escape_label(v: &str) -> String {
 }
 
 impl Scope<'_> {
-    fn entry(&self, stat: &str, labels: &[(&'static str, String)], metric: Metric) -> Entry {
-        let mut all = labels.to_vec();
-        all.extend(self.labels.iter().cloned());
-        Entry {
+    fn stat(&self, name: &str, prom: &str, tags: &[(&'static str, String)], metric: Metric) -> Stat {
+        Stat {
+            name: self.store.intern(name),
+            prom: self.store.intern(prom),
+            tags: tags.to_vec().into_boxed_slice(),
             metric,
-            prom_name: format!("{}{stat}", self.prom),
-            labels: all,
             lazy: false,
         }
     }
 
     pub fn counter(&self, stat: &str) -> Counter {
-        self.tagged_counter(&format!("{}{stat}", self.prefix), stat, &[], false)
+        self.tagged_counter(stat, stat, &[], false)
     }
 
     pub fn gauge(&self, stat: &str) -> Gauge {
-        let name = format!("{}{stat}", self.prefix);
-        match self.store.register(name, || {
-            self.entry(stat, &[], Metric::Gauge(Gauge::default()))
+        match self.store.register(self, stat, || {
+            self.stat(stat, stat, &[], Metric::Gauge(Gauge::default()))
         }) {
             Metric::Gauge(g) => g,
             Metric::Counter(_) => Gauge::default(),
@@ -213,9 +268,9 @@ impl Scope<'_> {
         labels: &[(&'static str, String)],
         lazy: bool,
     ) -> Counter {
-        match self.store.register(name.to_string(), || Entry {
+        match self.store.register(self, name, || Stat {
             lazy,
-            ..self.entry(prom_stat, labels, Metric::Counter(Counter::default()))
+            ..self.stat(name, prom_stat, labels, Metric::Counter(Counter::default()))
         }) {
             Metric::Counter(c) => c,
             Metric::Gauge(_) => Counter::default(),
@@ -228,7 +283,7 @@ impl Scope<'_> {
         std::array::from_fn(|i| {
             let class = i + 1;
             self.tagged_counter(
-                &format!("{}{stat}_{class}xx", self.prefix),
+                &format!("{stat}_{class}xx"),
                 &format!("{stat}_xx"),
                 &[("envoy_response_code_class", class.to_string())],
                 lazy,
