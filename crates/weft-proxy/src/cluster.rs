@@ -29,10 +29,12 @@ pub struct Endpoint {
     pub weight: u32,
     /// Requests in flight, for LEAST_REQUEST.
     pub active: AtomicUsize,
-    /// Pooled connections to this endpoint only. The request URI carries
-    /// the request's authority (HTTP/2 sends it as `:authority`), so the
-    /// connector ignores it and dials the endpoint.
-    pub client: Client<FixedConnector, Body>,
+    /// Pooled connections to this endpoint only, made on first use (a
+    /// mesh proxy knows thousands of endpoints and talks to few). The
+    /// request URI carries the request's authority (HTTP/2 sends it as
+    /// `:authority`), so the connector ignores it and dials the endpoint.
+    client: std::sync::OnceLock<Client<FixedConnector, Body>>,
+    connect: Arc<Connect>,
     /// Picked since the last ORIGINAL_DST cleanup sweep.
     used: AtomicBool,
     /// Outlier detection's view of this endpoint.
@@ -117,7 +119,7 @@ impl tower_service::Service<http::Uri> for FixedConnector {
     }
 }
 
-/// How a cluster makes endpoints: every endpoint gets its own pool.
+/// How a cluster's endpoints connect: every endpoint gets its own pool.
 struct Connect {
     http2: bool,
     timeout: Duration,
@@ -125,24 +127,39 @@ struct Connect {
     failed: Counter,
 }
 
-impl Connect {
+trait MakeEndpoint {
+    fn endpoint(&self, addr: SocketAddr, hostname: Option<String>, weight: u32) -> Arc<Endpoint>;
+}
+
+impl MakeEndpoint for Arc<Connect> {
     fn endpoint(&self, addr: SocketAddr, hostname: Option<String>, weight: u32) -> Arc<Endpoint> {
         Arc::new(Endpoint {
             addr,
             hostname,
             weight,
             active: AtomicUsize::new(0),
-            client: Client::builder(TokioExecutor::new())
-                .http2_only(self.http2)
-                .pool_idle_timeout(Duration::from_secs(3600))
-                .build(FixedConnector {
-                    addr,
-                    timeout: self.timeout,
-                    attempts: self.attempts.clone(),
-                    failed: self.failed.clone(),
-                }),
+            client: std::sync::OnceLock::new(),
+            connect: Arc::clone(self),
             used: AtomicBool::new(false),
             outlier: Default::default(),
+        })
+    }
+}
+
+impl Endpoint {
+    /// The endpoint's connection pool.
+    pub fn client(&self) -> &Client<FixedConnector, Body> {
+        self.client.get_or_init(|| {
+            let c = &self.connect;
+            Client::builder(TokioExecutor::new())
+                .http2_only(c.http2)
+                .pool_idle_timeout(Duration::from_secs(3600))
+                .build(FixedConnector {
+                    addr: self.addr,
+                    timeout: c.timeout,
+                    attempts: c.attempts.clone(),
+                    failed: c.failed.clone(),
+                })
         })
     }
 }
@@ -204,7 +221,7 @@ impl HostSet {
 /// are reused. Errors are (field path inside the assignment, message).
 fn static_endpoints(
     la: &cfg::ClusterLoadAssignment,
-    connect: &Connect,
+    connect: &Arc<Connect>,
     keep: &[Arc<Endpoint>],
 ) -> Result<Vec<Arc<Endpoint>>, (String, String)> {
     Ok(endpoint_addrs(la)?
@@ -304,7 +321,7 @@ pub struct Cluster {
     pub name: String,
     hosts: ArcSwap<HostSet>,
     source: Source,
-    connect: Connect,
+    connect: Arc<Connect>,
     next: AtomicUsize,
     pub connect_timeout: Duration,
     pub http2: bool,
@@ -373,12 +390,12 @@ impl Cluster {
             .connect_timeout
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(5));
-        let connect = Connect {
+        let connect = Arc::new(Connect {
             http2,
             timeout: connect_timeout,
             attempts: stats.upstream_cx_total.clone(),
             failed: stats.upstream_cx_connect_fail.clone(),
-        };
+        });
         let mut endpoints = Vec::new();
         let mut targets = Vec::new();
         if c.type_ == DiscoveryType::STATIC {

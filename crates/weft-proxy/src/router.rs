@@ -485,7 +485,7 @@ async fn send(
             return Tried::Fatal(ForwardError::Overflow);
         };
         endpoint.active.fetch_add(1, Ordering::Relaxed);
-        let result = endpoint.client.request(req).await;
+        let result = endpoint.client().request(req).await;
         endpoint.active.fetch_sub(1, Ordering::Relaxed);
         match result {
             Ok(resp) => Tried::Response(resp, admitted),

@@ -61,16 +61,18 @@ enum Metric {
     Gauge(Gauge),
 }
 
-/// One statistic of a family: its names after the family's prefixes
-/// (interned: every cluster's `upstream_rq_total` shares one string).
+/// One statistic of a family: its names after the family's prefixes,
+/// as indexes into the store's interned names (every cluster's
+/// `upstream_rq_total` is one string), and its own tag.
 #[derive(Debug)]
 struct Stat {
     /// After the dotted prefix: `upstream_rq_2xx`.
-    name: Arc<str>,
+    name: Name,
     /// After the Prometheus prefix: `upstream_rq_xx`.
-    prom: Arc<str>,
-    /// Tags of its own, before the family's (`envoy_response_code_class`).
-    tags: Box<[(&'static str, String)]>,
+    prom: Name,
+    /// The response code class it counts (`envoy_response_code_class`),
+    /// 0 for none.
+    class: u8,
     metric: Metric,
     /// Envoy creates some statistics on first use (a cluster's
     /// `upstream_rq_2xx`); those are not shown while still zero.
@@ -101,12 +103,21 @@ struct Family {
     stats: Vec<Stat>,
 }
 
+/// An interned statistic name.
+type Name = u32;
+
 /// Every statistic of one proxy.
 #[derive(Debug, Default)]
 pub struct Store {
     // Only registration and the admin endpoints lock these.
     families: Mutex<BTreeMap<String, Family>>,
-    names: Mutex<std::collections::HashSet<Arc<str>>>,
+    names: Mutex<Names>,
+}
+
+#[derive(Debug, Default)]
+struct Names {
+    all: Vec<Arc<str>>,
+    index: std::collections::HashMap<Arc<str>, Name>,
 }
 
 /// A family of statistics sharing a prefix and tags, e.g. one cluster's.
@@ -142,13 +153,15 @@ impl Store {
         }
     }
 
-    fn intern(&self, s: &str) -> Arc<str> {
+    fn intern(&self, s: &str) -> Name {
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = names.get(s) {
-            return Arc::clone(n);
+        if let Some(n) = names.index.get(s) {
+            return *n;
         }
-        let n: Arc<str> = Arc::from(s);
-        names.insert(Arc::clone(&n));
+        let n = Name::try_from(names.all.len()).unwrap_or(Name::MAX);
+        let text: Arc<str> = Arc::from(s);
+        names.all.push(Arc::clone(&text));
+        names.index.insert(text, n);
         n
     }
 
@@ -164,7 +177,8 @@ impl Store {
                 stats: Vec::new(),
             }),
         };
-        if let Some(s) = family.stats.iter().find(|s| &*s.name == name) {
+        let wanted = self.intern(name);
+        if let Some(s) = family.stats.iter().find(|s| s.name == wanted) {
             return s.metric.clone();
         }
         let stat = make();
@@ -176,16 +190,18 @@ impl Store {
     /// Envoy's `/stats` text: `name: value`, sorted by name.
     pub fn text(&self) -> String {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         let mut lines: Vec<(String, i64)> = families
             .iter()
             .flat_map(|(prefix, f)| {
-                f.stats
-                    .iter()
-                    .filter(|s| s.shown())
-                    .map(move |s| (format!("{prefix}{}", s.name), s.value()))
+                let names = &names;
+                f.stats.iter().filter(|s| s.shown()).map(move |s| {
+                    let name = &names.all[s.name as usize];
+                    (format!("{prefix}{name}"), s.value())
+                })
             })
             .collect();
-        drop(families);
+        drop((names, families));
         lines.sort();
         let mut out = String::new();
         for (name, v) in lines {
@@ -198,6 +214,7 @@ impl Store {
     /// then a sample per label set.
     pub fn prometheus(&self) -> String {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_name: BTreeMap<String, (&str, Vec<String>)> = BTreeMap::new();
         for f in families.values() {
             for st in f.stats.iter().filter(|s| s.shown()) {
@@ -205,18 +222,23 @@ impl Store {
                     Metric::Counter(_) => "counter",
                     Metric::Gauge(_) => "gauge",
                 };
-                let name = format!("{}{}", f.prom, st.prom);
-                let labels: Vec<String> = st
-                    .tags
+                let name = format!("{}{}", f.prom, names.all[st.prom as usize]);
+                let class =
+                    (st.class > 0).then(|| ("envoy_response_code_class", st.class.to_string()));
+                let labels: Vec<String> = class
                     .iter()
                     .chain(f.tags.iter())
                     .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
                     .collect();
                 let sample = format!("{name}{{{}}} {}", labels.join(","), st.value());
-                by_name.entry(name).or_insert((kind, Vec::new())).1.push(sample);
+                by_name
+                    .entry(name)
+                    .or_insert((kind, Vec::new()))
+                    .1
+                    .push(sample);
             }
         }
-        drop(families);
+        drop((names, families));
         let mut out = String::new();
         for (name, (kind, mut samples)) in by_name {
             samples.sort();
@@ -236,23 +258,23 @@ fn escape_label(v: &str) -> String {
 }
 
 impl Scope<'_> {
-    fn stat(&self, name: &str, prom: &str, tags: &[(&'static str, String)], metric: Metric) -> Stat {
+    fn stat(&self, name: &str, prom: &str, class: u8, metric: Metric) -> Stat {
         Stat {
             name: self.store.intern(name),
             prom: self.store.intern(prom),
-            tags: tags.to_vec().into_boxed_slice(),
+            class,
             metric,
             lazy: false,
         }
     }
 
     pub fn counter(&self, stat: &str) -> Counter {
-        self.tagged_counter(stat, stat, &[], false)
+        self.tagged_counter(stat, stat, 0, false)
     }
 
     pub fn gauge(&self, stat: &str) -> Gauge {
         match self.store.register(self, stat, || {
-            self.stat(stat, stat, &[], Metric::Gauge(Gauge::default()))
+            self.stat(stat, stat, 0, Metric::Gauge(Gauge::default()))
         }) {
             Metric::Gauge(g) => g,
             Metric::Counter(_) => Gauge::default(),
@@ -261,16 +283,10 @@ impl Scope<'_> {
 
     /// A counter whose dotted name carries a tag, as Envoy's
     /// `upstream_rq_2xx` carries the response code class.
-    fn tagged_counter(
-        &self,
-        name: &str,
-        prom_stat: &str,
-        labels: &[(&'static str, String)],
-        lazy: bool,
-    ) -> Counter {
+    fn tagged_counter(&self, name: &str, prom_stat: &str, class: u8, lazy: bool) -> Counter {
         match self.store.register(self, name, || Stat {
             lazy,
-            ..self.stat(name, prom_stat, labels, Metric::Counter(Counter::default()))
+            ..self.stat(name, prom_stat, class, Metric::Counter(Counter::default()))
         }) {
             Metric::Counter(c) => c,
             Metric::Gauge(_) => Counter::default(),
@@ -281,11 +297,11 @@ impl Scope<'_> {
     /// `envoy_response_code_class`; `lazy` hides them until used.
     pub fn by_class(&self, stat: &str, lazy: bool) -> [Counter; 5] {
         std::array::from_fn(|i| {
-            let class = i + 1;
+            let class = i as u8 + 1;
             self.tagged_counter(
                 &format!("{stat}_{class}xx"),
                 &format!("{stat}_xx"),
-                &[("envoy_response_code_class", class.to_string())],
+                class,
                 lazy,
             )
         })

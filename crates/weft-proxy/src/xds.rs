@@ -34,6 +34,22 @@ use crate::snapshot::Snapshot;
 /// source does not say (Envoy's default initial fetch timeout).
 pub const WARMING_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// An update changing at least this many resources is followed by
+/// handing freed memory back to the system.
+const TRIM_AFTER: usize = 100;
+
+/// Decoding a large update allocates far more, briefly, than what it
+/// decodes to; glibc's allocator keeps those freed pages (in every
+/// thread's arena) unless asked to return them. Other allocators decay
+/// on their own.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Something waiting for its resources, with when it stops waiting
 /// (never, when the initial fetch timeout is zero).
 struct Warming<T> {
@@ -501,7 +517,11 @@ impl weft_xds::client::Apply for Dynamic {
             // Kept by the ADS client; TLS comes later.
             Kind::Secret => return Ok(()),
         }
-        self.commit(next).await
+        let result = self.commit(next).await;
+        if update.changed.len() >= TRIM_AFTER {
+            release_freed_memory();
+        }
+        result
     }
 
     fn subscriptions(&self) -> Vec<(Kind, BTreeSet<String>)> {
