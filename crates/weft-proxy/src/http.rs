@@ -412,20 +412,6 @@ where
         }
     }
     let limits = stream_limits(&settings, &route.action, req.headers());
-    if !limits.any() {
-        let resp = routed(
-            &snapshot,
-            &settings,
-            down,
-            table,
-            vh,
-            route,
-            req,
-            &mut outcome,
-        )
-        .await;
-        return (resp, outcome);
-    }
     let raced = {
         let work = routed(
             &snapshot,
@@ -434,13 +420,18 @@ where
             table,
             vh,
             route,
+            (host.as_str(), path.as_str()),
             req,
             &mut outcome,
         );
-        tokio::pin!(work);
-        tokio::select! {
-            resp = &mut work => Ok(resp),
-            why = stream_timers::expired(&activity, limits) => Err(why),
+        if limits.any() {
+            tokio::pin!(work);
+            tokio::select! {
+                resp = &mut work => Ok(resp),
+                why = stream_timers::expired(&activity, limits) => Err(why),
+            }
+        } else {
+            Ok(work.await)
         }
     };
     let resp = match raced {
@@ -497,28 +488,13 @@ async fn routed<B>(
     table: &crate::routes::RouteTable,
     vh: &crate::routes::VirtualHost,
     route: &crate::routes::Route,
+    (host, path): (&str, &str),
     mut req: Request<B>,
     outcome: &mut Outcome,
 ) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
 {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
     let picked = match &route.action {
         Action::Forward(f) => Some(f.targets.pick()),
         _ => None,
@@ -528,7 +504,7 @@ where
     if !settings.filters.is_empty() {
         let levels = [&route.filters, &vh.filters, &table.filters];
         let cluster = picked.map(|p| p.0);
-        let filtered = run_filters(settings, levels, cluster, &host, &path, &mut req).await;
+        let filtered = run_filters(settings, levels, cluster, host, path, &mut req).await;
         if filtered.flag.is_some() {
             outcome.flag = filtered.flag;
         }
@@ -555,7 +531,7 @@ where
                 }
                 r
             }
-            Action::Redirect(rd) => redirect(settings, rd, &host, &path, req.uri()),
+            Action::Redirect(rd) => redirect(settings, rd, host, path, req.uri()),
             Action::Forward(fwd) => {
                 let (cluster_name, weighted_ops) = picked.unwrap_or_else(|| fwd.targets.pick());
                 let levels = [
@@ -572,8 +548,8 @@ where
                     fwd,
                     cluster: cluster_name,
                     down,
-                    path: &path,
-                    host: &host,
+                    path,
+                    host,
                 };
                 match crate::router::forward(routed, req, outcome).await {
                     Ok(mut r) => {

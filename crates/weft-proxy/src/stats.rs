@@ -110,7 +110,7 @@ type Name = u32;
 #[derive(Debug, Default)]
 pub struct Store {
     // Only registration and the admin endpoints lock these.
-    families: Mutex<BTreeMap<String, Family>>,
+    families: Mutex<BTreeMap<String, Arc<Mutex<Family>>>>,
     names: Mutex<Names>,
 }
 
@@ -123,11 +123,9 @@ struct Names {
 /// A family of statistics sharing a prefix and tags, e.g. one cluster's.
 pub struct Scope<'a> {
     store: &'a Store,
-    /// Dotted prefix, e.g. `cluster.reviews.`.
-    prefix: String,
-    /// Prometheus prefix, e.g. `envoy_cluster_`.
-    prom: &'static str,
-    labels: Vec<(&'static str, String)>,
+    /// The family under the scope's dotted prefix (e.g.
+    /// `cluster.reviews.`), found once for all its statistics.
+    family: Arc<Mutex<Family>>,
 }
 
 impl Store {
@@ -145,11 +143,22 @@ impl Store {
         prom: &'static str,
         labels: Vec<(&'static str, String)>,
     ) -> Scope<'_> {
+        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let family = match families.get(prefix) {
+            Some(f) => Arc::clone(f),
+            None => {
+                let f = Arc::new(Mutex::new(Family {
+                    prom,
+                    tags: labels,
+                    stats: Vec::new(),
+                }));
+                families.insert(prefix.to_string(), Arc::clone(&f));
+                f
+            }
+        };
         Scope {
             store: self,
-            prefix: prefix.to_string(),
-            prom,
-            labels,
+            family,
         }
     }
 
@@ -167,21 +176,13 @@ impl Store {
 
     /// The statistic `name` of `scope`'s family, made by `make` the first
     /// time: the same name is the same statistic, across snapshots.
-    fn register(&self, scope: &Scope<'_>, name: &str, make: impl FnOnce() -> Stat) -> Metric {
-        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
-        let family = match families.get_mut(&scope.prefix) {
-            Some(f) => f,
-            None => families.entry(scope.prefix.clone()).or_insert(Family {
-                prom: scope.prom,
-                tags: scope.labels.clone(),
-                stats: Vec::new(),
-            }),
-        };
+    fn register(&self, scope: &Scope<'_>, name: &str, make: impl FnOnce(Name) -> Stat) -> Metric {
         let wanted = self.intern(name);
+        let mut family = scope.family.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = family.stats.iter().find(|s| s.name == wanted) {
             return s.metric.clone();
         }
-        let stat = make();
+        let stat = make(wanted);
         let metric = stat.metric.clone();
         family.stats.push(stat);
         metric
@@ -191,16 +192,14 @@ impl Store {
     pub fn text(&self) -> String {
         let families = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        let mut lines: Vec<(String, i64)> = families
-            .iter()
-            .flat_map(|(prefix, f)| {
-                let names = &names;
-                f.stats.iter().filter(|s| s.shown()).map(move |s| {
-                    let name = &names.all[s.name as usize];
-                    (format!("{prefix}{name}"), s.value())
-                })
-            })
-            .collect();
+        let mut lines: Vec<(String, i64)> = Vec::new();
+        for (prefix, f) in families.iter() {
+            let f = f.lock().unwrap_or_else(|p| p.into_inner());
+            for s in f.stats.iter().filter(|s| s.shown()) {
+                let name = &names.all[s.name as usize];
+                lines.push((format!("{prefix}{name}"), s.value()));
+            }
+        }
         drop((names, families));
         lines.sort();
         let mut out = String::new();
@@ -217,6 +216,7 @@ impl Store {
         let names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         let mut by_name: BTreeMap<String, (&str, Vec<String>)> = BTreeMap::new();
         for f in families.values() {
+            let f = f.lock().unwrap_or_else(|p| p.into_inner());
             for st in f.stats.iter().filter(|s| s.shown()) {
                 let kind = match &st.metric {
                     Metric::Counter(_) => "counter",
@@ -258,9 +258,9 @@ fn escape_label(v: &str) -> String {
 }
 
 impl Scope<'_> {
-    fn stat(&self, name: &str, prom: &str, class: u8, metric: Metric) -> Stat {
+    fn stat(&self, name: Name, prom: &str, class: u8, metric: Metric) -> Stat {
         Stat {
-            name: self.store.intern(name),
+            name,
             prom: self.store.intern(prom),
             class,
             metric,
@@ -273,8 +273,8 @@ impl Scope<'_> {
     }
 
     pub fn gauge(&self, stat: &str) -> Gauge {
-        match self.store.register(self, stat, || {
-            self.stat(stat, stat, 0, Metric::Gauge(Gauge::default()))
+        match self.store.register(self, stat, |name| {
+            self.stat(name, stat, 0, Metric::Gauge(Gauge::default()))
         }) {
             Metric::Gauge(g) => g,
             Metric::Counter(_) => Gauge::default(),
@@ -284,7 +284,7 @@ impl Scope<'_> {
     /// A counter whose dotted name carries a tag, as Envoy's
     /// `upstream_rq_2xx` carries the response code class.
     fn tagged_counter(&self, name: &str, prom_stat: &str, class: u8, lazy: bool) -> Counter {
-        match self.store.register(self, name, || Stat {
+        match self.store.register(self, name, |name| Stat {
             lazy,
             ..self.stat(name, prom_stat, class, Metric::Counter(Counter::default()))
         }) {

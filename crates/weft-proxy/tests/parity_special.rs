@@ -80,25 +80,7 @@ virtual_hosts:
         ),
     ];
     send_each([pair.envoy_port, pair.weft_port], "log.test", requests).await;
-    let (envoy_log, weft_log) = (log(pair.envoy_admin), log(pair.weft_admin));
-    // Envoy flushes its access log file every 10 s, and on exit.
-    let Pair {
-        envoy,
-        envoy_admin,
-        weft,
-        ..
-    } = pair;
-    envoy.quit(envoy_admin).await;
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    for _ in 0..100 {
-        if read(&envoy_log).lines().count() >= requests.len()
-            && read(&weft_log).lines().count() >= requests.len()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let (e, w) = (read(&envoy_log), read(&weft_log));
+    let (e, w) = pair.stop_and_read_logs(log, requests.len()).await;
     let e: Vec<String> = e.lines().map(mask_log_line).collect();
     let w: Vec<String> = w.lines().map(mask_log_line).collect();
     assert_eq!(w, e, "weft's access log lines differ from Envoy's");
@@ -106,7 +88,6 @@ virtual_hosts:
     assert!(e[1].contains("404 NR"), "{}", e[1]);
     assert!(e[2].contains("503 UH"), "{}", e[2]);
     assert!(e[3].contains("503 UF"), "{}", e[3]);
-    weft.shared.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

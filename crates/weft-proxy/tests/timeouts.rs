@@ -225,26 +225,9 @@ async fn stalls_and_trickles_end_streams_like_envoy() {
     assert!(seen[3].contains("request timeout"), "{}", seen[3]);
     assert!(seen[4].contains("\"ok\""), "{}", seen[4]);
 
-    let (envoy_log, weft_log) = (log(pair.envoy_admin), log(pair.weft_admin));
-    let Pair {
-        envoy,
-        envoy_admin,
-        weft,
-        ..
-    } = pair;
-    envoy.quit(envoy_admin).await;
-    let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    for _ in 0..100 {
-        if read(&envoy_log).lines().count() >= cases.len()
-            && read(&weft_log).lines().count() >= cases.len()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let e: Vec<String> = read(&envoy_log).lines().map(log_core).collect();
-    let w: Vec<String> = read(&weft_log).lines().map(log_core).collect();
+    let (e, w) = pair.stop_and_read_logs(log, cases.len()).await;
+    let e: Vec<String> = e.lines().map(log_core).collect();
+    let w: Vec<String> = w.lines().map(log_core).collect();
     assert_eq!(w, e, "weft's access log differs from Envoy's");
     assert!(e[0].contains(" 200 SI "), "{}", e[0]);
-    weft.shared.shutdown();
 }

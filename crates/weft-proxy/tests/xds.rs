@@ -63,6 +63,19 @@ async fn dynamic_summary(admin: u16) -> Vec<String> {
     out
 }
 
+/// Envoy and weft, each on its own control plane with the standard
+/// resources (backend `a`), both in sync.
+async fn synced_sides(a: u16) -> [Side; 2] {
+    let sides = [
+        Side::new("envoy", a).await.start().await,
+        Side::new("weft", a).await.start().await,
+    ];
+    for s in &sides {
+        s.synced().await;
+    }
+    sides
+}
+
 /// The backend that answered, or the status when none did.
 fn answered(r: &Result<support::Reply, String>) -> String {
     match r {
@@ -254,13 +267,7 @@ async fn weft_keeps_serving_while_the_control_plane_is_away() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_and_clusters_warm_before_they_serve() {
     let a = echo_backend("a").await.port();
-    let sides = [
-        Side::new("envoy", a).await.start().await,
-        Side::new("weft", a).await.start().await,
-    ];
-    for s in &sides {
-        s.synced().await;
-    }
+    let sides = synced_sides(a).await;
     // A listener whose route table the control plane does not have yet
     // is not started; a cluster without endpoints is not used yet.
     let late_ports: Vec<u16> = sides.iter().map(|_| free_port()).collect();
@@ -315,13 +322,7 @@ async fn listeners_and_clusters_warm_before_they_serve() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warming_gives_up_after_the_initial_fetch_timeout() {
     let a = echo_backend("a").await.port();
-    let sides = [
-        Side::new("envoy", a).await.start().await,
-        Side::new("weft", a).await.start().await,
-    ];
-    for s in &sides {
-        s.synced().await;
-    }
+    let sides = synced_sides(a).await;
     let ports: Vec<(u16, u16)> = sides.iter().map(|_| (free_port(), free_port())).collect();
     for (s, (gives_up, waits)) in sides.iter().zip(&ports) {
         let mut lonely = eds_cluster("lonely");

@@ -43,6 +43,25 @@ fn bootstrap(admin: u16, xds: u16) -> String {
     .to_string()
 }
 
+/// How long each test runs: `WEFT_CHAOS_SECS`, 5 s by default.
+fn chaos_secs() -> u64 {
+    std::env::var("WEFT_CHAOS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
+
+/// weft with its configuration from `xds`.
+async fn start_weft(xds: &FakeXds) -> weft_proxy::Running {
+    let text = bootstrap(free_port(), xds.addr.port());
+    let boot = weft_envoy::parse_bootstrap("test", &text).unwrap();
+    let running = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
+        .await
+        .unwrap();
+    weft_proxy::xds::spawn(&running.shared, &boot).unwrap();
+    running
+}
+
 fn cluster(name: &str, connect_ms: u64) -> serde_json::Value {
     json!({"name": name, "type": "EDS", "connect_timeout": format!("{}s", connect_ms as f64 / 1000.0),
         "eds_cluster_config": {"eds_config": {"ads": {}, "resource_api_version": "V3"}}})
@@ -75,10 +94,7 @@ fn routes(weight_one: u32) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_every_10ms_under_load_fail_no_request() {
-    let secs: u64 = std::env::var("WEFT_CHAOS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs = chaos_secs();
     let a = echo_backend("a").await.port();
     let b = echo_backend("b").await.port();
     let xds = FakeXds::start().await;
@@ -92,12 +108,7 @@ async fn pushes_every_10ms_under_load_fail_no_request() {
     xds.set(Kind::RouteConfiguration, routes(50));
     let v = xds.push();
 
-    let text = bootstrap(free_port(), xds.addr.port());
-    let boot = weft_envoy::parse_bootstrap("test", &text).unwrap();
-    let running = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
-        .await
-        .unwrap();
-    weft_proxy::xds::spawn(&running.shared, &boot).unwrap();
+    let running = start_weft(&xds).await;
     for kind in [Kind::Listener, Kind::RouteConfiguration] {
         xds.wait_ack("weft", kind, &v, Duration::from_secs(20))
             .await
@@ -193,10 +204,7 @@ async fn pushes_every_10ms_under_load_fail_no_request() {
 /// the control plane dies, stays away, and comes back with a new route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_restarts_and_failing_upstreams_fail_no_request() {
-    let secs: u64 = std::env::var("WEFT_CHAOS_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs = chaos_secs();
     let a = echo_backend("a").await.port();
     let b = echo_backend("b").await.port();
     let bad = echo_backend("bad").await.port();
@@ -224,12 +232,7 @@ async fn control_plane_restarts_and_failing_upstreams_fail_no_request() {
     let xds = FakeXds::start().await;
     resources(&xds, 1);
     let v = xds.push();
-    let text = bootstrap(free_port(), xds.addr.port());
-    let boot = weft_envoy::parse_bootstrap("test", &text).unwrap();
-    let running = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
-        .await
-        .unwrap();
-    weft_proxy::xds::spawn(&running.shared, &boot).unwrap();
+    let running = start_weft(&xds).await;
     xds.wait_ack(
         "weft",
         Kind::RouteConfiguration,

@@ -125,6 +125,29 @@ impl Pair {
     pub fn stop(self) {
         self.weft.shared.shutdown();
     }
+
+    /// Stops both proxies and returns their access log files' text
+    /// (`log(admin port)` is where each logs), once each has `lines`
+    /// lines or 10 s have passed: Envoy flushes its access log file
+    /// every 10 s, and on exit.
+    pub async fn stop_and_read_logs(
+        self,
+        log: impl Fn(u16) -> std::path::PathBuf,
+        lines: usize,
+    ) -> (String, String) {
+        let (envoy_log, weft_log) = (log(self.envoy_admin), log(self.weft_admin));
+        self.envoy.quit(self.envoy_admin).await;
+        let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
+        for _ in 0..100 {
+            if read(&envoy_log).lines().count() >= lines && read(&weft_log).lines().count() >= lines
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        self.weft.shared.shutdown();
+        (read(&envoy_log), read(&weft_log))
+    }
 }
 
 /// Envoy and weft sending every request to one echo backend `a`.
