@@ -26,17 +26,31 @@ fn is_field_name(key: &str) -> bool {
         && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-pub(crate) fn snake_case_keys(v: Value) -> Value {
+pub(crate) fn snake_case_keys(mut v: Value) -> Value {
+    snake_case_in_place(&mut v);
+    v
+}
+
+/// Renames only the keys that need it, so already snake_case input (all
+/// of what xDS delivers) is walked without being rebuilt.
+fn snake_case_in_place(v: &mut Value) {
     match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let k = if is_field_name(&k) { to_snake(&k) } else { k };
-                    (k, snake_case_keys(v))
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(snake_case_keys).collect()),
-        other => other,
+        Value::Object(map) => {
+            let camel: Vec<String> = map
+                .keys()
+                .filter(|k| is_field_name(k) && k.bytes().any(|b| b.is_ascii_uppercase()))
+                .cloned()
+                .collect();
+            for k in camel {
+                // Both spellings of one field: the snake_case one stands,
+                // as it did when the map was rebuilt in key order.
+                if let Some(value) = map.remove(&k) {
+                    map.entry(to_snake(&k)).or_insert(value);
+                }
+            }
+            map.values_mut().for_each(snake_case_in_place);
+        }
+        Value::Array(items) => items.iter_mut().for_each(snake_case_in_place),
+        _ => {}
     }
 }

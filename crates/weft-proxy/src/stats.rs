@@ -117,7 +117,30 @@ pub struct Store {
 #[derive(Debug, Default)]
 struct Names {
     all: Vec<Arc<str>>,
-    index: std::collections::HashMap<Arc<str>, Name>,
+    index: std::collections::HashMap<Arc<str>, Name, NameHash>,
+}
+
+/// Statistic names are few, short and ours (`upstream_rq_2xx`), and
+/// every cluster registers each of them again: xxh64 instead of SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+struct NameHash;
+
+impl std::hash::BuildHasher for NameHash {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher(0)
+    }
+}
+
+struct NameHasher(u64);
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxhash_rust::xxh64::xxh64(bytes, self.0);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// A family of statistics sharing a prefix and tags, e.g. one cluster's.
