@@ -274,6 +274,40 @@ impl HttpBody for TimedResponse {
     }
 }
 
+/// A route's `max_stream_duration`.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxStream {
+    /// Replaces the connection manager's (zero: off).
+    pub duration: Option<Duration>,
+    /// Honour `grpc-timeout`, capped at this (zero: uncapped).
+    pub grpc_header_max: Option<Duration>,
+    pub grpc_header_offset: Duration,
+}
+
+impl MaxStream {
+    /// The stream's maximum duration under this route, given the
+    /// connection manager's and the request's headers.
+    pub fn limit(&self, hcm: Option<Duration>, headers: &http::HeaderMap) -> Option<Duration> {
+        let grpc = self
+            .grpc_header_max
+            .and_then(|cap| {
+                let asked = grpc_timeout(headers)?;
+                Some(if cap.is_zero() { asked } else { asked.min(cap) })
+            })
+            // A header offset that leaves nothing ends the stream at once.
+            .map(|d| {
+                d.saturating_sub(self.grpc_header_offset)
+                    .max(Duration::from_nanos(1))
+            });
+        match (grpc, self.duration) {
+            (Some(d), _) => Some(d),
+            (None, Some(d)) if d.is_zero() => None,
+            (None, Some(d)) => Some(d),
+            (None, None) => hcm,
+        }
+    }
+}
+
 /// The `grpc-timeout` header (`1*8DIGIT unit`, unit one of H M S m u n)
 /// as a duration; `None` when absent or malformed.
 pub fn grpc_timeout(h: &http::HeaderMap) -> Option<Duration> {
@@ -316,6 +350,49 @@ mod tests {
         assert_eq!(h("S"), None);
         assert_eq!(h("10x"), None);
         assert_eq!(h("-1S"), None);
+    }
+
+    #[test]
+    fn a_route_s_max_stream_duration_as_envoy_resolves_it() {
+        let ms = Duration::from_millis;
+        let mut grpc = http::HeaderMap::new();
+        grpc.insert("grpc-timeout", "500m".parse().unwrap());
+        let none = http::HeaderMap::new();
+        let route = |duration, cap, offset| MaxStream {
+            duration,
+            grpc_header_max: cap,
+            grpc_header_offset: offset,
+        };
+        let hcm = Some(ms(900));
+        // Unset: the connection manager's; zero: none at all.
+        assert_eq!(route(None, None, ms(0)).limit(hcm, &none), hcm);
+        assert_eq!(route(Some(ms(0)), None, ms(0)).limit(hcm, &none), None);
+        assert_eq!(
+            route(Some(ms(300)), None, ms(0)).limit(hcm, &grpc),
+            Some(ms(300))
+        );
+        // The header counts only when the route says so, capped unless
+        // the cap is zero, less the offset, never down to nothing.
+        assert_eq!(
+            route(None, Some(ms(0)), ms(0)).limit(hcm, &grpc),
+            Some(ms(500))
+        );
+        assert_eq!(
+            route(None, Some(ms(200)), ms(0)).limit(hcm, &grpc),
+            Some(ms(200))
+        );
+        assert_eq!(
+            route(None, Some(ms(0)), ms(100)).limit(hcm, &grpc),
+            Some(ms(400))
+        );
+        assert_eq!(
+            route(None, Some(ms(0)), ms(800)).limit(hcm, &grpc),
+            Some(Duration::from_nanos(1))
+        );
+        assert_eq!(
+            route(Some(ms(300)), Some(ms(0)), ms(0)).limit(hcm, &none),
+            Some(ms(300))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -114,45 +114,7 @@ pub struct Forward {
     pub mirrors: Vec<Mirror>,
     /// Replaces the connection manager's stream idle timeout (zero: off).
     pub idle_timeout: Option<std::time::Duration>,
-    pub max_stream: Option<MaxStream>,
-}
-
-/// A route's `max_stream_duration`.
-#[derive(Debug, Clone, Copy)]
-pub struct MaxStream {
-    /// Replaces the connection manager's (zero: off).
-    pub duration: Option<std::time::Duration>,
-    /// Honour `grpc-timeout`, capped at this (zero: uncapped).
-    pub grpc_header_max: Option<std::time::Duration>,
-    pub grpc_header_offset: std::time::Duration,
-}
-
-impl MaxStream {
-    /// The stream's maximum duration under this route, given the
-    /// connection manager's and the request's headers.
-    pub fn limit(
-        &self,
-        hcm: Option<std::time::Duration>,
-        headers: &http::HeaderMap,
-    ) -> Option<std::time::Duration> {
-        let grpc = self
-            .grpc_header_max
-            .and_then(|cap| {
-                let asked = crate::stream_timers::grpc_timeout(headers)?;
-                Some(if cap.is_zero() { asked } else { asked.min(cap) })
-            })
-            // A header offset that leaves nothing ends the stream at once.
-            .map(|d| {
-                d.saturating_sub(self.grpc_header_offset)
-                    .max(std::time::Duration::from_nanos(1))
-            });
-        match (grpc, self.duration) {
-            (Some(d), _) => Some(d),
-            (None, Some(d)) if d.is_zero() => None,
-            (None, Some(d)) => Some(d),
-            (None, None) => hcm,
-        }
-    }
+    pub max_stream: Option<crate::stream_timers::MaxStream>,
 }
 
 /// A request mirror policy: the cluster, the share of requests as
@@ -588,13 +550,15 @@ impl Route {
                     })
                     .collect(),
                 idle_timeout: a.idle_timeout.map(|d| d.0),
-                max_stream: a.max_stream_duration.as_ref().map(|m| MaxStream {
-                    duration: m.max_stream_duration.map(|d| d.0),
-                    grpc_header_max: m.grpc_timeout_header_max.map(|d| d.0),
-                    grpc_header_offset: m
-                        .grpc_timeout_header_offset
-                        .map(|d| d.0)
-                        .unwrap_or_default(),
+                max_stream: a.max_stream_duration.as_ref().map(|m| {
+                    crate::stream_timers::MaxStream {
+                        duration: m.max_stream_duration.map(|d| d.0),
+                        grpc_header_max: m.grpc_timeout_header_max.map(|d| d.0),
+                        grpc_header_offset: m
+                            .grpc_timeout_header_offset
+                            .map(|d| d.0)
+                            .unwrap_or_default(),
+                    }
                 }),
                 retry: match &a.retry_policy {
                     Some(p) => Some(std::sync::Arc::new(
