@@ -412,6 +412,8 @@ where
         }
     }
     let limits = stream_limits(&settings, &route.action, req.headers());
+    // Set before routing: an upgraded stream's tunnel keeps the idle timer.
+    outcome.stream = Some((Arc::clone(&activity), limits));
     let raced = {
         let work = routed(
             &snapshot,
@@ -451,7 +453,6 @@ where
             r
         }
     };
-    outcome.stream = Some((activity, limits));
     (resp, outcome)
 }
 

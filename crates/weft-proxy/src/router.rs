@@ -329,7 +329,9 @@ where
         attempt += 1;
         endpoint = pick(cluster, Some(p), &tried, r.down, &prepared.headers, hash)?;
     };
-    let mut resp = finish(r, resp, admitted, downstream_upgrade, started, attempt)?;
+    let tunnel_idle = outcome.stream.as_ref().and_then(|(_, l)| l.idle);
+    let upgrade = downstream_upgrade.map(|d| (d, tunnel_idle));
+    let mut resp = finish(r, resp, admitted, upgrade, started, attempt)?;
     if let Some(c) = set_cookie {
         resp.headers_mut().append(http::header::SET_COOKIE, c);
     }
@@ -572,17 +574,18 @@ fn finish(
     r: Routed<'_>,
     mut resp: Response<hyper::body::Incoming>,
     admitted: Admitted,
-    downstream_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    downstream_upgrade: Option<(hyper::upgrade::OnUpgrade, Option<Duration>)>,
     started: Instant,
     attempts: u32,
 ) -> Result<Response<Body>, ForwardError> {
     let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if let (true, Some(down)) = (switching, downstream_upgrade) {
+    if let (true, Some((down, idle))) = (switching, downstream_upgrade) {
         let up = hyper::upgrade::on(&mut resp);
+        // The upgraded stream stays under the stream idle timeout, as in
+        // Envoy: silence both ways for that long closes the tunnel.
         tokio::spawn(async move {
             if let (Ok(down), Ok(up)) = (down.await, up.await) {
-                let (mut down, mut up) = (TokioIo::new(down), TokioIo::new(up));
-                let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                crate::tcp::tunnel(TokioIo::new(down), TokioIo::new(up), idle).await;
             }
         });
     }

@@ -152,6 +152,30 @@ async fn copy_until_idle(
     )
 }
 
+/// Joins two byte streams end to end (an upgraded HTTP stream and its
+/// upstream) until both directions end, either side fails, or nothing
+/// moved for `idle`.
+pub(crate) async fn tunnel<A, B>(a: A, b: B, idle: Option<Duration>)
+where
+    A: AsyncRead + AsyncWrite,
+    B: AsyncRead + AsyncWrite,
+{
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let activity = Activity::new();
+    let (a_to_b, b_to_a) = (AtomicU64::new(0), AtomicU64::new(0));
+    let both = async {
+        tokio::try_join!(
+            pipe(ar, bw, &a_to_b, &activity),
+            pipe(br, aw, &b_to_a, &activity)
+        )
+    };
+    tokio::select! {
+        _ = both => {}
+        _ = lifetime(&activity, idle, None) => {}
+    }
+}
+
 /// One direction: read, write, until end of stream, which is passed on
 /// as a half-close.
 async fn pipe(

@@ -137,6 +137,74 @@ virtual_hosts:
     }
 }
 
+/// An upgraded stream stays under the stream idle timeout: exchanges
+/// closer together than the timeout keep the tunnel open, silence closes
+/// it — in Envoy and weft. (Envoy closes about a second later than the
+/// timeout, its delayed close; the test only asks that both close within
+/// 4 s of silence.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_tunnels_end_after_the_stream_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = echo_backend("a").await;
+    let routes = yaml(
+        r#"virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, route: {cluster: a}}]}]"#,
+    );
+    let hcm =
+        json!({"stream_idle_timeout": "0.6s", "upgrade_configs": [{"upgrade_type": "websocket"}]});
+    let pair = Pair::start(|listen, admin| {
+        http_bootstrap(
+            listen,
+            admin,
+            &hcm,
+            &routes,
+            &[static_cluster("a", a.port(), false)],
+        )
+    })
+    .await;
+    let tunnel = |port: u16| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        s.write_all(
+            b"GET /ws HTTP/1.1\r\nhost: w\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = s.read(&mut buf).await.unwrap();
+        let status = String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let mut echoed = String::new();
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if s.write_all(b"x").await.is_err() {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => echoed.push_str(&String::from_utf8_lossy(&buf[..n])),
+                _ => break,
+            }
+        }
+        let end = match tokio::time::timeout(Duration::from_secs(4), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => "closed",
+            Ok(Ok(_)) => "data",
+            Err(_) => "still open after 4 s",
+        };
+        format!("{status} | echoed {echoed:?} | then {end}")
+    };
+    let from_envoy = tunnel(pair.envoy_port).await;
+    let from_weft = tunnel(pair.weft_port).await;
+    assert_eq!(from_weft, from_envoy);
+    assert_eq!(
+        from_envoy,
+        "HTTP/1.1 101 Switching Protocols | echoed \"xxxxx\" | then closed"
+    );
+    pair.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_proxy_cluster_and_weights() {
     let a = tcp_echo_backend("a").await;
