@@ -126,8 +126,30 @@ async fn copy_until_idle(
     idle: Option<Duration>,
     closing: impl std::future::Future<Output = ()>,
 ) -> (u64, u64, bool) {
+    // TcpStream's own halves: no lock between the two directions.
     let (ar, aw) = a.split();
     let (br, bw) = b.split();
+    join_halves((ar, aw), (br, bw), idle, closing).await
+}
+
+/// Joins two byte streams end to end (an upgraded HTTP stream and its
+/// upstream) until both directions end, either side fails, or nothing
+/// moved for `idle`.
+pub(crate) async fn tunnel<A, B>(a: A, b: B, idle: Option<Duration>)
+where
+    A: AsyncRead + AsyncWrite,
+    B: AsyncRead + AsyncWrite,
+{
+    let (a, b) = (tokio::io::split(a), tokio::io::split(b));
+    join_halves(a, b, idle, std::future::pending()).await;
+}
+
+async fn join_halves(
+    (ar, aw): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
+    (br, bw): (impl AsyncRead + Unpin, impl AsyncWrite + Unpin),
+    idle: Option<Duration>,
+    closing: impl std::future::Future<Output = ()>,
+) -> (u64, u64, bool) {
     // One timer for the whole connection (the HTTP side's idle timeout):
     // each read records when it happened, and the watchdog sleeps until
     // the last one plus `idle` (re-arming a timer per read costs more
@@ -150,30 +172,6 @@ async fn copy_until_idle(
         b_to_a.load(Ordering::Relaxed),
         timed_out,
     )
-}
-
-/// Joins two byte streams end to end (an upgraded HTTP stream and its
-/// upstream) until both directions end, either side fails, or nothing
-/// moved for `idle`.
-pub(crate) async fn tunnel<A, B>(a: A, b: B, idle: Option<Duration>)
-where
-    A: AsyncRead + AsyncWrite,
-    B: AsyncRead + AsyncWrite,
-{
-    let (ar, aw) = tokio::io::split(a);
-    let (br, bw) = tokio::io::split(b);
-    let activity = Activity::new();
-    let (a_to_b, b_to_a) = (AtomicU64::new(0), AtomicU64::new(0));
-    let both = async {
-        tokio::try_join!(
-            pipe(ar, bw, &a_to_b, &activity),
-            pipe(br, aw, &b_to_a, &activity)
-        )
-    };
-    tokio::select! {
-        _ = both => {}
-        _ = lifetime(&activity, idle, None) => {}
-    }
 }
 
 /// One direction: read, write, until end of stream, which is passed on

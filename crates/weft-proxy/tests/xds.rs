@@ -326,10 +326,10 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
     let ports: Vec<(u16, u16)> = sides.iter().map(|_| (free_port(), free_port())).collect();
     for (s, (gives_up, waits)) in sides.iter().zip(&ports) {
         let mut lonely = eds_cluster("lonely");
-        lonely["eds_cluster_config"]["eds_config"]["initial_fetch_timeout"] = json!("1s");
+        lonely["eds_cluster_config"]["eds_config"]["initial_fetch_timeout"] = json!("3s");
         let mut late = rds_listener("late", *gives_up, "never");
         late["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"]
-            ["initial_fetch_timeout"] = json!("1s");
+            ["initial_fetch_timeout"] = json!("3s");
         let mut patient = rds_listener("patient", *waits, "never-either");
         patient["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"]
             ["initial_fetch_timeout"] = json!("0s");
@@ -363,6 +363,8 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
             )
         }
     };
+    // Observed well inside the 3 s timeout of both sides (pushed one
+    // after the other), so a slow machine does not see one side expire.
     let mut before = Vec::new();
     for (s, p) in sides.iter().zip(&ports) {
         before.push(observe(s, *p).await);
@@ -373,7 +375,7 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
         "{}",
         before[0]
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let mut after = Vec::new();
     for (s, p) in sides.iter().zip(&ports) {
         after.push(observe(s, *p).await);
@@ -428,14 +430,14 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
 
 /// A removed listener's open connections go on for the drain time, then
 /// are closed — a TCP proxy connection and an HTTP/1.1 keep-alive
-/// connection alike, in Envoy (`--drain-time-s 2`) and weft.
+/// connection alike, in Envoy (`--drain-time-s 4`) and weft.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removed_listeners_close_their_connections_after_the_drain_time() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let a = echo_backend("a").await.port();
     let sides = [
-        Side::new("envoy", a).await.start_draining(2).await,
-        Side::new("weft", a).await.start_draining(2).await,
+        Side::new("envoy", a).await.start_draining(4).await,
+        Side::new("weft", a).await.start_draining(4).await,
     ];
     let tcp_ports: Vec<u16> = sides.iter().map(|_| free_port()).collect();
     for (s, port) in sides.iter().zip(&tcp_ports) {
@@ -495,7 +497,7 @@ async fn removed_listeners_close_their_connections_after_the_drain_time() {
     }
     assert_eq!(during[1], during[0], "during the drain: weft ≠ envoy");
     assert_eq!(during[0], "HTTP/1.1 200 OK");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     let mut after = Vec::new();
     for (http, raw) in conns.iter_mut() {
         after.push(format!(
