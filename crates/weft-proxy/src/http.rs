@@ -429,6 +429,8 @@ where
         if limits.any() {
             tokio::pin!(work);
             tokio::select! {
+                // A response that is ready first never arms a timer.
+                biased;
                 resp = &mut work => Ok(resp),
                 why = stream_timers::expired(&activity, limits) => Err(why),
             }
@@ -444,11 +446,8 @@ where
                 outcome.flag = Some(f);
             }
             let mut r = local_reply(&settings, status, body);
-            if let Some(code) = grpc_status {
-                r.extensions_mut().insert(LocalReply {
-                    message: body.to_string(),
-                    grpc_status: Some(code),
-                });
+            if let Some(local) = r.extensions_mut().get_mut::<LocalReply>() {
+                local.grpc_status = grpc_status;
             }
             r
         }

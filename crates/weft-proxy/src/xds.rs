@@ -141,34 +141,6 @@ impl Dynamic {
             Arc::make_mut(&mut next.clusters).remove(name);
             next.warming_clusters.remove(name);
         }
-        if !u.removed.is_empty() {
-            // The endpoints of removed clusters are forgotten (the ADS
-            // client unsubscribes them), so a cluster added again later
-            // waits for fresh ones instead of starting with stale ones.
-            let used: HashSet<&str> = self
-                .base
-                .clusters
-                .values()
-                .chain(next.clusters.values())
-                .chain(next.warming_clusters.values().map(|w| &w.item))
-                .filter_map(|c| c.eds_service())
-                .chain(u.changed.iter().filter_map(|n| {
-                    match u.resources.get(n).map(|h| &*h.resource) {
-                        Some(Resource::Cluster(c)) => Some(
-                            c.eds_cluster_config
-                                .as_ref()
-                                .and_then(|e| e.service_name.as_deref())
-                                .unwrap_or(n.as_str()),
-                        ),
-                        _ => None,
-                    }
-                }))
-                .collect();
-            if next.assignments.keys().any(|n| !used.contains(n.as_str())) {
-                let keep: HashSet<String> = used.iter().map(|s| s.to_string()).collect();
-                Arc::make_mut(&mut next.assignments).retain(|n, _| keep.contains(n));
-            }
-        }
         for name in &u.changed {
             let Some(Resource::Cluster(c)) = u.resources.get(name).map(|h| &*h.resource) else {
                 continue;
@@ -210,6 +182,22 @@ impl Dynamic {
                 None => {
                     Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
                 }
+            }
+        }
+        if !u.removed.is_empty() {
+            // The endpoints of removed clusters are forgotten (the ADS
+            // client unsubscribes them), so a cluster added again later
+            // waits for fresh ones instead of starting with stale ones.
+            let used: HashSet<&str> = self
+                .base
+                .clusters
+                .values()
+                .chain(next.clusters.values())
+                .chain(next.warming_clusters.values().map(|w| &w.item))
+                .filter_map(|c| c.eds_service())
+                .collect();
+            if next.assignments.keys().any(|n| !used.contains(n.as_str())) {
+                Arc::make_mut(&mut next.assignments).retain(|n, _| used.contains(n.as_str()));
             }
         }
         Ok(())
@@ -424,7 +412,6 @@ fn assignment(r: &Resource) -> Option<&ClusterLoadAssignment> {
     }
 }
 
-/// Listeners whose route tables have all arrived go live.
 /// How long a listener waits for its RDS tables: the longest initial
 /// fetch timeout among their config sources (for ever if one says so).
 fn rds_wait(l: &weft_envoy::listener::Listener) -> Option<Duration> {
@@ -443,6 +430,7 @@ fn rds_wait(l: &weft_envoy::listener::Listener) -> Option<Duration> {
     wait.map(|w| if w.is_zero() { WARMING_TIMEOUT } else { w })
 }
 
+/// Listeners whose route tables have all arrived go live.
 fn promote_listeners(next: &mut State) {
     let routes = &next.routes;
     promote(&mut next.warming_listeners, &mut next.listeners, |l| {
