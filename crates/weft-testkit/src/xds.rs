@@ -548,3 +548,36 @@ fn on_request(state: &State, id: u64, req: DiscoveryRequest) {
     drop(inner);
     state.requests.notify_waiters();
 }
+
+/// A bootstrap that takes everything over ADS from `xds`.
+pub fn ads_bootstrap(node: &str, admin: u16, xds: SocketAddr) -> String {
+    serde_json::json!({
+        "node": {"id": node, "cluster": "test"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
+                "set_node_on_first_message_only": true
+            },
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"}
+        },
+        "static_resources": {"clusters": [{
+            "name": "xds-grpc",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }
+            },
+            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": xds.port()}}}}
+            ]}]}
+        }]}
+    })
+    .to_string()
+}

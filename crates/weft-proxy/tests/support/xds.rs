@@ -2,50 +2,18 @@
 //! Envoy and weft each connect to their own `FakeXds` (only the
 //! listener's port differs), so every push reaches both alike.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use weft_testkit::xds::FakeXds;
 use weft_xds::Kind;
 
-use super::pair::{socket, HCM, HTTP_OPTIONS, ROUTER};
+use super::pair::{socket, HCM, ROUTER};
 use super::{free_port, get, Envoy};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A bootstrap that takes everything over ADS from `xds`.
-pub fn ads_bootstrap(node: &str, admin: u16, xds: SocketAddr) -> String {
-    json!({
-        "node": {"id": node, "cluster": "test"},
-        "admin": {"address": socket(admin)},
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "GRPC",
-                "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
-                "set_node_on_first_message_only": true
-            },
-            "cds_config": {"ads": {}, "resource_api_version": "V3"},
-            "lds_config": {"ads": {}, "resource_api_version": "V3"}
-        },
-        "static_resources": {"clusters": [{
-            "name": "xds-grpc",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": HTTP_OPTIONS,
-                    "explicit_http_config": {"http2_protocol_options": {}}
-                }
-            },
-            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": xds.port()}}}}
-            ]}]}
-        }]}
-    })
-    .to_string()
-}
+pub use weft_testkit::xds::ads_bootstrap;
 
 pub fn eds_cluster(name: &str) -> Value {
     json!({

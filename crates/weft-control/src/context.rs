@@ -1,0 +1,222 @@
+//! One immutable view of the mesh (Istio's "push context"): the registry,
+//! the networking objects that passed validation, the mesh settings, and
+//! the lookups every generator shares — which services a proxy sees,
+//! which VirtualService routes a host, which DestinationRule applies.
+
+use std::collections::BTreeMap;
+
+use weft_api::destination_rule::DestinationRule;
+use weft_api::gateway::Gateway;
+use weft_api::sidecar::{OutboundMode, Sidecar};
+use weft_api::virtual_service::VirtualService;
+use weft_api::Spec;
+use weft_config::{host, Resource};
+
+use crate::model::{exported_to, Service, Workload, DOMAIN};
+use crate::registry::{namespace_of, Registry};
+
+/// A networking object with its namespace and name.
+#[derive(Clone, Debug)]
+pub struct Named<T> {
+    pub namespace: String,
+    pub name: String,
+    pub spec: T,
+}
+
+/// Mesh-wide settings (MeshConfig), with Istio's defaults.
+#[derive(Clone, Debug)]
+pub struct Mesh {
+    pub root_namespace: String,
+    pub outbound_mode: OutboundMode,
+    /// `connectTimeout`, as Envoy's duration text.
+    pub connect_timeout: String,
+    /// `accessLogFile`: empty is no access log.
+    pub access_log_file: String,
+}
+
+impl Default for Mesh {
+    fn default() -> Self {
+        Mesh {
+            root_namespace: "istio-system".into(),
+            outbound_mode: OutboundMode::ALLOW_ANY,
+            connect_timeout: "10s".into(),
+            access_log_file: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    pub registry: Registry,
+    pub mesh: Mesh,
+    pub virtual_services: Vec<Named<VirtualService>>,
+    pub destination_rules: Vec<Named<DestinationRule>>,
+    pub sidecars: Vec<Named<Sidecar>>,
+    pub gateways: Vec<Named<Gateway>>,
+}
+
+/// A host as written in a VirtualService, DestinationRule or Sidecar of
+/// namespace `ns`, as the FQDN Istio reads it as: a name without dots is
+/// a Kubernetes service of that namespace.
+pub fn resolve_host(host: &str, ns: &str) -> String {
+    if host.contains('.') || host.contains('*') || host.parse::<std::net::IpAddr>().is_ok() {
+        host.to_string()
+    } else {
+        format!("{host}.{ns}.{DOMAIN}")
+    }
+}
+
+fn named<T: Clone>(r: &Resource, spec: &T) -> Named<T> {
+    Named {
+        namespace: namespace_of(&r.object).to_string(),
+        name: r.object.name().to_string(),
+        spec: spec.clone(),
+    }
+}
+
+impl Context {
+    /// Builds the view from objects that already passed validation, in
+    /// the order given (earlier wins conflicts, as the older object does
+    /// in Istio).
+    pub fn build(resources: &[Resource], mesh: Mesh) -> Context {
+        let mut ctx = Context {
+            registry: Registry::build(resources),
+            mesh,
+            ..Context::default()
+        };
+        for r in resources {
+            match &r.object.spec {
+                Spec::VirtualService(vs) => ctx.virtual_services.push(named(r, vs)),
+                Spec::DestinationRule(dr) => ctx.destination_rules.push(named(r, dr)),
+                Spec::Sidecar(sc) => ctx.sidecars.push(named(r, sc)),
+                Spec::Gateway(gw) => ctx.gateways.push(named(r, gw)),
+                _ => {}
+            }
+        }
+        ctx
+    }
+
+    pub fn service(&self, hostname: &str) -> Option<&Service> {
+        self.registry
+            .services
+            .iter()
+            .find(|s| s.hostname == hostname)
+    }
+
+    /// The Sidecar resource that applies to a workload: the one of its
+    /// namespace whose selector matches it, else its namespace's
+    /// selector-less one, else the root namespace's.
+    pub fn sidecar_for(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<&Named<Sidecar>> {
+        let sidecars = &self.sidecars;
+        let in_ns = |ns: &str| {
+            let ns = ns.to_string();
+            sidecars.iter().filter(move |s| s.namespace == ns)
+        };
+        in_ns(namespace)
+            .find(|s| {
+                s.spec
+                    .workload_selector
+                    .as_ref()
+                    .is_some_and(|sel| sel.labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+            })
+            .or_else(|| in_ns(namespace).find(|s| s.spec.workload_selector.is_none()))
+            .or_else(|| {
+                in_ns(&self.mesh.root_namespace).find(|s| s.spec.workload_selector.is_none())
+            })
+    }
+
+    /// The VirtualService routing `hostname` for proxies in `namespace`
+    /// bound to `gateway` (`mesh` for sidecars): the first one whose hosts
+    /// name it exactly, else the first whose wildcard covers it.
+    pub fn virtual_service_for(
+        &self,
+        hostname: &str,
+        namespace: &str,
+        gateway: &str,
+    ) -> Option<&Named<VirtualService>> {
+        let candidates = || {
+            self.virtual_services.iter().filter(move |vs| {
+                exported_to(&vs.spec.export_to, &vs.namespace, namespace)
+                    && bound_to(&vs.spec.gateways, &vs.namespace, gateway)
+            })
+        };
+        candidates()
+            .find(|vs| {
+                vs.spec
+                    .hosts
+                    .iter()
+                    .any(|h| resolve_host(h, &vs.namespace) == hostname)
+            })
+            .or_else(|| {
+                candidates().find(|vs| {
+                    vs.spec
+                        .hosts
+                        .iter()
+                        .any(|h| host::covers(&resolve_host(h, &vs.namespace), hostname))
+                })
+            })
+    }
+
+    /// The DestinationRule for `hostname` seen from `namespace`: Istio
+    /// looks in the proxy's namespace, then the service's, then the root
+    /// namespace; an exact host beats a wildcard.
+    pub fn destination_rule_for(
+        &self,
+        hostname: &str,
+        namespace: &str,
+        service_namespace: &str,
+    ) -> Option<&Named<DestinationRule>> {
+        let order = [namespace, service_namespace, &self.mesh.root_namespace];
+        for ns in order {
+            let in_ns = || {
+                self.destination_rules.iter().filter(move |dr| {
+                    dr.namespace == ns
+                        && dr.spec.workload_selector.is_none()
+                        && exported_to(&dr.spec.export_to, &dr.namespace, namespace)
+                })
+            };
+            let exact = in_ns().find(|dr| resolve_host(&dr.spec.host, &dr.namespace) == hostname);
+            if let Some(dr) = exact.or_else(|| {
+                in_ns()
+                    .find(|dr| host::covers(&resolve_host(&dr.spec.host, &dr.namespace), hostname))
+            }) {
+                return Some(dr);
+            }
+        }
+        None
+    }
+
+    pub fn workload(&self, namespace: &str, name: &str, ip: &str) -> Option<&Workload> {
+        let ws = &self.registry.workloads;
+        ws.iter()
+            .find(|w| w.namespace == namespace && w.name == name)
+            .or_else(|| {
+                ws.iter()
+                    .find(|w| w.namespace == namespace && w.address == ip)
+            })
+    }
+}
+
+/// Whether a VirtualService with `gateways` applies to `gateway`: none
+/// listed means the sidecars (`mesh`); gateway names resolve in the
+/// VirtualService's namespace.
+pub fn bound_to(gateways: &[String], vs_namespace: &str, gateway: &str) -> bool {
+    if gateways.is_empty() {
+        return gateway == "mesh";
+    }
+    gateways.iter().any(|g| {
+        if g == "mesh" {
+            return gateway == "mesh";
+        }
+        let full = if g.contains('/') {
+            g.clone()
+        } else {
+            format!("{vs_namespace}/{g}")
+        };
+        full == gateway
+    })
+}

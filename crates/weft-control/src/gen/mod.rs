@@ -1,0 +1,229 @@
+//! Per-proxy xDS generation: what one proxy (sidecar or gateway) gets
+//! from a [`Context`], as Envoy v3 resources in their JSON form with
+//! Istio's names (`outbound|9080|v1|reviews.default.svc.cluster.local`,
+//! route tables named by port, `inbound|9080||`, ...).
+//!
+//! The JSON form keeps the generators readable next to Envoy's and
+//! Istio's documentation; `weft_xds::encode` turns each resource into the
+//! protobuf `Any` the ADS server sends, and fails loudly if a generator
+//! wrote a field Envoy does not have.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use weft_api::sidecar::{CaptureMode, OutboundMode};
+use weft_xds::Kind;
+
+use crate::context::{resolve_host, Context};
+use crate::model::{Port, Service};
+
+mod cluster;
+mod endpoint;
+mod listener;
+mod route;
+
+/// What kind of proxy asks: a sidecar next to a workload, or a gateway
+/// (Istio's `router`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyKind {
+    Sidecar,
+    Router,
+}
+
+/// A connected proxy, as its node id and metadata describe it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Proxy {
+    pub id: String,
+    pub kind: ProxyKind,
+    pub ip: String,
+    /// The workload (pod or WorkloadEntry) name.
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("node id {0:?} is not TYPE~IP~NAME.NAMESPACE~DOMAIN (TYPE sidecar or router)")]
+    BadNodeId(String),
+}
+
+impl Proxy {
+    /// Reads Istio's node id, `sidecar~10.1.2.3~details-v1.default~default.svc.cluster.local`.
+    /// Labels come from the node metadata (`LABELS`, as pilot-agent sends
+    /// them) or else from the workload the registry knows by that name.
+    pub fn from_node(
+        id: &str,
+        metadata_labels: Option<BTreeMap<String, String>>,
+        ctx: &Context,
+    ) -> Result<Proxy, ProxyError> {
+        let bad = || ProxyError::BadNodeId(id.to_string());
+        let parts: Vec<&str> = id.split('~').collect();
+        let [kind, ip, pod, _domain] = parts[..] else {
+            return Err(bad());
+        };
+        let kind = match kind {
+            "sidecar" => ProxyKind::Sidecar,
+            "router" => ProxyKind::Router,
+            _ => return Err(bad()),
+        };
+        let (name, namespace) = pod.rsplit_once('.').ok_or_else(bad)?;
+        if name.is_empty() || namespace.is_empty() {
+            return Err(bad());
+        }
+        let labels = metadata_labels.unwrap_or_else(|| {
+            ctx.workload(namespace, name, ip)
+                .map(|w| w.labels.clone())
+                .unwrap_or_default()
+        });
+        Ok(Proxy {
+            id: id.to_string(),
+            kind,
+            ip: ip.to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            labels,
+        })
+    }
+}
+
+/// Resources for one proxy, by type and name.
+pub type Output = BTreeMap<Kind, BTreeMap<String, Value>>;
+
+/// One outbound listener a sidecar gets: where it listens and which
+/// services it routes.
+pub(crate) struct Egress<'a> {
+    /// None: capture by iptables (listeners not bound, reached through
+    /// `virtualOutbound`).
+    pub bind: Option<String>,
+    pub port: Option<Port>,
+    pub services: Vec<&'a Service>,
+}
+
+/// What the Sidecar resource (or its absence) gives a proxy.
+pub(crate) struct Scope<'a> {
+    pub egress: Vec<Egress<'a>>,
+    pub ingress: Vec<&'a weft_api::sidecar::IstioIngressListener>,
+    pub outbound_mode: OutboundMode,
+    /// Every service some egress listener imports (clusters are made for
+    /// these).
+    pub services: Vec<&'a Service>,
+}
+
+/// Whether an egress `hosts` entry (`ns/dnsName`) imports a service.
+fn imports(entry: &str, service: &Service, proxy_ns: &str) -> bool {
+    let (ns, name) = entry.split_once('/').unwrap_or(("*", entry));
+    let ns_ok = match ns {
+        "*" => true,
+        "." => service.namespace == proxy_ns,
+        "~" => false,
+        ns => service.namespace == ns,
+    };
+    ns_ok && weft_config::host::covers(&resolve_host(name, proxy_ns), &service.hostname)
+}
+
+pub(crate) fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
+    let visible: Vec<&Service> = ctx
+        .registry
+        .services
+        .iter()
+        .filter(|s| s.visible_from(&proxy.namespace))
+        .collect();
+    let sidecar = ctx.sidecar_for(&proxy.namespace, &proxy.labels);
+    let outbound_mode = sidecar
+        .and_then(|s| s.spec.outbound_traffic_policy.as_ref())
+        .and_then(|p| p.mode)
+        .unwrap_or(ctx.mesh.outbound_mode);
+    let Some(sidecar) = sidecar.filter(|s| !s.spec.egress.is_empty()) else {
+        return Scope {
+            egress: vec![Egress {
+                bind: None,
+                port: None,
+                services: visible.clone(),
+            }],
+            ingress: sidecar
+                .map(|s| s.spec.ingress.iter().collect())
+                .unwrap_or_default(),
+            outbound_mode,
+            services: visible,
+        };
+    };
+    let mut all: Vec<&Service> = Vec::new();
+    let egress = sidecar
+        .spec
+        .egress
+        .iter()
+        .map(|e| {
+            let services: Vec<&Service> = visible
+                .iter()
+                .copied()
+                .filter(|s| e.hosts.iter().any(|h| imports(h, s, &proxy.namespace)))
+                .collect();
+            for s in &services {
+                if !all.iter().any(|a| std::ptr::eq(*a, *s)) {
+                    all.push(s);
+                }
+            }
+            let none = e.capture_mode == Some(CaptureMode::NONE);
+            Egress {
+                bind: e
+                    .bind
+                    .clone()
+                    .or_else(|| none.then(|| "127.0.0.1".to_string())),
+                port: e.port.as_ref().map(|p| Port {
+                    number: p.number,
+                    name: p.name.clone(),
+                    protocol: crate::model::Protocol::parse(&p.protocol),
+                }),
+                services,
+            }
+        })
+        .collect();
+    Scope {
+        egress,
+        ingress: sidecar.spec.ingress.iter().collect(),
+        outbound_mode,
+        services: all,
+    }
+}
+
+/// Everything a sidecar gets.
+pub fn sidecar(ctx: &Context, proxy: &Proxy) -> Output {
+    let scope = scope(ctx, proxy);
+    let mut out = Output::new();
+    let clusters = cluster::sidecar(ctx, proxy, &scope);
+    let endpoints = endpoint::for_clusters(ctx, &clusters);
+    let (listeners, routes) = listener::sidecar(ctx, proxy, &scope);
+    let by_name = |v: Vec<Value>, key: &str| -> BTreeMap<String, Value> {
+        v.into_iter()
+            .map(|r| (r[key].as_str().unwrap_or_default().to_string(), r))
+            .collect()
+    };
+    out.insert(
+        Kind::Cluster,
+        by_name(clusters.into_iter().map(|c| c.json).collect(), "name"),
+    );
+    out.insert(
+        Kind::ClusterLoadAssignment,
+        by_name(endpoints, "cluster_name"),
+    );
+    out.insert(Kind::Listener, by_name(listeners, "name"));
+    out.insert(Kind::RouteConfiguration, by_name(routes, "name"));
+    out
+}
+
+/// Istio's cluster name for a service port and subset.
+pub fn cluster_name(direction: &str, port: u32, subset: &str, host: &str) -> String {
+    format!("{direction}|{port}|{subset}|{host}")
+}
+
+/// A duration as proto3 JSON writes it (`"0.250s"`): Istio's YAML allows
+/// `1m` or `100ms`, Envoy's JSON only seconds.
+pub(crate) fn dur(d: &weft_api::Duration) -> String {
+    let d = d.as_std();
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}.{:09}s", d.as_secs(), d.subsec_nanos())
+    }
+}

@@ -1,0 +1,20 @@
+//! weft's control plane (`weft control`): Istio configuration and the
+//! service registry compiled into Envoy xDS v3 per proxy and served over
+//! ADS.
+//!
+//! - `model` / `registry`: services, ports, endpoints and workloads, from
+//!   Kubernetes objects or ServiceEntry/WorkloadEntry alike;
+//! - `context`: one immutable view of the mesh and the lookups
+//!   generators share (Sidecar scope, VirtualService and DestinationRule
+//!   selection with Istio's precedence);
+//! - `gen`: per-proxy resources with Istio's names and semantics;
+//! - `server`: the ADS server proxies connect to.
+
+pub mod context;
+pub mod gen;
+pub mod model;
+pub mod registry;
+pub mod server;
+
+pub use context::{Context, Mesh};
+pub use gen::{Proxy, ProxyKind};

@@ -1,0 +1,435 @@
+//! The service registry from configuration objects: Kubernetes Services
+//! with their Endpoints, EndpointSlices or (when neither is given, as on a
+//! laptop) the Pods their selector picks; ServiceEntries with inline
+//! endpoints or the WorkloadEntries and Pods their workloadSelector
+//! picks. The result is the same model either way.
+
+use std::collections::{BTreeMap, HashMap};
+
+use weft_api::k8s_openapi::api::core::v1::{Pod, ServicePort};
+use weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use weft_api::service_entry::{Location, Resolution as SeResolution, ServiceEntry};
+use weft_api::{Object, Spec};
+use weft_config::Resource;
+
+use crate::model::{Endpoint, Origin, Port, Protocol, Resolution, Service, Workload, DOMAIN};
+
+/// Services, their endpoints and the workloads, from one set of objects.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    pub services: Vec<Service>,
+    pub endpoints: Vec<Endpoint>,
+    pub workloads: Vec<Workload>,
+}
+
+/// An object's namespace, `default` when the manifest leaves it out (as
+/// `kubectl apply` would).
+pub fn namespace_of(o: &Object) -> &str {
+    match o.namespace() {
+        "" => "default",
+        ns => ns,
+    }
+}
+
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// An address an Endpoints or EndpointSlice object lists, with the pod
+/// it names (for its labels) and the ports it serves by name.
+struct Listed {
+    ip: String,
+    pod: Option<String>,
+    ports: Vec<(String, u32)>,
+}
+
+/// An instance behind a ServiceEntry: an inline endpoint or a selected
+/// WorkloadEntry or Pod.
+struct Instance {
+    address: String,
+    labels: BTreeMap<String, String>,
+    /// Port name → port the instance listens on.
+    ports: BTreeMap<String, u32>,
+    weight: Option<u32>,
+    locality: Option<String>,
+}
+
+impl Instance {
+    fn of(e: &weft_api::service_entry::WorkloadEntry) -> Instance {
+        Instance {
+            address: e.address.clone().unwrap_or_default(),
+            labels: e.labels.clone(),
+            ports: e.ports.clone(),
+            weight: e.weight,
+            locality: e.locality.clone(),
+        }
+    }
+}
+
+struct PodInfo<'a> {
+    pod: &'a Pod,
+    namespace: &'a str,
+    name: &'a str,
+    ip: Option<&'a str>,
+    labels: BTreeMap<String, String>,
+}
+
+impl Registry {
+    pub fn build(resources: &[Resource]) -> Registry {
+        let mut reg = Registry::default();
+        let pods: Vec<PodInfo> = resources
+            .iter()
+            .filter_map(|r| match &r.object.spec {
+                Spec::Pod(p) => Some(PodInfo {
+                    pod: p,
+                    namespace: namespace_of(&r.object),
+                    name: r.object.name(),
+                    ip: p.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
+                    labels: r.object.labels().clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let mut workload_entries = Vec::new();
+        for r in resources {
+            let o = &r.object;
+            let ns = namespace_of(o);
+            if let Spec::WorkloadEntry(we) = &o.spec {
+                let address = we.address.clone().unwrap_or_default();
+                workload_entries.push((ns, we));
+                reg.workloads.push(Workload {
+                    name: o.name().to_string(),
+                    namespace: ns.to_string(),
+                    address,
+                    labels: we.labels.clone(),
+                    service_account: we.service_account.clone().unwrap_or("default".into()),
+                });
+            }
+        }
+        for p in &pods {
+            if let Some(ip) = p.ip {
+                reg.workloads.push(Workload {
+                    name: p.name.to_string(),
+                    namespace: p.namespace.to_string(),
+                    address: ip.to_string(),
+                    labels: p.labels.clone(),
+                    service_account: p
+                        .pod
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone())
+                        .unwrap_or("default".into()),
+                });
+            }
+        }
+        let mut slices_seen: HashMap<(String, String), bool> = HashMap::new();
+        for r in resources {
+            match &r.object.spec {
+                Spec::Endpoints(_) => {
+                    slices_seen.insert(
+                        (
+                            namespace_of(&r.object).to_string(),
+                            r.object.name().to_string(),
+                        ),
+                        true,
+                    );
+                }
+                Spec::EndpointSlice(_) => {
+                    if let Some(svc) = r.object.labels().get("kubernetes.io/service-name") {
+                        slices_seen
+                            .insert((namespace_of(&r.object).to_string(), svc.clone()), true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for r in resources {
+            let o = &r.object;
+            let ns = namespace_of(o);
+            match &o.spec {
+                Spec::Service(svc) => {
+                    let spec = svc.spec.clone().unwrap_or_default();
+                    let k8s_ports = spec.ports.unwrap_or_default();
+                    let hostname = format!("{}.{ns}.{DOMAIN}", o.name());
+                    let headless = spec.cluster_ip.as_deref() == Some("None");
+                    reg.services.push(Service {
+                        hostname: hostname.clone(),
+                        namespace: ns.to_string(),
+                        ports: k8s_ports.iter().map(k8s_port).collect(),
+                        address: spec.cluster_ip.filter(|ip| ip != "None" && !ip.is_empty()),
+                        resolution: if headless {
+                            Resolution::Passthrough
+                        } else {
+                            Resolution::Eds
+                        },
+                        export_to: export_to_annotation(o),
+                        mesh_external: false,
+                        origin: Origin::Kubernetes,
+                    });
+                    let listed = slices_seen.contains_key(&(ns.to_string(), o.name().to_string()));
+                    if let (false, Some(selector)) = (listed, spec.selector.as_ref()) {
+                        for p in pods
+                            .iter()
+                            .filter(|p| p.namespace == ns && selects(selector, &p.labels))
+                        {
+                            let Some(ip) = p.ip else { continue };
+                            for sp in &k8s_ports {
+                                let Some(port) = pod_target_port(p.pod, sp) else {
+                                    continue;
+                                };
+                                reg.endpoints.push(Endpoint {
+                                    service: hostname.clone(),
+                                    namespace: ns.to_string(),
+                                    service_port: u32::try_from(sp.port).unwrap_or(0),
+                                    address: ip.to_string(),
+                                    port,
+                                    labels: p.labels.clone(),
+                                    weight: None,
+                                    locality: None,
+                                });
+                            }
+                        }
+                    }
+                }
+                Spec::ServiceEntry(se) => {
+                    reg.add_service_entry(o, se, &workload_entries, &pods);
+                }
+                _ => {}
+            }
+        }
+        // Endpoints and EndpointSlices name their service; their ports are
+        // matched to the service's by name.
+        let ports_of: HashMap<(String, String), Vec<Port>> = reg
+            .services
+            .iter()
+            .filter(|s| s.origin == Origin::Kubernetes)
+            .map(|s| {
+                let name = s.hostname.split('.').next().unwrap_or_default().to_string();
+                ((s.namespace.clone(), name), s.ports.clone())
+            })
+            .collect();
+        let pod_labels = |ns: &str, ip: &str, target: Option<&str>| {
+            pods.iter()
+                .find(|p| {
+                    p.namespace == ns
+                        && (target == Some(p.name) || (target.is_none() && p.ip == Some(ip)))
+                })
+                .map(|p| p.labels.clone())
+                .unwrap_or_default()
+        };
+        for r in resources {
+            let o = &r.object;
+            let ns = namespace_of(o);
+            let (svc_name, addrs): (String, Vec<Listed>) = match &o.spec {
+                Spec::Endpoints(e) => {
+                    let mut out = Vec::new();
+                    for subset in e.subsets.iter().flatten() {
+                        let ports: Vec<(String, u32)> = subset
+                            .ports
+                            .iter()
+                            .flatten()
+                            .map(|p| (p.name.clone().unwrap_or_default(), p.port.max(0) as u32))
+                            .collect();
+                        for a in subset.addresses.iter().flatten() {
+                            let target = a
+                                .target_ref
+                                .as_ref()
+                                .filter(|t| t.kind.as_deref() == Some("Pod"))
+                                .and_then(|t| t.name.clone());
+                            out.push(Listed {
+                                ip: a.ip.clone(),
+                                pod: target,
+                                ports: ports.clone(),
+                            });
+                        }
+                    }
+                    (o.name().to_string(), out)
+                }
+                Spec::EndpointSlice(s) => {
+                    let Some(name) = o.labels().get("kubernetes.io/service-name") else {
+                        continue;
+                    };
+                    let ports: Vec<(String, u32)> = s
+                        .ports
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| Some((p.name.clone().unwrap_or_default(), p.port? as u32)))
+                        .collect();
+                    let mut out = Vec::new();
+                    for ep in &s.endpoints {
+                        if ep.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                            continue;
+                        }
+                        let target = ep
+                            .target_ref
+                            .as_ref()
+                            .filter(|t| t.kind.as_deref() == Some("Pod"))
+                            .and_then(|t| t.name.clone());
+                        for a in &ep.addresses {
+                            out.push(Listed {
+                                ip: a.clone(),
+                                pod: target.clone(),
+                                ports: ports.clone(),
+                            });
+                        }
+                    }
+                    (name.clone(), out)
+                }
+                _ => continue,
+            };
+            let Some(svc_ports) = ports_of.get(&(ns.to_string(), svc_name.clone())) else {
+                continue;
+            };
+            let hostname = format!("{svc_name}.{ns}.{DOMAIN}");
+            for Listed { ip, pod, ports } in addrs {
+                let labels = pod_labels(ns, &ip, pod.as_deref());
+                for (port_name, port) in &ports {
+                    let Some(sp) = svc_ports.iter().find(|p| {
+                        &p.name == port_name || (svc_ports.len() == 1 && ports.len() == 1)
+                    }) else {
+                        continue;
+                    };
+                    reg.endpoints.push(Endpoint {
+                        service: hostname.clone(),
+                        namespace: ns.to_string(),
+                        service_port: sp.number,
+                        address: ip.clone(),
+                        port: *port,
+                        labels: labels.clone(),
+                        weight: None,
+                        locality: None,
+                    });
+                }
+            }
+        }
+        reg
+    }
+
+    fn add_service_entry(
+        &mut self,
+        o: &Object,
+        se: &ServiceEntry,
+        workload_entries: &[(&str, &weft_api::service_entry::WorkloadEntry)],
+        pods: &[PodInfo],
+    ) {
+        let ns = namespace_of(o);
+        let resolution = match se.resolution.unwrap_or_default() {
+            SeResolution::NONE => Resolution::Passthrough,
+            SeResolution::STATIC => Resolution::Eds,
+            SeResolution::DNS | SeResolution::DYNAMIC_DNS => Resolution::Dns,
+            SeResolution::DNS_ROUND_ROBIN => Resolution::DnsRoundRobin,
+        };
+        let ports: Vec<Port> = se
+            .ports
+            .iter()
+            .map(|p| Port {
+                number: p.number,
+                name: p.name.clone(),
+                protocol: Protocol::parse(&p.protocol),
+            })
+            .collect();
+        // Instances: inline endpoints, or the workloads the selector picks.
+        let mut instances: Vec<Instance> = se.endpoints.iter().map(Instance::of).collect();
+        if let Some(sel) = &se.workload_selector {
+            for (wns, we) in workload_entries {
+                if *wns == ns && selects(&sel.labels, &we.labels) {
+                    instances.push(Instance::of(we));
+                }
+            }
+            for p in pods {
+                if let (true, Some(ip)) =
+                    (p.namespace == ns && selects(&sel.labels, &p.labels), p.ip)
+                {
+                    instances.push(Instance {
+                        address: ip.to_string(),
+                        labels: p.labels.clone(),
+                        ports: BTreeMap::new(),
+                        weight: None,
+                        locality: None,
+                    });
+                }
+            }
+        }
+        for host in &se.hosts {
+            self.services.push(Service {
+                hostname: host.clone(),
+                namespace: ns.to_string(),
+                ports: ports.clone(),
+                address: se.addresses.first().cloned(),
+                resolution,
+                export_to: se.export_to.clone(),
+                mesh_external: se.location.unwrap_or_default() == Location::MESH_EXTERNAL,
+                origin: Origin::ServiceEntry,
+            });
+            for sp in &se.ports {
+                let default_port = sp.target_port.unwrap_or(sp.number);
+                if instances.is_empty() && resolution == Resolution::Dns && !host.contains('*') {
+                    // A DNS entry without endpoints resolves its own host.
+                    self.endpoints.push(Endpoint {
+                        service: host.clone(),
+                        namespace: ns.to_string(),
+                        service_port: sp.number,
+                        address: host.clone(),
+                        port: sp.number,
+                        labels: BTreeMap::new(),
+                        weight: None,
+                        locality: None,
+                    });
+                }
+                for i in &instances {
+                    self.endpoints.push(Endpoint {
+                        service: host.clone(),
+                        namespace: ns.to_string(),
+                        service_port: sp.number,
+                        address: i.address.clone(),
+                        port: i.ports.get(&sp.name).copied().unwrap_or(default_port),
+                        labels: i.labels.clone(),
+                        weight: i.weight,
+                        locality: i.locality.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// `networking.istio.io/exportTo` on a Kubernetes Service.
+fn export_to_annotation(o: &Object) -> Vec<String> {
+    o.meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("networking.istio.io/exportTo"))
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn k8s_port(p: &ServicePort) -> Port {
+    let name = p.name.clone().unwrap_or_default();
+    let protocol = match p.app_protocol.as_deref() {
+        Some(a) => Protocol::parse(a.rsplit('/').next().unwrap_or(a)),
+        None if p.protocol.as_deref() == Some("UDP") => Protocol::Udp,
+        None => Protocol::from_name(&name),
+    };
+    Port {
+        number: u32::try_from(p.port).unwrap_or(0),
+        name,
+        protocol,
+    }
+}
+
+/// The pod port a service port's targetPort names (a number, or a
+/// container port's name).
+fn pod_target_port(pod: &Pod, sp: &ServicePort) -> Option<u32> {
+    match &sp.target_port {
+        None => u32::try_from(sp.port).ok(),
+        Some(IntOrString::Int(i)) => u32::try_from(*i).ok(),
+        Some(IntOrString::String(name)) => pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|cp| cp.name.as_deref() == Some(name))
+            .and_then(|cp| u32::try_from(cp.container_port).ok()),
+    }
+}
