@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod control;
 mod proxy;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -81,6 +82,31 @@ enum Command {
         #[arg(long)]
         validate: bool,
     },
+    /// Run the control plane on a directory of Istio YAML (watched for
+    /// changes) and serve xDS to proxies.
+    Control {
+        /// Directory of Istio and Kubernetes YAML (registry and config).
+        #[arg(long = "config")]
+        config: PathBuf,
+        /// Where proxies connect (ADS over gRPC; Istio's 15010).
+        #[arg(long, default_value = "127.0.0.1:15010")]
+        xds_address: std::net::SocketAddr,
+        /// Readiness and /debug/syncz (Istio's 15014).
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        debug_address: std::net::SocketAddr,
+        /// Quiet time before a change is pushed, in milliseconds.
+        #[arg(long, default_value_t = 100)]
+        debounce_ms: u64,
+    },
+    /// Show whether each connected proxy accepted its configuration.
+    ProxyStatus {
+        /// The control plane's debug address.
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        control: std::net::SocketAddr,
+        /// The control plane's JSON instead of a table.
+        #[arg(short = 'o', long, value_parser = ["json", "table"], default_value = "table")]
+        output: String,
+    },
     /// Print the version.
     Version,
     /// Print a shell completion script.
@@ -123,6 +149,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Validate { files, namespace } => validate(&files, namespace),
+        Command::Control {
+            config,
+            xds_address,
+            debug_address,
+            debounce_ms,
+        } => control::run(control::Args {
+            config,
+            xds: xds_address,
+            debug: debug_address,
+            debounce: Duration::from_millis(debounce_ms),
+        }),
+        Command::ProxyStatus { control, output } => {
+            control::proxy_status(control, output == "json")
+        }
         Command::Proxy {
             config,
             concurrency,

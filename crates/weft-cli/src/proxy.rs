@@ -78,7 +78,7 @@ pub fn run(config: &Path, concurrency: usize, drain: Drain, validate: bool) -> a
 
 /// Logs to stderr at `WEFT_LOG` (default info); the admin endpoint's
 /// `POST /logging?level=` changes the level while running.
-fn init_logging() {
+pub(crate) fn init_logging() {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{reload, EnvFilter};
     let start = std::env::var("WEFT_LOG").unwrap_or_else(|_| "info".into());

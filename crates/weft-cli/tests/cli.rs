@@ -351,3 +351,135 @@ static_resources:
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Kills the child when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Child(
+        Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(args)
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weft runs"),
+    )
+}
+
+#[test]
+fn control_serves_a_directory_and_proxy_status_shows_the_sidecar_synced() {
+    let (xds, debug, egress) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("weft-cli-control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("mesh")).unwrap();
+    std::fs::write(
+        dir.join("mesh/mesh.yaml"),
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo, namespace: default}}
+spec:
+  hosts: [echo.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {egress}, name: http, protocol: HTTP}}]
+  endpoints: [{{address: 127.0.0.1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: client, namespace: default}}
+spec: {{address: 127.0.0.4, labels: {{app: client}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: default}}
+spec:
+  egress:
+  - port: {{number: {egress}, protocol: HTTP, name: http}}
+    bind: 127.0.0.4
+    captureMode: NONE
+    hosts: [\"./*\"]
+"
+        ),
+    )
+    .unwrap();
+    let mesh_dir = dir.join("mesh");
+    let xds_addr = format!("127.0.0.1:{xds}");
+    let debug_addr = format!("127.0.0.1:{debug}");
+    let mesh_arg = mesh_dir.to_str().unwrap();
+    let _control = spawn(&[
+        "control",
+        "--config",
+        mesh_arg,
+        "--xds-address",
+        &xds_addr,
+        "--debug-address",
+        &debug_addr,
+    ]);
+    let mut ready = false;
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", debug)).is_ok()
+            && http(debug, "GET", "/ready").0 == 200
+        {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(ready, "weft control did not become ready");
+
+    // A second control plane on the same port says which port is taken.
+    let out = weft(
+        &[
+            "control",
+            "--config",
+            mesh_arg,
+            "--xds-address",
+            &xds_addr,
+            "--debug-address",
+            "127.0.0.1:0",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("cannot listen for xDS on {xds_addr}")),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let node = "sidecar~127.0.0.4~client.default~default.svc.cluster.local";
+    let boot = dir.join("boot.json");
+    let xds_sock: std::net::SocketAddr = xds_addr.parse().unwrap();
+    std::fs::write(
+        &boot,
+        weft_testkit::xds::ads_bootstrap(node, free_port(), xds_sock),
+    )
+    .unwrap();
+    let _proxy = spawn(&["proxy", "-c", boot.to_str().unwrap()]);
+    let mut last = String::new();
+    for _ in 0..400 {
+        let out = weft(&["proxy-status", "--control", &debug_addr], "");
+        last = text(&out.stdout);
+        if last.contains(node) && last.matches("SYNCED").count() == 4 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(last.starts_with("NAME"), "{last}");
+    assert!(
+        last.contains(node) && last.matches("SYNCED").count() == 4,
+        "{last}"
+    );
+    // The sidecar's egress listener is up on its bind address.
+    assert!(std::net::TcpStream::connect(("127.0.0.4", egress)).is_ok());
+    let _ = std::fs::remove_dir_all(&dir);
+}

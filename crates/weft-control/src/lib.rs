@@ -8,13 +8,18 @@
 //!   generators share (Sidecar scope, VirtualService and DestinationRule
 //!   selection with Istio's precedence);
 //! - `gen`: per-proxy resources with Istio's names and semantics;
-//! - `server`: the ADS server proxies connect to.
+//! - `server`: the ADS server proxies connect to;
+//! - `source`: the watched configuration directory (last good version of
+//!   every file and object) and mesh settings;
+//! - `run`: all of it assembled, with the debug endpoint.
 
 pub mod context;
 pub mod gen;
 pub mod model;
 pub mod registry;
+pub mod run;
 pub mod server;
+pub mod source;
 
 pub use context::{Context, Mesh};
 pub use gen::{Proxy, ProxyKind};

@@ -6,107 +6,18 @@
 //! proxies to ACK it, and checks that both route every request the way
 //! Istio documents — and the same way as each other.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use weft_control::server::{AdsServer, Snapshot};
-use weft_control::{Context, Mesh};
+use common::{bookinfo, registry, snapshot, weft_sidecar};
+use weft_control::server::AdsServer;
 use weft_testkit::envoy::{free_port, start_envoy, Envoy};
-use weft_testkit::http::{echo_backend, request, Reply};
+use weft_testkit::http::{request, Reply};
 use weft_testkit::xds::ads_bootstrap;
 use weft_xds::Kind;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn shared_dir() -> PathBuf {
-    match std::env::var("WEFT_SHARED") {
-        Ok(dir) => PathBuf::from(dir),
-        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
-    }
-}
-
-fn bookinfo(file: &str) -> String {
-    let path = shared_dir()
-        .join("reference/istio/bookinfo/networking")
-        .join(file);
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {} ({e}); set WEFT_SHARED", path.display()))
-}
-
-/// Bookinfo's services on `port`, each instance an echo backend named
-/// after its workload; two client workloads whose sidecars bind their
-/// egress listeners on 127.0.0.2 (Envoy) and 127.0.0.3 (weft).
-fn registry(port: u16, backends: &BTreeMap<&str, u16>) -> String {
-    let mut out = String::new();
-    for svc in ["productpage", "details", "reviews", "ratings"] {
-        out += &format!(
-            "---
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: {svc}, namespace: default}}
-spec:
-  hosts: [{svc}.default.svc.cluster.local]
-  location: MESH_INTERNAL
-  resolution: STATIC
-  ports: [{{number: {port}, name: http, protocol: HTTP}}]
-  workloadSelector: {{labels: {{app: {svc}}}}}
-"
-        );
-    }
-    for (workload, backend) in backends {
-        let (app, version) = workload.rsplit_once('-').expect("app-version");
-        out += &format!(
-            "---
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: {workload}, namespace: default}}
-spec:
-  address: 127.0.0.1
-  ports: {{http: {backend}}}
-  labels: {{app: {app}, version: {version}}}
-"
-        );
-    }
-    for (client, ip) in [("client-envoy", "127.0.0.2"), ("client-weft", "127.0.0.3")] {
-        out += &format!(
-            "---
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: {client}, namespace: default}}
-spec:
-  address: {ip}
-  labels: {{app: {client}}}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: {client}, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: {client}}}}}
-  egress:
-  - port: {{number: {port}, protocol: HTTP, name: http}}
-    bind: {ip}
-    captureMode: NONE
-    hosts: [\"./*\"]
-"
-        );
-    }
-    out
-}
-
-fn snapshot(yaml: &str, version: u64) -> Snapshot {
-    let loaded = weft_config::load_str("mesh.yaml", yaml, &Default::default());
-    assert!(loaded.issues.is_empty(), "{:?}", loaded.issues);
-    for r in &loaded.resources {
-        let v = weft_config::validate(&r.object);
-        assert!(v.is_empty(), "{}: {v:?}", r.display_name());
-    }
-    Snapshot {
-        ctx: Arc::new(Context::build(&loaded.resources, Mesh::default())),
-        version,
-    }
-}
 
 struct TestMesh {
     server: AdsServer,
@@ -125,17 +36,7 @@ const CLIENTS: [(&str, &str); 2] = [("envoy", "127.0.0.2"), ("weft", "127.0.0.3"
 
 impl TestMesh {
     async fn start() -> TestMesh {
-        let mut backends = BTreeMap::new();
-        for w in [
-            "productpage-v1",
-            "details-v1",
-            "reviews-v1",
-            "reviews-v2",
-            "reviews-v3",
-            "ratings-v1",
-        ] {
-            backends.insert(w, echo_backend(w).await.port());
-        }
+        let backends = common::backends().await;
         let port = free_port();
         let base = registry(port, &backends) + "---\n" + &bookinfo("destination-rule-all.yaml");
         let server = AdsServer::new(snapshot(&base, 1));
@@ -146,12 +47,7 @@ impl TestMesh {
             .unwrap();
         let envoy_admin = free_port();
         let envoy = start_envoy(&ads_bootstrap(NODES[0], envoy_admin, addr), envoy_admin).await;
-        let text = ads_bootstrap(NODES[1], free_port(), addr);
-        let boot = weft_envoy::parse_bootstrap("weft", &text).unwrap();
-        let weft = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
-            .await
-            .unwrap();
-        weft_proxy::xds::spawn(&weft.shared, &boot).unwrap();
+        let weft = weft_sidecar(NODES[1], addr).await;
         let mesh = TestMesh {
             server,
             base,

@@ -1,0 +1,197 @@
+//! `weft control` assembled: the configuration directory watched and
+//! debounced into snapshots, the ADS server, and the debug endpoint
+//! (`/ready`, `/debug/syncz` — what `weft proxy-status` reads).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+
+use crate::context::Context;
+use crate::server::{AdsServer, ServeError, Snapshot};
+use crate::source::{mesh_config, ConfigDir};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub config_dir: PathBuf,
+    /// ADS (Istio: 15010).
+    pub xds: SocketAddr,
+    /// Readiness and debug (Istio: 15014).
+    pub debug: SocketAddr,
+    /// How long changes must be quiet before a push (Istio's
+    /// PILOT_DEBOUNCE_AFTER, 100 ms).
+    pub debounce: Duration,
+    /// How often the directory is looked at.
+    pub poll: Duration,
+}
+
+impl Options {
+    pub fn new(config_dir: impl Into<PathBuf>) -> Options {
+        Options {
+            config_dir: config_dir.into(),
+            xds: ([127, 0, 0, 1], 15010).into(),
+            debug: ([127, 0, 0, 1], 15014).into(),
+            debounce: Duration::from_millis(100),
+            poll: Duration::from_millis(50),
+        }
+    }
+}
+
+/// A running control plane; stops when dropped.
+pub struct Running {
+    pub server: AdsServer,
+    pub xds: SocketAddr,
+    pub debug: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Loads the directory, starts serving, and keeps watching it.
+pub async fn start(opts: Options) -> Result<Running, ServeError> {
+    let mut dir = ConfigDir::new(&opts.config_dir);
+    let first = dir.scan();
+    for p in &first.problems {
+        tracing::warn!("{p}");
+    }
+    let mut version = 1;
+    let server = AdsServer::new(build(&dir, version));
+    let (xds, ads_task) = server.clone().serve(opts.xds).await?;
+    let (debug, debug_task) = serve_debug(opts.debug, server.clone()).await?;
+    let watcher = {
+        let server = server.clone();
+        let opts = opts.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(opts.poll).await;
+                let scan = dir.scan();
+                for p in &scan.problems {
+                    tracing::warn!("{p}");
+                }
+                if !scan.changed {
+                    continue;
+                }
+                // Debounce: wait until a scan finds nothing new, for at
+                // most ten rounds so a file rewritten forever still
+                // gets pushed.
+                for _ in 0..10 {
+                    tokio::time::sleep(opts.debounce).await;
+                    let again = dir.scan();
+                    for p in &again.problems {
+                        tracing::warn!("{p}");
+                    }
+                    if !again.changed {
+                        break;
+                    }
+                }
+                version += 1;
+                let snapshot = build(&dir, version);
+                tracing::info!(version, "configuration changed; pushing");
+                server.publish(snapshot);
+            }
+        })
+    };
+    Ok(Running {
+        server,
+        xds,
+        debug,
+        tasks: vec![ads_task, debug_task, watcher],
+    })
+}
+
+fn build(dir: &ConfigDir, version: u64) -> Snapshot {
+    let resources = dir.resources();
+    let mut problems = Vec::new();
+    let mesh = mesh_config(&resources, &mut problems);
+    for p in problems {
+        tracing::warn!("{p}");
+    }
+    Snapshot {
+        ctx: Arc::new(Context::build(&resources, mesh)),
+        version,
+    }
+}
+
+async fn serve_debug(
+    addr: SocketAddr,
+    server: AdsServer,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let server = server.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let server = server.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(debug_response(&server, req.uri().path()))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok((local, task))
+}
+
+fn debug_response(server: &AdsServer, path: &str) -> hyper::Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/ready" => (200, "ready\n".to_string()),
+        "/debug/syncz" => {
+            let proxies: Vec<_> = server
+                .status()
+                .into_iter()
+                .map(|p| {
+                    let types: serde_json::Map<String, serde_json::Value> = p
+                        .types
+                        .iter()
+                        .map(|(k, t)| {
+                            (
+                                k.xds().to_string(),
+                                json!({"sent": t.sent, "acked": t.acked, "nack": t.nack}),
+                            )
+                        })
+                        .collect();
+                    json!({"proxy": p.id, "types": types})
+                })
+                .collect();
+            let body = json!({"version": server.snapshot().version, "proxies": proxies});
+            (200, format!("{body:#}\n"))
+        }
+        _ => (404, "not found\n".to_string()),
+    };
+    hyper::Response::builder()
+        .status(status)
+        .header(
+            "content-type",
+            if status == 200 && path != "/ready" {
+                "application/json"
+            } else {
+                "text/plain"
+            },
+        )
+        .body(Full::new(Bytes::from(body)))
+        .expect("static response parts")
+}

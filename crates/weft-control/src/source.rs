@@ -1,0 +1,333 @@
+//! The configuration directory `weft control --config DIR` serves:
+//! every `.yaml`, `.yml` and `.json` file under it, re-read when its
+//! modification time or size changes.
+//!
+//! What is served only ever moves from one good state to the next: an
+//! object Istio's admission rules reject is left out (or keeps its
+//! previous good version), and a file that cannot be read or parsed —
+//! for instance half-written by an editor — keeps its previous good
+//! version whole. Every such problem is reported with its file and line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::Value;
+use weft_api::sidecar::OutboundMode;
+use weft_api::Spec;
+use weft_config::{IssueKind, LoadOptions, ObjectRef, Resource, Severity};
+
+use crate::context::Mesh;
+
+#[derive(Clone, PartialEq, Eq)]
+struct Stamp(Option<SystemTime>, u64);
+
+struct FileState {
+    stamp: Stamp,
+    resources: Vec<Resource>,
+}
+
+/// One configuration directory and the good objects from each file.
+pub struct ConfigDir {
+    dir: PathBuf,
+    files: BTreeMap<PathBuf, FileState>,
+}
+
+/// What a rescan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Whether the served objects changed.
+    pub changed: bool,
+    /// Problems, each naming its file and line; what they concern kept
+    /// its last good version or was left out.
+    pub problems: Vec<String>,
+}
+
+fn key(r: &Resource) -> (String, String, String) {
+    let o = ObjectRef::of(&r.object);
+    (o.kind, o.namespace, o.name)
+}
+
+impl ConfigDir {
+    pub fn new(dir: impl Into<PathBuf>) -> ConfigDir {
+        ConfigDir {
+            dir: dir.into(),
+            files: BTreeMap::new(),
+        }
+    }
+
+    /// Every good object, in file order then document order (earlier
+    /// wins where Istio would let the older object win).
+    pub fn resources(&self) -> Vec<Resource> {
+        self.files
+            .values()
+            .flat_map(|f| f.resources.iter().cloned())
+            .collect()
+    }
+
+    /// Re-reads the files that changed, appeared or went away.
+    pub fn scan(&mut self) -> Scan {
+        let mut scan = Scan::default();
+        let mut seen = Vec::new();
+        if let Err(e) = walk(&self.dir, &mut seen) {
+            scan.problems.push(format!("{}: {e}", self.dir.display()));
+            return scan;
+        }
+        let gone: Vec<PathBuf> = self
+            .files
+            .keys()
+            .filter(|p| !seen.iter().any(|(s, _)| s == *p))
+            .cloned()
+            .collect();
+        for p in gone {
+            self.files.remove(&p);
+            scan.changed = true;
+        }
+        for (path, stamp) in seen {
+            if self.files.get(&path).is_some_and(|f| f.stamp == stamp) {
+                continue;
+            }
+            let prev = self
+                .files
+                .get(&path)
+                .map(|f| f.resources.as_slice())
+                .unwrap_or(&[]);
+            let resources = read_file(&path, prev, &mut scan.problems);
+            let same = prev.len() == resources.len()
+                && prev
+                    .iter()
+                    .zip(&resources)
+                    .all(|(a, b)| a.object == b.object);
+            scan.changed |= !same;
+            self.files.insert(path, FileState { stamp, resources });
+        }
+        scan
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, Stamp)>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let path = e.path();
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            walk(&path, out)?;
+        } else if matches!(
+            path.extension().and_then(|x| x.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push((path, Stamp(meta.modified().ok(), meta.len())));
+        }
+    }
+    Ok(())
+}
+
+/// The good objects of one file; `prev` is what the file gave last time.
+fn read_file(path: &Path, prev: &[Resource], problems: &mut Vec<String>) -> Vec<Resource> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            problems.push(format!(
+                "{}: {e} (keeping its last good version)",
+                path.display()
+            ));
+            return prev.to_vec();
+        }
+    };
+    let loaded = weft_config::load_str(&path.display().to_string(), &text, &LoadOptions::default());
+    if let Some(bad) = loaded
+        .issues
+        .iter()
+        .find(|i| matches!(i.kind, IssueKind::Io | IssueKind::Syntax))
+    {
+        problems.push(format!("{bad} (keeping the file's last good version)"));
+        return prev.to_vec();
+    }
+    let previous = |k: &(String, String, String)| prev.iter().find(|p| &key(p) == k).cloned();
+    let mut out = Vec::new();
+    for issue in &loaded.issues {
+        problems.push(issue.to_string());
+        if let (IssueKind::Schema, Some(r)) = (issue.kind, &issue.resource) {
+            if let Some(p) = previous(&(r.kind.clone(), r.namespace.clone(), r.name.clone())) {
+                out.push(p);
+            }
+        }
+    }
+    for r in loaded.resources {
+        let errors: Vec<_> = weft_config::validate(&r.object)
+            .into_iter()
+            .filter(|v| v.severity == Severity::Error)
+            .collect();
+        if errors.is_empty() {
+            out.push(r);
+            continue;
+        }
+        for v in &errors {
+            problems.push(format!(
+                "{} ({}) {}: {}",
+                r.origin_of(&v.field),
+                r.display_name(),
+                v.field,
+                v.message
+            ));
+        }
+        if let Some(p) = previous(&key(&r)) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Mesh settings from the `istio` ConfigMap's `mesh` key (in the root
+/// namespace, as Istio keeps them), with Istio's defaults for what it
+/// does not set. Settings weft does not act on are reported.
+pub fn mesh_config(resources: &[Resource], problems: &mut Vec<String>) -> Mesh {
+    let mut mesh = Mesh::default();
+    let Some((r, text)) = resources.iter().find_map(|r| match &r.object.spec {
+        Spec::ConfigMap(cm) if r.object.name() == "istio" => {
+            Some((r, cm.data.as_ref()?.get("mesh")?.clone()))
+        }
+        _ => None,
+    }) else {
+        return mesh;
+    };
+    let doc = match weft_yaml::parse_document(&text, &Default::default()) {
+        Ok(Some(node)) => node.to_json(),
+        Ok(None) => return mesh,
+        Err(e) => {
+            problems.push(format!("{} (ConfigMap istio) data.mesh: {e}", r.origin));
+            return mesh;
+        }
+    };
+    let Value::Object(fields) = doc else {
+        problems.push(format!(
+            "{} (ConfigMap istio) data.mesh: expected a mapping",
+            r.origin
+        ));
+        return mesh;
+    };
+    for (k, v) in fields {
+        match (k.as_str(), &v) {
+            ("rootNamespace", Value::String(s)) => mesh.root_namespace = s.clone(),
+            ("accessLogFile", Value::String(s)) => mesh.access_log_file = s.clone(),
+            ("connectTimeout", Value::String(s)) => match weft_api::Duration::parse(s) {
+                Ok(d) => mesh.connect_timeout = crate::gen::dur(&d),
+                Err(e) => problems.push(format!("{} (ConfigMap istio) data.mesh.connectTimeout: {e}", r.origin)),
+            },
+            ("outboundTrafficPolicy", _) => match v.get("mode").and_then(Value::as_str) {
+                Some("REGISTRY_ONLY") => mesh.outbound_mode = OutboundMode::REGISTRY_ONLY,
+                Some("ALLOW_ANY") | None => mesh.outbound_mode = OutboundMode::ALLOW_ANY,
+                Some(other) => problems.push(format!(
+                    "{} (ConfigMap istio) data.mesh.outboundTrafficPolicy.mode: {other:?} is not ALLOW_ANY or REGISTRY_ONLY",
+                    r.origin
+                )),
+            },
+            (other, _) => problems.push(format!(
+                "{} (ConfigMap istio) data.mesh.{other}: not acted on by weft yet",
+                r.origin
+            )),
+        }
+    }
+    mesh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VS: &str = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: SUBSET}
+";
+
+    fn dir() -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("weft-source-{}-{}", std::process::id(), line!()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn subset(c: &ConfigDir) -> Vec<String> {
+        c.resources()
+            .iter()
+            .filter_map(|r| match &r.object.spec {
+                Spec::VirtualService(vs) => vs.http[0].route[0].destination.subset.clone(),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bad_files_and_objects_keep_their_last_good_version() {
+        let d = dir();
+        let f = d.join("vs.yaml");
+        std::fs::write(&f, VS.replace("SUBSET", "v1")).unwrap();
+        let mut c = ConfigDir::new(&d);
+        let s = c.scan();
+        assert!(s.changed && s.problems.is_empty(), "{s:?}");
+        assert_eq!(subset(&c), ["v1"]);
+        assert!(!c.scan().changed, "nothing changed");
+
+        // Half-written: the whole file keeps its last good version.
+        std::fs::write(&f, "apiVersion: networking.istio.io/v1\nkind: Virtual: [").unwrap();
+        let s = c.scan();
+        assert!(!s.changed, "{s:?}");
+        assert!(
+            s.problems[0].contains("vs.yaml") && s.problems[0].contains("last good"),
+            "{s:?}"
+        );
+        assert_eq!(subset(&c), ["v1"]);
+
+        // An object Istio rejects keeps its last good version; the
+        // message names the file, line and field.
+        let bad = VS.replace("SUBSET", "v2").replace(
+            "  - route:",
+            "  - match: [{uri: {regex: \"(\"}}]\n    route:",
+        );
+        std::fs::write(&f, bad).unwrap();
+        let s = c.scan();
+        assert!(!s.changed, "{s:?}");
+        let named =
+            |p: &String| p.contains("vs.yaml:7") && p.contains("spec.http[0].match[0].uri.regex");
+        assert!(s.problems.iter().any(named), "{s:?}");
+        assert_eq!(subset(&c), ["v1"]);
+
+        std::fs::write(&f, VS.replace("SUBSET", "v3")).unwrap();
+        assert!(c.scan().changed);
+        assert_eq!(subset(&c), ["v3"]);
+
+        std::fs::remove_file(&f).unwrap();
+        assert!(c.scan().changed);
+        assert!(c.resources().is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn mesh_settings_come_from_the_istio_configmap() {
+        let text = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    accessLogFile: /dev/stdout
+    outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+    connectTimeout: 1m
+    enableTracing: true
+";
+        let loaded = weft_config::load_str("mesh.yaml", text, &LoadOptions::default());
+        let mut problems = Vec::new();
+        let mesh = mesh_config(&loaded.resources, &mut problems);
+        assert_eq!(mesh.access_log_file, "/dev/stdout");
+        assert_eq!(mesh.outbound_mode, OutboundMode::REGISTRY_ONLY);
+        assert_eq!(mesh.connect_timeout, "60s");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("enableTracing"), "{problems:?}");
+    }
+}

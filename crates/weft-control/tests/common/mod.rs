@@ -1,0 +1,127 @@
+//! Helpers the control plane's tests share: Bookinfo's reference YAML,
+//! a registry of echo backends, snapshots from YAML text, and a weft
+//! proxy connected as a sidecar.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weft_control::server::Snapshot;
+use weft_control::{Context, Mesh};
+
+pub fn shared_dir() -> PathBuf {
+    match std::env::var("WEFT_SHARED") {
+        Ok(dir) => PathBuf::from(dir),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"),
+    }
+}
+
+pub fn bookinfo(file: &str) -> String {
+    let path = shared_dir()
+        .join("reference/istio/bookinfo/networking")
+        .join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e}); set WEFT_SHARED", path.display()))
+}
+
+/// Bookinfo's services on `port`, each instance an echo backend named
+/// after its workload; two client workloads whose sidecars bind their
+/// egress listeners on 127.0.0.2 (Envoy) and 127.0.0.3 (weft).
+pub fn registry(port: u16, backends: &BTreeMap<&str, u16>) -> String {
+    let mut out = String::new();
+    for svc in ["productpage", "details", "reviews", "ratings"] {
+        out += &format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: {svc}, namespace: default}}
+spec:
+  hosts: [{svc}.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: {port}, name: http, protocol: HTTP}}]
+  workloadSelector: {{labels: {{app: {svc}}}}}
+"
+        );
+    }
+    for (workload, backend) in backends {
+        let (app, version) = workload.rsplit_once('-').expect("app-version");
+        out += &format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {workload}, namespace: default}}
+spec:
+  address: 127.0.0.1
+  ports: {{http: {backend}}}
+  labels: {{app: {app}, version: {version}}}
+"
+        );
+    }
+    for (client, ip) in [("client-envoy", "127.0.0.2"), ("client-weft", "127.0.0.3")] {
+        out += &format!(
+            "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {client}, namespace: default}}
+spec:
+  address: {ip}
+  labels: {{app: {client}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: {client}, namespace: default}}
+spec:
+  workloadSelector: {{labels: {{app: {client}}}}}
+  egress:
+  - port: {{number: {port}, protocol: HTTP, name: http}}
+    bind: {ip}
+    captureMode: NONE
+    hosts: [\"./*\"]
+"
+        );
+    }
+    out
+}
+
+pub fn snapshot(yaml: &str, version: u64) -> Snapshot {
+    let loaded = weft_config::load_str("mesh.yaml", yaml, &Default::default());
+    assert!(loaded.issues.is_empty(), "{:?}", loaded.issues);
+    for r in &loaded.resources {
+        let v = weft_config::validate(&r.object);
+        assert!(v.is_empty(), "{}: {v:?}", r.display_name());
+    }
+    Snapshot {
+        ctx: Arc::new(Context::build(&loaded.resources, Mesh::default())),
+        version,
+    }
+}
+
+/// A weft proxy connected to `xds` as the sidecar `node`.
+pub async fn weft_sidecar(node: &str, xds: std::net::SocketAddr) -> weft_proxy::Running {
+    let text = weft_testkit::xds::ads_bootstrap(node, weft_testkit::envoy::free_port(), xds);
+    let boot = weft_envoy::parse_bootstrap("weft", &text).unwrap();
+    let weft = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
+        .await
+        .unwrap();
+    weft_proxy::xds::spawn(&weft.shared, &boot).unwrap();
+    weft
+}
+
+/// An echo backend per Bookinfo workload, by workload name.
+pub async fn backends() -> BTreeMap<&'static str, u16> {
+    let mut backends = BTreeMap::new();
+    for w in [
+        "productpage-v1",
+        "details-v1",
+        "reviews-v1",
+        "reviews-v2",
+        "reviews-v3",
+        "ratings-v1",
+    ] {
+        backends.insert(w, weft_testkit::http::echo_backend(w).await.port());
+    }
+    backends
+}
