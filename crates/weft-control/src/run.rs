@@ -174,7 +174,7 @@ fn debug_response(server: &AdsServer, path: &str) -> hyper::Response<Full<Bytes>
                             )
                         })
                         .collect();
-                    json!({"proxy": p.id, "types": types})
+                    json!({"proxy": p.id, "snapshot": p.snapshot, "types": types})
                 })
                 .collect();
             let body = json!({"version": server.snapshot().version, "proxies": proxies});

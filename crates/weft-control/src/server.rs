@@ -55,6 +55,9 @@ pub struct TypeStatus {
 #[derive(Clone, Debug, Default)]
 pub struct ProxyStatus {
     pub id: String,
+    /// The snapshot version the proxy's resources were last generated
+    /// from (what it was sent is at most this new).
+    pub snapshot: u64,
     pub types: BTreeMap<Kind, TypeStatus>,
 }
 
@@ -165,10 +168,7 @@ impl AdsServer {
         }
         let output = match proxy.kind {
             ProxyKind::Sidecar => gen::sidecar(&snapshot.ctx, proxy),
-            ProxyKind::Router => {
-                tracing::error!(proxy = %proxy.id, "gateway proxies are not generated yet: serving nothing");
-                gen::Output::new()
-            }
+            ProxyKind::Router => gen::gateway(&snapshot.ctx, proxy),
         };
         let mut encoded = Encoded::new();
         for (kind, resources) in output {
@@ -413,6 +413,9 @@ impl AdsServer {
                                 let _ = tx.send(Ok(out));
                             }
                         }
+                        if let Some(p) = self.shared.status.lock().expect("status lock").get_mut(&st.id) {
+                            p.snapshot = snap.version;
+                        }
                     }
                 }
             }
@@ -442,6 +445,7 @@ impl AdsServer {
                 st.id,
                 ProxyStatus {
                     id: proxy.id.clone(),
+                    snapshot: snap.version,
                     types: BTreeMap::new(),
                 },
             );

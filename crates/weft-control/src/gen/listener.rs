@@ -191,7 +191,7 @@ fn fallback(mode: OutboundMode) -> &'static str {
     }
 }
 
-fn rds(table: &str) -> Value {
+pub(crate) fn rds(table: &str) -> Value {
     json!({"rds": {
         "config_source": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
         "route_config_name": table,
@@ -201,10 +201,21 @@ fn rds(table: &str) -> Value {
 /// The HTTP connection manager Istio gives sidecars, with the filters
 /// weft implements: fault, CORS, router.
 fn hcm(ctx: &Context, stat_prefix: &str, routes: Value) -> Value {
+    http_manager(ctx, stat_prefix, routes, false)
+}
+
+/// [`hcm`]; at the edge (`gateway`) the client's address is the remote
+/// address, as Istio's gateways set it.
+pub(crate) fn http_manager(
+    ctx: &Context,
+    stat_prefix: &str,
+    routes: Value,
+    gateway: bool,
+) -> Value {
     let mut config = json!({
         "@type": HCM,
         "stat_prefix": stat_prefix,
-        "use_remote_address": false,
+        "use_remote_address": gateway,
         "upgrade_configs": [{"upgrade_type": "websocket"}],
         "http_filters": [
             {"name": "envoy.filters.http.fault", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}},
@@ -229,7 +240,7 @@ fn access_log(path: &str) -> Value {
     }
 }
 
-fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Value {
+pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Value {
     json!({"name": "envoy.filters.network.tcp_proxy", "typed_config": {
         "@type": TCP_PROXY, "stat_prefix": stat_prefix, "cluster": cluster,
     }})

@@ -19,8 +19,11 @@ use crate::model::{Port, Service};
 
 mod cluster;
 mod endpoint;
+mod gateway;
 mod listener;
 mod route;
+
+pub use gateway::gateway;
 
 /// What kind of proxy asks: a sidecar next to a workload, or a gateway
 /// (Istio's `router`).

@@ -14,7 +14,7 @@ use weft_api::virtual_service::{HttpMatchRequest, HttpRetry, HttpRoute};
 
 use super::cluster::Policy;
 use super::{cluster_name, dur, Proxy};
-use crate::context::{resolve_host, Context, Named};
+use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{Service, DOMAIN};
 
 const DEFAULT_RETRY_ON: &str =
@@ -43,7 +43,7 @@ pub(crate) fn outbound_table(
             continue;
         }
         let routes = match ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh") {
-            Some(vs) => vs_routes(ctx, proxy, vs, port),
+            Some(vs) => vs_routes(ctx, proxy, vs, port, "mesh"),
             None => vec![default_route(ctx, proxy, s, port)],
         };
         hosts.push(json!({
@@ -116,11 +116,14 @@ fn default_route(ctx: &Context, proxy: &Proxy, s: &Service, port: u32) -> Value 
     json!({"name": "default", "match": {"prefix": "/"}, "route": action})
 }
 
-fn vs_routes(
+/// A VirtualService's `http` rules as Envoy routes, for a table on
+/// `port` of `gateway` (`mesh` for sidecars, else `namespace/name`).
+pub(crate) fn vs_routes(
     ctx: &Context,
     proxy: &Proxy,
     vs: &Named<weft_api::virtual_service::VirtualService>,
     port: u32,
+    gateway: &str,
 ) -> Vec<Value> {
     let mut out = Vec::new();
     for rule in &vs.spec.http {
@@ -136,7 +139,7 @@ fn vs_routes(
                     .source_labels
                     .iter()
                     .all(|(k, v)| proxy.labels.get(k) == Some(v))
-                || (!m.gateways.is_empty() && !m.gateways.iter().any(|g| g == "mesh"))
+                || (!m.gateways.is_empty() && !bound_to(&m.gateways, &vs.namespace, gateway))
                 || m.source_namespace
                     .as_ref()
                     .is_some_and(|ns| ns != &proxy.namespace)

@@ -28,7 +28,8 @@ pub fn bookinfo(file: &str) -> String {
 
 /// Bookinfo's services on `port`, each instance an echo backend named
 /// after its workload; two client workloads whose sidecars bind their
-/// egress listeners on 127.0.0.2 (Envoy) and 127.0.0.3 (weft).
+/// egress listeners on 127.0.0.2 (Envoy) and 127.0.0.3 (weft); the
+/// ingress gateway's workload (`istio: ingressgateway`).
 pub fn registry(port: u16, backends: &BTreeMap<&str, u16>) -> String {
     let mut out = String::new();
     for svc in ["productpage", "details", "reviews", "ratings"] {
@@ -60,6 +61,14 @@ spec:
 "
         );
     }
+    out += "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: istio-ingressgateway, namespace: istio-system}
+spec:
+  address: 127.0.0.1
+  labels: {istio: ingressgateway}
+";
     for (client, ip) in [("client-envoy", "127.0.0.2"), ("client-weft", "127.0.0.3")] {
         out += &format!(
             "---
@@ -99,7 +108,7 @@ pub fn snapshot(yaml: &str, version: u64) -> Snapshot {
     }
 }
 
-/// A weft proxy connected to `xds` as the sidecar `node`.
+/// A weft proxy connected to `xds` as `node` (a sidecar or a gateway).
 pub async fn weft_sidecar(node: &str, xds: std::net::SocketAddr) -> weft_proxy::Running {
     let text = weft_testkit::xds::ads_bootstrap(node, weft_testkit::envoy::free_port(), xds);
     let boot = weft_envoy::parse_bootstrap("weft", &text).unwrap();

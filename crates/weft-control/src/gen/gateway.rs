@@ -1,0 +1,226 @@
+//! What a gateway proxy (Istio's `router`) gets: a listener per port of
+//! the Gateways whose selector matches it, route tables `http.PORT` made
+//! of the VirtualServices bound to those Gateways, and clusters for
+//! every service it can see.
+//!
+//! Hosts follow Istio's rules: a server's `hosts` entry `ns/host` admits
+//! VirtualServices of namespace `ns` (`*` any, `.` the Gateway's own)
+//! whose hosts overlap `host`; the virtual host is named by the narrower
+//! of the two; VirtualServices for the same host are merged in order.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use weft_api::gateway::{Gateway, Server};
+use weft_config::host;
+use weft_xds::Kind;
+
+use super::listener::{http_manager, rds, tcp_proxy};
+use super::{cluster, cluster_name, endpoint, route, Output, Proxy, Scope};
+use crate::context::{bound_to, resolve_host, Context, Named};
+use crate::model::{exported_to, Protocol};
+
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
+    let gateways: Vec<&Named<Gateway>> = ctx
+        .gateways
+        .iter()
+        .filter(|g| selects(&g.spec.selector, &proxy.labels))
+        .collect();
+    let mut by_port: BTreeMap<u32, Vec<(&Named<Gateway>, &Server)>> = BTreeMap::new();
+    for g in &gateways {
+        for s in &g.spec.servers {
+            by_port.entry(s.port.number).or_default().push((g, s));
+        }
+    }
+    let mut listeners = Vec::new();
+    let mut routes = Vec::new();
+    for (port, servers) in &by_port {
+        let (gw, first) = servers[0];
+        let protocol = Protocol::parse(&first.port.protocol);
+        if first.tls.is_some() || matches!(protocol, Protocol::Https | Protocol::Tls) {
+            tracing::error!(
+                gateway = %format!("{}/{}", gw.namespace, gw.name),
+                port,
+                "TLS on gateway servers is not implemented by weft yet: port {port} not served"
+            );
+            continue;
+        }
+        let bind = first.bind.clone().unwrap_or_else(|| "0.0.0.0".into());
+        let name = format!("{bind}_{port}");
+        let filter = if protocol.is_http() {
+            let table = format!("http.{port}");
+            routes.push(http_table(ctx, proxy, &table, *port, servers));
+            http_manager(ctx, &format!("outbound_{name}"), rds(&table), true)
+        } else {
+            match tcp_target(ctx, proxy, *port, servers) {
+                Some(cluster) => tcp_proxy(&format!("outbound_{name}"), &cluster),
+                None => continue,
+            }
+        };
+        listeners.push(json!({
+            "name": name,
+            "address": {"socket_address": {"address": bind, "port_value": port}},
+            "filter_chains": [{"filters": [filter]}],
+        }));
+    }
+    let services = ctx
+        .registry
+        .services
+        .iter()
+        .filter(|s| s.visible_from(&proxy.namespace))
+        .collect();
+    let scope = Scope {
+        egress: Vec::new(),
+        ingress: Vec::new(),
+        outbound_mode: ctx.mesh.outbound_mode,
+        services,
+    };
+    let clusters = cluster::sidecar(ctx, proxy, &scope);
+    let endpoints = endpoint::for_clusters(ctx, &clusters);
+    let by_name = |v: Vec<Value>, key: &str| -> BTreeMap<String, Value> {
+        v.into_iter()
+            .map(|r| (r[key].as_str().unwrap_or_default().to_string(), r))
+            .collect()
+    };
+    let mut out = Output::new();
+    out.insert(
+        Kind::Cluster,
+        by_name(clusters.into_iter().map(|c| c.json).collect(), "name"),
+    );
+    out.insert(
+        Kind::ClusterLoadAssignment,
+        by_name(endpoints, "cluster_name"),
+    );
+    out.insert(Kind::Listener, by_name(listeners, "name"));
+    out.insert(Kind::RouteConfiguration, by_name(routes, "name"));
+    out
+}
+
+/// VirtualServices bound to `gw` that a server's `ns/host` entry admits,
+/// with the domain each of their hosts is served under.
+fn bound<'a>(
+    ctx: &'a Context,
+    gw: &Named<Gateway>,
+    server: &Server,
+) -> Vec<(&'a Named<weft_api::virtual_service::VirtualService>, String)> {
+    let gw_name = format!("{}/{}", gw.namespace, gw.name);
+    let mut out = Vec::new();
+    for vs in &ctx.virtual_services {
+        if !bound_to(&vs.spec.gateways, &vs.namespace, &gw_name)
+            || !exported_to(&vs.spec.export_to, &vs.namespace, &gw.namespace)
+        {
+            continue;
+        }
+        for entry in &server.hosts {
+            let (ns, pattern) = entry.split_once('/').unwrap_or(("*", entry));
+            let ns_ok = match ns {
+                "*" => true,
+                "." => vs.namespace == gw.namespace,
+                ns => vs.namespace == ns,
+            };
+            if !ns_ok {
+                continue;
+            }
+            for h in &vs.spec.hosts {
+                let h = resolve_host(h, &vs.namespace);
+                if !host::overlap(pattern, &h) {
+                    continue;
+                }
+                let domain = if host::covers(pattern, &h) {
+                    h
+                } else {
+                    pattern.to_string()
+                };
+                if !out
+                    .iter()
+                    .any(|(v, d): &(&Named<_>, String)| std::ptr::eq(*v, vs) && *d == domain)
+                {
+                    out.push((vs, domain));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn http_table(
+    ctx: &Context,
+    proxy: &Proxy,
+    name: &str,
+    port: u32,
+    servers: &[(&Named<Gateway>, &Server)],
+) -> Value {
+    // Domain → routes, merged in VirtualService order.
+    let mut hosts: Vec<(String, Vec<Value>)> = Vec::new();
+    for (gw, server) in servers {
+        let gw_name = format!("{}/{}", gw.namespace, gw.name);
+        for (vs, domain) in bound(ctx, gw, server) {
+            let routes = route::vs_routes(ctx, proxy, vs, port, &gw_name);
+            match hosts.iter_mut().find(|(d, _)| *d == domain) {
+                Some((_, r)) => r.extend(routes),
+                None => hosts.push((domain, routes)),
+            }
+        }
+    }
+    let virtual_hosts: Vec<Value> = hosts
+        .into_iter()
+        .map(|(domain, routes)| {
+            let domains = if domain == "*" {
+                vec![domain.clone()]
+            } else {
+                vec![domain.clone(), format!("{domain}:{port}")]
+            };
+            json!({
+                "name": format!("{domain}:{port}"),
+                "domains": domains,
+                "routes": routes,
+                "include_request_attempt_count": true,
+            })
+        })
+        .collect();
+    json!({"name": name, "virtual_hosts": virtual_hosts, "validate_clusters": false})
+}
+
+/// The destination of the first VirtualService `tcp` route bound to a
+/// server on `port`.
+fn tcp_target(
+    ctx: &Context,
+    proxy: &Proxy,
+    port: u32,
+    servers: &[(&Named<Gateway>, &Server)],
+) -> Option<String> {
+    for (gw, server) in servers {
+        let gw_name = format!("{}/{}", gw.namespace, gw.name);
+        for (vs, _) in bound(ctx, gw, server) {
+            for tcp in &vs.spec.tcp {
+                let applies = tcp.matches.is_empty()
+                    || tcp.matches.iter().any(|m| {
+                        m.port.is_none_or(|p| p == port)
+                            && (m.gateways.is_empty()
+                                || bound_to(&m.gateways, &vs.namespace, &gw_name))
+                    });
+                if let (true, Some(d)) = (applies, tcp.route.first()) {
+                    let h = resolve_host(&d.destination.host, &vs.namespace);
+                    let p = d.destination.port.as_ref().map(|p| p.number).or_else(|| {
+                        ctx.service(&h).and_then(|s| match s.ports.as_slice() {
+                            [only] => Some(only.number),
+                            _ => None,
+                        })
+                    })?;
+                    return Some(cluster_name(
+                        "outbound",
+                        p,
+                        d.destination.subset.as_deref().unwrap_or(""),
+                        &h,
+                    ));
+                }
+            }
+        }
+    }
+    tracing::warn!(proxy = %proxy.id, port, "no VirtualService tcp route for this gateway port");
+    None
+}
