@@ -6,6 +6,7 @@ use std::time::Duration;
 
 mod control;
 mod proxy;
+mod up;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use weft_analyze::{Level, Suppression};
@@ -98,6 +99,39 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         debounce_ms: u64,
     },
+    /// Run the local mesh on a directory: the control plane, a proxy per
+    /// workload and gateway, and the demo applications.
+    Up {
+        /// Directory of Istio YAML (e.g. examples/bookinfo).
+        dir: PathBuf,
+        /// Who serves the ingress gateway: a weft proxy, or `none` (you
+        /// start one with `weft bootstrap --role gateway`).
+        #[arg(long, value_parser = ["weft", "none"], default_value = "weft")]
+        gateway: String,
+        #[arg(long, default_value = "127.0.0.1:15010")]
+        xds_address: std::net::SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        debug_address: std::net::SocketAddr,
+    },
+    /// Print the Envoy bootstrap that connects a proxy to the control
+    /// plane (what pilot-agent generates for Envoy).
+    Bootstrap {
+        #[arg(long, value_parser = ["sidecar", "gateway"])]
+        role: String,
+        /// The workload (WorkloadEntry or pod) name.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The workload's address.
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: String,
+        #[arg(long, default_value = "127.0.0.1:15010")]
+        xds: std::net::SocketAddr,
+        /// The proxy's admin port (0: any free port).
+        #[arg(long, default_value_t = 15000)]
+        admin_port: u16,
+    },
     /// Show whether each connected proxy accepted its configuration.
     ProxyStatus {
         /// The control plane's debug address.
@@ -163,6 +197,29 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::ProxyStatus { control, output } => {
             control::proxy_status(control, output == "json")
         }
+        Command::Up {
+            dir,
+            gateway,
+            xds_address,
+            debug_address,
+        } => up::run(up::Args {
+            dir,
+            xds: xds_address,
+            debug: debug_address,
+            gateway: if gateway == "none" {
+                weft_local::GatewayMode::None
+            } else {
+                weft_local::GatewayMode::Weft
+            },
+        }),
+        Command::Bootstrap {
+            role,
+            name,
+            namespace,
+            ip,
+            xds,
+            admin_port,
+        } => up::bootstrap(&role, name, namespace, ip, xds, admin_port),
         Command::Proxy {
             config,
             concurrency,

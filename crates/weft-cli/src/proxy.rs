@@ -79,9 +79,14 @@ pub fn run(config: &Path, concurrency: usize, drain: Drain, validate: bool) -> a
 /// Logs to stderr at `WEFT_LOG` (default info); the admin endpoint's
 /// `POST /logging?level=` changes the level while running.
 pub(crate) fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Logging at `default` unless `WEFT_LOG` says otherwise.
+pub(crate) fn init_logging_at(default: &str) {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{reload, EnvFilter};
-    let start = std::env::var("WEFT_LOG").unwrap_or_else(|_| "info".into());
+    let start = std::env::var("WEFT_LOG").unwrap_or_else(|_| default.into());
     let filter = EnvFilter::try_new(&start).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     tracing_subscriber::registry()

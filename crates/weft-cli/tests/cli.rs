@@ -48,7 +48,7 @@ fn examples_analyze_clean_and_validate() {
     let out = weft(&["validate", "-f", "examples/"], "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).starts_with("✔ 60 objects valid"),
+        text(&out.stdout).starts_with("✔ 83 objects valid"),
         "{}",
         text(&out.stdout)
     );
@@ -482,4 +482,48 @@ spec:
     // The sidecar's egress listener is up on its bind address.
     assert!(std::net::TcpStream::connect(("127.0.0.4", egress)).is_ok());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn up_and_bootstrap_arguments() {
+    let out = weft(&["up", "/no/such/dir"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("/no/such/dir: not a directory"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = weft(
+        &[
+            "bootstrap",
+            "--role",
+            "gateway",
+            "--name",
+            "gw",
+            "--namespace",
+            "edge",
+            "--ip",
+            "10.0.0.1",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let boot: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        boot["node"]["id"],
+        "router~10.0.0.1~gw.edge~edge.svc.cluster.local"
+    );
+    // The same file runs under `weft proxy` (and Envoy: the control
+    // plane's tests connect Envoy with it).
+    let dir = std::env::temp_dir().join(format!("weft-cli-boot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("boot.json");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let out = weft(&["proxy", "--validate", "-c", path.to_str().unwrap()], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let out = weft(&["bootstrap", "--role", "mesh", "--name", "x"], "");
+    assert_eq!(out.status.code(), Some(2));
 }

@@ -13,6 +13,7 @@
 //!   every file and object) and mesh settings;
 //! - `run`: all of it assembled, with the debug endpoint.
 
+pub mod bootstrap;
 pub mod context;
 pub mod gen;
 pub mod model;

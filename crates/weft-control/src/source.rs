@@ -57,11 +57,43 @@ impl ConfigDir {
     }
 
     /// Every good object, in file order then document order (earlier
-    /// wins where Istio would let the older object win).
+    /// wins where Istio would let the older object win). An object
+    /// defined in two files (same kind, namespace and name) is taken
+    /// from the file written last, as if that file had been applied
+    /// last: copying a file in overrides, removing it restores.
     pub fn resources(&self) -> Vec<Resource> {
+        let winners = self.winners();
         self.files
-            .values()
-            .flat_map(|f| f.resources.iter().cloned())
+            .iter()
+            .flat_map(|(path, f)| {
+                let winners = &winners;
+                f.resources
+                    .iter()
+                    .filter(move |r| winners.get(&key(r)).is_none_or(|w| w == path))
+                    .cloned()
+            })
+            .collect()
+    }
+
+    /// For each object defined in more than one file, the file it is
+    /// taken from.
+    fn winners(&self) -> BTreeMap<(String, String, String), PathBuf> {
+        let mut seen: BTreeMap<(String, String, String), Vec<&PathBuf>> = BTreeMap::new();
+        for (path, f) in &self.files {
+            for r in &f.resources {
+                seen.entry(key(r)).or_default().push(path);
+            }
+        }
+        seen.into_iter()
+            .filter(|(_, paths)| paths.len() > 1)
+            .map(|(k, paths)| {
+                let newest = paths
+                    .iter()
+                    .max_by_key(|p| (self.files[**p].stamp.0, (**p).clone()))
+                    .map(|p| (*p).clone())
+                    .expect("at least two");
+                (k, newest)
+            })
             .collect()
     }
 
@@ -100,6 +132,14 @@ impl ConfigDir {
                     .all(|(a, b)| a.object == b.object);
             scan.changed |= !same;
             self.files.insert(path, FileState { stamp, resources });
+        }
+        if scan.changed {
+            for ((kind, ns, name), from) in self.winners() {
+                scan.problems.push(format!(
+                    "{kind} {ns}/{name} is defined in more than one file; using {} (written last)",
+                    from.display()
+                ));
+            }
         }
         scan
     }
@@ -246,9 +286,8 @@ spec:
     - destination: {host: reviews, subset: SUBSET}
 ";
 
-    fn dir() -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("weft-source-{}-{}", std::process::id(), line!()));
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("weft-source-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
@@ -266,7 +305,7 @@ spec:
 
     #[test]
     fn bad_files_and_objects_keep_their_last_good_version() {
-        let d = dir();
+        let d = dir("bad");
         let f = d.join("vs.yaml");
         std::fs::write(&f, VS.replace("SUBSET", "v1")).unwrap();
         let mut c = ConfigDir::new(&d);
@@ -306,6 +345,31 @@ spec:
         std::fs::remove_file(&f).unwrap();
         assert!(c.scan().changed);
         assert!(c.resources().is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn an_object_in_two_files_comes_from_the_one_written_last() {
+        let d = dir("two");
+        std::fs::write(d.join("a.yaml"), VS.replace("SUBSET", "v1")).unwrap();
+        let mut c = ConfigDir::new(&d);
+        c.scan();
+        // A later modification time than a.yaml's, whatever the clock's
+        // granularity.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(d.join("b.yaml"), VS.replace("SUBSET", "v2")).unwrap();
+        let s = c.scan();
+        assert!(s.changed);
+        assert!(
+            s.problems
+                .iter()
+                .any(|p| p.contains("b.yaml") && p.contains("written last")),
+            "{s:?}"
+        );
+        assert_eq!(subset(&c), ["v2"]);
+        std::fs::remove_file(d.join("b.yaml")).unwrap();
+        c.scan();
+        assert_eq!(subset(&c), ["v1"]);
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -1,0 +1,120 @@
+//! `weft up DIR` (the local mesh) and `weft bootstrap` (the bootstrap
+//! that connects any xDS proxy, Envoy included, to the control plane).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weft_control::bootstrap::Identity;
+use weft_control::ProxyKind;
+
+pub struct Args {
+    pub dir: PathBuf,
+    pub xds: SocketAddr,
+    pub debug: SocketAddr,
+    pub gateway: weft_local::GatewayMode,
+}
+
+/// Exit codes: 0 after Ctrl-C / SIGTERM, 1 when the directory cannot be
+/// read or describes something that cannot run, 2 when an address is
+/// taken.
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    // The summary below is what a newcomer reads; the proxies' and the
+    // control plane's own logs start at warnings (WEFT_LOG=info for more).
+    crate::proxy::init_logging_at("warn");
+    if !args.dir.is_dir() {
+        eprintln!("error: {}: not a directory", args.dir.display());
+        return Ok(1);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut opts = weft_local::Options::new(&args.dir);
+        opts.control.xds = args.xds;
+        opts.control.debug = args.debug;
+        opts.gateway = args.gateway;
+        let mesh = match weft_local::start(opts).await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: {e}");
+                let taken = matches!(
+                    &e,
+                    weft_local::UpError::Control(_)
+                        | weft_local::UpError::Demo { source: weft_demo::DemoError::Bind { .. }, .. }
+                );
+                return Ok(if taken { 2 } else { 1 });
+            }
+        };
+        let problems = mesh.settle(Duration::from_secs(10)).await;
+        println!(
+            "weft up: control plane on {} (debug http://{}), watching {}",
+            mesh.control.xds,
+            mesh.control.debug,
+            args.dir.display()
+        );
+        for (who, admin) in &mesh.proxies {
+            let role = match who.kind {
+                ProxyKind::Sidecar => "sidecar",
+                ProxyKind::Router => "gateway",
+            };
+            let admin = admin.map(|a| format!("admin http://{a}")).unwrap_or_default();
+            println!("  {role:<8} {}.{} {admin}", who.name, who.namespace);
+        }
+        for a in &mesh.plan.apps {
+            println!("  app      {} on {}", a.workload, a.listen);
+        }
+        if args.gateway == weft_local::GatewayMode::None {
+            for who in mesh.plan.proxies.iter().filter(|p| p.kind == ProxyKind::Router) {
+                println!(
+                    "  gateway {}.{} left to you: weft bootstrap --role gateway --name {} --namespace {} --ip {} --xds {} > gw.json && envoy -c gw.json",
+                    who.name, who.namespace, who.name, who.namespace, who.ip, mesh.control.xds
+                );
+            }
+        }
+        for p in &problems {
+            eprintln!("warning: {p}");
+        }
+        for port in &mesh.plan.gateway_ports {
+            println!("\nSend requests to http://127.0.0.1:{port}/ (Bookinfo: http://127.0.0.1:{port}/productpage)");
+        }
+        println!("Edit the YAML in {} to change routing; Ctrl-C stops everything.", args.dir.display());
+        shutdown_signal().await;
+        println!("weft up: stopping");
+        drop(mesh);
+        Ok(0)
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+pub fn bootstrap(
+    role: &str,
+    name: String,
+    namespace: String,
+    ip: String,
+    xds: SocketAddr,
+    admin: u16,
+) -> anyhow::Result<u8> {
+    let kind = match role {
+        "sidecar" => ProxyKind::Sidecar,
+        "gateway" | "router" => ProxyKind::Router,
+        other => anyhow::bail!("--role {other:?}: expected sidecar or gateway"),
+    };
+    let who = Identity {
+        kind,
+        name,
+        namespace,
+        ip,
+    };
+    let text = serde_json::to_string_pretty(&weft_control::bootstrap::envoy(&who, xds, admin))?;
+    println!("{text}");
+    Ok(0)
+}

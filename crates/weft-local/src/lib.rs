@@ -1,0 +1,291 @@
+//! The local mesh, `weft up DIR`: everything a mesh needs on one machine
+//! without Kubernetes, from a directory of Istio YAML.
+//!
+//! What runs is read from Istio's own resources (no weft-specific kind):
+//! - the control plane on DIR (`weft control`);
+//! - a gateway proxy for every WorkloadEntry a Gateway's selector picks;
+//! - a sidecar proxy for every other WorkloadEntry whose Sidecar resource
+//!   has `captureMode: NONE` listeners (the way Istio runs a proxy
+//!   without iptables);
+//! - the demo application of every WorkloadEntry annotated
+//!   `weft.dev/demo: bookinfo` (by its `app` and `version` labels),
+//!   listening at its Sidecar ingress `defaultEndpoint` and calling other
+//!   services through its Sidecar egress `bind:port`.
+//!
+//! Proxies are weft proxies in this process, connected to the control
+//! plane over ADS like any other; `Gateway::None` leaves the gateway to
+//! an outside proxy (`weft bootstrap --role gateway` prints its Envoy
+//! bootstrap).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use weft_api::Spec;
+use weft_config::Resource;
+use weft_control::bootstrap::{self, Identity};
+use weft_control::context::Context;
+use weft_control::registry::namespace_of;
+use weft_control::ProxyKind;
+use weft_demo::App;
+
+/// The annotation that asks `weft up` to run a demo application for a
+/// WorkloadEntry.
+pub const DEMO_ANNOTATION: &str = "weft.dev/demo";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GatewayMode {
+    /// A weft proxy in this process.
+    Weft,
+    /// Left to a proxy started by the user.
+    None,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub control: weft_control::run::Options,
+    pub gateway: GatewayMode,
+}
+
+impl Options {
+    pub fn new(dir: impl Into<PathBuf>) -> Options {
+        Options {
+            control: weft_control::run::Options::new(dir),
+            gateway: GatewayMode::Weft,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error("{0}")]
+    Control(#[from] weft_control::server::ServeError),
+    #[error("{workload}: {source}")]
+    Demo {
+        workload: String,
+        source: weft_demo::DemoError,
+    },
+    #[error("{workload}: the demo application needs a Sidecar ingress defaultEndpoint (127.0.0.1:PORT), found {found:?}")]
+    NoEndpoint {
+        workload: String,
+        found: Option<String>,
+    },
+    #[error("proxy {node}: {message}")]
+    Proxy { node: String, message: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct AppPlan {
+    pub workload: String,
+    pub app: App,
+    pub listen: SocketAddr,
+    pub egress: Option<SocketAddr>,
+}
+
+/// What `weft up` will run for a directory.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub proxies: Vec<Identity>,
+    pub apps: Vec<AppPlan>,
+    /// Gateway ports clients can use (`http://127.0.0.1:PORT/`).
+    pub gateway_ports: Vec<u32>,
+}
+
+fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Reads the plan from the directory's objects.
+pub fn plan(resources: &[Resource]) -> Result<Plan, UpError> {
+    use weft_api::sidecar::CaptureMode;
+    let ctx = Context::build(resources, Default::default());
+    let mut plan = Plan::default();
+    for r in resources {
+        let Spec::WorkloadEntry(we) = &r.object.spec else {
+            continue;
+        };
+        let name = r.object.name().to_string();
+        let namespace = namespace_of(&r.object).to_string();
+        let ip = we.address.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let gateways: Vec<_> = ctx
+            .gateways
+            .iter()
+            .filter(|g| selects(&g.spec.selector, &we.labels))
+            .collect();
+        if !gateways.is_empty() {
+            for g in gateways {
+                for s in &g.spec.servers {
+                    if !plan.gateway_ports.contains(&s.port.number) {
+                        plan.gateway_ports.push(s.port.number);
+                    }
+                }
+            }
+            plan.proxies.push(Identity {
+                kind: ProxyKind::Router,
+                name,
+                namespace,
+                ip,
+            });
+            continue;
+        }
+        let sidecar = ctx.sidecar_for(&namespace, &we.labels);
+        let none = |m: Option<CaptureMode>| m == Some(CaptureMode::NONE);
+        let Some(sc) = sidecar.filter(|s| {
+            s.spec.ingress.iter().any(|i| none(i.capture_mode))
+                || s.spec.egress.iter().any(|e| none(e.capture_mode))
+        }) else {
+            continue;
+        };
+        let demo = r
+            .object
+            .meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DEMO_ANNOTATION));
+        if demo.map(String::as_str) == Some("bookinfo") {
+            let label = |k: &str| we.labels.get(k).cloned().unwrap_or_default();
+            let app = App::from_labels(&label("app"), &label("version")).map_err(|source| {
+                UpError::Demo {
+                    workload: name.clone(),
+                    source,
+                }
+            })?;
+            let endpoint = sc
+                .spec
+                .ingress
+                .first()
+                .and_then(|i| i.default_endpoint.clone());
+            let listen = endpoint
+                .as_deref()
+                .and_then(|e| e.parse::<SocketAddr>().ok())
+                .ok_or_else(|| UpError::NoEndpoint {
+                    workload: name.clone(),
+                    found: endpoint.clone(),
+                })?;
+            let egress = sc.spec.egress.iter().find_map(|e| {
+                let ip = e.bind.as_deref()?.parse().ok()?;
+                Some(SocketAddr::new(
+                    ip,
+                    u16::try_from(e.port.as_ref()?.number).ok()?,
+                ))
+            });
+            plan.apps.push(AppPlan {
+                workload: name.clone(),
+                app,
+                listen,
+                egress,
+            });
+        }
+        plan.proxies.push(Identity {
+            kind: ProxyKind::Sidecar,
+            name,
+            namespace,
+            ip,
+        });
+    }
+    Ok(plan)
+}
+
+/// A running local mesh; everything stops when it is dropped.
+pub struct Running {
+    pub control: weft_control::run::Running,
+    pub plan: Plan,
+    /// Each started proxy and its admin address.
+    pub proxies: Vec<(Identity, Option<SocketAddr>)>,
+    handles: Vec<weft_proxy::Running>,
+    apps: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for h in &self.handles {
+            h.shared.shutdown();
+        }
+        for a in &self.apps {
+            a.abort();
+        }
+    }
+}
+
+pub async fn start(opts: Options) -> Result<Running, UpError> {
+    let mut dir = weft_control::source::ConfigDir::new(&opts.control.config_dir);
+    dir.scan();
+    let plan = plan(&dir.resources())?;
+    let control = weft_control::run::start(opts.control.clone()).await?;
+    let mut apps = Vec::new();
+    for a in &plan.apps {
+        let (_, task) = weft_demo::serve(a.app.clone(), &a.workload, a.listen, a.egress)
+            .await
+            .map_err(|source| UpError::Demo {
+                workload: a.workload.clone(),
+                source,
+            })?;
+        apps.push(task);
+    }
+    let mut proxies = Vec::new();
+    let mut handles = Vec::new();
+    for who in &plan.proxies {
+        if who.kind == ProxyKind::Router && opts.gateway == GatewayMode::None {
+            continue;
+        }
+        let node = who.node_id();
+        let fail = |message: String| UpError::Proxy {
+            node: node.clone(),
+            message,
+        };
+        let text = bootstrap::envoy(who, control.xds, 0).to_string();
+        let boot =
+            weft_envoy::parse_bootstrap("bootstrap", &text).map_err(|e| fail(e.to_string()))?;
+        let snapshot = weft_proxy::Snapshot::compile(&boot)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let running = weft_proxy::start(snapshot)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        weft_proxy::xds::spawn(&running.shared, &boot).map_err(fail)?;
+        proxies.push((who.clone(), running.admin));
+        handles.push(running);
+    }
+    Ok(Running {
+        control,
+        plan,
+        proxies,
+        handles,
+        apps,
+    })
+}
+
+impl Running {
+    /// Waits until every started proxy has accepted its configuration;
+    /// the NACKs and proxies still unsynced after `within`.
+    pub async fn settle(&self, within: std::time::Duration) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let status = self.control.server.status();
+            let mut problems = Vec::new();
+            for (who, _) in &self.proxies {
+                let node = who.node_id();
+                match status.iter().find(|p| p.id == node) {
+                    None => problems.push(format!("{node}: not connected")),
+                    Some(p) => {
+                        for (kind, t) in &p.types {
+                            if let Some(n) = &t.nack {
+                                problems.push(format!("{node}: {} rejected: {n}", kind.xds()));
+                            } else if t.sent != t.acked {
+                                problems
+                                    .push(format!("{node}: {} not acknowledged yet", kind.xds()));
+                            }
+                        }
+                        if p.types.len() < 4 {
+                            problems.push(format!("{node}: still subscribing"));
+                        }
+                    }
+                }
+            }
+            if problems.is_empty() || tokio::time::Instant::now() >= deadline {
+                return problems;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! `weft up examples/bookinfo` in-process: the control plane, seven weft
+//! proxies (six sidecars, the ingress gateway) and the Bookinfo demo
+//! applications; the README tour's scenarios applied by copying Istio's
+//! sample VirtualServices into the watched directory.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use weft_testkit::envoy::{free_port, TempDir};
+use weft_testkit::http::{call_at, request, Call, Reply};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The example directory, with the gateway moved to `gw_port` so the
+/// test does not depend on 8080 being free.
+fn example_copy(dir: &Path, gw_port: u16) {
+    for e in std::fs::read_dir(repo().join("examples/bookinfo")).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let text = text.replace("number: 8080", &format!("number: {gw_port}"));
+        std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
+    }
+}
+
+fn tour(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tour").join(name)).unwrap()
+}
+
+async fn get(gw: u16, path: &str, cookie: Option<&str>) -> Reply {
+    let url = format!("http://127.0.0.1:{gw}{path}");
+    let mut headers = vec![("host", "bookinfo.local")];
+    if let Some(c) = cookie {
+        headers.push(("cookie", c));
+    }
+    request("GET", &url, &headers, false)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// Which reviews workload served the product's reviews.
+async fn podname(gw: u16, cookie: Option<&str>) -> String {
+    let r = get(gw, "/api/v1/products/0/reviews", cookie).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    v["podname"].as_str().unwrap_or_default().to_string()
+}
+
+/// Waits until `n` answers in a row come from `want`.
+async fn until_served_by(gw: u16, cookie: Option<&str>, want: &str) {
+    let start = Instant::now();
+    let mut streak = 0;
+    let mut last = String::new();
+    while start.elapsed() < Duration::from_secs(10) {
+        last = podname(gw, cookie).await;
+        streak = if last == want { streak + 1 } else { 0 };
+        if streak == 10 {
+            return;
+        }
+    }
+    panic!("reviews not served by {want} (last: {last}, streak {streak})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookinfo_up_and_the_tour() {
+    let dir = TempDir::new("up");
+    let gw = free_port();
+    example_copy(&dir.0, gw);
+    let mut opts = weft_local::Options::new(&dir.0);
+    opts.control.xds = "127.0.0.1:0".parse().unwrap();
+    opts.control.debug = "127.0.0.1:0".parse().unwrap();
+    let mesh = weft_local::start(opts).await.unwrap();
+    assert_eq!(mesh.plan.apps.len(), 6, "{:?}", mesh.plan);
+    assert_eq!(mesh.proxies.len(), 7, "{:?}", mesh.plan);
+    assert_eq!(mesh.plan.gateway_ports, [u32::from(gw)]);
+    let problems = mesh.settle(Duration::from_secs(20)).await;
+    assert!(problems.is_empty(), "{problems:?}");
+
+    // The page, through the gateway, productpage's sidecar, and the
+    // details and reviews sidecars.
+    let page = get(gw, "/productpage", None).await;
+    assert_eq!(page.status, 200, "{page:?}");
+    for want in [
+        "Book Details",
+        "paperback",
+        "Reviewer1",
+        "Reviews served by: <b>reviews-v",
+    ] {
+        assert!(
+            page.body.contains(want),
+            "{want:?} missing from {}",
+            page.body
+        );
+    }
+    let products = get(gw, "/api/v1/products", None).await;
+    assert!(
+        products.body.contains("The Comedy of Errors"),
+        "{products:?}"
+    );
+    let details = get(gw, "/api/v1/products/0", None).await;
+    assert!(details.body.contains("ISBN-10"), "{details:?}");
+    let ratings = get(gw, "/api/v1/products/0/ratings", None).await;
+    assert!(ratings.body.contains("Reviewer1"), "{ratings:?}");
+    assert_eq!(get(gw, "/admin", None).await.status, 404);
+
+    // Route everything to v1: no stars.
+    std::fs::write(dir.0.join("tour.yaml"), tour("virtual-service-all-v1.yaml")).unwrap();
+    until_served_by(gw, None, "reviews-v1").await;
+    let page = get(gw, "/productpage", None).await;
+    assert!(!page.body.contains("class=\"stars\""), "{}", page.body);
+
+    // Log in as jason: the cookie becomes the end-user header that the
+    // jason → v2 rule matches; everyone else gets v3.
+    let body = b"username=jason&passwd=x";
+    let login = call_at(
+        "127.0.0.1".parse().unwrap(),
+        &Call {
+            method: "POST",
+            port: gw,
+            path: "/login",
+            host: "bookinfo.local",
+            headers: &[("content-type", "application/x-www-form-urlencoded")],
+            body,
+            h2: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(login.status, 302, "{login:?}");
+    let cookie = login
+        .headers
+        .get("set-cookie")
+        .expect("a session cookie")
+        .clone();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    assert_eq!(cookie, "user=jason");
+    std::fs::write(
+        dir.0.join("tour.yaml"),
+        tour("virtual-service-reviews-jason-v2-v3.yaml"),
+    )
+    .unwrap();
+    until_served_by(gw, Some(&cookie), "reviews-v2").await;
+    until_served_by(gw, None, "reviews-v3").await;
+    let page = get(gw, "/productpage", Some(&cookie)).await;
+    assert!(page.body.contains("data-color=\"black\""), "{}", page.body);
+    let page = get(gw, "/productpage", None).await;
+    assert!(page.body.contains("data-color=\"red\""), "{}", page.body);
+
+    // Ratings abort for jason: his reviews say ratings are unavailable.
+    std::fs::write(
+        dir.0.join("tour-ratings.yaml"),
+        tour("virtual-service-ratings-test-abort.yaml"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let page = get(gw, "/productpage", Some(&cookie)).await;
+        if page
+            .body
+            .contains("Ratings service is currently unavailable")
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", page.body);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let page = get(gw, "/productpage", None).await;
+    assert!(
+        page.body.contains("data-color=\"red\""),
+        "others still see ratings: {}",
+        page.body
+    );
+
+    // The seeds' redirect and rewrite on the gateway.
+    std::fs::write(
+        dir.0.join("tour-gw.yaml"),
+        tour("gateway-redirect-rewrite.yaml"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let ask = |path: &'static str| async move {
+        let url = format!("http://127.0.0.1:{gw}{path}");
+        request("GET", &url, &[("host", "bookinfo.example")], false)
+            .await
+            .unwrap()
+    };
+    while ask("/yunwei").await.status != 301 {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = ask("/yunwei").await;
+    assert_eq!(
+        r.headers.get("location").map(String::as_str),
+        Some("http://blog.csdn.net/weixin_43279138?type=blog")
+    );
+    let r = ask("/receiveapi/api/v1/products").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("The Comedy of Errors"), "{r:?}");
+
+    // The seeds' circuit breaker replaces the ratings rule and is accepted.
+    std::fs::write(
+        dir.0.join("tour-cb.yaml"),
+        tour("ratings-circuit-breaker.yaml"),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let problems = mesh.settle(Duration::from_secs(5)).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let ratings = get(gw, "/api/v1/products/0/ratings", None).await;
+    assert_eq!(ratings.status, 200, "{ratings:?}");
+}
