@@ -61,7 +61,7 @@ async fn shutdown_signal() {
 }
 
 /// A plain HTTP/1.0 GET; the debug endpoint is local and tiny.
-fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
         format!("cannot reach the control plane at {addr} (is `weft control` running?)")
     })?;
@@ -73,7 +73,11 @@ fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
         .split_once("\r\n\r\n")
         .context("malformed answer from the control plane")?;
     if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        anyhow::bail!("{addr}{path}: {}", head.lines().next().unwrap_or_default());
+        anyhow::bail!(
+            "{addr}{path}: {} {}",
+            head.lines().next().unwrap_or_default(),
+            body.trim()
+        );
     }
     Ok(body.to_string())
 }

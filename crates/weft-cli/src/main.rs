@@ -6,6 +6,7 @@ use std::time::Duration;
 
 mod control;
 mod proxy;
+mod proxy_config;
 mod up;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -132,6 +133,18 @@ enum Command {
         #[arg(long, default_value_t = 15000)]
         admin_port: u16,
     },
+    /// Show the configuration the control plane serves a proxy, as
+    /// istioctl's tables.
+    ProxyConfig {
+        #[arg(value_parser = ["clusters", "listeners", "routes", "endpoints", "all"])]
+        what: String,
+        /// A node id, or the workload's name.namespace.
+        proxy: String,
+        #[arg(long, default_value = "127.0.0.1:15014")]
+        control: std::net::SocketAddr,
+        #[arg(short = 'o', long, value_parser = ["json", "table"], default_value = "table")]
+        output: String,
+    },
     /// Show whether each connected proxy accepted its configuration.
     ProxyStatus {
         /// The control plane's debug address.
@@ -194,6 +207,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             debug: debug_address,
             debounce: Duration::from_millis(debounce_ms),
         }),
+        Command::ProxyConfig {
+            what,
+            proxy,
+            control,
+            output,
+        } => proxy_config::run(control, &what, &proxy, output == "json"),
         Command::ProxyStatus { control, output } => {
             control::proxy_status(control, output == "json")
         }

@@ -481,6 +481,71 @@ spec:
     );
     // The sidecar's egress listener is up on its bind address.
     assert!(std::net::TcpStream::connect(("127.0.0.4", egress)).is_ok());
+
+    // What it was given, as istioctl's tables, by node id or name.namespace.
+    let out = weft(
+        &[
+            "proxy-config",
+            "clusters",
+            "client.default",
+            "--control",
+            &debug_addr,
+        ],
+        "",
+    );
+    let table = text(&out.stdout);
+    let rows = |t: &str| -> Vec<String> {
+        t.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect()
+    };
+    assert!(
+        table.starts_with("SERVICE FQDN"),
+        "{table}{}",
+        text(&out.stderr)
+    );
+    let want = format!("echo.default.svc.cluster.local {egress} - outbound EDS");
+    assert!(rows(&table).contains(&want), "{table}");
+    let out = weft(
+        &["proxy-config", "listeners", node, "--control", &debug_addr],
+        "",
+    );
+    let want = format!("127.0.0.4 {egress} ALL Route: {egress}");
+    assert!(
+        rows(&text(&out.stdout)).contains(&want),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = weft(
+        &[
+            "proxy-config",
+            "routes",
+            "client.default",
+            "--control",
+            &debug_addr,
+            "-o",
+            "json",
+        ],
+        "",
+    );
+    let routes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(routes["routes"][0]["name"], egress.to_string());
+    let out = weft(
+        &[
+            "proxy-config",
+            "endpoints",
+            "nobody.default",
+            "--control",
+            &debug_addr,
+        ],
+        "",
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("no connected proxy"),
+        "{}",
+        text(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -3,7 +3,7 @@
 //! the lookups every generator shares — which services a proxy sees,
 //! which VirtualService routes a host, which DestinationRule applies.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use weft_api::destination_rule::DestinationRule;
 use weft_api::gateway::Gateway;
@@ -53,6 +53,26 @@ pub struct Context {
     pub destination_rules: Vec<Named<DestinationRule>>,
     pub sidecars: Vec<Named<Sidecar>>,
     pub gateways: Vec<Named<Gateway>>,
+    index: Index,
+}
+
+/// Lookups by host, so that generating for thousands of services stays
+/// linear: positions in the vectors above, in their order.
+#[derive(Clone, Debug, Default)]
+struct Index {
+    services: HashMap<String, usize>,
+    /// VirtualServices by each exact host they name (FQDN-resolved).
+    vs_exact: HashMap<String, Vec<usize>>,
+    /// VirtualServices naming some wildcard host.
+    vs_wildcard: Vec<usize>,
+    dr_exact: HashMap<String, Vec<usize>>,
+    dr_wildcard: Vec<usize>,
+}
+
+fn push_unique(v: &mut Vec<usize>, i: usize) {
+    if v.last() != Some(&i) {
+        v.push(i);
+    }
 }
 
 /// A host as written in a VirtualService, DestinationRule or Sidecar of
@@ -93,14 +113,37 @@ impl Context {
                 _ => {}
             }
         }
+        let mut index = Index::default();
+        for (i, s) in ctx.registry.services.iter().enumerate() {
+            index.services.entry(s.hostname.clone()).or_insert(i);
+        }
+        for (i, vs) in ctx.virtual_services.iter().enumerate() {
+            for h in &vs.spec.hosts {
+                let h = resolve_host(h, &vs.namespace);
+                if h.contains('*') {
+                    push_unique(&mut index.vs_wildcard, i);
+                } else {
+                    push_unique(index.vs_exact.entry(h).or_default(), i);
+                }
+            }
+        }
+        for (i, dr) in ctx.destination_rules.iter().enumerate() {
+            let h = resolve_host(&dr.spec.host, &dr.namespace);
+            if h.contains('*') {
+                index.dr_wildcard.push(i);
+            } else {
+                index.dr_exact.entry(h).or_default().push(i);
+            }
+        }
+        ctx.index = index;
         ctx
     }
 
     pub fn service(&self, hostname: &str) -> Option<&Service> {
-        self.registry
+        self.index
             .services
-            .iter()
-            .find(|s| s.hostname == hostname)
+            .get(hostname)
+            .map(|i| &self.registry.services[*i])
     }
 
     /// The Sidecar resource that applies to a workload: the one of its
@@ -138,26 +181,24 @@ impl Context {
         namespace: &str,
         gateway: &str,
     ) -> Option<&Named<VirtualService>> {
-        let candidates = || {
-            self.virtual_services.iter().filter(move |vs| {
-                exported_to(&vs.spec.export_to, &vs.namespace, namespace)
-                    && bound_to(&vs.spec.gateways, &vs.namespace, gateway)
-            })
+        let usable = |vs: &&Named<VirtualService>| {
+            exported_to(&vs.spec.export_to, &vs.namespace, namespace)
+                && bound_to(&vs.spec.gateways, &vs.namespace, gateway)
         };
-        candidates()
+        let exact = self.index.vs_exact.get(hostname).into_iter().flatten();
+        if let Some(vs) = exact.map(|i| &self.virtual_services[*i]).find(usable) {
+            return Some(vs);
+        }
+        self.index
+            .vs_wildcard
+            .iter()
+            .map(|i| &self.virtual_services[*i])
+            .filter(usable)
             .find(|vs| {
                 vs.spec
                     .hosts
                     .iter()
-                    .any(|h| resolve_host(h, &vs.namespace) == hostname)
-            })
-            .or_else(|| {
-                candidates().find(|vs| {
-                    vs.spec
-                        .hosts
-                        .iter()
-                        .any(|h| host::covers(&resolve_host(h, &vs.namespace), hostname))
-                })
+                    .any(|h| host::covers(&resolve_host(h, &vs.namespace), hostname))
             })
     }
 
@@ -171,20 +212,32 @@ impl Context {
         service_namespace: &str,
     ) -> Option<&Named<DestinationRule>> {
         let order = [namespace, service_namespace, &self.mesh.root_namespace];
+        let usable = |ns: &str, dr: &&Named<DestinationRule>| {
+            dr.namespace == ns
+                && dr.spec.workload_selector.is_none()
+                && exported_to(&dr.spec.export_to, &dr.namespace, namespace)
+        };
+        let exact: Vec<&Named<DestinationRule>> = self
+            .index
+            .dr_exact
+            .get(hostname)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.destination_rules[*i])
+            .collect();
         for ns in order {
-            let in_ns = || {
-                self.destination_rules.iter().filter(move |dr| {
-                    dr.namespace == ns
-                        && dr.spec.workload_selector.is_none()
-                        && exported_to(&dr.spec.export_to, &dr.namespace, namespace)
-                })
-            };
-            let exact = in_ns().find(|dr| resolve_host(&dr.spec.host, &dr.namespace) == hostname);
-            if let Some(dr) = exact.or_else(|| {
-                in_ns()
-                    .find(|dr| host::covers(&resolve_host(&dr.spec.host, &dr.namespace), hostname))
-            }) {
+            if let Some(dr) = exact.iter().find(|dr| usable(ns, dr)) {
                 return Some(dr);
+            }
+            let wildcard = self
+                .index
+                .dr_wildcard
+                .iter()
+                .map(|i| &self.destination_rules[*i])
+                .filter(|dr| usable(ns, dr))
+                .find(|dr| host::covers(&resolve_host(&dr.spec.host, &dr.namespace), hostname));
+            if wildcard.is_some() {
+                return wildcard;
             }
         }
         None

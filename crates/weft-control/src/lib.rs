@@ -21,6 +21,7 @@ pub mod registry;
 pub mod run;
 pub mod server;
 pub mod source;
+pub mod support;
 
 pub use context::{Context, Mesh};
 pub use gen::{Proxy, ProxyKind};

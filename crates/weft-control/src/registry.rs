@@ -20,6 +20,8 @@ pub struct Registry {
     pub services: Vec<Service>,
     pub endpoints: Vec<Endpoint>,
     pub workloads: Vec<Workload>,
+    /// Endpoint positions by service hostname and service port.
+    by_port: HashMap<String, HashMap<u32, Vec<usize>>>,
 }
 
 /// An object's namespace, `default` when the manifest leaves it out (as
@@ -64,6 +66,50 @@ impl Instance {
             locality: e.locality.clone(),
         }
     }
+}
+
+/// Positions of items by namespace and by label, so that a selector
+/// finds its workloads without looking at every workload of the mesh.
+struct ByLabel {
+    by_label: HashMap<(String, String, String), Vec<usize>>,
+    by_ns: HashMap<String, Vec<usize>>,
+}
+
+impl ByLabel {
+    fn new<'a>(items: impl Iterator<Item = (&'a str, &'a BTreeMap<String, String>)>) -> ByLabel {
+        let mut idx = ByLabel {
+            by_label: HashMap::new(),
+            by_ns: HashMap::new(),
+        };
+        for (i, (ns, labels)) in items.enumerate() {
+            idx.by_ns.entry(ns.to_string()).or_default().push(i);
+            for (k, v) in labels {
+                idx.by_label
+                    .entry((ns.to_string(), k.clone(), v.clone()))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        idx
+    }
+
+    /// Candidates in `ns` for `selector` (every item of `ns` when it is
+    /// empty); callers still check every label.
+    fn candidates(&self, ns: &str, selector: &BTreeMap<String, String>) -> &[usize] {
+        let found = match selector.iter().next() {
+            Some((k, v)) => self.by_label.get(&(ns.to_string(), k.clone(), v.clone())),
+            None => self.by_ns.get(ns),
+        };
+        found.map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The workloads a ServiceEntry's selector may pick, with their indexes.
+struct Workloads<'a> {
+    entries: &'a [(&'a str, &'a weft_api::service_entry::WorkloadEntry)],
+    entries_by: &'a ByLabel,
+    pods: &'a [PodInfo<'a>],
+    pods_by: &'a ByLabel,
 }
 
 struct PodInfo<'a> {
@@ -122,6 +168,8 @@ impl Registry {
                 });
             }
         }
+        let pods_by = ByLabel::new(pods.iter().map(|p| (p.namespace, &p.labels)));
+        let entries_by = ByLabel::new(workload_entries.iter().map(|(ns, we)| (*ns, &we.labels)));
         let mut slices_seen: HashMap<(String, String), bool> = HashMap::new();
         for r in resources {
             match &r.object.spec {
@@ -168,9 +216,11 @@ impl Registry {
                     });
                     let listed = slices_seen.contains_key(&(ns.to_string(), o.name().to_string()));
                     if let (false, Some(selector)) = (listed, spec.selector.as_ref()) {
-                        for p in pods
+                        for p in pods_by
+                            .candidates(ns, selector)
                             .iter()
-                            .filter(|p| p.namespace == ns && selects(selector, &p.labels))
+                            .map(|i| &pods[*i])
+                            .filter(|p| selects(selector, &p.labels))
                         {
                             let Some(ip) = p.ip else { continue };
                             for sp in &k8s_ports {
@@ -192,7 +242,13 @@ impl Registry {
                     }
                 }
                 Spec::ServiceEntry(se) => {
-                    reg.add_service_entry(o, se, &workload_entries, &pods);
+                    let workloads = Workloads {
+                        entries: &workload_entries,
+                        entries_by: &entries_by,
+                        pods: &pods,
+                        pods_by: &pods_by,
+                    };
+                    reg.add_service_entry(o, se, &workloads);
                 }
                 _ => {}
             }
@@ -208,14 +264,23 @@ impl Registry {
                 ((s.namespace.clone(), name), s.ports.clone())
             })
             .collect();
+        let by_name: HashMap<(&str, &str), usize> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ((p.namespace, p.name), i))
+            .collect();
+        let by_ip: HashMap<(&str, &str), usize> = pods
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some(((p.namespace, p.ip?), i)))
+            .collect();
         let pod_labels = |ns: &str, ip: &str, target: Option<&str>| {
-            pods.iter()
-                .find(|p| {
-                    p.namespace == ns
-                        && (target == Some(p.name) || (target.is_none() && p.ip == Some(ip)))
-                })
-                .map(|p| p.labels.clone())
-                .unwrap_or_default()
+            match target {
+                Some(name) => by_name.get(&(ns, name)),
+                None => by_ip.get(&(ns, ip)),
+            }
+            .map(|i| pods[*i].labels.clone())
+            .unwrap_or_default()
         };
         for r in resources {
             let o = &r.object;
@@ -302,16 +367,28 @@ impl Registry {
                 }
             }
         }
+        for (i, e) in reg.endpoints.iter().enumerate() {
+            reg.by_port
+                .entry(e.service.clone())
+                .or_default()
+                .entry(e.service_port)
+                .or_default()
+                .push(i);
+        }
         reg
     }
 
-    fn add_service_entry(
-        &mut self,
-        o: &Object,
-        se: &ServiceEntry,
-        workload_entries: &[(&str, &weft_api::service_entry::WorkloadEntry)],
-        pods: &[PodInfo],
-    ) {
+    /// The instances of a service port.
+    pub fn endpoints_of(&self, service: &str, port: u32) -> impl Iterator<Item = &Endpoint> {
+        self.by_port
+            .get(service)
+            .and_then(|p| p.get(&port))
+            .into_iter()
+            .flatten()
+            .map(|i| &self.endpoints[*i])
+    }
+
+    fn add_service_entry(&mut self, o: &Object, se: &ServiceEntry, w: &Workloads) {
         let ns = namespace_of(o);
         let resolution = match se.resolution.unwrap_or_default() {
             SeResolution::NONE => Resolution::Passthrough,
@@ -331,15 +408,15 @@ impl Registry {
         // Instances: inline endpoints, or the workloads the selector picks.
         let mut instances: Vec<Instance> = se.endpoints.iter().map(Instance::of).collect();
         if let Some(sel) = &se.workload_selector {
-            for (wns, we) in workload_entries {
-                if *wns == ns && selects(&sel.labels, &we.labels) {
+            for i in w.entries_by.candidates(ns, &sel.labels) {
+                let (_, we) = w.entries[*i];
+                if selects(&sel.labels, &we.labels) {
                     instances.push(Instance::of(we));
                 }
             }
-            for p in pods {
-                if let (true, Some(ip)) =
-                    (p.namespace == ns && selects(&sel.labels, &p.labels), p.ip)
-                {
+            for i in w.pods_by.candidates(ns, &sel.labels) {
+                let p = &w.pods[*i];
+                if let (true, Some(ip)) = (selects(&sel.labels, &p.labels), p.ip) {
                     instances.push(Instance {
                         address: ip.to_string(),
                         labels: p.labels.clone(),

@@ -143,9 +143,7 @@ async fn serve_debug(
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let server = server.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(debug_response(&server, req.uri().path()))
-                    }
+                    async move { Ok::<_, std::convert::Infallible>(debug_response(&server, req.uri())) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -156,8 +154,40 @@ async fn serve_debug(
     Ok((local, task))
 }
 
-fn debug_response(server: &AdsServer, path: &str) -> hyper::Response<Full<Bytes>> {
+fn debug_response(server: &AdsServer, uri: &hyper::Uri) -> hyper::Response<Full<Bytes>> {
+    let path = uri.path();
     let (status, body) = match path {
+        "/debug/config_dump" => {
+            let id = uri
+                .query()
+                .unwrap_or_default()
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("proxyID="))
+                .map(|v| v.replace("%7E", "~").replace("%7e", "~"))
+                .unwrap_or_default();
+            match server.config_of(&id) {
+                Some((node, output)) => {
+                    let section = |k: weft_xds::Kind| {
+                        output
+                            .get(&k)
+                            .map(|m| m.values().cloned().collect::<Vec<_>>())
+                            .unwrap_or_default()
+                    };
+                    let body = json!({
+                        "proxy": node,
+                        "clusters": section(weft_xds::Kind::Cluster),
+                        "endpoints": section(weft_xds::Kind::ClusterLoadAssignment),
+                        "listeners": section(weft_xds::Kind::Listener),
+                        "routes": section(weft_xds::Kind::RouteConfiguration),
+                    });
+                    (200, format!("{body:#}\n"))
+                }
+                None => (
+                    404,
+                    format!("no connected proxy {id:?} (see /debug/syncz)\n"),
+                ),
+            }
+        }
         "/ready" => (200, "ready\n".to_string()),
         "/debug/syncz" => {
             let proxies: Vec<_> = server

@@ -55,6 +55,8 @@ pub struct TypeStatus {
 #[derive(Clone, Debug, Default)]
 pub struct ProxyStatus {
     pub id: String,
+    /// The proxy as the control plane understood it (for config dumps).
+    pub proxy: Option<Proxy>,
     /// The snapshot version the proxy's resources were last generated
     /// from (what it was sent is at most this new).
     pub snapshot: u64,
@@ -117,6 +119,22 @@ impl AdsServer {
             .collect()
     }
 
+    /// What the current snapshot gives the connected proxy `id` (a node
+    /// id, or a workload `name.namespace`), in Envoy's JSON form.
+    pub fn config_of(&self, id: &str) -> Option<(String, gen::Output)> {
+        let proxy = self
+            .status()
+            .into_iter()
+            .filter_map(|p| p.proxy)
+            .find(|p| p.id == id || format!("{}.{}", p.name, p.namespace) == id)?;
+        let snapshot = self.snapshot();
+        let output = match proxy.kind {
+            ProxyKind::Sidecar => gen::sidecar(&snapshot.ctx, &proxy),
+            ProxyKind::Router => gen::gateway(&snapshot.ctx, &proxy),
+        };
+        Some((proxy.id, output))
+    }
+
     /// Binds `addr` and serves until the task is dropped.
     pub async fn serve(
         self,
@@ -153,11 +171,7 @@ impl AdsServer {
     /// The proxy's resources for `snapshot`, from the cache when a proxy
     /// of the same shape already asked.
     fn encoded(&self, snapshot: &Snapshot, proxy: &Proxy) -> Arc<Encoded> {
-        // Everything generation reads from the proxy except its id.
-        let shape = format!(
-            "{:?}|{}|{}|{}|{:?}",
-            proxy.kind, proxy.ip, proxy.name, proxy.namespace, proxy.labels
-        );
+        let shape = gen::shape(&snapshot.ctx, proxy);
         {
             let cache = self.shared.cache.lock().expect("cache lock");
             if cache.0 == snapshot.version {
@@ -248,75 +262,99 @@ enum Out {
 }
 
 impl StreamState {
-    /// The subscribed resources of `kind` now.
-    fn current(&self, kind: Kind) -> BTreeMap<String, (Any, u64)> {
-        let names = self.subs.get(&kind).and_then(|s| s.names.as_ref());
-        self.encoded
-            .get(&kind)
-            .map(|all| {
-                all.iter()
-                    .filter(|(n, _)| names.is_none_or(|ns| ns.contains(*n)))
-                    .map(|(n, r)| (n.clone(), r.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// A response for `kind` if what the proxy holds differs from what it
-    /// should (or `force`: it asked).
+    /// should hold, or `force` (it asked). Listeners and clusters go out
+    /// whole (the state of the world); route tables and endpoints only
+    /// where they changed (both ADS variants allow that), and delta
+    /// responses also name what was removed.
     fn respond(&mut self, kind: Kind, force: bool) -> Option<Out> {
-        let current = self.current(kind);
-        let version = self.version.to_string();
-        self.nonce += 1;
-        let nonce = format!("{}-{}", self.id, self.nonce);
+        let encoded = Arc::clone(&self.encoded);
+        let empty = BTreeMap::new();
+        let all = encoded.get(&kind).unwrap_or(&empty);
         let delta = self.delta;
+        let wildcard = matches!(kind, Kind::Listener | Kind::Cluster);
         let sub = self.subs.get_mut(&kind)?;
-        let digests: BTreeMap<String, u64> =
-            current.iter().map(|(n, (_, d))| (n.clone(), *d)).collect();
-        if !force && sub.answered && digests == sub.sent {
+        let subscribed = |n: &String| sub.names.as_ref().is_none_or(|ns| ns.contains(n));
+        // What differs from what the proxy holds, without copying either.
+        let changed: Vec<&String> = all
+            .iter()
+            .filter(|(n, (_, d))| subscribed(n) && sub.sent.get(*n) != Some(d))
+            .map(|(n, _)| n)
+            .collect();
+        let removed: Vec<String> = sub
+            .sent
+            .keys()
+            .filter(|n| !all.contains_key(*n) || !subscribed(n))
+            .cloned()
+            .collect();
+        if !force && sub.answered && changed.is_empty() && removed.is_empty() {
             return None;
         }
+        self.nonce += 1;
+        let nonce = format!("{}-{}", self.id, self.nonce);
+        let version = self.version.to_string();
+        let pick = |names: &mut dyn Iterator<Item = &String>| -> Vec<Any> {
+            names
+                .filter_map(|n| all.get(n))
+                .map(|(a, _)| a.clone())
+                .collect()
+        };
         let out = if delta {
-            let resources = current
-                .iter()
-                .filter(|(n, (_, d))| sub.sent.get(*n) != Some(d))
-                .map(|(n, (any, d))| DeltaResource {
-                    name: n.clone(),
-                    version: format!("{d:016x}"),
-                    resource: Some(any.clone()),
-                    ..Default::default()
-                })
-                .collect::<Vec<_>>();
-            let removed_resources: Vec<String> = sub
-                .sent
-                .keys()
-                .filter(|n| !digests.contains_key(*n))
-                .cloned()
-                .collect();
-            if sub.answered && resources.is_empty() && removed_resources.is_empty() && !force {
-                return None;
-            }
             Out::Delta(DeltaDiscoveryResponse {
                 system_version_info: version.clone(),
-                resources,
+                resources: changed
+                    .iter()
+                    .filter_map(|n| {
+                        let (any, d) = all.get(*n)?;
+                        Some(DeltaResource {
+                            name: (*n).clone(),
+                            version: format!("{d:016x}"),
+                            resource: Some(any.clone()),
+                            ..Default::default()
+                        })
+                    })
+                    .collect(),
                 type_url: kind.type_url(),
-                removed_resources,
+                removed_resources: removed.clone(),
                 nonce: nonce.clone(),
                 ..Default::default()
             })
         } else {
+            let resources = if wildcard {
+                pick(&mut all.keys().filter(|n| subscribed(n)))
+            } else {
+                pick(&mut changed.iter().copied())
+            };
             Out::Sotw(DiscoveryResponse {
                 version_info: version.clone(),
-                resources: current.into_values().map(|(a, _)| a).collect(),
+                resources,
                 type_url: kind.type_url(),
                 nonce: nonce.clone(),
                 ..Default::default()
             })
         };
-        sub.sent = digests;
+        for n in &changed {
+            if let Some((_, d)) = all.get(*n) {
+                sub.sent.insert((*n).clone(), *d);
+            }
+        }
+        for n in &removed {
+            sub.sent.remove(n);
+        }
         sub.nonce = nonce;
         sub.version = version;
         sub.answered = true;
+        if kind == Kind::Cluster {
+            // A cluster Envoy replaces warms again and waits for its
+            // endpoints, even unchanged ones (and holds the CDS ACK until
+            // then): they go out again with the next EDS response.
+            let changed: Vec<String> = changed.into_iter().cloned().collect();
+            if let Some(eds) = self.subs.get_mut(&Kind::ClusterLoadAssignment) {
+                for n in &changed {
+                    eds.sent.remove(n);
+                }
+            }
+        }
         Some(out)
     }
 }
@@ -445,6 +483,7 @@ impl AdsServer {
                 st.id,
                 ProxyStatus {
                     id: proxy.id.clone(),
+                    proxy: Some(proxy.clone()),
                     snapshot: snap.version,
                     types: BTreeMap::new(),
                 },

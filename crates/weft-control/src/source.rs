@@ -200,6 +200,7 @@ fn read_file(path: &Path, prev: &[Resource], problems: &mut Vec<String>) -> Vec<
             .filter(|v| v.severity == Severity::Error)
             .collect();
         if errors.is_empty() {
+            problems.extend(crate::support::unsupported(&r));
             out.push(r);
             continue;
         }

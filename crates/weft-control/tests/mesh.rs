@@ -35,6 +35,11 @@ const CLIENTS: [(&str, &str); 2] = [("envoy", "127.0.0.2"), ("weft", "127.0.0.3"
 
 impl TestMesh {
     async fn start() -> TestMesh {
+        TestMesh::start_with("GRPC").await
+    }
+
+    /// Both proxies speaking `api_type` (GRPC or DELTA_GRPC).
+    async fn start_with(api_type: &str) -> TestMesh {
         let backends = common::backends().await;
         // Bookinfo's port: the gateway's VirtualService names it.
         let port = 9080;
@@ -47,8 +52,12 @@ impl TestMesh {
             .await
             .unwrap();
         let envoy_admin = free_port();
-        let envoy = start_envoy(&ads_bootstrap(NODES[0], envoy_admin, addr), envoy_admin).await;
-        let weft = weft_sidecar(NODES[1], addr).await;
+        let envoy = start_envoy(
+            &common::bootstrap(NODES[0], envoy_admin, addr, api_type),
+            envoy_admin,
+        )
+        .await;
+        let weft = common::weft_sidecar_with(NODES[1], addr, api_type).await;
         let mesh = TestMesh {
             server,
             base,
@@ -350,4 +359,27 @@ async fn bookinfo_gateway_through_envoy_and_weft() {
         }
     }
     assert_eq!(answers[0], answers[1]);
+}
+
+/// The same control plane over incremental (delta) xDS: both proxies
+/// follow routing changes and an endpoint change alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookinfo_over_delta_xds() {
+    let mut mesh = TestMesh::start_with("DELTA_GRPC").await;
+    let port = mesh.port;
+    let host = |svc: &str| format!("{svc}:{port}");
+    mesh.apply(&bookinfo("virtual-service-reviews-jason-v2-v3.yaml"))
+        .await;
+    for _ in 0..3 {
+        let jason = [("end-user", "jason")];
+        assert_eq!(
+            mesh.backend(&host("reviews"), "/", &jason).await,
+            "reviews-v2"
+        );
+        assert_eq!(mesh.backend(&host("reviews"), "/", &[]).await, "reviews-v3");
+    }
+    mesh.apply(&bookinfo("virtual-service-all-v1.yaml")).await;
+    for _ in 0..3 {
+        assert_eq!(mesh.backend(&host("reviews"), "/", &[]).await, "reviews-v1");
+    }
 }

@@ -132,6 +132,25 @@ spec:
         assert!(p["types"][t]["nack"].is_null(), "{t}: {doc}");
     }
 
+    // An endpoint-only change (reviews-v3's instance now listens where
+    // reviews-v1's does) is pushed as EDS alone.
+    let sent = |doc: &serde_json::Value, t: &str| doc["proxies"][0]["types"][t]["sent"].clone();
+    let before = doc;
+    let mut moved = backends.clone();
+    moved.insert("reviews-v3", backends["reviews-v1"]);
+    std::fs::write(dir.0.join("registry.yaml"), registry(port, &moved)).unwrap();
+    until_backend(port, "reviews-v1").await;
+    let r = request("GET", &url, &[], false).await.unwrap();
+    let after: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_ne!(sent(&after, "EDS"), sent(&before, "EDS"), "{after}");
+    for t in ["CDS", "LDS", "RDS"] {
+        assert_eq!(
+            sent(&after, t),
+            sent(&before, t),
+            "{t} was pushed for an endpoint change: {after}"
+        );
+    }
+
     // Removing the VirtualService restores the default route (any version).
     std::fs::remove_file(&vs).unwrap();
     let start = Instant::now();

@@ -31,11 +31,11 @@ pub(crate) fn lb_endpoints(
     labels: &BTreeMap<String, String>,
 ) -> Value {
     let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for e in ctx.registry.endpoints.iter().filter(|e| {
-        e.service == service
-            && e.service_port == port
-            && labels.iter().all(|(k, v)| e.labels.get(k) == Some(v))
-    }) {
+    for e in ctx
+        .registry
+        .endpoints_of(service, port)
+        .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+    {
         let mut lb = json!({"endpoint": {"address": {"socket_address": {
             "address": e.address, "port_value": e.port,
         }}}});

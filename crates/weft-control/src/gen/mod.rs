@@ -152,6 +152,7 @@ pub(crate) fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
         };
     };
     let mut all: Vec<&Service> = Vec::new();
+    let mut taken = std::collections::HashSet::new();
     let egress = sidecar
         .spec
         .egress
@@ -163,7 +164,7 @@ pub(crate) fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
                 .filter(|s| e.hosts.iter().any(|h| imports(h, s, &proxy.namespace)))
                 .collect();
             for s in &services {
-                if !all.iter().any(|a| std::ptr::eq(*a, *s)) {
+                if taken.insert(std::ptr::from_ref::<Service>(s)) {
                     all.push(s);
                 }
             }
@@ -188,6 +189,24 @@ pub(crate) fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
         outbound_mode,
         services: all,
     }
+}
+
+/// What generation reads from a proxy: proxies with the same shape get
+/// the same resources (the server encodes them once per snapshot). The
+/// address matters only to ingress listeners bound at the workload's own
+/// address.
+pub fn shape(ctx: &Context, proxy: &Proxy) -> String {
+    let uses_ip = proxy.kind == ProxyKind::Sidecar
+        && ctx
+            .sidecar_for(&proxy.namespace, &proxy.labels)
+            .is_some_and(|s| s.spec.ingress.iter().any(|i| i.bind.is_none()));
+    format!(
+        "{:?}|{}|{:?}|{}",
+        proxy.kind,
+        proxy.namespace,
+        proxy.labels,
+        if uses_ip { proxy.ip.as_str() } else { "" }
+    )
 }
 
 /// Everything a sidecar gets.

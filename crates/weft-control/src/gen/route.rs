@@ -309,6 +309,9 @@ fn route(
     if let Some(f) = &rule.fault {
         per_filter.insert("envoy.filters.http.fault".into(), fault(f));
     }
+    if let Some(c) = &rule.cors_policy {
+        per_filter.insert("envoy.filters.http.cors".into(), cors(c));
+    }
     if !per_filter.is_empty() {
         r.insert("typed_per_filter_config".into(), Value::Object(per_filter));
     }
@@ -446,6 +449,34 @@ fn fault(f: &weft_api::virtual_service::HttpFaultInjection) -> Value {
         o["abort"] = abort;
     }
     o
+}
+
+/// `corsPolicy` as the CORS filter's per-route policy.
+fn cors(c: &weft_api::virtual_service::CorsPolicy) -> Value {
+    use weft_api::virtual_service::UnmatchedPreflights;
+    let mut origins: Vec<Value> = c.allow_origins.iter().filter_map(string_match).collect();
+    origins.extend(c.allow_origin.iter().map(|o| json!({"exact": o})));
+    let mut p = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": origins,
+        "forward_not_matching_preflights": c.unmatched_preflights != Some(UnmatchedPreflights::IGNORE),
+    });
+    for (key, list) in [
+        ("allow_methods", &c.allow_methods),
+        ("allow_headers", &c.allow_headers),
+        ("expose_headers", &c.expose_headers),
+    ] {
+        if !list.is_empty() {
+            p[key] = json!(list.join(","));
+        }
+    }
+    if let Some(age) = &c.max_age {
+        p["max_age"] = json!(age.as_std().as_secs().to_string());
+    }
+    if let Some(creds) = c.allow_credentials {
+        p["allow_credentials"] = json!(creds);
+    }
+    p
 }
 
 /// gRPC status names as VirtualService `grpcStatus` writes them.

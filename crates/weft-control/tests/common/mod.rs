@@ -110,7 +110,27 @@ pub fn snapshot(yaml: &str, version: u64) -> Snapshot {
 
 /// A weft proxy connected to `xds` as `node` (a sidecar or a gateway).
 pub async fn weft_sidecar(node: &str, xds: std::net::SocketAddr) -> weft_proxy::Running {
-    let text = weft_testkit::xds::ads_bootstrap(node, weft_testkit::envoy::free_port(), xds);
+    weft_sidecar_with(node, xds, "GRPC").await
+}
+
+/// The bootstrap of a proxy speaking `api_type` (GRPC or DELTA_GRPC).
+pub fn bootstrap(node: &str, admin: u16, xds: std::net::SocketAddr, api_type: &str) -> String {
+    let text = weft_testkit::xds::ads_bootstrap(node, admin, xds);
+    let text = text.replace(
+        "\"api_type\":\"GRPC\"",
+        &format!("\"api_type\":\"{api_type}\""),
+    );
+    assert!(text.contains(api_type), "{text}");
+    text
+}
+
+/// [`weft_sidecar`] speaking `api_type`.
+pub async fn weft_sidecar_with(
+    node: &str,
+    xds: std::net::SocketAddr,
+    api_type: &str,
+) -> weft_proxy::Running {
+    let text = bootstrap(node, weft_testkit::envoy::free_port(), xds, api_type);
     let boot = weft_envoy::parse_bootstrap("weft", &text).unwrap();
     let weft = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
         .await
