@@ -51,7 +51,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     })
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("SIGTERM handler");
     tokio::select! {
@@ -125,17 +126,7 @@ pub fn proxy_status(control: SocketAddr, json: bool) -> anyhow::Result<u8> {
         row.push(doc["version"].to_string());
         rows.push(row);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
-        .collect();
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", line.join("   ").trim_end());
-    }
+    crate::proxy_config::table(rows, "   ");
     for n in nacks {
         println!("\n{n}");
     }

@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 use serde_json::Value;
 
-fn table(rows: Vec<Vec<String>>) {
+/// Prints rows as columns as wide as their widest cell, `gap` apart.
+pub(crate) fn table(rows: Vec<Vec<String>>, gap: &str) {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
@@ -19,7 +20,7 @@ fn table(rows: Vec<Vec<String>>) {
             .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", line.join("     ").trim_end());
+        println!("{}", line.join(gap).trim_end());
     }
 }
 
@@ -58,7 +59,7 @@ fn clusters(dump: &Value) {
             _ => vec![name, "-".into(), "-".into(), "-".into(), kind],
         });
     }
-    table(rows);
+    table(rows, "     ");
 }
 
 fn listeners(dump: &Value) {
@@ -94,7 +95,7 @@ fn listeners(dump: &Value) {
             }
         }
     }
-    table(rows);
+    table(rows, "     ");
 }
 
 fn route_match(m: &Value) -> String {
@@ -158,7 +159,7 @@ fn routes(dump: &Value) {
             }
         }
     }
-    table(rows);
+    table(rows, "     ");
 }
 
 fn endpoints(dump: &Value) {
@@ -175,7 +176,7 @@ fn endpoints(dump: &Value) {
             }
         }
     }
-    table(rows);
+    table(rows, "     ");
 }
 
 pub fn run(control: SocketAddr, what: &str, proxy: &str, json: bool) -> anyhow::Result<u8> {

@@ -79,20 +79,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             println!("\nSend requests to http://127.0.0.1:{port}/ (Bookinfo: http://127.0.0.1:{port}/productpage)");
         }
         println!("Edit the YAML in {} to change routing; Ctrl-C stops everything.", args.dir.display());
-        shutdown_signal().await;
+        crate::control::shutdown_signal().await;
         println!("weft up: stopping");
         drop(mesh);
         Ok(0)
     })
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 pub fn bootstrap(

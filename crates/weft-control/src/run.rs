@@ -100,6 +100,13 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
                 let snapshot = build(&dir, version);
                 tracing::info!(version, "configuration changed; pushing");
                 server.publish(snapshot);
+                // The streams build and send their responses right after a
+                // publish; once they have, hand what they freed back to
+                // the system (glibc keeps it otherwise).
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    release_freed_memory();
+                });
             }
         })
     };
@@ -109,6 +116,14 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
         debug,
         tasks: vec![ads_task, debug_task, watcher],
     })
+}
+
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn build(dir: &ConfigDir, version: u64) -> Snapshot {

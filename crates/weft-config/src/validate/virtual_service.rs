@@ -27,25 +27,7 @@ const RETRY_ON: &[&str] = &[
     "unavailable",
 ];
 
-const GRPC_CODES: &[&str] = &[
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
+use weft_api::virtual_service::GRPC_CODES;
 
 pub(super) fn validate(r: &mut Report, vs: &VirtualService) {
     // A VirtualService without hosts can only be a delegate.

@@ -13,10 +13,9 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use weft_api::gateway::{Gateway, Server};
 use weft_config::host;
-use weft_xds::Kind;
 
 use super::listener::{http_manager, rds, tcp_proxy};
-use super::{cluster, cluster_name, endpoint, route, Output, Proxy, Scope};
+use super::{cluster, cluster_name, route, Output, Proxy, Scope};
 use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{exported_to, Protocol};
 
@@ -80,24 +79,7 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
         services,
     };
     let clusters = cluster::sidecar(ctx, proxy, &scope);
-    let endpoints = endpoint::for_clusters(ctx, &clusters);
-    let by_name = |v: Vec<Value>, key: &str| -> BTreeMap<String, Value> {
-        v.into_iter()
-            .map(|r| (r[key].as_str().unwrap_or_default().to_string(), r))
-            .collect()
-    };
-    let mut out = Output::new();
-    out.insert(
-        Kind::Cluster,
-        by_name(clusters.into_iter().map(|c| c.json).collect(), "name"),
-    );
-    out.insert(
-        Kind::ClusterLoadAssignment,
-        by_name(endpoints, "cluster_name"),
-    );
-    out.insert(Kind::Listener, by_name(listeners, "name"));
-    out.insert(Kind::RouteConfiguration, by_name(routes, "name"));
-    out
+    super::output(ctx, clusters, listeners, routes)
 }
 
 /// VirtualServices bound to `gw` that a server's `ns/host` entry admits,

@@ -212,15 +212,26 @@ pub fn shape(ctx: &Context, proxy: &Proxy) -> String {
 /// Everything a sidecar gets.
 pub fn sidecar(ctx: &Context, proxy: &Proxy) -> Output {
     let scope = scope(ctx, proxy);
-    let mut out = Output::new();
     let clusters = cluster::sidecar(ctx, proxy, &scope);
-    let endpoints = endpoint::for_clusters(ctx, &clusters);
     let (listeners, routes) = listener::sidecar(ctx, proxy, &scope);
+    output(ctx, clusters, listeners, routes)
+}
+
+/// Clusters (with the endpoints of the EDS ones), listeners and route
+/// tables, by type and name.
+pub(crate) fn output(
+    ctx: &Context,
+    clusters: Vec<cluster::Generated>,
+    listeners: Vec<Value>,
+    routes: Vec<Value>,
+) -> Output {
     let by_name = |v: Vec<Value>, key: &str| -> BTreeMap<String, Value> {
         v.into_iter()
             .map(|r| (r[key].as_str().unwrap_or_default().to_string(), r))
             .collect()
     };
+    let endpoints = endpoint::for_clusters(ctx, &clusters);
+    let mut out = Output::new();
     out.insert(
         Kind::Cluster,
         by_name(clusters.into_iter().map(|c| c.json).collect(), "name"),

@@ -479,28 +479,9 @@ fn cors(c: &weft_api::virtual_service::CorsPolicy) -> Value {
     p
 }
 
-/// gRPC status names as VirtualService `grpcStatus` writes them.
+/// A `grpcStatus` name (or number) as its code.
 fn grpc_code(name: &str) -> u32 {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    NAMES
+    weft_api::virtual_service::GRPC_CODES
         .iter()
         .position(|n| *n == name)
         .map_or_else(|| name.parse().unwrap_or(2), |i| i as u32)

@@ -1,0 +1,258 @@
+//! The ADS server proxies connect to, state of the world and delta.
+//!
+//! The current mesh view is a [`Snapshot`] in a `watch` channel; each
+//! stream is one task that owns its proxy's state (subscriptions, what
+//! it was sent, nonces), so streams never contend for a lock while
+//! serving. On a new snapshot a stream regenerates its proxy's
+//! resources (shared with every proxy of the same shape through a cache
+//! keyed by the snapshot's version) and sends only the types whose
+//! subscribed resources changed. The per-proxy sync state is published
+//! for `proxy-status`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use weft_xds::discovery::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use weft_xds::discovery::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use weft_xds::Kind;
+
+use crate::context::Context;
+use crate::gen::{self, Proxy, ProxyKind};
+
+mod encode;
+mod stream;
+
+use encode::Encoded;
+use stream::Out;
+
+/// One version of the mesh as served.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub ctx: Arc<Context>,
+    pub version: u64,
+}
+
+/// What `proxy-status` shows for one type of one proxy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeStatus {
+    /// Version of the last response sent.
+    pub sent: String,
+    /// Version the proxy last accepted.
+    pub acked: String,
+    /// The proxy's rejection of the last response, if it rejected it.
+    pub nack: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProxyStatus {
+    pub id: String,
+    /// The proxy as the control plane understood it (for config dumps).
+    pub proxy: Option<Proxy>,
+    /// The snapshot version the proxy's resources were last generated
+    /// from (what it was sent is at most this new).
+    pub snapshot: u64,
+    pub types: BTreeMap<Kind, TypeStatus>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen for xDS on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+struct Shared {
+    snapshot: watch::Sender<Arc<Snapshot>>,
+    /// Encoded resources by proxy shape, reused across snapshots.
+    cache: Mutex<encode::Cache>,
+    status: Mutex<BTreeMap<u64, ProxyStatus>>,
+    next_stream: std::sync::atomic::AtomicU64,
+}
+
+/// Cheap to clone; every clone serves the same snapshot.
+#[derive(Clone)]
+pub struct AdsServer {
+    shared: Arc<Shared>,
+}
+
+impl AdsServer {
+    pub fn new(snapshot: Snapshot) -> AdsServer {
+        let (tx, _) = watch::channel(Arc::new(snapshot));
+        AdsServer {
+            shared: Arc::new(Shared {
+                snapshot: tx,
+                cache: Mutex::new(encode::Cache::default()),
+                status: Mutex::new(BTreeMap::new()),
+                next_stream: 0.into(),
+            }),
+        }
+    }
+
+    /// Serves the next snapshot to every connected proxy.
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.shared.snapshot.send_replace(Arc::new(snapshot));
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.shared.snapshot.borrow().clone()
+    }
+
+    /// Connected proxies and what each has accepted.
+    pub fn status(&self) -> Vec<ProxyStatus> {
+        self.shared
+            .status
+            .lock()
+            .expect("status lock")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// What the current snapshot gives the connected proxy `id` (a node
+    /// id, or a workload `name.namespace`), in Envoy's JSON form.
+    pub fn config_of(&self, id: &str) -> Option<(String, gen::Output)> {
+        let proxy = self
+            .status()
+            .into_iter()
+            .filter_map(|p| p.proxy)
+            .find(|p| p.id == id || format!("{}.{}", p.name, p.namespace) == id)?;
+        let snapshot = self.snapshot();
+        let output = match proxy.kind {
+            ProxyKind::Sidecar => gen::sidecar(&snapshot.ctx, &proxy),
+            ProxyKind::Router => gen::gateway(&snapshot.ctx, &proxy),
+        };
+        Some((proxy.id, output))
+    }
+
+    /// Binds `addr` and serves until the task is dropped.
+    pub async fn serve(
+        self,
+        addr: SocketAddr,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let svc = AggregatedDiscoveryServiceServer::new(self)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(usize::MAX);
+        // No Nagle: a small response must not wait for the proxy's
+        // delayed ACK.
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+            s.inspect(|s| {
+                let _ = s.set_nodelay(true);
+            })
+        });
+        let task = tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                tracing::error!("xDS server stopped: {e}");
+            }
+        });
+        Ok((local, task))
+    }
+
+    /// The proxy's resources for `snapshot`, from the cache when a proxy
+    /// of the same shape already asked.
+    fn encoded(&self, snapshot: &Snapshot, proxy: &Proxy) -> Arc<Encoded> {
+        let shape = gen::shape(&snapshot.ctx, proxy);
+        if let Some(e) = self
+            .shared
+            .cache
+            .lock()
+            .expect("cache lock")
+            .get(&shape, snapshot.version)
+        {
+            return e;
+        }
+        // Generate outside the lock; two streams of one shape may both
+        // do it once, which is cheaper than making every stream wait.
+        let output = match proxy.kind {
+            ProxyKind::Sidecar => gen::sidecar(&snapshot.ctx, proxy),
+            ProxyKind::Router => gen::gateway(&snapshot.ctx, proxy),
+        };
+        let mut cache = self.shared.cache.lock().expect("cache lock");
+        if let Some(e) = cache.get(&shape, snapshot.version) {
+            return e;
+        }
+        cache.encode(&shape, snapshot.version, output, &mut |kind, name, e| {
+            // A generator bug: say so and leave the resource out rather
+            // than send something no proxy can read.
+            tracing::error!(proxy = %proxy.id, "generated {} {name:?} does not encode: {e}", kind.xds());
+        })
+    }
+}
+
+/// Node metadata `LABELS` (what pilot-agent sends) as a string map.
+pub(super) fn metadata_labels(
+    node: &envoy_types::pb::envoy::config::core::v3::Node,
+) -> Option<BTreeMap<String, String>> {
+    use envoy_types::pb::google::protobuf::value::Kind as V;
+    let labels = node.metadata.as_ref()?.fields.get("LABELS")?;
+    let Some(V::StructValue(s)) = &labels.kind else {
+        return None;
+    };
+    Some(
+        s.fields
+            .iter()
+            .filter_map(|(k, v)| match &v.kind {
+                Some(V::StringValue(s)) => Some((k.clone(), s.clone())),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AggregatedDiscoveryService for AdsServer {
+    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
+    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(self.clone().run(request.into_inner(), false, tx));
+        let out =
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).filter_map(|r| match r {
+                Ok(Out::Sotw(r)) => Some(Ok(r)),
+                Ok(Out::Delta(_)) => None,
+                Err(s) => Some(Err(s)),
+            });
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(self.clone().run(request.into_inner(), true, tx));
+        let out =
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).filter_map(|r| match r {
+                Ok(Out::Delta(r)) => Some(Ok(r)),
+                Ok(Out::Sotw(_)) => None,
+                Err(s) => Some(Err(s)),
+            });
+        Ok(Response::new(Box::pin(out)))
+    }
+}
