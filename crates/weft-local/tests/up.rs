@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 use weft_testkit::envoy::{free_port, TempDir};
 use weft_testkit::http::{call_at, request, Call, Reply};
 
+/// The example binds fixed addresses (its apps and sidecars): one mesh at
+/// a time in this test binary.
+static ONE_MESH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -64,6 +68,7 @@ async fn until_served_by(gw: u16, cookie: Option<&str>, want: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bookinfo_up_and_the_tour() {
+    let _one = ONE_MESH.lock().await;
     let dir = TempDir::new("up");
     let gw = free_port();
     example_copy(&dir.0, gw);
@@ -209,4 +214,57 @@ async fn bookinfo_up_and_the_tour() {
     assert!(problems.is_empty(), "{problems:?}");
     let ratings = get(gw, "/api/v1/products/0/ratings", None).await;
     assert_eq!(ratings.status, 200, "{ratings:?}");
+}
+
+/// `--gateway none`: the mesh runs without its gateway, and a real Envoy
+/// started from `weft bootstrap`'s output takes the gateway's place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_joins_as_the_gateway() {
+    let _one = ONE_MESH.lock().await;
+    use weft_control::bootstrap::envoy;
+    let dir = TempDir::new("up-envoy");
+    let gw = free_port();
+    example_copy(&dir.0, gw);
+    let mut opts = weft_local::Options::new(&dir.0);
+    opts.control.xds = "127.0.0.1:0".parse().unwrap();
+    opts.control.debug = "127.0.0.1:0".parse().unwrap();
+    opts.gateway = weft_local::GatewayMode::None;
+    let mesh = weft_local::start(opts).await.unwrap();
+    assert_eq!(mesh.proxies.len(), 6, "no gateway proxy started");
+    let who = mesh
+        .plan
+        .proxies
+        .iter()
+        .find(|p| p.kind == weft_control::ProxyKind::Router)
+        .expect("the plan still names the gateway")
+        .clone();
+    let admin = free_port();
+    let boot = envoy(&who, mesh.control.xds, admin).to_string();
+    let _envoy = weft_testkit::envoy::start_envoy(&boot, admin).await;
+    let start = Instant::now();
+    let page = loop {
+        let url = format!("http://127.0.0.1:{gw}/productpage");
+        if let Ok(r) = request("GET", &url, &[("host", "bookinfo.local")], false).await {
+            if r.status == 200 {
+                break r;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "Envoy gateway never served the page"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        page.body.contains("Book Details") && page.body.contains("Reviewer1"),
+        "{}",
+        page.body
+    );
+    let problems = mesh.settle(Duration::from_secs(10)).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    let status = mesh.control.server.status();
+    assert!(
+        status.iter().any(|p| p.id.starts_with("router~")),
+        "{status:?}"
+    );
 }
