@@ -31,6 +31,8 @@ struct FileState {
 pub struct ConfigDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    /// [`ConfigDir::winners`] as of the last scan.
+    winners: BTreeMap<(String, String, String), PathBuf>,
 }
 
 /// What a rescan found.
@@ -53,6 +55,7 @@ impl ConfigDir {
         ConfigDir {
             dir: dir.into(),
             files: BTreeMap::new(),
+            winners: BTreeMap::new(),
         }
     }
 
@@ -62,11 +65,10 @@ impl ConfigDir {
     /// from the file written last, as if that file had been applied
     /// last: copying a file in overrides, removing it restores.
     pub fn resources(&self) -> Vec<Resource> {
-        let winners = self.winners();
+        let winners = &self.winners;
         self.files
             .iter()
             .flat_map(|(path, f)| {
-                let winners = &winners;
                 f.resources
                     .iter()
                     .filter(move |r| winners.get(&key(r)).is_none_or(|w| w == path))
@@ -134,7 +136,8 @@ impl ConfigDir {
             self.files.insert(path, FileState { stamp, resources });
         }
         if scan.changed {
-            for ((kind, ns, name), from) in self.winners() {
+            self.winners = self.winners();
+            for ((kind, ns, name), from) in &self.winners {
                 scan.problems.push(format!(
                     "{kind} {ns}/{name} is defined in more than one file; using {} (written last)",
                     from.display()

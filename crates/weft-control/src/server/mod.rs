@@ -172,25 +172,17 @@ impl AdsServer {
     /// of the same shape already asked.
     fn encoded(&self, snapshot: &Snapshot, proxy: &Proxy) -> Arc<Encoded> {
         let shape = gen::shape(&snapshot.ctx, proxy);
-        if let Some(e) = self
-            .shared
-            .cache
-            .lock()
-            .expect("cache lock")
-            .get(&shape, snapshot.version)
-        {
-            return e;
-        }
-        // Generate outside the lock; two streams of one shape may both
-        // do it once, which is cheaper than making every stream wait.
-        let output = match proxy.kind {
-            ProxyKind::Sidecar => gen::sidecar(&snapshot.ctx, proxy),
-            ProxyKind::Router => gen::gateway(&snapshot.ctx, proxy),
-        };
+        // Generated under the lock: the other streams of this shape,
+        // woken by the same snapshot, wait for it instead of doing the
+        // same work again.
         let mut cache = self.shared.cache.lock().expect("cache lock");
         if let Some(e) = cache.get(&shape, snapshot.version) {
             return e;
         }
+        let output = match proxy.kind {
+            ProxyKind::Sidecar => gen::sidecar(&snapshot.ctx, proxy),
+            ProxyKind::Router => gen::gateway(&snapshot.ctx, proxy),
+        };
         cache.encode(&shape, snapshot.version, output, &mut |kind, name, e| {
             // A generator bug: say so and leave the resource out rather
             // than send something no proxy can read.
