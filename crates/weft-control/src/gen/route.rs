@@ -232,7 +232,7 @@ fn destination_cluster(
     vs_ns: &str,
     d: &weft_api::common::Destination,
     port: u32,
-) -> (String, Option<u32>) {
+) -> String {
     let host = resolve_host(&d.host, vs_ns);
     let service = ctx.service(&host);
     let p = d.port.as_ref().map(|p| p.number).unwrap_or_else(|| {
@@ -241,10 +241,7 @@ fn destination_cluster(
             _ => port,
         }
     });
-    (
-        cluster_name("outbound", p, d.subset.as_deref().unwrap_or(""), &host),
-        Some(p),
-    )
+    cluster_name("outbound", p, d.subset.as_deref().unwrap_or(""), &host)
 }
 
 fn route(
@@ -337,13 +334,13 @@ fn route_action(
         dests.clone()
     };
     if let [only] = live.as_slice() {
-        let (cluster, _) = destination_cluster(ctx, &vs.namespace, &only.destination, port);
+        let cluster = destination_cluster(ctx, &vs.namespace, &only.destination, port);
         a.insert("cluster".into(), json!(cluster));
     } else {
         let clusters: Vec<Value> = live
             .iter()
             .map(|d| {
-                let (cluster, _) = destination_cluster(ctx, &vs.namespace, &d.destination, port);
+                let cluster = destination_cluster(ctx, &vs.namespace, &d.destination, port);
                 let mut c = json!({"name": cluster, "weight": d.weight.unwrap_or(0).max(0)});
                 if let Some(h) = &d.headers {
                     let mut ops = Map::new();
@@ -391,7 +388,7 @@ fn route_action(
         let policies: Vec<Value> = mirrors
             .into_iter()
             .map(|(d, pct)| {
-                let (cluster, _) = destination_cluster(ctx, &vs.namespace, d, port);
+                let cluster = destination_cluster(ctx, &vs.namespace, d, port);
                 let mut p = json!({"cluster": cluster});
                 if let Some(pct) = pct {
                     p["runtime_fraction"] = json!({"default_value": million(pct)});
