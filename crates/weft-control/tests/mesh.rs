@@ -383,3 +383,98 @@ async fn bookinfo_over_delta_xds() {
         assert_eq!(mesh.backend(&host("reviews"), "/", &[]).await, "reviews-v1");
     }
 }
+
+/// A DestinationRule's circuit breaker and outlier detection, compiled by
+/// the control plane and enforced by Envoy and weft alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destination_rule_circuit_breaking_and_outlier_detection() {
+    let mut mesh = TestMesh::start().await;
+    let port = mesh.port;
+    // The seeds' circuit breaker: one connection, one pending request.
+    mesh.apply(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ratings, namespace: default}
+spec:
+  host: ratings
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1}
+  subsets:
+  - {name: v1, labels: {version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy:
+    outlierDetection:
+      consecutive5xxErrors: 1
+      interval: 1s
+      baseEjectionTime: 60s
+      maxEjectionPercent: 100
+",
+    )
+    .await;
+    // Twenty requests at once, each held 300 ms by the backend: one is
+    // served, one waits, the rest overflow with 503 at once. Both
+    // proxies must shed load; how many exactly depends on how the
+    // twenty connections interleave with the first one, so the shares
+    // are compared, not the counts.
+    let mut shares = Vec::new();
+    for (name, ip) in CLIENTS {
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let url = format!("http://{ip}:{port}/");
+            tasks.push(tokio::spawn(async move {
+                let h = [("host", "ratings"), ("x-test-delay-ms", "300")];
+                request("GET", &url, &h, false).await.map(|r| r.status)
+            }));
+        }
+        let mut ok = 0;
+        let mut overflow = 0u32;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(200) => ok += 1,
+                Ok(503) => overflow += 1,
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(
+            ok >= 1 && overflow >= 10,
+            "{name}: {ok} served, {overflow} shed"
+        );
+        shares.push(overflow);
+    }
+    eprintln!("503s of 20: envoy {} weft {}", shares[0], shares[1]);
+    assert!(
+        shares[0].abs_diff(shares[1]) <= 4,
+        "503s: envoy {} weft {}",
+        shares[0],
+        shares[1]
+    );
+
+    // Outlier detection: reviews-v1 fails with 500 (not retried by
+    // Istio's default policy); after its first failure it is ejected and
+    // no later request reaches it.
+    let fail = [("x-test-fail-on", "reviews-v1;500")];
+    for (name, ip) in CLIENTS {
+        let url = format!("http://{ip}:{port}/");
+        let mut failed = 0;
+        for _ in 0..30 {
+            let mut h = vec![("host", "reviews")];
+            h.extend_from_slice(&fail);
+            let r = request("GET", &url, &h, false).await.unwrap();
+            if r.status == 500 {
+                failed += 1;
+            } else {
+                assert_eq!(r.status, 200, "{name}: {r:?}");
+            }
+        }
+        // Exactly once: v1 is picked at some point ((2/3)^30 that it is
+        // not), fails, and is never picked again.
+        assert_eq!(failed, 1, "{name}: reviews-v1 failed {failed} times");
+    }
+}
