@@ -34,8 +34,6 @@ use weft_xds::Kind;
 const HCM: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
-const HTTP_OPTIONS: &str =
-    "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 const WAIT: Duration = Duration::from_secs(300);
 
 fn socket(port: u16) -> Value {
@@ -48,38 +46,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn bootstrap(node: &str, admin: u16, xds: u16) -> String {
-    json!({
-        "node": {"id": node, "cluster": "bench"},
-        "admin": {"address": socket(admin)},
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "GRPC",
-                "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
-                "set_node_on_first_message_only": true
-            },
-            "cds_config": {"ads": {}, "resource_api_version": "V3"},
-            "lds_config": {"ads": {}, "resource_api_version": "V3"}
-        },
-        "static_resources": {"clusters": [{
-            "name": "xds-grpc",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": HTTP_OPTIONS,
-                    "explicit_http_config": {"http2_protocol_options": {}}
-                }
-            },
-            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": socket(xds)}}
-            ]}]}
-        }]}
-    })
-    .to_string()
 }
 
 fn service(i: usize) -> String {
@@ -254,7 +220,11 @@ async fn run(
     let (admin, port) = (free_port(), free_port());
     let v = xds.push();
     let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, bootstrap(name, admin, xds.addr.port())).unwrap();
+    std::fs::write(
+        &path,
+        weft_testkit::xds::ads_bootstrap(name, admin, xds.addr),
+    )
+    .unwrap();
     let child = Command::new("taskset")
         .args(["-c", "0", program])
         .args(args)

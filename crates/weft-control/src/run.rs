@@ -143,12 +143,7 @@ async fn serve_debug(
     addr: SocketAddr,
     server: AdsServer,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let (listener, local) = crate::server::bind("the debug endpoint", addr).await?;
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {

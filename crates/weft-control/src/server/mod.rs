@@ -65,11 +65,24 @@ pub struct ProxyStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen for xDS on {addr}: {source}")]
+    /// `what` is the endpoint: xDS, or the debug endpoint.
+    #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
+        what: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+/// Binds one of the control plane's listeners; the address it got.
+pub(crate) async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), ServeError> {
+    let fail = |source| ServeError::Bind { what, addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(fail)?;
+    let local = listener.local_addr().map_err(fail)?;
+    Ok((listener, local))
 }
 
 struct Shared {
@@ -140,12 +153,7 @@ impl AdsServer {
         self,
         addr: SocketAddr,
     ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServeError::Bind { addr, source })?;
+        let (listener, local) = bind("xDS", addr).await?;
         let svc = AggregatedDiscoveryServiceServer::new(self)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(usize::MAX);
