@@ -367,7 +367,10 @@ spec:
         .args(["--xds-address", &format!("127.0.0.1:{xds}")])
         .args(["--debug-address", &format!("127.0.0.1:{debug}")])
         .args(["--debounce-ms", &debounce.to_string()])
-        .env("WEFT_LOG", "warn")
+        .env(
+            "WEFT_LOG",
+            std::env::var("WEFT_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -451,7 +454,11 @@ spec:
     let _ = control.kill();
     let _ = control.wait();
     let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(&log);
+    if std::env::var_os("WEFT_LOG").is_none() {
+        let _ = std::fs::remove_file(&log);
+    } else {
+        eprintln!("control plane log: {}", log.display());
+    }
 
     println!(
         "\n{services} services × {endpoints} endpoints (+ a DestinationRule with 2 subsets and a VirtualService each), {proxies} simulated sidecars, debounce {debounce} ms; control plane on core 0, proxies on core 1\n"

@@ -38,6 +38,13 @@ pub struct Resource {
     pub source: Arc<Node>,
 }
 
+/// Lets builders take owned or borrowed resources alike.
+impl AsRef<Resource> for Resource {
+    fn as_ref(&self) -> &Resource {
+        self
+    }
+}
+
 impl Resource {
     /// The origin of a field given by a display path such as
     /// `spec.http[0].route[1].weight` (the nearest existing ancestor when

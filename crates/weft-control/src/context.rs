@@ -98,13 +98,13 @@ impl Context {
     /// Builds the view from objects that already passed validation, in
     /// the order given (earlier wins conflicts, as the older object does
     /// in Istio).
-    pub fn build(resources: &[Resource], mesh: Mesh) -> Context {
+    pub fn build<R: AsRef<Resource>>(resources: &[R], mesh: Mesh) -> Context {
         let mut ctx = Context {
             registry: Registry::build(resources),
             mesh,
             ..Context::default()
         };
-        for r in resources {
+        for r in resources.iter().map(AsRef::as_ref) {
             match &r.object.spec {
                 Spec::VirtualService(vs) => ctx.virtual_services.push(named(r, vs)),
                 Spec::DestinationRule(dr) => ctx.destination_rules.push(named(r, dr)),

@@ -121,7 +121,9 @@ struct PodInfo<'a> {
 }
 
 impl Registry {
-    pub fn build(resources: &[Resource]) -> Registry {
+    pub fn build<R: AsRef<Resource>>(resources: &[R]) -> Registry {
+        let resources: Vec<&Resource> = resources.iter().map(AsRef::as_ref).collect();
+        let resources = &resources[..];
         let mut reg = Registry::default();
         let pods: Vec<PodInfo> = resources
             .iter()

@@ -27,7 +27,9 @@ pub struct Options {
     /// How long changes must be quiet before a push (Istio's
     /// PILOT_DEBOUNCE_AFTER, 100 ms).
     pub debounce: Duration,
-    /// How often the directory is looked at.
+    /// How often the directory is rescanned with no change notified:
+    /// a safety net when the kernel's notifications work, the only way
+    /// to see changes when they do not (then at most every 50 ms).
     pub poll: Duration,
 }
 
@@ -38,7 +40,7 @@ impl Options {
             xds: ([127, 0, 0, 1], 15010).into(),
             debug: ([127, 0, 0, 1], 15014).into(),
             debounce: Duration::from_millis(100),
-            poll: Duration::from_millis(50),
+            poll: Duration::from_secs(1),
         }
     }
 }
@@ -74,8 +76,9 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
         let server = server.clone();
         let opts = opts.clone();
         tokio::spawn(async move {
+            let (mut changes, _notify) = watch(&opts);
             loop {
-                tokio::time::sleep(opts.poll).await;
+                changes.next(opts.poll).await;
                 let scan = dir.scan();
                 for p in &scan.problems {
                     tracing::warn!("{p}");
@@ -83,22 +86,25 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
                 if !scan.changed {
                     continue;
                 }
-                // Debounce: wait until a scan finds nothing new, for at
-                // most ten rounds so a file rewritten forever still
-                // gets pushed.
-                for _ in 0..10 {
-                    tokio::time::sleep(opts.debounce).await;
-                    let again = dir.scan();
-                    for p in &again.problems {
-                        tracing::warn!("{p}");
-                    }
-                    if !again.changed {
-                        break;
-                    }
+                // Debounce (Istio's PILOT_DEBOUNCE_AFTER / _MAX): push once
+                // the directory has been quiet for `debounce`, or after
+                // ten times that while it keeps changing.
+                let started = tokio::time::Instant::now();
+                while started.elapsed() < opts.debounce * 10 && changes.within(opts.debounce).await
+                {
+                }
+                let again = dir.scan();
+                for p in &again.problems {
+                    tracing::warn!("{p}");
                 }
                 version += 1;
+                let t = std::time::Instant::now();
                 let snapshot = build(&dir, version);
-                tracing::info!(version, "configuration changed; pushing");
+                tracing::info!(
+                    version,
+                    build_ms = t.elapsed().as_secs_f64() * 1e3,
+                    "configuration changed; pushing"
+                );
                 server.publish(snapshot);
                 // The streams build and send their responses right after a
                 // publish; once they have, hand what they freed back to
@@ -116,6 +122,68 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
         debug,
         tasks: vec![ads_task, debug_task, watcher],
     })
+}
+
+/// Change notifications for the configuration directory: the kernel's
+/// (inotify) where it gives them, else nothing, and the caller polls.
+struct Changes {
+    rx: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+}
+
+impl Changes {
+    /// Until something under the directory changed, or `poll` passed
+    /// (a rescan then finds what notifications missed: a full inotify
+    /// queue, a file system without them).
+    async fn next(&mut self, poll: Duration) {
+        match &mut self.rx {
+            Some(rx) => {
+                let _ = tokio::time::timeout(poll, rx.recv()).await;
+                while rx.try_recv().is_ok() {}
+            }
+            None => tokio::time::sleep(poll.min(Duration::from_millis(50))).await,
+        }
+    }
+
+    /// Whether anything changed within `d`.
+    async fn within(&mut self, d: Duration) -> bool {
+        match &mut self.rx {
+            Some(rx) => {
+                let changed = matches!(tokio::time::timeout(d, rx.recv()).await, Ok(Some(())));
+                while rx.try_recv().is_ok() {}
+                changed
+            }
+            None => {
+                tokio::time::sleep(d).await;
+                false
+            }
+        }
+    }
+}
+
+/// Starts watching `opts.config_dir`; the watcher must be kept alive.
+fn watch(opts: &Options) -> (Changes, Option<notify::RecommendedWatcher>) {
+    use notify::Watcher;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if e.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })
+    .and_then(|mut w| {
+        w.watch(&opts.config_dir, notify::RecursiveMode::Recursive)
+            .map(|()| w)
+    });
+    match watcher {
+        Ok(w) => (Changes { rx: Some(rx) }, Some(w)),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); rescanning it every {:?}",
+                opts.config_dir.display(),
+                opts.poll.min(Duration::from_millis(50))
+            );
+            (Changes { rx: None }, None)
+        }
+    }
 }
 
 fn release_freed_memory() {

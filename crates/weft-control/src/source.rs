@@ -64,7 +64,7 @@ impl ConfigDir {
     /// defined in two files (same kind, namespace and name) is taken
     /// from the file written last, as if that file had been applied
     /// last: copying a file in overrides, removing it restores.
-    pub fn resources(&self) -> Vec<Resource> {
+    pub fn resources(&self) -> Vec<&Resource> {
         let winners = &self.winners;
         self.files
             .iter()
@@ -72,7 +72,6 @@ impl ConfigDir {
                 f.resources
                     .iter()
                     .filter(move |r| winners.get(&key(r)).is_none_or(|w| w == path))
-                    .cloned()
             })
             .collect()
     }
@@ -226,14 +225,18 @@ fn read_file(path: &Path, prev: &[Resource], problems: &mut Vec<String>) -> Vec<
 /// Mesh settings from the `istio` ConfigMap's `mesh` key (in the root
 /// namespace, as Istio keeps them), with Istio's defaults for what it
 /// does not set. Settings weft does not act on are reported.
-pub fn mesh_config(resources: &[Resource], problems: &mut Vec<String>) -> Mesh {
+pub fn mesh_config<R: AsRef<Resource>>(resources: &[R], problems: &mut Vec<String>) -> Mesh {
     let mut mesh = Mesh::default();
-    let Some((r, text)) = resources.iter().find_map(|r| match &r.object.spec {
-        Spec::ConfigMap(cm) if r.object.name() == "istio" => {
-            Some((r, cm.data.as_ref()?.get("mesh")?.clone()))
-        }
-        _ => None,
-    }) else {
+    let Some((r, text)) = resources
+        .iter()
+        .map(AsRef::as_ref)
+        .find_map(|r| match &r.object.spec {
+            Spec::ConfigMap(cm) if r.object.name() == "istio" => {
+                Some((r, cm.data.as_ref()?.get("mesh")?.clone()))
+            }
+            _ => None,
+        })
+    else {
         return mesh;
     };
     let doc = match weft_yaml::parse_document(&text, &Default::default()) {

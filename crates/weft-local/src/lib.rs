@@ -96,11 +96,11 @@ fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String
 }
 
 /// Reads the plan from the directory's objects.
-pub fn plan(resources: &[Resource]) -> Result<Plan, UpError> {
+pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
     use weft_api::sidecar::CaptureMode;
     let ctx = Context::build(resources, Default::default());
     let mut plan = Plan::default();
-    for r in resources {
+    for r in resources.iter().map(AsRef::as_ref) {
         let Spec::WorkloadEntry(we) = &r.object.spec else {
             continue;
         };

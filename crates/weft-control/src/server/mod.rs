@@ -187,15 +187,25 @@ impl AdsServer {
         if let Some(e) = cache.get(&shape, snapshot.version) {
             return e;
         }
+        let t = std::time::Instant::now();
         let output = match proxy.kind {
             ProxyKind::Sidecar => gen::sidecar(&snapshot.ctx, proxy),
             ProxyKind::Router => gen::gateway(&snapshot.ctx, proxy),
         };
-        cache.encode(&shape, snapshot.version, output, &mut |kind, name, e| {
+        let generated = t.elapsed();
+        let encoded = cache.encode(&shape, snapshot.version, output, &mut |kind, name, e| {
             // A generator bug: say so and leave the resource out rather
             // than send something no proxy can read.
             tracing::error!(proxy = %proxy.id, "generated {} {name:?} does not encode: {e}", kind.xds());
-        })
+        });
+        tracing::debug!(
+            version = snapshot.version,
+            shape,
+            generate_ms = generated.as_secs_f64() * 1e3,
+            encode_ms = (t.elapsed() - generated).as_secs_f64() * 1e3,
+            "generated resources for a proxy shape"
+        );
+        encoded
     }
 }
 
