@@ -36,6 +36,42 @@ pub struct Resource {
     pub origin: Origin,
     /// The parsed source, to find the line of any field.
     pub source: Arc<Node>,
+    /// A hash of the document as written: two loads of the same text
+    /// give the same digest, so consumers can tell what changed between
+    /// loads without comparing objects.
+    pub digest: u64,
+}
+
+/// A structural hash of a JSON document (object keys in order).
+fn json_digest(v: &serde_json::Value, h: &mut impl std::hash::Hasher) {
+    use serde_json::Value as J;
+    match v {
+        J::Null => h.write_u8(0),
+        J::Bool(b) => h.write_u8(1 + u8::from(*b)),
+        J::Number(n) => {
+            h.write_u8(3);
+            h.write(n.to_string().as_bytes());
+        }
+        J::String(s) => {
+            h.write_u8(4);
+            h.write_usize(s.len());
+            h.write(s.as_bytes());
+        }
+        J::Array(a) => {
+            h.write_u8(5);
+            h.write_usize(a.len());
+            a.iter().for_each(|x| json_digest(x, h));
+        }
+        J::Object(m) => {
+            h.write_u8(6);
+            h.write_usize(m.len());
+            for (k, x) in m {
+                h.write_usize(k.len());
+                h.write(k.as_bytes());
+                json_digest(x, h);
+            }
+        }
+    }
 }
 
 /// Lets builders take owned or borrowed resources alike.
@@ -384,7 +420,13 @@ fn load_node(
     }
     let source = Arc::new(root);
     let resource_name = describe_raw(&source, opts);
-    match weft_api::decode(source.to_json()) {
+    let json = source.to_json();
+    let digest = {
+        let mut h = std::hash::DefaultHasher::new();
+        json_digest(&json, &mut h);
+        std::hash::Hasher::finish(&h)
+    };
+    match weft_api::decode(json) {
         Ok(mut object) => {
             if object.kind.info().scope == Scope::Namespaced && object.meta.namespace.is_none() {
                 object.meta.namespace = Some(opts.default_namespace.clone());
@@ -411,6 +453,7 @@ fn load_node(
                 object,
                 origin,
                 source,
+                digest,
             });
         }
         Err(weft_api::DecodeError::UnknownKind(message)) => out.issues.push(LoadIssue {

@@ -4,6 +4,7 @@
 //! which VirtualService routes a host, which DestinationRule applies.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
 use weft_api::destination_rule::DestinationRule;
 use weft_api::gateway::Gateway;
@@ -21,6 +22,9 @@ pub struct Named<T> {
     pub namespace: String,
     pub name: String,
     pub spec: T,
+    /// Differs between two objects unless both are the same document
+    /// under the same name (see [`Context::digests`]).
+    pub digest: u64,
 }
 
 /// Mesh-wide settings (MeshConfig), with Istio's defaults.
@@ -54,6 +58,20 @@ pub struct Context {
     pub sidecars: Vec<Named<Sidecar>>,
     pub gateways: Vec<Named<Gateway>>,
     index: Index,
+    digests: Digests,
+}
+
+/// Hashes of what generators read, so that a generator's output for a
+/// service can be kept from one snapshot to the next while none of its
+/// inputs changed (see `gen::service_inputs`).
+#[derive(Clone, Debug, Default)]
+pub struct Digests {
+    /// The instances of each service hostname, all ports.
+    endpoints: HashMap<String, u64>,
+    /// The mesh settings.
+    pub mesh: u64,
+    /// Every VirtualService (what a delegating one may read).
+    pub virtual_services: u64,
 }
 
 /// Lookups by host, so that generating for thousands of services stays
@@ -87,11 +105,20 @@ pub fn resolve_host(host: &str, ns: &str) -> String {
 }
 
 fn named<T: Clone>(r: &Resource, spec: &T) -> Named<T> {
+    let namespace = namespace_of(&r.object).to_string();
+    let name = r.object.name().to_string();
     Named {
-        namespace: namespace_of(&r.object).to_string(),
-        name: r.object.name().to_string(),
+        digest: digest_of(&(r.digest, &namespace, &name)),
+        namespace,
+        name,
         spec: spec.clone(),
     }
+}
+
+fn digest_of(v: &impl std::hash::Hash) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    v.hash(&mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 impl Context {
@@ -136,7 +163,38 @@ impl Context {
             }
         }
         ctx.index = index;
+        let mut endpoints: HashMap<&str, std::hash::DefaultHasher> = HashMap::new();
+        for e in &ctx.registry.endpoints {
+            e.hash(endpoints.entry(&e.service).or_default());
+        }
+        ctx.digests = Digests {
+            endpoints: endpoints
+                .into_iter()
+                .map(|(k, h)| (k.to_string(), std::hash::Hasher::finish(&h)))
+                .collect(),
+            mesh: digest_of(&(
+                &ctx.mesh.root_namespace,
+                ctx.mesh.outbound_mode == OutboundMode::ALLOW_ANY,
+                &ctx.mesh.connect_timeout,
+                &ctx.mesh.access_log_file,
+            )),
+            virtual_services: digest_of(
+                &ctx.virtual_services
+                    .iter()
+                    .map(|v| v.digest)
+                    .collect::<Vec<_>>(),
+            ),
+        };
         ctx
+    }
+
+    pub fn digests(&self) -> &Digests {
+        &self.digests
+    }
+
+    /// A hash of `service` and every instance of its hostname.
+    pub fn service_digest(&self, service: &Service) -> u64 {
+        digest_of(&(service, self.digests.endpoints.get(&service.hostname)))
     }
 
     pub fn service(&self, hostname: &str) -> Option<&Service> {

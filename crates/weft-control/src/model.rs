@@ -73,7 +73,7 @@ impl Protocol {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Port {
     pub number: u32,
     pub name: String,
@@ -81,7 +81,7 @@ pub struct Port {
 }
 
 /// How a proxy finds a service's instances.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Resolution {
     /// Endpoints pushed by EDS (Kubernetes services, STATIC ServiceEntries).
     Eds,
@@ -96,13 +96,13 @@ pub enum Resolution {
 /// Where a service came from, for messages and for the few places where
 /// Istio treats the two differently (short names resolve only for
 /// Kubernetes services).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Origin {
     Kubernetes,
     ServiceEntry,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Hash)]
 pub struct Service {
     /// FQDN for Kubernetes services, the host as written for ServiceEntries.
     pub hostname: String,
@@ -139,7 +139,7 @@ pub fn exported_to(export_to: &[String], owner: &str, namespace: &str) -> bool {
 }
 
 /// One instance of a service port.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// The service's hostname and namespace.
     pub service: String,

@@ -175,6 +175,27 @@ pub fn encode(
     })
 }
 
+/// One `VirtualHost` of a route table (proto3 JSON) in its wire form: a
+/// control plane that keeps a table's virtual hosts encoded can assemble
+/// the table from them (a repeated field's entries may be written one
+/// after another anywhere in a message). Errors name the route table's
+/// kind and the virtual host.
+pub fn encode_virtual_host(json: &Value) -> Result<Vec<u8>, DecodeError> {
+    let desc = POOL
+        .get_message_by_name("envoy.config.route.v3.VirtualHost")
+        .expect("RouteConfiguration imports VirtualHost");
+    let msg = DynamicMessage::deserialize(desc, json).map_err(|e| DecodeError::Json {
+        kind: Kind::RouteConfiguration,
+        name: json
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(prost_reflect::prost::Message::encode_to_vec(&msg))
+}
+
 /// The bootstrap's `node` (proto3 JSON) as the message the first ADS
 /// request carries.
 pub fn node(json: &Value) -> Result<crate::ads::Node, DecodeError> {

@@ -15,7 +15,7 @@ pub mod ads;
 pub mod client;
 mod decode;
 
-pub use decode::{decode, encode, node, to_json, DecodeError, Kind, Resource};
+pub use decode::{decode, encode, encode_virtual_host, node, to_json, DecodeError, Kind, Resource};
 
 /// The gRPC service and message types of ADS, from `envoy-types`.
 pub use envoy_types::pb::envoy::service::discovery::v3 as discovery;

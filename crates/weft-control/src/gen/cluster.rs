@@ -98,23 +98,30 @@ impl Policy {
     }
 }
 
-pub(crate) fn sidecar(ctx: &Context, proxy: &Proxy, scope: &Scope) -> Vec<Generated> {
+/// A service's clusters: one per port, and one per port and subset of
+/// the DestinationRule that applies.
+pub(crate) fn for_service(ctx: &Context, proxy: &Proxy, service: &Service) -> Vec<Generated> {
     let mut out = Vec::new();
-    for service in &scope.services {
-        let dr = ctx.destination_rule_for(&service.hostname, &proxy.namespace, &service.namespace);
-        for port in &service.ports {
-            out.push(outbound(ctx, proxy, service, port, None));
-            for subset in dr.iter().flat_map(|dr| dr.spec.subsets.iter()) {
-                out.push(outbound(
-                    ctx,
-                    proxy,
-                    service,
-                    port,
-                    Some((&subset.name, &subset.labels)),
-                ));
-            }
+    let dr = ctx.destination_rule_for(&service.hostname, &proxy.namespace, &service.namespace);
+    for port in &service.ports {
+        out.push(outbound(ctx, proxy, service, port, None));
+        for subset in dr.iter().flat_map(|dr| dr.spec.subsets.iter()) {
+            out.push(outbound(
+                ctx,
+                proxy,
+                service,
+                port,
+                Some((&subset.name, &subset.labels)),
+            ));
         }
     }
+    out
+}
+
+/// The clusters a sidecar has whatever it imports: `inbound|PORT||` per
+/// ingress listener, `PassthroughCluster` and `BlackHoleCluster`.
+pub(crate) fn fixed(ctx: &Context, scope: &Scope) -> Vec<Generated> {
+    let mut out = Vec::new();
     for ingress in &scope.ingress {
         out.push(inbound(ctx, ingress));
     }

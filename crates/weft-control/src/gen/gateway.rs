@@ -78,7 +78,10 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
         outbound_mode: ctx.mesh.outbound_mode,
         services,
     };
-    let clusters = cluster::sidecar(ctx, proxy, &scope);
+    let mut clusters = cluster::fixed(ctx, &scope);
+    for s in &scope.services {
+        clusters.extend(cluster::for_service(ctx, proxy, s));
+    }
     super::output(ctx, clusters, listeners, routes)
 }
 

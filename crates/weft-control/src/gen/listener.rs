@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use weft_api::sidecar::OutboundMode;
 
-use super::{cluster_name, route, Egress, Proxy, Scope};
+use super::{cluster_name, Egress, Proxy, Scope, Table};
 use crate::context::Context;
 use crate::model::{Protocol, Service};
 
@@ -25,15 +25,19 @@ const HCM: &str =
 const TCP_PROXY: &str =
     "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
-pub(crate) fn sidecar(ctx: &Context, proxy: &Proxy, scope: &Scope) -> (Vec<Value>, Vec<Value>) {
+/// A sidecar's listeners, and the route tables they name (made by the
+/// caller: see `route::outbound_table`).
+pub(crate) fn sidecar<'a>(
+    ctx: &Context,
+    proxy: &Proxy,
+    scope: &Scope<'a>,
+) -> (Vec<Value>, Vec<Table<'a>>) {
     let mut listeners = Vec::new();
-    let mut routes: BTreeMap<String, Value> = BTreeMap::new();
+    let mut routes: BTreeMap<String, Table<'a>> = BTreeMap::new();
     for egress in &scope.egress {
         match &egress.bind {
-            Some(bind) => {
-                bound_egress(ctx, proxy, scope, egress, bind, &mut listeners, &mut routes)
-            }
-            None => captured_egress(ctx, proxy, scope, egress, &mut listeners, &mut routes),
+            Some(bind) => bound_egress(ctx, scope, egress, bind, &mut listeners, &mut routes),
+            None => captured_egress(ctx, scope, egress, &mut listeners, &mut routes),
         }
     }
     for ingress in &scope.ingress {
@@ -83,15 +87,13 @@ fn ports(egress: &Egress) -> Vec<(u32, Protocol)> {
     out.into_iter().collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn bound_egress(
+fn bound_egress<'a>(
     ctx: &Context,
-    proxy: &Proxy,
     scope: &Scope,
-    egress: &Egress,
+    egress: &Egress<'a>,
     bind: &str,
     listeners: &mut Vec<Value>,
-    routes: &mut BTreeMap<String, Value>,
+    routes: &mut BTreeMap<String, Table<'a>>,
 ) {
     for (port, protocol) in ports(egress) {
         let name = format!("{bind}_{port}");
@@ -103,14 +105,11 @@ fn bound_egress(
             };
             routes.insert(
                 table.clone(),
-                route::outbound_table(
-                    ctx,
-                    proxy,
-                    &table,
+                Table {
+                    name: table.clone(),
                     port,
-                    &egress.services,
-                    scope.outbound_mode,
-                ),
+                    services: egress.services.clone(),
+                },
             );
             hcm(ctx, &format!("outbound_{name}"), rds(&table))
         } else {
@@ -131,13 +130,12 @@ fn bound_egress(
     }
 }
 
-fn captured_egress(
+fn captured_egress<'a>(
     ctx: &Context,
-    proxy: &Proxy,
     scope: &Scope,
-    egress: &Egress,
+    egress: &Egress<'a>,
     listeners: &mut Vec<Value>,
-    routes: &mut BTreeMap<String, Value>,
+    routes: &mut BTreeMap<String, Table<'a>>,
 ) {
     listeners.push(json!({
         "name": "virtualOutbound",
@@ -150,14 +148,11 @@ fn captured_egress(
             let table = port.to_string();
             routes.insert(
                 table.clone(),
-                route::outbound_table(
-                    ctx,
-                    proxy,
-                    &table,
+                Table {
+                    name: table.clone(),
                     port,
-                    &egress.services,
-                    scope.outbound_mode,
-                ),
+                    services: egress.services.clone(),
+                },
             );
             listeners.push(json!({
                 "name": format!("0.0.0.0_{port}"),

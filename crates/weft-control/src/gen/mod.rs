@@ -22,8 +22,10 @@ mod endpoint;
 mod gateway;
 mod listener;
 mod route;
+mod service;
 
 pub use gateway::gateway;
+pub use service::{inputs as service_inputs, parts as service_parts, ServiceParts};
 
 /// What kind of proxy asks: a sidecar next to a workload, or a gateway
 /// (Istio's `router`).
@@ -95,7 +97,7 @@ pub type Output = BTreeMap<Kind, BTreeMap<String, Value>>;
 
 /// One outbound listener a sidecar gets: where it listens and which
 /// services it routes.
-pub(crate) struct Egress<'a> {
+pub struct Egress<'a> {
     /// None: capture by iptables (listeners not bound, reached through
     /// `virtualOutbound`).
     pub bind: Option<String>,
@@ -103,8 +105,16 @@ pub(crate) struct Egress<'a> {
     pub services: Vec<&'a Service>,
 }
 
+/// An outbound route table a sidecar's listeners name: a virtual host
+/// per service on `port` that speaks HTTP there.
+pub struct Table<'a> {
+    pub name: String,
+    pub port: u32,
+    pub services: Vec<&'a Service>,
+}
+
 /// What the Sidecar resource (or its absence) gives a proxy.
-pub(crate) struct Scope<'a> {
+pub struct Scope<'a> {
     pub egress: Vec<Egress<'a>>,
     pub ingress: Vec<&'a weft_api::sidecar::IstioIngressListener>,
     pub outbound_mode: OutboundMode,
@@ -125,7 +135,7 @@ fn imports(entry: &str, service: &Service, proxy_ns: &str) -> bool {
     ns_ok && weft_config::host::covers(&resolve_host(name, proxy_ns), &service.hostname)
 }
 
-pub(crate) fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
+pub fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
     let visible: Vec<&Service> = ctx
         .registry
         .services
@@ -212,9 +222,45 @@ pub fn shape(ctx: &Context, proxy: &Proxy) -> String {
 /// Everything a sidecar gets.
 pub fn sidecar(ctx: &Context, proxy: &Proxy) -> Output {
     let scope = scope(ctx, proxy);
-    let clusters = cluster::sidecar(ctx, proxy, &scope);
-    let (listeners, routes) = listener::sidecar(ctx, proxy, &scope);
+    let mut clusters = cluster::fixed(ctx, &scope);
+    for s in &scope.services {
+        clusters.extend(cluster::for_service(ctx, proxy, s));
+    }
+    let (listeners, tables) = sidecar_listeners(ctx, proxy, &scope);
+    let routes = tables
+        .iter()
+        .map(|t| route_table(ctx, proxy, t, scope.outbound_mode))
+        .collect();
     output(ctx, clusters, listeners, routes)
+}
+
+/// One of a sidecar's outbound route tables, whole.
+pub fn route_table(ctx: &Context, proxy: &Proxy, t: &Table, mode: OutboundMode) -> Value {
+    route::outbound_table(ctx, proxy, &t.name, t.port, &t.services, mode)
+}
+
+/// A sidecar's listeners and the route tables they name.
+pub fn sidecar_listeners<'a>(
+    ctx: &Context,
+    proxy: &Proxy,
+    scope: &Scope<'a>,
+) -> (Vec<Value>, Vec<Table<'a>>) {
+    listener::sidecar(ctx, proxy, scope)
+}
+
+/// The clusters a sidecar has whatever services it imports (no EDS).
+pub fn sidecar_fixed_clusters(ctx: &Context, scope: &Scope) -> Vec<Value> {
+    cluster::fixed(ctx, scope)
+        .into_iter()
+        .map(|c| c.json)
+        .collect()
+}
+
+/// A route table with no virtual hosts, and the virtual host that ends
+/// every outbound table: what a table is assembled from besides the
+/// services' own virtual hosts.
+pub fn table_parts(name: &str, mode: OutboundMode) -> (Value, Value) {
+    (route::table_without_hosts(name), route::fallback_host(mode))
 }
 
 /// Clusters (with the endpoints of the EDS ones), listeners and route

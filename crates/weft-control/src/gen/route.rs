@@ -20,7 +20,8 @@ use crate::model::{Service, DOMAIN};
 const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
-/// The route table `name` for `port`, over `services`.
+/// The route table `name` for `port`, over `services`: each service's
+/// virtual host, less the names an earlier one took, then the fallback.
 pub(crate) fn outbound_table(
     ctx: &Context,
     proxy: &Proxy,
@@ -32,28 +33,55 @@ pub(crate) fn outbound_table(
     let mut seen = HashSet::new();
     let mut hosts = Vec::new();
     for s in services {
-        if !s.port(port).is_some_and(|p| p.protocol.is_http()) {
+        let Some(mut host) = virtual_host(ctx, proxy, s, port) else {
             continue;
-        }
-        let domains: Vec<String> = domains(s, port, &proxy.namespace)
+        };
+        let domains: Vec<Value> = host["domains"]
+            .as_array()
             .into_iter()
-            .filter(|d| seen.insert(d.clone()))
+            .flatten()
+            .filter(|d| seen.insert(d.as_str().unwrap_or_default().to_string()))
+            .cloned()
             .collect();
         if domains.is_empty() {
             continue;
         }
-        let routes = match ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh") {
-            Some(vs) => vs_routes(ctx, proxy, vs, port, "mesh"),
-            None => vec![default_route(ctx, proxy, s, port)],
-        };
-        hosts.push(json!({
-            "name": format!("{}:{port}", s.hostname),
-            "domains": domains,
-            "routes": routes,
-            "include_request_attempt_count": true,
-        }));
+        host["domains"] = Value::Array(domains);
+        hosts.push(host);
     }
-    hosts.push(match mode {
+    hosts.push(fallback_host(mode));
+    let mut table = table_without_hosts(name);
+    table["virtual_hosts"] = Value::Array(hosts);
+    table
+}
+
+/// A route table with no virtual hosts yet.
+pub(crate) fn table_without_hosts(name: &str) -> Value {
+    json!({"name": name, "virtual_hosts": [], "validate_clusters": false})
+}
+
+/// The virtual host of service `s` in a table on `port` (none unless
+/// `s` speaks HTTP there), answering to every name a client may use.
+pub(crate) fn virtual_host(ctx: &Context, proxy: &Proxy, s: &Service, port: u32) -> Option<Value> {
+    if !s.port(port).is_some_and(|p| p.protocol.is_http()) {
+        return None;
+    }
+    let routes = match ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh") {
+        Some(vs) => vs_routes(ctx, proxy, vs, port, "mesh"),
+        None => vec![default_route(ctx, proxy, s, port)],
+    };
+    Some(json!({
+        "name": format!("{}:{port}", s.hostname),
+        "domains": domains(s, port, &proxy.namespace),
+        "routes": routes,
+        "include_request_attempt_count": true,
+    }))
+}
+
+/// The last virtual host of every outbound table: what names the mesh
+/// does not know get.
+pub(crate) fn fallback_host(mode: OutboundMode) -> Value {
+    match mode {
         OutboundMode::ALLOW_ANY => json!({
             "name": "allow_any",
             "domains": ["*"],
@@ -68,8 +96,7 @@ pub(crate) fn outbound_table(
                         "direct_response": {"status": 502}}],
             "include_request_attempt_count": true,
         }),
-    });
-    json!({"name": name, "virtual_hosts": hosts, "validate_clusters": false})
+    }
 }
 
 /// Every name a client in `namespace` may use for `s` on `port`: the

@@ -28,6 +28,13 @@ pub(crate) struct Res {
     pub digest: u64,
 }
 
+impl Res {
+    pub fn new(any: Any) -> Res {
+        let digest = xxh64(&any.value, 0);
+        Res { any, digest }
+    }
+}
+
 /// The resources of one type for one proxy shape.
 #[derive(Debug, Default)]
 pub(crate) struct TypeEncoded {
@@ -97,13 +104,18 @@ fn json_hash(v: &Value, h: &mut Xxh64) {
     }
 }
 
+/// Resources of each type by name, encoded, before they are indexed.
+pub(crate) type ByKind = BTreeMap<Kind, BTreeMap<String, Res>>;
+
 /// Encoded resources by (type, JSON hash), kept while some snapshot of
-/// the last two uses them.
+/// the last two uses them; and per proxy shape, what it was last given.
 #[derive(Default)]
 pub(crate) struct Cache {
     entries: HashMap<(Kind, u64), (Res, u64)>,
     /// Per proxy shape, what the last snapshot gave it.
     shapes: HashMap<String, (u64, Arc<Encoded>)>,
+    /// Per sidecar shape, each service's encoded parts (see `parts`).
+    pub memos: HashMap<String, super::parts::ShapeMemo>,
     version: u64,
 }
 
@@ -116,6 +128,43 @@ impl Cache {
             .map(|(_, e)| Arc::clone(e))
     }
 
+    /// Starts snapshot `version`: forgets what neither it nor the
+    /// previous one used (a shape no proxy asked for since has no proxy
+    /// left).
+    fn start(&mut self, version: u64) {
+        if version != self.version {
+            let keep = self.version;
+            self.entries.retain(|_, (_, used)| *used >= keep);
+            let shapes = &mut self.shapes;
+            shapes.retain(|_, (v, _)| *v >= keep);
+            self.memos.retain(|shape, _| shapes.contains_key(shape));
+            self.version = version;
+        }
+    }
+
+    /// One generated resource, encoded (or its bytes from an earlier
+    /// snapshot when its JSON is the same); `None` if it does not
+    /// encode.
+    pub fn encode_json(
+        &mut self,
+        version: u64,
+        kind: Kind,
+        json: &Value,
+    ) -> Result<Res, weft_xds::DecodeError> {
+        self.start(version);
+        let mut h = Xxh64::new(0);
+        json_hash(json, &mut h);
+        let key = (kind, h.finish());
+        if let Some((res, used)) = self.entries.get_mut(&key) {
+            *used = version;
+            return Ok(res.clone());
+        }
+        let any = weft_xds::encode(kind, json)?;
+        let res = Res::new(any);
+        self.entries.insert(key, (res.clone(), version));
+        Ok(res)
+    }
+
     /// Encodes a generator's output for `shape` at snapshot `version`,
     /// reusing bytes and whole types that did not change. A resource that
     /// does not encode is left out and reported through `failed`.
@@ -126,37 +175,28 @@ impl Cache {
         output: crate::gen::Output,
         failed: &mut dyn FnMut(Kind, &str, String),
     ) -> Arc<Encoded> {
-        if version != self.version {
-            // Forget what neither this snapshot nor the previous one used
-            // (a shape no proxy asked for since has no proxy left).
-            let keep = self.version;
-            self.entries.retain(|_, (_, used)| *used >= keep);
-            self.shapes.retain(|_, (v, _)| *v >= keep);
-            self.version = version;
-        }
-        let previous = self.shapes.get(shape).map(|(_, e)| Arc::clone(e));
-        let mut encoded = Encoded::new();
+        let mut by_kind = ByKind::new();
         for (kind, resources) in output {
-            let mut by_name = BTreeMap::new();
+            let by_name = by_kind.entry(kind).or_default();
             for (name, json) in resources {
-                let mut h = Xxh64::new(0);
-                json_hash(&json, &mut h);
-                let key = (kind, h.finish());
-                if let Some((res, used)) = self.entries.get_mut(&key) {
-                    *used = version;
-                    by_name.insert(name, res.clone());
-                    continue;
-                }
-                match weft_xds::encode(kind, &json) {
-                    Ok(any) => {
-                        let digest = xxh64(&any.value, 0);
-                        let res = Res { any, digest };
-                        self.entries.insert(key, (res.clone(), version));
+                match self.encode_json(version, kind, &json) {
+                    Ok(res) => {
                         by_name.insert(name, res);
                     }
                     Err(e) => failed(kind, &name, e.to_string()),
                 }
             }
+        }
+        self.finish(shape, version, by_kind)
+    }
+
+    /// Indexes a shape's encoded resources for snapshot `version`; a type
+    /// whose resources all came out as before keeps the previous `Arc`.
+    pub fn finish(&mut self, shape: &str, version: u64, by_kind: ByKind) -> Arc<Encoded> {
+        self.start(version);
+        let previous = self.shapes.get(shape).map(|(_, e)| Arc::clone(e));
+        let mut encoded = Encoded::new();
+        for (kind, by_name) in by_kind {
             let fresh = TypeEncoded::new(by_name);
             let same = previous
                 .as_ref()

@@ -29,6 +29,7 @@ use crate::context::Context;
 use crate::gen::{self, Proxy, ProxyKind};
 
 mod encode;
+mod parts;
 mod stream;
 
 use encode::Encoded;
@@ -188,22 +189,33 @@ impl AdsServer {
             return e;
         }
         let t = std::time::Instant::now();
-        let output = match proxy.kind {
-            ProxyKind::Sidecar => gen::sidecar(&snapshot.ctx, proxy),
-            ProxyKind::Router => gen::gateway(&snapshot.ctx, proxy),
-        };
-        let generated = t.elapsed();
-        let encoded = cache.encode(&shape, snapshot.version, output, &mut |kind, name, e| {
-            // A generator bug: say so and leave the resource out rather
-            // than send something no proxy can read.
+        // A generator bug: say so and leave the resource out rather than
+        // send something no proxy can read.
+        let mut failed = |kind: weft_xds::Kind, name: &str, e: String| {
             tracing::error!(proxy = %proxy.id, "generated {} {name:?} does not encode: {e}", kind.xds());
-        });
+        };
+        let encoded = match proxy.kind {
+            ProxyKind::Sidecar => {
+                let by_kind = parts::sidecar(
+                    &mut cache,
+                    &shape,
+                    snapshot.version,
+                    &snapshot.ctx,
+                    proxy,
+                    &mut failed,
+                );
+                cache.finish(&shape, snapshot.version, by_kind)
+            }
+            ProxyKind::Router => {
+                let output = gen::gateway(&snapshot.ctx, proxy);
+                cache.encode(&shape, snapshot.version, output, &mut failed)
+            }
+        };
         tracing::debug!(
             version = snapshot.version,
             shape,
-            generate_ms = generated.as_secs_f64() * 1e3,
-            encode_ms = (t.elapsed() - generated).as_secs_f64() * 1e3,
-            "generated resources for a proxy shape"
+            ms = t.elapsed().as_secs_f64() * 1e3,
+            "generated and encoded resources for a proxy shape"
         );
         encoded
     }
