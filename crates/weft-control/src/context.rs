@@ -4,7 +4,7 @@
 //! which VirtualService routes a host, which DestinationRule applies.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::Hash;
+use std::sync::Arc;
 
 use weft_api::destination_rule::DestinationRule;
 use weft_api::gateway::Gateway;
@@ -51,7 +51,8 @@ impl Default for Mesh {
 
 #[derive(Clone, Debug, Default)]
 pub struct Context {
-    pub registry: Registry,
+    /// Shared with the previous snapshot when no registry object changed.
+    pub registry: Arc<Registry>,
     pub mesh: Mesh,
     pub virtual_services: Vec<Named<VirtualService>>,
     pub destination_rules: Vec<Named<DestinationRule>>,
@@ -66,8 +67,6 @@ pub struct Context {
 /// inputs changed (see `gen::service_inputs`).
 #[derive(Clone, Debug, Default)]
 pub struct Digests {
-    /// The instances of each service hostname, all ports.
-    endpoints: HashMap<String, u64>,
     /// The mesh settings.
     pub mesh: u64,
     /// Every VirtualService (what a delegating one may read).
@@ -78,7 +77,6 @@ pub struct Digests {
 /// linear: positions in the vectors above, in their order.
 #[derive(Clone, Debug, Default)]
 struct Index {
-    services: HashMap<String, usize>,
     /// VirtualServices by each exact host they name (FQDN-resolved).
     vs_exact: HashMap<String, Vec<usize>>,
     /// VirtualServices naming some wildcard host.
@@ -126,8 +124,32 @@ impl Context {
     /// the order given (earlier wins conflicts, as the older object does
     /// in Istio).
     pub fn build<R: AsRef<Resource>>(resources: &[R], mesh: Mesh) -> Context {
+        Context::with_registry(resources, mesh, Arc::new(Registry::build(resources)))
+    }
+
+    /// As [`Context::build`], keeping `previous`'s registry unless an
+    /// object of a kind in `changed` (kind names) is one it is made from.
+    pub fn rebuild<R: AsRef<Resource>>(
+        previous: &Context,
+        resources: &[R],
+        mesh: Mesh,
+        changed: &std::collections::BTreeSet<String>,
+    ) -> Context {
+        let registry = if crate::registry::KINDS.iter().any(|k| changed.contains(*k)) {
+            Arc::new(Registry::build(resources))
+        } else {
+            Arc::clone(&previous.registry)
+        };
+        Context::with_registry(resources, mesh, registry)
+    }
+
+    fn with_registry<R: AsRef<Resource>>(
+        resources: &[R],
+        mesh: Mesh,
+        registry: Arc<Registry>,
+    ) -> Context {
         let mut ctx = Context {
-            registry: Registry::build(resources),
+            registry,
             mesh,
             ..Context::default()
         };
@@ -141,9 +163,6 @@ impl Context {
             }
         }
         let mut index = Index::default();
-        for (i, s) in ctx.registry.services.iter().enumerate() {
-            index.services.entry(s.hostname.clone()).or_insert(i);
-        }
         for (i, vs) in ctx.virtual_services.iter().enumerate() {
             for h in &vs.spec.hosts {
                 let h = resolve_host(h, &vs.namespace);
@@ -163,15 +182,7 @@ impl Context {
             }
         }
         ctx.index = index;
-        let mut endpoints: HashMap<&str, std::hash::DefaultHasher> = HashMap::new();
-        for e in &ctx.registry.endpoints {
-            e.hash(endpoints.entry(&e.service).or_default());
-        }
         ctx.digests = Digests {
-            endpoints: endpoints
-                .into_iter()
-                .map(|(k, h)| (k.to_string(), std::hash::Hasher::finish(&h)))
-                .collect(),
             mesh: digest_of(&(
                 &ctx.mesh.root_namespace,
                 ctx.mesh.outbound_mode == OutboundMode::ALLOW_ANY,
@@ -194,14 +205,11 @@ impl Context {
 
     /// A hash of `service` and every instance of its hostname.
     pub fn service_digest(&self, service: &Service) -> u64 {
-        digest_of(&(service, self.digests.endpoints.get(&service.hostname)))
+        digest_of(&(service, self.registry.endpoint_digest(&service.hostname)))
     }
 
     pub fn service(&self, hostname: &str) -> Option<&Service> {
-        self.index
-            .services
-            .get(hostname)
-            .map(|i| &self.registry.services[*i])
+        self.registry.service(hostname)
     }
 
     /// The Sidecar resource that applies to a workload: the one of its

@@ -22,7 +22,22 @@ pub struct Registry {
     pub workloads: Vec<Workload>,
     /// Endpoint positions by service hostname and service port.
     by_port: HashMap<String, HashMap<u32, Vec<usize>>>,
+    /// The first service of each hostname.
+    by_host: HashMap<String, usize>,
+    /// A hash of the instances of each hostname, all ports.
+    endpoint_digests: HashMap<String, u64>,
 }
+
+/// The kinds the registry is made from: while none of them changes, a
+/// new snapshot can keep the previous registry.
+pub const KINDS: [&str; 6] = [
+    "Service",
+    "Endpoints",
+    "EndpointSlice",
+    "Pod",
+    "ServiceEntry",
+    "WorkloadEntry",
+];
 
 /// An object's namespace, `default` when the manifest leaves it out (as
 /// `kubectl apply` would).
@@ -377,7 +392,28 @@ impl Registry {
                 .or_default()
                 .push(i);
         }
+        for (i, s) in reg.services.iter().enumerate() {
+            reg.by_host.entry(s.hostname.clone()).or_insert(i);
+        }
+        let mut digests: HashMap<&str, std::hash::DefaultHasher> = HashMap::new();
+        for e in &reg.endpoints {
+            std::hash::Hash::hash(e, digests.entry(&e.service).or_default());
+        }
+        reg.endpoint_digests = digests
+            .into_iter()
+            .map(|(k, h)| (k.to_string(), std::hash::Hasher::finish(&h)))
+            .collect();
         reg
+    }
+
+    /// The first service named `hostname`.
+    pub fn service(&self, hostname: &str) -> Option<&Service> {
+        self.by_host.get(hostname).map(|i| &self.services[*i])
+    }
+
+    /// A hash of every instance of `hostname`.
+    pub fn endpoint_digest(&self, hostname: &str) -> Option<u64> {
+        self.endpoint_digests.get(hostname).copied()
     }
 
     /// The instances of a service port.

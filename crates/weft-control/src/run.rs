@@ -69,7 +69,7 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
         tracing::warn!("{p}");
     }
     let mut version = 1;
-    let server = AdsServer::new(build(&dir, version));
+    let server = AdsServer::new(build(&dir, version, None));
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
     let (debug, debug_task) = serve_debug(opts.debug, server.clone()).await?;
     let watcher = {
@@ -97,9 +97,11 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
                 for p in &again.problems {
                     tracing::warn!("{p}");
                 }
+                let mut kinds = scan.kinds;
+                kinds.extend(again.kinds);
                 version += 1;
                 let t = std::time::Instant::now();
-                let snapshot = build(&dir, version);
+                let snapshot = build(&dir, version, Some((&server.snapshot().ctx, &kinds)));
                 tracing::info!(
                     version,
                     build_ms = t.elapsed().as_secs_f64() * 1e3,
@@ -194,15 +196,25 @@ fn release_freed_memory() {
     }
 }
 
-fn build(dir: &ConfigDir, version: u64) -> Snapshot {
+/// The directory's snapshot `version`; with the previous context and the
+/// kinds of object that changed since, what did not change is kept.
+fn build(
+    dir: &ConfigDir,
+    version: u64,
+    previous: Option<(&Context, &std::collections::BTreeSet<String>)>,
+) -> Snapshot {
     let resources = dir.resources();
     let mut problems = Vec::new();
     let mesh = mesh_config(&resources, &mut problems);
     for p in problems {
         tracing::warn!("{p}");
     }
+    let ctx = match previous {
+        Some((prev, kinds)) => Context::rebuild(prev, &resources, mesh, kinds),
+        None => Context::build(&resources, mesh),
+    };
     Snapshot {
-        ctx: Arc::new(Context::build(&resources, mesh)),
+        ctx: Arc::new(ctx),
         version,
     }
 }

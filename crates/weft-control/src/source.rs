@@ -25,6 +25,21 @@ struct Stamp(Option<SystemTime>, u64);
 struct FileState {
     stamp: Stamp,
     resources: Vec<Resource>,
+    /// `key` of each resource, made once per read.
+    keys: Vec<Key>,
+}
+
+type Key = (String, String, String);
+
+impl FileState {
+    fn new(stamp: Stamp, resources: Vec<Resource>) -> FileState {
+        let keys = resources.iter().map(key).collect();
+        FileState {
+            stamp,
+            resources,
+            keys,
+        }
+    }
 }
 
 /// One configuration directory and the good objects from each file.
@@ -32,7 +47,7 @@ pub struct ConfigDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     /// [`ConfigDir::winners`] as of the last scan.
-    winners: BTreeMap<(String, String, String), PathBuf>,
+    winners: BTreeMap<Key, PathBuf>,
 }
 
 /// What a rescan found.
@@ -40,12 +55,14 @@ pub struct ConfigDir {
 pub struct Scan {
     /// Whether the served objects changed.
     pub changed: bool,
+    /// The kinds of the objects that appeared, changed or went away.
+    pub kinds: std::collections::BTreeSet<String>,
     /// Problems, each naming its file and line; what they concern kept
     /// its last good version or was left out.
     pub problems: Vec<String>,
 }
 
-fn key(r: &Resource) -> (String, String, String) {
+fn key(r: &Resource) -> Key {
     let o = ObjectRef::of(&r.object);
     (o.kind, o.namespace, o.name)
 }
@@ -71,18 +88,23 @@ impl ConfigDir {
             .flat_map(|(path, f)| {
                 f.resources
                     .iter()
-                    .filter(move |r| winners.get(&key(r)).is_none_or(|w| w == path))
+                    .zip(&f.keys)
+                    .filter(move |(_, k)| {
+                        winners.is_empty() || winners.get(*k).is_none_or(|w| w == path)
+                    })
+                    .map(|(r, _)| r)
             })
             .collect()
     }
 
     /// For each object defined in more than one file, the file it is
     /// taken from.
-    fn winners(&self) -> BTreeMap<(String, String, String), PathBuf> {
-        let mut seen: BTreeMap<(String, String, String), Vec<&PathBuf>> = BTreeMap::new();
+    fn winners(&self) -> BTreeMap<Key, PathBuf> {
+        let mut seen: std::collections::HashMap<&Key, Vec<&PathBuf>> =
+            std::collections::HashMap::new();
         for (path, f) in &self.files {
-            for r in &f.resources {
-                seen.entry(key(r)).or_default().push(path);
+            for k in &f.keys {
+                seen.entry(k).or_default().push(path);
             }
         }
         seen.into_iter()
@@ -93,7 +115,7 @@ impl ConfigDir {
                     .max_by_key(|p| (self.files[**p].stamp.0, (**p).clone()))
                     .map(|p| (*p).clone())
                     .expect("at least two");
-                (k, newest)
+                (k.clone(), newest)
             })
             .collect()
     }
@@ -113,7 +135,9 @@ impl ConfigDir {
             .cloned()
             .collect();
         for p in gone {
-            self.files.remove(&p);
+            if let Some(f) = self.files.remove(&p) {
+                scan.kinds.extend(f.keys.into_iter().map(|k| k.0));
+            }
             scan.changed = true;
         }
         for (path, stamp) in seen {
@@ -131,8 +155,34 @@ impl ConfigDir {
                     .iter()
                     .zip(&resources)
                     .all(|(a, b)| a.object == b.object);
-            scan.changed |= !same;
-            self.files.insert(path, FileState { stamp, resources });
+            let fresh = FileState::new(stamp, resources);
+            if !same {
+                scan.changed = true;
+                let old: std::collections::HashMap<&Key, u64> = self
+                    .files
+                    .get(&path)
+                    .map(|f| {
+                        f.keys
+                            .iter()
+                            .zip(f.resources.iter().map(|r| r.digest))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let new: std::collections::HashMap<&Key, u64> = fresh
+                    .keys
+                    .iter()
+                    .zip(fresh.resources.iter().map(|r| r.digest))
+                    .collect();
+                for (k, d) in &new {
+                    if old.get(k) != Some(d) {
+                        scan.kinds.insert(k.0.clone());
+                    }
+                }
+                for k in old.keys().filter(|k| !new.contains_key(*k)) {
+                    scan.kinds.insert(k.0.clone());
+                }
+            }
+            self.files.insert(path, fresh);
         }
         if scan.changed {
             self.winners = self.winners();
@@ -352,6 +402,57 @@ spec:
         std::fs::remove_file(&f).unwrap();
         assert!(c.scan().changed);
         assert!(c.resources().is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_scan_names_the_kinds_that_changed_and_the_registry_is_kept_while_none_of_its_own_did() {
+        let d = dir("kinds");
+        let f = d.join("mesh.yaml");
+        let we = "---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-1, namespace: default}
+spec: {address: ADDRESS, labels: {app: reviews}}
+";
+        let text = |subset: &str, address: &str| {
+            VS.replace("SUBSET", subset) + &we.replace("ADDRESS", address)
+        };
+        std::fs::write(&f, text("v1", "10.0.0.1")).unwrap();
+        let mut c = ConfigDir::new(&d);
+        let s = c.scan();
+        assert_eq!(
+            s.kinds,
+            ["VirtualService", "WorkloadEntry"].map(String::from).into()
+        );
+        let first = crate::Context::build(&c.resources(), Mesh::default());
+
+        std::fs::write(&f, text("v2", "10.0.0.1")).unwrap();
+        let s = c.scan();
+        assert_eq!(s.kinds, ["VirtualService".to_string()].into());
+        let second = crate::Context::rebuild(&first, &c.resources(), Mesh::default(), &s.kinds);
+        assert!(std::sync::Arc::ptr_eq(&first.registry, &second.registry));
+        assert_eq!(
+            second.virtual_services[0].spec.http[0].route[0]
+                .destination
+                .subset
+                .as_deref(),
+            Some("v2")
+        );
+
+        std::fs::write(&f, text("v2", "10.0.0.2")).unwrap();
+        let s = c.scan();
+        assert_eq!(s.kinds, ["WorkloadEntry".to_string()].into());
+        let third = crate::Context::rebuild(&second, &c.resources(), Mesh::default(), &s.kinds);
+        assert!(!std::sync::Arc::ptr_eq(&second.registry, &third.registry));
+        assert_eq!(third.registry.workloads[0].address, "10.0.0.2");
+
+        std::fs::remove_file(&f).unwrap();
+        let s = c.scan();
+        assert_eq!(
+            s.kinds,
+            ["VirtualService", "WorkloadEntry"].map(String::from).into()
+        );
         let _ = std::fs::remove_dir_all(&d);
     }
 
