@@ -62,45 +62,49 @@ struct Listed {
 
 /// An instance behind a ServiceEntry: an inline endpoint or a selected
 /// WorkloadEntry or Pod.
-struct Instance {
-    address: String,
-    labels: BTreeMap<String, String>,
+struct Instance<'a> {
+    address: &'a str,
+    labels: &'a BTreeMap<String, String>,
     /// Port name → port the instance listens on.
-    ports: BTreeMap<String, u32>,
+    ports: Option<&'a BTreeMap<String, u32>>,
     weight: Option<u32>,
-    locality: Option<String>,
+    locality: Option<&'a str>,
 }
 
-impl Instance {
-    fn of(e: &weft_api::service_entry::WorkloadEntry) -> Instance {
+impl<'a> Instance<'a> {
+    fn of(e: &'a weft_api::service_entry::WorkloadEntry) -> Instance<'a> {
         Instance {
-            address: e.address.clone().unwrap_or_default(),
-            labels: e.labels.clone(),
-            ports: e.ports.clone(),
+            address: e.address.as_deref().unwrap_or_default(),
+            labels: &e.labels,
+            ports: Some(&e.ports),
             weight: e.weight,
-            locality: e.locality.clone(),
+            locality: e.locality.as_deref(),
         }
     }
 }
 
 /// Positions of items by namespace and by label, so that a selector
 /// finds its workloads without looking at every workload of the mesh.
-struct ByLabel {
-    by_label: HashMap<(String, String, String), Vec<usize>>,
-    by_ns: HashMap<String, Vec<usize>>,
+struct ByLabel<'a> {
+    /// Namespace → label → value → positions.
+    by_label: HashMap<&'a str, HashMap<&'a str, HashMap<&'a str, Vec<usize>>>>,
+    by_ns: HashMap<&'a str, Vec<usize>>,
 }
 
-impl ByLabel {
-    fn new<'a>(items: impl Iterator<Item = (&'a str, &'a BTreeMap<String, String>)>) -> ByLabel {
+impl<'a> ByLabel<'a> {
+    fn new(items: impl Iterator<Item = (&'a str, &'a BTreeMap<String, String>)>) -> ByLabel<'a> {
         let mut idx = ByLabel {
             by_label: HashMap::new(),
             by_ns: HashMap::new(),
         };
         for (i, (ns, labels)) in items.enumerate() {
-            idx.by_ns.entry(ns.to_string()).or_default().push(i);
+            idx.by_ns.entry(ns).or_default().push(i);
+            let in_ns = idx.by_label.entry(ns).or_default();
             for (k, v) in labels {
-                idx.by_label
-                    .entry((ns.to_string(), k.clone(), v.clone()))
+                in_ns
+                    .entry(k.as_str())
+                    .or_default()
+                    .entry(v.as_str())
                     .or_default()
                     .push(i);
             }
@@ -112,7 +116,11 @@ impl ByLabel {
     /// empty); callers still check every label.
     fn candidates(&self, ns: &str, selector: &BTreeMap<String, String>) -> &[usize] {
         let found = match selector.iter().next() {
-            Some((k, v)) => self.by_label.get(&(ns.to_string(), k.clone(), v.clone())),
+            Some((k, v)) => self
+                .by_label
+                .get(ns)
+                .and_then(|m| m.get(k.as_str()))
+                .and_then(|m| m.get(v.as_str())),
             None => self.by_ns.get(ns),
         };
         found.map_or(&[], Vec::as_slice)
@@ -122,9 +130,9 @@ impl ByLabel {
 /// The workloads a ServiceEntry's selector may pick, with their indexes.
 struct Workloads<'a> {
     entries: &'a [(&'a str, &'a weft_api::service_entry::WorkloadEntry)],
-    entries_by: &'a ByLabel,
+    entries_by: &'a ByLabel<'a>,
     pods: &'a [PodInfo<'a>],
-    pods_by: &'a ByLabel,
+    pods_by: &'a ByLabel<'a>,
 }
 
 struct PodInfo<'a> {
@@ -385,9 +393,12 @@ impl Registry {
             }
         }
         for (i, e) in reg.endpoints.iter().enumerate() {
+            if !reg.by_port.contains_key(&e.service) {
+                reg.by_port.insert(e.service.clone(), HashMap::new());
+            }
             reg.by_port
-                .entry(e.service.clone())
-                .or_default()
+                .get_mut(&e.service)
+                .expect("inserted above")
                 .entry(e.service_port)
                 .or_default()
                 .push(i);
@@ -456,9 +467,9 @@ impl Registry {
                 let p = &w.pods[*i];
                 if let (true, Some(ip)) = (selects(&sel.labels, &p.labels), p.ip) {
                     instances.push(Instance {
-                        address: ip.to_string(),
-                        labels: p.labels.clone(),
-                        ports: BTreeMap::new(),
+                        address: ip,
+                        labels: &p.labels,
+                        ports: None,
                         weight: None,
                         locality: None,
                     });
@@ -496,11 +507,15 @@ impl Registry {
                         service: host.clone(),
                         namespace: ns.to_string(),
                         service_port: sp.number,
-                        address: i.address.clone(),
-                        port: i.ports.get(&sp.name).copied().unwrap_or(default_port),
+                        address: i.address.to_string(),
+                        port: i
+                            .ports
+                            .and_then(|p| p.get(&sp.name))
+                            .copied()
+                            .unwrap_or(default_port),
                         labels: i.labels.clone(),
                         weight: i.weight,
-                        locality: i.locality.clone(),
+                        locality: i.locality.map(str::to_string),
                     });
                 }
             }

@@ -79,6 +79,7 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
             let (mut changes, _notify) = watch(&opts);
             loop {
                 changes.next(opts.poll).await;
+                let noticed = std::time::Instant::now();
                 let scan = dir.scan();
                 for p in &scan.problems {
                     tracing::warn!("{p}");
@@ -90,21 +91,27 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
                 // the directory has been quiet for `debounce`, or after
                 // ten times that while it keeps changing.
                 let started = tokio::time::Instant::now();
+                let mut kinds = scan.kinds;
+                // Without notifications, only a rescan can tell.
+                let mut more = !changes.notifies();
                 while started.elapsed() < opts.debounce * 10 && changes.within(opts.debounce).await
                 {
+                    more = true;
                 }
-                let again = dir.scan();
-                for p in &again.problems {
-                    tracing::warn!("{p}");
+                if more {
+                    let again = dir.scan();
+                    for p in &again.problems {
+                        tracing::warn!("{p}");
+                    }
+                    kinds.extend(again.kinds);
                 }
-                let mut kinds = scan.kinds;
-                kinds.extend(again.kinds);
                 version += 1;
                 let t = std::time::Instant::now();
                 let snapshot = build(&dir, version, Some((&server.snapshot().ctx, &kinds)));
                 tracing::info!(
                     version,
                     build_ms = t.elapsed().as_secs_f64() * 1e3,
+                    since_noticed_ms = noticed.elapsed().as_secs_f64() * 1e3,
                     "configuration changed; pushing"
                 );
                 server.publish(snapshot);
@@ -144,6 +151,11 @@ impl Changes {
             }
             None => tokio::time::sleep(poll.min(Duration::from_millis(50))).await,
         }
+    }
+
+    /// Whether changes are notified (else only a rescan finds them).
+    fn notifies(&self) -> bool {
+        self.rx.is_some()
     }
 
     /// Whether anything changed within `d`.
