@@ -18,8 +18,8 @@
 //! - *route change* and *endpoint change*, CHANGES times each: one
 //!   VirtualService's weights or one WorkloadEntry's address rewritten
 //!   (atomically, by rename) until every proxy has received the changed
-//!   type, p50 / p99 — this includes the directory poll (every 50 ms)
-//!   and the quiet time DEBOUNCE_MS (Istio's default is 100 ms);
+//!   type, p50 / p99 — this includes the quiet time DEBOUNCE_MS
+//!   (Istio's default is 100 ms; 0 measures the pipeline alone);
 //! - the control plane's RSS after the initial sync and at the end.
 
 use std::collections::{BTreeMap, BTreeSet};

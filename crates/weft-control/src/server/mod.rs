@@ -11,29 +11,21 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
-use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
-use weft_xds::discovery::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use weft_xds::discovery::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
 use weft_xds::Kind;
 
 use crate::context::Context;
 use crate::gen::{self, Proxy, ProxyKind};
 
 mod encode;
+mod grpc;
 mod parts;
 mod stream;
 
 use encode::Encoded;
-use stream::Out;
 
 /// One version of the mesh as served.
 #[derive(Clone, Debug)]
@@ -155,9 +147,7 @@ impl AdsServer {
         addr: SocketAddr,
     ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
         let (listener, local) = bind("xDS", addr).await?;
-        let svc = AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(usize::MAX);
+        let svc = grpc::AdsService { server: self };
         // No Nagle: a small response must not wait for the proxy's
         // delayed ACK.
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
@@ -239,42 +229,4 @@ pub(super) fn metadata_labels(
             })
             .collect(),
     )
-}
-
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl AggregatedDiscoveryService for AdsServer {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(self.clone().run(request.into_inner(), false, tx));
-        let out =
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).filter_map(|r| match r {
-                Ok(Out::Sotw(r)) => Some(Ok(r)),
-                Ok(Out::Delta(_)) => None,
-                Err(s) => Some(Err(s)),
-            });
-        Ok(Response::new(Box::pin(out)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(self.clone().run(request.into_inner(), true, tx));
-        let out =
-            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).filter_map(|r| match r {
-                Ok(Out::Delta(r)) => Some(Ok(r)),
-                Ok(Out::Sotw(_)) => None,
-                Err(s) => Some(Err(s)),
-            });
-        Ok(Response::new(Box::pin(out)))
-    }
 }

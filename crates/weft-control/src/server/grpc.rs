@@ -1,0 +1,134 @@
+//! The ADS service on the wire, in place of tonic's generated server.
+//!
+//! tonic's response encoder writes every message of a stream into one
+//! buffer and keeps that buffer, as large as the largest message the
+//! stream ever carried, for as long as the stream lives. A control plane
+//! sends each proxy its whole cluster list and route tables — megabytes
+//! each at thousands of services — so a hundred idle streams held
+//! gigabytes. Here each response is encoded into a buffer of its own,
+//! handed to HTTP/2 and freed once written. Requests are still decoded
+//! by tonic (`Streaming`), and tonic's transport still serves HTTP/2.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::Frame;
+use prost::Message;
+use tokio::sync::mpsc;
+use tonic::codec::Streaming;
+use tonic::server::NamedService;
+use tonic::Status;
+use weft_xds::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
+
+use super::stream::Out;
+use super::AdsServer;
+
+const SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+/// Requests are small; anything larger than this is not a proxy's.
+const MAX_REQUEST: usize = 64 << 20;
+
+/// `AggregatedDiscoveryService` for tonic's router.
+#[derive(Clone)]
+pub(crate) struct AdsService {
+    pub server: AdsServer,
+}
+
+impl NamedService for AdsService {
+    const NAME: &'static str = SERVICE;
+}
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for AdsService {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        let method = req.uri().path().strip_prefix(&format!("/{SERVICE}/"));
+        let delta = match method {
+            Some("StreamAggregatedResources") => false,
+            Some("DeltaAggregatedResources") => true,
+            _ => {
+                let status = Status::unimplemented(format!("{} is not served", req.uri().path()));
+                return std::future::ready(Ok(status.into_http()));
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let body = req.into_body();
+        if delta {
+            let decoder = tonic_prost::ProstDecoder::<DeltaDiscoveryRequest>::default();
+            let requests = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
+            tokio::spawn(self.server.clone().run(requests, true, tx));
+        } else {
+            let decoder = tonic_prost::ProstDecoder::<DiscoveryRequest>::default();
+            let requests = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
+            tokio::spawn(self.server.clone().run(requests, false, tx));
+        }
+        let response = http::Response::builder()
+            .status(200)
+            .header("content-type", "application/grpc")
+            .body(tonic::body::Body::new(Responses { rx, done: false }))
+            .expect("static response head");
+        std::future::ready(Ok(response))
+    }
+}
+
+/// A stream's responses as gRPC messages, then its status as trailers.
+struct Responses {
+    rx: mpsc::UnboundedReceiver<Result<Out, Status>>,
+    done: bool,
+}
+
+/// One length-prefixed gRPC message (uncompressed).
+fn message(m: &impl Message) -> Bytes {
+    let len = m.encoded_len();
+    let mut buf = Vec::with_capacity(5 + len);
+    buf.push(0);
+    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+    m.encode(&mut buf).expect("a Vec grows as needed");
+    Bytes::from(buf)
+}
+
+fn trailers(status: &Status) -> Frame<Bytes> {
+    let mut map = http::HeaderMap::new();
+    if status.add_header(&mut map).is_err() {
+        map.insert("grpc-status", http::HeaderValue::from_static("13"));
+    }
+    Frame::trailers(map)
+}
+
+impl http_body::Body for Responses {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(Out::Sotw(r)))) => Poll::Ready(Some(Ok(Frame::data(message(&r))))),
+            Poll::Ready(Some(Ok(Out::Delta(r)))) => Poll::Ready(Some(Ok(Frame::data(message(&r))))),
+            Poll::Ready(Some(Err(status))) => {
+                self.done = true;
+                Poll::Ready(Some(Ok(trailers(&status))))
+            }
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(Some(Ok(trailers(&Status::ok("")))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
