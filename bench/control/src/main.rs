@@ -20,7 +20,8 @@
 //!   (atomically, by rename) until every proxy has received the changed
 //!   type, p50 / p99 — this includes the quiet time DEBOUNCE_MS
 //!   (Istio's default is 100 ms; 0 measures the pipeline alone);
-//! - the control plane's RSS after the initial sync and at the end.
+//! - the control plane's RSS once loaded (no proxy yet), after the
+//!   initial sync and at the end.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -381,6 +382,7 @@ spec:
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let load = started.elapsed();
+    let rss_loaded = rss_mib(pid);
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let connect = Instant::now();
@@ -486,5 +488,7 @@ spec:
         pct(&mut endpoint_ms.clone(), 0.5),
         pct(&mut endpoint_ms, 0.99)
     );
-    println!("| control plane RSS after sync / at the end | {rss_synced:.0} / {rss_end:.0} MiB |");
+    println!(
+        "| control plane RSS loaded (no proxy) / after sync / at the end | {rss_loaded:.0} / {rss_synced:.0} / {rss_end:.0} MiB |"
+    );
 }

@@ -20,10 +20,11 @@ use xxhash_rust::xxh64::{xxh64, Xxh64};
 
 pub(crate) type Any = envoy_types::pb::google::protobuf::Any;
 
-/// One encoded resource.
+/// One encoded resource, shared by every shape and snapshot that has
+/// it (cloning is a reference count).
 #[derive(Clone, Debug)]
 pub(crate) struct Res {
-    pub any: Any,
+    pub any: Arc<Any>,
     /// Of the bytes: what changed means.
     pub digest: u64,
 }
@@ -31,7 +32,10 @@ pub(crate) struct Res {
 impl Res {
     pub fn new(any: Any) -> Res {
         let digest = xxh64(&any.value, 0);
-        Res { any, digest }
+        Res {
+            any: Arc::new(any),
+            digest,
+        }
     }
 }
 

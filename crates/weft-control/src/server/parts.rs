@@ -73,13 +73,13 @@ pub(crate) fn sidecar(
         if memo.services.contains_key(&k) {
             // Two services of one name in one namespace: the later one's
             // parts are not kept (its route tables take the slow path).
-            add(&mut out, &make(cache, version, ctx, proxy, s, 0, failed));
+            add(&mut out, &make(ctx, proxy, s, 0, failed));
             continue;
         }
         let inputs = gen::service_inputs(ctx, proxy, s);
         let parts = match old.remove(&k) {
             Some(m) if m.inputs == inputs => m,
-            _ => make(cache, version, ctx, proxy, s, inputs, failed),
+            _ => make(ctx, proxy, s, inputs, failed),
         };
         add(&mut out, &parts);
         memo.services.insert(k, parts);
@@ -150,8 +150,6 @@ fn add(out: &mut ByKind, m: &Memo) {
 
 /// Generates and encodes one service's parts.
 fn make(
-    cache: &mut Cache,
-    version: u64,
     ctx: &Context,
     proxy: &Proxy,
     s: &Service,
@@ -159,10 +157,11 @@ fn make(
     failed: &mut dyn FnMut(Kind, &str, String),
 ) -> Memo {
     let parts = gen::service_parts(ctx, proxy, s);
+    // Straight to bytes: the memo is what keeps them across snapshots.
     let mut encode = |kind: Kind, key: &str, json: serde_json::Value| {
         let name = json[key].as_str().unwrap_or_default().to_string();
-        match cache.encode_json(version, kind, &json) {
-            Ok(res) => Some((name, res)),
+        match weft_xds::encode(kind, &json) {
+            Ok(any) => Some((name, Res::new(any))),
             Err(e) => {
                 failed(kind, &name, e.to_string());
                 None

@@ -14,7 +14,7 @@ use weft_xds::discovery::{
 };
 use weft_xds::Kind;
 
-use super::encode::{name_key, Encoded, TypeEncoded};
+use super::encode::{name_key, Any, Encoded, TypeEncoded};
 use super::{metadata_labels, AdsServer, ProxyStatus};
 use crate::gen::Proxy;
 
@@ -98,7 +98,7 @@ impl StreamState {
                         Some(DeltaResource {
                             name: name.clone(),
                             version: format!("{:016x}", r.digest),
-                            resource: Some(r.any.clone()),
+                            resource: Some(Any::clone(&r.any)),
                             ..Default::default()
                         })
                     })
@@ -113,11 +113,11 @@ impl StreamState {
             })
         } else {
             let resources = if wildcard {
-                te.by_name.values().map(|r| r.any.clone()).collect()
+                te.by_name.values().map(|r| Any::clone(&r.any)).collect()
             } else {
                 changed
                     .iter()
-                    .filter_map(|k| te.get(*k).map(|(_, r)| r.any.clone()))
+                    .filter_map(|k| te.get(*k).map(|(_, r)| Any::clone(&r.any)))
                     .collect()
             };
             Out::Sotw(DiscoveryResponse {
