@@ -20,14 +20,18 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use weft_api::Spec;
 use weft_config::Resource;
-use weft_control::bootstrap::{self, Identity};
+use weft_control::bootstrap::Identity;
 use weft_control::context::Context;
 use weft_control::registry::namespace_of;
 use weft_control::ProxyKind;
 use weft_demo::App;
+
+mod live;
+use live::Live;
 
 /// The annotation that asks `weft up` to run a demo application for a
 /// WorkloadEntry.
@@ -189,21 +193,19 @@ pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
 /// A running local mesh; everything stops when it is dropped.
 pub struct Running {
     pub control: weft_control::run::Running,
+    /// The plan at start (what runs follows the directory since).
     pub plan: Plan,
-    /// Each started proxy and its admin address.
+    /// Each proxy started at start, and its admin address.
     pub proxies: Vec<(Identity, Option<SocketAddr>)>,
-    handles: Vec<weft_proxy::Running>,
-    apps: Vec<tokio::task::JoinHandle<()>>,
+    live: Arc<tokio::sync::Mutex<Live>>,
+    follow: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        for h in &self.handles {
-            h.shared.shutdown();
-        }
-        for a in &self.apps {
-            a.abort();
-        }
+        self.follow.abort();
+        // The proxies and apps stop when `Live` goes, with the last of
+        // this and the aborted task.
     }
 }
 
@@ -212,50 +214,69 @@ pub async fn start(opts: Options) -> Result<Running, UpError> {
     dir.scan();
     let plan = plan(&dir.resources())?;
     let control = weft_control::run::start(opts.control.clone()).await?;
-    let mut apps = Vec::new();
-    for a in &plan.apps {
-        let (_, task) = weft_demo::serve(a.app.clone(), &a.workload, a.listen, a.egress)
-            .await
-            .map_err(|source| UpError::Demo {
-                workload: a.workload.clone(),
-                source,
-            })?;
-        apps.push(task);
+    let mut live = Live::default();
+    if let Some(e) = live
+        .apply(&plan, control.xds, opts.gateway)
+        .await
+        .into_iter()
+        .next()
+    {
+        return Err(e);
     }
-    let mut proxies = Vec::new();
-    let mut handles = Vec::new();
-    for who in &plan.proxies {
-        if who.kind == ProxyKind::Router && opts.gateway == GatewayMode::None {
-            continue;
-        }
-        let node = who.node_id();
-        let fail = |message: String| UpError::Proxy {
-            node: node.clone(),
-            message,
-        };
-        let text = bootstrap::envoy(who, control.xds, 0).to_string();
-        let boot =
-            weft_envoy::parse_bootstrap("bootstrap", &text).map_err(|e| fail(e.to_string()))?;
-        let snapshot = weft_proxy::Snapshot::compile(&boot)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let running = weft_proxy::start(snapshot)
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        weft_proxy::xds::spawn(&running.shared, &boot).map_err(fail)?;
-        proxies.push((who.clone(), running.admin));
-        handles.push(running);
-    }
+    let proxies = live
+        .proxies
+        .values()
+        .map(|(who, running)| (who.clone(), running.admin))
+        .collect();
+    let live = Arc::new(tokio::sync::Mutex::new(live));
+    let follow = tokio::spawn(follow(
+        dir,
+        control.server.clone(),
+        Arc::clone(&live),
+        control.xds,
+        opts.gateway,
+    ));
     Ok(Running {
         control,
         plan,
         proxies,
-        handles,
-        apps,
+        live,
+        follow,
     })
 }
 
+/// Keeps what runs in step with the directory: after each push, the
+/// plan is read again and applied.
+async fn follow(
+    mut dir: weft_control::source::ConfigDir,
+    server: weft_control::server::AdsServer,
+    live: Arc<tokio::sync::Mutex<Live>>,
+    xds: SocketAddr,
+    gateway: GatewayMode,
+) {
+    let mut pushes = server.subscribe();
+    while pushes.changed().await.is_ok() {
+        if !dir.scan().changed {
+            continue;
+        }
+        match plan(&dir.resources()) {
+            Ok(plan) => {
+                for e in live.lock().await.apply(&plan, xds, gateway).await {
+                    tracing::warn!("{e}");
+                }
+            }
+            Err(e) => tracing::warn!("{e}; what runs is left as it is"),
+        }
+    }
+}
+
 impl Running {
+    /// The proxies running now.
+    pub async fn running_proxies(&self) -> Vec<Identity> {
+        let live = self.live.lock().await;
+        live.proxies.values().map(|(who, _)| who.clone()).collect()
+    }
+
     /// Waits until every started proxy has accepted its configuration;
     /// the NACKs and proxies still unsynced after `within`.
     pub async fn settle(&self, within: std::time::Duration) -> Vec<String> {
@@ -263,8 +284,15 @@ impl Running {
         loop {
             let status = self.control.server.status();
             let mut problems = Vec::new();
-            for (who, _) in &self.proxies {
-                let node = who.node_id();
+            for node in self
+                .live
+                .lock()
+                .await
+                .proxies
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+            {
                 match status.iter().find(|p| p.id == node) {
                     None => problems.push(format!("{node}: not connected")),
                     Some(p) => {

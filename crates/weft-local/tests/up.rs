@@ -214,7 +214,87 @@ async fn bookinfo_up_and_the_tour() {
     assert!(problems.is_empty(), "{problems:?}");
     let ratings = get(gw, "/api/v1/products/0/ratings", None).await;
     assert_eq!(ratings.status, 200, "{ratings:?}");
+
+    // A workload added while the mesh runs gets its sidecar and its app;
+    // removed, both go.
+    std::fs::write(dir.0.join("details-v2.yaml"), DETAILS_V2).unwrap();
+    let direct = || async {
+        request(
+            "GET",
+            "http://127.0.0.17:9080/details/0",
+            &[("host", "details:9080")],
+            false,
+        )
+        .await
+    };
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = direct().await {
+            assert_eq!(r.status, 200, "{r:?}");
+            assert!(r.body.contains("ISBN-10"), "{r:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "details-v2's sidecar never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let running: Vec<String> = mesh
+        .running_proxies()
+        .await
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    assert!(running.contains(&"details-v2".to_string()), "{running:?}");
+    assert_eq!(get(gw, "/productpage", None).await.status, 200);
+
+    std::fs::remove_file(dir.0.join("details-v2.yaml")).unwrap();
+    let start = Instant::now();
+    while direct().await.is_ok() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "details-v2's sidecar still answers after its workload went"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let running: Vec<String> = mesh
+        .running_proxies()
+        .await
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    assert!(!running.contains(&"details-v2".to_string()), "{running:?}");
 }
+
+/// A second details workload, as a user would add one.
+const DETAILS_V2: &str = "apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata:
+  name: details-v2
+  namespace: default
+  annotations: {weft.dev/demo: bookinfo}
+spec:
+  address: 127.0.0.17
+  ports: {http: 9080}
+  labels: {app: details, version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: details-v2, namespace: default}
+spec:
+  workloadSelector: {labels: {app: details, version: v2}}
+  ingress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    bind: 127.0.0.17
+    captureMode: NONE
+    defaultEndpoint: 127.0.0.1:19090
+  egress:
+  - port: {number: 9080, protocol: HTTP, name: http}
+    bind: 127.0.1.17
+    captureMode: NONE
+    hosts: [./*]
+";
 
 /// `--gateway none`: the mesh runs without its gateway, and a real Envoy
 /// started from `weft bootstrap`'s output takes the gateway's place.

@@ -110,6 +110,11 @@ impl AdsServer {
         self.shared.snapshot.send_replace(Arc::new(snapshot));
     }
 
+    /// Told of every snapshot published from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.shared.snapshot.subscribe()
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.shared.snapshot.borrow().clone()
     }

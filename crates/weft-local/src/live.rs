@@ -1,0 +1,135 @@
+//! What `weft up` runs, kept in step with the directory. After every
+//! push of the control plane the plan is read again: proxies and demo
+//! applications of workloads that appeared are started, those of
+//! workloads that went away are stopped, and one whose identity (node
+//! id) or application (what, where it listens, where it calls out)
+//! changed is restarted. Routing changes need none of this: they reach
+//! the running proxies over xDS.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use weft_control::bootstrap::{self, Identity};
+use weft_control::ProxyKind;
+
+use crate::{AppPlan, GatewayMode, Plan, UpError};
+
+/// The proxies and applications running now.
+#[derive(Default)]
+pub(crate) struct Live {
+    /// By node id.
+    pub proxies: BTreeMap<String, (Identity, weft_proxy::Running)>,
+    /// By workload name.
+    apps: BTreeMap<String, (AppPlan, tokio::task::JoinHandle<()>)>,
+}
+
+fn same_app(a: &AppPlan, b: &AppPlan) -> bool {
+    a.app == b.app && a.listen == b.listen && a.egress == b.egress
+}
+
+impl Live {
+    /// Starts and stops what it takes to run `plan`; every proxy or
+    /// application that could not be started is an error, the rest runs.
+    pub async fn apply(
+        &mut self,
+        plan: &Plan,
+        xds: SocketAddr,
+        gateway: GatewayMode,
+    ) -> Vec<UpError> {
+        let mut errors = Vec::new();
+        let wanted: BTreeMap<String, &AppPlan> =
+            plan.apps.iter().map(|a| (a.workload.clone(), a)).collect();
+        let stale: Vec<String> = self
+            .apps
+            .iter()
+            .filter(|(w, (a, _))| !wanted.get(*w).is_some_and(|n| same_app(a, n)))
+            .map(|(w, _)| w.clone())
+            .collect();
+        for w in stale {
+            if let Some((_, task)) = self.apps.remove(&w) {
+                task.abort();
+                // The listener goes with the task; wait for it so a
+                // restarted app can bind the same address.
+                let _ = task.await;
+            }
+        }
+        for (w, a) in wanted {
+            if self.apps.contains_key(&w) {
+                continue;
+            }
+            match weft_demo::serve(a.app.clone(), &a.workload, a.listen, a.egress).await {
+                Ok((_, task)) => {
+                    self.apps.insert(w, (a.clone(), task));
+                }
+                Err(source) => errors.push(UpError::Demo {
+                    workload: a.workload.clone(),
+                    source,
+                }),
+            }
+        }
+
+        let wanted: BTreeMap<String, &Identity> = plan
+            .proxies
+            .iter()
+            .filter(|w| !(w.kind == ProxyKind::Router && gateway == GatewayMode::None))
+            .map(|w| (w.node_id(), w))
+            .collect();
+        let stale: Vec<String> = self
+            .proxies
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .cloned()
+            .collect();
+        for id in stale {
+            if let Some((_, running)) = self.proxies.remove(&id) {
+                running.shared.shutdown();
+            }
+        }
+        for (id, who) in wanted {
+            if self.proxies.contains_key(&id) {
+                continue;
+            }
+            match start_proxy(who, xds).await {
+                Ok(running) => {
+                    self.proxies.insert(id, (who.clone(), running));
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
+    fn stop(&mut self) {
+        for (_, (_, running)) in std::mem::take(&mut self.proxies) {
+            running.shared.shutdown();
+        }
+        for (_, (_, task)) in std::mem::take(&mut self.apps) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A weft proxy in this process with the bootstrap pilot-agent would
+/// give it, connected to the control plane at `xds`.
+async fn start_proxy(who: &Identity, xds: SocketAddr) -> Result<weft_proxy::Running, UpError> {
+    let fail = |message: String| UpError::Proxy {
+        node: who.node_id(),
+        message,
+    };
+    let text = bootstrap::envoy(who, xds, 0).to_string();
+    let boot = weft_envoy::parse_bootstrap("bootstrap", &text).map_err(|e| fail(e.to_string()))?;
+    let snapshot = weft_proxy::Snapshot::compile(&boot)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let running = weft_proxy::start(snapshot)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    weft_proxy::xds::spawn(&running.shared, &boot).map_err(fail)?;
+    Ok(running)
+}
