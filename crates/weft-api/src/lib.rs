@@ -51,27 +51,26 @@ pub struct Object {
 
 /// The typed body of an object, one variant per kind.
 #[derive(Clone, Debug, PartialEq)]
-#[allow(clippy::large_enum_variant)]
 pub enum Spec {
-    VirtualService(virtual_service::VirtualService),
-    DestinationRule(destination_rule::DestinationRule),
-    Gateway(gateway::Gateway),
-    ServiceEntry(service_entry::ServiceEntry),
-    WorkloadEntry(service_entry::WorkloadEntry),
-    WorkloadGroup(service_entry::WorkloadGroup),
-    Sidecar(sidecar::Sidecar),
-    PeerAuthentication(security::PeerAuthentication),
-    AuthorizationPolicy(security::AuthorizationPolicy),
-    RequestAuthentication(security::RequestAuthentication),
-    Telemetry(telemetry::Telemetry),
+    VirtualService(Box<virtual_service::VirtualService>),
+    DestinationRule(Box<destination_rule::DestinationRule>),
+    Gateway(Box<gateway::Gateway>),
+    ServiceEntry(Box<service_entry::ServiceEntry>),
+    WorkloadEntry(Box<service_entry::WorkloadEntry>),
+    WorkloadGroup(Box<service_entry::WorkloadGroup>),
+    Sidecar(Box<sidecar::Sidecar>),
+    PeerAuthentication(Box<security::PeerAuthentication>),
+    AuthorizationPolicy(Box<security::AuthorizationPolicy>),
+    RequestAuthentication(Box<security::RequestAuthentication>),
+    Telemetry(Box<telemetry::Telemetry>),
     /// Istio kinds weft recognises but does not model field by field
     /// (EnvoyFilter, ProxyConfig, WasmPlugin, ...): kept as raw JSON.
     Unmodelled(serde_json::Value),
-    K8sGateway(gateway_api::GatewaySpec),
-    HttpRoute(gateway_api::RouteSpec),
-    GrpcRoute(gateway_api::RouteSpec),
-    GatewayClass(gateway_api::GatewayClassSpec),
-    ReferenceGrant(gateway_api::ReferenceGrantSpec),
+    K8sGateway(Box<gateway_api::GatewaySpec>),
+    HttpRoute(Box<gateway_api::RouteSpec>),
+    GrpcRoute(Box<gateway_api::RouteSpec>),
+    GatewayClass(Box<gateway_api::GatewayClassSpec>),
+    ReferenceGrant(Box<gateway_api::ReferenceGrantSpec>),
     Namespace(Box<Namespace>),
     Service(Box<Service>),
     Endpoints(Box<Endpoints>),

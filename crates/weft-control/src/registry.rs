@@ -167,7 +167,7 @@ impl Registry {
             let ns = namespace_of(o);
             if let Spec::WorkloadEntry(we) = &o.spec {
                 let address = we.address.clone().unwrap_or_default();
-                workload_entries.push((ns, we));
+                workload_entries.push((ns, &**we));
                 reg.workloads.push(Workload {
                     name: o.name().to_string(),
                     namespace: ns.to_string(),

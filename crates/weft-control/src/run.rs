@@ -70,6 +70,8 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
     }
     let mut version = 1;
     let server = AdsServer::new(build(&dir, version, None));
+    // Loading freed the files' text and parse trees.
+    release_freed_memory();
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
     let (debug, debug_task) = serve_debug(opts.debug, server.clone()).await?;
     let watcher = {

@@ -269,6 +269,17 @@ fn read_file(path: &Path, prev: &[Resource], problems: &mut Vec<String>) -> Vec<
             out.push(p);
         }
     }
+    // Every problem of the file is reported: the objects no longer need
+    // their parse trees (the largest part of a big mesh's memory), only
+    // where each document starts.
+    for r in &mut out {
+        if !matches!(r.source.value, weft_yaml::Value::Null) {
+            r.source = std::sync::Arc::new(weft_yaml::Node {
+                value: weft_yaml::Value::Null,
+                mark: r.source.mark,
+            });
+        }
+    }
     out
 }
 

@@ -26,7 +26,7 @@ fn gateways<'a>(
 ) -> impl Iterator<Item = (&'a Resource, &'a weft_api::gateway::Gateway)> + 'a {
     ctx.of_kind(Kind::Gateway)
         .filter_map(|r| match &r.object.spec {
-            Spec::Gateway(g) => Some((r, g)),
+            Spec::Gateway(g) => Some((r, &**g)),
             _ => None,
         })
 }

@@ -19,7 +19,7 @@ fn virtual_services<'a>(
     ctx: &'a Context,
 ) -> impl Iterator<Item = (&'a Resource, &'a VirtualService)> + 'a {
     ctx.resources.iter().filter_map(|r| match &r.object.spec {
-        Spec::VirtualService(vs) => Some((r, vs)),
+        Spec::VirtualService(vs) => Some((r, &**vs)),
         _ => None,
     })
 }
