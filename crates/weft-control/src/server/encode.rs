@@ -20,11 +20,11 @@ use xxhash_rust::xxh64::{xxh64, Xxh64};
 
 pub(crate) type Any = envoy_types::pb::google::protobuf::Any;
 
-/// One encoded resource, shared by every shape and snapshot that has
-/// it (cloning is a reference count).
+/// One encoded resource: its protobuf bytes, shared by every shape,
+/// snapshot and response that has it (cloning is a reference count).
 #[derive(Clone, Debug)]
 pub(crate) struct Res {
-    pub any: Arc<Any>,
+    pub value: bytes::Bytes,
     /// Of the bytes: what changed means.
     pub digest: u64,
 }
@@ -33,7 +33,7 @@ impl Res {
     pub fn new(any: Any) -> Res {
         let digest = xxh64(&any.value, 0);
         Res {
-            any: Arc::new(any),
+            value: any.value.into(),
             digest,
         }
     }

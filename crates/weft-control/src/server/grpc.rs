@@ -15,7 +15,6 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::Frame;
-use prost::Message;
 use tokio::sync::mpsc;
 use tonic::codec::Streaming;
 use tonic::server::NamedService;
@@ -72,26 +71,22 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for AdsService {
         let response = http::Response::builder()
             .status(200)
             .header("content-type", "application/grpc")
-            .body(tonic::body::Body::new(Responses { rx, done: false }))
+            .body(tonic::body::Body::new(Responses {
+                rx,
+                pending: Default::default(),
+                done: false,
+            }))
             .expect("static response head");
         std::future::ready(Ok(response))
     }
 }
 
-/// A stream's responses as gRPC messages, then its status as trailers.
+/// A stream's responses as gRPC messages (each in the pieces `wire`
+/// wrote it in), then its status as trailers.
 struct Responses {
     rx: mpsc::UnboundedReceiver<Result<Out, Status>>,
+    pending: std::collections::VecDeque<Bytes>,
     done: bool,
-}
-
-/// One length-prefixed gRPC message (uncompressed).
-fn message(m: &impl Message) -> Bytes {
-    let len = m.encoded_len();
-    let mut buf = Vec::with_capacity(5 + len);
-    buf.push(0);
-    buf.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-    m.encode(&mut buf).expect("a Vec grows as needed");
-    Bytes::from(buf)
 }
 
 fn trailers(status: &Status) -> Frame<Bytes> {
@@ -110,13 +105,20 @@ impl http_body::Body for Responses {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        if let Some(chunk) = self.pending.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
         if self.done {
             return Poll::Ready(None);
         }
         match self.rx.poll_recv(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(Out::Sotw(r)))) => Poll::Ready(Some(Ok(Frame::data(message(&r))))),
-            Poll::Ready(Some(Ok(Out::Delta(r)))) => Poll::Ready(Some(Ok(Frame::data(message(&r))))),
+            Poll::Ready(Some(Ok(message))) => {
+                let mut chunks = message.chunks.into_iter();
+                let first = chunks.next().unwrap_or_default();
+                self.pending.extend(chunks);
+                Poll::Ready(Some(Ok(Frame::data(first))))
+            }
             Poll::Ready(Some(Err(status))) => {
                 self.done = true;
                 Poll::Ready(Some(Ok(trailers(&status))))
@@ -129,6 +131,6 @@ impl http_body::Body for Responses {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done && self.pending.is_empty()
     }
 }

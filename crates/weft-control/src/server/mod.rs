@@ -24,6 +24,7 @@ mod encode;
 mod grpc;
 mod parts;
 mod stream;
+mod wire;
 
 use encode::Encoded;
 

@@ -82,8 +82,7 @@ fn decoded(encoded: &Encoded) -> BTreeMap<(Kind, String), Value> {
     let mut out = BTreeMap::new();
     for (kind, t) in encoded {
         for (name, res) in &t.by_name {
-            let (_, _, json) =
-                weft_xds::to_json(&res.any.type_url, &res.any.value).expect("decodes");
+            let (_, _, json) = weft_xds::to_json(&kind.type_url(), &res.value).expect("decodes");
             out.insert((*kind, name.clone()), json);
         }
     }

@@ -9,16 +9,13 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
-use weft_xds::discovery::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
+use weft_xds::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
 use weft_xds::Kind;
 
-use super::encode::{name_key, Any, Encoded, TypeEncoded};
+use super::encode::{name_key, Encoded, TypeEncoded};
+use super::wire;
 use super::{metadata_labels, AdsServer, ProxyStatus};
 use crate::gen::Proxy;
-
-type DeltaResource = envoy_types::pb::envoy::service::discovery::v3::Resource;
 
 #[derive(Default)]
 struct Subscription {
@@ -49,10 +46,8 @@ pub(super) struct StreamState {
     nonce: u64,
 }
 
-pub(super) enum Out {
-    Sotw(DiscoveryResponse),
-    Delta(DeltaDiscoveryResponse),
-}
+/// A response, ready for the wire.
+pub(super) type Out = wire::Message;
 
 impl StreamState {
     /// A response for `kind` if what the proxy holds differs from what it
@@ -89,44 +84,19 @@ impl StreamState {
         let nonce = format!("{}-{}", self.id, self.nonce);
         let version = self.version.to_string();
         let out = if delta {
-            Out::Delta(DeltaDiscoveryResponse {
-                system_version_info: version.clone(),
-                resources: changed
-                    .iter()
-                    .filter_map(|k| {
-                        let (name, r) = te.get(*k)?;
-                        Some(DeltaResource {
-                            name: name.clone(),
-                            version: format!("{:016x}", r.digest),
-                            resource: Some(Any::clone(&r.any)),
-                            ..Default::default()
-                        })
-                    })
-                    .collect(),
-                type_url: kind.type_url(),
-                removed_resources: removed
-                    .iter()
-                    .filter_map(|k| sub.sent_names.get(k).cloned())
-                    .collect(),
-                nonce: nonce.clone(),
-                ..Default::default()
-            })
+            let removed: Vec<String> = removed
+                .iter()
+                .filter_map(|k| sub.sent_names.get(k).cloned())
+                .collect();
+            let resources = changed
+                .iter()
+                .filter_map(|k| te.get(*k).map(|(name, r)| (name.as_str(), r)));
+            wire::delta(&version, kind, &nonce, resources, &removed)
+        } else if wildcard {
+            wire::sotw(&version, kind, &nonce, te.by_name.values())
         } else {
-            let resources = if wildcard {
-                te.by_name.values().map(|r| Any::clone(&r.any)).collect()
-            } else {
-                changed
-                    .iter()
-                    .filter_map(|k| te.get(*k).map(|(_, r)| Any::clone(&r.any)))
-                    .collect()
-            };
-            Out::Sotw(DiscoveryResponse {
-                version_info: version.clone(),
-                resources,
-                type_url: kind.type_url(),
-                nonce: nonce.clone(),
-                ..Default::default()
-            })
+            let resources = changed.iter().filter_map(|k| te.get(*k).map(|(_, r)| r));
+            wire::sotw(&version, kind, &nonce, resources)
         };
         for k in &changed {
             if let Some((name, r)) = te.get(*k) {
