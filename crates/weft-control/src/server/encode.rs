@@ -47,6 +47,10 @@ pub(crate) struct TypeEncoded {
     pub keys: HashMap<u64, String>,
     /// (name hash, digest) of every resource, in name order.
     pub digests: Vec<(u64, u64)>,
+    /// Every resource as a response's entries, made when a response
+    /// first carries them all and shared by every stream of the shape.
+    sotw_all: std::sync::OnceLock<bytes::Bytes>,
+    delta_all: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl TypeEncoded {
@@ -60,7 +64,21 @@ impl TypeEncoded {
             by_name,
             keys,
             digests,
+            ..TypeEncoded::default()
         }
+    }
+
+    /// `wire::sotw_entries` of every resource.
+    pub fn sotw_all(&self, kind: Kind) -> &bytes::Bytes {
+        self.sotw_all
+            .get_or_init(|| super::wire::sotw_entries(kind, self.by_name.values()))
+    }
+
+    /// `wire::delta_entries` of every resource.
+    pub fn delta_all(&self, kind: Kind) -> &bytes::Bytes {
+        self.delta_all.get_or_init(|| {
+            super::wire::delta_entries(kind, self.by_name.iter().map(|(n, r)| (n.as_str(), r)))
+        })
     }
 
     pub fn get(&self, key: u64) -> Option<(&String, &Res)> {

@@ -83,17 +83,23 @@ impl StreamState {
         self.nonce += 1;
         let nonce = format!("{}-{}", self.id, self.nonce);
         let version = self.version.to_string();
+        // Every resource of the type: the shape's shared entries.
+        let all = changed.len() == te.digests.len();
         let out = if delta {
             let removed: Vec<String> = removed
                 .iter()
                 .filter_map(|k| sub.sent_names.get(k).cloned())
                 .collect();
-            let resources = changed
-                .iter()
-                .filter_map(|k| te.get(*k).map(|(name, r)| (name.as_str(), r)));
-            wire::delta(&version, kind, &nonce, resources, &removed)
-        } else if wildcard {
-            wire::sotw(&version, kind, &nonce, te.by_name.values())
+            if all {
+                wire::delta_with(&version, kind, &nonce, te.delta_all(kind), &removed)
+            } else {
+                let resources = changed
+                    .iter()
+                    .filter_map(|k| te.get(*k).map(|(name, r)| (name.as_str(), r)));
+                wire::delta(&version, kind, &nonce, resources, &removed)
+            }
+        } else if wildcard || all {
+            wire::sotw_with(&version, kind, &nonce, te.sotw_all(kind))
         } else {
             let resources = changed.iter().filter_map(|k| te.get(*k).map(|(_, r)| r));
             wire::sotw(&version, kind, &nonce, resources)

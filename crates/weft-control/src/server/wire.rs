@@ -68,6 +68,9 @@ fn any_len(type_url: &str, value: &Bytes) -> usize {
 struct Builder {
     chunks: Vec<Bytes>,
     cur: BytesMut,
+    /// Large values by reference (else everything is copied into one
+    /// buffer, for a block that is itself shared).
+    share: bool,
 }
 
 impl Builder {
@@ -75,12 +78,25 @@ impl Builder {
         Builder {
             chunks: Vec::new(),
             cur: BytesMut::new(),
+            share: true,
         }
+    }
+
+    /// A piece shared as it is.
+    fn block(&mut self, block: &Bytes) {
+        self.chunks.push(self.cur.split().freeze());
+        self.chunks.push(block.clone());
+    }
+
+    /// Everything written, as one buffer (for `share: false`).
+    fn into_bytes(self) -> Bytes {
+        debug_assert!(self.chunks.iter().all(Bytes::is_empty));
+        self.cur.freeze()
     }
 
     /// `value` as the tail of the current piece: by reference when large.
     fn value(&mut self, value: &Bytes) {
-        if value.len() >= SHARE_FROM {
+        if self.share && value.len() >= SHARE_FROM {
             self.chunks.push(self.cur.split().freeze());
             self.chunks.push(value.clone());
         } else {
@@ -123,13 +139,38 @@ pub(crate) fn sotw<'a>(
     resources: impl Iterator<Item = &'a Res>,
 ) -> Message {
     let type_url = kind.type_url();
-    let mut b = Builder::new();
-    put_string(&mut b.cur, 1, version);
-    put_string(&mut b.cur, 4, &type_url);
-    put_string(&mut b.cur, 5, nonce);
+    let mut b = sotw_head(version, &type_url, nonce);
     for r in resources {
         b.any(2, &type_url, &r.value);
     }
+    b.finish()
+}
+
+fn sotw_head(version: &str, type_url: &str, nonce: &str) -> Builder {
+    let mut b = Builder::new();
+    put_string(&mut b.cur, 1, version);
+    put_string(&mut b.cur, 4, type_url);
+    put_string(&mut b.cur, 5, nonce);
+    b
+}
+
+/// The `resources` of a `DiscoveryResponse` carrying every one of
+/// `resources`, to be shared by every response that carries them all.
+pub(crate) fn sotw_entries<'a>(kind: Kind, resources: impl Iterator<Item = &'a Res>) -> Bytes {
+    let type_url = kind.type_url();
+    let mut b = Builder::new();
+    b.share = false;
+    for r in resources {
+        b.any(2, &type_url, &r.value);
+    }
+    b.into_bytes()
+}
+
+/// A state-of-the-world `DiscoveryResponse` whose resources are `entries`
+/// (from [`sotw_entries`]).
+pub(crate) fn sotw_with(version: &str, kind: Kind, nonce: &str, entries: &Bytes) -> Message {
+    let mut b = sotw_head(version, &kind.type_url(), nonce);
+    b.block(entries);
     b.finish()
 }
 
@@ -143,26 +184,64 @@ pub(crate) fn delta<'a>(
     removed: &[String],
 ) -> Message {
     let type_url = kind.type_url();
+    let mut b = delta_head(system_version, &type_url, nonce, removed);
+    for (name, r) in resources {
+        delta_entry(&mut b, &type_url, name, r);
+    }
+    b.finish()
+}
+
+fn delta_head(system_version: &str, type_url: &str, nonce: &str, removed: &[String]) -> Builder {
     let mut b = Builder::new();
     put_string(&mut b.cur, 1, system_version);
-    put_string(&mut b.cur, 4, &type_url);
+    put_string(&mut b.cur, 4, type_url);
     put_string(&mut b.cur, 5, nonce);
     for name in removed {
         put_key(&mut b.cur, 6);
         put_varint(&mut b.cur, name.len() as u64);
         b.cur.put_slice(name.as_bytes());
     }
+    b
+}
+
+/// `Resource { version = 1, resource = 2 (Any), name = 3 }` as field 2.
+fn delta_entry(b: &mut Builder, type_url: &str, name: &str, r: &Res) {
+    let version = format!("{:016x}", r.digest);
+    let any = any_len(type_url, &r.value);
+    let len = string_len(3, name) + string_len(1, &version) + 1 + varint_len(any as u64) + any;
+    put_key(&mut b.cur, 2);
+    put_varint(&mut b.cur, len as u64);
+    put_string(&mut b.cur, 3, name);
+    put_string(&mut b.cur, 1, &version);
+    b.any(2, type_url, &r.value);
+}
+
+/// The `resources` of a `DeltaDiscoveryResponse` carrying every one of
+/// `resources`, to be shared.
+pub(crate) fn delta_entries<'a>(
+    kind: Kind,
+    resources: impl Iterator<Item = (&'a str, &'a Res)>,
+) -> Bytes {
+    let type_url = kind.type_url();
+    let mut b = Builder::new();
+    b.share = false;
     for (name, r) in resources {
-        // Resource { version = 1, resource = 2 (Any), name = 3 }.
-        let version = format!("{:016x}", r.digest);
-        let any = any_len(&type_url, &r.value);
-        let len = string_len(3, name) + string_len(1, &version) + 1 + varint_len(any as u64) + any;
-        put_key(&mut b.cur, 2);
-        put_varint(&mut b.cur, len as u64);
-        put_string(&mut b.cur, 3, name);
-        put_string(&mut b.cur, 1, &version);
-        b.any(2, &type_url, &r.value);
+        delta_entry(&mut b, &type_url, name, r);
     }
+    b.into_bytes()
+}
+
+/// A `DeltaDiscoveryResponse` whose resources are `entries` (from
+/// [`delta_entries`]).
+pub(crate) fn delta_with(
+    system_version: &str,
+    kind: Kind,
+    nonce: &str,
+    entries: &Bytes,
+    removed: &[String],
+) -> Message {
+    let mut b = delta_head(system_version, &kind.type_url(), nonce, removed);
+    b.block(entries);
     b.finish()
 }
 
@@ -238,6 +317,28 @@ mod tests {
             assert_eq!(any.value, want.value.to_vec());
             assert_eq!(any.type_url, Kind::ClusterLoadAssignment.type_url());
         }
+    }
+
+    #[test]
+    fn shared_blocks_decode_as_the_direct_responses() {
+        let rs = [res(10, 1), res(5000, 2), res(200, 3)];
+        let direct = joined(&sotw("1", Kind::Cluster, "n", rs.iter()));
+        let block = sotw_entries(Kind::Cluster, rs.iter());
+        let shared = sotw_with("1", Kind::Cluster, "n", &block);
+        assert!(shared.chunks.iter().any(|c| c.as_ptr() == block.as_ptr()));
+        assert_eq!(
+            DiscoveryResponse::decode(joined(&shared).as_slice()).unwrap(),
+            DiscoveryResponse::decode(direct.as_slice()).unwrap()
+        );
+        let named = || ["x", "y", "z"].into_iter().zip(rs.iter());
+        let removed = ["w".to_string()];
+        let direct = joined(&delta("2", Kind::Listener, "m", named(), &removed));
+        let block = delta_entries(Kind::Listener, named());
+        let shared = delta_with("2", Kind::Listener, "m", &block, &removed);
+        assert_eq!(
+            DeltaDiscoveryResponse::decode(joined(&shared).as_slice()).unwrap(),
+            DeltaDiscoveryResponse::decode(direct.as_slice()).unwrap()
+        );
     }
 
     #[test]
