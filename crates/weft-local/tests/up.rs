@@ -240,12 +240,7 @@ async fn bookinfo_up_and_the_tour() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let running: Vec<String> = mesh
-        .running_proxies()
-        .await
-        .iter()
-        .map(|w| w.name.clone())
-        .collect();
+    let running = running_names(&mesh).await;
     assert!(running.contains(&"details-v2".to_string()), "{running:?}");
     assert_eq!(get(gw, "/productpage", None).await.status, 200);
 
@@ -258,13 +253,13 @@ async fn bookinfo_up_and_the_tour() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let running: Vec<String> = mesh
-        .running_proxies()
-        .await
-        .iter()
-        .map(|w| w.name.clone())
-        .collect();
+    let running = running_names(&mesh).await;
     assert!(!running.contains(&"details-v2".to_string()), "{running:?}");
+}
+
+async fn running_names(mesh: &weft_local::Running) -> Vec<String> {
+    let proxies = mesh.running_proxies().await;
+    proxies.into_iter().map(|w| w.name).collect()
 }
 
 /// A second details workload, as a user would add one.
