@@ -181,6 +181,11 @@ impl ConfigDir {
                 for k in old.keys().filter(|k| !new.contains_key(*k)) {
                     scan.kinds.insert(k.0.clone());
                 }
+                if old == new {
+                    // Only the order changed, which decides between
+                    // objects that conflict: every kind of the file.
+                    scan.kinds.extend(new.keys().map(|k| k.0.clone()));
+                }
             }
             self.files.insert(path, fresh);
         }
@@ -457,6 +462,20 @@ spec: {address: ADDRESS, labels: {app: reviews}}
         let third = crate::Context::rebuild(&second, &c.resources(), Mesh::default(), &s.kinds);
         assert!(!std::sync::Arc::ptr_eq(&second.registry, &third.registry));
         assert_eq!(third.registry.workloads[0].address, "10.0.0.2");
+
+        // The same objects in another order: the order decides between
+        // conflicting objects, so every kind of the file counts.
+        std::fs::write(
+            &f,
+            we.replace("ADDRESS", "10.0.0.2") + "---\n" + &VS.replace("SUBSET", "v2"),
+        )
+        .unwrap();
+        let s = c.scan();
+        assert!(s.changed);
+        assert_eq!(
+            s.kinds,
+            ["VirtualService", "WorkloadEntry"].map(String::from).into()
+        );
 
         std::fs::remove_file(&f).unwrap();
         let s = c.scan();
