@@ -42,8 +42,9 @@ pub struct Resource {
     pub digest: u64,
 }
 
-/// A structural hash of a JSON document (object keys in order).
-fn json_digest(v: &serde_json::Value, h: &mut impl std::hash::Hasher) {
+/// A structural hash of a JSON document (object keys in order), into
+/// any hasher.
+pub fn json_digest(v: &serde_json::Value, h: &mut impl std::hash::Hasher) {
     use serde_json::Value as J;
     match v {
         J::Null => h.write_u8(0),

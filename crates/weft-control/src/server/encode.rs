@@ -93,39 +93,6 @@ pub(crate) fn name_key(name: &str) -> u64 {
     xxh64(name.as_bytes(), 0x6e61_6d65)
 }
 
-/// A structural hash of a JSON value (object keys are ordered).
-fn json_hash(v: &Value, h: &mut Xxh64) {
-    match v {
-        Value::Null => h.write_u8(0),
-        Value::Bool(b) => h.write_u8(if *b { 1 } else { 2 }),
-        Value::Number(n) => {
-            h.write_u8(3);
-            h.write(n.to_string().as_bytes());
-        }
-        Value::String(s) => {
-            h.write_u8(4);
-            h.write_u64(s.len() as u64);
-            h.write(s.as_bytes());
-        }
-        Value::Array(a) => {
-            h.write_u8(5);
-            h.write_u64(a.len() as u64);
-            for x in a {
-                json_hash(x, h);
-            }
-        }
-        Value::Object(m) => {
-            h.write_u8(6);
-            h.write_u64(m.len() as u64);
-            for (k, x) in m {
-                h.write_u64(k.len() as u64);
-                h.write(k.as_bytes());
-                json_hash(x, h);
-            }
-        }
-    }
-}
-
 /// Resources of each type by name, encoded, before they are indexed.
 pub(crate) type ByKind = BTreeMap<Kind, BTreeMap<String, Res>>;
 
@@ -175,7 +142,7 @@ impl Cache {
     ) -> Result<Res, weft_xds::DecodeError> {
         self.start(version);
         let mut h = Xxh64::new(0);
-        json_hash(json, &mut h);
+        weft_config::json_digest(json, &mut h);
         let key = (kind, h.finish());
         if let Some((res, used)) = self.entries.get_mut(&key) {
             *used = version;
