@@ -15,7 +15,7 @@ use weft_api::gateway::{Gateway, Server};
 use weft_config::host;
 
 use super::listener::{http_manager, rds, tcp_proxy};
-use super::{cluster, cluster_name, route, Output, Proxy, Scope};
+use super::{cluster_name, route, Output, Proxy, Scope};
 use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{exported_to, Protocol};
 
@@ -78,11 +78,7 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
         outbound_mode: ctx.mesh.outbound_mode,
         services,
     };
-    let mut clusters = cluster::fixed(ctx, &scope);
-    for s in &scope.services {
-        clusters.extend(cluster::for_service(ctx, proxy, s));
-    }
-    super::output(ctx, clusters, listeners, routes)
+    super::output(ctx, super::clusters(ctx, proxy, &scope), listeners, routes)
 }
 
 /// VirtualServices bound to `gw` that a server's `ns/host` entry admits,

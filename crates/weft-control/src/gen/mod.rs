@@ -25,7 +25,7 @@ mod route;
 mod service;
 
 pub use gateway::gateway;
-pub use service::{inputs as service_inputs, parts as service_parts, ServiceParts};
+pub(crate) use service::{inputs as service_inputs, parts as service_parts};
 
 /// What kind of proxy asks: a sidecar next to a workload, or a gateway
 /// (Istio's `router`).
@@ -97,7 +97,7 @@ pub type Output = BTreeMap<Kind, BTreeMap<String, Value>>;
 
 /// One outbound listener a sidecar gets: where it listens and which
 /// services it routes.
-pub struct Egress<'a> {
+pub(crate) struct Egress<'a> {
     /// None: capture by iptables (listeners not bound, reached through
     /// `virtualOutbound`).
     pub bind: Option<String>,
@@ -107,14 +107,14 @@ pub struct Egress<'a> {
 
 /// An outbound route table a sidecar's listeners name: a virtual host
 /// per service on `port` that speaks HTTP there.
-pub struct Table<'a> {
+pub(crate) struct Table<'a> {
     pub name: String,
     pub port: u32,
     pub services: Vec<&'a Service>,
 }
 
 /// What the Sidecar resource (or its absence) gives a proxy.
-pub struct Scope<'a> {
+pub(crate) struct Scope<'a> {
     pub egress: Vec<Egress<'a>>,
     pub ingress: Vec<&'a weft_api::sidecar::IstioIngressListener>,
     pub outbound_mode: OutboundMode,
@@ -135,7 +135,7 @@ fn imports(entry: &str, service: &Service, proxy_ns: &str) -> bool {
     ns_ok && weft_config::host::covers(&resolve_host(name, proxy_ns), &service.hostname)
 }
 
-pub fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
+pub(crate) fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
     let visible: Vec<&Service> = ctx
         .registry
         .services
@@ -222,10 +222,7 @@ pub fn shape(ctx: &Context, proxy: &Proxy) -> String {
 /// Everything a sidecar gets.
 pub fn sidecar(ctx: &Context, proxy: &Proxy) -> Output {
     let scope = scope(ctx, proxy);
-    let mut clusters = cluster::fixed(ctx, &scope);
-    for s in &scope.services {
-        clusters.extend(cluster::for_service(ctx, proxy, s));
-    }
+    let clusters = clusters(ctx, proxy, &scope);
     let (listeners, tables) = sidecar_listeners(ctx, proxy, &scope);
     let routes = tables
         .iter()
@@ -234,13 +231,22 @@ pub fn sidecar(ctx: &Context, proxy: &Proxy) -> Output {
     output(ctx, clusters, listeners, routes)
 }
 
+/// The fixed clusters and those of every service in scope.
+fn clusters(ctx: &Context, proxy: &Proxy, scope: &Scope) -> Vec<cluster::Generated> {
+    let mut out = cluster::fixed(ctx, scope);
+    for s in &scope.services {
+        out.extend(cluster::for_service(ctx, proxy, s));
+    }
+    out
+}
+
 /// One of a sidecar's outbound route tables, whole.
-pub fn route_table(ctx: &Context, proxy: &Proxy, t: &Table, mode: OutboundMode) -> Value {
+pub(crate) fn route_table(ctx: &Context, proxy: &Proxy, t: &Table, mode: OutboundMode) -> Value {
     route::outbound_table(ctx, proxy, &t.name, t.port, &t.services, mode)
 }
 
 /// A sidecar's listeners and the route tables they name.
-pub fn sidecar_listeners<'a>(
+pub(crate) fn sidecar_listeners<'a>(
     ctx: &Context,
     proxy: &Proxy,
     scope: &Scope<'a>,
@@ -249,7 +255,7 @@ pub fn sidecar_listeners<'a>(
 }
 
 /// The clusters a sidecar has whatever services it imports (no EDS).
-pub fn sidecar_fixed_clusters(ctx: &Context, scope: &Scope) -> Vec<Value> {
+pub(crate) fn sidecar_fixed_clusters(ctx: &Context, scope: &Scope) -> Vec<Value> {
     cluster::fixed(ctx, scope)
         .into_iter()
         .map(|c| c.json)
@@ -259,7 +265,7 @@ pub fn sidecar_fixed_clusters(ctx: &Context, scope: &Scope) -> Vec<Value> {
 /// A route table with no virtual hosts, and the virtual host that ends
 /// every outbound table: what a table is assembled from besides the
 /// services' own virtual hosts.
-pub fn table_parts(name: &str, mode: OutboundMode) -> (Value, Value) {
+pub(crate) fn table_parts(name: &str, mode: OutboundMode) -> (Value, Value) {
     (route::table_without_hosts(name), route::fallback_host(mode))
 }
 

@@ -15,7 +15,7 @@ use crate::context::{resolve_host, Context, Named};
 use crate::model::Service;
 
 /// One service's resources for one proxy.
-pub struct ServiceParts {
+pub(crate) struct ServiceParts {
     pub clusters: Vec<Value>,
     /// One ClusterLoadAssignment per EDS cluster.
     pub endpoints: Vec<Value>,
@@ -24,7 +24,7 @@ pub struct ServiceParts {
     pub virtual_hosts: Vec<(u32, Value)>,
 }
 
-pub fn parts(ctx: &Context, proxy: &Proxy, s: &Service) -> ServiceParts {
+pub(crate) fn parts(ctx: &Context, proxy: &Proxy, s: &Service) -> ServiceParts {
     let clusters = cluster::for_service(ctx, proxy, s);
     let endpoints = endpoint::for_clusters(ctx, &clusters);
     let virtual_hosts = s
@@ -44,7 +44,7 @@ pub fn parts(ctx: &Context, proxy: &Proxy, s: &Service) -> ServiceParts {
 /// instances, the mesh settings, the DestinationRule and VirtualService
 /// that apply, and every service (and its DestinationRule) the
 /// VirtualService sends to or mirrors to. Equal inputs, equal parts.
-pub fn inputs(ctx: &Context, proxy: &Proxy, s: &Service) -> u64 {
+pub(crate) fn inputs(ctx: &Context, proxy: &Proxy, s: &Service) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     ctx.service_digest(s).hash(&mut h);
     ctx.digests().mesh.hash(&mut h);
