@@ -69,8 +69,6 @@ pub struct Context {
 pub struct Digests {
     /// The mesh settings.
     pub mesh: u64,
-    /// Every VirtualService (what a delegating one may read).
-    pub virtual_services: u64,
 }
 
 /// Lookups by host, so that generating for thousands of services stays
@@ -162,6 +160,7 @@ impl Context {
                 _ => {}
             }
         }
+        crate::delegate::merge_all(&mut ctx.virtual_services);
         let mut index = Index::default();
         for (i, vs) in ctx.virtual_services.iter().enumerate() {
             for h in &vs.spec.hosts {
@@ -189,12 +188,6 @@ impl Context {
                 &ctx.mesh.connect_timeout,
                 &ctx.mesh.access_log_file,
             )),
-            virtual_services: digest_of(
-                &ctx.virtual_services
-                    .iter()
-                    .map(|v| v.digest)
-                    .collect::<Vec<_>>(),
-            ),
         };
         ctx
     }

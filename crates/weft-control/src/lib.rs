@@ -7,6 +7,7 @@
 //! - `context`: one immutable view of the mesh and the lookups
 //!   generators share (Sidecar scope, VirtualService and DestinationRule
 //!   selection with Istio's precedence);
+//! - `delegate`: delegate VirtualServices merged into their roots;
 //! - `gen`: per-proxy resources with Istio's names and semantics;
 //! - `server`: the ADS server proxies connect to;
 //! - `source`: the watched configuration directory (last good version of
@@ -15,6 +16,7 @@
 
 pub mod bootstrap;
 pub mod context;
+mod delegate;
 pub mod gen;
 pub mod model;
 pub mod registry;

@@ -115,12 +115,6 @@ pub fn unsupported(r: &Resource) -> Vec<String> {
             }
             for (i, h) in vs.http.iter().enumerate() {
                 let at = format!("spec.http[{i}]");
-                if h.delegate.is_some() {
-                    out.push((
-                        format!("{at}.delegate"),
-                        "delegate VirtualServices are not implemented",
-                    ));
-                }
                 if h.retries
                     .as_ref()
                     .is_some_and(|r| r.retry_remote_localities.is_some())

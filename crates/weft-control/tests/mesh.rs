@@ -281,6 +281,46 @@ spec:
         (w.status, w.headers.get("location")),
         (e.status, e.headers.get("location"))
     );
+
+    // A delegate VirtualService of another namespace takes jason's
+    // requests; its rules narrow the root's match.
+    mesh.apply(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    delegate: {name: reviews-jason, namespace: team}
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews-jason, namespace: team}
+spec:
+  http:
+  - match: [{uri: {prefix: /v3}}]
+    route: [{destination: {host: reviews.default.svc.cluster.local, subset: v3}}]
+  - route: [{destination: {host: reviews.default.svc.cluster.local, subset: v2}}]
+",
+    )
+    .await;
+    let jason = [("end-user", "jason")];
+    for _ in 0..3 {
+        assert_eq!(
+            mesh.backend(&host("reviews"), "/", &jason).await,
+            "reviews-v2"
+        );
+        assert_eq!(
+            mesh.backend(&host("reviews"), "/v3/x", &jason).await,
+            "reviews-v3"
+        );
+        assert_eq!(
+            mesh.backend(&host("reviews"), "/v3/x", &[]).await,
+            "reviews-v1"
+        );
+    }
 }
 
 /// The ingress gateway: Bookinfo's Gateway and VirtualService as

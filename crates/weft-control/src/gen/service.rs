@@ -52,10 +52,8 @@ pub(crate) fn inputs(ctx: &Context, proxy: &Proxy, s: &Service) -> u64 {
     match ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh") {
         None => 0u64.hash(&mut h),
         Some(vs) => {
+            // A root's digest covers its delegates (see `delegate`).
             vs.digest.hash(&mut h);
-            if vs.spec.http.iter().any(|r| r.delegate.is_some()) {
-                ctx.digests().virtual_services.hash(&mut h);
-            }
             for host in destinations(vs) {
                 match ctx.service(&host) {
                     Some(d) => {
