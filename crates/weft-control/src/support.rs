@@ -5,6 +5,7 @@
 //! at all are reported the same way.
 
 use weft_api::destination_rule::{ClientTlsMode, TrafficPolicy};
+use weft_api::gateway::ServerTlsMode;
 use weft_api::{Kind, Spec};
 use weft_config::Resource;
 
@@ -103,15 +104,30 @@ pub fn unsupported(r: &Resource) -> Vec<String> {
     let mut out: Vec<(String, &'static str)> = Vec::new();
     match &r.object.spec {
         Spec::VirtualService(vs) => {
-            if !vs.tls.is_empty() {
-                out.push(("spec.tls".into(), "TLS routes are not implemented"));
+            for (i, t) in vs.tls.iter().enumerate() {
+                for (j, m) in t.matches.iter().enumerate() {
+                    if !m.destination_subnets.is_empty() {
+                        out.push((
+                            format!("spec.tls[{i}].match[{j}].destinationSubnets"),
+                            "not implemented: this match never applies",
+                        ));
+                    }
+                }
             }
-            let sidecars = vs.gateways.is_empty() || vs.gateways.iter().any(|g| g == "mesh");
-            if !vs.tcp.is_empty() && sidecars {
-                out.push((
-                    "spec.tcp".into(),
-                    "TCP routes are implemented on gateways only (the first route per port)",
-                ));
+            for (i, t) in vs.tcp.iter().enumerate() {
+                for (j, m) in t.matches.iter().enumerate() {
+                    for (field, set) in [
+                        ("destinationSubnets", !m.destination_subnets.is_empty()),
+                        ("sourceSubnet", m.source_subnet.is_some()),
+                    ] {
+                        if set {
+                            out.push((
+                                format!("spec.tcp[{i}].match[{j}].{field}"),
+                                "not implemented: this match never applies",
+                            ));
+                        }
+                    }
+                }
             }
             for (i, h) in vs.http.iter().enumerate() {
                 let at = format!("spec.http[{i}]");
@@ -184,10 +200,14 @@ pub fn unsupported(r: &Resource) -> Vec<String> {
         }
         Spec::Gateway(gw) => {
             for (i, s) in gw.servers.iter().enumerate() {
-                if s.tls.is_some() {
+                let passthrough = s
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| t.mode == Some(ServerTlsMode::PASSTHROUGH));
+                if s.tls.is_some() && !passthrough {
                     out.push((
                         format!("spec.servers[{i}].tls"),
-                        "TLS on gateways is not implemented: this server's port is not served",
+                        "TLS termination on gateways is not implemented (PASSTHROUGH is): this server's port is not served",
                     ));
                 }
             }

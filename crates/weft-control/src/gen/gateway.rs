@@ -11,11 +11,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use weft_api::gateway::{Gateway, Server};
+use weft_api::gateway::{Gateway, Server, ServerTlsMode};
 use weft_config::host;
 
-use super::listener::{http_manager, rds, tcp_proxy};
-use super::{cluster_name, route, Output, Proxy, Scope};
+use super::l4;
+use super::listener::{http_manager, rds};
+use super::{route, Output, Proxy, Scope};
 use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{exported_to, Protocol};
 
@@ -40,31 +41,47 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
     for (port, servers) in &by_port {
         let (gw, first) = servers[0];
         let protocol = Protocol::parse(&first.port.protocol);
-        if first.tls.is_some() || matches!(protocol, Protocol::Https | Protocol::Tls) {
+        let passthrough = first
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.mode == Some(ServerTlsMode::PASSTHROUGH));
+        if !passthrough
+            && (first.tls.is_some() || matches!(protocol, Protocol::Https | Protocol::Tls))
+        {
             tracing::error!(
                 gateway = %format!("{}/{}", gw.namespace, gw.name),
                 port,
-                "TLS on gateway servers is not implemented by weft yet: port {port} not served"
+                "TLS termination on gateway servers is not implemented by weft yet: port {port} not served"
             );
             continue;
         }
         let bind = first.bind.clone().unwrap_or_else(|| "0.0.0.0".into());
         let name = format!("{bind}_{port}");
-        let filter = if protocol.is_http() {
-            let table = format!("http.{port}");
-            routes.push(http_table(ctx, proxy, &table, *port, servers));
-            http_manager(ctx, &format!("outbound_{name}"), rds(&table), true)
-        } else {
-            match tcp_target(ctx, proxy, *port, servers) {
-                Some(cluster) => tcp_proxy(&format!("outbound_{name}"), &cluster),
-                None => continue,
-            }
-        };
-        listeners.push(json!({
+        let stat_prefix = format!("outbound_{name}");
+        let mut listener = json!({
             "name": name,
             "address": {"socket_address": {"address": bind, "port_value": port}},
-            "filter_chains": [{"filters": [filter]}],
-        }));
+        });
+        if passthrough {
+            let chains = passthrough_chains(ctx, proxy, *port, servers, &stat_prefix);
+            if chains.is_empty() {
+                tracing::warn!(proxy = %proxy.id, port, "no VirtualService tls route for this gateway port");
+                continue;
+            }
+            listener["listener_filters"] = json!([l4::tls_inspector()]);
+            listener["filter_chains"] = Value::Array(chains);
+        } else if protocol.is_http() {
+            let table = format!("http.{port}");
+            routes.push(http_table(ctx, proxy, &table, *port, servers));
+            let hcm = http_manager(ctx, &stat_prefix, rds(&table), true);
+            listener["filter_chains"] = json!([{"filters": [hcm]}]);
+        } else {
+            let Some(filter) = tcp_filter(ctx, proxy, *port, servers, &stat_prefix) else {
+                continue;
+            };
+            listener["filter_chains"] = json!([{"filters": [filter]}]);
+        }
+        listeners.push(listener);
     }
     let services = ctx
         .registry
@@ -166,42 +183,71 @@ fn http_table(
     json!({"name": name, "virtual_hosts": virtual_hosts, "validate_clusters": false})
 }
 
-/// The destination of the first VirtualService `tcp` route bound to a
-/// server on `port`.
-fn tcp_target(
+/// The first VirtualService `tcp` route bound to a server on `port`
+/// that applies, as a tcp_proxy.
+fn tcp_filter(
     ctx: &Context,
     proxy: &Proxy,
     port: u32,
     servers: &[(&Named<Gateway>, &Server)],
-) -> Option<String> {
+    stat_prefix: &str,
+) -> Option<Value> {
     for (gw, server) in servers {
         let gw_name = format!("{}/{}", gw.namespace, gw.name);
         for (vs, _) in bound(ctx, gw, server) {
-            for tcp in &vs.spec.tcp {
-                let applies = tcp.matches.is_empty()
-                    || tcp.matches.iter().any(|m| {
-                        m.port.is_none_or(|p| p == port)
-                            && (m.gateways.is_empty()
-                                || bound_to(&m.gateways, &vs.namespace, &gw_name))
-                    });
-                if let (true, Some(d)) = (applies, tcp.route.first()) {
-                    let h = resolve_host(&d.destination.host, &vs.namespace);
-                    let p = d.destination.port.as_ref().map(|p| p.number).or_else(|| {
-                        ctx.service(&h).and_then(|s| match s.ports.as_slice() {
-                            [only] => Some(only.number),
-                            _ => None,
-                        })
-                    })?;
-                    return Some(cluster_name(
-                        "outbound",
-                        p,
-                        d.destination.subset.as_deref().unwrap_or(""),
-                        &h,
-                    ));
-                }
+            let at = l4::At {
+                port,
+                gateway: &gw_name,
+                stat_prefix,
+            };
+            if let Some(f) = l4::tcp_route(ctx, proxy, vs, &at) {
+                return Some(f);
             }
         }
     }
     tracing::warn!(proxy = %proxy.id, port, "no VirtualService tcp route for this gateway port");
     None
+}
+
+/// A PASSTHROUGH server's filter chains: the `tls` routes of the
+/// VirtualServices bound to it, for the names its `hosts` admit.
+fn passthrough_chains(
+    ctx: &Context,
+    proxy: &Proxy,
+    port: u32,
+    servers: &[(&Named<Gateway>, &Server)],
+    stat_prefix: &str,
+) -> Vec<Value> {
+    let mut taken = Vec::new();
+    let mut out = Vec::new();
+    for (gw, server) in servers {
+        let gw_name = format!("{}/{}", gw.namespace, gw.name);
+        let mut seen: Vec<*const Named<weft_api::virtual_service::VirtualService>> = Vec::new();
+        for (vs, _) in bound(ctx, gw, server) {
+            if seen.contains(&std::ptr::from_ref(vs)) {
+                continue;
+            }
+            seen.push(std::ptr::from_ref(vs));
+            let admits = |name: &str| {
+                server.hosts.iter().any(|entry| {
+                    let pattern = entry.split_once('/').map_or(entry.as_str(), |(_, h)| h);
+                    host::overlap(pattern, name)
+                })
+            };
+            let at = l4::At {
+                port,
+                gateway: &gw_name,
+                stat_prefix,
+            };
+            out.extend(l4::tls_chains(
+                ctx,
+                proxy,
+                vs,
+                &at,
+                Some(&admits),
+                &mut taken,
+            ));
+        }
+    }
+    out
 }

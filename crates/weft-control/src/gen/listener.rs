@@ -16,14 +16,13 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use weft_api::sidecar::OutboundMode;
 
+use super::l4::{self, tcp_proxy};
 use super::{cluster_name, Egress, Proxy, Scope, Table};
 use crate::context::Context;
 use crate::model::{Protocol, Service};
 
 const HCM: &str =
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const TCP_PROXY: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 
 /// A sidecar's listeners, and the route tables they name (made by the
 /// caller: see `route::outbound_table`).
@@ -36,8 +35,10 @@ pub(crate) fn sidecar<'a>(
     let mut routes: BTreeMap<String, Table<'a>> = BTreeMap::new();
     for egress in &scope.egress {
         match &egress.bind {
-            Some(bind) => bound_egress(ctx, scope, egress, bind, &mut listeners, &mut routes),
-            None => captured_egress(ctx, scope, egress, &mut listeners, &mut routes),
+            Some(bind) => {
+                bound_egress(ctx, proxy, scope, egress, bind, &mut listeners, &mut routes)
+            }
+            None => captured_egress(ctx, proxy, scope, egress, &mut listeners, &mut routes),
         }
     }
     for ingress in &scope.ingress {
@@ -89,6 +90,7 @@ fn ports(egress: &Egress) -> Vec<(u32, Protocol)> {
 
 fn bound_egress<'a>(
     ctx: &Context,
+    proxy: &Proxy,
     scope: &Scope,
     egress: &Egress<'a>,
     bind: &str,
@@ -97,7 +99,12 @@ fn bound_egress<'a>(
 ) {
     for (port, protocol) in ports(egress) {
         let name = format!("{bind}_{port}");
-        let filter = if protocol.is_http() {
+        let stat_prefix = format!("outbound_{name}");
+        let mut listener = json!({
+            "name": name,
+            "address": {"socket_address": {"address": bind, "port_value": port}},
+        });
+        if protocol.is_http() {
             let table = if routes.contains_key(&port.to_string()) {
                 format!("{bind}:{port}")
             } else {
@@ -111,37 +118,41 @@ fn bound_egress<'a>(
                     services: egress.services.clone(),
                 },
             );
-            hcm(ctx, &format!("outbound_{name}"), rds(&table))
+            listener["filter_chains"] = json!([{"filters": [hcm(ctx, &stat_prefix, rds(&table))]}]);
         } else {
-            // A bound TCP listener cannot tell services apart by
-            // destination address: it forwards to the first service on
-            // the port.
-            let target = first_on(&egress.services, port).map_or_else(
-                || fallback(scope.outbound_mode).to_string(),
-                |s| cluster_name("outbound", port, "", &s.hostname),
+            // A bound listener cannot tell services apart by destination
+            // address: TLS hellos go by SNI, the rest to the first
+            // service on the port.
+            let mut chains =
+                l4::sidecar_sni_chains(ctx, proxy, &egress.services, port, &stat_prefix, true);
+            if !chains.is_empty() {
+                listener["listener_filters"] = json!([l4::tls_inspector()]);
+            }
+            let default = first_on(&egress.services, port).map_or_else(
+                || tcp_proxy(&stat_prefix, fallback(scope.outbound_mode)),
+                |s| l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix),
             );
-            tcp_proxy(&format!("outbound_{name}"), &target)
-        };
-        listeners.push(json!({
-            "name": name,
-            "address": {"socket_address": {"address": bind, "port_value": port}},
-            "filter_chains": [{"filters": [filter]}],
-        }));
+            chains.push(json!({"filters": [default]}));
+            listener["filter_chains"] = Value::Array(chains);
+        }
+        listeners.push(listener);
     }
 }
 
 fn captured_egress<'a>(
     ctx: &Context,
+    proxy: &Proxy,
     scope: &Scope,
     egress: &Egress<'a>,
     listeners: &mut Vec<Value>,
     routes: &mut BTreeMap<String, Table<'a>>,
 ) {
+    let fallback = fallback(scope.outbound_mode);
     listeners.push(json!({
         "name": "virtualOutbound",
         "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
         "use_original_dst": true,
-        "filter_chains": [{"filters": [tcp_proxy(fallback(scope.outbound_mode), fallback(scope.outbound_mode))]}],
+        "filter_chains": [{"filters": [tcp_proxy(fallback, fallback)]}],
     }));
     for (port, protocol) in ports(egress) {
         if protocol.is_http() {
@@ -160,19 +171,58 @@ fn captured_egress<'a>(
                 "bind_to_port": false,
                 "filter_chains": [{"filters": [hcm(ctx, &format!("outbound_0.0.0.0_{port}"), rds(&table))]}],
             }));
-        } else {
-            for s in egress.services.iter().filter(|s| s.port(port).is_some()) {
-                let Some(vip) = &s.address else { continue };
-                let cluster = cluster_name("outbound", port, "", &s.hostname);
-                listeners.push(json!({
-                    "name": format!("{vip}_{port}"),
-                    "address": {"socket_address": {"address": vip, "port_value": port}},
-                    "bind_to_port": false,
-                    "filter_chains": [{"filters": [tcp_proxy(&cluster, &cluster)]}],
-                }));
-            }
+            continue;
+        }
+        let on_port: Vec<&Service> = egress
+            .services
+            .iter()
+            .copied()
+            .filter(|s| s.port(port).is_some())
+            .collect();
+        for s in &on_port {
+            let Some(vip) = &s.address else { continue };
+            let stat_prefix = format!("outbound|{port}||{}", s.hostname);
+            let mut chains = l4::sidecar_sni_chains(ctx, proxy, &[s], port, &stat_prefix, false);
+            chains.push(json!({"filters": [l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix)]}));
+            listeners.push(l4_listener(&format!("{vip}_{port}"), vip, port, chains));
+        }
+        // Services without an address (external hosts, mostly) share
+        // `0.0.0.0_PORT`, told apart by SNI; the rest goes where unknown
+        // destinations go.
+        let unaddressed: Vec<&Service> = on_port
+            .into_iter()
+            .filter(|s| s.address.is_none())
+            .collect();
+        let stat_prefix = format!("outbound_0.0.0.0_{port}");
+        let mut chains = l4::sidecar_sni_chains(ctx, proxy, &unaddressed, port, &stat_prefix, true);
+        if !chains.is_empty() {
+            chains.push(json!({"filters": [tcp_proxy(&stat_prefix, fallback)]}));
+            listeners.push(l4_listener(
+                &format!("0.0.0.0_{port}"),
+                "0.0.0.0",
+                port,
+                chains,
+            ));
         }
     }
+}
+
+/// An unbound (captured) TCP listener; with `tls_inspector` when some
+/// chain matches by SNI.
+fn l4_listener(name: &str, address: &str, port: u32, chains: Vec<Value>) -> Value {
+    let mut l = json!({
+        "name": name,
+        "address": {"socket_address": {"address": address, "port_value": port}},
+        "bind_to_port": false,
+        "filter_chains": chains,
+    });
+    if l["filter_chains"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c.get("filter_chain_match").is_some()))
+    {
+        l["listener_filters"] = json!([l4::tls_inspector()]);
+    }
+    l
 }
 
 fn first_on<'a>(services: &[&'a Service], port: u32) -> Option<&'a Service> {
@@ -233,10 +283,4 @@ fn access_log(path: &str) -> Value {
     } else {
         json!({"name": "envoy.access_loggers.file", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog", "path": path}})
     }
-}
-
-pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Value {
-    json!({"name": "envoy.filters.network.tcp_proxy", "typed_config": {
-        "@type": TCP_PROXY, "stat_prefix": stat_prefix, "cluster": cluster,
-    }})
 }

@@ -20,6 +20,7 @@ use crate::model::{Port, Service};
 mod cluster;
 mod endpoint;
 mod gateway;
+mod l4;
 mod listener;
 mod route;
 mod service;

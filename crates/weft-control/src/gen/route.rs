@@ -254,7 +254,7 @@ fn route_match(m: &HttpMatchRequest) -> Value {
 /// The cluster a VirtualService destination names, seen from a table on
 /// `port`: the destination's port, else the service's only port, else
 /// the table's.
-fn destination_cluster(
+pub(crate) fn destination_cluster(
     ctx: &Context,
     vs_ns: &str,
     d: &weft_api::common::Destination,

@@ -1,0 +1,273 @@
+//! VirtualService `tcp` and `tls` routes as Envoy filter chains, for a
+//! sidecar's outbound TCP and TLS listeners and a gateway's TCP and
+//! TLS-passthrough servers.
+//!
+//! - A `tls` route is chosen by the name the client asks for in its TLS
+//!   hello (SNI): one filter chain per route with `server_names`, read
+//!   by the listener's `tls_inspector`. A match without `sniHosts` means
+//!   the VirtualService's hosts. A name an earlier chain took is not
+//!   repeated (Envoy refuses two chains with the same match).
+//! - A TLS port of a service no `tls` route names gets a chain for the
+//!   service's own hostname, so a listener shared by several services
+//!   (`0.0.0.0_443` for external hosts, or a bound egress port) sends
+//!   each hello to the right one.
+//! - A `tcp` route is chosen by port and client only: the first route
+//!   with a match that applies (or no match at all) takes the
+//!   connection. Matches by `destinationSubnets` or `sourceSubnet` are
+//!   not implemented (`support` reports them); they never apply here.
+
+use serde_json::{json, Value};
+use weft_api::virtual_service::{RouteDestination, VirtualService};
+
+use super::route::destination_cluster;
+use super::{cluster_name, Proxy};
+use crate::context::{bound_to, resolve_host, Context, Named};
+use crate::model::{Protocol, Service};
+
+const TCP_PROXY: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+
+/// The listener filter that reads SNI and ALPN from a TLS hello.
+pub(crate) fn tls_inspector() -> Value {
+    json!({"name": "envoy.filters.listener.tls_inspector", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+    }})
+}
+
+pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Value {
+    json!({"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+        "@type": TCP_PROXY, "stat_prefix": stat_prefix, "cluster": cluster,
+    }})
+}
+
+/// A tcp_proxy to a route's destinations (weighted when several carry
+/// weight), each resolved in the VirtualService's namespace.
+fn tcp_proxy_to(
+    ctx: &Context,
+    vs_ns: &str,
+    dests: &[RouteDestination],
+    port: u32,
+    stat_prefix: &str,
+) -> Value {
+    let live: Vec<&RouteDestination> = if dests.len() > 1 {
+        dests.iter().filter(|d| d.weight.unwrap_or(0) > 0).collect()
+    } else {
+        dests.iter().collect()
+    };
+    if let [only] = live.as_slice() {
+        return tcp_proxy(
+            stat_prefix,
+            &destination_cluster(ctx, vs_ns, &only.destination, port),
+        );
+    }
+    let clusters: Vec<Value> = live
+        .iter()
+        .map(|d| {
+            json!({
+                "name": destination_cluster(ctx, vs_ns, &d.destination, port),
+                "weight": d.weight.unwrap_or(0),
+            })
+        })
+        .collect();
+    json!({"name": "envoy.filters.network.tcp_proxy", "typed_config": {
+        "@type": TCP_PROXY, "stat_prefix": stat_prefix,
+        "weighted_clusters": {"clusters": clusters},
+    }})
+}
+
+/// Whether a `tcp` or `tls` match's conditions hold for `proxy`'s
+/// connections to `port` through `gateway` (`mesh` for sidecars).
+struct Conditions<'a> {
+    port: Option<u32>,
+    source_labels: &'a std::collections::BTreeMap<String, String>,
+    gateways: &'a [String],
+    source_namespace: Option<&'a String>,
+}
+
+impl Conditions<'_> {
+    fn hold(&self, vs_ns: &str, proxy: &Proxy, port: u32, gateway: &str) -> bool {
+        self.port.is_none_or(|p| p == port)
+            && self
+                .source_labels
+                .iter()
+                .all(|(k, v)| proxy.labels.get(k) == Some(v))
+            && (self.gateways.is_empty() || bound_to(self.gateways, vs_ns, gateway))
+            && self
+                .source_namespace
+                .is_none_or(|ns| *ns == proxy.namespace)
+    }
+}
+
+/// Where chains are made: the listener's port, what the proxy is bound
+/// as (`mesh` for sidecars, `namespace/name` of a Gateway), and the
+/// stats prefix of their filters.
+#[derive(Clone, Copy)]
+pub(crate) struct At<'a> {
+    pub port: u32,
+    pub gateway: &'a str,
+    pub stat_prefix: &'a str,
+}
+
+/// The filter of the first `tcp` route of `vs` that applies.
+pub(crate) fn tcp_route(
+    ctx: &Context,
+    proxy: &Proxy,
+    vs: &Named<VirtualService>,
+    at: &At,
+) -> Option<Value> {
+    let At {
+        port,
+        gateway,
+        stat_prefix,
+    } = *at;
+    let route = vs.spec.tcp.iter().find(|r| {
+        r.matches.is_empty()
+            || r.matches.iter().any(|m| {
+                m.destination_subnets.is_empty()
+                    && m.source_subnet.is_none()
+                    && Conditions {
+                        port: m.port,
+                        source_labels: &m.source_labels,
+                        gateways: &m.gateways,
+                        source_namespace: m.source_namespace.as_ref(),
+                    }
+                    .hold(&vs.namespace, proxy, port, gateway)
+            })
+    })?;
+    (!route.route.is_empty())
+        .then(|| tcp_proxy_to(ctx, &vs.namespace, &route.route, port, stat_prefix))
+}
+
+/// Filter chains by SNI for the `tls` routes of `vs` that apply, less
+/// names in `taken` (which gains theirs). `allowed` narrows the names
+/// (a gateway server's hosts); none is every name.
+pub(crate) fn tls_chains(
+    ctx: &Context,
+    proxy: &Proxy,
+    vs: &Named<VirtualService>,
+    at: &At,
+    allowed: Option<&dyn Fn(&str) -> bool>,
+    taken: &mut Vec<String>,
+) -> Vec<Value> {
+    let At {
+        port,
+        gateway,
+        stat_prefix,
+    } = *at;
+    let mut out = Vec::new();
+    for route in &vs.spec.tls {
+        let mut names: Vec<String> = Vec::new();
+        for m in &route.matches {
+            let applies = m.destination_subnets.is_empty()
+                && Conditions {
+                    port: m.port,
+                    source_labels: &m.source_labels,
+                    gateways: &m.gateways,
+                    source_namespace: m.source_namespace.as_ref(),
+                }
+                .hold(&vs.namespace, proxy, port, gateway);
+            if !applies {
+                continue;
+            }
+            let sni: Vec<String> = if m.sni_hosts.is_empty() {
+                vs.spec
+                    .hosts
+                    .iter()
+                    .map(|h| resolve_host(h, &vs.namespace))
+                    .collect()
+            } else {
+                m.sni_hosts.clone()
+            };
+            // Envoy has no catch-all server name: `*` cannot be a chain's.
+            for n in sni.into_iter().filter(|n| n != "*") {
+                if allowed.is_none_or(|ok| ok(&n)) && !taken.contains(&n) && !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        if names.is_empty() || route.route.is_empty() {
+            continue;
+        }
+        taken.extend(names.iter().cloned());
+        out.push(json!({
+            "filter_chain_match": {"server_names": names},
+            "filters": [tcp_proxy_to(ctx, &vs.namespace, &route.route, port, stat_prefix)],
+        }));
+    }
+    out
+}
+
+/// What a sidecar's connection to `s` on `port` is forwarded with: the
+/// first `tcp` route of its VirtualService that applies, else its own
+/// cluster.
+pub(crate) fn sidecar_tcp(
+    ctx: &Context,
+    proxy: &Proxy,
+    s: &Service,
+    port: u32,
+    stat_prefix: &str,
+) -> Value {
+    ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh")
+        .and_then(|vs| {
+            let at = At {
+                port,
+                gateway: "mesh",
+                stat_prefix,
+            };
+            tcp_route(ctx, proxy, vs, &at)
+        })
+        .unwrap_or_else(|| {
+            tcp_proxy(
+                stat_prefix,
+                &cluster_name("outbound", port, "", &s.hostname),
+            )
+        })
+}
+
+/// The SNI filter chains of a sidecar's listener on a TLS `port` for
+/// `services`: each service's `tls` routes, else (when `by_hostname`:
+/// the listener is shared) its hostname to what [`sidecar_tcp`] forwards
+/// it with. Names an earlier service took are left out.
+pub(crate) fn sidecar_sni_chains(
+    ctx: &Context,
+    proxy: &Proxy,
+    services: &[&Service],
+    port: u32,
+    stat_prefix: &str,
+    by_hostname: bool,
+) -> Vec<Value> {
+    let mut taken = Vec::new();
+    let mut out = Vec::new();
+    for s in services {
+        if !s
+            .port(port)
+            .is_some_and(|p| matches!(p.protocol, Protocol::Tls | Protocol::Https))
+        {
+            continue;
+        }
+        let vs = ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh");
+        let routed = vs.is_some_and(|vs| !vs.spec.tls.is_empty());
+        if let (true, Some(vs)) = (routed, vs) {
+            let at = At {
+                port,
+                gateway: "mesh",
+                stat_prefix,
+            };
+            out.extend(tls_chains(ctx, proxy, vs, &at, None, &mut taken));
+            continue;
+        }
+        if !by_hostname || s.hostname == "*" || taken.contains(&s.hostname) {
+            continue;
+        }
+        taken.push(s.hostname.clone());
+        out.push(json!({
+            "filter_chain_match": {"server_names": [s.hostname]},
+            "filters": [sidecar_tcp(ctx, proxy, s, port, stat_prefix)],
+        }));
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "l4_tests.rs"]
+mod tests;
