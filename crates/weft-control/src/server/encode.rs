@@ -42,11 +42,15 @@ impl Res {
 /// The resources of one type for one proxy shape.
 #[derive(Debug, Default)]
 pub(crate) struct TypeEncoded {
-    pub by_name: BTreeMap<String, Res>,
-    /// Name hash → name, for every resource.
-    pub keys: HashMap<u64, String>,
+    /// Names and resources, in name order.
+    names: Vec<String>,
+    res: Vec<Res>,
+    /// Name hash → position.
+    keys: HashMap<u64, u32>,
     /// (name hash, digest) of every resource, in name order.
     pub digests: Vec<(u64, u64)>,
+    /// A hash of every name: equal for two types with the same names.
+    pub name_set: u64,
     /// Every resource as a response's entries, made when a response
     /// first carries them all and shared by every stream of the shape.
     sotw_all: std::sync::OnceLock<bytes::Bytes>,
@@ -55,35 +59,55 @@ pub(crate) struct TypeEncoded {
 
 impl TypeEncoded {
     fn new(by_name: BTreeMap<String, Res>) -> TypeEncoded {
-        let keys = by_name.keys().map(|n| (name_key(n), n.clone())).collect();
-        let digests = by_name
-            .iter()
-            .map(|(n, r)| (name_key(n), r.digest))
-            .collect();
-        TypeEncoded {
-            by_name,
-            keys,
-            digests,
-            ..TypeEncoded::default()
+        let mut t = TypeEncoded::default();
+        let mut set = Xxh64::new(0);
+        for (i, (name, res)) in by_name.into_iter().enumerate() {
+            let key = name_key(&name);
+            set.update(&key.to_le_bytes());
+            t.keys.insert(key, i as u32);
+            t.digests.push((key, res.digest));
+            t.names.push(name);
+            t.res.push(res);
         }
+        t.name_set = set.finish();
+        t
+    }
+
+    pub fn len(&self) -> usize {
+        self.res.len()
+    }
+
+    /// Every resource with its name, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Res)> {
+        self.names.iter().zip(&self.res)
     }
 
     /// `wire::sotw_entries` of every resource.
     pub fn sotw_all(&self, kind: Kind) -> &bytes::Bytes {
         self.sotw_all
-            .get_or_init(|| super::wire::sotw_entries(kind, self.by_name.values()))
+            .get_or_init(|| super::wire::sotw_entries(kind, self.res.iter()))
     }
 
     /// `wire::delta_entries` of every resource.
     pub fn delta_all(&self, kind: Kind) -> &bytes::Bytes {
         self.delta_all.get_or_init(|| {
-            super::wire::delta_entries(kind, self.by_name.iter().map(|(n, r)| (n.as_str(), r)))
+            super::wire::delta_entries(kind, self.iter().map(|(n, r)| (n.as_str(), r)))
         })
     }
 
+    /// The resource whose name hashes to `key`, with its name.
     pub fn get(&self, key: u64) -> Option<(&String, &Res)> {
-        let name = self.keys.get(&key)?;
-        self.by_name.get(name).map(|r| (name, r))
+        let i = *self.keys.get(&key)? as usize;
+        Some((&self.names[i], &self.res[i]))
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        self.keys.contains_key(&key)
+    }
+
+    /// The digest of the resource whose name hashes to `key`.
+    pub fn digest(&self, key: u64) -> Option<u64> {
+        self.keys.get(&key).map(|i| self.digests[*i as usize].1)
     }
 }
 

@@ -81,7 +81,7 @@ fn proxies(ctx: &Context) -> Vec<Proxy> {
 fn decoded(encoded: &Encoded) -> BTreeMap<(Kind, String), Value> {
     let mut out = BTreeMap::new();
     for (kind, t) in encoded {
-        for (name, res) in &t.by_name {
+        for (name, res) in t.iter() {
             let (_, _, json) = weft_xds::to_json(&kind.type_url(), &res.value).expect("decodes");
             out.insert((*kind, name.clone()), json);
         }

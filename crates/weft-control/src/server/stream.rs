@@ -17,22 +17,113 @@ use super::wire;
 use super::{metadata_labels, AdsServer, ProxyStatus};
 use crate::gen::Proxy;
 
+/// The names a proxy subscribes to, of one type.
+#[derive(Clone, Default)]
+enum Names {
+    /// Every resource (LDS and CDS are wildcard subscriptions).
+    #[default]
+    Every,
+    /// The names of a published type's resources: what a proxy asks for
+    /// when it subscribes to every endpoint set its clusters name, the
+    /// usual case, kept by reference rather than copied per stream.
+    Like(Arc<TypeEncoded>),
+    /// Name hashes.
+    Listed(HashSet<u64>),
+}
+
+impl Names {
+    fn has(&self, key: u64) -> bool {
+        match self {
+            Names::Every => true,
+            Names::Like(t) => t.contains(key),
+            Names::Listed(set) => set.contains(&key),
+        }
+    }
+
+    /// `keys` as a name set: `Like(te)` when they are exactly its names.
+    fn of(keys: HashSet<u64>, te: &Arc<TypeEncoded>) -> Names {
+        if keys.len() == te.len() && keys.iter().all(|k| te.contains(*k)) {
+            Names::Like(Arc::clone(te))
+        } else {
+            Names::Listed(keys)
+        }
+    }
+
+    /// The same names, referring to `te` when it has exactly them (so an
+    /// older type is not kept alive for its names alone).
+    fn rebase(&mut self, te: &Arc<TypeEncoded>) {
+        if let Names::Like(old) = self {
+            if old.name_set == te.name_set && old.len() == te.len() {
+                *old = Arc::clone(te);
+            }
+        }
+    }
+
+    /// As a set of hashes (to add or remove names).
+    fn into_set(self, te: &TypeEncoded) -> HashSet<u64> {
+        match self {
+            Names::Every => te.digests.iter().map(|(k, _)| *k).collect(),
+            Names::Like(t) => t.digests.iter().map(|(k, _)| *k).collect(),
+            Names::Listed(set) => set,
+        }
+    }
+}
+
+/// One type on one stream: what the proxy asked for and what it holds.
+///
+/// What it holds is kept by reference: after every response it holds
+/// exactly the resources of the type as then published (`held`) that it
+/// had asked for (`held_names`), so a hundred proxies of one shape keep
+/// no per-proxy copy of thousands of names and digests.
 #[derive(Default)]
 struct Subscription {
-    /// Name hashes; None: every resource of the type (LDS, CDS).
-    names: Option<HashSet<u64>>,
+    names: Names,
     /// The last response's nonce and version.
     nonce: String,
     version: String,
-    /// What the proxy holds: name hash → digest.
-    sent: HashMap<u64, u64>,
-    /// Delta only: the names of what it holds, to name removals.
-    sent_names: HashMap<u64, String>,
-    /// `sent` is exactly this type's resources as last published (so an
-    /// unchanged type, the same `Arc`, needs no look inside).
-    basis: Option<Arc<TypeEncoded>>,
+    /// What the last response brought the proxy up to.
+    held: Option<Arc<TypeEncoded>>,
+    held_names: Names,
+    /// Held resources to send again all the same (see `respond`).
+    stale: HashSet<u64>,
+    /// Delta, before the first response: what the proxy said it holds
+    /// (name hash → digest, name).
+    initial: HashMap<u64, (u64, String)>,
     /// Sent at least once on this stream.
     answered: bool,
+}
+
+impl Subscription {
+    /// The digest of what the proxy holds under `key`, if anything.
+    fn holds(&self, key: u64) -> Option<u64> {
+        if let Some((d, _)) = self.initial.get(&key) {
+            return Some(*d);
+        }
+        let held = self.held.as_ref()?;
+        if self.held_names.has(key) {
+            held.digest(key)
+        } else {
+            None
+        }
+    }
+
+    /// Every name the proxy holds: hash and name.
+    fn held(&self) -> Vec<(u64, &str)> {
+        let mut out: Vec<(u64, &str)> = self
+            .initial
+            .iter()
+            .map(|(k, (_, n))| (*k, n.as_str()))
+            .collect();
+        if let Some(held) = &self.held {
+            out.extend(
+                held.iter()
+                    .zip(&held.digests)
+                    .filter(|(_, (k, _))| self.held_names.has(*k))
+                    .map(|((name, _), (k, _))| (*k, name.as_str())),
+            );
+        }
+        out
+    }
 }
 
 /// One proxy's stream: who it is and what it was sent.
@@ -60,36 +151,36 @@ impl StreamState {
         let delta = self.delta;
         let wildcard = matches!(kind, Kind::Listener | Kind::Cluster);
         let sub = self.subs.get_mut(&kind)?;
-        if !force && sub.answered && sub.basis.as_ref().is_some_and(|b| Arc::ptr_eq(b, &te)) {
+        sub.names.rebase(&te);
+        let unchanged = sub.held.as_ref().is_some_and(|h| Arc::ptr_eq(h, &te));
+        if !force && sub.answered && unchanged && sub.stale.is_empty() {
             return None;
         }
-        let subscribed = |k: u64| sub.names.as_ref().is_none_or(|ns| ns.contains(&k));
         let changed: Vec<u64> = te
             .digests
             .iter()
-            .filter(|(k, d)| subscribed(*k) && sub.sent.get(k) != Some(d))
+            .filter(|(k, d)| {
+                sub.names.has(*k) && (sub.stale.contains(k) || sub.holds(*k) != Some(*d))
+            })
             .map(|(k, _)| *k)
             .collect();
-        let removed: Vec<u64> = sub
-            .sent
-            .keys()
-            .filter(|k| !te.keys.contains_key(k) || !subscribed(**k))
-            .copied()
+        let removed: Vec<(u64, &str)> = sub
+            .held()
+            .into_iter()
+            .filter(|(k, _)| !te.contains(*k) || !sub.names.has(*k))
             .collect();
-        sub.basis = Some(Arc::clone(&te));
         if !force && sub.answered && changed.is_empty() && removed.is_empty() {
+            sub.held = Some(Arc::clone(&te));
+            sub.held_names = sub.names.clone();
             return None;
         }
         self.nonce += 1;
         let nonce = format!("{}-{}", self.id, self.nonce);
         let version = self.version.to_string();
         // Every resource of the type: the shape's shared entries.
-        let all = changed.len() == te.digests.len();
+        let all = changed.len() == te.len();
         let out = if delta {
-            let removed: Vec<String> = removed
-                .iter()
-                .filter_map(|k| sub.sent_names.get(k).cloned())
-                .collect();
+            let removed: Vec<String> = removed.iter().map(|(_, n)| n.to_string()).collect();
             if all {
                 wire::delta_with(&version, kind, &nonce, te.delta_all(kind), &removed)
             } else {
@@ -104,18 +195,11 @@ impl StreamState {
             let resources = changed.iter().filter_map(|k| te.get(*k).map(|(_, r)| r));
             wire::sotw(&version, kind, &nonce, resources)
         };
-        for k in &changed {
-            if let Some((name, r)) = te.get(*k) {
-                sub.sent.insert(*k, r.digest);
-                if delta {
-                    sub.sent_names.insert(*k, name.clone());
-                }
-            }
-        }
-        for k in &removed {
-            sub.sent.remove(k);
-            sub.sent_names.remove(k);
-        }
+        // The proxy now holds what it asked for of `te`, nothing else.
+        sub.held = Some(Arc::clone(&te));
+        sub.held_names = sub.names.clone();
+        sub.stale.clear();
+        sub.initial.clear();
         sub.nonce = nonce;
         sub.version = version;
         sub.answered = true;
@@ -124,10 +208,7 @@ impl StreamState {
             // endpoints, even unchanged ones (and holds the CDS ACK until
             // then): they go out again with the next EDS response.
             if let Some(eds) = self.subs.get_mut(&Kind::ClusterLoadAssignment) {
-                for k in &changed {
-                    eds.sent.remove(k);
-                }
-                eds.basis = None;
+                eds.stale.extend(changed.iter().copied());
             }
         }
         Some(out)
@@ -296,32 +377,43 @@ impl AdsServer {
                 }
             }
         }
-        let before = sub.names.clone();
+        let te = st.encoded.get(&kind).cloned().unwrap_or_default();
+        let mut changed = false;
         if st.delta {
             if first && !req.initial.is_empty() {
                 // What the proxy already holds need not be sent again.
                 for (n, v) in &req.initial {
                     if let Ok(d) = u64::from_str_radix(v, 16) {
-                        sub.sent.insert(name_key(n), d);
-                        sub.sent_names.insert(name_key(n), n.clone());
+                        sub.initial.insert(name_key(n), (d, n.clone()));
                     }
                 }
             }
-            if !wildcard {
-                let mut names = sub.names.take().unwrap_or_default();
+            if !wildcard && (first || !req.subscribe.is_empty() || !req.unsubscribe.is_empty()) {
+                let mut names = match std::mem::take(&mut sub.names) {
+                    Names::Every if first => HashSet::new(),
+                    other => other.into_set(&te),
+                };
                 names.extend(req.subscribe.iter().map(|n| name_key(n)));
                 for n in &req.unsubscribe {
                     let k = name_key(n);
                     names.remove(&k);
-                    sub.sent.remove(&k);
-                    sub.sent_names.remove(&k);
+                    sub.initial.remove(&k);
                 }
-                sub.names = Some(names);
+                sub.names = Names::of(names, &te);
+                changed = true;
             }
         } else if !wildcard {
-            sub.names = req.names.map(|n| n.iter().map(|n| name_key(n)).collect());
+            let keys: HashSet<u64> = req.names.iter().flatten().map(|n| name_key(n)).collect();
+            let same = match &sub.names {
+                Names::Listed(set) => *set == keys,
+                Names::Like(t) => keys.len() == t.len() && keys.iter().all(|k| t.contains(*k)),
+                Names::Every => false,
+            };
+            if !same {
+                sub.names = Names::of(keys, &te);
+                changed = true;
+            }
         }
-        let changed = sub.names != before;
         if first || changed {
             if let Some(out) = st.respond(kind, true) {
                 self.sent(st, kind);
@@ -343,3 +435,7 @@ impl AdsServer {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
