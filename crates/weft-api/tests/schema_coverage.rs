@@ -27,7 +27,6 @@ fn load_crds() -> Vec<Value> {
         )
     });
     weft_yaml::parse_stream(&text, &weft_yaml::Limits::default())
-        .into_iter()
         .filter_map(|d| d.result.expect("CRD file parses"))
         .map(|n| n.to_json())
         .collect()

@@ -11,8 +11,8 @@ mod load;
 pub mod validate;
 
 pub use load::{
-    json_digest, load_paths, load_str, IssueKind, LoadIssue, LoadOptions, LoadResult, ObjectRef,
-    Origin, Resource,
+    json_digest, load_paths, load_str, load_str_each, IssueKind, LoadIssue, LoadOptions,
+    LoadResult, ObjectRef, Origin, Resource, Sink,
 };
 pub use validate::{validate, Severity, Violation};
 

@@ -219,7 +219,10 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> LoadResult {
                 .take(opts.limits.max_bytes as u64 + 1)
                 .read_to_end(&mut bytes)
             {
-                Ok(_) => load_bytes("-", &bytes, opts, &mut out, &mut seen),
+                Ok(_) => {
+                    out.files += 1;
+                    load_bytes("-", &bytes, opts, &mut out, &mut seen)
+                }
                 Err(e) => out
                     .issues
                     .push(io_issue("-", format!("cannot read stdin: {e}"))),
@@ -228,13 +231,16 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> LoadResult {
         }
         let mut files = Vec::new();
         if let Err(msg) = collect_files(path, true, &mut files) {
-            out.issues.push(io_issue(&path.display().to_string(), msg));
+            out.issue(io_issue(&path.display().to_string(), msg));
         }
         for file in files {
             let name = file.display().to_string();
             match read_limited(&file, opts.limits.max_bytes) {
-                Ok(bytes) => load_bytes(&name, &bytes, opts, &mut out, &mut seen),
-                Err(msg) => out.issues.push(io_issue(&name, msg)),
+                Ok(bytes) => {
+                    out.files += 1;
+                    load_bytes(&name, &bytes, opts, &mut out, &mut seen)
+                }
+                Err(msg) => out.issue(io_issue(&name, msg)),
             }
         }
     }
@@ -243,9 +249,35 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> LoadResult {
 
 /// Loads text already in memory, named `name` in origins.
 pub fn load_str(name: &str, text: &str, opts: &LoadOptions) -> LoadResult {
-    let mut out = LoadResult::default();
+    let mut out = LoadResult {
+        files: 1,
+        ..LoadResult::default()
+    };
     load_bytes(name, text.as_bytes(), opts, &mut out, &mut HashMap::new());
     out
+}
+
+/// Where loading puts what it finds, in document order.
+pub trait Sink {
+    fn resource(&mut self, r: Resource);
+    fn issue(&mut self, issue: LoadIssue);
+}
+
+impl Sink for LoadResult {
+    fn resource(&mut self, r: Resource) {
+        self.resources.push(r);
+    }
+
+    fn issue(&mut self, issue: LoadIssue) {
+        self.issues.push(issue);
+    }
+}
+
+/// [`load_str`], handing each object and issue to `sink` as soon as its
+/// document is read: a consumer that keeps objects without their parse
+/// trees never holds more than one document's tree.
+pub fn load_str_each(name: &str, text: &str, opts: &LoadOptions, sink: &mut dyn Sink) {
+    load_bytes(name, text.as_bytes(), opts, sink, &mut HashMap::new());
 }
 
 fn io_issue(file: &str, message: String) -> LoadIssue {
@@ -304,8 +336,7 @@ fn is_config_file(path: &Path) -> bool {
 
 type Seen = HashMap<(Kind, String, String), Origin>;
 
-fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut LoadResult, seen: &mut Seen) {
-    out.files += 1;
+fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut dyn Sink, seen: &mut Seen) {
     let file: Arc<str> = name.into();
     let whole = |message: String, kind| LoadIssue {
         origin: Origin {
@@ -318,7 +349,7 @@ fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut LoadResult
         kind,
     };
     if bytes.len() > opts.limits.max_bytes {
-        out.issues.push(whole(
+        out.issue(whole(
             format!(
                 "file is larger than the limit of {} bytes",
                 opts.limits.max_bytes
@@ -328,7 +359,7 @@ fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut LoadResult
         return;
     }
     if bytes.contains(&0) {
-        out.issues.push(whole(
+        out.issue(whole(
             "binary data (NUL bytes): expected YAML or JSON text".to_string(),
             IssueKind::Syntax,
         ));
@@ -341,7 +372,7 @@ fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut LoadResult
                 .iter()
                 .filter(|b| **b == b'\n')
                 .count();
-            out.issues.push(LoadIssue {
+            out.issue(LoadIssue {
                 origin: Origin {
                     file: file.clone(),
                     line: line as u32,
@@ -356,7 +387,7 @@ fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut LoadResult
     };
     for doc in weft_yaml::parse_stream(text, &opts.limits) {
         match doc.result {
-            Err(e) => out.issues.push(LoadIssue {
+            Err(e) => out.issue(LoadIssue {
                 origin: Origin {
                     file: file.clone(),
                     line: e.line().unwrap_or(doc.start_line),
@@ -379,19 +410,13 @@ fn strip_line_prefix(msg: &str) -> &str {
     }
 }
 
-fn load_node(
-    file: &Arc<str>,
-    root: Node,
-    opts: &LoadOptions,
-    out: &mut LoadResult,
-    seen: &mut Seen,
-) {
+fn load_node(file: &Arc<str>, root: Node, opts: &LoadOptions, out: &mut dyn Sink, seen: &mut Seen) {
     let origin = Origin {
         file: file.clone(),
         line: root.mark.line,
     };
     if !matches!(root.value, Value::Map(_)) {
-        out.issues.push(LoadIssue {
+        out.issue(LoadIssue {
             origin,
             resource: None,
             field: None,
@@ -409,7 +434,7 @@ fn load_node(
                 }
             }
             Some(Value::Null) | None => {}
-            Some(_) => out.issues.push(LoadIssue {
+            Some(_) => out.issue(LoadIssue {
                 origin,
                 resource: None,
                 field: Some("items".into()),
@@ -438,7 +463,7 @@ fn load_node(
                 object.name().to_string(),
             );
             if let Some(first) = seen.get(&key).filter(|_| !opts.keep_duplicates) {
-                out.issues.push(LoadIssue {
+                out.issue(LoadIssue {
                     origin,
                     resource: Some(ObjectRef::of(&object)),
                     field: None,
@@ -450,14 +475,14 @@ fn load_node(
                 return;
             }
             seen.insert(key, origin.clone());
-            out.resources.push(Resource {
+            out.resource(Resource {
                 object,
                 origin,
                 source,
                 digest,
             });
         }
-        Err(weft_api::DecodeError::UnknownKind(message)) => out.issues.push(LoadIssue {
+        Err(weft_api::DecodeError::UnknownKind(message)) => out.issue(LoadIssue {
             origin,
             resource: resource_name,
             field: None,
@@ -468,7 +493,7 @@ fn load_node(
             field,
             path,
             message,
-        }) => out.issues.push(LoadIssue {
+        }) => out.issue(LoadIssue {
             origin: Origin {
                 file: file.clone(),
                 line: source.locate(&path).line,
@@ -478,14 +503,14 @@ fn load_node(
             message,
             kind: IssueKind::Schema,
         }),
-        Err(weft_api::DecodeError::UnservedVersion(message)) => out.issues.push(LoadIssue {
+        Err(weft_api::DecodeError::UnservedVersion(message)) => out.issue(LoadIssue {
             origin,
             resource: resource_name,
             field: Some("apiVersion".into()),
             message,
             kind: IssueKind::Schema,
         }),
-        Err(e @ weft_api::DecodeError::Missing(_)) => out.issues.push(LoadIssue {
+        Err(e @ weft_api::DecodeError::Missing(_)) => out.issue(LoadIssue {
             origin,
             resource: resource_name,
             field: None,

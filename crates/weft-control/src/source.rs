@@ -232,37 +232,78 @@ fn read_file(path: &Path, prev: &[Resource], problems: &mut Vec<String>) -> Vec<
             return prev.to_vec();
         }
     };
-    let loaded = weft_config::load_str(&path.display().to_string(), &text, &LoadOptions::default());
-    if let Some(bad) = loaded
-        .issues
-        .iter()
-        .find(|i| matches!(i.kind, IssueKind::Io | IssueKind::Syntax))
-    {
+    let mut file = FileSink {
+        prev,
+        out: Vec::new(),
+        problems: Vec::new(),
+        unreadable: None,
+    };
+    let name = path.display().to_string();
+    weft_config::load_str_each(&name, &text, &LoadOptions::default(), &mut file);
+    if let Some(bad) = file.unreadable {
         problems.push(format!("{bad} (keeping the file's last good version)"));
         return prev.to_vec();
     }
-    let previous = |k: &(String, String, String)| prev.iter().find(|p| &key(p) == k).cloned();
-    let mut out = Vec::new();
-    for issue in &loaded.issues {
-        problems.push(issue.to_string());
-        if let (IssueKind::Schema, Some(r)) = (issue.kind, &issue.resource) {
-            if let Some(p) = previous(&(r.kind.clone(), r.namespace.clone(), r.name.clone())) {
-                out.push(p);
-            }
+    problems.append(&mut file.problems);
+    file.out.shrink_to_fit();
+    file.out
+}
+
+/// One file's objects as they are read: each checked, its problems
+/// named, and kept without its parse tree (the largest part of a big
+/// mesh's memory) — or, when it is rejected, its previous version.
+struct FileSink<'a> {
+    prev: &'a [Resource],
+    out: Vec<Resource>,
+    problems: Vec<String>,
+    /// The first issue that makes the whole file unusable.
+    unreadable: Option<String>,
+}
+
+impl FileSink<'_> {
+    fn keep_previous(&mut self, k: &(String, String, String)) {
+        if let Some(p) = self.prev.iter().find(|p| &key(p) == k) {
+            self.out.push(p.clone());
         }
     }
-    for r in loaded.resources {
+}
+
+impl weft_config::Sink for FileSink<'_> {
+    fn issue(&mut self, issue: weft_config::LoadIssue) {
+        if self.unreadable.is_some() {
+            return;
+        }
+        if matches!(issue.kind, IssueKind::Io | IssueKind::Syntax) {
+            self.unreadable = Some(issue.to_string());
+            return;
+        }
+        self.problems.push(issue.to_string());
+        if let (IssueKind::Schema, Some(r)) = (issue.kind, &issue.resource) {
+            self.keep_previous(&(r.kind.clone(), r.namespace.clone(), r.name.clone()));
+        }
+    }
+
+    fn resource(&mut self, mut r: Resource) {
+        if self.unreadable.is_some() {
+            return;
+        }
         let errors: Vec<_> = weft_config::validate(&r.object)
             .into_iter()
             .filter(|v| v.severity == Severity::Error)
             .collect();
         if errors.is_empty() {
-            problems.extend(crate::support::unsupported(&r));
-            out.push(r);
-            continue;
+            self.problems.extend(crate::support::unsupported(&r));
+            // Every problem of the object is named: only where its
+            // document starts is needed from now on.
+            r.source = std::sync::Arc::new(weft_yaml::Node {
+                value: weft_yaml::Value::Null,
+                mark: r.source.mark,
+            });
+            self.out.push(r);
+            return;
         }
         for v in &errors {
-            problems.push(format!(
+            self.problems.push(format!(
                 "{} ({}) {}: {}",
                 r.origin_of(&v.field),
                 r.display_name(),
@@ -270,22 +311,8 @@ fn read_file(path: &Path, prev: &[Resource], problems: &mut Vec<String>) -> Vec<
                 v.message
             ));
         }
-        if let Some(p) = previous(&key(&r)) {
-            out.push(p);
-        }
+        self.keep_previous(&key(&r));
     }
-    // Every problem of the file is reported: the objects no longer need
-    // their parse trees (the largest part of a big mesh's memory), only
-    // where each document starts.
-    for r in &mut out {
-        if !matches!(r.source.value, weft_yaml::Value::Null) {
-            r.source = std::sync::Arc::new(weft_yaml::Node {
-                value: weft_yaml::Value::Null,
-                mark: r.source.mark,
-            });
-        }
-    }
-    out
 }
 
 /// Mesh settings from the `istio` ConfigMap's `mesh` key (in the root

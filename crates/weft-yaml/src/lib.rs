@@ -129,24 +129,28 @@ pub struct Document {
     pub result: Result<Option<Node>, YamlError>,
 }
 
-/// Splits `src` into documents and parses each one independently.
-pub fn parse_stream(src: &str, limits: &Limits) -> Vec<Document> {
-    if src.len() > limits.max_bytes {
-        return vec![Document {
-            start_line: 1,
-            result: Err(YamlError::TooLarge {
-                size: src.len(),
-                limit: limits.max_bytes,
-            }),
-        }];
-    }
-    split_documents(src)
+/// Splits `src` into documents and parses each one independently, as
+/// the iterator is advanced: a caller that is done with a document
+/// before asking for the next never holds two parse trees.
+pub fn parse_stream<'a>(src: &'a str, limits: &'a Limits) -> impl Iterator<Item = Document> + 'a {
+    let too_large = (src.len() > limits.max_bytes).then_some(Document {
+        start_line: 1,
+        result: Err(YamlError::TooLarge {
+            size: src.len(),
+            limit: limits.max_bytes,
+        }),
+    });
+    let chunks = if too_large.is_some() {
+        Vec::new()
+    } else {
+        split_documents(src)
+    };
+    too_large
         .into_iter()
-        .map(|(start_line, text)| Document {
+        .chain(chunks.into_iter().map(move |(start_line, text)| Document {
             start_line,
             result: parse_one(text, start_line - 1, limits),
-        })
-        .collect()
+        }))
 }
 
 /// Parses text that must hold at most one document.
