@@ -49,16 +49,18 @@ pub struct Object {
     pub spec: Spec,
 }
 
-/// The typed body of an object, one variant per kind.
+/// The typed body of an object, one variant per kind. The networking
+/// kinds a control plane keeps in every snapshot are shared (`Arc`), the
+/// rest boxed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
-    VirtualService(Box<virtual_service::VirtualService>),
-    DestinationRule(Box<destination_rule::DestinationRule>),
-    Gateway(Box<gateway::Gateway>),
+    VirtualService(std::sync::Arc<virtual_service::VirtualService>),
+    DestinationRule(std::sync::Arc<destination_rule::DestinationRule>),
+    Gateway(std::sync::Arc<gateway::Gateway>),
     ServiceEntry(Box<service_entry::ServiceEntry>),
     WorkloadEntry(Box<service_entry::WorkloadEntry>),
     WorkloadGroup(Box<service_entry::WorkloadGroup>),
-    Sidecar(Box<sidecar::Sidecar>),
+    Sidecar(std::sync::Arc<sidecar::Sidecar>),
     PeerAuthentication(Box<security::PeerAuthentication>),
     AuthorizationPolicy(Box<security::AuthorizationPolicy>),
     RequestAuthentication(Box<security::RequestAuthentication>),
@@ -268,13 +270,17 @@ pub fn decode(value: serde_json::Value) -> Result<Object, DecodeError> {
         .cloned()
         .unwrap_or(serde_json::Value::Object(Default::default()));
     let spec = match kind {
-        Kind::VirtualService => Spec::VirtualService(typed(Some(spec_value), "spec")?),
-        Kind::DestinationRule => Spec::DestinationRule(typed(Some(spec_value), "spec")?),
-        Kind::Gateway => Spec::Gateway(typed(Some(spec_value), "spec")?),
+        Kind::VirtualService => {
+            Spec::VirtualService(std::sync::Arc::new(typed(Some(spec_value), "spec")?))
+        }
+        Kind::DestinationRule => {
+            Spec::DestinationRule(std::sync::Arc::new(typed(Some(spec_value), "spec")?))
+        }
+        Kind::Gateway => Spec::Gateway(std::sync::Arc::new(typed(Some(spec_value), "spec")?)),
         Kind::ServiceEntry => Spec::ServiceEntry(typed(Some(spec_value), "spec")?),
         Kind::WorkloadEntry => Spec::WorkloadEntry(typed(Some(spec_value), "spec")?),
         Kind::WorkloadGroup => Spec::WorkloadGroup(typed(Some(spec_value), "spec")?),
-        Kind::Sidecar => Spec::Sidecar(typed(Some(spec_value), "spec")?),
+        Kind::Sidecar => Spec::Sidecar(std::sync::Arc::new(typed(Some(spec_value), "spec")?)),
         Kind::PeerAuthentication => Spec::PeerAuthentication(typed(Some(spec_value), "spec")?),
         Kind::AuthorizationPolicy => Spec::AuthorizationPolicy(typed(Some(spec_value), "spec")?),
         Kind::RequestAuthentication => {

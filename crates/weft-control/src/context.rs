@@ -21,7 +21,8 @@ use crate::registry::{namespace_of, Registry};
 pub struct Named<T> {
     pub namespace: String,
     pub name: String,
-    pub spec: T,
+    /// Shared with the loaded object.
+    pub spec: Arc<T>,
     /// Differs between two objects unless both are the same document
     /// under the same name (see [`Context::digests`]).
     pub digest: u64,
@@ -100,14 +101,14 @@ pub fn resolve_host(host: &str, ns: &str) -> String {
     }
 }
 
-fn named<T: Clone>(r: &Resource, spec: &T) -> Named<T> {
+fn named<T>(r: &Resource, spec: &Arc<T>) -> Named<T> {
     let namespace = namespace_of(&r.object).to_string();
     let name = r.object.name().to_string();
     Named {
         digest: digest_of(&(r.digest, &namespace, &name)),
         namespace,
         name,
-        spec: spec.clone(),
+        spec: Arc::clone(spec),
     }
 }
 
@@ -305,10 +306,10 @@ impl Context {
     pub fn workload(&self, namespace: &str, name: &str, ip: &str) -> Option<&Workload> {
         let ws = &self.registry.workloads;
         ws.iter()
-            .find(|w| w.namespace == namespace && w.name == name)
+            .find(|w| &*w.namespace == namespace && w.name == name)
             .or_else(|| {
                 ws.iter()
-                    .find(|w| w.namespace == namespace && w.address == ip)
+                    .find(|w| &*w.namespace == namespace && w.address == ip)
             })
     }
 }

@@ -79,7 +79,7 @@ pub(crate) fn merge_all(vss: &mut [Named<VirtualService>]) {
         merged.push((i, http, std::hash::Hasher::finish(&h)));
     }
     for (i, http, digest) in merged {
-        vss[i].spec.http = http;
+        std::sync::Arc::make_mut(&mut vss[i].spec).http = http;
         vss[i].digest = digest;
     }
 }

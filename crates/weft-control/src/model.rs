@@ -138,18 +138,24 @@ pub fn exported_to(export_to: &[String], owner: &str, namespace: &str) -> bool {
             .any(|e| e == "*" || (e == "." && owner == namespace) || e == namespace)
 }
 
+/// Labels as the registry keeps them: one allocation per distinct set,
+/// shared by every workload and endpoint that has it (the instances of
+/// a deployment mostly do), which is most of a large registry's memory
+/// otherwise.
+pub type Labels = std::sync::Arc<BTreeMap<String, String>>;
+
 /// One instance of a service port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Endpoint {
-    /// The service's hostname and namespace.
-    pub service: String,
-    pub namespace: String,
+    /// The service's hostname and namespace (shared, as labels are).
+    pub service: std::sync::Arc<str>,
+    pub namespace: std::sync::Arc<str>,
     /// The service port this instance serves.
     pub service_port: u32,
     pub address: String,
     /// Where the instance listens.
     pub port: u32,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     pub weight: Option<u32>,
     pub locality: Option<String>,
 }
@@ -158,8 +164,8 @@ pub struct Endpoint {
 #[derive(Clone, Debug)]
 pub struct Workload {
     pub name: String,
-    pub namespace: String,
+    pub namespace: std::sync::Arc<str>,
     pub address: String,
-    pub labels: BTreeMap<String, String>,
-    pub service_account: String,
+    pub labels: Labels,
+    pub service_account: std::sync::Arc<str>,
 }

@@ -4,7 +4,8 @@
 //! endpoints or the WorkloadEntries and Pods their workloadSelector
 //! picks. The result is the same model either way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use weft_api::k8s_openapi::api::core::v1::{Pod, ServicePort};
 use weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -12,7 +13,9 @@ use weft_api::service_entry::{Location, Resolution as SeResolution, ServiceEntry
 use weft_api::{Object, Spec};
 use weft_config::Resource;
 
-use crate::model::{Endpoint, Origin, Port, Protocol, Resolution, Service, Workload, DOMAIN};
+use crate::model::{
+    Endpoint, Labels, Origin, Port, Protocol, Resolution, Service, Workload, DOMAIN,
+};
 
 /// Services, their endpoints and the workloads, from one set of objects.
 #[derive(Clone, Debug, Default)]
@@ -21,11 +24,38 @@ pub struct Registry {
     pub endpoints: Vec<Endpoint>,
     pub workloads: Vec<Workload>,
     /// Endpoint positions by service hostname and service port.
-    by_port: HashMap<String, HashMap<u32, Vec<usize>>>,
+    by_port: HashMap<Arc<str>, HashMap<u32, Vec<usize>>>,
     /// The first service of each hostname.
     by_host: HashMap<String, usize>,
     /// A hash of the instances of each hostname, all ports.
-    endpoint_digests: HashMap<String, u64>,
+    endpoint_digests: HashMap<Arc<str>, u64>,
+}
+
+/// One shared copy of each distinct string and label set of a registry.
+#[derive(Default)]
+struct Interner {
+    strs: HashSet<Arc<str>>,
+    labels: HashSet<Labels>,
+}
+
+impl Interner {
+    fn str(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strs.get(s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = s.into();
+        self.strs.insert(Arc::clone(&a));
+        a
+    }
+
+    fn labels(&mut self, l: &BTreeMap<String, String>) -> Labels {
+        if let Some(a) = self.labels.get(l) {
+            return Arc::clone(a);
+        }
+        let a = Arc::new(l.clone());
+        self.labels.insert(Arc::clone(&a));
+        a
+    }
 }
 
 /// The kinds the registry is made from: while none of them changes, a
@@ -148,6 +178,7 @@ impl Registry {
         let resources: Vec<&Resource> = resources.iter().map(AsRef::as_ref).collect();
         let resources = &resources[..];
         let mut reg = Registry::default();
+        let mut interner = Interner::default();
         let pods: Vec<PodInfo> = resources
             .iter()
             .filter_map(|r| match &r.object.spec {
@@ -170,26 +201,28 @@ impl Registry {
                 workload_entries.push((ns, &**we));
                 reg.workloads.push(Workload {
                     name: o.name().to_string(),
-                    namespace: ns.to_string(),
+                    namespace: interner.str(ns),
                     address,
-                    labels: we.labels.clone(),
-                    service_account: we.service_account.clone().unwrap_or("default".into()),
+                    labels: interner.labels(&we.labels),
+                    service_account: interner
+                        .str(we.service_account.as_deref().unwrap_or("default")),
                 });
             }
         }
         for p in &pods {
             if let Some(ip) = p.ip {
+                let account = p
+                    .pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.service_account_name.as_deref())
+                    .unwrap_or("default");
                 reg.workloads.push(Workload {
                     name: p.name.to_string(),
-                    namespace: p.namespace.to_string(),
+                    namespace: interner.str(p.namespace),
                     address: ip.to_string(),
-                    labels: p.labels.clone(),
-                    service_account: p
-                        .pod
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.service_account_name.clone())
-                        .unwrap_or("default".into()),
+                    labels: interner.labels(&p.labels),
+                    service_account: interner.str(account),
                 });
             }
         }
@@ -253,12 +286,12 @@ impl Registry {
                                     continue;
                                 };
                                 reg.endpoints.push(Endpoint {
-                                    service: hostname.clone(),
-                                    namespace: ns.to_string(),
+                                    service: interner.str(&hostname),
+                                    namespace: interner.str(ns),
                                     service_port: u32::try_from(sp.port).unwrap_or(0),
                                     address: ip.to_string(),
                                     port,
-                                    labels: p.labels.clone(),
+                                    labels: interner.labels(&p.labels),
                                     weight: None,
                                     locality: None,
                                 });
@@ -273,7 +306,7 @@ impl Registry {
                         pods: &pods,
                         pods_by: &pods_by,
                     };
-                    reg.add_service_entry(o, se, &workloads);
+                    reg.add_service_entry(o, se, &workloads, &mut interner);
                 }
                 _ => {}
             }
@@ -304,9 +337,9 @@ impl Registry {
                 Some(name) => by_name.get(&(ns, name)),
                 None => by_ip.get(&(ns, ip)),
             }
-            .map(|i| pods[*i].labels.clone())
-            .unwrap_or_default()
+            .map(|i| &pods[*i].labels)
         };
+        let no_labels = BTreeMap::new();
         for r in resources {
             let o = &r.object;
             let ns = namespace_of(o);
@@ -372,7 +405,8 @@ impl Registry {
             };
             let hostname = format!("{svc_name}.{ns}.{DOMAIN}");
             for Listed { ip, pod, ports } in addrs {
-                let labels = pod_labels(ns, &ip, pod.as_deref());
+                let labels =
+                    interner.labels(pod_labels(ns, &ip, pod.as_deref()).unwrap_or(&no_labels));
                 for (port_name, port) in &ports {
                     let Some(sp) = svc_ports.iter().find(|p| {
                         &p.name == port_name || (svc_ports.len() == 1 && ports.len() == 1)
@@ -380,12 +414,12 @@ impl Registry {
                         continue;
                     };
                     reg.endpoints.push(Endpoint {
-                        service: hostname.clone(),
-                        namespace: ns.to_string(),
+                        service: interner.str(&hostname),
+                        namespace: interner.str(ns),
                         service_port: sp.number,
                         address: ip.clone(),
                         port: *port,
-                        labels: labels.clone(),
+                        labels: Arc::clone(&labels),
                         weight: None,
                         locality: None,
                     });
@@ -393,12 +427,9 @@ impl Registry {
             }
         }
         for (i, e) in reg.endpoints.iter().enumerate() {
-            if !reg.by_port.contains_key(&e.service) {
-                reg.by_port.insert(e.service.clone(), HashMap::new());
-            }
             reg.by_port
-                .get_mut(&e.service)
-                .expect("inserted above")
+                .entry(Arc::clone(&e.service))
+                .or_default()
                 .entry(e.service_port)
                 .or_default()
                 .push(i);
@@ -406,13 +437,13 @@ impl Registry {
         for (i, s) in reg.services.iter().enumerate() {
             reg.by_host.entry(s.hostname.clone()).or_insert(i);
         }
-        let mut digests: HashMap<&str, std::hash::DefaultHasher> = HashMap::new();
+        let mut digests: HashMap<&Arc<str>, std::hash::DefaultHasher> = HashMap::new();
         for e in &reg.endpoints {
             std::hash::Hash::hash(e, digests.entry(&e.service).or_default());
         }
         reg.endpoint_digests = digests
             .into_iter()
-            .map(|(k, h)| (k.to_string(), std::hash::Hasher::finish(&h)))
+            .map(|(k, h)| (Arc::clone(k), std::hash::Hasher::finish(&h)))
             .collect();
         reg
     }
@@ -437,7 +468,13 @@ impl Registry {
             .map(|i| &self.endpoints[*i])
     }
 
-    fn add_service_entry(&mut self, o: &Object, se: &ServiceEntry, w: &Workloads) {
+    fn add_service_entry(
+        &mut self,
+        o: &Object,
+        se: &ServiceEntry,
+        w: &Workloads,
+        interner: &mut Interner,
+    ) {
         let ns = namespace_of(o);
         let resolution = match se.resolution.unwrap_or_default() {
             SeResolution::NONE => Resolution::Passthrough,
@@ -476,7 +513,9 @@ impl Registry {
                 }
             }
         }
+        let namespace = interner.str(ns);
         for host in &se.hosts {
+            let service = interner.str(host);
             self.services.push(Service {
                 hostname: host.clone(),
                 namespace: ns.to_string(),
@@ -492,20 +531,20 @@ impl Registry {
                 if instances.is_empty() && resolution == Resolution::Dns && !host.contains('*') {
                     // A DNS entry without endpoints resolves its own host.
                     self.endpoints.push(Endpoint {
-                        service: host.clone(),
-                        namespace: ns.to_string(),
+                        service: Arc::clone(&service),
+                        namespace: Arc::clone(&namespace),
                         service_port: sp.number,
                         address: host.clone(),
                         port: sp.number,
-                        labels: BTreeMap::new(),
+                        labels: interner.labels(&BTreeMap::new()),
                         weight: None,
                         locality: None,
                     });
                 }
                 for i in &instances {
                     self.endpoints.push(Endpoint {
-                        service: host.clone(),
-                        namespace: ns.to_string(),
+                        service: Arc::clone(&service),
+                        namespace: Arc::clone(&namespace),
                         service_port: sp.number,
                         address: i.address.to_string(),
                         port: i
@@ -513,7 +552,7 @@ impl Registry {
                             .and_then(|p| p.get(&sp.name))
                             .copied()
                             .unwrap_or(default_port),
-                        labels: i.labels.clone(),
+                        labels: interner.labels(i.labels),
                         weight: i.weight,
                         locality: i.locality.map(str::to_string),
                     });

@@ -79,7 +79,7 @@ impl Proxy {
         }
         let labels = metadata_labels.unwrap_or_else(|| {
             ctx.workload(namespace, name, ip)
-                .map(|w| w.labels.clone())
+                .map(|w| (*w.labels).clone())
                 .unwrap_or_default()
         });
         Ok(Proxy {
