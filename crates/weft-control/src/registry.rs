@@ -4,7 +4,7 @@
 //! endpoints or the WorkloadEntries and Pods their workloadSelector
 //! picks. The result is the same model either way.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use weft_api::k8s_openapi::api::core::v1::{Pod, ServicePort};
@@ -16,6 +16,18 @@ use weft_config::Resource;
 use crate::model::{
     Endpoint, Labels, Origin, Port, Protocol, Resolution, Service, Workload, DOMAIN,
 };
+
+// The registry is rebuilt whenever an instance changes, and hashing is
+// much of that work: a fast non-cryptographic hasher (the keys are
+// names from configuration, not from the network).
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+
+/// A hasher for digests that must be equal from one rebuild to the next.
+fn digest_hasher() -> foldhash::fast::FoldHasher<'static> {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x7765_6674).build_hasher()
+}
 
 /// Services, their endpoints and the workloads, from one set of objects.
 #[derive(Clone, Debug, Default)]
@@ -124,8 +136,8 @@ struct ByLabel<'a> {
 impl<'a> ByLabel<'a> {
     fn new(items: impl Iterator<Item = (&'a str, &'a BTreeMap<String, String>)>) -> ByLabel<'a> {
         let mut idx = ByLabel {
-            by_label: HashMap::new(),
-            by_ns: HashMap::new(),
+            by_label: HashMap::default(),
+            by_ns: HashMap::default(),
         };
         for (i, (ns, labels)) in items.enumerate() {
             idx.by_ns.entry(ns).or_default().push(i);
@@ -228,7 +240,7 @@ impl Registry {
         }
         let pods_by = ByLabel::new(pods.iter().map(|p| (p.namespace, &p.labels)));
         let entries_by = ByLabel::new(workload_entries.iter().map(|(ns, we)| (*ns, &we.labels)));
-        let mut slices_seen: HashMap<(String, String), bool> = HashMap::new();
+        let mut slices_seen: HashMap<(String, String), bool> = HashMap::default();
         for r in resources {
             match &r.object.spec {
                 Spec::Endpoints(_) => {
@@ -437,9 +449,9 @@ impl Registry {
         for (i, s) in reg.services.iter().enumerate() {
             reg.by_host.entry(s.hostname.clone()).or_insert(i);
         }
-        let mut digests: HashMap<&Arc<str>, std::hash::DefaultHasher> = HashMap::new();
+        let mut digests: HashMap<&Arc<str>, foldhash::fast::FoldHasher> = HashMap::default();
         for e in &reg.endpoints {
-            std::hash::Hash::hash(e, digests.entry(&e.service).or_default());
+            std::hash::Hash::hash(e, digests.entry(&e.service).or_insert_with(digest_hasher));
         }
         reg.endpoint_digests = digests
             .into_iter()

@@ -46,7 +46,7 @@ pub(crate) struct TypeEncoded {
     names: Vec<String>,
     res: Vec<Res>,
     /// Name hash → position.
-    keys: HashMap<u64, u32>,
+    keys: KeyMap<u32>,
     /// (name hash, digest) of every resource, in name order.
     pub digests: Vec<(u64, u64)>,
     /// A hash of every name: equal for two types with the same names.
@@ -112,6 +112,30 @@ impl TypeEncoded {
 }
 
 pub(crate) type Encoded = BTreeMap<Kind, Arc<TypeEncoded>>;
+
+/// Name hashes are already hashes: maps keyed by them use the key as is.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys go through here; anything else still hashes.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+pub(crate) type KeyMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyHasher>>;
+pub(crate) type KeySet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<KeyHasher>>;
 
 pub(crate) fn name_key(name: &str) -> u64 {
     xxh64(name.as_bytes(), 0x6e61_6d65)

@@ -3,7 +3,7 @@
 //! up to date. The stream's task owns all of it; only the published
 //! sync state goes through a lock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -12,7 +12,7 @@ use tonic::{Status, Streaming};
 use weft_xds::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
 use weft_xds::Kind;
 
-use super::encode::{name_key, Encoded, TypeEncoded};
+use super::encode::{name_key, Encoded, KeyMap, KeySet, TypeEncoded};
 use super::wire;
 use super::{metadata_labels, AdsServer, ProxyStatus};
 use crate::gen::Proxy;
@@ -28,7 +28,7 @@ enum Names {
     /// usual case, kept by reference rather than copied per stream.
     Like(Arc<TypeEncoded>),
     /// Name hashes.
-    Listed(HashSet<u64>),
+    Listed(KeySet),
 }
 
 impl Names {
@@ -41,7 +41,7 @@ impl Names {
     }
 
     /// `keys` as a name set: `Like(te)` when they are exactly its names.
-    fn of(keys: HashSet<u64>, te: &Arc<TypeEncoded>) -> Names {
+    fn of(keys: KeySet, te: &Arc<TypeEncoded>) -> Names {
         if keys.len() == te.len() && keys.iter().all(|k| te.contains(*k)) {
             Names::Like(Arc::clone(te))
         } else {
@@ -59,8 +59,17 @@ impl Names {
         }
     }
 
+    /// Whether these are exactly `te`'s names.
+    fn covers(&self, te: &TypeEncoded) -> bool {
+        match self {
+            Names::Every => true,
+            Names::Like(t) => t.name_set == te.name_set && t.len() == te.len(),
+            Names::Listed(_) => false,
+        }
+    }
+
     /// As a set of hashes (to add or remove names).
-    fn into_set(self, te: &TypeEncoded) -> HashSet<u64> {
+    fn into_set(self, te: &TypeEncoded) -> KeySet {
         match self {
             Names::Every => te.digests.iter().map(|(k, _)| *k).collect(),
             Names::Like(t) => t.digests.iter().map(|(k, _)| *k).collect(),
@@ -85,10 +94,10 @@ struct Subscription {
     held: Option<Arc<TypeEncoded>>,
     held_names: Names,
     /// Held resources to send again all the same (see `respond`).
-    stale: HashSet<u64>,
+    stale: KeySet,
     /// Delta, before the first response: what the proxy said it holds
     /// (name hash → digest, name).
-    initial: HashMap<u64, (u64, String)>,
+    initial: KeyMap<(u64, String)>,
     /// Sent at least once on this stream.
     answered: bool,
 }
@@ -156,19 +165,41 @@ impl StreamState {
         if !force && sub.answered && unchanged && sub.stale.is_empty() {
             return None;
         }
-        let changed: Vec<u64> = te
-            .digests
-            .iter()
-            .filter(|(k, d)| {
-                sub.names.has(*k) && (sub.stale.contains(k) || sub.holds(*k) != Some(*d))
-            })
-            .map(|(k, _)| *k)
-            .collect();
-        let removed: Vec<(u64, &str)> = sub
-            .held()
-            .into_iter()
-            .filter(|(k, _)| !te.contains(*k) || !sub.names.has(*k))
-            .collect();
+        // The usual case: the proxy asked for every resource of the type,
+        // holds every resource of the previous one, and the names did not
+        // change — compare digests side by side (both in name order).
+        let same_names = sub.initial.is_empty()
+            && sub.held.as_ref().is_some_and(|held| {
+                held.name_set == te.name_set
+                    && held.len() == te.len()
+                    && sub.names.covers(&te)
+                    && sub.held_names.covers(held)
+            });
+        let changed: Vec<u64> = match &sub.held {
+            Some(held) if same_names => te
+                .digests
+                .iter()
+                .zip(&held.digests)
+                .filter(|((k, d), (_, was))| d != was || sub.stale.contains(k))
+                .map(|((k, _), _)| *k)
+                .collect(),
+            _ => te
+                .digests
+                .iter()
+                .filter(|(k, d)| {
+                    sub.names.has(*k) && (sub.stale.contains(k) || sub.holds(*k) != Some(*d))
+                })
+                .map(|(k, _)| *k)
+                .collect(),
+        };
+        let removed: Vec<(u64, &str)> = if same_names {
+            Vec::new()
+        } else {
+            sub.held()
+                .into_iter()
+                .filter(|(k, _)| !te.contains(*k) || !sub.names.has(*k))
+                .collect()
+        };
         if !force && sub.answered && changed.is_empty() && removed.is_empty() {
             sub.held = Some(Arc::clone(&te));
             sub.held_names = sub.names.clone();
@@ -390,7 +421,7 @@ impl AdsServer {
             }
             if !wildcard && (first || !req.subscribe.is_empty() || !req.unsubscribe.is_empty()) {
                 let mut names = match std::mem::take(&mut sub.names) {
-                    Names::Every if first => HashSet::new(),
+                    Names::Every if first => KeySet::default(),
                     other => other.into_set(&te),
                 };
                 names.extend(req.subscribe.iter().map(|n| name_key(n)));
@@ -403,7 +434,7 @@ impl AdsServer {
                 changed = true;
             }
         } else if !wildcard {
-            let keys: HashSet<u64> = req.names.iter().flatten().map(|n| name_key(n)).collect();
+            let keys: KeySet = req.names.iter().flatten().map(|n| name_key(n)).collect();
             let same = match &sub.names {
                 Names::Listed(set) => *set == keys,
                 Names::Like(t) => keys.len() == t.len() && keys.iter().all(|k| t.contains(*k)),

@@ -64,7 +64,7 @@ fn delta_names(m: &Out) -> (Vec<String>, Vec<String>) {
     )
 }
 
-fn keys(names: &[&str]) -> HashSet<u64> {
+fn keys(names: &[&str]) -> KeySet {
     names.iter().map(|n| name_key(n)).collect()
 }
 
