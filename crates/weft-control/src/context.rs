@@ -16,6 +16,31 @@ use weft_config::{host, Resource};
 use crate::model::{exported_to, Service, Workload, DOMAIN};
 use crate::registry::{namespace_of, Registry};
 
+/// What changed among the objects between two snapshots: the kinds and
+/// the namespaces of the objects that appeared, changed or went away.
+#[derive(Clone, Debug, Default)]
+pub struct Changes {
+    pub kinds: std::collections::BTreeSet<String>,
+    pub namespaces: std::collections::BTreeSet<String>,
+}
+
+impl Changes {
+    /// An object of `kind` in `namespace` (empty for cluster-scoped).
+    pub fn object(&mut self, kind: &str, namespace: &str) {
+        if !self.kinds.contains(kind) {
+            self.kinds.insert(kind.to_string());
+        }
+        if !self.namespaces.contains(namespace) {
+            self.namespaces.insert(namespace.to_string());
+        }
+    }
+
+    pub fn extend(&mut self, other: Changes) {
+        self.kinds.extend(other.kinds);
+        self.namespaces.extend(other.namespaces);
+    }
+}
+
 /// A networking object with its namespace and name.
 #[derive(Clone, Debug)]
 pub struct Named<T> {
@@ -127,15 +152,23 @@ impl Context {
     }
 
     /// As [`Context::build`], keeping `previous`'s registry unless an
-    /// object of a kind in `changed` (kind names) is one it is made from.
+    /// object of a kind it is made from changed, and then its namespaces
+    /// where nothing changed.
     pub fn rebuild<R: AsRef<Resource>>(
         previous: &Context,
         resources: &[R],
         mesh: Mesh,
-        changed: &std::collections::BTreeSet<String>,
+        changed: &Changes,
     ) -> Context {
-        let registry = if crate::registry::KINDS.iter().any(|k| changed.contains(*k)) {
-            Arc::new(Registry::build(resources))
+        let registry = if crate::registry::KINDS
+            .iter()
+            .any(|k| changed.kinds.contains(*k))
+        {
+            Arc::new(Registry::rebuild(
+                Some(&previous.registry),
+                resources,
+                &changed.namespaces,
+            ))
         } else {
             Arc::clone(&previous.registry)
         };
@@ -304,13 +337,9 @@ impl Context {
     }
 
     pub fn workload(&self, namespace: &str, name: &str, ip: &str) -> Option<&Workload> {
-        let ws = &self.registry.workloads;
-        ws.iter()
-            .find(|w| &*w.namespace == namespace && w.name == name)
-            .or_else(|| {
-                ws.iter()
-                    .find(|w| &*w.namespace == namespace && w.address == ip)
-            })
+        let ws = || self.registry.workloads();
+        ws().find(|w| &*w.namespace == namespace && w.name == name)
+            .or_else(|| ws().find(|w| &*w.namespace == namespace && w.address == ip))
     }
 }
 

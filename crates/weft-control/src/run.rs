@@ -93,7 +93,7 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
                 // the directory has been quiet for `debounce`, or after
                 // ten times that while it keeps changing.
                 let started = tokio::time::Instant::now();
-                let mut kinds = scan.kinds;
+                let mut changed = scan.changes;
                 // Without notifications, only a rescan can tell.
                 let mut more = !changes.notifies();
                 while started.elapsed() < opts.debounce * 10 && changes.within(opts.debounce).await
@@ -105,11 +105,11 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
                     for p in &again.problems {
                         tracing::warn!("{p}");
                     }
-                    kinds.extend(again.kinds);
+                    changed.extend(again.changes);
                 }
                 version += 1;
                 let t = std::time::Instant::now();
-                let snapshot = build(&dir, version, Some((&server.snapshot().ctx, &kinds)));
+                let snapshot = build(&dir, version, Some((&server.snapshot().ctx, &changed)));
                 tracing::info!(
                     version,
                     build_ms = t.elapsed().as_secs_f64() * 1e3,
@@ -210,12 +210,12 @@ fn release_freed_memory() {
     }
 }
 
-/// The directory's snapshot `version`; with the previous context and the
-/// kinds of object that changed since, what did not change is kept.
+/// The directory's snapshot `version`; with the previous context and
+/// what changed since, what did not change is kept.
 fn build(
     dir: &ConfigDir,
     version: u64,
-    previous: Option<(&Context, &std::collections::BTreeSet<String>)>,
+    previous: Option<(&Context, &crate::context::Changes)>,
 ) -> Snapshot {
     let resources = dir.resources();
     let mut problems = Vec::new();
@@ -224,7 +224,7 @@ fn build(
         tracing::warn!("{p}");
     }
     let ctx = match previous {
-        Some((prev, kinds)) => Context::rebuild(prev, &resources, mesh, kinds),
+        Some((prev, changes)) => Context::rebuild(prev, &resources, mesh, changes),
         None => Context::build(&resources, mesh),
     };
     Snapshot {

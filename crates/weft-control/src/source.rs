@@ -17,7 +17,7 @@ use weft_api::sidecar::OutboundMode;
 use weft_api::Spec;
 use weft_config::{IssueKind, LoadOptions, ObjectRef, Resource, Severity};
 
-use crate::context::Mesh;
+use crate::context::{Changes, Mesh};
 
 #[derive(Clone, PartialEq, Eq)]
 struct Stamp(Option<SystemTime>, u64);
@@ -55,8 +55,9 @@ pub struct ConfigDir {
 pub struct Scan {
     /// Whether the served objects changed.
     pub changed: bool,
-    /// The kinds of the objects that appeared, changed or went away.
-    pub kinds: std::collections::BTreeSet<String>,
+    /// The kinds and namespaces of the objects that appeared, changed or
+    /// went away.
+    pub changes: Changes,
     /// Problems, each naming its file and line; what they concern kept
     /// its last good version or was left out.
     pub problems: Vec<String>,
@@ -136,7 +137,9 @@ impl ConfigDir {
             .collect();
         for p in gone {
             if let Some(f) = self.files.remove(&p) {
-                scan.kinds.extend(f.keys.into_iter().map(|k| k.0));
+                for (kind, ns, _) in &f.keys {
+                    scan.changes.object(kind, ns);
+                }
             }
             scan.changed = true;
         }
@@ -175,16 +178,18 @@ impl ConfigDir {
                     .collect();
                 for (k, d) in &new {
                     if old.get(k) != Some(d) {
-                        scan.kinds.insert(k.0.clone());
+                        scan.changes.object(&k.0, &k.1);
                     }
                 }
                 for k in old.keys().filter(|k| !new.contains_key(*k)) {
-                    scan.kinds.insert(k.0.clone());
+                    scan.changes.object(&k.0, &k.1);
                 }
                 if old == new {
                     // Only the order changed, which decides between
-                    // objects that conflict: every kind of the file.
-                    scan.kinds.extend(new.keys().map(|k| k.0.clone()));
+                    // objects that conflict: every object of the file.
+                    for k in new.keys() {
+                        scan.changes.object(&k.0, &k.1);
+                    }
                 }
             }
             self.files.insert(path, fresh);
@@ -465,15 +470,16 @@ spec: {address: ADDRESS, labels: {app: reviews}}
         let mut c = ConfigDir::new(&d);
         let s = c.scan();
         assert_eq!(
-            s.kinds,
+            s.changes.kinds,
             ["VirtualService", "WorkloadEntry"].map(String::from).into()
         );
+        assert_eq!(s.changes.namespaces, ["default".to_string()].into());
         let first = crate::Context::build(&c.resources(), Mesh::default());
 
         std::fs::write(&f, text("v2", "10.0.0.1")).unwrap();
         let s = c.scan();
-        assert_eq!(s.kinds, ["VirtualService".to_string()].into());
-        let second = crate::Context::rebuild(&first, &c.resources(), Mesh::default(), &s.kinds);
+        assert_eq!(s.changes.kinds, ["VirtualService".to_string()].into());
+        let second = crate::Context::rebuild(&first, &c.resources(), Mesh::default(), &s.changes);
         assert!(std::sync::Arc::ptr_eq(&first.registry, &second.registry));
         assert_eq!(
             second.virtual_services[0].spec.http[0].route[0]
@@ -485,10 +491,13 @@ spec: {address: ADDRESS, labels: {app: reviews}}
 
         std::fs::write(&f, text("v2", "10.0.0.2")).unwrap();
         let s = c.scan();
-        assert_eq!(s.kinds, ["WorkloadEntry".to_string()].into());
-        let third = crate::Context::rebuild(&second, &c.resources(), Mesh::default(), &s.kinds);
+        assert_eq!(s.changes.kinds, ["WorkloadEntry".to_string()].into());
+        let third = crate::Context::rebuild(&second, &c.resources(), Mesh::default(), &s.changes);
         assert!(!std::sync::Arc::ptr_eq(&second.registry, &third.registry));
-        assert_eq!(third.registry.workloads[0].address, "10.0.0.2");
+        assert_eq!(
+            third.registry.workloads().next().unwrap().address,
+            "10.0.0.2"
+        );
 
         // The same objects in another order: the order decides between
         // conflicting objects, so every kind of the file counts.
@@ -500,16 +509,18 @@ spec: {address: ADDRESS, labels: {app: reviews}}
         let s = c.scan();
         assert!(s.changed);
         assert_eq!(
-            s.kinds,
+            s.changes.kinds,
             ["VirtualService", "WorkloadEntry"].map(String::from).into()
         );
+        assert_eq!(s.changes.namespaces, ["default".to_string()].into());
 
         std::fs::remove_file(&f).unwrap();
         let s = c.scan();
         assert_eq!(
-            s.kinds,
+            s.changes.kinds,
             ["VirtualService", "WorkloadEntry"].map(String::from).into()
         );
+        assert_eq!(s.changes.namespaces, ["default".to_string()].into());
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -85,8 +85,7 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
     }
     let services = ctx
         .registry
-        .services
-        .iter()
+        .services()
         .filter(|s| s.visible_from(&proxy.namespace))
         .collect();
     let scope = Scope {

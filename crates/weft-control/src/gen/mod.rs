@@ -139,8 +139,7 @@ fn imports(entry: &str, service: &Service, proxy_ns: &str) -> bool {
 pub(crate) fn scope<'a>(ctx: &'a Context, proxy: &Proxy) -> Scope<'a> {
     let visible: Vec<&Service> = ctx
         .registry
-        .services
-        .iter()
+        .services()
         .filter(|s| s.visible_from(&proxy.namespace))
         .collect();
     let sidecar = ctx.sidecar_for(&proxy.namespace, &proxy.labels);

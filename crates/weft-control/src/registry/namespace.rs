@@ -1,8 +1,9 @@
-//! The service registry from configuration objects: Kubernetes Services
-//! with their Endpoints, EndpointSlices or (when neither is given, as on a
-//! laptop) the Pods their selector picks; ServiceEntries with inline
-//! endpoints or the WorkloadEntries and Pods their workloadSelector
-//! picks. The result is the same model either way.
+//! One namespace's part of the registry. Everything that makes a
+//! service's instances is namespace-local — a ServiceEntry's
+//! workloadSelector and a Service's selector pick workloads of their own
+//! namespace, Endpoints and EndpointSlices name a Service of theirs — so
+//! a namespace's services, endpoints and workloads depend on its objects
+//! alone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,13 +12,15 @@ use weft_api::k8s_openapi::api::core::v1::{Pod, ServicePort};
 use weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use weft_api::service_entry::{Location, Resolution as SeResolution, ServiceEntry};
 use weft_api::{Object, Spec};
+
+use super::namespace_of;
 use weft_config::Resource;
 
 use crate::model::{
     Endpoint, Labels, Origin, Port, Protocol, Resolution, Service, Workload, DOMAIN,
 };
 
-// The registry is rebuilt whenever an instance changes, and hashing is
+// A namespace is rebuilt whenever one of its instances changes, and hashing is
 // much of that work: a fast non-cryptographic hasher (the keys are
 // names from configuration, not from the network).
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
@@ -29,18 +32,16 @@ fn digest_hasher() -> foldhash::fast::FoldHasher<'static> {
     foldhash::fast::FixedState::with_seed(0x7765_6674).build_hasher()
 }
 
-/// Services, their endpoints and the workloads, from one set of objects.
+/// One namespace's services, their endpoints and its workloads.
 #[derive(Clone, Debug, Default)]
-pub struct Registry {
+pub struct Namespace {
     pub services: Vec<Service>,
     pub endpoints: Vec<Endpoint>,
     pub workloads: Vec<Workload>,
     /// Endpoint positions by service hostname and service port.
-    by_port: HashMap<Arc<str>, HashMap<u32, Vec<usize>>>,
-    /// The first service of each hostname.
-    by_host: HashMap<String, usize>,
+    pub(super) by_port: HashMap<Arc<str>, HashMap<u32, Vec<usize>>>,
     /// A hash of the instances of each hostname, all ports.
-    endpoint_digests: HashMap<Arc<str>, u64>,
+    pub(super) endpoint_digests: HashMap<Arc<str>, u64>,
 }
 
 /// One shared copy of each distinct string and label set of a registry.
@@ -67,26 +68,6 @@ impl Interner {
         let a = Arc::new(l.clone());
         self.labels.insert(Arc::clone(&a));
         a
-    }
-}
-
-/// The kinds the registry is made from: while none of them changes, a
-/// new snapshot can keep the previous registry.
-pub const KINDS: [&str; 6] = [
-    "Service",
-    "Endpoints",
-    "EndpointSlice",
-    "Pod",
-    "ServiceEntry",
-    "WorkloadEntry",
-];
-
-/// An object's namespace, `default` when the manifest leaves it out (as
-/// `kubectl apply` would).
-pub fn namespace_of(o: &Object) -> &str {
-    match o.namespace() {
-        "" => "default",
-        ns => ns,
     }
 }
 
@@ -185,11 +166,10 @@ struct PodInfo<'a> {
     labels: BTreeMap<String, String>,
 }
 
-impl Registry {
-    pub fn build<R: AsRef<Resource>>(resources: &[R]) -> Registry {
-        let resources: Vec<&Resource> = resources.iter().map(AsRef::as_ref).collect();
-        let resources = &resources[..];
-        let mut reg = Registry::default();
+impl Namespace {
+    /// From the objects of one namespace, in order.
+    pub fn build(resources: &[&Resource]) -> Namespace {
+        let mut reg = Namespace::default();
         let mut interner = Interner::default();
         let pods: Vec<PodInfo> = resources
             .iter()
@@ -446,9 +426,6 @@ impl Registry {
                 .or_default()
                 .push(i);
         }
-        for (i, s) in reg.services.iter().enumerate() {
-            reg.by_host.entry(s.hostname.clone()).or_insert(i);
-        }
         let mut digests: HashMap<&Arc<str>, foldhash::fast::FoldHasher> = HashMap::default();
         for e in &reg.endpoints {
             std::hash::Hash::hash(e, digests.entry(&e.service).or_insert_with(digest_hasher));
@@ -458,26 +435,6 @@ impl Registry {
             .map(|(k, h)| (Arc::clone(k), std::hash::Hasher::finish(&h)))
             .collect();
         reg
-    }
-
-    /// The first service named `hostname`.
-    pub fn service(&self, hostname: &str) -> Option<&Service> {
-        self.by_host.get(hostname).map(|i| &self.services[*i])
-    }
-
-    /// A hash of every instance of `hostname`.
-    pub fn endpoint_digest(&self, hostname: &str) -> Option<u64> {
-        self.endpoint_digests.get(hostname).copied()
-    }
-
-    /// The instances of a service port.
-    pub fn endpoints_of(&self, service: &str, port: u32) -> impl Iterator<Item = &Endpoint> {
-        self.by_port
-            .get(service)
-            .and_then(|p| p.get(&port))
-            .into_iter()
-            .flatten()
-            .map(|i| &self.endpoints[*i])
     }
 
     fn add_service_entry(
@@ -612,190 +569,5 @@ fn pod_target_port(pod: &Pod, sp: &ServicePort) -> Option<u32> {
             .flat_map(|c| c.ports.iter().flatten())
             .find(|cp| cp.name.as_deref() == Some(name))
             .and_then(|cp| u32::try_from(cp.container_port).ok()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn build(text: &str) -> Registry {
-        let loaded = weft_config::load_str("k8s.yaml", text, &Default::default());
-        assert!(loaded.issues.is_empty(), "{:?}", loaded.issues);
-        Registry::build(&loaded.resources)
-    }
-
-    const PODS: &str = "apiVersion: v1
-kind: Pod
-metadata: {name: reviews-v1-abc, namespace: shop, labels: {app: reviews, version: v1}}
-spec:
-  containers: [{name: app, image: reviews, ports: [{name: http, containerPort: 9080}]}]
-status: {podIP: 10.0.0.1}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: reviews-v2-def, namespace: shop, labels: {app: reviews, version: v2}}
-spec:
-  containers: [{name: app, image: reviews, ports: [{name: http, containerPort: 9090}]}]
-status: {podIP: 10.0.0.2}
-";
-
-    #[test]
-    fn kubernetes_services_take_the_pods_their_selector_picks() {
-        let reg = build(&format!(
-            "{PODS}---
-apiVersion: v1
-kind: Service
-metadata: {{name: reviews, namespace: shop}}
-spec:
-  clusterIP: 10.96.0.10
-  selector: {{app: reviews}}
-  ports: [{{name: http-api, port: 9080, targetPort: http}}, {{name: grpc, port: 7070, appProtocol: grpc}}]
-"
-        ));
-        let s = &reg.services[0];
-        assert_eq!(s.hostname, "reviews.shop.svc.cluster.local");
-        assert_eq!(s.address.as_deref(), Some("10.96.0.10"));
-        assert_eq!(
-            s.ports
-                .iter()
-                .map(|p| (p.number, p.protocol))
-                .collect::<Vec<_>>(),
-            [(9080, Protocol::Http), (7070, Protocol::Grpc)]
-        );
-        // targetPort by name: each pod's own container port.
-        let eps: Vec<(String, u32, String)> = reg
-            .endpoints_of("reviews.shop.svc.cluster.local", 9080)
-            .map(|e| (e.address.clone(), e.port, e.labels["version"].clone()))
-            .collect();
-        assert_eq!(
-            eps,
-            [
-                ("10.0.0.1".into(), 9080, "v1".into()),
-                ("10.0.0.2".into(), 9090, "v2".into())
-            ]
-        );
-        assert_eq!(reg.workloads.len(), 2);
-    }
-
-    #[test]
-    fn endpoints_and_endpoint_slices_name_their_pods_for_labels() {
-        let reg = build(&format!(
-            "{PODS}---
-apiVersion: v1
-kind: Service
-metadata: {{name: reviews, namespace: shop}}
-spec:
-  selector: {{app: reviews}}
-  ports: [{{name: http, port: 9080}}]
----
-apiVersion: v1
-kind: Endpoints
-metadata: {{name: reviews, namespace: shop}}
-subsets:
-- addresses: [{{ip: 10.0.0.1, targetRef: {{kind: Pod, name: reviews-v1-abc}}}}]
-  ports: [{{name: http, port: 9080}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: ratings, namespace: shop}}
-spec:
-  ports: [{{name: http, port: 9080}}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: ratings-x1, namespace: shop, labels: {{kubernetes.io/service-name: ratings}}}}
-addressType: IPv4
-ports: [{{name: http, port: 8080}}]
-endpoints:
-- addresses: [10.0.0.2]
-  conditions: {{ready: true}}
-  targetRef: {{kind: Pod, name: reviews-v2-def}}
-- addresses: [10.0.0.9]
-  conditions: {{ready: false}}
-"
-        ));
-        // Listed endpoints replace the selector's pods.
-        let reviews: Vec<_> = reg
-            .endpoints_of("reviews.shop.svc.cluster.local", 9080)
-            .collect();
-        assert_eq!(reviews.len(), 1);
-        assert_eq!(reviews[0].labels["version"], "v1");
-        // Slices: ready endpoints only, the slice's port, the pod's labels.
-        let ratings: Vec<_> = reg
-            .endpoints_of("ratings.shop.svc.cluster.local", 9080)
-            .collect();
-        assert_eq!(ratings.len(), 1, "{ratings:?}");
-        assert_eq!(
-            (ratings[0].address.as_str(), ratings[0].port),
-            ("10.0.0.2", 8080)
-        );
-        assert_eq!(ratings[0].labels["version"], "v2");
-    }
-
-    #[test]
-    fn service_entries_take_inline_endpoints_or_selected_workload_entries() {
-        let reg = build(
-            "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: db, namespace: data}
-spec:
-  hosts: [db.example.com]
-  ports: [{number: 5432, name: tcp-pg, protocol: TCP, targetPort: 15432}]
-  resolution: STATIC
-  endpoints: [{address: 192.168.1.5, ports: {tcp-pg: 6432}, weight: 3}, {address: 192.168.1.6}]
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: api, namespace: data}
-spec:
-  hosts: [api.data.svc.cluster.local]
-  ports: [{number: 80, name: http, protocol: HTTP}]
-  resolution: STATIC
-  workloadSelector: {labels: {app: api}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: vm-1, namespace: data}
-spec: {address: 10.1.1.1, labels: {app: api}, ports: {http: 8080}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {name: vm-2, namespace: other}
-spec: {address: 10.1.1.2, labels: {app: api}}
----
-apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {name: ext, namespace: data}
-spec:
-  hosts: [www.example.org]
-  ports: [{number: 443, name: tls, protocol: TLS}]
-  resolution: DNS
-",
-        );
-        let db: Vec<(String, u32, Option<u32>)> = reg
-            .endpoints_of("db.example.com", 5432)
-            .map(|e| (e.address.clone(), e.port, e.weight))
-            .collect();
-        assert_eq!(
-            db,
-            [
-                ("192.168.1.5".into(), 6432, Some(3)),
-                ("192.168.1.6".into(), 15432, None)
-            ]
-        );
-        // The selector looks in the ServiceEntry's namespace only.
-        let api: Vec<_> = reg.endpoints_of("api.data.svc.cluster.local", 80).collect();
-        assert_eq!(api.len(), 1);
-        assert_eq!((api[0].address.as_str(), api[0].port), ("10.1.1.1", 8080));
-        // DNS without endpoints resolves the host itself.
-        let ext: Vec<_> = reg.endpoints_of("www.example.org", 443).collect();
-        assert_eq!(ext[0].address, "www.example.org");
-        let s = reg
-            .services
-            .iter()
-            .find(|s| s.hostname == "www.example.org")
-            .unwrap();
-        assert_eq!((s.resolution, s.mesh_external), (Resolution::Dns, true));
     }
 }
