@@ -27,17 +27,27 @@ struct FileState {
     resources: Vec<Resource>,
     /// `key` of each resource, made once per read.
     keys: Vec<Key>,
+    /// A hash of each key, to find keys defined in several files
+    /// without hashing every key's strings at every scan.
+    hashes: Vec<u64>,
+}
+
+fn key_hash(k: &Key) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6b65_7973).hash_one(k)
 }
 
 type Key = (String, String, String);
 
 impl FileState {
     fn new(stamp: Stamp, resources: Vec<Resource>) -> FileState {
-        let keys = resources.iter().map(key).collect();
+        let keys: Vec<Key> = resources.iter().map(key).collect();
+        let hashes = keys.iter().map(key_hash).collect();
         FileState {
             stamp,
             resources,
             keys,
+            hashes,
         }
     }
 }
@@ -101,11 +111,22 @@ impl ConfigDir {
     /// For each object defined in more than one file, the file it is
     /// taken from.
     fn winners(&self) -> BTreeMap<Key, PathBuf> {
+        // Key hashes first (cheap, and almost every key is in one file),
+        // then the real keys of those seen more than once.
+        let mut files_of: std::collections::HashMap<u64, u32, crate::server::KeyHash> =
+            std::collections::HashMap::default();
+        for f in self.files.values() {
+            for h in &f.hashes {
+                *files_of.entry(*h).or_default() += 1;
+            }
+        }
         let mut seen: std::collections::HashMap<&Key, Vec<&PathBuf>> =
             std::collections::HashMap::new();
         for (path, f) in &self.files {
-            for k in &f.keys {
-                seen.entry(k).or_default().push(path);
+            for (k, h) in f.keys.iter().zip(&f.hashes) {
+                if files_of.get(h).is_some_and(|n| *n > 1) {
+                    seen.entry(k).or_default().push(path);
+                }
             }
         }
         seen.into_iter()

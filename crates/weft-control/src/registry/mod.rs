@@ -14,6 +14,7 @@
 mod namespace;
 
 use std::collections::{BTreeSet, HashMap};
+
 use std::sync::Arc;
 
 use weft_api::Object;
@@ -71,7 +72,7 @@ impl Registry {
         changed: &BTreeSet<String>,
     ) -> Registry {
         let mut grouped: Vec<(&str, Vec<&Resource>)> = Vec::new();
-        let mut position: HashMap<&str, usize> = HashMap::new();
+        let mut position: Fast<&str, usize> = Fast::default();
         for r in resources.iter().map(AsRef::as_ref) {
             if !KINDS.contains(&r.object.kind.info().name) {
                 continue;
@@ -83,7 +84,7 @@ impl Registry {
             });
             grouped[i].1.push(r);
         }
-        let kept: HashMap<&str, &Arc<Namespace>> = previous
+        let kept: Fast<&str, &Arc<Namespace>> = previous
             .map(|p| {
                 p.namespaces
                     .iter()

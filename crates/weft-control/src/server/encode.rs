@@ -137,8 +137,8 @@ impl Hasher for KeyHasher {
 pub(crate) type KeyMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyHasher>>;
 pub(crate) type KeySet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<KeyHasher>>;
 
-pub(crate) fn name_key(name: &str) -> u64 {
-    xxh64(name.as_bytes(), 0x6e61_6d65)
+pub(crate) fn name_key(name: impl AsRef<[u8]>) -> u64 {
+    xxh64(name.as_ref(), 0x6e61_6d65)
 }
 
 /// Resources of each type by name, encoded, before they are indexed.

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tonic::codec::Streaming;
 use tonic::server::NamedService;
 use tonic::Status;
-use weft_xds::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
+use weft_xds::discovery::DeltaDiscoveryRequest;
 
 use super::stream::Out;
 use super::AdsServer;
@@ -64,7 +64,7 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for AdsService {
             let requests = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
             tokio::spawn(self.server.clone().run(requests, true, tx));
         } else {
-            let decoder = tonic_prost::ProstDecoder::<DiscoveryRequest>::default();
+            let decoder = tonic_prost::ProstDecoder::<super::stream::SotwRequest>::default();
             let requests = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
             tokio::spawn(self.server.clone().run(requests, false, tx));
         }

@@ -26,6 +26,9 @@ mod parts;
 mod stream;
 mod wire;
 
+/// Hashing for maps keyed by values that are already hashes.
+pub(crate) type KeyHash = std::hash::BuildHasherDefault<encode::KeyHasher>;
+
 use encode::Encoded;
 
 /// One version of the mesh as served.

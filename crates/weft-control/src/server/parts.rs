@@ -7,7 +7,9 @@
 //! rest of a message, so a table is its header's bytes followed by one
 //! length-prefixed virtual host per service.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use weft_xds::Kind;
@@ -23,7 +25,7 @@ const VIRTUAL_HOSTS_KEY: u8 = 2 << 3 | 2;
 /// What each service gave one sidecar shape, by (namespace, hostname).
 #[derive(Default)]
 pub(crate) struct ShapeMemo {
-    services: HashMap<(String, String), Memo>,
+    services: HashMap<(String, String), Memo, foldhash::fast::RandomState>,
 }
 
 struct Memo {
@@ -218,7 +220,7 @@ fn assemble(
     mode: weft_api::sidecar::OutboundMode,
 ) -> Option<Result<Res, String>> {
     let mut hosts: Vec<&[u8]> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let mut seen: HashSet<&str> = HashSet::default();
     for s in &t.services {
         let m = memo.services.get(&key(s))?;
         for (port, domains, bytes) in &m.virtual_hosts {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Status, Streaming};
-use weft_xds::discovery::{DeltaDiscoveryRequest, DiscoveryRequest};
+use weft_xds::discovery::DeltaDiscoveryRequest;
 use weft_xds::Kind;
 
 use super::encode::{name_key, Encoded, KeyMap, KeySet, TypeEncoded};
@@ -98,6 +98,9 @@ struct Subscription {
     /// Delta, before the first response: what the proxy said it holds
     /// (name hash → digest, name).
     initial: KeyMap<(u64, String)>,
+    /// SotW: a hash of the name list of the last request, which the
+    /// next one (an ACK) most likely repeats.
+    names_digest: Option<u64>,
     /// Sent at least once on this stream.
     answered: bool,
 }
@@ -254,14 +257,33 @@ pub(super) struct Req {
     nonce: String,
     error: Option<String>,
     /// SotW: the full name list.
-    names: Option<Vec<String>>,
+    names: Option<Vec<bytes::Bytes>>,
     subscribe: Vec<String>,
     unsubscribe: Vec<String>,
     initial: BTreeMap<String, String>,
 }
 
-impl From<DiscoveryRequest> for Req {
-    fn from(r: DiscoveryRequest) -> Req {
+/// A state-of-the-world `DiscoveryRequest` as a stream reads it, with
+/// the resource names left as bytes: every ACK repeats each name the
+/// proxy subscribes to (thousands of endpoint sets), almost always the
+/// same ones as before, so they are hashed rather than decoded into
+/// strings. Fields the server does not read are skipped.
+#[derive(Clone, PartialEq, prost::Message)]
+pub(super) struct SotwRequest {
+    #[prost(message, optional, tag = "2")]
+    pub node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
+    #[prost(bytes = "bytes", repeated, tag = "3")]
+    pub resource_names: Vec<bytes::Bytes>,
+    #[prost(string, tag = "4")]
+    pub type_url: String,
+    #[prost(string, tag = "5")]
+    pub response_nonce: String,
+    #[prost(message, optional, tag = "6")]
+    pub error_detail: Option<envoy_types::pb::google::rpc::Status>,
+}
+
+impl From<SotwRequest> for Req {
+    fn from(r: SotwRequest) -> Req {
         Req {
             node: r.node,
             kind: Kind::from_type_url(&r.type_url),
@@ -424,7 +446,7 @@ impl AdsServer {
                     Names::Every if first => KeySet::default(),
                     other => other.into_set(&te),
                 };
-                names.extend(req.subscribe.iter().map(|n| name_key(n)));
+                names.extend(req.subscribe.iter().map(name_key));
                 for n in &req.unsubscribe {
                     let k = name_key(n);
                     names.remove(&k);
@@ -434,15 +456,25 @@ impl AdsServer {
                 changed = true;
             }
         } else if !wildcard {
-            let keys: KeySet = req.names.iter().flatten().map(|n| name_key(n)).collect();
-            let same = match &sub.names {
-                Names::Listed(set) => *set == keys,
-                Names::Like(t) => keys.len() == t.len() && keys.iter().all(|k| t.contains(*k)),
-                Names::Every => false,
-            };
-            if !same {
-                sub.names = Names::of(keys, &te);
-                changed = true;
+            let names = req.names.unwrap_or_default();
+            let mut h = xxhash_rust::xxh64::Xxh64::new(0);
+            for n in &names {
+                h.update(&(n.len() as u64).to_le_bytes());
+                h.update(n);
+            }
+            let digest = h.digest();
+            if sub.names_digest != Some(digest) {
+                sub.names_digest = Some(digest);
+                let keys: KeySet = names.iter().map(name_key).collect();
+                let same = match &sub.names {
+                    Names::Listed(set) => *set == keys,
+                    Names::Like(t) => keys.len() == t.len() && keys.iter().all(|k| t.contains(*k)),
+                    Names::Every => false,
+                };
+                if !same {
+                    sub.names = Names::of(keys, &te);
+                    changed = true;
+                }
             }
         }
         if first || changed {

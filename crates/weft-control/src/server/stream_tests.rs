@@ -65,7 +65,7 @@ fn delta_names(m: &Out) -> (Vec<String>, Vec<String>) {
 }
 
 fn keys(names: &[&str]) -> KeySet {
-    names.iter().map(|n| name_key(n)).collect()
+    names.iter().map(name_key).collect()
 }
 
 const EDS: Kind = Kind::ClusterLoadAssignment;
