@@ -64,7 +64,7 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for AdsService {
             let requests = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
             tokio::spawn(self.server.clone().run(requests, true, tx));
         } else {
-            let decoder = tonic_prost::ProstDecoder::<super::stream::SotwRequest>::default();
+            let decoder = super::request::SotwDecoder;
             let requests = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
             tokio::spawn(self.server.clone().run(requests, false, tx));
         }

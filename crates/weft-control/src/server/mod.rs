@@ -23,6 +23,7 @@ use crate::gen::{self, Proxy, ProxyKind};
 mod encode;
 mod grpc;
 mod parts;
+mod request;
 mod stream;
 mod wire;
 

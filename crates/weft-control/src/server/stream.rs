@@ -256,41 +256,22 @@ pub(super) struct Req {
     type_url: String,
     nonce: String,
     error: Option<String>,
-    /// SotW: the full name list.
-    names: Option<Vec<bytes::Bytes>>,
+    /// SotW: the hash of each name in the full list, and of the list.
+    names: Option<(Vec<u64>, u64)>,
     subscribe: Vec<String>,
     unsubscribe: Vec<String>,
     initial: BTreeMap<String, String>,
 }
 
-/// A state-of-the-world `DiscoveryRequest` as a stream reads it, with
-/// the resource names left as bytes: every ACK repeats each name the
-/// proxy subscribes to (thousands of endpoint sets), almost always the
-/// same ones as before, so they are hashed rather than decoded into
-/// strings. Fields the server does not read are skipped.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct SotwRequest {
-    #[prost(message, optional, tag = "2")]
-    pub node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
-    #[prost(bytes = "bytes", repeated, tag = "3")]
-    pub resource_names: Vec<bytes::Bytes>,
-    #[prost(string, tag = "4")]
-    pub type_url: String,
-    #[prost(string, tag = "5")]
-    pub response_nonce: String,
-    #[prost(message, optional, tag = "6")]
-    pub error_detail: Option<envoy_types::pb::google::rpc::Status>,
-}
-
-impl From<SotwRequest> for Req {
-    fn from(r: SotwRequest) -> Req {
+impl From<super::request::SotwRequest> for Req {
+    fn from(r: super::request::SotwRequest) -> Req {
         Req {
             node: r.node,
             kind: Kind::from_type_url(&r.type_url),
             type_url: r.type_url,
             nonce: r.response_nonce,
-            error: r.error_detail.map(|s| s.message),
-            names: Some(r.resource_names),
+            error: r.error,
+            names: Some((r.keys, r.names_digest)),
             subscribe: Vec::new(),
             unsubscribe: Vec::new(),
             initial: BTreeMap::new(),
@@ -456,23 +437,25 @@ impl AdsServer {
                 changed = true;
             }
         } else if !wildcard {
-            let names = req.names.unwrap_or_default();
-            let mut h = xxhash_rust::xxh64::Xxh64::new(0);
-            for n in &names {
-                h.update(&(n.len() as u64).to_le_bytes());
-                h.update(n);
-            }
-            let digest = h.digest();
+            let (keys, digest) = req.names.unwrap_or_default();
             if sub.names_digest != Some(digest) {
                 sub.names_digest = Some(digest);
-                let keys: KeySet = names.iter().map(name_key).collect();
+                // Usually every name of the type: no set of its own.
+                let all_of =
+                    |t: &TypeEncoded| keys.len() == t.len() && keys.iter().all(|k| t.contains(*k));
                 let same = match &sub.names {
-                    Names::Listed(set) => *set == keys,
-                    Names::Like(t) => keys.len() == t.len() && keys.iter().all(|k| t.contains(*k)),
+                    Names::Like(t) => all_of(t),
+                    Names::Listed(set) => {
+                        keys.len() == set.len() && keys.iter().all(|k| set.contains(k))
+                    }
                     Names::Every => false,
                 };
                 if !same {
-                    sub.names = Names::of(keys, &te);
+                    sub.names = if all_of(&te) {
+                        Names::Like(Arc::clone(&te))
+                    } else {
+                        Names::Listed(keys.into_iter().collect())
+                    };
                     changed = true;
                 }
             }
