@@ -6,8 +6,8 @@
 //! sends each proxy its whole cluster list and route tables — megabytes
 //! each at thousands of services — so a hundred idle streams held
 //! gigabytes. Here each response is encoded into a buffer of its own,
-//! handed to HTTP/2 and freed once written. Requests are still decoded
-//! by tonic (`Streaming`), and tonic's transport still serves HTTP/2.
+//! handed to HTTP/2 and freed once written. Requests are read the same
+//! way (`request::Requests`); tonic's transport still serves HTTP/2.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -16,17 +16,14 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::Frame;
 use tokio::sync::mpsc;
-use tonic::codec::Streaming;
 use tonic::server::NamedService;
 use tonic::Status;
-use weft_xds::discovery::DeltaDiscoveryRequest;
 
+use super::request::Requests;
 use super::stream::Out;
 use super::AdsServer;
 
 const SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
-/// Requests are small; anything larger than this is not a proxy's.
-const MAX_REQUEST: usize = 64 << 20;
 
 /// `AggregatedDiscoveryService` for tonic's router.
 #[derive(Clone)]
@@ -59,15 +56,12 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for AdsService {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let body = req.into_body();
-        if delta {
-            let decoder = tonic_prost::ProstDecoder::<DeltaDiscoveryRequest>::default();
-            let requests = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
-            tokio::spawn(self.server.clone().run(requests, true, tx));
+        let requests = if delta {
+            Requests::delta(body)
         } else {
-            let decoder = super::request::SotwDecoder;
-            let requests = Streaming::new_request(decoder, body, None, Some(MAX_REQUEST));
-            tokio::spawn(self.server.clone().run(requests, false, tx));
-        }
+            Requests::sotw(body)
+        };
+        tokio::spawn(self.server.clone().run(requests, delta, tx));
         let response = http::Response::builder()
             .status(200)
             .header("content-type", "application/grpc")

@@ -1,4 +1,10 @@
-//! State-of-the-world requests, decoded for what the server reads.
+//! A stream's requests: read from the HTTP/2 body as gRPC messages, and
+//! state-of-the-world ones decoded for what the server reads.
+//!
+//! tonic's request stream reads each message into a buffer it keeps, as
+//! large as the largest message, for the stream's life; an ACK at 10,000
+//! services is a megabyte, times a hundred proxies. Here the body's own
+//! chunks are held only until their message is decoded.
 //!
 //! Every ACK a proxy sends repeats each name it subscribes to — at
 //! 10,000 services, 30,000 endpoint-set names, about a megabyte — and
@@ -9,14 +15,19 @@
 //! hash the server tracks resources by), together with a hash of the
 //! whole list, and never kept.
 
-use bytes::Buf;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http_body::Body as _;
 use prost::encoding::{decode_key, message, skip_field, string, DecodeContext};
 use prost::DecodeError;
-use tonic::codec::{DecodeBuf, Decoder};
 use tonic::Status;
 use xxhash_rust::xxh64::Xxh64;
 
 use super::encode::name_key;
+use super::stream::Req;
 
 type Node = envoy_types::pb::envoy::config::core::v3::Node;
 type RpcStatus = envoy_types::pb::google::rpc::Status;
@@ -75,17 +86,168 @@ impl SotwRequest {
     }
 }
 
-/// The gRPC decoder of [`SotwRequest`]s for tonic's request stream.
-pub(super) struct SotwDecoder;
+/// Requests are small; anything larger than this is not a proxy's.
+const MAX_REQUEST: usize = 64 << 20;
 
-impl Decoder for SotwDecoder {
-    type Item = SotwRequest;
-    type Error = Status;
+/// One message's bytes, in the chunks they arrived in.
+pub(super) struct Message {
+    parts: VecDeque<Bytes>,
+    remaining: usize,
+}
 
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<SotwRequest>, Status> {
-        SotwRequest::decode(src)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("DiscoveryRequest: {e}")))
+impl Buf for Message {
+    fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    fn chunk(&self) -> &[u8] {
+        self.parts.front().map_or(&[], |b| b.as_ref())
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        assert!(n <= self.remaining, "advance past the end of a message");
+        self.remaining -= n;
+        while n > 0 {
+            let front = self
+                .parts
+                .front_mut()
+                .expect("remaining bytes are in parts");
+            if front.len() <= n {
+                n -= front.len();
+                self.parts.pop_front();
+            } else {
+                front.advance(n);
+                n = 0;
+            }
+        }
+    }
+}
+
+/// The requests of one ADS stream, decoded by `decode`.
+pub(super) struct Requests {
+    body: tonic::body::Body,
+    chunks: VecDeque<Bytes>,
+    buffered: usize,
+    done: bool,
+    decode: fn(Message) -> Result<Req, Status>,
+}
+
+impl Requests {
+    pub fn sotw(body: tonic::body::Body) -> Requests {
+        Requests::new(body, |m| {
+            SotwRequest::decode(m)
+                .map(Req::from)
+                .map_err(|e| Status::invalid_argument(format!("DiscoveryRequest: {e}")))
+        })
+    }
+
+    pub fn delta(body: tonic::body::Body) -> Requests {
+        Requests::new(body, |m| {
+            <weft_xds::discovery::DeltaDiscoveryRequest as prost::Message>::decode(m)
+                .map(Req::from)
+                .map_err(|e| Status::invalid_argument(format!("DeltaDiscoveryRequest: {e}")))
+        })
+    }
+
+    fn new(body: tonic::body::Body, decode: fn(Message) -> Result<Req, Status>) -> Requests {
+        Requests {
+            body,
+            chunks: VecDeque::new(),
+            buffered: 0,
+            done: false,
+            decode,
+        }
+    }
+
+    /// The first `n` buffered bytes, removed.
+    fn take(&mut self, n: usize) -> Message {
+        let mut parts = VecDeque::new();
+        let mut left = n;
+        while left > 0 {
+            let front = self.chunks.front_mut().expect("n is buffered");
+            if front.len() <= left {
+                left -= front.len();
+                parts.extend(self.chunks.pop_front());
+            } else {
+                parts.push_back(front.split_to(left));
+                left = 0;
+            }
+        }
+        self.buffered -= n;
+        Message {
+            parts,
+            remaining: n,
+        }
+    }
+
+    /// The next message's compression flag and length, once buffered.
+    fn header(&self) -> Option<(u8, usize)> {
+        if self.buffered < 5 {
+            return None;
+        }
+        let mut h = [0u8; 5];
+        let mut bytes = self.chunks.iter().flat_map(|c| c.iter());
+        for b in &mut h {
+            *b = *bytes.next()?;
+        }
+        Some((h[0], u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize))
+    }
+}
+
+impl tokio_stream::Stream for Requests {
+    type Item = Result<Req, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some((flag, len)) = this.header() {
+                if flag != 0 {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Status::unimplemented(
+                        "compressed requests are not supported",
+                    ))));
+                }
+                if len > MAX_REQUEST {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(Status::resource_exhausted(format!(
+                        "a request of {len} bytes; at most {MAX_REQUEST}"
+                    )))));
+                }
+                if this.buffered >= 5 + len {
+                    this.take(5);
+                    let message = this.take(len);
+                    return Poll::Ready(Some((this.decode)(message)));
+                }
+            }
+            if this.done {
+                if this.buffered > 0 {
+                    this.chunks.clear();
+                    this.buffered = 0;
+                    return Poll::Ready(Some(Err(Status::invalid_argument(
+                        "the request stream ended inside a message",
+                    ))));
+                }
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => this.done = true,
+                Poll::Ready(Some(Err(status))) => {
+                    this.done = true;
+                    this.chunks.clear();
+                    this.buffered = 0;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            this.buffered += data.len();
+                            this.chunks.push_back(data);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -145,5 +307,52 @@ mod tests {
             let _ = SotwRequest::decode(&bytes[..cut]);
         }
         assert!(SotwRequest::decode(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    /// gRPC messages split into `chunk`-byte body frames.
+    fn body(messages: &[Vec<u8>], chunk: usize) -> tonic::body::Body {
+        let mut wire = Vec::new();
+        for m in messages {
+            wire.push(0u8);
+            wire.extend_from_slice(&(m.len() as u32).to_be_bytes());
+            wire.extend_from_slice(m);
+        }
+        let frames: Vec<Result<http_body::Frame<Bytes>, Status>> = wire
+            .chunks(chunk)
+            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
+        tonic::body::Body::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)))
+    }
+
+    #[tokio::test]
+    async fn messages_are_read_across_and_within_body_frames() {
+        use tokio_stream::StreamExt;
+        let req = |nonce: &str| {
+            DiscoveryRequest {
+                resource_names: vec!["a".into(); 100],
+                response_nonce: nonce.into(),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        };
+        let messages = vec![req("1"), req("2"), Vec::new(), req("3")];
+        for chunk in [1, 3, 7, 4096] {
+            let got: Vec<_> = Requests::sotw(body(&messages, chunk)).collect().await;
+            assert_eq!(got.len(), 4, "frames of {chunk}");
+            assert!(got.iter().all(Result::is_ok), "frames of {chunk}");
+        }
+        // A stream that ends inside a message is an error, once.
+        let mut wire = body(&messages[..1], 4096);
+        let mut cut = Vec::new();
+        while let Some(Ok(f)) = http_body_util::BodyExt::frame(&mut wire).await {
+            cut.extend(f.into_data().unwrap());
+        }
+        cut.truncate(cut.len() - 1);
+        let frames: Vec<Result<_, Status>> = vec![Ok(http_body::Frame::data(Bytes::from(cut)))];
+        let body =
+            tonic::body::Body::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)));
+        let got: Vec<_> = Requests::sotw(body).collect().await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_err());
     }
 }

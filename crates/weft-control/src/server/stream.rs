@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tonic::{Status, Streaming};
+use tonic::Status;
 use weft_xds::discovery::DeltaDiscoveryRequest;
 use weft_xds::Kind;
 
@@ -250,7 +250,7 @@ impl StreamState {
 }
 
 /// A request on either variant, reduced to what the stream logic needs.
-pub(super) struct Req {
+pub(crate) struct Req {
     node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
     kind: Option<Kind>,
     type_url: String,
@@ -297,9 +297,9 @@ impl From<DeltaDiscoveryRequest> for Req {
 
 impl AdsServer {
     /// Drives one stream until the proxy goes away.
-    pub(super) async fn run<R: Into<Req>>(
+    pub(super) async fn run(
         self,
-        mut incoming: Streaming<R>,
+        mut incoming: super::request::Requests,
         delta: bool,
         tx: mpsc::UnboundedSender<Result<Out, Status>>,
     ) {
@@ -321,7 +321,7 @@ impl AdsServer {
             tokio::select! {
                 req = incoming.next() => {
                     let Some(Ok(req)) = req else { break };
-                    if let Err(status) = self.on_request(&mut st, req.into(), &tx) {
+                    if let Err(status) = self.on_request(&mut st, req, &tx) {
                         let _ = tx.send(Err(status));
                         break;
                     }
