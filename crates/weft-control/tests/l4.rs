@@ -354,15 +354,7 @@ spec:
     let node = "router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.cluster.local";
     let mut answers = Vec::new();
     for side in ["envoy", "weft"] {
-        let admin = free_port();
-        let (envoy, weft) = if side == "envoy" {
-            (
-                Some(start_envoy(&ads_bootstrap(node, admin, addr), admin).await),
-                None,
-            )
-        } else {
-            (None, Some(common::weft_sidecar(node, addr).await))
-        };
+        let gateway = common::Gateway::start(side, node, addr).await;
         wait_synced(&server, 1, 1).await;
         // The listener is up once the proxy has ACKed it; give the bind
         // a moment all the same.
@@ -382,16 +374,7 @@ spec:
         }
         assert_eq!(got, ["tls-a", "tls-b", "closed"], "{side}");
         answers.push(got);
-        if let Some(e) = envoy {
-            e.quit(admin).await;
-        }
-        drop(weft);
-        for _ in 0..200 {
-            if std::net::TcpListener::bind(("0.0.0.0", gw_port)).is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        gateway.stop(gw_port).await;
         // The next gateway is a new proxy on the same node name.
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -10,11 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bookinfo, registry, snapshot, weft_sidecar};
+use common::{bookinfo, registry, snapshot};
 use weft_control::server::AdsServer;
 use weft_testkit::envoy::{free_port, start_envoy, Envoy};
 use weft_testkit::http::{request, Reply};
-use weft_testkit::xds::ads_bootstrap;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -350,15 +349,7 @@ async fn bookinfo_gateway_through_envoy_and_weft() {
     ];
     let mut answers: Vec<Vec<(u16, Option<String>)>> = Vec::new();
     for side in ["envoy", "weft"] {
-        let admin = free_port();
-        let (envoy, weft) = if side == "envoy" {
-            (
-                Some(start_envoy(&ads_bootstrap(node, admin, addr), admin).await),
-                None,
-            )
-        } else {
-            (None, Some(weft_sidecar(node, addr).await))
-        };
+        let gateway = common::Gateway::start(side, node, addr).await;
         let mut got = Vec::new();
         for (path, want) in requests {
             let url = format!("http://127.0.0.1:{gw_port}{path}");
@@ -386,17 +377,7 @@ async fn bookinfo_gateway_through_envoy_and_weft() {
             got.push((r.status, r.headers.get("x-backend").cloned()));
         }
         answers.push(got);
-        if let Some(e) = envoy {
-            e.quit(admin).await;
-        }
-        drop(weft);
-        // The port is free again before the next gateway binds it.
-        for _ in 0..200 {
-            if std::net::TcpListener::bind(("0.0.0.0", gw_port)).is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        gateway.stop(gw_port).await;
     }
     assert_eq!(answers[0], answers[1]);
 }

@@ -154,3 +154,44 @@ pub async fn backends() -> BTreeMap<&'static str, u16> {
     }
     backends
 }
+
+/// A gateway proxy of one side of a parity test: Envoy or weft.
+pub struct Gateway {
+    envoy: Option<(weft_testkit::envoy::Envoy, u16)>,
+    weft: Option<weft_proxy::Running>,
+}
+
+impl Gateway {
+    /// `side` ("envoy" or "weft") connected to `xds` as `node`.
+    pub async fn start(side: &str, node: &str, xds: std::net::SocketAddr) -> Gateway {
+        if side == "envoy" {
+            let admin = weft_testkit::envoy::free_port();
+            let text = weft_testkit::xds::ads_bootstrap(node, admin, xds);
+            let envoy = weft_testkit::envoy::start_envoy(&text, admin).await;
+            Gateway {
+                envoy: Some((envoy, admin)),
+                weft: None,
+            }
+        } else {
+            Gateway {
+                envoy: None,
+                weft: Some(weft_sidecar(node, xds).await),
+            }
+        }
+    }
+
+    /// Stops the proxy and waits until `port` can be bound again, so the
+    /// next side's gateway can listen there.
+    pub async fn stop(self, port: u16) {
+        if let Some((e, admin)) = self.envoy {
+            e.quit(admin).await;
+        }
+        drop(self.weft);
+        for _ in 0..200 {
+            if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+}
