@@ -10,7 +10,9 @@ use crate::Duration;
 model! {
     pub struct DestinationRule {
         pub host: String,
-        pub traffic_policy: Option<TrafficPolicy>,
+        /// Boxed here and in `Subset`: a policy is 1.5 KB inline and most
+        /// rules and subsets set none.
+        pub traffic_policy: Option<Box<TrafficPolicy>>,
         pub subsets: Vec<Subset>,
         pub export_to: Vec<String>,
         pub workload_selector: Option<LabelSelector>,
@@ -44,7 +46,7 @@ model! {
     pub struct Subset {
         pub name: String,
         pub labels: BTreeMap<String, String>,
-        pub traffic_policy: Option<TrafficPolicy>,
+        pub traffic_policy: Option<Box<TrafficPolicy>>,
     }
 }
 
