@@ -7,8 +7,9 @@
 //! - per proxy shape, a type whose resources all came out the same keeps
 //!   the previous snapshot's `Arc`, so streams see "unchanged" by pointer
 //!   and skip the type without looking inside;
-//! - every resource carries a hash of its name, so streams track what a
-//!   proxy holds in maps of integers.
+//! - every resource carries a hash of its name, and each type a hash of
+//!   all its names, so streams compare and look up by integers, and tell
+//!   "same names as before" without looking at a name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hasher;

@@ -1,7 +1,7 @@
 //! One proxy's ADS stream: who it is, what it subscribes to, what it
-//! was sent (by name hash and digest), and the responses that bring it
-//! up to date. The stream's task owns all of it; only the published
-//! sync state goes through a lock.
+//! holds (by reference to the published types it was brought up to),
+//! and the responses that bring it up to date. The stream's task owns
+//! all of it; only the published sync state goes through a lock.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
