@@ -135,8 +135,10 @@ impl Hasher for KeyHasher {
     }
 }
 
-pub(crate) type KeyMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<KeyHasher>>;
-pub(crate) type KeySet = std::collections::HashSet<u64, std::hash::BuildHasherDefault<KeyHasher>>;
+/// Hashing for maps keyed by values that are already hashes.
+pub(crate) type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
+pub(crate) type KeyMap<V> = HashMap<u64, V, KeyHash>;
+pub(crate) type KeySet = std::collections::HashSet<u64, KeyHash>;
 
 pub(crate) fn name_key(name: impl AsRef<[u8]>) -> u64 {
     xxh64(name.as_ref(), 0x6e61_6d65)

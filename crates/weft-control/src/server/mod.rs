@@ -27,8 +27,7 @@ mod request;
 mod stream;
 mod wire;
 
-/// Hashing for maps keyed by values that are already hashes.
-pub(crate) type KeyHash = std::hash::BuildHasherDefault<encode::KeyHasher>;
+pub(crate) use encode::KeyHash;
 
 use encode::Encoded;
 

@@ -31,6 +31,12 @@ enum Names {
     Listed(KeySet),
 }
 
+/// Whether `keys` are exactly `te`'s names (counted, not deduplicated:
+/// a proxy lists each name once, as Envoy does).
+fn exactly(te: &TypeEncoded, mut keys: impl ExactSizeIterator<Item = u64>) -> bool {
+    keys.len() == te.len() && keys.all(|k| te.contains(k))
+}
+
 impl Names {
     fn has(&self, key: u64) -> bool {
         match self {
@@ -42,7 +48,7 @@ impl Names {
 
     /// `keys` as a name set: `Like(te)` when they are exactly its names.
     fn of(keys: KeySet, te: &Arc<TypeEncoded>) -> Names {
-        if keys.len() == te.len() && keys.iter().all(|k| te.contains(*k)) {
+        if exactly(te, keys.iter().copied()) {
             Names::Like(Arc::clone(te))
         } else {
             Names::Listed(keys)
@@ -441,8 +447,7 @@ impl AdsServer {
             if sub.names_digest != Some(digest) {
                 sub.names_digest = Some(digest);
                 // Usually every name of the type: no set of its own.
-                let all_of =
-                    |t: &TypeEncoded| keys.len() == t.len() && keys.iter().all(|k| t.contains(*k));
+                let all_of = |t: &TypeEncoded| exactly(t, keys.iter().copied());
                 let same = match &sub.names {
                     Names::Like(t) => all_of(t),
                     Names::Listed(set) => {
