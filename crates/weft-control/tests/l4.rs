@@ -126,43 +126,6 @@ fn node(client: &str, ip: &str) -> String {
     format!("sidecar~{ip}~client-{client}.default~default.svc.cluster.local")
 }
 
-/// Waits until every connected proxy has accepted all it was sent of
-/// `version`; a NACK fails.
-async fn wait_synced(server: &AdsServer, version: u64, proxies: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let status = server.status();
-        for p in &status {
-            for (kind, t) in &p.types {
-                assert!(
-                    t.nack.is_none(),
-                    "{} NACKed {}: {:?}",
-                    p.id,
-                    kind.xds(),
-                    t.nack
-                );
-            }
-        }
-        let synced = status
-            .iter()
-            .filter(|p| {
-                p.snapshot == version
-                    // No HTTP port, no route tables: LDS, CDS, EDS.
-                    && p.types.len() == 3
-                    && p.types.values().all(|t| t.sent == t.acked)
-            })
-            .count();
-        if synced == proxies {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "proxies did not sync version {version}: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Who answered a connection from `ip` to `port` that opens with
 /// `data`: the backend's name, or `closed`. Like a TLS client waiting
 /// for the server's hello, it keeps its side open until the backend's
@@ -214,12 +177,16 @@ async fn tcp_and_tls_routes_through_envoy_and_weft_sidecars() {
     let _envoy = start_envoy(&ads_bootstrap(&node(e, ip), admin, addr), admin).await;
     let (w, ip) = CLIENTS[1];
     let _weft = common::weft_sidecar(&node(w, ip), addr).await;
-    wait_synced(&server, 1, 2).await;
+    let nodes = CLIENTS.map(|(c, ip)| node(c, ip));
+    let nodes = nodes.each_ref().map(String::as_str);
+    // No HTTP port, no route tables: LDS, CDS, EDS.
+    let types = 3;
+    common::wait_synced(&server, 1, &nodes, types).await;
     let mut version = 1;
     let mut apply = async |extra: &str| {
         version += 1;
         server.publish(snapshot(&format!("{base}---\n{extra}"), version));
-        wait_synced(&server, version, 2).await;
+        common::wait_synced(&server, version, &nodes, types).await;
     };
     let both = async |port: u16, data: &[u8]| {
         let e = answer(CLIENTS[0].1, port, data).await;
@@ -355,7 +322,7 @@ spec:
     let mut answers = Vec::new();
     for side in ["envoy", "weft"] {
         let gateway = common::Gateway::start(side, node, addr).await;
-        wait_synced(&server, 1, 1).await;
+        common::wait_synced(&server, 1, &[node], 3).await;
         // The listener is up once the proxy has ACKed it; give the bind
         // a moment all the same.
         let mut got = Vec::new();

@@ -15,8 +15,6 @@ use weft_control::server::AdsServer;
 use weft_testkit::envoy::{free_port, start_envoy, Envoy};
 use weft_testkit::http::{request, Reply};
 
-const WAIT: Duration = Duration::from_secs(20);
-
 struct TestMesh {
     server: AdsServer,
     base: String,
@@ -84,41 +82,10 @@ impl TestMesh {
         self.wait_synced().await;
     }
 
-    /// Waits until both proxies have been sent what the current
-    /// snapshot gives them and have accepted all of it; a NACK fails.
+    /// Waits until both proxies have accepted everything the current
+    /// snapshot gives them (all four types); a NACK fails.
     async fn wait_synced(&self) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let status = self.server.status();
-            for p in &status {
-                for (kind, t) in &p.types {
-                    assert!(
-                        t.nack.is_none(),
-                        "{} NACKed {}: {:?}",
-                        p.id,
-                        kind.xds(),
-                        t.nack
-                    );
-                }
-            }
-            let done = NODES.iter().all(|node| {
-                status.iter().any(|p| {
-                    &p.id == node
-                        && p.snapshot == self.version
-                        && p.types.len() == 4
-                        && p.types.values().all(|t| t.sent == t.acked)
-                })
-            });
-            if done {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "proxies did not sync version {}: {status:?}",
-                self.version
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        common::wait_synced(&self.server, self.version, &NODES, 4).await;
     }
 
     /// The same request through both sidecars.

@@ -195,3 +195,45 @@ impl Gateway {
         }
     }
 }
+
+/// Waits until every proxy in `nodes` has been sent what snapshot
+/// `version` gives it — `types` xDS types — and has accepted all of it;
+/// a NACK fails.
+pub async fn wait_synced(
+    server: &weft_control::server::AdsServer,
+    version: u64,
+    nodes: &[&str],
+    types: usize,
+) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let status = server.status();
+        for p in &status {
+            for (kind, t) in &p.types {
+                assert!(
+                    t.nack.is_none(),
+                    "{} NACKed {}: {:?}",
+                    p.id,
+                    kind.xds(),
+                    t.nack
+                );
+            }
+        }
+        let done = nodes.iter().all(|node| {
+            status.iter().any(|p| {
+                &p.id == node
+                    && p.snapshot == version
+                    && p.types.len() == types
+                    && p.types.values().all(|t| t.sent == t.acked)
+            })
+        });
+        if done {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "proxies did not sync version {version}: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
