@@ -141,14 +141,17 @@ impl<'a> Context<'a> {
                                     app_protocol: Some(p.protocol.clone()),
                                 })
                                 .collect(),
-                            selector: se.workload_selector.as_ref().map(|s| s.labels.clone()),
+                            selector: se
+                                .workload_selector
+                                .as_ref()
+                                .map(|s| s.labels.clone().into()),
                         });
                     }
                     for ep in &se.endpoints {
                         ctx.workloads.push(Workload {
                             resource: r,
                             namespace: ns.clone(),
-                            labels: ep.labels.clone(),
+                            labels: ep.labels.clone().into(),
                             has_proxy: true,
                             is_pod: false,
                             annotations: BTreeMap::new(),
@@ -159,7 +162,7 @@ impl<'a> Context<'a> {
                 Spec::WorkloadEntry(we) => ctx.workloads.push(Workload {
                     resource: r,
                     namespace: ns,
-                    labels: we.labels.clone(),
+                    labels: we.labels.clone().into(),
                     has_proxy: true,
                     is_pod: false,
                     annotations: BTreeMap::new(),
@@ -299,7 +302,7 @@ impl<'a> Context<'a> {
     pub fn workloads_matching<'s>(
         &'s self,
         ns: &str,
-        selector: &'s BTreeMap<String, String>,
+        selector: &'s weft_api::Map<String, String>,
     ) -> impl Iterator<Item = &'s Workload<'a>> + 's {
         self.workloads_by_ns
             .get(ns)

@@ -1,6 +1,6 @@
 //! Messages shared by several Istio kinds.
 
-use std::collections::BTreeMap;
+use crate::Map;
 
 model! {
     /// `StringMatch`: at most one of exact, prefix or regex (RE2 syntax).
@@ -49,8 +49,8 @@ model! {
 model! {
     /// `Headers.HeaderOperations`.
     pub struct HeaderOperations {
-        pub set: BTreeMap<String, String>,
-        pub add: BTreeMap<String, String>,
+        pub set: Map<String, String>,
+        pub add: Map<String, String>,
         pub remove: Vec<String>,
     }
 }
@@ -66,7 +66,7 @@ model! {
 model! {
     /// `WorkloadSelector` as used by networking kinds (`labels`).
     pub struct WorkloadSelector {
-        pub labels: BTreeMap<String, String>,
+        pub labels: Map<String, String>,
     }
 }
 
@@ -74,7 +74,7 @@ model! {
     /// `type.WorkloadSelector` as used by security and telemetry kinds
     /// (`matchLabels`).
     pub struct LabelSelector {
-        pub match_labels: BTreeMap<String, String>,
+        pub match_labels: Map<String, String>,
     }
 }
 

@@ -2,7 +2,7 @@
 //! routing has chosen a service: subsets, load balancing, connection pools,
 //! outlier detection, upstream TLS.
 
-use std::collections::BTreeMap;
+use crate::Map;
 
 use crate::common::{LabelSelector, PortSelector};
 use crate::Duration;
@@ -45,7 +45,7 @@ model! {
 model! {
     pub struct Subset {
         pub name: String,
-        pub labels: BTreeMap<String, String>,
+        pub labels: Map<String, String>,
         pub traffic_policy: Option<Box<TrafficPolicy>>,
     }
 }
@@ -129,7 +129,7 @@ model! {
 model! {
     pub struct LocalityDistribute {
         pub from: Option<String>,
-        pub to: BTreeMap<String, u32>,
+        pub to: Map<String, u32>,
     }
 }
 

@@ -1,14 +1,14 @@
 //! `Gateway` (networking.istio.io): a load balancer at the edge of the mesh
 //! and the ports, protocols and hosts it exposes.
 
-use std::collections::BTreeMap;
+use crate::Map;
 
 use crate::common::Port;
 
 model! {
     pub struct Gateway {
         pub servers: Vec<Server>,
-        pub selector: BTreeMap<String, String>,
+        pub selector: Map<String, String>,
     }
 }
 

@@ -19,6 +19,7 @@ mod duration;
 pub mod gateway;
 pub mod gateway_api;
 mod kinds;
+mod map;
 pub mod security;
 pub mod service_entry;
 pub mod sidecar;
@@ -27,6 +28,7 @@ pub mod virtual_service;
 
 pub use duration::{Duration, DurationError};
 pub use kinds::{lookup as lookup_kind, Kind, KindInfo, Scope, KINDS};
+pub use map::Map;
 
 pub use k8s_openapi;
 use k8s_openapi::api::{
@@ -45,8 +47,55 @@ use weft_yaml::PathSeg;
 pub struct Object {
     pub kind: Kind,
     pub api_version: String,
-    pub meta: ObjectMeta,
+    pub meta: Meta,
     pub spec: Spec,
+}
+
+/// An object's metadata: its name and namespace, and the rest of what
+/// was written (labels, annotations, ...) boxed, when there is any. A
+/// Kubernetes `ObjectMeta` is 360 bytes of mostly empty fields, and a
+/// mesh at scale holds a hundred thousand WorkloadEntries that give just
+/// a name and a namespace.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Meta {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    /// Everything else; its name and namespace are always unset.
+    rest: Option<Box<ObjectMeta>>,
+}
+
+impl Meta {
+    pub fn labels(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.rest.as_ref()?.labels.as_ref()
+    }
+
+    pub fn annotations(&self) -> Option<&std::collections::BTreeMap<String, String>> {
+        self.rest.as_ref()?.annotations.as_ref()
+    }
+
+    pub fn generate_name(&self) -> Option<&str> {
+        self.rest.as_ref()?.generate_name.as_deref()
+    }
+
+    /// The whole metadata, as Kubernetes types it.
+    pub fn to_object_meta(&self) -> ObjectMeta {
+        let mut m = self.rest.as_deref().cloned().unwrap_or_default();
+        m.name.clone_from(&self.name);
+        m.namespace.clone_from(&self.namespace);
+        m
+    }
+}
+
+impl From<ObjectMeta> for Meta {
+    fn from(mut m: ObjectMeta) -> Meta {
+        let name = m.name.take();
+        let namespace = m.namespace.take();
+        Meta {
+            name,
+            namespace,
+            rest: (m != ObjectMeta::default()).then(|| Box::new(m)),
+        }
+    }
 }
 
 /// The typed body of an object, one variant per kind. The networking
@@ -112,13 +161,13 @@ impl Object {
     pub fn labels(&self) -> &std::collections::BTreeMap<String, String> {
         static EMPTY: std::collections::BTreeMap<String, String> =
             std::collections::BTreeMap::new();
-        self.meta.labels.as_ref().unwrap_or(&EMPTY)
+        self.meta.labels().unwrap_or(&EMPTY)
     }
 
     pub fn annotations(&self) -> &std::collections::BTreeMap<String, String> {
         static EMPTY: std::collections::BTreeMap<String, String> =
             std::collections::BTreeMap::new();
-        self.meta.annotations.as_ref().unwrap_or(&EMPTY)
+        self.meta.annotations().unwrap_or(&EMPTY)
     }
 }
 
@@ -298,7 +347,7 @@ pub fn decode(value: serde_json::Value) -> Result<Object, DecodeError> {
     Ok(Object {
         kind,
         api_version,
-        meta,
+        meta: meta.into(),
         spec,
     })
 }
@@ -341,7 +390,7 @@ fn decode_native(
     Ok(Object {
         kind,
         api_version,
-        meta,
+        meta: meta.into(),
         spec,
     })
 }

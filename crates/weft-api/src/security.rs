@@ -1,7 +1,7 @@
 //! security.istio.io: `PeerAuthentication` (mTLS modes),
 //! `AuthorizationPolicy` (access control) and `RequestAuthentication` (JWT).
 
-use std::collections::BTreeMap;
+use crate::Map;
 
 use crate::common::{LabelSelector, PolicyTargetReference};
 use crate::Duration;
@@ -10,7 +10,7 @@ model! {
     pub struct PeerAuthentication {
         pub selector: Option<LabelSelector>,
         pub mtls: Option<MutualTls>,
-        pub port_level_mtls: BTreeMap<String, MutualTls>,
+        pub port_level_mtls: Map<String, MutualTls>,
     }
 }
 

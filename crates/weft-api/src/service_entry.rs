@@ -2,7 +2,7 @@
 //! services and workloads the mesh knows about without Kubernetes. They are
 //! also how `weft up` describes a local mesh.
 
-use std::collections::BTreeMap;
+use crate::Map;
 
 use crate::common::{Port, WorkloadSelector};
 
@@ -31,8 +31,8 @@ proto_enum! {
 model! {
     pub struct WorkloadEntry {
         pub address: Option<String>,
-        pub ports: BTreeMap<String, u32>,
-        pub labels: BTreeMap<String, String>,
+        pub ports: Map<String, u32>,
+        pub labels: Map<String, String>,
         pub network: Option<String>,
         pub locality: Option<String>,
         pub weight: Option<u32>,
@@ -50,8 +50,8 @@ model! {
 
 model! {
     pub struct WorkloadGroupMeta {
-        pub labels: BTreeMap<String, String>,
-        pub annotations: BTreeMap<String, String>,
+        pub labels: Map<String, String>,
+        pub annotations: Map<String, String>,
     }
 }
 

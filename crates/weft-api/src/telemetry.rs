@@ -1,7 +1,7 @@
 //! `Telemetry` (telemetry.istio.io): metrics, access logs and tracing per
 //! workload or mesh-wide.
 
-use std::collections::BTreeMap;
+use crate::Map;
 
 use crate::common::{LabelSelector, PolicyTargetReference};
 use crate::Duration;
@@ -40,7 +40,7 @@ model! {
         pub providers: Vec<ProviderRef>,
         pub random_sampling_percentage: Option<f64>,
         pub disable_span_reporting: Option<bool>,
-        pub custom_tags: BTreeMap<String, CustomTag>,
+        pub custom_tags: Map<String, CustomTag>,
         pub use_request_id_for_trace_sampling: Option<bool>,
         pub enable_istio_tags: Option<bool>,
         pub disable_context_propagation: Option<bool>,
@@ -95,7 +95,7 @@ model! {
         #[serde(rename = "match")]
         pub selector: Option<MetricSelector>,
         pub disabled: Option<bool>,
-        pub tag_overrides: BTreeMap<String, TagOverride>,
+        pub tag_overrides: Map<String, TagOverride>,
     }
 }
 

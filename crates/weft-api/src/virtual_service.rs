@@ -1,6 +1,6 @@
 //! `VirtualService` (networking.istio.io): how requests for a host are routed.
 
-use std::collections::BTreeMap;
+use crate::Map;
 
 use crate::common::{Destination, Headers, Percent, StringMatch};
 use crate::Duration;
@@ -49,13 +49,13 @@ model! {
         pub scheme: Option<StringMatch>,
         pub method: Option<StringMatch>,
         pub authority: Option<StringMatch>,
-        pub headers: BTreeMap<String, StringMatch>,
+        pub headers: Map<String, StringMatch>,
         pub port: Option<u32>,
-        pub source_labels: BTreeMap<String, String>,
+        pub source_labels: Map<String, String>,
         pub gateways: Vec<String>,
-        pub query_params: BTreeMap<String, StringMatch>,
+        pub query_params: Map<String, StringMatch>,
         pub ignore_uri_case: Option<bool>,
-        pub without_headers: BTreeMap<String, StringMatch>,
+        pub without_headers: Map<String, StringMatch>,
         pub source_namespace: Option<String>,
         pub stat_prefix: Option<String>,
     }
@@ -249,7 +249,7 @@ model! {
         pub sni_hosts: Vec<String>,
         pub destination_subnets: Vec<String>,
         pub port: Option<u32>,
-        pub source_labels: BTreeMap<String, String>,
+        pub source_labels: Map<String, String>,
         pub gateways: Vec<String>,
         pub source_namespace: Option<String>,
     }
@@ -268,7 +268,7 @@ model! {
         pub destination_subnets: Vec<String>,
         pub port: Option<u32>,
         pub source_subnet: Option<String>,
-        pub source_labels: BTreeMap<String, String>,
+        pub source_labels: Map<String, String>,
         pub gateways: Vec<String>,
         pub source_namespace: Option<String>,
     }

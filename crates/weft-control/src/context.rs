@@ -3,8 +3,10 @@
 //! the lookups every generator shares — which services a proxy sees,
 //! which VirtualService routes a host, which DestinationRule applies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+
 use std::sync::Arc;
+use weft_api::Map;
 
 use weft_api::destination_rule::DestinationRule;
 use weft_api::gateway::Gateway;
@@ -245,7 +247,7 @@ impl Context {
     pub fn sidecar_for(
         &self,
         namespace: &str,
-        labels: &BTreeMap<String, String>,
+        labels: &Map<String, String>,
     ) -> Option<&Named<Sidecar>> {
         let sidecars = &self.sidecars;
         let in_ns = |ns: &str| {

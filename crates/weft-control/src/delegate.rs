@@ -18,7 +18,7 @@
 //! - the delegate's short host names and gateway names are its own
 //!   namespace's, not the root's.
 
-use std::collections::BTreeMap;
+use weft_api::Map;
 
 use weft_api::common::StringMatch;
 use weft_api::virtual_service::{HttpMatchRequest, HttpRoute, VirtualService};
@@ -187,10 +187,13 @@ fn merge_match(root: &HttpMatchRequest, child: &HttpMatchRequest) -> HttpMatchRe
             mine.clone_from(theirs);
         }
     }
-    fn union<V: Clone>(mine: &mut BTreeMap<String, V>, theirs: &BTreeMap<String, V>) {
-        for (k, v) in theirs {
-            mine.entry(k.clone()).or_insert_with(|| v.clone());
-        }
+    fn union<V: Clone>(mine: &mut Map<String, V>, theirs: &Map<String, V>) {
+        // The last of equal keys stays: the delegate's own.
+        *mine = theirs
+            .iter()
+            .chain(mine.iter())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
     }
     union(&mut m.headers, &root.headers);
     union(&mut m.without_headers, &root.without_headers);

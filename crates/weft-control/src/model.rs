@@ -4,7 +4,7 @@
 //! ServiceEntry/WorkloadEntry alike (see `registry`), so everything after
 //! this point is the same with or without Kubernetes.
 
-use std::collections::BTreeMap;
+use weft_api::Map;
 
 /// The cluster DNS suffix Istio assumes by default.
 pub const DOMAIN: &str = "svc.cluster.local";
@@ -142,7 +142,7 @@ pub fn exported_to(export_to: &[String], owner: &str, namespace: &str) -> bool {
 /// shared by every workload and endpoint that has it (the instances of
 /// a deployment mostly do), which is most of a large registry's memory
 /// otherwise.
-pub type Labels = std::sync::Arc<BTreeMap<String, String>>;
+pub type Labels = std::sync::Arc<Map<String, String>>;
 
 /// One instance of a service port.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -17,10 +17,10 @@
 //! an outside proxy (`weft bootstrap --role gateway` prints its Envoy
 //! bootstrap).
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use weft_api::Map;
 
 use weft_api::Spec;
 use weft_config::Resource;
@@ -95,7 +95,7 @@ pub struct Plan {
     pub gateway_ports: Vec<u32>,
 }
 
-fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+fn selects(selector: &Map<String, String>, labels: &Map<String, String>) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
@@ -143,8 +143,7 @@ pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
         let demo = r
             .object
             .meta
-            .annotations
-            .as_ref()
+            .annotations()
             .and_then(|a| a.get(DEMO_ANNOTATION));
         if demo.map(String::as_str) == Some("bookinfo") {
             let label = |k: &str| we.labels.get(k).cloned().unwrap_or_default();

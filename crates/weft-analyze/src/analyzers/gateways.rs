@@ -13,7 +13,7 @@ use crate::{Context, Diagnostic};
 
 /// Gateway selectors that the built-in ingress and egress gateways answer
 /// to (what `weft up` and Istio's default profile install).
-fn is_builtin_gateway(selector: &BTreeMap<String, String>) -> bool {
+fn is_builtin_gateway(selector: &weft_api::Map<String, String>) -> bool {
     selector.len() == 1
         && matches!(
             selector.get("istio").map(String::as_str),

@@ -208,8 +208,8 @@ pub(crate) fn res_name(r: &Resource) -> String {
 }
 
 /// `a=1,b=2`, as Istio prints selectors.
-pub(crate) fn labels_text(l: &std::collections::BTreeMap<String, String>) -> String {
-    l.iter()
+pub(crate) fn labels_text<'a>(l: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
+    l.into_iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")

@@ -337,8 +337,11 @@ pub(super) fn destination_rules(ctx: &Context, out: &mut Vec<Diagnostic>) {
                     continue;
                 };
                 for (i, s) in dr.subsets.iter().enumerate() {
-                    let mut labels = selector.clone();
-                    labels.extend(s.labels.clone());
+                    let labels: weft_api::Map<String, String> = selector
+                        .iter()
+                        .chain(&s.labels)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
                     if ctx
                         .workloads_matching(&svc.namespace, &labels)
                         .next()

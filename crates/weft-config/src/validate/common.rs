@@ -1,7 +1,6 @@
 //! Rules shared by several kinds: names, hosts, labels, ports, regexes,
 //! percentages, durations, header names.
 
-use std::collections::BTreeMap;
 use std::time::Duration as StdDuration;
 
 use weft_api::common::{Headers, Percent, StringMatch};
@@ -13,7 +12,7 @@ use super::Report;
 pub(super) fn metadata(r: &mut Report, o: &Object) {
     match o.meta.name.as_deref() {
         None | Some("") => {
-            if o.meta.generate_name.is_none() {
+            if o.meta.generate_name().is_none() {
                 r.err("metadata.name", "name is required")
             }
         }
@@ -89,7 +88,13 @@ fn label_value_ok(v: &str) -> bool {
     v.is_empty() || qualified_name(v).is_ok() && !v.contains('/')
 }
 
-pub(super) fn labels(r: &mut Report, field: &str, labels: &BTreeMap<String, String>) {
+/// Label maps come as a `BTreeMap` (Kubernetes metadata) or a
+/// `weft_api::Map` (Istio specs): any map that iterates as pairs.
+pub(super) fn labels<'a>(
+    r: &mut Report,
+    field: &str,
+    labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+) {
     for (k, v) in labels {
         if let Err(why) = qualified_name(k) {
             r.err(
@@ -107,7 +112,7 @@ pub(super) fn labels(r: &mut Report, field: &str, labels: &BTreeMap<String, Stri
 }
 
 /// Selector labels additionally may not use wildcards (CRD CEL rule).
-pub(super) fn selector(r: &mut Report, field: &str, sel: &BTreeMap<String, String>) {
+pub(super) fn selector(r: &mut Report, field: &str, sel: &weft_api::Map<String, String>) {
     labels(r, field, sel);
     for (k, v) in sel {
         if k.contains('*') || v.contains('*') {

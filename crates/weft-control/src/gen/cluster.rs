@@ -4,8 +4,6 @@
 //! Envoy's terms; `inbound|PORT||` for the workload's own ports; and the
 //! fixed `PassthroughCluster` / `BlackHoleCluster`.
 
-use std::collections::BTreeMap;
-
 use serde_json::{json, Map, Value};
 use weft_api::destination_rule::{
     ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, SimpleLb, TrafficPolicy,
@@ -29,7 +27,7 @@ pub(crate) struct EdsSource {
     pub service: String,
     pub port: u32,
     /// The subset's labels (empty: every endpoint).
-    pub labels: BTreeMap<String, String>,
+    pub labels: weft_api::Map<String, String>,
 }
 
 /// The policy a cluster ends up with: the rule's, overridden by its
@@ -161,7 +159,7 @@ fn outbound(
     proxy: &Proxy,
     service: &Service,
     port: &Port,
-    subset: Option<(&str, &BTreeMap<String, String>)>,
+    subset: Option<(&str, &weft_api::Map<String, String>)>,
 ) -> Generated {
     let name = cluster_name(
         "outbound",

@@ -28,7 +28,7 @@ pub(crate) fn lb_endpoints(
     ctx: &Context,
     service: &str,
     port: u32,
-    labels: &BTreeMap<String, String>,
+    labels: &weft_api::Map<String, String>,
 ) -> Value {
     let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for e in ctx

@@ -20,7 +20,10 @@ use super::{route, Output, Proxy, Scope};
 use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{exported_to, Protocol};
 
-fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+fn selects(
+    selector: &weft_api::Map<String, String>,
+    labels: &weft_api::Map<String, String>,
+) -> bool {
     !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 

@@ -79,7 +79,7 @@ fn tcp_proxy_to(
 /// connections to `port` through `gateway` (`mesh` for sidecars).
 struct Conditions<'a> {
     port: Option<u32>,
-    source_labels: &'a std::collections::BTreeMap<String, String>,
+    source_labels: &'a weft_api::Map<String, String>,
     gateways: &'a [String],
     source_namespace: Option<&'a String>,
 }

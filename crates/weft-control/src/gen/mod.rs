@@ -45,7 +45,7 @@ pub struct Proxy {
     /// The workload (pod or WorkloadEntry) name.
     pub name: String,
     pub namespace: String,
-    pub labels: BTreeMap<String, String>,
+    pub labels: weft_api::Map<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +60,7 @@ impl Proxy {
     /// them) or else from the workload the registry knows by that name.
     pub fn from_node(
         id: &str,
-        metadata_labels: Option<BTreeMap<String, String>>,
+        metadata_labels: Option<weft_api::Map<String, String>>,
         ctx: &Context,
     ) -> Result<Proxy, ProxyError> {
         let bad = || ProxyError::BadNodeId(id.to_string());

@@ -5,8 +5,8 @@
 //! a namespace's services, endpoints and workloads depend on its objects
 //! alone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use weft_api::Map;
 
 use weft_api::k8s_openapi::api::core::v1::{Pod, ServicePort};
 use weft_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -61,7 +61,7 @@ impl Interner {
         a
     }
 
-    fn labels(&mut self, l: &BTreeMap<String, String>) -> Labels {
+    fn labels(&mut self, l: &Map<String, String>) -> Labels {
         if let Some(a) = self.labels.get(l) {
             return Arc::clone(a);
         }
@@ -71,8 +71,12 @@ impl Interner {
     }
 }
 
-fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+/// Selectors are Istio maps or a Kubernetes Service's `BTreeMap`.
+fn selects<'s>(
+    selector: impl IntoIterator<Item = (&'s String, &'s String)>,
+    labels: &Map<String, String>,
+) -> bool {
+    selector.into_iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// An address an Endpoints or EndpointSlice object lists, with the pod
@@ -87,9 +91,9 @@ struct Listed {
 /// WorkloadEntry or Pod.
 struct Instance<'a> {
     address: &'a str,
-    labels: &'a BTreeMap<String, String>,
+    labels: &'a Map<String, String>,
     /// Port name → port the instance listens on.
-    ports: Option<&'a BTreeMap<String, u32>>,
+    ports: Option<&'a Map<String, u32>>,
     weight: Option<u32>,
     locality: Option<&'a str>,
 }
@@ -115,7 +119,7 @@ struct ByLabel<'a> {
 }
 
 impl<'a> ByLabel<'a> {
-    fn new(items: impl Iterator<Item = (&'a str, &'a BTreeMap<String, String>)>) -> ByLabel<'a> {
+    fn new(items: impl Iterator<Item = (&'a str, &'a Map<String, String>)>) -> ByLabel<'a> {
         let mut idx = ByLabel {
             by_label: HashMap::default(),
             by_ns: HashMap::default(),
@@ -137,8 +141,12 @@ impl<'a> ByLabel<'a> {
 
     /// Candidates in `ns` for `selector` (every item of `ns` when it is
     /// empty); callers still check every label.
-    fn candidates(&self, ns: &str, selector: &BTreeMap<String, String>) -> &[usize] {
-        let found = match selector.iter().next() {
+    fn candidates<'s>(
+        &self,
+        ns: &str,
+        selector: impl IntoIterator<Item = (&'s String, &'s String)>,
+    ) -> &[usize] {
+        let found = match selector.into_iter().next() {
             Some((k, v)) => self
                 .by_label
                 .get(ns)
@@ -163,7 +171,7 @@ struct PodInfo<'a> {
     namespace: &'a str,
     name: &'a str,
     ip: Option<&'a str>,
-    labels: BTreeMap<String, String>,
+    labels: Map<String, String>,
 }
 
 impl Namespace {
@@ -179,7 +187,7 @@ impl Namespace {
                     namespace: namespace_of(&r.object),
                     name: r.object.name(),
                     ip: p.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
-                    labels: r.object.labels().clone(),
+                    labels: r.object.labels().clone().into(),
                 }),
                 _ => None,
             })
@@ -331,7 +339,7 @@ impl Namespace {
             }
             .map(|i| &pods[*i].labels)
         };
-        let no_labels = BTreeMap::new();
+        let no_labels = weft_api::Map::new();
         for r in resources {
             let o = &r.object;
             let ns = namespace_of(o);
@@ -434,6 +442,11 @@ impl Namespace {
             .into_iter()
             .map(|(k, h)| (Arc::clone(k), std::hash::Hasher::finish(&h)))
             .collect();
+        // Kept until the namespace next changes: without the slack that
+        // growing by doubling leaves.
+        reg.services.shrink_to_fit();
+        reg.endpoints.shrink_to_fit();
+        reg.workloads.shrink_to_fit();
         reg
     }
 
@@ -505,7 +518,7 @@ impl Namespace {
                         service_port: sp.number,
                         address: host.clone(),
                         port: sp.number,
-                        labels: interner.labels(&BTreeMap::new()),
+                        labels: interner.labels(&weft_api::Map::new()),
                         weight: None,
                         locality: None,
                     });
@@ -534,8 +547,7 @@ impl Namespace {
 /// `networking.istio.io/exportTo` on a Kubernetes Service.
 fn export_to_annotation(o: &Object) -> Vec<String> {
     o.meta
-        .annotations
-        .as_ref()
+        .annotations()
         .and_then(|a| a.get("networking.istio.io/exportTo"))
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect())
         .unwrap_or_default()

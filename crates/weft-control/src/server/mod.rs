@@ -223,7 +223,7 @@ impl AdsServer {
 /// Node metadata `LABELS` (what pilot-agent sends) as a string map.
 pub(super) fn metadata_labels(
     node: &envoy_types::pb::envoy::config::core::v3::Node,
-) -> Option<BTreeMap<String, String>> {
+) -> Option<weft_api::Map<String, String>> {
     use envoy_types::pb::google::protobuf::value::Kind as V;
     let labels = node.metadata.as_ref()?.fields.get("LABELS")?;
     let Some(V::StructValue(s)) = &labels.kind else {
