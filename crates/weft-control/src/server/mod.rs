@@ -24,6 +24,7 @@ mod encode;
 mod grpc;
 mod parts;
 mod request;
+pub use request::check_request_framing;
 mod stream;
 mod wire;
 
@@ -96,6 +97,9 @@ pub struct AdsServer {
     shared: Arc<Shared>,
 }
 
+/// The HTTP/2 receive window of an xDS connection and of each stream.
+const REQUEST_WINDOW: u32 = 64 * 1024;
+
 impl AdsServer {
     pub fn new(snapshot: Snapshot) -> AdsServer {
         let (tx, _) = watch::channel(Arc::new(snapshot));
@@ -166,6 +170,13 @@ impl AdsServer {
         });
         let task = tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder()
+                // What a proxy may send before the server reads it. The
+                // default (1 MB a stream) is what a hundred proxies'
+                // ACKs after a push filled, held until read; requests
+                // are read a field at a time, so a small window costs
+                // nothing but window updates.
+                .initial_stream_window_size(REQUEST_WINDOW)
+                .initial_connection_window_size(REQUEST_WINDOW)
                 .add_service(svc)
                 .serve_with_incoming(incoming)
                 .await

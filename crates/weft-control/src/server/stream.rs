@@ -256,6 +256,7 @@ impl StreamState {
 }
 
 /// A request on either variant, reduced to what the stream logic needs.
+#[derive(Debug)]
 pub(crate) struct Req {
     node: Option<envoy_types::pb::envoy::config::core::v3::Node>,
     kind: Option<Kind>,
@@ -326,7 +327,16 @@ impl AdsServer {
         loop {
             tokio::select! {
                 req = incoming.next() => {
-                    let Some(Ok(req)) = req else { break };
+                    let req = match req {
+                        None => break,
+                        Some(Ok(req)) => req,
+                        // A request that cannot be read ends the stream,
+                        // with the reason for the proxy's log.
+                        Some(Err(status)) => {
+                            let _ = tx.send(Err(status));
+                            break;
+                        }
+                    };
                     if let Err(status) = self.on_request(&mut st, req, &tx) {
                         let _ = tx.send(Err(status));
                         break;
