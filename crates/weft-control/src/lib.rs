@@ -18,6 +18,7 @@ pub mod bootstrap;
 pub mod context;
 mod delegate;
 pub mod gen;
+pub mod memory;
 pub mod model;
 pub mod registry;
 pub mod run;

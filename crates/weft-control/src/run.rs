@@ -71,7 +71,7 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
     let mut version = 1;
     let server = AdsServer::new(build(&dir, version, None));
     // Loading freed the files' text and parse trees.
-    release_freed_memory();
+    crate::memory::release_now();
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
     let (debug, debug_task) = serve_debug(opts.debug, server.clone()).await?;
     let watcher = {
@@ -117,13 +117,9 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
                     "configuration changed; pushing"
                 );
                 server.publish(snapshot);
-                // The streams build and send their responses right after a
-                // publish; once they have, hand what they freed back to
-                // the system (glibc keeps it otherwise).
-                tokio::spawn(async {
-                    tokio::time::sleep(Duration::from_secs(2)).await;
-                    release_freed_memory();
-                });
+                // The old snapshot goes once every stream has moved on;
+                // the streams call this too as they answer.
+                crate::memory::release_soon();
             }
         })
     };
@@ -199,14 +195,6 @@ fn watch(opts: &Options) -> (Changes, Option<notify::RecommendedWatcher>) {
             );
             (Changes { rx: None }, None)
         }
-    }
-}
-
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

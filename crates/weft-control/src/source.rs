@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 use weft_api::sidecar::OutboundMode;
 use weft_api::Spec;
-use weft_config::{IssueKind, LoadOptions, ObjectRef, Resource, Severity};
+use weft_config::{IssueKind, LoadOptions, Resource, Severity};
 
 use crate::context::{Changes, Mesh};
 
@@ -25,30 +25,41 @@ struct Stamp(Option<SystemTime>, u64);
 struct FileState {
     stamp: Stamp,
     resources: Vec<Resource>,
-    /// `key` of each resource, made once per read.
-    keys: Vec<Key>,
-    /// A hash of each key, to find keys defined in several files
-    /// without hashing every key's strings at every scan.
+    /// A hash of each resource's key, to find keys defined in several
+    /// files without hashing every key's strings at every scan.
     hashes: Vec<u64>,
 }
 
-fn key_hash(k: &Key) -> u64 {
+fn key_hash(k: Key) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x6b65_7973).hash_one(k)
 }
 
-type Key = (String, String, String);
+/// Kind, namespace (empty for cluster-scoped kinds) and name: what
+/// makes an object the same object in another file or a later read.
+type Key<'a> = (&'static str, &'a str, &'a str);
+
+fn key(r: &Resource) -> Key<'_> {
+    let o = &r.object;
+    let namespace = match o.kind.info().scope {
+        weft_api::Scope::Namespaced => o.namespace(),
+        weft_api::Scope::Cluster => "",
+    };
+    (o.kind.info().name, namespace, o.name())
+}
 
 impl FileState {
     fn new(stamp: Stamp, resources: Vec<Resource>) -> FileState {
-        let keys: Vec<Key> = resources.iter().map(key).collect();
-        let hashes = keys.iter().map(key_hash).collect();
+        let hashes = resources.iter().map(|r| key_hash(key(r))).collect();
         FileState {
             stamp,
             resources,
-            keys,
             hashes,
         }
+    }
+
+    fn keys(&self) -> impl Iterator<Item = Key<'_>> {
+        self.resources.iter().map(key)
     }
 }
 
@@ -57,7 +68,7 @@ pub struct ConfigDir {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     /// [`ConfigDir::winners`] as of the last scan.
-    winners: BTreeMap<Key, PathBuf>,
+    winners: BTreeMap<OwnedKey, PathBuf>,
 }
 
 /// What a rescan found.
@@ -73,10 +84,7 @@ pub struct Scan {
     pub problems: Vec<String>,
 }
 
-fn key(r: &Resource) -> Key {
-    let o = ObjectRef::of(&r.object);
-    (o.kind, o.namespace, o.name)
-}
+type OwnedKey = (&'static str, String, String);
 
 impl ConfigDir {
     pub fn new(dir: impl Into<PathBuf>) -> ConfigDir {
@@ -97,20 +105,22 @@ impl ConfigDir {
         self.files
             .iter()
             .flat_map(|(path, f)| {
-                f.resources
-                    .iter()
-                    .zip(&f.keys)
-                    .filter(move |(_, k)| {
-                        winners.is_empty() || winners.get(*k).is_none_or(|w| w == path)
-                    })
-                    .map(|(r, _)| r)
+                f.resources.iter().filter(move |r| {
+                    if winners.is_empty() {
+                        return true;
+                    }
+                    let (kind, ns, name) = key(r);
+                    winners
+                        .get(&(kind, ns.to_string(), name.to_string()))
+                        .is_none_or(|w| w == path)
+                })
             })
             .collect()
     }
 
     /// For each object defined in more than one file, the file it is
     /// taken from.
-    fn winners(&self) -> BTreeMap<Key, PathBuf> {
+    fn winners(&self) -> BTreeMap<OwnedKey, PathBuf> {
         // Key hashes first (cheap, and almost every key is in one file),
         // then the real keys of those seen more than once.
         let mut files_of: std::collections::HashMap<u64, u32, crate::server::KeyHash> =
@@ -120,10 +130,10 @@ impl ConfigDir {
                 *files_of.entry(*h).or_default() += 1;
             }
         }
-        let mut seen: std::collections::HashMap<&Key, Vec<&PathBuf>> =
+        let mut seen: std::collections::HashMap<Key, Vec<&PathBuf>> =
             std::collections::HashMap::new();
         for (path, f) in &self.files {
-            for (k, h) in f.keys.iter().zip(&f.hashes) {
+            for (k, h) in f.keys().zip(&f.hashes) {
                 if files_of.get(h).is_some_and(|n| *n > 1) {
                     seen.entry(k).or_default().push(path);
                 }
@@ -137,7 +147,7 @@ impl ConfigDir {
                     .max_by_key(|p| (self.files[**p].stamp.0, (**p).clone()))
                     .map(|p| (*p).clone())
                     .expect("at least two");
-                (k.clone(), newest)
+                ((k.0, k.1.to_string(), k.2.to_string()), newest)
             })
             .collect()
     }
@@ -158,7 +168,7 @@ impl ConfigDir {
             .collect();
         for p in gone {
             if let Some(f) = self.files.remove(&p) {
-                for (kind, ns, _) in &f.keys {
+                for (kind, ns, _) in f.keys() {
                     scan.changes.object(kind, ns);
                 }
             }
@@ -182,34 +192,26 @@ impl ConfigDir {
             let fresh = FileState::new(stamp, resources);
             if !same {
                 scan.changed = true;
-                let old: std::collections::HashMap<&Key, u64> = self
+                let old: std::collections::HashMap<Key, u64> = self
                     .files
                     .get(&path)
-                    .map(|f| {
-                        f.keys
-                            .iter()
-                            .zip(f.resources.iter().map(|r| r.digest))
-                            .collect()
-                    })
+                    .map(|f| f.resources.iter().map(|r| (key(r), r.digest)).collect())
                     .unwrap_or_default();
-                let new: std::collections::HashMap<&Key, u64> = fresh
-                    .keys
-                    .iter()
-                    .zip(fresh.resources.iter().map(|r| r.digest))
-                    .collect();
+                let new: std::collections::HashMap<Key, u64> =
+                    fresh.resources.iter().map(|r| (key(r), r.digest)).collect();
                 for (k, d) in &new {
                     if old.get(k) != Some(d) {
-                        scan.changes.object(&k.0, &k.1);
+                        scan.changes.object(k.0, k.1);
                     }
                 }
                 for k in old.keys().filter(|k| !new.contains_key(*k)) {
-                    scan.changes.object(&k.0, &k.1);
+                    scan.changes.object(k.0, k.1);
                 }
                 if old == new {
                     // Only the order changed, which decides between
                     // objects that conflict: every object of the file.
                     for k in new.keys() {
-                        scan.changes.object(&k.0, &k.1);
+                        scan.changes.object(k.0, k.1);
                     }
                 }
             }
@@ -287,8 +289,8 @@ struct FileSink<'a> {
 }
 
 impl FileSink<'_> {
-    fn keep_previous(&mut self, k: &(String, String, String)) {
-        if let Some(p) = self.prev.iter().find(|p| &key(p) == k) {
+    fn keep_previous(&mut self, (kind, ns, name): (&str, &str, &str)) {
+        if let Some(p) = self.prev.iter().find(|p| key(p) == (kind, ns, name)) {
             self.out.push(p.clone());
         }
     }
@@ -305,7 +307,7 @@ impl weft_config::Sink for FileSink<'_> {
         }
         self.problems.push(issue.to_string());
         if let (IssueKind::Schema, Some(r)) = (issue.kind, &issue.resource) {
-            self.keep_previous(&(r.kind.clone(), r.namespace.clone(), r.name.clone()));
+            self.keep_previous((&r.kind, &r.namespace, &r.name));
         }
     }
 
@@ -337,7 +339,7 @@ impl weft_config::Sink for FileSink<'_> {
                 v.message
             ));
         }
-        self.keep_previous(&key(&r));
+        self.keep_previous(key(&r));
     }
 }
 

@@ -60,7 +60,14 @@ pub(crate) struct TypeEncoded {
 
 impl TypeEncoded {
     fn new(by_name: BTreeMap<String, Res>) -> TypeEncoded {
-        let mut t = TypeEncoded::default();
+        let n = by_name.len();
+        let mut t = TypeEncoded {
+            names: Vec::with_capacity(n),
+            res: Vec::with_capacity(n),
+            digests: Vec::with_capacity(n),
+            ..Default::default()
+        };
+        t.keys.reserve(n);
         let mut set = Xxh64::new(0);
         for (i, (name, res)) in by_name.into_iter().enumerate() {
             let key = name_key(&name);

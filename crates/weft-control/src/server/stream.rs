@@ -427,6 +427,11 @@ impl AdsServer {
                 }
             }
         }
+        if first || acking {
+            // A first answer or an ACK (which names everything the proxy
+            // holds) ends a burst of this stream's memory.
+            crate::memory::release_soon();
+        }
         let te = st.encoded.get(&kind).cloned().unwrap_or_default();
         let mut changed = false;
         if st.delta {

@@ -91,6 +91,12 @@ impl Builder {
     /// Everything written, as one buffer (for `share: false`).
     fn into_bytes(self) -> Bytes {
         debug_assert!(self.chunks.iter().all(Bytes::is_empty));
+        // Grown by doubling, the buffer can be up to twice what it
+        // holds; a block is kept for as long as its snapshot serves, so
+        // it is kept at its size.
+        if self.cur.capacity() - self.cur.len() > self.cur.len() / 16 {
+            return Bytes::copy_from_slice(&self.cur);
+        }
         self.cur.freeze()
     }
 
