@@ -17,19 +17,21 @@ model! {
 }
 
 model! {
+    /// The optional parts are boxed: a route is ~1 KB with them inline,
+    /// and most routes set none of them.
     pub struct HttpRoute {
         pub name: Option<String>,
         #[serde(rename = "match")]
         pub matches: Vec<HttpMatchRequest>,
         pub route: Vec<HttpRouteDestination>,
-        pub redirect: Option<HttpRedirect>,
-        pub direct_response: Option<HttpDirectResponse>,
-        pub delegate: Option<Delegate>,
-        pub rewrite: Option<HttpRewrite>,
+        pub redirect: Option<Box<HttpRedirect>>,
+        pub direct_response: Option<Box<HttpDirectResponse>>,
+        pub delegate: Option<Box<Delegate>>,
+        pub rewrite: Option<Box<HttpRewrite>>,
         pub timeout: Option<Duration>,
-        pub retries: Option<HttpRetry>,
-        pub fault: Option<HttpFaultInjection>,
-        pub mirror: Option<Destination>,
+        pub retries: Option<Box<HttpRetry>>,
+        pub fault: Option<Box<HttpFaultInjection>>,
+        pub mirror: Option<Box<Destination>>,
         pub mirrors: Vec<HttpMirrorPolicy>,
         /// Deprecated: use `mirrorPercentage`.
         pub mirror_percent: Option<u32>,
@@ -37,8 +39,8 @@ model! {
         #[serde(rename = "mirror_percent")]
         pub mirror_percent_snake: Option<u32>,
         pub mirror_percentage: Option<Percent>,
-        pub cors_policy: Option<CorsPolicy>,
-        pub headers: Option<Headers>,
+        pub cors_policy: Option<Box<CorsPolicy>>,
+        pub headers: Option<Box<Headers>>,
     }
 }
 

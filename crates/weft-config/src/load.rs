@@ -88,10 +88,28 @@ impl Resource {
     /// the field itself is absent).
     pub fn origin_of(&self, field: &str) -> Origin {
         let path = weft_yaml::parse_path(field);
+        let line = match self.source.locate(&path).line {
+            // No source (see `strip_source`): where the document starts.
+            0 => self.origin.line,
+            l => l,
+        };
         Origin {
             file: self.origin.file.clone(),
-            line: self.source.locate(&path).line,
+            line,
         }
+    }
+
+    /// Drops the parse tree, the largest part of a loaded object, for a
+    /// consumer that keeps objects and has already reported their
+    /// problems; lines are then the document's start.
+    pub fn strip_source(&mut self) {
+        static NONE: std::sync::LazyLock<Arc<Node>> = std::sync::LazyLock::new(|| {
+            Arc::new(Node {
+                value: weft_yaml::Value::Null,
+                mark: weft_yaml::Mark { line: 0, col: 0 },
+            })
+        });
+        self.source = Arc::clone(&NONE);
     }
 
     pub fn display_name(&self) -> String {

@@ -28,6 +28,12 @@ fn documents_keep_file_and_line() {
     assert_eq!(r.resources[1].origin.to_string(), "a.yaml:12");
     assert_eq!(r.resources[1].object.namespace(), "default");
     assert_eq!(r.resources[1].origin_of("spec.hosts[0]").line, 17);
+    // Without its parse tree, an object's fields are placed at the start
+    // of its document.
+    let mut stripped = r.resources[1].clone();
+    stripped.strip_source();
+    assert_eq!(stripped.origin_of("spec.hosts[0]").line, 12);
+    assert_eq!(stripped.object, r.resources[1].object);
 }
 
 #[test]

@@ -323,10 +323,7 @@ impl weft_config::Sink for FileSink<'_> {
             self.problems.extend(crate::support::unsupported(&r));
             // Every problem of the object is named: only where its
             // document starts is needed from now on.
-            r.source = std::sync::Arc::new(weft_yaml::Node {
-                value: weft_yaml::Value::Null,
-                mark: r.source.mark,
-            });
+            r.strip_source();
             self.out.push(r);
             return;
         }

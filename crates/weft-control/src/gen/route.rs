@@ -383,7 +383,7 @@ fn route_action(
     }
     let timeout = rule.timeout.as_ref().map_or("0s".to_string(), dur);
     a.insert("timeout".into(), json!(timeout));
-    if let Some(p) = retry_policy(rule.retries.as_ref()) {
+    if let Some(p) = retry_policy(rule.retries.as_deref()) {
         a.insert("retry_policy".into(), p);
     }
     if let Some(rw) = &rule.rewrite {
@@ -401,7 +401,7 @@ fn route_action(
         }
     }
     let mut mirrors = Vec::new();
-    if let Some(m) = &rule.mirror {
+    if let Some(m) = rule.mirror.as_deref() {
         let pct = rule.mirror_percentage.as_ref().map(|p| p.value).or(rule
             .mirror_percent
             .or(rule.mirror_percent_snake)

@@ -79,7 +79,7 @@ fn destinations(vs: &Named<VirtualService>) -> impl Iterator<Item = String> + '_
         r.route
             .iter()
             .map(|d| &d.destination)
-            .chain(r.mirror.iter())
+            .chain(r.mirror.as_deref())
             .chain(r.mirrors.iter().map(|m| &m.destination))
             .map(move |d| resolve_host(&d.host, &vs.namespace))
     })
