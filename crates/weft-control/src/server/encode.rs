@@ -109,6 +109,11 @@ impl TypeEncoded {
         Some((&self.names[i], &self.res[i]))
     }
 
+    /// Where the resource whose name hashes to `key` is, in name order.
+    pub fn position(&self, key: u64) -> Option<usize> {
+        self.keys.get(&key).map(|i| *i as usize)
+    }
+
     pub fn contains(&self, key: u64) -> bool {
         self.keys.contains_key(&key)
     }

@@ -31,10 +31,20 @@ enum Names {
     Listed(KeySet),
 }
 
-/// Whether `keys` are exactly `te`'s names (counted, not deduplicated:
-/// a proxy lists each name once, as Envoy does).
-fn exactly(te: &TypeEncoded, mut keys: impl ExactSizeIterator<Item = u64>) -> bool {
-    keys.len() == te.len() && keys.all(|k| te.contains(k))
+/// Whether `keys` are exactly `te`'s names, each once (a list that
+/// repeats a name and leaves another out is not the whole type).
+fn exactly(te: &TypeEncoded, keys: impl ExactSizeIterator<Item = u64>) -> bool {
+    if keys.len() != te.len() {
+        return false;
+    }
+    let mut seen = vec![false; te.len()];
+    for k in keys {
+        match te.position(k) {
+            Some(i) if !seen[i] => seen[i] = true,
+            _ => return false,
+        }
+    }
+    true
 }
 
 impl Names {

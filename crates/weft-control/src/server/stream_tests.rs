@@ -175,3 +175,18 @@ fn sotw_endpoints_follow_changes_and_replaced_clusters_by_reference() {
     assert_eq!(sotw_names(&st.respond(EDS, false).unwrap()), ["a"]);
     assert!(st.respond(EDS, false).is_none());
 }
+
+#[test]
+fn a_name_list_is_the_whole_type_only_with_each_name_once() {
+    let mut cache = Cache::default();
+    let v1 = publish(&mut cache, 1, &[(EDS, &[("a", 1), ("b", 1)])]);
+    let te = &v1[&EDS];
+    let k = |names: &[&str]| names.iter().map(name_key).collect::<Vec<_>>();
+    assert!(exactly(te, k(&["a", "b"]).into_iter()));
+    assert!(exactly(te, k(&["b", "a"]).into_iter()));
+    // As many names as the type has, but b repeated and a left out.
+    assert!(!exactly(te, k(&["b", "b"]).into_iter()));
+    assert!(!exactly(te, k(&["a"]).into_iter()));
+    assert!(!exactly(te, k(&["a", "b", "c"]).into_iter()));
+    assert!(!exactly(te, k(&["a", "c"]).into_iter()));
+}
