@@ -98,6 +98,12 @@ fn traffic_policy(tp: &TrafficPolicy, at: &str, out: &mut Vec<(String, &'static 
     }
 }
 
+/// Where weft decides `destinationSubnets`, and where it cannot.
+const SUBNETS_PARTLY: &str =
+    "implemented only on a sidecar's listener for a service with an address \
+     (VIP_PORT), where every connection goes to that address; on shared listeners (0.0.0.0_PORT, \
+     bound egress ports) and gateways this match never applies";
+
 /// Each field of `r` that weft's control plane ignores, as
 /// `file:line (Kind ns/name) field: why`.
 pub fn unsupported(r: &Resource) -> Vec<String> {
@@ -109,23 +115,24 @@ pub fn unsupported(r: &Resource) -> Vec<String> {
                     if !m.destination_subnets.is_empty() {
                         out.push((
                             format!("spec.tls[{i}].match[{j}].destinationSubnets"),
-                            "not implemented: this match never applies",
+                            SUBNETS_PARTLY,
                         ));
                     }
                 }
             }
             for (i, t) in vs.tcp.iter().enumerate() {
                 for (j, m) in t.matches.iter().enumerate() {
-                    for (field, set) in [
-                        ("destinationSubnets", !m.destination_subnets.is_empty()),
-                        ("sourceSubnet", m.source_subnet.is_some()),
-                    ] {
-                        if set {
-                            out.push((
-                                format!("spec.tcp[{i}].match[{j}].{field}"),
-                                "not implemented: this match never applies",
-                            ));
-                        }
+                    if !m.destination_subnets.is_empty() {
+                        out.push((
+                            format!("spec.tcp[{i}].match[{j}].destinationSubnets"),
+                            SUBNETS_PARTLY,
+                        ));
+                    }
+                    if m.source_subnet.is_some() {
+                        out.push((
+                            format!("spec.tcp[{i}].match[{j}].sourceSubnet"),
+                            "not implemented: this match never applies",
+                        ));
                     }
                 }
             }

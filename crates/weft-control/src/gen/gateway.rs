@@ -201,6 +201,9 @@ fn tcp_filter(
                 port,
                 gateway: &gw_name,
                 stat_prefix,
+                // A gateway's connections come to its own address, not to
+                // a destination's: subnet matches do not apply.
+                destination: None,
             };
             if let Some(f) = l4::tcp_route(ctx, proxy, vs, &at) {
                 return Some(f);
@@ -240,6 +243,9 @@ fn passthrough_chains(
                 port,
                 gateway: &gw_name,
                 stat_prefix,
+                // A gateway's connections come to its own address, not to
+                // a destination's: subnet matches do not apply.
+                destination: None,
             };
             out.extend(l4::tls_chains(
                 ctx,

@@ -11,10 +11,14 @@
 //!   service's own hostname, so a listener shared by several services
 //!   (`0.0.0.0_443` for external hosts, or a bound egress port) sends
 //!   each hello to the right one.
-//! - A `tcp` route is chosen by port and client only: the first route
-//!   with a match that applies (or no match at all) takes the
-//!   connection. Matches by `destinationSubnets` or `sourceSubnet` are
-//!   not implemented (`support` reports them); they never apply here.
+//! - A `tcp` route is chosen by port and client: the first route with a
+//!   match that applies (or no match at all) takes the connection.
+//! - `destinationSubnets` are decided where the destination address is
+//!   known when the listener is made: a sidecar's `VIP_PORT` listener,
+//!   whose connections all go to the service's address. On listeners
+//!   shared by several destinations (`0.0.0.0_PORT`, a bound egress
+//!   port, a gateway) such a match never applies (`support` says so), as
+//!   does any `sourceSubnet` match.
 
 use serde_json::{json, Value};
 use weft_api::virtual_service::{RouteDestination, VirtualService};
@@ -79,14 +83,24 @@ fn tcp_proxy_to(
 /// connections to `port` through `gateway` (`mesh` for sidecars).
 struct Conditions<'a> {
     port: Option<u32>,
+    destination_subnets: &'a [String],
     source_labels: &'a weft_api::Map<String, String>,
     gateways: &'a [String],
     source_namespace: Option<&'a String>,
 }
 
 impl Conditions<'_> {
-    fn hold(&self, vs_ns: &str, proxy: &Proxy, port: u32, gateway: &str) -> bool {
+    fn hold(&self, vs_ns: &str, proxy: &Proxy, at: &At) -> bool {
+        let At {
+            port,
+            gateway,
+            destination,
+            ..
+        } = *at;
         self.port.is_none_or(|p| p == port)
+            && (self.destination_subnets.is_empty()
+                || destination
+                    .is_some_and(|d| self.destination_subnets.iter().any(|s| within(d, s))))
             && self
                 .source_labels
                 .iter()
@@ -98,14 +112,30 @@ impl Conditions<'_> {
     }
 }
 
+/// Whether `address` (an IP, or a CIDR a ServiceEntry gives as its
+/// address) lies within `subnet` (an IP or a CIDR).
+fn within(address: &str, subnet: &str) -> bool {
+    fn net(s: &str) -> Option<ipnet::IpNet> {
+        s.parse::<ipnet::IpNet>()
+            .ok()
+            .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+    }
+    match (net(address), net(subnet)) {
+        (Some(a), Some(s)) => s.contains(&a),
+        _ => false,
+    }
+}
+
 /// Where chains are made: the listener's port, what the proxy is bound
-/// as (`mesh` for sidecars, `namespace/name` of a Gateway), and the
-/// stats prefix of their filters.
+/// as (`mesh` for sidecars, `namespace/name` of a Gateway), the stats
+/// prefix of their filters, and the address every connection to the
+/// listener goes to, when there is one.
 #[derive(Clone, Copy)]
 pub(crate) struct At<'a> {
     pub port: u32,
     pub gateway: &'a str,
     pub stat_prefix: &'a str,
+    pub destination: Option<&'a str>,
 }
 
 /// The filter of the first `tcp` route of `vs` that applies.
@@ -115,27 +145,22 @@ pub(crate) fn tcp_route(
     vs: &Named<VirtualService>,
     at: &At,
 ) -> Option<Value> {
-    let At {
-        port,
-        gateway,
-        stat_prefix,
-    } = *at;
     let route = vs.spec.tcp.iter().find(|r| {
         r.matches.is_empty()
             || r.matches.iter().any(|m| {
-                m.destination_subnets.is_empty()
-                    && m.source_subnet.is_none()
+                m.source_subnet.is_none()
                     && Conditions {
                         port: m.port,
+                        destination_subnets: &m.destination_subnets,
                         source_labels: &m.source_labels,
                         gateways: &m.gateways,
                         source_namespace: m.source_namespace.as_ref(),
                     }
-                    .hold(&vs.namespace, proxy, port, gateway)
+                    .hold(&vs.namespace, proxy, at)
             })
     })?;
     (!route.route.is_empty())
-        .then(|| tcp_proxy_to(ctx, &vs.namespace, &route.route, port, stat_prefix))
+        .then(|| tcp_proxy_to(ctx, &vs.namespace, &route.route, at.port, at.stat_prefix))
 }
 
 /// Filter chains by SNI for the `tls` routes of `vs` that apply, less
@@ -149,23 +174,19 @@ pub(crate) fn tls_chains(
     allowed: Option<&dyn Fn(&str) -> bool>,
     taken: &mut Vec<String>,
 ) -> Vec<Value> {
-    let At {
-        port,
-        gateway,
-        stat_prefix,
-    } = *at;
+    let (port, stat_prefix) = (at.port, at.stat_prefix);
     let mut out = Vec::new();
     for route in &vs.spec.tls {
         let mut names: Vec<String> = Vec::new();
         for m in &route.matches {
-            let applies = m.destination_subnets.is_empty()
-                && Conditions {
-                    port: m.port,
-                    source_labels: &m.source_labels,
-                    gateways: &m.gateways,
-                    source_namespace: m.source_namespace.as_ref(),
-                }
-                .hold(&vs.namespace, proxy, port, gateway);
+            let applies = Conditions {
+                port: m.port,
+                destination_subnets: &m.destination_subnets,
+                source_labels: &m.source_labels,
+                gateways: &m.gateways,
+                source_namespace: m.source_namespace.as_ref(),
+            }
+            .hold(&vs.namespace, proxy, at);
             if !applies {
                 continue;
             }
@@ -199,13 +220,15 @@ pub(crate) fn tls_chains(
 
 /// What a sidecar's connection to `s` on `port` is forwarded with: the
 /// first `tcp` route of its VirtualService that applies, else its own
-/// cluster.
+/// cluster. `destination` is the address the listener's connections go
+/// to, when it has one.
 pub(crate) fn sidecar_tcp(
     ctx: &Context,
     proxy: &Proxy,
     s: &Service,
     port: u32,
     stat_prefix: &str,
+    destination: Option<&str>,
 ) -> Value {
     ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh")
         .and_then(|vs| {
@@ -213,6 +236,7 @@ pub(crate) fn sidecar_tcp(
                 port,
                 gateway: "mesh",
                 stat_prefix,
+                destination,
             };
             tcp_route(ctx, proxy, vs, &at)
         })
@@ -227,7 +251,8 @@ pub(crate) fn sidecar_tcp(
 /// The SNI filter chains of a sidecar's listener on a TLS `port` for
 /// `services`: each service's `tls` routes, else (when `by_hostname`:
 /// the listener is shared) its hostname to what [`sidecar_tcp`] forwards
-/// it with. Names an earlier service took are left out.
+/// it with. Names an earlier service took are left out. `destination`
+/// is the address the listener's connections go to, when it has one.
 pub(crate) fn sidecar_sni_chains(
     ctx: &Context,
     proxy: &Proxy,
@@ -235,6 +260,7 @@ pub(crate) fn sidecar_sni_chains(
     port: u32,
     stat_prefix: &str,
     by_hostname: bool,
+    destination: Option<&str>,
 ) -> Vec<Value> {
     let mut taken = Vec::new();
     let mut out = Vec::new();
@@ -252,6 +278,7 @@ pub(crate) fn sidecar_sni_chains(
                 port,
                 gateway: "mesh",
                 stat_prefix,
+                destination,
             };
             out.extend(tls_chains(ctx, proxy, vs, &at, None, &mut taken));
             continue;
@@ -262,7 +289,7 @@ pub(crate) fn sidecar_sni_chains(
         taken.push(s.hostname.clone());
         out.push(json!({
             "filter_chain_match": {"server_names": [s.hostname]},
-            "filters": [sidecar_tcp(ctx, proxy, s, port, stat_prefix)],
+            "filters": [sidecar_tcp(ctx, proxy, s, port, stat_prefix, destination)],
         }));
     }
     out

@@ -59,7 +59,11 @@ spec:
 ";
 
 fn listeners() -> Value {
-    let loaded = weft_config::load_str("mesh.yaml", MESH, &Default::default());
+    listeners_of(MESH)
+}
+
+fn listeners_of(mesh: &str) -> Value {
+    let loaded = weft_config::load_str("mesh.yaml", mesh, &Default::default());
     assert!(loaded.issues.is_empty(), "{:?}", loaded.issues);
     let ctx = Context::build(&loaded.resources, Mesh::default());
     let proxy = Proxy::from_node(
@@ -130,4 +134,42 @@ fn external_tls_hosts_share_a_listener_by_sni() {
             (Value::Null, json!("PassthroughCluster")),
         ]
     );
+}
+
+#[test]
+fn destination_subnets_are_decided_by_the_vip_a_listener_serves() {
+    // Before the weighted route: one for a subnet the VIP is not in, one
+    // for the subnet it is in.
+    let mesh = MESH.replace(
+        "  - match: [{port: 3307}]\n",
+        "  - match: [{destinationSubnets: [10.8.0.0/16, 10.9.0.2]}]
+    route: [{destination: {host: db, subset: v1}}]
+  - match: [{destinationSubnets: [10.9.0.0/24]}]
+    route: [{destination: {host: db, subset: v2}}]
+  - match: [{port: 3307}]\n",
+    );
+    assert_ne!(mesh, MESH);
+    let l = listeners_of(&mesh);
+    let vip = &l["10.9.0.1_3306"];
+    let chains = vip["filter_chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 1, "{vip:#}");
+    assert_eq!(
+        filters(&chains[0])["cluster"],
+        "outbound|3306|v2|db.default.svc.cluster.local",
+        "{vip:#}"
+    );
+}
+
+#[test]
+fn within_reads_addresses_and_subnets() {
+    use super::within;
+    assert!(within("10.9.0.1", "10.9.0.0/24"));
+    assert!(within("10.9.0.1", "10.9.0.1"));
+    assert!(!within("10.9.0.1", "10.9.0.2"));
+    assert!(!within("10.9.1.1", "10.9.0.0/24"));
+    assert!(within("10.9.0.0/28", "10.9.0.0/24"));
+    assert!(!within("10.9.0.0/16", "10.9.0.0/24"));
+    assert!(within("2001:db8::1", "2001:db8::/32"));
+    assert!(!within("10.9.0.1", "2001:db8::/32"));
+    assert!(!within("db.example", "10.0.0.0/8"));
 }

@@ -123,14 +123,21 @@ fn bound_egress<'a>(
             // A bound listener cannot tell services apart by destination
             // address: TLS hellos go by SNI, the rest to the first
             // service on the port.
-            let mut chains =
-                l4::sidecar_sni_chains(ctx, proxy, &egress.services, port, &stat_prefix, true);
+            let mut chains = l4::sidecar_sni_chains(
+                ctx,
+                proxy,
+                &egress.services,
+                port,
+                &stat_prefix,
+                true,
+                None,
+            );
             if !chains.is_empty() {
                 listener["listener_filters"] = json!([l4::tls_inspector()]);
             }
             let default = first_on(&egress.services, port).map_or_else(
                 || tcp_proxy(&stat_prefix, fallback(scope.outbound_mode)),
-                |s| l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix),
+                |s| l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix, None),
             );
             chains.push(json!({"filters": [default]}));
             listener["filter_chains"] = Value::Array(chains);
@@ -182,8 +189,11 @@ fn captured_egress<'a>(
         for s in &on_port {
             let Some(vip) = &s.address else { continue };
             let stat_prefix = format!("outbound|{port}||{}", s.hostname);
-            let mut chains = l4::sidecar_sni_chains(ctx, proxy, &[s], port, &stat_prefix, false);
-            chains.push(json!({"filters": [l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix)]}));
+            let to = Some(vip.as_str());
+            let mut chains =
+                l4::sidecar_sni_chains(ctx, proxy, &[s], port, &stat_prefix, false, to);
+            chains
+                .push(json!({"filters": [l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix, to)]}));
             listeners.push(l4_listener(&format!("{vip}_{port}"), vip, port, chains));
         }
         // Services without an address (external hosts, mostly) share
@@ -194,7 +204,8 @@ fn captured_egress<'a>(
             .filter(|s| s.address.is_none())
             .collect();
         let stat_prefix = format!("outbound_0.0.0.0_{port}");
-        let mut chains = l4::sidecar_sni_chains(ctx, proxy, &unaddressed, port, &stat_prefix, true);
+        let mut chains =
+            l4::sidecar_sni_chains(ctx, proxy, &unaddressed, port, &stat_prefix, true, None);
         if !chains.is_empty() {
             chains.push(json!({"filters": [tcp_proxy(&stat_prefix, fallback)]}));
             listeners.push(l4_listener(
