@@ -471,21 +471,15 @@ impl AdsServer {
             let (keys, digest) = req.names.unwrap_or_default();
             if sub.names_digest != Some(digest) {
                 sub.names_digest = Some(digest);
-                // Usually every name of the type: no set of its own.
-                let all_of = |t: &TypeEncoded| exactly(t, keys.iter().copied());
+                let keys: KeySet = keys.into_iter().collect();
                 let same = match &sub.names {
-                    Names::Like(t) => all_of(t),
-                    Names::Listed(set) => {
-                        keys.len() == set.len() && keys.iter().all(|k| set.contains(k))
-                    }
+                    Names::Like(t) => exactly(t, keys.iter().copied()),
+                    Names::Listed(set) => *set == keys,
                     Names::Every => false,
                 };
                 if !same {
-                    sub.names = if all_of(&te) {
-                        Names::Like(Arc::clone(&te))
-                    } else {
-                        Names::Listed(keys.into_iter().collect())
-                    };
+                    // Usually every name of the type: no set of its own.
+                    sub.names = Names::of(keys, &te);
                     changed = true;
                 }
             }
