@@ -335,14 +335,13 @@ impl Requests {
             let (head, n) = self.buffered.peek::<20>();
             let field = match field_len(&head[..n.min(*left)]) {
                 Err(e) => return Some(Err(self.invalid(e))),
-                Ok(None) if n >= (*left).min(20) => {
+                // Its length is still to come.
+                Ok(None) if n < (*left).min(20) => return None,
+                Ok(Some(f)) if f <= *left => f,
+                // The message ends first.
+                Ok(_) => {
                     return Some(Err(self.invalid("a field runs past the end of its message")))
                 }
-                Ok(None) => return None,
-                Ok(Some(f)) if f > *left => {
-                    return Some(Err(self.invalid("a field runs past the end of its message")))
-                }
-                Ok(Some(f)) => f,
             };
             if self.buffered.remaining() < field {
                 return None;
@@ -403,6 +402,15 @@ impl tokio_stream::Stream for Requests {
     }
 }
 
+/// `wire` as a request body delivered in `frame`-byte frames.
+fn body_in_frames(wire: &[u8], frame: usize) -> tonic::body::Body {
+    let frames: Vec<Result<http_body::Frame<Bytes>, Status>> = wire
+        .chunks(frame.max(1))
+        .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+        .collect();
+    tonic::body::Body::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)))
+}
+
 /// For fuzzing: `data` as a request stream's body (the first byte picks
 /// the frame size), read as SotW and as delta requests, whole and split
 /// into frames. Panics when a split reads differently from the whole,
@@ -412,12 +420,7 @@ pub fn check_request_framing(data: &[u8]) {
         return;
     };
     let read = |delta: bool, frame: usize| -> Vec<String> {
-        let frames: Vec<Result<http_body::Frame<Bytes>, Status>> = wire
-            .chunks(frame.max(1))
-            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
-            .collect();
-        let body =
-            tonic::body::Body::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)));
+        let body = body_in_frames(wire, frame);
         let mut requests = if delta {
             Requests::delta(body)
         } else {
@@ -516,17 +519,19 @@ mod tests {
 
     /// gRPC messages split into `chunk`-byte body frames.
     fn body(messages: &[Vec<u8>], chunk: usize) -> tonic::body::Body {
+        body_in_frames(&grpc_framed(messages), chunk)
+    }
+
+    /// `messages` as gRPC frames them: an uncompressed flag and a length
+    /// before each.
+    fn grpc_framed(messages: &[Vec<u8>]) -> Vec<u8> {
         let mut wire = Vec::new();
         for m in messages {
             wire.push(0u8);
             wire.extend_from_slice(&(m.len() as u32).to_be_bytes());
             wire.extend_from_slice(m);
         }
-        let frames: Vec<Result<http_body::Frame<Bytes>, Status>> = wire
-            .chunks(chunk)
-            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
-            .collect();
-        tonic::body::Body::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)))
+        wire
     }
 
     fn sotw_message(nonce: &str, names: usize) -> Vec<u8> {
@@ -565,33 +570,28 @@ mod tests {
     async fn a_message_reads_the_same_however_its_bytes_are_split() {
         use tokio_stream::StreamExt;
         let sotw = vec![sotw_message("1", 50), Vec::new(), sotw_message("2", 3)];
+        let debug = |req: Req| format!("{req:?}");
         let want: Vec<String> = sotw
             .iter()
-            .map(|m| {
-                format!(
-                    "{:?}",
-                    Req::from(SotwRequest::decode(m.as_slice()).unwrap())
-                )
-            })
+            .map(|m| debug(Req::from(SotwRequest::decode(m.as_slice()).unwrap())))
             .collect();
         let delta = vec![delta_message("1"), delta_message("2")];
         let want_delta: Vec<String> = delta
             .iter()
             .map(|m| {
-                format!(
-                    "{:?}",
-                    Req::from(DeltaDiscoveryRequest::decode(m.as_slice()).unwrap())
-                )
+                debug(Req::from(
+                    DeltaDiscoveryRequest::decode(m.as_slice()).unwrap(),
+                ))
             })
             .collect();
         for chunk in [1, 2, 3, 7, 64, 4096] {
             let got: Vec<String> = Requests::sotw(body(&sotw, chunk))
-                .map(|r| format!("{:?}", r.unwrap()))
+                .map(|r| debug(r.unwrap()))
                 .collect()
                 .await;
             assert_eq!(got, want, "sotw in frames of {chunk}");
             let got: Vec<String> = Requests::delta(body(&delta, chunk))
-                .map(|r| format!("{:?}", r.unwrap()))
+                .map(|r| debug(r.unwrap()))
                 .collect()
                 .await;
             assert_eq!(got, want_delta, "delta in frames of {chunk}");
@@ -606,9 +606,7 @@ mod tests {
         // An ACK naming 20,000 resources, about 400 KB, sent in 16 KB
         // frames as HTTP/2 delivers it.
         let message = sotw_message("9", 20_000);
-        let mut wire = vec![0u8];
-        wire.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        wire.extend_from_slice(&message);
+        let wire = grpc_framed(std::slice::from_ref(&message));
         let (tx, rx) =
             tokio::sync::mpsc::unbounded_channel::<Result<http_body::Frame<Bytes>, Status>>();
         let body = tonic::body::Body::new(http_body_util::StreamBody::new(
@@ -646,12 +644,7 @@ mod tests {
         // The stable counterpart of the fuzz target: every single-byte
         // corruption of a real stream, and random streams, through
         // `check_request_framing` with several frame sizes.
-        let mut wire = Vec::new();
-        for m in [sotw_message("1", 3), delta_message("2")] {
-            wire.push(0u8);
-            wire.extend_from_slice(&(m.len() as u32).to_be_bytes());
-            wire.extend_from_slice(&m);
-        }
+        let wire = grpc_framed(&[sotw_message("1", 3), delta_message("2")]);
         for at in 0..wire.len() {
             for (split, flip) in [(1u8, 0xffu8), (7, 0x80), (64, 0x01)] {
                 let mut data = vec![split];
@@ -730,16 +723,9 @@ mod tests {
             assert!(got.iter().all(Result::is_ok), "frames of {chunk}");
         }
         // A stream that ends inside a message is an error, once.
-        let mut wire = body(&messages[..1], 4096);
-        let mut cut = Vec::new();
-        while let Some(Ok(f)) = http_body_util::BodyExt::frame(&mut wire).await {
-            cut.extend(f.into_data().unwrap());
-        }
+        let mut cut = grpc_framed(&messages[..1]);
         cut.truncate(cut.len() - 1);
-        let frames: Vec<Result<_, Status>> = vec![Ok(http_body::Frame::data(Bytes::from(cut)))];
-        let body =
-            tonic::body::Body::new(http_body_util::StreamBody::new(tokio_stream::iter(frames)));
-        let got: Vec<_> = Requests::sotw(body).collect().await;
+        let got: Vec<_> = Requests::sotw(body_in_frames(&cut, 4096)).collect().await;
         assert_eq!(got.len(), 1);
         assert!(got[0].is_err());
     }
