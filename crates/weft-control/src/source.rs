@@ -102,18 +102,29 @@ impl ConfigDir {
     /// last: copying a file in overrides, removing it restores.
     pub fn resources(&self) -> Vec<&Resource> {
         let winners = &self.winners;
+        let contested: crate::server::KeySet = winners
+            .keys()
+            .map(|(kind, ns, name)| key_hash((kind, ns.as_str(), name.as_str())))
+            .collect();
         self.files
             .iter()
             .flat_map(|(path, f)| {
-                f.resources.iter().filter(move |r| {
-                    if winners.is_empty() {
-                        return true;
-                    }
-                    let (kind, ns, name) = key(r);
-                    winners
-                        .get(&(kind, ns.to_string(), name.to_string()))
-                        .is_none_or(|w| w == path)
-                })
+                // Only objects whose key hashes like a contested one are
+                // looked up (with owned strings) among the winners.
+                let contested = &contested;
+                f.resources
+                    .iter()
+                    .zip(&f.hashes)
+                    .filter(move |(r, h)| {
+                        if !contested.contains(*h) {
+                            return true;
+                        }
+                        let (kind, ns, name) = key(r);
+                        winners
+                            .get(&(kind, ns.to_string(), name.to_string()))
+                            .is_none_or(|w| w == path)
+                    })
+                    .map(|(r, _)| r)
             })
             .collect()
     }

@@ -28,7 +28,7 @@ pub use request::check_request_framing;
 mod stream;
 mod wire;
 
-pub(crate) use encode::KeyHash;
+pub(crate) use encode::{KeyHash, KeySet};
 
 use encode::Encoded;
 

@@ -8,8 +8,6 @@
 //! length-prefixed virtual host per service.
 
 use std::collections::HashMap;
-
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use weft_xds::Kind;
@@ -18,6 +16,8 @@ use super::encode::{Any, ByKind, Cache, Res};
 use crate::context::Context;
 use crate::gen::{self, Proxy, Table};
 use crate::model::Service;
+
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// `RouteConfiguration.virtual_hosts` is field 2, length-delimited.
 const VIRTUAL_HOSTS_KEY: u8 = 2 << 3 | 2;
