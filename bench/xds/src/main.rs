@@ -355,8 +355,24 @@ fn main() {
         let dir = std::env::temp_dir().join(format!("weft-xds-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut results: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
+        // Profiling weft alone: XDS_BENCH_ONLY=weft skips Envoy (no ratios).
+        let weft_only = std::env::var("XDS_BENCH_ONLY").is_ok_and(|v| v == "weft");
         for round in 0..rounds {
             eprintln!("xds-bench: round {} of {rounds}", round + 1);
+            if weft_only {
+                let w = run(
+                    "weft",
+                    &weft,
+                    &["proxy", "--concurrency", "1"],
+                    services,
+                    pushes,
+                    backend_port,
+                    &dir,
+                )
+                .await;
+                results[1].push(w);
+                continue;
+            }
             let e = run(
                 "envoy",
                 &envoy,
@@ -415,8 +431,12 @@ fn summarize(runs: &[Measured]) -> [f64; 10] {
 }
 
 fn report(services: usize, pushes: usize, rounds: usize, results: &[Vec<Measured>; 2]) {
-    let e = summarize(&results[0]);
     let w = summarize(&results[1]);
+    if results[0].is_empty() {
+        println!("xds-bench: weft alone ({services} services, {pushes} pushes, {rounds} round(s)): RSS idle {:.1} MiB, loaded {:.1} MiB; apply {:.0} ms, {:.2} CPU s; push→use p50/p90/p99 {:.2}/{:.2}/{:.2} ms; push→ACK {:.2}/{:.2}/{:.2} ms", w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], w[8], w[9]);
+        return;
+    }
+    let e = summarize(&results[0]);
     println!(
         "xds-bench: {services} EDS clusters + {services} routes (one virtual host each), {pushes} route-table pushes, median of {rounds} round(s); each proxy one worker on core 0, control plane + client + backend on core 1"
     );

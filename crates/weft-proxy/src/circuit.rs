@@ -42,7 +42,7 @@ pub struct Breakers {
 pub struct Admitted {
     _connection: Option<OwnedSemaphorePermit>,
     requests: Arc<AtomicUsize>,
-    stats: ClusterStats,
+    stats: Arc<ClusterStats>,
 }
 
 impl Drop for Admitted {
@@ -93,7 +93,7 @@ impl Breakers {
     /// Lets one request go upstream, waiting for an HTTP/1 connection
     /// when all are busy; `None` when a limit overflowed (the caller
     /// answers 503 UO).
-    pub async fn admit(&self, http1: bool, stats: &ClusterStats) -> Option<Admitted> {
+    pub async fn admit(&self, http1: bool, stats: &Arc<ClusterStats>) -> Option<Admitted> {
         if !take(&self.requests, self.max_requests) {
             stats.upstream_rq_active_overflow.inc();
             return None;
@@ -216,7 +216,7 @@ mod tests {
         }))
     }
 
-    fn stats() -> ClusterStats {
+    fn stats() -> Arc<ClusterStats> {
         ClusterStats::new(&crate::stats::Store::new(), "c")
     }
 

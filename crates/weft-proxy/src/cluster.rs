@@ -19,7 +19,7 @@ use weft_envoy::TypedConfig;
 
 use crate::error::CompileError;
 use crate::http::Body;
-use crate::stats::{ClusterStats, Counter, Store};
+use crate::stats::{ClusterStats, Store};
 
 pub struct Endpoint {
     pub addr: SocketAddr,
@@ -72,8 +72,8 @@ fn by_family(found: Vec<SocketAddr>, family: cfg::DnsLookupFamily) -> Vec<Socket
 pub struct FixedConnector {
     addr: SocketAddr,
     timeout: Duration,
-    attempts: Counter,
-    failed: Counter,
+    /// Counts connection attempts and failures.
+    stats: Arc<ClusterStats>,
 }
 
 type Connecting = std::pin::Pin<
@@ -94,19 +94,19 @@ impl tower_service::Service<http::Uri> for FixedConnector {
 
     fn call(&mut self, _: http::Uri) -> Connecting {
         let (addr, timeout) = (self.addr, self.timeout);
-        let (attempts, failed) = (self.attempts.clone(), self.failed.clone());
+        let stats = self.stats.clone();
         Box::pin(async move {
             // Envoy counts attempts, failed ones included.
-            attempts.inc();
+            stats.upstream_cx_total.inc();
             let connect = tokio::net::TcpStream::connect(addr);
             let stream = match tokio::time::timeout(timeout, connect).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    failed.inc();
+                    stats.upstream_cx_connect_fail.inc();
                     return Err(e);
                 }
                 Err(_) => {
-                    failed.inc();
+                    stats.upstream_cx_connect_fail.inc();
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
                         "connect timeout",
@@ -123,8 +123,7 @@ impl tower_service::Service<http::Uri> for FixedConnector {
 struct Connect {
     http2: bool,
     timeout: Duration,
-    attempts: Counter,
-    failed: Counter,
+    stats: Arc<ClusterStats>,
 }
 
 trait MakeEndpoint {
@@ -157,8 +156,7 @@ impl Endpoint {
                 .build(FixedConnector {
                     addr: self.addr,
                     timeout: c.timeout,
-                    attempts: c.attempts.clone(),
-                    failed: c.failed.clone(),
+                    stats: c.stats.clone(),
                 })
         })
     }
@@ -325,7 +323,7 @@ pub struct Cluster {
     next: AtomicUsize,
     pub connect_timeout: Duration,
     pub http2: bool,
-    pub stats: ClusterStats,
+    pub stats: Arc<ClusterStats>,
     pub breakers: crate::circuit::Breakers,
     outlier: Option<crate::outlier::Detector>,
     balance: Balance,
@@ -393,8 +391,7 @@ impl Cluster {
         let connect = Arc::new(Connect {
             http2,
             timeout: connect_timeout,
-            attempts: stats.upstream_cx_total.clone(),
-            failed: stats.upstream_cx_connect_fail.clone(),
+            stats: stats.clone(),
         });
         let mut endpoints = Vec::new();
         let mut targets = Vec::new();

@@ -127,7 +127,7 @@ impl Fault {
 pub struct FaultFilter {
     pub config: Arc<Fault>,
     active: Arc<AtomicUsize>,
-    stats: FaultStats,
+    stats: std::sync::Arc<FaultStats>,
 }
 
 /// What the filter decided for one request.
@@ -148,7 +148,11 @@ pub enum AbortReply {
 }
 
 impl FaultFilter {
-    pub fn new(_name: &str, config: &HttpFault, stats: FaultStats) -> Result<Self, String> {
+    pub fn new(
+        _name: &str,
+        config: &HttpFault,
+        stats: std::sync::Arc<FaultStats>,
+    ) -> Result<Self, String> {
         Ok(FaultFilter {
             config: Arc::new(Fault::compile(config)?),
             active: Arc::new(AtomicUsize::new(0)),

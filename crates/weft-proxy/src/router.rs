@@ -434,7 +434,7 @@ fn pick(
     }
     picked.ok_or_else(|| {
         cluster.stats.upstream_cx_none_healthy.inc();
-        crate::stats::count_class(&cluster.stats.upstream_rq, 503);
+        cluster.stats.upstream_rq.count(503);
         ForwardError::NoHealthyUpstream
     })
 }
@@ -522,21 +522,21 @@ async fn send(
     match &tried {
         Tried::Response(resp, _) => {
             stats.upstream_rq_total.inc();
-            crate::stats::count_class(&stats.upstream_rq, resp.status().as_u16());
+            stats.upstream_rq.count(resp.status().as_u16());
         }
         Tried::Failed(AttemptFailure::ConnectFailure) => {
-            crate::stats::count_class(&stats.upstream_rq, 503);
+            stats.upstream_rq.count(503);
         }
         Tried::Failed(AttemptFailure::PerTryTimeout) | Tried::Fatal(ForwardError::Timeout) => {
             stats.upstream_rq_total.inc();
-            crate::stats::count_class(&stats.upstream_rq, 504);
+            stats.upstream_rq.count(504);
         }
         Tried::Failed(_) => {
             stats.upstream_rq_total.inc();
-            crate::stats::count_class(&stats.upstream_rq, 503);
+            stats.upstream_rq.count(503);
         }
         Tried::Fatal(ForwardError::Overflow) => {
-            crate::stats::count_class(&stats.upstream_rq, 503);
+            stats.upstream_rq.count(503);
         }
         Tried::Fatal(_) => {}
     }

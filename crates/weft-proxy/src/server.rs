@@ -209,16 +209,16 @@ impl Running {
 }
 
 /// Holds a gauge up while something is active.
-struct ActiveGuard(crate::stats::Gauge);
+struct ActiveGuard<'a>(&'a crate::stats::Level);
 
-impl ActiveGuard {
-    fn new(g: crate::stats::Gauge) -> Self {
+impl<'a> ActiveGuard<'a> {
+    fn new(g: &'a crate::stats::Level) -> Self {
         g.inc();
         ActiveGuard(g)
     }
 }
 
-impl Drop for ActiveGuard {
+impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
@@ -318,7 +318,7 @@ async fn connection(
         return;
     };
     l.stats.downstream_cx_total.inc();
-    let _active = ActiveGuard::new(l.stats.downstream_cx_active.clone());
+    let _active = ActiveGuard::new(&l.stats.downstream_cx_active);
     let original_dst = conn.facts.local.filter(|_| conn.facts.restored);
     match chain {
         Chain::Tcp(t) => {
@@ -365,8 +365,9 @@ async fn serve_http(
     down: crate::http::Downstream,
     (mut listener_drain, drain_time): (watch::Receiver<bool>, Duration),
 ) {
-    h.stats.downstream_cx_total.inc();
-    let _cx_active = ActiveGuard::new(h.stats.downstream_cx_active.clone());
+    let cx_stats = Arc::clone(&h.stats);
+    cx_stats.downstream_cx_total.inc();
+    let _cx_active = ActiveGuard::new(&cx_stats.downstream_cx_active);
     let codec = h.codec;
     let cap = h.max_request_headers + 8 * 1024;
     let max_headers = h.max_headers_count + 32;
@@ -388,13 +389,13 @@ async fn serve_http(
             let settings = Arc::clone(&h);
             let stats = &settings.stats;
             stats.downstream_rq_total.inc();
-            let _rq_active = ActiveGuard::new(stats.downstream_rq_active.clone());
+            let _rq_active = ActiveGuard::new(&stats.downstream_rq_active);
             let resp = if h.access_logs.is_empty() {
                 crate::http::handle(snapshot, h, down, req).await.0
             } else {
                 logged(snapshot, h, down, req).await
             };
-            crate::stats::count_class(&stats.downstream_rq, resp.status().as_u16());
+            stats.downstream_rq.count(resp.status().as_u16());
             let mut resp = resp;
             if activity.draining.load(Ordering::Relaxed) && !activity.http2.load(Ordering::Relaxed)
             {

@@ -73,7 +73,7 @@ pub struct HttpSettings {
     pub drain_timeout: Duration,
     /// HTTP/2 settings advertised to clients.
     pub h2: H2Settings,
-    pub stats: HttpStats,
+    pub stats: std::sync::Arc<HttpStats>,
     /// The HTTP filters before the router, in their configured order.
     pub filters: Vec<HttpFilter>,
 }
@@ -149,7 +149,7 @@ pub struct TcpSettings {
     pub clusters: Vec<(String, u64)>,
     pub idle_timeout: Option<Duration>,
     pub access_logs: Vec<AccessLog>,
-    pub stats: TcpStats,
+    pub stats: std::sync::Arc<TcpStats>,
 }
 
 impl TcpSettings {

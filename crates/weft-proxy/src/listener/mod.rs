@@ -32,7 +32,7 @@ pub struct ListenerConfig {
     pub use_original_dst: bool,
     pub filters: ListenerFilters,
     pub chains: Chains<Chain>,
-    pub stats: ListenerStats,
+    pub stats: std::sync::Arc<ListenerStats>,
     /// Fired when this listener is replaced or removed: its open
     /// connections drain (HTTP/2 GOAWAY, HTTP/1 `connection: close`).
     pub drain: tokio::sync::watch::Sender<bool>,

@@ -12,6 +12,7 @@
 //! counter (OpenMetrics), which would rename Envoy's counters such as
 //! `envoy_cluster_upstream_cx_connect_fail`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -86,21 +87,84 @@ impl Stat {
             Metric::Gauge(g) => g.get(),
         }
     }
-
-    fn shown(&self) -> bool {
-        !self.lazy || self.value() != 0
-    }
 }
 
 /// The statistics under one prefix (one cluster's, one listener's),
-/// which share their tags. Thousands of clusters make this the shape
-/// that matters for memory: a few words per statistic, not a map entry
-/// with its own copies of the names and tags.
+/// which share their tags: a fixed block, and those registered one by
+/// one (a few words each, not a map entry with its own copies of the
+/// names and tags).
 #[derive(Debug)]
 struct Family {
     prom: &'static str,
     tags: Vec<(&'static str, String)>,
+    block: Option<Arc<dyn Block>>,
     stats: Vec<Stat>,
+}
+
+impl Family {
+    fn rows(&self, names: &Names, out: &mut dyn FnMut(Row)) {
+        if let Some(b) = &self.block {
+            b.each(out);
+        }
+        for s in &self.stats {
+            let (name, prom) = (&names.all[s.name as usize], &names.all[s.prom as usize]);
+            out(Row {
+                name: Cow::Owned(name.to_string()),
+                prom: Cow::Owned(prom.to_string()),
+                class: s.class,
+                value: s.value(),
+                gauge: matches!(s.metric, Metric::Gauge(_)),
+                lazy: s.lazy,
+            });
+        }
+    }
+}
+
+/// One statistic as the admin endpoints list it: its name after the
+/// family's dotted prefix and after its Prometheus prefix.
+pub struct Row {
+    name: Cow<'static, str>,
+    prom: Cow<'static, str>,
+    /// The response code class it counts, 0 for none.
+    class: u8,
+    value: i64,
+    gauge: bool,
+    /// Created by Envoy on first use: not shown while zero.
+    lazy: bool,
+}
+
+impl Row {
+    fn counter(
+        name: Cow<'static, str>,
+        prom: Cow<'static, str>,
+        class: u8,
+        v: u64,
+        lazy: bool,
+    ) -> Row {
+        Row {
+            name,
+            prom,
+            class,
+            value: v as i64,
+            gauge: false,
+            lazy,
+        }
+    }
+
+    fn gauge(name: &'static str, value: i64) -> Row {
+        Row {
+            name: name.into(),
+            prom: name.into(),
+            class: 0,
+            value,
+            gauge: true,
+            lazy: false,
+        }
+    }
+
+    fn shown(&self) -> bool {
+        !self.lazy || self.value != 0
+    }
 }
 
 /// An interned statistic name.
@@ -173,6 +237,7 @@ impl Store {
                 let f = Arc::new(Mutex::new(Family {
                     prom,
                     tags: labels,
+                    block: None,
                     stats: Vec::new(),
                 }));
                 families.insert(prefix.to_string(), Arc::clone(&f));
@@ -183,6 +248,45 @@ impl Store {
             store: self,
             family,
         }
+    }
+
+    /// The fixed block of statistics under `prefix`, made the first time
+    /// (`labels` are the family's tags): the same prefix is the same
+    /// block, across snapshots.
+    pub fn block<B: Block + Default>(
+        &self,
+        prefix: &str,
+        prom: &'static str,
+        labels: impl FnOnce() -> Vec<(&'static str, String)>,
+    ) -> Arc<B> {
+        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = families.get(prefix) {
+            let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+            let held = f
+                .block
+                .clone()
+                .map(|b| b as Arc<dyn std::any::Any + Send + Sync>);
+            if let Some(b) = held.and_then(|b| b.downcast::<B>().ok()) {
+                return b;
+            }
+            // Only one block type is ever made under a prefix; a family
+            // that has none yet (its statistics were registered one by
+            // one) gets it now.
+            let b = Arc::new(B::default());
+            f.block = Some(b.clone());
+            return b;
+        }
+        let b = Arc::new(B::default());
+        families.insert(
+            prefix.to_string(),
+            Arc::new(Mutex::new(Family {
+                prom,
+                tags: labels(),
+                block: Some(b.clone()),
+                stats: Vec::new(),
+            })),
+        );
+        b
     }
 
     fn intern(&self, s: &str) -> Name {
@@ -218,10 +322,11 @@ impl Store {
         let mut lines: Vec<(String, i64)> = Vec::new();
         for (prefix, f) in families.iter() {
             let f = f.lock().unwrap_or_else(|p| p.into_inner());
-            for s in f.stats.iter().filter(|s| s.shown()) {
-                let name = &names.all[s.name as usize];
-                lines.push((format!("{prefix}{name}"), s.value()));
-            }
+            f.rows(&names, &mut |r| {
+                if r.shown() {
+                    lines.push((format!("{prefix}{}", r.name), r.value));
+                }
+            });
         }
         drop((names, families));
         lines.sort();
@@ -240,26 +345,26 @@ impl Store {
         let mut by_name: BTreeMap<String, (&str, Vec<String>)> = BTreeMap::new();
         for f in families.values() {
             let f = f.lock().unwrap_or_else(|p| p.into_inner());
-            for st in f.stats.iter().filter(|s| s.shown()) {
-                let kind = match &st.metric {
-                    Metric::Counter(_) => "counter",
-                    Metric::Gauge(_) => "gauge",
-                };
-                let name = format!("{}{}", f.prom, names.all[st.prom as usize]);
+            f.rows(&names, &mut |r| {
+                if !r.shown() {
+                    return;
+                }
+                let kind = if r.gauge { "gauge" } else { "counter" };
+                let name = format!("{}{}", f.prom, r.prom);
                 let class =
-                    (st.class > 0).then(|| ("envoy_response_code_class", st.class.to_string()));
+                    (r.class > 0).then(|| ("envoy_response_code_class", r.class.to_string()));
                 let labels: Vec<String> = class
                     .iter()
                     .chain(f.tags.iter())
                     .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
                     .collect();
-                let sample = format!("{name}{{{}}} {}", labels.join(","), st.value());
+                let sample = format!("{name}{{{}}} {}", labels.join(","), r.value);
                 by_name
                     .entry(name)
                     .or_insert((kind, Vec::new()))
                     .1
                     .push(sample);
-            }
+            });
         }
         drop((names, families));
         let mut out = String::new();
@@ -315,203 +420,14 @@ impl Scope<'_> {
             Metric::Gauge(_) => Counter::default(),
         }
     }
-
-    /// `STAT_1xx` … `STAT_5xx`, exported as `STAT_xx` with
-    /// `envoy_response_code_class`; `lazy` hides them until used.
-    pub fn by_class(&self, stat: &str, lazy: bool) -> [Counter; 5] {
-        std::array::from_fn(|i| {
-            let class = i as u8 + 1;
-            self.tagged_counter(
-                &format!("{stat}_{class}xx"),
-                &format!("{stat}_xx"),
-                class,
-                lazy,
-            )
-        })
-    }
 }
 
-/// Counts one response status into its class counter.
-pub fn count_class(counters: &[Counter; 5], status: u16) {
-    if let Some(c) = ((status / 100) as usize)
-        .checked_sub(1)
-        .and_then(|i| counters.get(i))
-    {
-        c.inc();
-    }
-}
+mod blocks;
 
-/// A cluster's statistics (`cluster.NAME.*`).
-#[derive(Debug, Clone)]
-pub struct ClusterStats {
-    pub upstream_rq_total: Counter,
-    pub upstream_rq: [Counter; 5],
-    pub upstream_rq_timeout: Counter,
-    pub upstream_cx_total: Counter,
-    pub upstream_cx_connect_fail: Counter,
-    pub upstream_cx_none_healthy: Counter,
-    pub membership_total: Gauge,
-    pub membership_healthy: Gauge,
-    /// Retries sent, and how many of them got a response kept.
-    pub upstream_rq_retry: Counter,
-    pub upstream_rq_retry_success: Counter,
-    /// Retries the max_retries circuit breaker did not allow.
-    pub upstream_rq_retry_overflow: Counter,
-    /// Requests that still failed when their retries ran out.
-    pub upstream_rq_retry_limit_exceeded: Counter,
-    pub upstream_rq_per_try_timeout: Counter,
-    /// Requests refused by the max_pending_requests and max_requests
-    /// circuit breakers; requests that found max_connections reached
-    /// and waited.
-    pub upstream_rq_pending_overflow: Counter,
-    pub upstream_rq_active_overflow: Counter,
-    pub upstream_cx_overflow: Counter,
-    pub upstream_rq_active: Gauge,
-    pub upstream_rq_pending_active: Gauge,
-}
-
-impl ClusterStats {
-    pub fn new(store: &Store, cluster: &str) -> Self {
-        let s = store.scope(
-            &format!("cluster.{cluster}."),
-            "envoy_cluster_",
-            vec![("envoy_cluster_name", cluster.to_string())],
-        );
-        ClusterStats {
-            upstream_rq_total: s.counter("upstream_rq_total"),
-            upstream_rq: s.by_class("upstream_rq", true),
-            upstream_rq_timeout: s.counter("upstream_rq_timeout"),
-            upstream_cx_total: s.counter("upstream_cx_total"),
-            upstream_cx_connect_fail: s.counter("upstream_cx_connect_fail"),
-            upstream_cx_none_healthy: s.counter("upstream_cx_none_healthy"),
-            membership_total: s.gauge("membership_total"),
-            membership_healthy: s.gauge("membership_healthy"),
-            upstream_rq_retry: s.counter("upstream_rq_retry"),
-            upstream_rq_retry_success: s.counter("upstream_rq_retry_success"),
-            upstream_rq_retry_overflow: s.counter("upstream_rq_retry_overflow"),
-            upstream_rq_retry_limit_exceeded: s.counter("upstream_rq_retry_limit_exceeded"),
-            upstream_rq_per_try_timeout: s.counter("upstream_rq_per_try_timeout"),
-            upstream_rq_pending_overflow: s.counter("upstream_rq_pending_overflow"),
-            upstream_rq_active_overflow: s.counter("upstream_rq_active_overflow"),
-            upstream_cx_overflow: s.counter("upstream_cx_overflow"),
-            upstream_rq_active: s.gauge("upstream_rq_active"),
-            upstream_rq_pending_active: s.gauge("upstream_rq_pending_active"),
-        }
-    }
-}
-
-/// An HTTP connection manager's statistics (`http.PREFIX.*`).
-#[derive(Debug, Clone)]
-pub struct HttpStats {
-    pub downstream_rq_total: Counter,
-    pub downstream_rq: [Counter; 5],
-    pub downstream_rq_active: Gauge,
-    pub downstream_cx_total: Counter,
-    pub downstream_cx_active: Gauge,
-    pub no_route: Counter,
-    /// Connections closed after idle_timeout with no request open.
-    pub downstream_cx_idle_timeout: Counter,
-    /// Connections drained at max_connection_duration.
-    pub downstream_cx_max_duration_reached: Counter,
-}
-
-impl HttpStats {
-    pub fn new(store: &Store, stat_prefix: &str) -> Self {
-        let s = store.scope(
-            &format!("http.{stat_prefix}."),
-            "envoy_http_",
-            vec![("envoy_http_conn_manager_prefix", stat_prefix.to_string())],
-        );
-        HttpStats {
-            downstream_rq_total: s.counter("downstream_rq_total"),
-            downstream_rq: s.by_class("downstream_rq", false),
-            downstream_rq_active: s.gauge("downstream_rq_active"),
-            downstream_cx_total: s.counter("downstream_cx_total"),
-            downstream_cx_active: s.gauge("downstream_cx_active"),
-            no_route: s.counter("no_route"),
-            downstream_cx_idle_timeout: s.counter("downstream_cx_idle_timeout"),
-            downstream_cx_max_duration_reached: s.counter("downstream_cx_max_duration_reached"),
-        }
-    }
-}
-
-/// The fault filter's statistics (`http.PREFIX.fault.*`).
-#[derive(Debug, Clone)]
-pub struct FaultStats {
-    pub delays_injected: Counter,
-    pub aborts_injected: Counter,
-    /// Faults not injected because max_active_faults were in progress.
-    pub faults_overflow: Counter,
-    pub active_faults: Gauge,
-}
-
-impl FaultStats {
-    pub fn new(store: &Store, stat_prefix: &str) -> Self {
-        let s = store.scope(
-            &format!("http.{stat_prefix}.fault."),
-            "envoy_http_fault_",
-            vec![("envoy_http_conn_manager_prefix", stat_prefix.to_string())],
-        );
-        FaultStats {
-            delays_injected: s.counter("delays_injected"),
-            aborts_injected: s.counter("aborts_injected"),
-            faults_overflow: s.counter("faults_overflow"),
-            active_faults: s.gauge("active_faults"),
-        }
-    }
-}
-
-/// A TCP proxy's statistics (`tcp.PREFIX.*`).
-#[derive(Debug, Clone)]
-pub struct TcpStats {
-    pub downstream_cx_total: Counter,
-    pub downstream_cx_rx_bytes_total: Counter,
-    pub downstream_cx_tx_bytes_total: Counter,
-}
-
-impl TcpStats {
-    pub fn new(store: &Store, stat_prefix: &str) -> Self {
-        let s = store.scope(
-            &format!("tcp.{stat_prefix}."),
-            "envoy_tcp_",
-            vec![("envoy_tcp_prefix", stat_prefix.to_string())],
-        );
-        TcpStats {
-            downstream_cx_total: s.counter("downstream_cx_total"),
-            downstream_cx_rx_bytes_total: s.counter("downstream_cx_rx_bytes_total"),
-            downstream_cx_tx_bytes_total: s.counter("downstream_cx_tx_bytes_total"),
-        }
-    }
-}
-
-/// A listener's statistics (`listener.ADDRESS.*`, the address with `_`
-/// before the port as Envoy writes it).
-#[derive(Debug, Clone)]
-pub struct ListenerStats {
-    pub downstream_cx_total: Counter,
-    pub downstream_cx_active: Gauge,
-    /// Connections closed because no filter chain matched.
-    pub no_filter_chain_match: Counter,
-    /// Connections whose listener filters ran past listener_filters_timeout.
-    pub downstream_pre_cx_timeout: Counter,
-}
-
-impl ListenerStats {
-    pub fn new(store: &Store, addr: std::net::SocketAddr) -> Self {
-        let name = format!("{}_{}", addr.ip(), addr.port());
-        let s = store.scope(
-            &format!("listener.{name}."),
-            "envoy_listener_",
-            vec![("envoy_listener_address", name.clone())],
-        );
-        ListenerStats {
-            downstream_cx_total: s.counter("downstream_cx_total"),
-            downstream_cx_active: s.gauge("downstream_cx_active"),
-            no_filter_chain_match: s.counter("no_filter_chain_match"),
-            downstream_pre_cx_timeout: s.counter("downstream_pre_cx_timeout"),
-        }
-    }
-}
+pub use blocks::{
+    Block, Classes, ClusterStats, Count, FaultStats, HttpStats, LazyClasses, Level, ListenerStats,
+    TcpStats,
+};
 
 #[cfg(test)]
 mod tests {
@@ -522,7 +438,7 @@ mod tests {
         let store = Store::new();
         let c = ClusterStats::new(&store, "reviews");
         c.upstream_rq_total.inc();
-        count_class(&c.upstream_rq, 503);
+        c.upstream_rq.count(503);
         c.membership_total.set(2);
         let text = store.text();
         assert!(
@@ -551,5 +467,40 @@ mod tests {
         // The same name twice is the same counter.
         let again = ClusterStats::new(&store, "reviews");
         assert_eq!(again.upstream_rq_total.get(), 1);
+        assert!(Arc::ptr_eq(&c, &again));
+    }
+
+    #[test]
+    fn a_block_and_single_statistics_share_a_family() {
+        let store = Store::new();
+        let h = HttpStats::new(&store, "in");
+        store
+            .scope("http.in.", "envoy_http_", vec![])
+            .counter("rq_direct_response")
+            .add(3);
+        h.downstream_rq.count(200);
+        let c = ClusterStats::new(&store, "a");
+        let text = store.text();
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("http.in.")).collect();
+        // Sorted together, whichever way each was registered.
+        let mut sorted = lines.clone();
+        sorted.sort();
+        assert_eq!(lines, sorted);
+        assert!(lines.contains(&"http.in.rq_direct_response: 3"), "{text}");
+        assert!(lines.contains(&"http.in.downstream_rq_2xx: 1"), "{text}");
+        // Eager classes are listed at zero, lazy ones only once used.
+        assert!(lines.contains(&"http.in.downstream_rq_5xx: 0"), "{text}");
+        assert!(!text.contains("cluster.a.upstream_rq_2xx"), "{text}");
+        c.upstream_rq.count(204);
+        assert!(store.text().contains("cluster.a.upstream_rq_2xx: 1\n"));
+        assert!(!store.text().contains("cluster.a.upstream_rq_5xx"));
+        let prom = store.prometheus();
+        assert!(prom.contains(
+            "envoy_http_downstream_rq_xx{envoy_response_code_class=\"2\",envoy_http_conn_manager_prefix=\"in\"} 1\n"
+        ), "{prom}");
+        assert!(
+            prom.contains("# TYPE envoy_http_downstream_rq_active gauge\n"),
+            "{prom}"
+        );
     }
 }
