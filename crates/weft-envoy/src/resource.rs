@@ -60,3 +60,65 @@ pub fn check_route_configuration(
 pub fn cluster_load_assignment(value: Value) -> Result<ClusterLoadAssignment, FieldError> {
     decode(normalize::snake_case_keys(value))
 }
+
+/// The same resources read from any deserializer that presents their
+/// proto3 JSON form with proto field names (weft-xds reads them straight
+/// from decoded protobuf, without building the JSON).
+///
+/// Each returns `None` when the input does not deserialize: the caller
+/// then decodes the JSON form, whose error names the field. What does
+/// deserialize goes through the same checks as the JSON form.
+pub mod direct {
+    use std::collections::HashSet;
+
+    use serde::{Deserialize, Deserializer};
+
+    use crate::cluster::{Cluster, ClusterLoadAssignment};
+    use crate::listener::Listener;
+    use crate::route::{RouteConfiguration, VirtualHost};
+    use crate::{any, check, FieldError};
+
+    fn read<'de, T: Deserialize<'de>>(d: impl Deserializer<'de>) -> Option<T> {
+        match T::deserialize(d) {
+            Ok(t) => Some(t),
+            Err(_) => {
+                // A typed_config that failed left its error for a path
+                // this read does not track; the JSON form finds it again.
+                any::take_nested_error();
+                None
+            }
+        }
+    }
+
+    pub fn listener<'de>(
+        d: impl Deserializer<'de>,
+        clusters: &HashSet<&str>,
+    ) -> Option<Result<Listener, FieldError>> {
+        let l: Listener = read(d)?;
+        Some(check::listener_resource(&l, clusters).map(|()| l))
+    }
+
+    pub fn cluster<'de>(d: impl Deserializer<'de>) -> Option<Result<Cluster, FieldError>> {
+        let c: Cluster = read(d)?;
+        Some(check::cluster_resource(&c).map(|()| c))
+    }
+
+    pub fn route_configuration<'de>(
+        d: impl Deserializer<'de>,
+        clusters: &HashSet<&str>,
+    ) -> Option<Result<RouteConfiguration, FieldError>> {
+        let rc: RouteConfiguration = read(d)?;
+        Some(check::route_configuration_resource(&rc, clusters).map(|()| rc))
+    }
+
+    pub fn virtual_host<'de>(d: impl Deserializer<'de>) -> Option<Result<VirtualHost, FieldError>> {
+        let vh: VirtualHost = read(d)?;
+        Some(check::virtual_host_resource(&vh).map(|()| vh))
+    }
+
+    pub fn cluster_load_assignment<'de>(
+        d: impl Deserializer<'de>,
+    ) -> Option<ClusterLoadAssignment> {
+        read(d)
+    }
+}

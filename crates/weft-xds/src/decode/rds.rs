@@ -11,7 +11,10 @@ use std::sync::Arc;
 use prost_reflect::DynamicMessage;
 use weft_envoy::route::VirtualHost;
 
-use super::{message_json, to_json, DecodeError, Kind, Resource, POOL};
+use weft_envoy::resource::direct;
+
+use super::de::MessageDe;
+use super::{message, message_json, DecodeError, Kind, Resource, POOL};
 use crate::ads::Held;
 
 /// `RouteConfiguration.virtual_hosts`.
@@ -84,15 +87,21 @@ fn decode_parts(
     held: &BTreeMap<String, Held>,
 ) -> Result<(String, Resource), DecodeError> {
     let kind = Kind::RouteConfiguration;
-    let (_, name, json) = to_json(&kind.type_url(), rest)?;
+    let (_, name, msg) = message(&kind.type_url(), rest)?;
     let field = |e: weft_envoy::FieldError, prefix: String| DecodeError::Field {
         kind,
         name: name.clone(),
         field: format!("{prefix}{}", weft_envoy::display_path(&e.path)),
         message: e.message,
     };
-    let mut rc = weft_envoy::resource::route_configuration(json, clusters)
-        .map_err(|e| field(e, String::new()))?;
+    let mut rc = match direct::route_configuration(MessageDe(&msg), clusters) {
+        Some(rc) => rc,
+        None => {
+            let json = message_json(&msg, kind, &name)?;
+            weft_envoy::resource::route_configuration(json, clusters)
+        }
+    }
+    .map_err(|e| field(e, String::new()))?;
     let kept = kept_hosts(held.get(&name));
     let desc = POOL
         .get_message_by_name("envoy.config.route.v3.VirtualHost")
@@ -107,9 +116,14 @@ fn decode_parts(
                 kind,
                 reason: format!("virtual_hosts[{i}]: {e}"),
             })?;
-        let json = message_json(&msg, kind, &name)?;
-        let vh = weft_envoy::resource::virtual_host(json)
-            .map_err(|e| field(e, format!("virtual_hosts[{i}].")))?;
+        let vh = match direct::virtual_host(MessageDe(&msg)) {
+            Some(vh) => vh,
+            None => {
+                let json = message_json(&msg, kind, &name)?;
+                weft_envoy::resource::virtual_host(json)
+            }
+        }
+        .map_err(|e| field(e, format!("virtual_hosts[{i}].")))?;
         rc.virtual_hosts.push(Arc::new(vh));
     }
     if rc.validate_clusters == Some(true) {

@@ -7,7 +7,7 @@ use prost_reflect::{DynamicMessage, Value as PValue};
 
 use super::*;
 
-fn encode(kind: Kind, json: &str) -> Vec<u8> {
+pub(super) fn encode(kind: Kind, json: &str) -> Vec<u8> {
     let desc = POOL.get_message_by_name(kind.message()).unwrap();
     let mut de = serde_json::Deserializer::from_str(json);
     let msg = DynamicMessage::deserialize(desc, &mut de).expect("test JSON is a valid message");
@@ -27,7 +27,7 @@ fn decode_err(kind: Kind, json: &str, clusters: &[&str]) -> DecodeError {
     decode(&kind.type_url(), &encode(kind, json), &clusters).expect_err("must be refused")
 }
 
-const LISTENER: &str = r#"{
+pub(super) const LISTENER: &str = r#"{
   "name": "http",
   "address": {"socketAddress": {"address": "127.0.0.1", "portValue": 8080}},
   "filterChains": [{"filters": [{
