@@ -47,10 +47,13 @@ pub fn run(config: &Path, concurrency: usize, drain: Drain, validate: bool) -> a
             }
         };
         running.shared.set_drain_time(drain.listener);
-        if let Err(e) = weft_proxy::xds::spawn(&running.shared, &bootstrap) {
-            eprintln!("error: {}: {e}", config.display());
-            return Ok(1);
-        }
+        let xds = match weft_proxy::xds::client(&running.shared, &bootstrap) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("error: {}: {e}", config.display());
+                return Ok(1);
+            }
+        };
         for (name, addr) in &running.listeners {
             tracing::info!(listener = %name, %addr, "listening");
         }
@@ -71,7 +74,18 @@ pub fn run(config: &Path, concurrency: usize, drain: Drain, validate: bool) -> a
             tracing::info!("shutting down: draining connections");
             shared.shutdown();
         });
-        running.wait(drain.shutdown).await;
+        // The ADS client runs here, on the main thread (block_on), not
+        // on a worker; it ends when the proxy stops, and the drain goes on.
+        let main_thread = async {
+            if let Some(xds) = xds {
+                xds.await;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = running.wait(drain.shutdown) => {}
+            _ = main_thread => {}
+        }
         Ok(0)
     })
 }

@@ -362,13 +362,24 @@ impl Dynamic {
 }
 
 /// Starts the ADS client a bootstrap's `dynamic_resources` asks for (none
-/// without `ads_config`); it runs until the proxy shuts down. The ADS
-/// cluster is a static one of the bootstrap; its first endpoint is
-/// dialled.
+/// without `ads_config`) as a task; it runs until the proxy shuts down.
+/// The ADS cluster is a static one of the bootstrap; its first endpoint
+/// is dialled.
 pub fn spawn(
     shared: &Arc<Shared>,
     bootstrap: &weft_envoy::Bootstrap,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    Ok(client(shared, bootstrap)?.map(tokio::spawn))
+}
+
+/// The ADS client of [`spawn`], for a caller to run where it chooses.
+/// `weft proxy` runs it on the main thread, as Envoy applies xDS on its
+/// main thread: applying thousands of resources then never holds up a
+/// worker's connections.
+pub fn client(
+    shared: &Arc<Shared>,
+    bootstrap: &weft_envoy::Bootstrap,
+) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, String> {
     let Some(dynamic) = &bootstrap.dynamic_resources else {
         return Ok(None);
     };
@@ -402,7 +413,7 @@ pub fn spawn(
     };
     let applier = Dynamic::new(Arc::clone(shared));
     let stop = shared.stopped();
-    Ok(Some(tokio::spawn(client.run(applier, stop))))
+    Ok(Some(client.run(applier, stop)))
 }
 
 fn assignment(r: &Resource) -> Option<&ClusterLoadAssignment> {
