@@ -365,3 +365,41 @@ async fn scenarios_match_envoy() {
         failed.join("\n")
     );
 }
+
+/// Each scenario's route table and clusters as a control plane would
+/// send them over xDS: read straight from the message and from its JSON
+/// form, weft must get the same model (see `weft_xds::compare_decoders`).
+#[test]
+fn scenario_routes_read_the_same_over_xds() {
+    let mut failures = Vec::new();
+    for path in scenario_files() {
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("${a}", "1001")
+            .replace("${b}", "1002")
+            .replace("${dead}", "1003");
+        let sc: Scenario = serde_json::from_value(yaml(&text)).unwrap();
+        let mut table = sc.route_config.clone();
+        table["name"] = json!("scenario");
+        let mut names = vec!["a", "b", "b_h2", "dead", "empty"];
+        names.extend(sc.clusters.iter().filter_map(|c| c["name"].as_str()));
+        let clusters: std::collections::HashSet<&str> = names.into_iter().collect();
+        let resources = std::iter::once((weft_xds::Kind::RouteConfiguration, table)).chain(
+            sc.clusters
+                .iter()
+                .map(|c| (weft_xds::Kind::Cluster, c.clone())),
+        );
+        for (kind, json) in resources {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let any = weft_xds::encode(kind, &json).unwrap_or_else(|e| panic!("{name}: {e}"));
+            match weft_xds::compare_decoders(&any.type_url, &any.value, &clusters) {
+                Ok(got) if got.starts_with("error at ") => {
+                    failures.push(format!("{name}: {kind:?} refused: {got}"))
+                }
+                Ok(_) => {}
+                Err(e) => failures.push(format!("{name}: {e}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
