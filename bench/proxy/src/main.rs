@@ -7,7 +7,8 @@
 //! round trip, as in Fortio's `tcp://` load) it reports maximum
 //! requests per second, proxy CPU seconds per 100k requests, latency
 //! percentiles at a fixed 1,000 rps and at 80% of Envoy's maximum, and
-//! proxy RSS idle and under load, with weft/Envoy ratios.
+//! proxy RSS idle and under load, with weft/Envoy ratios; and the latency
+//! at 1,000 rps with no proxy, the floor both proxies add to.
 //!
 //! `proxy-bench backend HTTP_PORT ECHO_PORT` runs the backends alone
 //! (used internally).
@@ -363,8 +364,7 @@ async fn max_rps(p: &Proxy, proto: Proto, secs: f64) -> (f64, f64, f64) {
 /// omission). Returns p50, p90, p99 in milliseconds, the error count, and
 /// how busy the generator's core was (1.0 = saturated: then the latency
 /// is the generator's queue, not the proxy's).
-async fn latency_at(p: &Proxy, proto: Proto, rate: f64, secs: f64) -> ([f64; 3], u64, f64) {
-    let port = if proto == Proto::Tcp { p.tcp } else { p.http };
+async fn latency_at(port: u16, proto: Proto, rate: f64, secs: f64) -> ([f64; 3], u64, f64) {
     let workers = 64;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -425,8 +425,9 @@ async fn latency_at(p: &Proxy, proto: Proto, rate: f64, secs: f64) -> ([f64; 3],
     )
 }
 
-/// One protocol in one round: Envoy's idle RSS and row, weft's.
-type Measured = (Proto, f64, Row, f64, Row);
+/// One protocol in one round: Envoy's idle RSS and row, weft's, and the
+/// latency at 1,000 rps with no proxy at all.
+type Measured = (Proto, f64, Row, f64, Row, [f64; 3]);
 
 struct Row {
     rps: f64,
@@ -441,9 +442,10 @@ struct Row {
 
 async fn measure(p: &Proxy, proto: Proto, secs: f64, envoy_max: Option<f64>) -> Row {
     let (rps, cpu_per_100k, rss_load) = max_rps(p, proto, secs).await;
-    let (lat_1000, e1, _) = latency_at(p, proto, 1000.0, secs).await;
+    let port = if proto == Proto::Tcp { p.tcp } else { p.http };
+    let (lat_1000, e1, _) = latency_at(port, proto, 1000.0, secs).await;
     let rate80 = 0.8 * envoy_max.unwrap_or(rps);
-    let (lat_80, e2, generator_busy) = latency_at(p, proto, rate80, secs).await;
+    let (lat_80, e2, generator_busy) = latency_at(port, proto, rate80, secs).await;
     Row {
         rps,
         cpu_per_100k,
@@ -512,6 +514,10 @@ fn main() {
             eprintln!("proxy-bench: round {} of {runs}", round + 1);
             let mut rows = Vec::new();
             for &proto in &protos {
+                // The floor both proxies stand on: generator to backend
+                // directly, through the same sockets and wake-ups.
+                let direct_port = if proto == Proto::Tcp { echo_port } else { backend_port };
+                let (direct, _, _) = latency_at(direct_port, proto, 1000.0, secs).await;
                 let e = start("envoy", &envoy, &["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"], &dir, backend_port, echo_port).await;
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 let e_idle = e.rss_mib();
@@ -522,7 +528,7 @@ fn main() {
                 let w_idle = w.rss_mib();
                 let wr = measure(&w, proto, secs, Some(er.rps)).await;
                 drop(w);
-                rows.push((proto, e_idle, er, w_idle, wr));
+                rows.push((proto, e_idle, er, w_idle, wr, direct));
             }
             rounds.push(rows);
         }
@@ -549,7 +555,8 @@ fn main() {
                         generator_busy: pick(&|r| get(r, which).generator_busy),
                     }
                 };
-                (rounds[0][i].0, pick(&|r| r.1), row(0), pick(&|r| r.3), row(1))
+                let direct = [0, 1, 2].map(|k| pick(&|r| r.5[k]));
+                (rounds[0][i].0, pick(&|r| r.1), row(0), pick(&|r| r.3), row(1), direct)
             })
             .collect();
         let _ = backend.kill();
@@ -560,7 +567,12 @@ fn main() {
         println!("| protocol | proxy | max rps | CPU s / 100k req | p50 / p90 / p99 ms @1000 rps | p50 / p90 / p99 ms @80% of Envoy max | RSS idle MiB | RSS load MiB | errors | generator core busy @80% |");
         println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         let f = |l: [f64; 3]| format!("{:.2} / {:.2} / {:.2}", l[0], l[1], l[2]);
-        for (proto, e_idle, er, w_idle, wr) in &rows {
+        for (proto, e_idle, er, w_idle, wr, direct) in &rows {
+            println!(
+                "| {} | no proxy (floor) | | | {} | | | | | |",
+                proto.label(),
+                f(*direct)
+            );
             for (name, idle, r) in [("envoy", e_idle, er), ("weft", w_idle, wr)] {
                 println!(
                     "| {} | {name} | {:.0} | {:.2} | {} | {} | {:.1} | {:.1} | {} | {:.0}% |",
@@ -577,9 +589,22 @@ fn main() {
                 w_idle / e_idle,
                 wr.rss_load / er.rss_load,
             );
+            // What each proxy adds to the floor at 1,000 rps.
+            let added = |r: &Row, k: usize| r.lat_1000[k] - direct[k];
+            println!(
+                "| {} | added by the proxy @1000 rps, weft/envoy | | | p50 {:.2}× ({:.3} / {:.3} ms), p99 {:.2}× ({:.3} / {:.3} ms) | | | | | |",
+                proto.label(),
+                added(wr, 0) / added(er, 0),
+                added(wr, 0),
+                added(er, 0),
+                added(wr, 2) / added(er, 2),
+                added(wr, 2),
+                added(er, 2),
+            );
         }
         println!();
         println!("Targets (issue 3): rps ≥ 1.5×, p99 ≤ 0.7× at equal load, RSS ≤ 0.25×.");
+        println!("\"no proxy\" is the generator talking to the backend directly at 1,000 rps; \"added\" is a proxy's percentile minus that floor's (an approximation: percentiles do not subtract exactly).");
         println!("The load generator shares core 1 with the backend; if a proxy saturates it, max rps is the generator's limit, not the proxy's (compare CPU s / 100k, which does not depend on it).");
     });
 }
