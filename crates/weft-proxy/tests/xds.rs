@@ -173,8 +173,14 @@ async fn follow_the_same_pushes(delta: bool) {
     assert_eq!(both("/other").await, ["200 from b", "200 from b"]);
 
     // A listener whose inline routes name a cluster that does not exist
-    // is refused by both; what was accepted keeps serving.
+    // is refused by both, on its own: a new listener in the same update
+    // is applied, and what was accepted keeps serving.
+    let mut added = Vec::new();
     for s in &sides {
+        let port = free_port();
+        s.xds
+            .set(Kind::Listener, rds_listener("added", port, "local"));
+        added.push(port);
         let mut bad = rds_listener("bad", free_port(), "x");
         let hcm = &mut bad["filter_chains"][0]["filters"][0]["typed_config"];
         hcm.as_object_mut().unwrap().remove("rds");
@@ -198,6 +204,27 @@ async fn follow_the_same_pushes(delta: bool) {
         s.xds.remove(Kind::Listener, "bad");
     }
     assert_eq!(both("/other").await, ["200 from b", "200 from b"]);
+    let mut from_added = Vec::new();
+    for port in &added {
+        // The NACK may come before the listener is bound; poll.
+        let mut got = String::new();
+        for _ in 0..100 {
+            got = answered(&support::get(&format!("http://127.0.0.1:{port}/other"), &[]).await);
+            if got != "connection failed" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        from_added.push(got);
+    }
+    assert_eq!(
+        from_added,
+        ["200 from b", "200 from b"],
+        "the listener applied beside the refused one"
+    );
+    for s in &sides {
+        s.xds.remove(Kind::Listener, "added");
+    }
 
     // A state-of-the-world LDS response without the listener removes it.
     for s in &sides {

@@ -72,6 +72,31 @@ pub struct Update {
     /// Names new in this update or whose bytes changed.
     pub changed: BTreeSet<String>,
     pub removed: Vec<String>,
+    /// Resources refused on their own (why, naming each), as Envoy
+    /// refuses a cluster or listener it cannot build while applying the
+    /// rest of the update: each keeps the version held before, if any,
+    /// and the update is NACKed once applied ([`Ads::partial`]).
+    pub rejected: Vec<String>,
+}
+
+impl Update {
+    /// The NACK's detail when resources were refused.
+    pub fn rejection(&self) -> Option<String> {
+        (!self.rejected.is_empty()).then(|| self.rejected.join("; "))
+    }
+}
+
+/// A decode error that refuses one resource and not its whole response:
+/// the resource is named, its bytes were protobuf, the model refused it.
+/// Bytes that are not protobuf, a resource of the wrong type or one
+/// named twice refuse the response, as in Envoy.
+pub(crate) fn refuses_only_itself(e: &DecodeError) -> Option<&str> {
+    match e {
+        DecodeError::Field { name, .. } | DecodeError::Json { name, .. } if !name.is_empty() => {
+            Some(name)
+        }
+        _ => None,
+    }
 }
 
 /// What a response became.
@@ -189,6 +214,8 @@ impl Ads {
         let mut decoded = BTreeMap::new();
         let mut changed = BTreeSet::new();
         let mut errors = Vec::new();
+        let mut rejected = Vec::new();
+        let mut refused_names = BTreeSet::new();
         let held = HeldByDigest::new(&t.resources);
         for any in &resp.resources {
             if any.type_url != resp.type_url {
@@ -220,11 +247,27 @@ impl Ads {
                         version: None,
                         digest,
                     };
-                    if decoded.insert(name.clone(), held).is_some() {
+                    if decoded.insert(name.clone(), held).is_some() || refused_names.contains(&name)
+                    {
                         errors.push(format!("{kind:?} {name:?} appears twice"));
                     }
                 }
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => match refuses_only_itself(&e) {
+                    Some(name) => {
+                        if decoded.contains_key(name) || !refused_names.insert(name.to_string()) {
+                            errors.push(format!("{kind:?} {name:?} appears twice"));
+                        }
+                        rejected.push(e.to_string());
+                    }
+                    None => errors.push(e.to_string()),
+                },
+            }
+        }
+        // A refused resource keeps the version held now (a listener or
+        // cluster is not removed because its update was refused).
+        for name in &refused_names {
+            if let Some(h) = t.resources.get(name) {
+                decoded.insert(name.clone(), h.clone());
             }
         }
         if !errors.is_empty() {
@@ -251,6 +294,7 @@ impl Ads {
             resources,
             changed,
             removed,
+            rejected,
         })
     }
 
@@ -262,6 +306,24 @@ impl Ads {
         t.version = update.version;
         t.resources = update.resources;
         let mut out = vec![self.request(kind, None)];
+        if kind == Kind::Cluster && self.lds_waits {
+            self.lds_waits = false;
+            out.push(self.request(Kind::Listener, None));
+        }
+        out
+    }
+
+    /// The update was applied but for the resources it refused
+    /// (`update.rejected`): what was applied is now the type's set, the
+    /// version stays the last one accepted whole, and the answer is a
+    /// NACK naming what was refused (and after the first CDS update the
+    /// LDS request that waited for it).
+    pub fn partial(&mut self, update: Update) -> Vec<DiscoveryRequest> {
+        let kind = update.kind;
+        let message = update.rejection().unwrap_or_default();
+        let t = self.types.entry(kind).or_default();
+        t.resources = update.resources;
+        let mut out = vec![self.request(kind, Some(&message))];
         if kind == Kind::Cluster && self.lds_waits {
             self.lds_waits = false;
             out.push(self.request(Kind::Listener, None));

@@ -111,6 +111,8 @@ trait Protocol: Send {
         clusters: &HashSet<&str>,
     ) -> Result<Update, (Self::Req, String)>;
     fn ack(&mut self, update: Update) -> Vec<Self::Req>;
+    /// Applied, but for the resources the update refused on their own.
+    fn partial(&mut self, update: Update) -> Vec<Self::Req>;
     fn nack(&mut self, kind: Kind, message: &str) -> Self::Req;
     fn open(
         grpc: &mut Grpc,
@@ -142,6 +144,9 @@ impl Protocol for Ads {
     }
     fn ack(&mut self, update: Update) -> Vec<Self::Req> {
         Ads::ack(self, update)
+    }
+    fn partial(&mut self, update: Update) -> Vec<Self::Req> {
+        Ads::partial(self, update)
     }
     fn nack(&mut self, kind: Kind, message: &str) -> Self::Req {
         Ads::nack(self, kind, message)
@@ -178,6 +183,9 @@ impl Protocol for DeltaAds {
     }
     fn ack(&mut self, update: Update) -> Vec<Self::Req> {
         DeltaAds::ack(self, update)
+    }
+    fn partial(&mut self, update: Update) -> Vec<Self::Req> {
+        DeltaAds::partial(self, update)
     }
     fn nack(&mut self, kind: Kind, message: &str) -> Self::Req {
         DeltaAds::nack(self, kind, message)
@@ -301,8 +309,17 @@ impl Client {
                     let kind = update.kind;
                     match applier.apply(&update).await {
                         Ok(()) => {
-                            tracing::debug!(xds = kind.xds(), version = %update.version, "xDS: applied");
-                            for req in ads.ack(update) {
+                            let answer = match update.rejection() {
+                                None => {
+                                    tracing::debug!(xds = kind.xds(), version = %update.version, "xDS: applied");
+                                    ads.ack(update)
+                                }
+                                Some(msg) => {
+                                    tracing::warn!(%type_url, "xDS: applied, except what was rejected: {msg}");
+                                    ads.partial(update)
+                                }
+                            };
+                            for req in answer {
                                 let _ = tx.send(req);
                             }
                             // Only clusters and listeners name what to

@@ -165,6 +165,7 @@ impl DeltaAds {
         let mut versions = t.versions.clone();
         let mut changed = BTreeSet::new();
         let mut errors = Vec::new();
+        let mut rejected = Vec::new();
         let mut seen = BTreeSet::new();
         for r in &resp.resources {
             let Some(any) = &r.resource else {
@@ -216,7 +217,13 @@ impl DeltaAds {
                         },
                     );
                 }
-                Err(e) => errors.push(e.to_string()),
+                // Refused on its own: the version held now (if any) stays,
+                // with its version.
+                Err(e) => match super::refuses_only_itself(&e) {
+                    Some(name) if seen.insert(name.to_string()) => rejected.push(e.to_string()),
+                    Some(name) => errors.push(format!("{kind:?} {name:?} appears twice")),
+                    None => errors.push(e.to_string()),
+                },
             }
         }
         if !errors.is_empty() {
@@ -237,6 +244,7 @@ impl DeltaAds {
             resources,
             changed,
             removed,
+            rejected,
         })
     }
 
@@ -252,6 +260,27 @@ impl DeltaAds {
         let mut ack = self.bare(kind);
         ack.response_nonce = nonce;
         let mut out = vec![ack];
+        if kind == Kind::Cluster && self.lds_waits {
+            self.lds_waits = false;
+            let mut lds = self.bare(Kind::Listener);
+            lds.resource_names_subscribe = vec!["*".to_string()];
+            self.types.entry(Kind::Listener).or_default().requested = true;
+            out.push(lds);
+        }
+        out
+    }
+
+    /// The update was applied but for the resources it refused: what was
+    /// applied is held, with its versions, and the answer is a NACK
+    /// naming what was refused (plus the LDS subscription after the
+    /// first CDS update, as [`DeltaAds::ack`]).
+    pub fn partial(&mut self, update: Update) -> Vec<DeltaDiscoveryRequest> {
+        let kind = update.kind;
+        let message = update.rejection().unwrap_or_default();
+        let t = self.types.entry(kind).or_default();
+        t.resources = update.resources;
+        t.versions = std::mem::take(&mut t.pending);
+        let mut out = vec![self.nack(kind, &message)];
         if kind == Kind::Cluster && self.lds_waits {
             self.lds_waits = false;
             let mut lds = self.bare(Kind::Listener);

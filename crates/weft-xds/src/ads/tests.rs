@@ -103,18 +103,30 @@ fn ack_nack_and_removal() {
     assert_eq!(got.resources.len(), 2);
     assert_eq!(got.changed.len(), 2);
 
-    // One bad cluster refuses the whole response: NACK with the old
-    // version, the new nonce, and the resource and field named.
-    let bad = any(
-        Kind::Cluster,
-        r#"{"name": "c", "type": "STATIC", "lbPolicy": "CLUSTER_PROVIDED"}"#,
-    );
-    let Outcome::Refused(nack, _) = ads.on_response(
-        &response(Kind::Cluster, "2", "n2", vec![cluster("a", "STATIC"), bad]),
+    // A bad cluster is refused on its own, as Envoy refuses a cluster it
+    // cannot build: the rest applies, and the answer is a NACK with the
+    // old version, the new nonce, and the resource and field named.
+    let bad = |name: &str| {
+        any(
+            Kind::Cluster,
+            &format!(r#"{{"name": "{name}", "type": "STATIC", "lbPolicy": "CLUSTER_PROVIDED"}}"#),
+        )
+    };
+    let Outcome::Update(u) = ads.on_response(
+        &response(
+            Kind::Cluster,
+            "2",
+            "n2",
+            vec![cluster("a", "STATIC"), cluster("b", "STATIC"), bad("c")],
+        ),
         &none,
     ) else {
-        panic!("a bad cluster was accepted")
+        panic!("one bad cluster refused the response")
     };
+    assert_eq!(u.resources.keys().collect::<Vec<_>>(), ["a", "b"]);
+    assert!(u.changed.is_empty());
+    assert_eq!(u.rejected.len(), 1);
+    let nack = ads.partial(u).remove(0);
     assert_eq!(
         (nack.version_info.as_str(), nack.response_nonce.as_str()),
         ("1", "n2")
@@ -126,6 +138,45 @@ fn ack_nack_and_removal() {
         "{}",
         detail.message
     );
+    assert_eq!(ads.version(Kind::Cluster), "1");
+    assert_eq!(ads.resources(Kind::Cluster).count(), 2);
+
+    // A held cluster whose new version is refused keeps the old one; it
+    // is not removed for being refused.
+    let Outcome::Update(u) = ads.on_response(
+        &response(
+            Kind::Cluster,
+            "2b",
+            "n2b",
+            vec![cluster("a", "STATIC"), bad("b")],
+        ),
+        &none,
+    ) else {
+        panic!("refused")
+    };
+    assert!(u.removed.is_empty() && u.changed.is_empty(), "{u:?}");
+    assert!(matches!(
+        u.resources.get("b").map(|h| &*h.resource),
+        Some(Resource::Cluster(c)) if c.type_ == weft_envoy::cluster::DiscoveryType::STATIC
+    ));
+    assert!(u.rejection().unwrap().contains("Cluster \"b\""));
+    ads.partial(u);
+
+    // Bytes that are not a protobuf message refuse the whole response.
+    let mut garbage = cluster("z", "STATIC");
+    garbage.value = vec![0xff, 0xff, 0xff];
+    let Outcome::Refused(nack, _) = ads.on_response(
+        &response(
+            Kind::Cluster,
+            "2c",
+            "n2c",
+            vec![cluster("a", "STATIC"), garbage],
+        ),
+        &none,
+    ) else {
+        panic!("garbage was accepted")
+    };
+    assert_eq!(nack.version_info, "1");
     assert_eq!(
         ads.resources(Kind::Cluster).count(),
         2,
@@ -311,22 +362,43 @@ mod delta {
         assert_eq!(names, ["b", "c"]);
         assert_eq!(u.removed, ["a"]);
         assert_eq!(u.changed.iter().collect::<Vec<_>>(), ["c"]);
-        // A bad resource: NACK with the nonce; nothing changes.
+        // A bad resource is refused on its own: the rest applies, the
+        // answer is a NACK with the nonce, and the refused one is not held.
         let bad = any(
             Kind::Cluster,
             r#"{"name": "d", "type": "STATIC", "lbPolicy": "CLUSTER_PROVIDED"}"#,
         );
         match ads.on_response(
-            &delta(Kind::Cluster, "3", "n3", vec![("d", "vd", bad)], &[]),
+            &delta(
+                Kind::Cluster,
+                "3",
+                "n3",
+                vec![("d", "vd", bad), ("e", "ve", cluster("e", "STATIC"))],
+                &[],
+            ),
             &HashSet::new(),
         ) {
-            DeltaOutcome::Refused(nack, msg) => {
-                assert_eq!(nack.response_nonce, "n3");
+            DeltaOutcome::Update(u) => {
+                assert_eq!(u.changed.iter().collect::<Vec<_>>(), ["e"]);
+                let msg = u.rejection().unwrap();
                 assert!(msg.contains("Cluster \"d\""), "{msg}");
+                let nack = ads.partial(u).remove(0);
+                assert_eq!(nack.response_nonce, "n3");
+                assert!(nack.error_detail.unwrap().message.contains("Cluster \"d\""));
             }
-            DeltaOutcome::Update(_) => panic!("accepted a bad cluster"),
+            DeltaOutcome::Refused(_, msg) => panic!("one bad cluster refused the response: {msg}"),
         }
         assert_eq!(ads.version(Kind::Cluster), "2");
+        // Bytes that are not a protobuf message refuse the whole response.
+        let mut garbage = cluster("f", "STATIC");
+        garbage.value = vec![0xff, 0xff, 0xff];
+        assert!(matches!(
+            ads.on_response(
+                &delta(Kind::Cluster, "4", "n4", vec![("f", "vf", garbage)], &[]),
+                &HashSet::new(),
+            ),
+            DeltaOutcome::Refused(..)
+        ));
         // A new stream announces the versions held.
         let again = ads.on_connect();
         let cds = again
@@ -342,7 +414,8 @@ mod delta {
             held,
             [
                 ("b".to_string(), "vb".to_string()),
-                ("c".to_string(), "vc".to_string())
+                ("c".to_string(), "vc".to_string()),
+                ("e".to_string(), "ve".to_string())
             ]
             .into()
         );
