@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use weft_envoy::cluster::ClusterLoadAssignment;
 use weft_xds::ads::Update;
+use weft_xds::client::Refused;
 use weft_xds::{Kind, Resource};
 
 use crate::cluster::Cluster;
@@ -135,7 +136,12 @@ impl Dynamic {
         }
     }
 
-    async fn apply_clusters(&self, next: &mut State, u: &Update) -> Result<(), String> {
+    async fn apply_clusters(
+        &self,
+        next: &mut State,
+        u: &Update,
+        refused: &mut Refused,
+    ) -> Result<(), String> {
         let stats = &self.base.stats;
         for name in &u.removed {
             Arc::make_mut(&mut next.clusters).remove(name);
@@ -145,26 +151,37 @@ impl Dynamic {
             let Some(Resource::Cluster(c)) = u.resources.get(name).map(|h| &*h.resource) else {
                 continue;
             };
+            // A cluster that cannot be built is refused on its own; what
+            // was there before stays.
             if self.base.clusters.contains_key(name) {
-                return Err(format!(
-                    "Cluster {name:?}: a static cluster of that name exists"
+                refused.push((
+                    name.clone(),
+                    format!("Cluster {name:?}: a static cluster of that name exists"),
                 ));
+                continue;
             }
             let at = format!("Cluster {name:?}");
-            let cluster = Arc::new(
-                Cluster::compile(c, &at, stats)
-                    .await
-                    .map_err(|e| e.to_string())?,
-            );
-            cluster.start_background();
-            next.warming_clusters.remove(name);
+            let cluster = match Cluster::compile(c, &at, stats).await {
+                Ok(c) => Arc::new(c),
+                Err(e) => {
+                    refused.push((name.clone(), e.to_string()));
+                    continue;
+                }
+            };
             match cluster.eds_service() {
                 Some(service) => match next.assignments.get(service).and_then(|r| assignment(r)) {
                     Some(la) => {
-                        cluster.assign(la).map_err(|e| format!("{at}: {e}"))?;
+                        if let Err(e) = cluster.assign(la) {
+                            refused.push((name.clone(), format!("{at}: {e}")));
+                            continue;
+                        }
+                        cluster.start_background();
+                        next.warming_clusters.remove(name);
                         Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
                     }
                     None => {
+                        cluster.start_background();
+                        next.warming_clusters.remove(name);
                         let wait = c
                             .eds_cluster_config
                             .as_ref()
@@ -180,6 +197,8 @@ impl Dynamic {
                     }
                 },
                 None => {
+                    cluster.start_background();
+                    next.warming_clusters.remove(name);
                     Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
                 }
             }
@@ -203,7 +222,12 @@ impl Dynamic {
         Ok(())
     }
 
-    fn apply_assignments(&self, next: &mut State, u: &Update) -> Result<(), String> {
+    fn apply_assignments(
+        &self,
+        next: &mut State,
+        u: &Update,
+        refused: &mut Refused,
+    ) -> Result<(), String> {
         let mut fresh = Vec::new();
         // What is no longer subscribed is gone from the update's set.
         if next
@@ -219,10 +243,13 @@ impl Dynamic {
             };
             if let Some(la) = assignment(&held.resource) {
                 // Checked before anything is assigned, so a bad one
-                // changes nothing.
-                crate::cluster::check_assignment(la)
-                    .map_err(|e| format!("ClusterLoadAssignment {name:?}: {e}"))?;
-                fresh.push((name, la, &held.resource));
+                // changes nothing; it is refused on its own.
+                match crate::cluster::check_assignment(la) {
+                    Ok(()) => fresh.push((name, la, &held.resource)),
+                    Err(e) => {
+                        refused.push((name.clone(), format!("ClusterLoadAssignment {name:?}: {e}")))
+                    }
+                }
             }
         }
         {
@@ -259,28 +286,31 @@ impl Dynamic {
         Ok(())
     }
 
-    fn apply_routes(&self, next: &mut State, u: &Update) -> Result<(), String> {
+    fn apply_routes(&self, next: &mut State, u: &Update, refused: &mut Refused) {
         for name in &u.changed {
             if let Some(Resource::RouteConfiguration(rc)) =
                 u.resources.get(name).map(|h| &*h.resource)
             {
-                let table = crate::snapshot::compile_routes(
+                // A table that does not compile is refused on its own.
+                match crate::snapshot::compile_routes(
                     &format!("RouteConfiguration {name:?}"),
                     rc,
                     &self.base.stats,
                     next.routes.get(name).map(|t| &**t),
-                )
-                .map_err(|e| e.to_string())?;
-                next.routes.insert(name.clone(), Arc::new(table));
+                ) {
+                    Ok(table) => {
+                        next.routes.insert(name.clone(), Arc::new(table));
+                    }
+                    Err(e) => refused.push((name.clone(), e.to_string())),
+                }
             }
         }
         // What is no longer subscribed is gone from the update's set.
         next.routes.retain(|n, _| u.resources.contains_key(n));
         promote_listeners(next);
-        Ok(())
     }
 
-    fn apply_listeners(&self, next: &mut State, u: &Update) -> Result<(), String> {
+    fn apply_listeners(&self, next: &mut State, u: &Update, refused: &mut Refused) {
         for name in &u.removed {
             Arc::make_mut(&mut next.listeners).remove(name);
             next.warming_listeners.remove(name);
@@ -289,14 +319,26 @@ impl Dynamic {
             let Some(Resource::Listener(l)) = u.resources.get(name).map(|h| &*h.resource) else {
                 continue;
             };
+            // A listener that cannot be built is refused on its own; what
+            // was there before stays.
             if self.base.listener(name).is_some() {
-                return Err(format!(
-                    "Listener {name:?}: a static listener of that name exists"
+                refused.push((
+                    name.clone(),
+                    format!("Listener {name:?}: a static listener of that name exists"),
                 ));
+                continue;
             }
-            let compiled =
-                crate::listener::compile(&format!("Listener {name:?}"), l, &self.base.stats)
-                    .map_err(|e| e.to_string())?;
+            let compiled = match crate::listener::compile(
+                &format!("Listener {name:?}"),
+                l,
+                &self.base.stats,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    refused.push((name.clone(), e.to_string()));
+                    continue;
+                }
+            };
             let wait = rds_wait(l);
             next.warming_listeners.insert(
                 name.clone(),
@@ -307,7 +349,6 @@ impl Dynamic {
             );
         }
         promote_listeners(next);
-        Ok(())
     }
 
     /// The snapshot for `state`: the bootstrap's resources and the live
@@ -483,12 +524,36 @@ fn promote<T>(
 }
 
 impl weft_xds::client::Apply for Dynamic {
-    async fn apply(&mut self, update: &Update) -> Result<(), String> {
+    async fn apply(&mut self, update: &Update) -> Result<Refused, String> {
         let mut next = self.state.clone();
+        let mut refused = Refused::new();
+        match update.kind {
+            Kind::Cluster => {
+                self.apply_clusters(&mut next, update, &mut refused).await?;
+                *self
+                    .cluster_names
+                    .get_mut()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            Kind::ClusterLoadAssignment => {
+                self.apply_assignments(&mut next, update, &mut refused)?
+            }
+            Kind::RouteConfiguration => self.apply_routes(&mut next, update, &mut refused),
+            Kind::Listener => self.apply_listeners(&mut next, update, &mut refused),
+            // Kept by the ADS client; TLS comes later.
+            Kind::Secret => return Ok(refused),
+        }
+        // What config_dump lists: a refused resource stays as delivered
+        // before (or absent).
         let now = std::time::SystemTime::now();
         let delivered = Arc::make_mut(next.delivered.entry(update.kind).or_default());
-        delivered.retain(|n, _| update.resources.contains_key(n));
+        let refused_names: HashSet<&str> = refused.iter().map(|(n, _)| n.as_str()).collect();
+        delivered
+            .retain(|n, _| update.resources.contains_key(n) || refused_names.contains(n.as_str()));
         for name in &update.changed {
+            if refused_names.contains(name.as_str()) {
+                continue;
+            }
             if let Some(h) = update.resources.get(name) {
                 let d = Delivered {
                     version: h
@@ -501,26 +566,15 @@ impl weft_xds::client::Apply for Dynamic {
                 delivered.insert(name.clone(), d);
             }
         }
-        next.versions.insert(update.kind, update.version.clone());
-        match update.kind {
-            Kind::Cluster => {
-                self.apply_clusters(&mut next, update).await?;
-                *self
-                    .cluster_names
-                    .get_mut()
-                    .unwrap_or_else(|e| e.into_inner()) = None;
-            }
-            Kind::ClusterLoadAssignment => self.apply_assignments(&mut next, update)?,
-            Kind::RouteConfiguration => self.apply_routes(&mut next, update)?,
-            Kind::Listener => self.apply_listeners(&mut next, update)?,
-            // Kept by the ADS client; TLS comes later.
-            Kind::Secret => return Ok(()),
+        // The type's version is the last update accepted whole.
+        if refused.is_empty() && update.rejected.is_empty() {
+            next.versions.insert(update.kind, update.version.clone());
         }
         let result = self.commit(next).await;
         if update.changed.len() >= TRIM_AFTER {
             release_freed_memory();
         }
-        result
+        result.map(|()| refused)
     }
 
     fn subscriptions(&self) -> Vec<(Kind, BTreeSet<String>)> {

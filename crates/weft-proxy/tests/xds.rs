@@ -226,6 +226,52 @@ async fn follow_the_same_pushes(delta: bool) {
         s.xds.remove(Kind::Listener, "added");
     }
 
+    // A cluster that cannot be built (a STATIC endpoint that is no IP) is
+    // refused on its own by both; a new cluster beside it is added.
+    for s in &sides {
+        let static_cluster = |name: &str, address: &str| {
+            json!({"name": name, "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": address, "port_value": b}}}}]}]}})
+        };
+        s.xds
+            .set(Kind::Cluster, static_cluster("beside", "127.0.0.1"));
+        s.xds
+            .set(Kind::Cluster, static_cluster("unbuildable", "not-an-ip"));
+        s.xds.push();
+        let detail = s
+            .xds
+            .wait_nack(s.name, Kind::Cluster, WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(detail.contains("not-an-ip"), "{}: {detail}", s.name);
+        let mut listed = false;
+        for _ in 0..100 {
+            let clusters = get(&format!("http://127.0.0.1:{}/clusters", s.admin), &[])
+                .await
+                .unwrap()
+                .body;
+            assert!(
+                !clusters.contains("unbuildable::"),
+                "{}: {clusters}",
+                s.name
+            );
+            if clusters.contains("beside::") {
+                listed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            listed,
+            "{}: the cluster beside the refused one was not added",
+            s.name
+        );
+        s.xds.remove(Kind::Cluster, "unbuildable");
+        s.xds.remove(Kind::Cluster, "beside");
+    }
+    assert_eq!(both("/other").await, ["200 from b", "200 from b"]);
+
     // A state-of-the-world LDS response without the listener removes it.
     for s in &sides {
         s.xds.remove(Kind::Listener, "http");
@@ -543,4 +589,58 @@ async fn removed_listeners_close_their_connections_after_the_drain_time() {
         "after the drain time: weft ≠ envoy"
     );
     assert_eq!(norm(&after[0]), "http: closed | tcp: closed");
+}
+
+/// What weft cannot build while applying (here a protocol option it does
+/// not implement, which Envoy would take) is refused on its own: the
+/// NACK names it, the cluster beside it is added, and a cluster the
+/// update changed keeps its last good version. Envoy has no
+/// counterpart for this one, so weft runs alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weft_refuses_what_it_cannot_build_on_its_own() {
+    let a = echo_backend("a").await.port();
+    let s = Side::new("weft", a).await.start().await;
+    s.synced().await;
+    let with_options = |name: &str| {
+        let mut c = eds_cluster(name);
+        c["typed_extension_protocol_options"] = json!({
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "use_downstream_protocol_config": {}
+            }
+        });
+        c
+    };
+    s.xds.set(Kind::Cluster, eds_cluster("beside"));
+    s.xds.set(Kind::Cluster, with_options("unbuildable"));
+    // The cluster the routes use, changed into one weft cannot build.
+    s.xds.set(Kind::Cluster, with_options("backend"));
+    s.xds.push();
+    let detail = s
+        .xds
+        .wait_nack(s.name, Kind::Cluster, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for name in ["unbuildable", "backend"] {
+        assert!(
+            detail.contains(&format!("Cluster {name:?}"))
+                && detail.contains("use_downstream_protocol_config"),
+            "{detail}"
+        );
+    }
+    s.xds
+        .set(Kind::ClusterLoadAssignment, assignment("beside", &[a]));
+    s.xds.push();
+    s.xds
+        .wait_ack(s.name, Kind::ClusterLoadAssignment, &s.xds.version(), WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let clusters = get(&format!("http://127.0.0.1:{}/clusters", s.admin), &[])
+        .await
+        .unwrap()
+        .body;
+    assert!(clusters.contains("beside::"), "{clusters}");
+    assert!(!clusters.contains("unbuildable::"), "{clusters}");
+    // The old `backend` still routes.
+    assert_eq!(answered(&s.get("/").await), "200 from a");
 }

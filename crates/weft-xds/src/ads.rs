@@ -84,6 +84,21 @@ impl Update {
     pub fn rejection(&self) -> Option<String> {
         (!self.rejected.is_empty()).then(|| self.rejected.join("; "))
     }
+
+    /// The proxy refused `name` while applying: it stays as `held` had it
+    /// (or absent), and `why` joins the NACK.
+    pub(crate) fn refuse(&mut self, held: &BTreeMap<String, Held>, name: String, why: String) {
+        match held.get(&name) {
+            Some(h) => {
+                self.resources.insert(name.clone(), h.clone());
+            }
+            None => {
+                self.resources.remove(&name);
+            }
+        }
+        self.changed.remove(&name);
+        self.rejected.push(why);
+    }
 }
 
 /// A decode error that refuses one resource and not its whole response:
@@ -314,14 +329,21 @@ impl Ads {
     }
 
     /// The update was applied but for the resources it refused
-    /// (`update.rejected`): what was applied is now the type's set, the
+    /// (`update.rejected`, and `refused` by the proxy): what was applied is now the type's set, the
     /// version stays the last one accepted whole, and the answer is a
     /// NACK naming what was refused (and after the first CDS update the
     /// LDS request that waited for it).
-    pub fn partial(&mut self, update: Update) -> Vec<DiscoveryRequest> {
+    pub fn partial(
+        &mut self,
+        mut update: Update,
+        refused: crate::client::Refused,
+    ) -> Vec<DiscoveryRequest> {
         let kind = update.kind;
-        let message = update.rejection().unwrap_or_default();
         let t = self.types.entry(kind).or_default();
+        for (name, why) in refused {
+            update.refuse(&t.resources, name, why);
+        }
+        let message = update.rejection().unwrap_or_default();
         t.resources = update.resources;
         let mut out = vec![self.request(kind, Some(&message))];
         if kind == Kind::Cluster && self.lds_waits {

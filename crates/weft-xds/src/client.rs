@@ -19,10 +19,16 @@ use crate::ads::{Ads, Node, Outcome, Update};
 use crate::discovery::DiscoveryRequest;
 use crate::Kind;
 
+/// Resources refused while applying: name, and why.
+pub type Refused = Vec<(String, String)>;
+
 /// What the client needs from whoever applies configuration.
 pub trait Apply: Send {
-    /// Applies an update; `Err` is the reason for the NACK.
-    fn apply(&mut self, update: &Update) -> impl Future<Output = Result<(), String>> + Send;
+    /// Applies an update. `Ok` lists the resources the proxy refused on
+    /// their own (name, why), which keep what they were while the rest
+    /// applies (Envoy refuses a cluster or listener it cannot build the
+    /// same way); `Err` refuses all of it, and is the NACK's reason.
+    fn apply(&mut self, update: &Update) -> impl Future<Output = Result<Refused, String>> + Send;
 
     /// The named subscriptions the configuration needs now (RDS names of
     /// its listeners, EDS names of its clusters).
@@ -111,8 +117,9 @@ trait Protocol: Send {
         clusters: &HashSet<&str>,
     ) -> Result<Update, (Self::Req, String)>;
     fn ack(&mut self, update: Update) -> Vec<Self::Req>;
-    /// Applied, but for the resources the update refused on their own.
-    fn partial(&mut self, update: Update) -> Vec<Self::Req>;
+    /// Applied, but for the resources refused on their own (by the
+    /// decoder, in the update, or by the proxy, in `refused`).
+    fn partial(&mut self, update: Update, refused: Refused) -> Vec<Self::Req>;
     fn nack(&mut self, kind: Kind, message: &str) -> Self::Req;
     fn open(
         grpc: &mut Grpc,
@@ -145,8 +152,8 @@ impl Protocol for Ads {
     fn ack(&mut self, update: Update) -> Vec<Self::Req> {
         Ads::ack(self, update)
     }
-    fn partial(&mut self, update: Update) -> Vec<Self::Req> {
-        Ads::partial(self, update)
+    fn partial(&mut self, update: Update, refused: Refused) -> Vec<Self::Req> {
+        Ads::partial(self, update, refused)
     }
     fn nack(&mut self, kind: Kind, message: &str) -> Self::Req {
         Ads::nack(self, kind, message)
@@ -184,8 +191,8 @@ impl Protocol for DeltaAds {
     fn ack(&mut self, update: Update) -> Vec<Self::Req> {
         DeltaAds::ack(self, update)
     }
-    fn partial(&mut self, update: Update) -> Vec<Self::Req> {
-        DeltaAds::partial(self, update)
+    fn partial(&mut self, update: Update, refused: Refused) -> Vec<Self::Req> {
+        DeltaAds::partial(self, update, refused)
     }
     fn nack(&mut self, kind: Kind, message: &str) -> Self::Req {
         DeltaAds::nack(self, kind, message)
@@ -308,16 +315,20 @@ impl Client {
                 Ok(update) => {
                     let kind = update.kind;
                     match applier.apply(&update).await {
-                        Ok(()) => {
-                            let answer = match update.rejection() {
-                                None => {
-                                    tracing::debug!(xds = kind.xds(), version = %update.version, "xDS: applied");
-                                    ads.ack(update)
-                                }
-                                Some(msg) => {
-                                    tracing::warn!(%type_url, "xDS: applied, except what was rejected: {msg}");
-                                    ads.partial(update)
-                                }
+                        Ok(refused) => {
+                            let answer = if refused.is_empty() && update.rejected.is_empty() {
+                                tracing::debug!(xds = kind.xds(), version = %update.version, "xDS: applied");
+                                ads.ack(update)
+                            } else {
+                                let why = update
+                                    .rejected
+                                    .iter()
+                                    .chain(refused.iter().map(|(_, why)| why))
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join("; ");
+                                tracing::warn!(%type_url, "xDS: applied, except what was rejected: {why}");
+                                ads.partial(update, refused)
                             };
                             for req in answer {
                                 let _ = tx.send(req);

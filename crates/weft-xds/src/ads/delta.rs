@@ -274,12 +274,24 @@ impl DeltaAds {
     /// applied is held, with its versions, and the answer is a NACK
     /// naming what was refused (plus the LDS subscription after the
     /// first CDS update, as [`DeltaAds::ack`]).
-    pub fn partial(&mut self, update: Update) -> Vec<DeltaDiscoveryRequest> {
+    pub fn partial(
+        &mut self,
+        mut update: Update,
+        refused: crate::client::Refused,
+    ) -> Vec<DeltaDiscoveryRequest> {
         let kind = update.kind;
-        let message = update.rejection().unwrap_or_default();
         let t = self.types.entry(kind).or_default();
+        let mut versions = std::mem::take(&mut t.pending);
+        for (name, why) in refused {
+            match t.versions.get(&name) {
+                Some(v) => versions.insert(name.clone(), v.clone()),
+                None => versions.remove(&name),
+            };
+            update.refuse(&t.resources, name, why);
+        }
+        let message = update.rejection().unwrap_or_default();
         t.resources = update.resources;
-        t.versions = std::mem::take(&mut t.pending);
+        t.versions = versions;
         let mut out = vec![self.nack(kind, &message)];
         if kind == Kind::Cluster && self.lds_waits {
             self.lds_waits = false;

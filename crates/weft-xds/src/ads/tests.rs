@@ -126,7 +126,7 @@ fn ack_nack_and_removal() {
     assert_eq!(u.resources.keys().collect::<Vec<_>>(), ["a", "b"]);
     assert!(u.changed.is_empty());
     assert_eq!(u.rejected.len(), 1);
-    let nack = ads.partial(u).remove(0);
+    let nack = ads.partial(u, Vec::new()).remove(0);
     assert_eq!(
         (nack.version_info.as_str(), nack.response_nonce.as_str()),
         ("1", "n2")
@@ -160,7 +160,7 @@ fn ack_nack_and_removal() {
         Some(Resource::Cluster(c)) if c.type_ == weft_envoy::cluster::DiscoveryType::STATIC
     ));
     assert!(u.rejection().unwrap().contains("Cluster \"b\""));
-    ads.partial(u);
+    ads.partial(u, Vec::new());
 
     // Bytes that are not a protobuf message refuse the whole response.
     let mut garbage = cluster("z", "STATIC");
@@ -213,6 +213,59 @@ fn ack_nack_and_removal() {
         ads.resources(Kind::Cluster).next().map(|(_, r)| r),
         Some(Resource::Cluster(c)) if c.type_ == weft_envoy::cluster::DiscoveryType::STATIC
     ));
+}
+
+/// What the proxy refuses while applying (a cluster it cannot build)
+/// stays as it was, and the same bytes sent again are tried again: they
+/// are not taken for what is held.
+#[test]
+fn resources_the_proxy_refuses_keep_what_they_were() {
+    let mut ads = Ads::new(node());
+    ads.on_connect();
+    let none = HashSet::new();
+    accept(
+        &mut ads,
+        &response(Kind::Cluster, "1", "n1", vec![cluster("a", "STATIC")]),
+    );
+    let next = || {
+        response(
+            Kind::Cluster,
+            "2",
+            "n2",
+            vec![cluster("a", "EDS"), cluster("c", "STATIC")],
+        )
+    };
+    let Outcome::Update(u) = ads.on_response(&next(), &none) else {
+        panic!("refused")
+    };
+    assert_eq!(u.changed.iter().collect::<Vec<_>>(), ["a", "c"]);
+    let refused = vec![
+        ("a".to_string(), "Cluster \"a\": cannot build".to_string()),
+        ("c".to_string(), "Cluster \"c\": cannot build".to_string()),
+    ];
+    let nack = ads.partial(u, refused).remove(0);
+    assert_eq!(nack.version_info, "1");
+    let detail = nack.error_detail.unwrap().message;
+    assert!(
+        detail.contains("\"a\"") && detail.contains("\"c\""),
+        "{detail}"
+    );
+    let held: Vec<(&str, bool)> = ads
+        .resources(Kind::Cluster)
+        .map(|(n, r)| {
+            let is_static = matches!(r, Resource::Cluster(c) if c.type_ == weft_envoy::cluster::DiscoveryType::STATIC);
+            (n.as_str(), is_static)
+        })
+        .collect();
+    assert_eq!(held, [("a", true)], "a as it was, c not held");
+    let Outcome::Update(u) = ads.on_response(&next(), &none) else {
+        panic!("refused")
+    };
+    assert_eq!(
+        u.changed.iter().collect::<Vec<_>>(),
+        ["a", "c"],
+        "tried again"
+    );
 }
 
 #[test]
@@ -382,7 +435,7 @@ mod delta {
                 assert_eq!(u.changed.iter().collect::<Vec<_>>(), ["e"]);
                 let msg = u.rejection().unwrap();
                 assert!(msg.contains("Cluster \"d\""), "{msg}");
-                let nack = ads.partial(u).remove(0);
+                let nack = ads.partial(u, Vec::new()).remove(0);
                 assert_eq!(nack.response_nonce, "n3");
                 assert!(nack.error_detail.unwrap().message.contains("Cluster \"d\""));
             }
@@ -399,6 +452,23 @@ mod delta {
             ),
             DeltaOutcome::Refused(..)
         ));
+        // A resource the proxy refuses keeps its held version.
+        let DeltaOutcome::Update(u) = ads.on_response(
+            &delta(
+                Kind::Cluster,
+                "5",
+                "n5",
+                vec![("b", "vb2", cluster("b", "EDS"))],
+                &[],
+            ),
+            &HashSet::new(),
+        ) else {
+            panic!("refused")
+        };
+        ads.partial(
+            u,
+            vec![("b".to_string(), "Cluster \"b\": cannot build".to_string())],
+        );
         // A new stream announces the versions held.
         let again = ads.on_connect();
         let cds = again
