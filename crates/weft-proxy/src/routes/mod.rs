@@ -11,12 +11,7 @@ use crate::headers::HeaderOps;
 /// One HTTP connection manager's routes.
 #[derive(Debug)]
 pub struct RouteTable {
-    exact: std::collections::HashMap<String, usize>,
-    /// `*.suffix` and `*suffix` domains, longest suffix first.
-    suffix: Vec<(String, usize)>,
-    /// `prefix*` domains, longest prefix first.
-    prefix: Vec<(String, usize)>,
-    any: Option<usize>,
+    domains: std::sync::Arc<domains::Domains>,
     pub hosts: Vec<std::sync::Arc<VirtualHost>>,
     pub headers: HeaderOps,
     pub filters: PerFilter,
@@ -333,11 +328,15 @@ impl RouteTable {
                         .collect()
                 })
                 .unwrap_or_default();
+        let domains = domains::Domains::index(
+            &rc.virtual_hosts,
+            previous.map(|p| {
+                let before = p.hosts.iter().map(|h| &*h.source).collect();
+                (&p.domains, before)
+            }),
+        )?;
         let mut table = RouteTable {
-            exact: Default::default(),
-            suffix: Vec::new(),
-            prefix: Vec::new(),
-            any: None,
+            domains,
             hosts: Vec::new(),
             headers: HeaderOps::compile(
                 &rc.request_headers_to_add,
@@ -348,27 +347,6 @@ impl RouteTable {
             filters: PerFilter::compile(&rc.typed_per_filter_config, store)?,
         };
         for (i, vh) in rc.virtual_hosts.iter().enumerate() {
-            for d in &vh.domains {
-                let d = d.to_ascii_lowercase();
-                let dup = if d == "*" {
-                    table.any.replace(i).is_some()
-                } else if let Some(s) = d.strip_prefix('*') {
-                    let dup = table.suffix.iter().any(|(x, _)| x == s);
-                    table.suffix.push((s.to_string(), i));
-                    dup
-                } else if let Some(p) = d.strip_suffix('*') {
-                    let dup = table.prefix.iter().any(|(x, _)| x == p);
-                    table.prefix.push((p.to_string(), i));
-                    dup
-                } else {
-                    table.exact.insert(d.clone(), i).is_some()
-                };
-                if dup {
-                    return Err(format!(
-                        "virtual_hosts[{i}]: domain {d:?} is used by another virtual host"
-                    ));
-                }
-            }
             if let Some(h) = kept.get(&std::sync::Arc::as_ptr(vh)) {
                 table.hosts.push(std::sync::Arc::clone(h));
                 continue;
@@ -404,32 +382,13 @@ impl RouteTable {
                 attempt_count_downstream: vh.include_attempt_count_in_response,
             }));
         }
-        table.suffix.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
-        table.prefix.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         Ok(table)
     }
 
     /// The virtual host for a Host/:authority value: exact, then the
     /// longest suffix wildcard, then the longest prefix wildcard, then `*`.
     pub fn virtual_host(&self, host: &str) -> Option<&VirtualHost> {
-        let host = host.to_ascii_lowercase();
-        let i = self
-            .exact
-            .get(&host)
-            .copied()
-            .or_else(|| {
-                self.suffix
-                    .iter()
-                    .find(|(s, _)| host.len() > s.len() && host.ends_with(s.as_str()))
-                    .map(|(_, i)| *i)
-            })
-            .or_else(|| {
-                self.prefix
-                    .iter()
-                    .find(|(p, _)| host.len() > p.len() && host.starts_with(p.as_str()))
-                    .map(|(_, i)| *i)
-            })
-            .or(self.any)?;
+        let i = self.domains.find(host)?;
         self.hosts.get(i).map(|h| &**h)
     }
 }
@@ -780,5 +739,6 @@ impl RouteMatch {
     }
 }
 
+mod domains;
 #[cfg(test)]
 mod tests;

@@ -176,3 +176,69 @@ fn a_new_table_keeps_the_compiled_hosts_it_shares_with_the_old_one() {
     assert_eq!(cluster_of(&new, "b", "/", &[]).as_deref(), Some("a"));
     assert_eq!(cluster_of(&new, "a", "/", &[]).as_deref(), Some("a"));
 }
+
+/// A table compiled again after one host changed shares the domain index
+/// when no domain changed, and builds it again when one did.
+#[test]
+fn the_domain_index_is_shared_while_the_domains_stay() {
+    use std::sync::Arc;
+    let host = |name: &str, domains: &[&str], cluster: &str| {
+        Arc::new(weft_envoy::route::VirtualHost {
+            name: name.into(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            routes: vec![serde_json::from_value(serde_json::json!(
+                {"match": {"prefix": "/"}, "route": {"cluster": cluster}}
+            ))
+            .unwrap()],
+            ..Default::default()
+        })
+    };
+    let store = crate::stats::Store::default();
+    let rc = |hosts: Vec<Arc<weft_envoy::route::VirtualHost>>| RouteConfiguration {
+        virtual_hosts: hosts,
+        ..Default::default()
+    };
+    let first_hosts = vec![
+        host("x", &["x.test", "*.w.test"], "a"),
+        host("y", &["Y.test"], "a"),
+    ];
+    let first = RouteTable::compile(&rc(first_hosts.clone()), &store, None).unwrap();
+    let of = |t: &RouteTable, h: &str| t.virtual_host(h).map(|v| v.name.clone());
+    assert_eq!(of(&first, "y.TEST").as_deref(), Some("y"));
+
+    // `y` changed its route, not its domains: the index is shared.
+    let second = RouteTable::compile(
+        &rc(vec![first_hosts[0].clone(), host("y", &["Y.test"], "b")]),
+        &store,
+        Some(&first),
+    )
+    .unwrap();
+    assert!(Arc::ptr_eq(&first.domains, &second.domains));
+    assert_eq!(of(&second, "a.w.test").as_deref(), Some("x"));
+
+    // `y` answers to another name now: built again.
+    let third = RouteTable::compile(
+        &rc(vec![first_hosts[0].clone(), host("y", &["z.test"], "b")]),
+        &store,
+        Some(&second),
+    )
+    .unwrap();
+    assert!(!Arc::ptr_eq(&second.domains, &third.domains));
+    assert_eq!(of(&third, "y.test"), None);
+    assert_eq!(of(&third, "z.test").as_deref(), Some("y"));
+
+    // A host added at the end: built again, duplicates still refused.
+    let dup = RouteTable::compile(
+        &rc(vec![
+            first_hosts[0].clone(),
+            host("y", &["z.test"], "b"),
+            host("z", &["Z.TEST"], "a"),
+        ]),
+        &store,
+        Some(&third),
+    );
+    assert!(dup
+        .err()
+        .unwrap()
+        .contains("\"z.test\" is used by another virtual host"));
+}
