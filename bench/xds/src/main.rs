@@ -357,44 +357,21 @@ fn main() {
         let mut results: [Vec<Measured>; 2] = [Vec::new(), Vec::new()];
         // Profiling weft alone: XDS_BENCH_ONLY=weft skips Envoy (no ratios).
         let weft_only = std::env::var("XDS_BENCH_ONLY").is_ok_and(|v| v == "weft");
+        let envoy_args = ["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"];
+        let weft_args = ["proxy", "--concurrency", "1"];
         for round in 0..rounds {
             eprintln!("xds-bench: round {} of {rounds}", round + 1);
+            let mut proxies = vec![
+                ("envoy", &envoy, &envoy_args[..]),
+                ("weft", &weft, &weft_args[..]),
+            ];
             if weft_only {
-                let w = run(
-                    "weft",
-                    &weft,
-                    &["proxy", "--concurrency", "1"],
-                    services,
-                    pushes,
-                    backend_port,
-                    &dir,
-                )
-                .await;
-                results[1].push(w);
-                continue;
+                proxies.remove(0);
             }
-            let e = run(
-                "envoy",
-                &envoy,
-                &["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"],
-                services,
-                pushes,
-                backend_port,
-                &dir,
-            )
-            .await;
-            results[0].push(e);
-            let w = run(
-                "weft",
-                &weft,
-                &["proxy", "--concurrency", "1"],
-                services,
-                pushes,
-                backend_port,
-                &dir,
-            )
-            .await;
-            results[1].push(w);
+            for (name, program, args) in proxies {
+                let m = run(name, program, args, services, pushes, backend_port, &dir).await;
+                results[usize::from(name == "weft")].push(m);
+            }
         }
         let _ = std::fs::remove_dir_all(&dir);
         report(services, pushes, rounds, &results);

@@ -321,10 +321,7 @@ impl Ads {
         t.version = update.version;
         t.resources = update.resources;
         let mut out = vec![self.request(kind, None)];
-        if kind == Kind::Cluster && self.lds_waits {
-            self.lds_waits = false;
-            out.push(self.request(Kind::Listener, None));
-        }
+        out.extend(self.lds_after(kind));
         out
     }
 
@@ -346,11 +343,18 @@ impl Ads {
         let message = update.rejection().unwrap_or_default();
         t.resources = update.resources;
         let mut out = vec![self.request(kind, Some(&message))];
-        if kind == Kind::Cluster && self.lds_waits {
-            self.lds_waits = false;
-            out.push(self.request(Kind::Listener, None));
-        }
+        out.extend(self.lds_after(kind));
         out
+    }
+
+    /// After the first CDS update, answered either way, the LDS request
+    /// that waited for it.
+    fn lds_after(&mut self, kind: Kind) -> Option<DiscoveryRequest> {
+        if kind != Kind::Cluster || !self.lds_waits {
+            return None;
+        }
+        self.lds_waits = false;
+        Some(self.request(Kind::Listener, None))
     }
 
     /// The update could not be applied: returns the NACK; the type's set

@@ -260,13 +260,7 @@ impl DeltaAds {
         let mut ack = self.bare(kind);
         ack.response_nonce = nonce;
         let mut out = vec![ack];
-        if kind == Kind::Cluster && self.lds_waits {
-            self.lds_waits = false;
-            let mut lds = self.bare(Kind::Listener);
-            lds.resource_names_subscribe = vec!["*".to_string()];
-            self.types.entry(Kind::Listener).or_default().requested = true;
-            out.push(lds);
-        }
+        out.extend(self.lds_after(kind));
         out
     }
 
@@ -293,14 +287,21 @@ impl DeltaAds {
         t.resources = update.resources;
         t.versions = versions;
         let mut out = vec![self.nack(kind, &message)];
-        if kind == Kind::Cluster && self.lds_waits {
-            self.lds_waits = false;
-            let mut lds = self.bare(Kind::Listener);
-            lds.resource_names_subscribe = vec!["*".to_string()];
-            self.types.entry(Kind::Listener).or_default().requested = true;
-            out.push(lds);
-        }
+        out.extend(self.lds_after(kind));
         out
+    }
+
+    /// After the first CDS update, answered either way, the LDS
+    /// subscription that waited for it.
+    fn lds_after(&mut self, kind: Kind) -> Option<DeltaDiscoveryRequest> {
+        if kind != Kind::Cluster || !self.lds_waits {
+            return None;
+        }
+        self.lds_waits = false;
+        let mut lds = self.bare(Kind::Listener);
+        lds.resource_names_subscribe = vec!["*".to_string()];
+        self.types.entry(Kind::Listener).or_default().requested = true;
+        Some(lds)
     }
 
     /// The update could not be applied (or did not decode): the NACK.
