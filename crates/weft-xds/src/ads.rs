@@ -326,10 +326,10 @@ impl Ads {
     }
 
     /// The update was applied but for the resources it refused
-    /// (`update.rejected`, and `refused` by the proxy): what was applied is now the type's set, the
-    /// version stays the last one accepted whole, and the answer is a
-    /// NACK naming what was refused (and after the first CDS update the
-    /// LDS request that waited for it).
+    /// (`update.rejected`, and `refused` by the proxy): what was applied
+    /// is now the type's set, the version stays the last one accepted
+    /// whole, and the answer is a NACK naming what was refused (and after
+    /// the first CDS update the LDS request that waited for it).
     pub fn partial(
         &mut self,
         mut update: Update,
