@@ -71,9 +71,17 @@ impl Domains {
     /// The virtual host for a Host/:authority value: exact, then the
     /// longest suffix wildcard, then the longest prefix wildcard, then `*`.
     pub(super) fn find(&self, host: &str) -> Option<usize> {
-        let host = host.to_ascii_lowercase();
+        // Host headers are almost always lower case already: copy only
+        // when one is not (this runs for every request).
+        let lowered;
+        let host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = host.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            host
+        };
         self.exact
-            .get(&host)
+            .get(host)
             .copied()
             .or_else(|| {
                 self.suffix
