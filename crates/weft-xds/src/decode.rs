@@ -240,7 +240,6 @@ pub fn decode_against(
     clusters: &HashSet<&str>,
     held: &BTreeMap<String, crate::ads::Held>,
 ) -> Result<(String, Resource), DecodeError> {
-    use weft_envoy::resource as r;
     if Kind::from_type_url(type_url) == Some(Kind::RouteConfiguration) {
         if let Some(decoded) = rds::decode(bytes, clusters, held) {
             return decoded;
@@ -255,34 +254,53 @@ pub fn decode_against(
     };
     // Read straight from the message; what does not read that way is
     // decoded from its JSON form, whose errors name the field.
-    let d = de::MessageDe(&msg);
-    let direct = match kind {
-        Kind::Listener => r::direct::listener(d, clusters).map(|l| l.map(Resource::Listener)),
-        Kind::RouteConfiguration => r::direct::route_configuration(d, clusters)
-            .map(|rc| rc.map(Resource::RouteConfiguration)),
-        Kind::Cluster => r::direct::cluster(d).map(|c| c.map(Resource::Cluster)),
-        Kind::ClusterLoadAssignment => {
-            r::direct::cluster_load_assignment(d).map(|a| Ok(Resource::ClusterLoadAssignment(a)))
-        }
-        Kind::Secret => None,
-    };
-    if let Some(decoded) = direct {
-        let resource = decoded.map_err(field)?;
-        return Ok((name, resource));
-    }
-    let json = message_json(&msg, kind, &name)?;
-    let resource = match kind {
-        Kind::Listener => Resource::Listener(r::listener(json, clusters).map_err(field)?),
-        Kind::RouteConfiguration => {
-            Resource::RouteConfiguration(r::route_configuration(json, clusters).map_err(field)?)
-        }
-        Kind::Cluster => Resource::Cluster(r::cluster(json).map_err(field)?),
-        Kind::ClusterLoadAssignment => {
-            Resource::ClusterLoadAssignment(r::cluster_load_assignment(json).map_err(field)?)
-        }
-        Kind::Secret => Resource::Secret(json),
+    let resource = match read_direct(kind, &msg, clusters) {
+        Some(decoded) => decoded.map_err(field)?,
+        None => read_json(kind, message_json(&msg, kind, &name)?, clusters).map_err(field)?,
     };
     Ok((name, resource))
+}
+
+/// The model read straight from the message (`decode::de`); `None` when
+/// it does not read that way (and for Secrets, which are kept as JSON).
+fn read_direct(
+    kind: Kind,
+    msg: &DynamicMessage,
+    clusters: &HashSet<&str>,
+) -> Option<Result<Resource, weft_envoy::FieldError>> {
+    use weft_envoy::resource::direct as r;
+    let d = de::MessageDe(msg);
+    match kind {
+        Kind::Listener => r::listener(d, clusters).map(|l| l.map(Resource::Listener)),
+        Kind::RouteConfiguration => {
+            r::route_configuration(d, clusters).map(|rc| rc.map(Resource::RouteConfiguration))
+        }
+        Kind::Cluster => r::cluster(d).map(|c| c.map(Resource::Cluster)),
+        Kind::ClusterLoadAssignment => {
+            r::cluster_load_assignment(d).map(|a| Ok(Resource::ClusterLoadAssignment(a)))
+        }
+        Kind::Secret => None,
+    }
+}
+
+/// The model decoded from the resource's proto3 JSON form.
+fn read_json(
+    kind: Kind,
+    json: Value,
+    clusters: &HashSet<&str>,
+) -> Result<Resource, weft_envoy::FieldError> {
+    use weft_envoy::resource as r;
+    Ok(match kind {
+        Kind::Listener => Resource::Listener(r::listener(json, clusters)?),
+        Kind::RouteConfiguration => {
+            Resource::RouteConfiguration(r::route_configuration(json, clusters)?)
+        }
+        Kind::Cluster => Resource::Cluster(r::cluster(json)?),
+        Kind::ClusterLoadAssignment => {
+            Resource::ClusterLoadAssignment(r::cluster_load_assignment(json)?)
+        }
+        Kind::Secret => Resource::Secret(json),
+    })
 }
 
 /// For tests: reads a resource both ways, straight from its message and
@@ -297,11 +315,12 @@ pub fn compare_decoders(
     bytes: &[u8],
     clusters: &HashSet<&str>,
 ) -> Result<String, String> {
-    use weft_envoy::resource as r;
     let (kind, name, msg) = message(type_url, bytes).map_err(|e| e.to_string())?;
-    let d = de::MessageDe(&msg);
-    let show = |r: Result<String, weft_envoy::FieldError>| match r {
-        Ok(s) => s,
+    if kind == Kind::Secret {
+        return Ok(String::new());
+    }
+    let show = |r: Result<Resource, weft_envoy::FieldError>| match r {
+        Ok(r) => format!("{r:?}"),
         Err(e) => format!(
             "error at {}: {}",
             weft_envoy::display_path(&e.path),
@@ -309,25 +328,8 @@ pub fn compare_decoders(
         ),
     };
     let json = message_json(&msg, kind, &name).map_err(|e| e.to_string())?;
-    let (direct, from_json) = match kind {
-        Kind::Listener => (
-            r::direct::listener(d, clusters).map(|x| show(x.map(|x| format!("{x:?}")))),
-            show(r::listener(json, clusters).map(|x| format!("{x:?}"))),
-        ),
-        Kind::RouteConfiguration => (
-            r::direct::route_configuration(d, clusters).map(|x| show(x.map(|x| format!("{x:?}")))),
-            show(r::route_configuration(json, clusters).map(|x| format!("{x:?}"))),
-        ),
-        Kind::Cluster => (
-            r::direct::cluster(d).map(|x| show(x.map(|x| format!("{x:?}")))),
-            show(r::cluster(json).map(|x| format!("{x:?}"))),
-        ),
-        Kind::ClusterLoadAssignment => (
-            r::direct::cluster_load_assignment(d).map(|x| format!("{x:?}")),
-            show(r::cluster_load_assignment(json).map(|x| format!("{x:?}"))),
-        ),
-        Kind::Secret => return Ok(String::new()),
-    };
+    let direct = read_direct(kind, &msg, clusters).map(show);
+    let from_json = show(read_json(kind, json, clusters));
     match direct {
         None if from_json.starts_with("error at ") => Ok(from_json),
         None => Err(format!(

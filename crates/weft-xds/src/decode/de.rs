@@ -75,6 +75,30 @@ fn from_json<'de, V: Visitor<'de>>(
     read(as_json(msg)?, visitor).map_err(de::Error::custom)
 }
 
+/// What both deserializers do as `serde_json::Value` does: a newtype is
+/// its content, an ignored value is skipped, and every typed request is
+/// answered by what the value is (`deserialize_any`).
+macro_rules! as_json_value {
+    () => {
+        fn deserialize_newtype_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            visitor: V,
+        ) -> Result<V::Value, Error> {
+            visitor.visit_newtype_struct(self)
+        }
+
+        fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
+            visitor.visit_unit()
+        }
+
+        forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+        }
+    };
+}
+
 impl<'de> de::Deserializer<'de> for MessageDe<'_> {
     type Error = Error;
 
@@ -117,22 +141,7 @@ impl<'de> de::Deserializer<'de> for MessageDe<'_> {
         )
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_unit()
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
-    }
+    as_json_value!();
 }
 
 /// As `serde_json::Value` visits a JSON number made from an integer.
@@ -236,22 +245,7 @@ impl<'de> de::Deserializer<'de> for ValueDe<'_> {
         }
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
-        visitor: V,
-    ) -> Result<V::Value, Error> {
-        visitor.visit_newtype_struct(self)
-    }
-
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
-        visitor.visit_unit()
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
-    }
+    as_json_value!();
 }
 
 /// A message's set fields, under their proto names.
