@@ -26,6 +26,13 @@ pub enum TypedConfig {
     /// The CORS filter (configured only by route).
     Cors,
     CorsPolicy(Box<crate::filters::CorsPolicy>),
+    /// The `raw_buffer` transport socket (plaintext).
+    RawBuffer,
+    /// A TLS transport socket's context. Its fields are not read yet:
+    /// the proxy refuses TLS transport sockets by name until it carries
+    /// TLS.
+    UpstreamTlsContext,
+    DownstreamTlsContext,
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -67,6 +74,15 @@ impl TypedConfig {
             }
             "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector" if empty(&v) => {
                 TypedConfig::HttpInspector
+            }
+            "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer" if empty(&v) => {
+                TypedConfig::RawBuffer
+            }
+            "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext" => {
+                TypedConfig::UpstreamTlsContext
+            }
+            "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext" => {
+                TypedConfig::DownstreamTlsContext
             }
             "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
                 if empty(&v) =>

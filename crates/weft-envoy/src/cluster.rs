@@ -29,6 +29,7 @@ pub struct Cluster {
     pub common_lb_config: Option<CommonLbConfig>,
     pub ring_hash_lb_config: Option<RingHashLbConfig>,
     pub maglev_lb_config: Option<MaglevLbConfig>,
+    pub transport_socket: Option<crate::core::TransportSocket>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

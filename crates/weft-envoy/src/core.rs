@@ -6,6 +6,17 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Deserializer};
 
+/// `envoy.config.core.v3.TransportSocket`: what carries a connection's
+/// bytes — `raw_buffer` (as they are) or TLS, whose context sits in
+/// `typed_config`. The proxy decides what it can carry (weft-proxy's
+/// `transport` module) and refuses the rest by name.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportSocket {
+    pub name: String,
+    pub typed_config: Option<crate::TypedConfig>,
+}
+
 /// A protobuf Duration in its JSON form: `"5s"`, `"0.250s"`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(pub std::time::Duration);

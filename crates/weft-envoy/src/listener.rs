@@ -38,6 +38,7 @@ pub struct FilterChain {
     pub name: String,
     pub filter_chain_match: Option<FilterChainMatch>,
     pub filters: Vec<Filter>,
+    pub transport_socket: Option<crate::core::TransportSocket>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::sync::mpsc;
 
+use crate::body::{Body, BoxError};
 use crate::error::CompileError;
-use crate::http::{Body, BoxError};
 
 /// Where lines go. Cloning shares the writer task.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{Request, Response, StatusCode};
 
-use crate::http::{full, Body};
+use crate::body::{full, Body};
 use crate::server::Shared;
 
 /// Changes the process's log level (Envoy's level names); installed by

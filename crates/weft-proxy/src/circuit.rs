@@ -19,7 +19,7 @@ use hyper::body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use weft_envoy::cluster::{CircuitBreakers, RoutingPriority};
 
-use crate::http::{Body, BoxError};
+use crate::body::{Body, BoxError};
 use crate::stats::ClusterStats;
 
 const DEFAULT_LIMIT: u32 = 1024;

@@ -17,9 +17,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use weft_envoy::cluster::{self as cfg, DiscoveryType, LbPolicy};
 use weft_envoy::TypedConfig;
 
+use crate::body::Body;
 use crate::error::CompileError;
-use crate::http::Body;
 use crate::stats::{ClusterStats, Store};
+use crate::transport::{Stream, UpstreamTransport};
 
 pub struct Endpoint {
     pub addr: SocketAddr,
@@ -67,21 +68,19 @@ fn by_family(found: Vec<SocketAddr>, family: cfg::DnsLookupFamily) -> Vec<Socket
     }
 }
 
-/// Dials one address whatever the URI says.
+/// Dials one address whatever the URI says, over the cluster's
+/// transport.
 #[derive(Clone, Debug)]
 pub struct FixedConnector {
     addr: SocketAddr,
-    timeout: Duration,
-    /// Counts connection attempts and failures.
-    stats: Arc<ClusterStats>,
+    connect: Arc<Connect>,
 }
 
-type Connecting = std::pin::Pin<
-    Box<dyn std::future::Future<Output = std::io::Result<TokioIo<tokio::net::TcpStream>>> + Send>,
->;
+type Connecting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TokioIo<Stream>>> + Send>>;
 
 impl tower_service::Service<http::Uri> for FixedConnector {
-    type Response = TokioIo<tokio::net::TcpStream>;
+    type Response = TokioIo<Stream>;
     type Error = std::io::Error;
     type Future = Connecting;
 
@@ -93,36 +92,31 @@ impl tower_service::Service<http::Uri> for FixedConnector {
     }
 
     fn call(&mut self, _: http::Uri) -> Connecting {
-        let (addr, timeout) = (self.addr, self.timeout);
-        let stats = self.stats.clone();
+        let addr = self.addr;
+        let connect = Arc::clone(&self.connect);
         Box::pin(async move {
             // Envoy counts attempts, failed ones included.
+            let stats = &connect.stats;
             stats.upstream_cx_total.inc();
-            let connect = tokio::net::TcpStream::connect(addr);
-            let stream = match tokio::time::timeout(timeout, connect).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
+            match connect.transport.connect(addr, connect.timeout).await {
+                Ok(s) => Ok(TokioIo::new(s)),
+                Err(e) => {
                     stats.upstream_cx_connect_fail.inc();
-                    return Err(e);
+                    Err(e)
                 }
-                Err(_) => {
-                    stats.upstream_cx_connect_fail.inc();
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "connect timeout",
-                    ));
-                }
-            };
-            stream.set_nodelay(true)?;
-            Ok(TokioIo::new(stream))
+            }
         })
     }
 }
 
 /// How a cluster's endpoints connect: every endpoint gets its own pool.
+#[derive(Debug)]
 struct Connect {
     http2: bool,
     timeout: Duration,
+    /// Plain or (later) TLS, decided when the cluster compiled.
+    transport: UpstreamTransport,
+    /// Counts connection attempts and failures.
     stats: Arc<ClusterStats>,
 }
 
@@ -155,8 +149,7 @@ impl Endpoint {
                 .pool_idle_timeout(Duration::from_secs(3600))
                 .build(FixedConnector {
                     addr: self.addr,
-                    timeout: c.timeout,
-                    stats: c.stats.clone(),
+                    connect: Arc::clone(c),
                 })
         })
     }
@@ -388,9 +381,11 @@ impl Cluster {
             .connect_timeout
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(5));
+        let transport = UpstreamTransport::compile(at, c.transport_socket.as_ref())?;
         let connect = Arc::new(Connect {
             http2,
             timeout: connect_timeout,
+            transport,
             stats: stats.clone(),
         });
         let mut endpoints = Vec::new();
@@ -514,6 +509,20 @@ impl Cluster {
         cluster.resolve_all().await;
         cluster.count_members();
         Ok(cluster)
+    }
+
+    /// The `:scheme` of requests sent to this cluster.
+    pub fn scheme(&self) -> &'static str {
+        self.connect.transport.scheme()
+    }
+
+    /// A connection to one of its endpoints (the TCP proxy's; HTTP goes
+    /// through the endpoint's pool), within the connect timeout.
+    pub async fn connect(&self, addr: SocketAddr) -> std::io::Result<Stream> {
+        self.connect
+            .transport
+            .connect(addr, self.connect.timeout)
+            .await
     }
 
     /// The ClusterLoadAssignment an EDS cluster takes its endpoints from.

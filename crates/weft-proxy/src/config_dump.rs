@@ -3,12 +3,31 @@
 //! read, dynamic ones as xDS delivered them (decoded from their protobuf
 //! bytes only when asked for), with versions and warming state.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
 use weft_xds::Kind;
 
-use crate::xds::XdsDump;
+/// A resource as the control plane delivered it, with the version of
+/// the response that brought it.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    pub version: String,
+    pub bytes: Arc<[u8]>,
+    pub updated: std::time::SystemTime,
+}
+
+/// What /config_dump shows of the dynamic configuration.
+#[derive(Debug, Default)]
+pub struct XdsDump {
+    pub delivered: BTreeMap<Kind, Arc<BTreeMap<String, Delivered>>>,
+    /// Type versions last accepted.
+    pub versions: BTreeMap<Kind, String>,
+    pub warming_listeners: BTreeSet<String>,
+    pub warming_clusters: BTreeSet<String>,
+}
 
 const ADMIN: &str = "type.googleapis.com/envoy.admin.v3.";
 

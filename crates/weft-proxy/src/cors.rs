@@ -11,7 +11,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use weft_envoy::filters::RuntimeFractionalPercent;
 
-use crate::routes::{PerFilter, PerRoute, StringMatcher};
+use crate::matchers::StringMatcher;
 use crate::stats::{Counter, Store};
 
 /// One compiled `CorsPolicy`.
@@ -107,23 +107,16 @@ impl CorsFilter {
     }
 
     /// Looks at the request's origin. `levels` are the route's, virtual
-    /// host's and table's per-filter settings under this filter's name.
+    /// host's and table's CORS policies under this filter's name.
     /// Only routes that forward have CORS (as in Envoy, direct responses
     /// and redirects do not).
     pub fn decide(
         &self,
-        name: &str,
-        levels: [&PerFilter; 3],
+        levels: [Option<&CorsPolicy>; 3],
         req: &HeaderMap,
         method: &Method,
     ) -> Cors {
-        let policies: Vec<&CorsPolicy> = levels
-            .iter()
-            .filter_map(|l| match l.get(name) {
-                Some(PerRoute::Cors(p)) => Some(&**p),
-                _ => None,
-            })
-            .collect();
+        let policies: Vec<&CorsPolicy> = levels.into_iter().flatten().collect();
         // The most specific policy decides whether the filter is on.
         let Some(first) = policies.first() else {
             return Cors::Pass;

@@ -8,6 +8,22 @@ pub enum CompileError {
     Config { field: String, message: String },
 }
 
+/// A field weft does not implement yet, refused by name.
+pub(crate) fn unsupported(field: String, what: &str) -> CompileError {
+    CompileError::Config {
+        field,
+        message: format!("{what} is not implemented by weft yet"),
+    }
+}
+
+/// Fails on the first field in `set` that is in use.
+pub(crate) fn reject(at: &str, set: &[(&str, bool)]) -> Result<(), CompileError> {
+    match set.iter().find(|(_, used)| *used) {
+        Some((name, _)) => Err(unsupported(format!("{at}.{name}"), name)),
+        None => Ok(()),
+    }
+}
+
 /// Why a request failed inside the proxy; maps onto Envoy's response
 /// flags and local replies.
 #[derive(Debug, thiserror::Error)]

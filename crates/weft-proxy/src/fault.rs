@@ -15,7 +15,7 @@ use http::HeaderMap;
 use weft_envoy::filters::HttpFault;
 use weft_envoy::FractionalPercent;
 
-use crate::routes::{HeaderMatch, RequestView};
+use crate::matchers::{HeaderMatch, RequestView};
 use crate::stats::FaultStats;
 
 /// A share of requests, as numerator over denominator.

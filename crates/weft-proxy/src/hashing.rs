@@ -60,7 +60,7 @@ impl HashPolicy {
                 let rewrite = h
                     .regex_rewrite
                     .as_ref()
-                    .map(crate::routes::compile_rewrite)
+                    .map(crate::matchers::compile_rewrite)
                     .transpose()?;
                 Source::Header(name, rewrite)
             } else if let Some(c) = &p.cookie {

@@ -1,8 +1,33 @@
 //! Header additions and removals configured at route-config, virtual-host,
-//! route and weighted-cluster level, applied as Envoy applies them.
+//! route and weighted-cluster level, applied as Envoy applies them; the
+//! hop-by-hop headers that never cross the proxy, and upgrade requests.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use weft_envoy::{AppendAction, HeaderValueOption};
+
+/// Hop-by-hop headers never cross the proxy.
+pub(crate) const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+];
+
+/// The protocol an HTTP/1.1 request asks to upgrade to, if any.
+pub(crate) fn upgrade_kind(h: &HeaderMap) -> Option<&str> {
+    let wants = h
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if !wants {
+        return None;
+    }
+    h.get(http::header::UPGRADE).and_then(|v| v.to_str().ok())
+}
 
 #[derive(Debug, Default)]
 pub struct HeaderOps {

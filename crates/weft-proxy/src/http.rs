@@ -2,42 +2,28 @@
 //! route, then answer locally (direct response, redirect, error) or
 //! forward to the route's cluster, setting the headers Envoy sets.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, HOST, LOCATION};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
 
+use crate::body::{full, Body};
+
+use crate::chain::{FilterKind, HttpSettings, Routes};
 use crate::cors::Cors;
 use crate::error::ForwardError;
 use crate::fault::{AbortReply, Injected};
+use crate::headers::upgrade_kind;
 use crate::local_reply::{grpc_reply, is_grpc, LocalReply};
+use crate::matchers::{rewrite_path, RequestView};
 use crate::ratelimit::Limited;
-use crate::routes::{Action, Redirect, RequestView};
+use crate::request::{Outcome, Routed};
+use crate::routes::{Action, Redirect};
 use crate::routes::{PerFilter, PerRoute};
-use crate::snapshot::FilterKind;
-use crate::snapshot::{HttpSettings, Routes, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::stream_timers::{self, Activity, Limits, TrackedRequest};
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// Bodies stream through unbuffered; local replies are small and whole.
-pub type Body = BoxBody<Bytes, BoxError>;
-
-pub fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed()
-}
-
-/// Hop-by-hop headers never cross the proxy.
-pub(crate) const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-];
+use crate::transport::ConnectionInfo;
 
 /// The request methods Envoy's HTTP/1 parser accepts (measured against
 /// Envoy 1.40: `PURGE` passes, `purge` is a 400).
@@ -89,20 +75,6 @@ static EMPTY_ROUTES: std::sync::LazyLock<Arc<crate::routes::RouteTable>> =
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What the access log records about one request.
-#[derive(Debug, Default, Clone)]
-pub struct Outcome {
-    pub flag: Option<&'static str>,
-    /// The x-request-id sent upstream (possibly generated here).
-    pub request_id: Option<String>,
-    pub upstream: Option<SocketAddr>,
-    /// Attempts sent upstream (more than one when retried).
-    pub attempts: u32,
-    /// The stream's timers, which go on running while the response body
-    /// streams (an idle expiry then is logged late, as `SI`).
-    pub stream: Option<(Arc<Activity>, Limits)>,
-}
-
 fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Body> {
     let mut resp = Response::new(full(body.to_string()));
     resp.extensions_mut().insert(LocalReply {
@@ -120,10 +92,6 @@ fn local_reply(settings: &HttpSettings, status: u16, body: &str) -> Response<Bod
     resp
 }
 
-/// Runs the connection manager's HTTP filters in order, each with the
-/// most specific per-route settings under its name (route, virtual host,
-/// table) or its own. A local reply ends the chain. Returns the reply
-/// and the response flag to log (a delay that let the request on is DI).
 /// What the HTTP filters decided for a request.
 #[derive(Default)]
 struct Filtered {
@@ -138,14 +106,13 @@ struct Filtered {
     final_reply: bool,
 }
 
-async fn run_filters<B>(
-    settings: &HttpSettings,
-    levels: [&PerFilter; 3],
-    cluster: Option<&str>,
-    host: &str,
-    path: &str,
-    req: &mut Request<B>,
-) -> Filtered {
+/// Runs the connection manager's HTTP filters in order, each with the
+/// most specific per-route settings under its name (route, virtual host,
+/// table) or its own. A local reply ends the chain. Returns the reply
+/// and the response flag to log (a delay that let the request on is DI).
+async fn run_filters<B>(r: &Routed<'_>, cluster: Option<&str>, req: &mut Request<B>) -> Filtered {
+    let settings = r.settings;
+    let levels: [&PerFilter; 3] = [&r.route.filters, &r.vh.filters, &r.table.filters];
     let mut out = Filtered::default();
     for f in &settings.filters {
         let per_route = levels.iter().find_map(|l| l.get(&f.name));
@@ -157,9 +124,9 @@ async fn run_filters<B>(
                 };
                 let view = RequestView {
                     method: req.method().as_str(),
-                    authority: host,
-                    scheme: "http",
-                    path_and_query: path,
+                    authority: r.host,
+                    scheme: r.conn.scheme(),
+                    path_and_query: r.path,
                     headers: req.headers(),
                 };
                 match filter.apply(fault, cluster, &view).await {
@@ -187,7 +154,11 @@ async fn run_filters<B>(
             }
             FilterKind::Cors(_) if cluster.is_none() => {}
             FilterKind::Cors(filter) => {
-                match filter.decide(&f.name, levels, req.headers(), req.method()) {
+                let policies = levels.map(|l| match l.get(&f.name) {
+                    Some(PerRoute::Cors(p)) => Some(&**p),
+                    _ => None,
+                });
+                match filter.decide(policies, req.headers(), req.method()) {
                     Cors::Pass => {}
                     Cors::Response(h) => out.response_headers = Some(h),
                     Cors::Reply(h) => {
@@ -254,38 +225,11 @@ fn request_id() -> HeaderValue {
     HeaderValue::from_str(&s).expect("hex is a valid header value")
 }
 
-/// The protocol an HTTP/1.1 request asks to upgrade to, if any.
-pub(crate) fn upgrade_kind(h: &HeaderMap) -> Option<&str> {
-    let wants = h
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    if !wants {
-        return None;
-    }
-    h.get(http::header::UPGRADE).and_then(|v| v.to_str().ok())
-}
-
-/// The connection a request came in on.
-#[derive(Clone, Copy, Debug)]
-pub struct Downstream {
-    pub peer: SocketAddr,
-    /// Where the client meant to connect before it was redirected to the
-    /// proxy, when `original_dst` restored it; what ORIGINAL_DST
-    /// clusters dial.
-    pub original_dst: Option<SocketAddr>,
-    /// The connection's local address (the restored destination when
-    /// `original_dst` restored one).
-    pub local: Option<SocketAddr>,
-}
-
 /// Serves one request on an HTTP listener.
 pub async fn handle<B>(
     snapshot: Arc<Snapshot>,
     settings: Arc<HttpSettings>,
-    down: Downstream,
+    conn: Arc<ConnectionInfo>,
     req: Request<B>,
 ) -> (Response<Body>, Outcome)
 where
@@ -295,7 +239,7 @@ where
     let http1 = req.version() < http::Version::HTTP_2;
     let activity = Activity::new();
     let req = req.map(|b| TrackedRequest::new(b, Arc::clone(&activity)));
-    let (mut resp, outcome) = serve(snapshot, settings, down, req, Arc::clone(&activity)).await;
+    let (mut resp, outcome) = serve(snapshot, settings, conn, req, Arc::clone(&activity)).await;
     // A local reply before the request has fully arrived leaves the rest
     // of it unread: an HTTP/1 connection cannot go on, and Envoy says so.
     if http1 && !activity.request_done() && resp.extensions().get::<LocalReply>().is_some() {
@@ -316,7 +260,7 @@ where
 async fn serve<B>(
     snapshot: Arc<Snapshot>,
     settings: Arc<HttpSettings>,
-    down: Downstream,
+    conn: Arc<ConnectionInfo>,
     mut req: Request<TrackedRequest<B>>,
     activity: Arc<Activity>,
 ) -> (Response<Body>, Outcome)
@@ -386,7 +330,7 @@ where
         let view = RequestView {
             method: req.method().as_str(),
             authority: &host,
-            scheme: "http",
+            scheme: conn.scheme(),
             path_and_query: &path,
             headers: req.headers(),
         };
@@ -415,17 +359,17 @@ where
     // Set before routing: an upgraded stream's tunnel keeps the idle timer.
     outcome.stream = Some((Arc::clone(&activity), limits));
     let raced = {
-        let work = routed(
-            &snapshot,
-            &settings,
-            down,
+        let r = Routed {
+            snapshot: &snapshot,
+            settings: &settings,
+            conn: &conn,
             table,
             vh,
             route,
-            (host.as_str(), path.as_str()),
-            req,
-            &mut outcome,
-        );
+            host: &host,
+            path: &path,
+        };
+        let work = routed(&r, req, &mut outcome);
         if limits.any() {
             tokio::pin!(work);
             tokio::select! {
@@ -480,21 +424,19 @@ fn stream_limits(settings: &HttpSettings, action: &Action, headers: &HeaderMap) 
 }
 
 /// The routed part of a request: HTTP filters, then the route's action.
-#[allow(clippy::too_many_arguments)]
-async fn routed<B>(
-    snapshot: &Snapshot,
-    settings: &HttpSettings,
-    down: Downstream,
-    table: &crate::routes::RouteTable,
-    vh: &crate::routes::VirtualHost,
-    route: &crate::routes::Route,
-    (host, path): (&str, &str),
-    mut req: Request<B>,
-    outcome: &mut Outcome,
-) -> Response<Body>
+async fn routed<B>(r: &Routed<'_>, mut req: Request<B>, outcome: &mut Outcome) -> Response<Body>
 where
     B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + Sync + Unpin + 'static,
 {
+    let Routed {
+        settings,
+        table,
+        vh,
+        route,
+        host,
+        path,
+        ..
+    } = *r;
     let picked = match &route.action {
         Action::Forward(f) => Some(f.targets.pick()),
         _ => None,
@@ -502,9 +444,8 @@ where
     let mut aborted = None;
     let mut late_headers = None;
     if !settings.filters.is_empty() {
-        let levels = [&route.filters, &vh.filters, &table.filters];
         let cluster = picked.map(|p| p.0);
-        let filtered = run_filters(settings, levels, cluster, host, path, &mut req).await;
+        let filtered = run_filters(r, cluster, &mut req).await;
         if filtered.flag.is_some() {
             outcome.flag = filtered.flag;
         }
@@ -518,20 +459,20 @@ where
         (Some(r), _) => r,
         (None, action) => match action {
             Action::Direct { status, body } => {
-                let mut r = local_reply(settings, *status, body.as_deref().unwrap_or(""));
+                let mut reply = local_reply(settings, *status, body.as_deref().unwrap_or(""));
                 if body.is_none() {
-                    r.headers_mut().remove(http::header::CONTENT_TYPE);
+                    reply.headers_mut().remove(http::header::CONTENT_TYPE);
                 }
                 // Envoy points a 201 Created at the request's own URL.
                 if *status == 201 {
-                    let scheme = req.uri().scheme_str().unwrap_or("http");
+                    let scheme = req.uri().scheme_str().unwrap_or(r.conn.scheme());
                     if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{host}{path}")) {
-                        r.headers_mut().insert(LOCATION, v);
+                        reply.headers_mut().insert(LOCATION, v);
                     }
                 }
-                r
+                reply
             }
-            Action::Redirect(rd) => redirect(settings, rd, host, path, req.uri()),
+            Action::Redirect(rd) => redirect(r, rd, req.uri()),
             Action::Forward(fwd) => {
                 let (cluster_name, weighted_ops) = picked.unwrap_or_else(|| fwd.targets.pick());
                 let levels = [
@@ -541,17 +482,7 @@ where
                     Some(&table.headers),
                 ];
                 mutate(req.headers_mut(), &levels, |o| &o.request);
-                let routed = crate::router::Routed {
-                    snapshot,
-                    settings,
-                    vh,
-                    fwd,
-                    cluster: cluster_name,
-                    down,
-                    path,
-                    host,
-                };
-                match crate::router::forward(routed, req, outcome).await {
+                match crate::router::forward(r, fwd, cluster_name, req, outcome).await {
                     Ok(mut r) => {
                         mutate(r.headers_mut(), &levels, |o| &o.response);
                         if let Some(h) = late_headers {
@@ -599,42 +530,13 @@ fn mutate(
     }
 }
 
-pub(crate) fn rewrite_path(
-    path: &str,
-    prefix: Option<&str>,
-    new_prefix: Option<&str>,
-    regex: Option<&(regex::Regex, String)>,
-) -> String {
-    let (p, q) = match path.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path, None),
-    };
-    let mut out = p.to_string();
-    if let (Some(old), Some(new)) = (prefix, new_prefix) {
-        if p.len() >= old.len() {
-            out = format!("{new}{}", &p[old.len()..]);
-        }
-    } else if let Some((re, sub)) = regex {
-        out = re.replace_all(p, sub.as_str()).into_owned();
-    }
-    match q {
-        Some(q) => format!("{out}?{q}"),
-        None => out,
-    }
-}
-
-fn redirect(
-    settings: &HttpSettings,
-    rd: &Redirect,
-    host: &str,
-    path: &str,
-    uri: &Uri,
-) -> Response<Body> {
+fn redirect(r: &Routed<'_>, rd: &Redirect, uri: &Uri) -> Response<Body> {
+    let (host, path) = (r.host, r.path);
     let scheme = rd
         .scheme
         .clone()
         .or_else(|| uri.scheme_str().map(str::to_string))
-        .unwrap_or_else(|| "http".into());
+        .unwrap_or_else(|| r.conn.scheme().into());
     let (orig_host, orig_port) = match host.rsplit_once(':') {
         Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) => {
             (h.to_string(), Some(p.to_string()))
@@ -642,7 +544,7 @@ fn redirect(
         _ => (host.to_string(), None),
     };
     let new_host = rd.host.clone().unwrap_or(orig_host);
-    let orig_scheme = uri.scheme_str().unwrap_or("http");
+    let orig_scheme = uri.scheme_str().unwrap_or(r.conn.scheme());
     let port = match (rd.port, &orig_port) {
         (Some(p), _) => Some(p.to_string()),
         // host_redirect replaces the whole authority, port included.
@@ -687,7 +589,7 @@ fn redirect(
             new_path = p.to_string();
         }
     }
-    let mut resp = local_reply(settings, rd.status, "");
+    let mut resp = local_reply(r.settings, rd.status, "");
     if let Ok(v) = HeaderValue::from_str(&format!("{scheme}://{authority}{new_path}")) {
         resp.headers_mut().insert(LOCATION, v);
     }

@@ -1,36 +1,66 @@
-//! weft's data plane. A configuration (today: an Envoy bootstrap with
-//! static resources) is compiled into an immutable [`Snapshot`] of
-//! listeners, route tables and clusters; listeners accept connections and
-//! serve them from whatever snapshot is current, without taking locks.
+//! weft's data plane. A configuration (an Envoy bootstrap, then xDS
+//! updates) is compiled into an immutable [`Snapshot`] of listeners,
+//! route tables and clusters; listeners accept connections and serve
+//! them from whatever snapshot is current, without taking locks.
+//!
+//! The modules form floors; each imports only from floors below it.
+//!
+//! 0. Types and tools: `error`, `body`, `headers`, `matchers`, `transport`
+//!    (the byte streams and what a connection carried), `io`, `stats`.
+//! 1. Policies, each knowing only floor 0: `fault`, `ratelimit`, `cors`,
+//!    `retry`, `hashing`, `circuit`, `outlier`, `replay`, `stream_timers`,
+//!    `local_reply`, `access_log`.
+//! 2. Compiled configuration: `cluster` (endpoints, balancing, pools),
+//!    `routes` (route tables), `chain` (filter chains: transport, HTTP
+//!    connection manager or TCP proxy), `listener`, `snapshot`,
+//!    `config_dump`.
+//! 3. The request path: `request` (a routed request's context),
+//!    `upstream_headers`, `router`, `http` (the connection manager), `tcp`.
+//! 4. Serving: `server` (listeners bound, connections served, snapshots
+//!    installed), `admin`, `xds` (updates compiled and installed).
 
-pub mod access_log;
-pub mod admin;
-pub mod circuit;
-pub mod cluster;
-mod config_dump;
-pub mod cors;
-pub mod error;
-pub mod fault;
-pub mod hashing;
-pub mod headers;
-pub mod http;
+// Floor 0.
+mod body;
+mod error;
+mod headers;
 mod io;
-pub mod listener;
+mod matchers;
+mod stats;
+mod transport;
+
+// Floor 1.
+mod access_log;
+mod circuit;
+mod cors;
+mod fault;
+mod hashing;
 mod local_reply;
-pub mod outlier;
-pub mod ratelimit;
+mod outlier;
+mod ratelimit;
 mod replay;
-pub mod retry;
-pub mod router;
-pub mod routes;
-pub mod server;
-pub mod snapshot;
-pub mod stats;
-pub mod stream_timers;
+mod retry;
+mod stream_timers;
+
+// Floor 2.
+mod chain;
+mod cluster;
+mod config_dump;
+pub mod listener;
+mod routes;
+mod snapshot;
+
+// Floor 3.
+mod http;
+mod request;
+mod router;
 mod tcp;
 mod upstream_headers;
+
+// Floor 4.
+pub mod admin;
+mod server;
 pub mod xds;
 
 pub use error::{CompileError, ForwardError};
-pub use server::{start, Running};
+pub use server::{start, InstallError, Running, Shared, DRAIN_TIME};
 pub use snapshot::Snapshot;

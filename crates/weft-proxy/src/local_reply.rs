@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
-use crate::http::{full, Body};
+use crate::body::{full, Body};
 
 /// Marks a response as a local reply: what a gRPC client gets instead
 /// is built from it (see [`grpc_reply`]).

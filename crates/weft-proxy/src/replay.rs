@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use hyper::body::{Body as _, Frame, SizeHint};
 
-use crate::http::{Body, BoxError};
+use crate::body::{Body, BoxError};
 
 /// Envoy's default buffer limit for a request it may retry (1 MiB).
 pub const DEFAULT_LIMIT: usize = 1024 * 1024;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::HeaderMap;
 use weft_envoy::route as cfg;
 
-use crate::routes::{HeaderMatch, RequestView};
+use crate::matchers::{HeaderMatch, RequestView};
 
 /// `retry_on` conditions, as bits.
 mod on {

@@ -16,14 +16,16 @@ use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
+use crate::body::{full, Body, BoxError};
 use crate::circuit::{Admitted, Held};
 use crate::cluster::{Cluster, Endpoint, PickContext};
 use crate::error::ForwardError;
-use crate::http::{upgrade_kind, Body, BoxError, Downstream, Outcome, HOP_BY_HOP};
+use crate::headers::{upgrade_kind, HOP_BY_HOP};
+use crate::matchers::RequestView;
 use crate::replay::Replay;
+use crate::request::{Outcome, Routed};
 use crate::retry::{AttemptFailure, RetryPolicy};
-use crate::routes::{Forward, Mirror, RequestView, VirtualHost};
-use crate::snapshot::{HttpSettings, Snapshot};
+use crate::routes::{Forward, Mirror};
 use crate::upstream_headers;
 
 static X_UPSTREAM_TIME: HeaderName = HeaderName::from_static("x-envoy-upstream-service-time");
@@ -63,11 +65,9 @@ enum Bodies {
 impl Bodies {
     fn next(&mut self) -> Body {
         match self {
-            Bodies::Once(b) => b.take().unwrap_or_else(|| crate::http::full(Bytes::new())),
-            Bodies::Empty { declared: true } => {
-                DeclaredEmpty(crate::http::full(Bytes::new())).boxed()
-            }
-            Bodies::Empty { declared: false } => crate::http::full(Bytes::new()),
+            Bodies::Once(b) => b.take().unwrap_or_else(|| full(Bytes::new())),
+            Bodies::Empty { declared: true } => DeclaredEmpty(full(Bytes::new())).boxed(),
+            Bodies::Empty { declared: false } => full(Bytes::new()),
             Bodies::Replay(r) => r.attempt(),
         }
     }
@@ -115,21 +115,13 @@ enum Tried {
     Fatal(ForwardError),
 }
 
-/// What the request path needs to forward one routed request.
-pub(crate) struct Routed<'a> {
-    pub snapshot: &'a Snapshot,
-    pub settings: &'a HttpSettings,
-    pub vh: &'a VirtualHost,
-    pub fwd: &'a Forward,
-    pub cluster: &'a str,
-    pub down: Downstream,
-    /// Path (with query) and host as the client sent them.
-    pub path: &'a str,
-    pub host: &'a str,
-}
-
+/// Forwards a routed request to `cluster`, one of its route's targets:
+/// attempts under the retry policy, mirrors, then the response as the
+/// client gets it.
 pub(crate) async fn forward<B>(
-    r: Routed<'_>,
+    r: &Routed<'_>,
+    fwd: &Forward,
+    cluster: &str,
     mut req: Request<B>,
     outcome: &mut Outcome,
 ) -> Result<Response<Body>, ForwardError>
@@ -139,50 +131,57 @@ where
     let cluster = r
         .snapshot
         .clusters
-        .get(r.cluster)
+        .get(cluster)
         .ok_or(ForwardError::NoCluster)?;
     let started = Instant::now();
-    let deadline = (!r.fwd.timeout.is_zero()).then(|| started + r.fwd.timeout);
+    let deadline = (!fwd.timeout.is_zero()).then(|| started + fwd.timeout);
     let upgrade = upgrade_kind(req.headers()).and_then(|k| HeaderValue::from_str(k).ok());
     let downstream_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     // Upgraded connections are not retried: what was sent after the
     // switch cannot be replayed.
-    let policy = r.fwd.retry.as_deref().filter(|p| {
+    let policy = fwd.retry.as_deref().filter(|p| {
         upgrade.is_none()
             && p.applies_to(&RequestView {
                 method: req.method().as_str(),
                 authority: r.host,
-                scheme: "http",
+                scheme: r.conn.scheme(),
                 path_and_query: r.path,
                 headers: req.headers(),
             })
     });
-    let hashed = r.fwd.hash.as_ref().map(|h| {
+    let hashed = fwd.hash.as_ref().map(|h| {
         let conn = crate::hashing::Conn {
-            peer: r.down.peer,
-            local: r.down.local,
+            peer: r.conn.peer,
+            local: r.conn.local,
         };
         h.hash(req.headers(), r.path, &conn)
     });
     let hash = hashed.as_ref().and_then(|h| h.hash);
     let set_cookie = hashed.and_then(|h| h.set_cookie);
     let mut tried: Vec<SocketAddr> = Vec::new();
-    let first = pick(cluster, policy, &tried, r.down, req.headers(), hash)?;
+    let first = pick(
+        cluster,
+        policy,
+        &tried,
+        r.conn.original_dst,
+        req.headers(),
+        hash,
+    )?;
     let (mut parts, body) = req.into_parts();
-    let new_path = crate::http::rewrite_path(
+    let new_path = crate::matchers::rewrite_path(
         r.path,
-        r.fwd.matched_prefix.as_deref(),
-        r.fwd.prefix_rewrite.as_deref(),
-        r.fwd.regex_rewrite.as_ref(),
+        fwd.matched_prefix.as_deref(),
+        fwd.prefix_rewrite.as_deref(),
+        fwd.regex_rewrite.as_ref(),
     );
-    let new_host = upstream_host(r.fwd, &first, r.host);
-    parts.uri = request_uri(&new_host, &new_path, &first)?;
+    let new_host = upstream_host(fwd, &first, r.host);
+    parts.uri = request_uri(cluster.scheme(), &new_host, &new_path, &first)?;
     upstream_headers::shape(
         &mut parts.headers,
         &upstream_headers::Shaping {
             settings: r.settings,
-            fwd: r.fwd,
-            peer: r.down.peer,
+            fwd,
+            peer: r.conn.peer,
             host: r.host,
             path: r.path,
             new_host: &new_host,
@@ -224,8 +223,7 @@ where
             .insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
     // The mirrors this request goes to (each by its share).
-    let mirrors: Vec<&Mirror> = r
-        .fwd
+    let mirrors: Vec<&Mirror> = fwd
         .mirrors
         .iter()
         .filter(|m| m.share.0 > 0 && fastrand::u32(0..m.share.1.max(1)) < m.share.0)
@@ -242,7 +240,7 @@ where
         headers: parts.headers,
     };
     for m in mirrors {
-        shadow(&r, m, &prepared, bodies.next());
+        shadow(r, fwd, m, &prepared, bodies.next());
     }
     let stats = &cluster.stats;
     let mut endpoint = first;
@@ -256,9 +254,9 @@ where
         // Without a retry to follow, the request moves instead of copying.
         let last = policy.is_none_or(|p| attempt > p.num_retries);
         let mut up = prepared.request(bodies.next(), last);
-        if r.fwd.auto_host_rewrite && attempt > 1 {
-            let host = upstream_host(r.fwd, &endpoint, r.host);
-            *up.uri_mut() = request_uri(&host, &new_path, &endpoint)?;
+        if fwd.auto_host_rewrite && attempt > 1 {
+            let host = upstream_host(fwd, &endpoint, r.host);
+            *up.uri_mut() = request_uri(cluster.scheme(), &host, &new_path, &endpoint)?;
             if !cluster.http2 {
                 if let Ok(v) = HeaderValue::from_str(&host) {
                     up.headers_mut().insert(HOST, v);
@@ -327,7 +325,14 @@ where
         }
         stats.upstream_rq_retry.inc();
         attempt += 1;
-        endpoint = pick(cluster, Some(p), &tried, r.down, &prepared.headers, hash)?;
+        endpoint = pick(
+            cluster,
+            Some(p),
+            &tried,
+            r.conn.original_dst,
+            &prepared.headers,
+            hash,
+        )?;
     };
     let tunnel_idle = outcome.stream.as_ref().and_then(|(_, l)| l.idle);
     let upgrade = downstream_upgrade.map(|d| (d, tunnel_idle));
@@ -343,7 +348,7 @@ where
 /// and dropped, and nothing of it reaches the client. A mirror cluster
 /// that does not exist (RDS tables may name one not yet delivered)
 /// mirrors nothing.
-fn shadow(r: &Routed<'_>, m: &Mirror, prepared: &Prepared, body: Body) {
+fn shadow(r: &Routed<'_>, fwd: &Forward, m: &Mirror, prepared: &Prepared, body: Body) {
     let Some(cluster) = r.snapshot.clusters.get(&m.cluster).cloned() else {
         return;
     };
@@ -375,14 +380,14 @@ fn shadow(r: &Routed<'_>, m: &Mirror, prepared: &Prepared, body: Body) {
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
-    let down = r.down;
-    let timeout = r.fwd.timeout;
+    let original_dst = r.conn.original_dst;
+    let timeout = fwd.timeout;
     let attempt_count = r.vh.attempt_count_upstream;
     tokio::spawn(async move {
-        let Ok(endpoint) = pick(&cluster, None, &[], down, req.headers(), None) else {
+        let Ok(endpoint) = pick(&cluster, None, &[], original_dst, req.headers(), None) else {
             return;
         };
-        let Ok(uri) = request_uri(&host, &path, &endpoint) else {
+        let Ok(uri) = request_uri(cluster.scheme(), &host, &path, &endpoint) else {
             return;
         };
         *req.uri_mut() = uri;
@@ -411,12 +416,12 @@ fn pick(
     cluster: &Cluster,
     policy: Option<&RetryPolicy>,
     tried: &[SocketAddr],
-    down: Downstream,
+    original_dst: Option<SocketAddr>,
     headers: &HeaderMap,
     hash: Option<u64>,
 ) -> Result<Arc<Endpoint>, ForwardError> {
     let ctx = PickContext {
-        original_dst: down.original_dst,
+        original_dst,
         headers: Some(headers),
         hash,
     };
@@ -451,12 +456,18 @@ fn upstream_host(fwd: &Forward, endpoint: &Endpoint, host: &str) -> String {
     }
 }
 
-/// The URI's authority is what HTTP/2 sends as :authority; the
-/// endpoint's connector dials the endpoint regardless.
-fn request_uri(host: &str, path: &str, endpoint: &Endpoint) -> Result<Uri, ForwardError> {
+/// The URI's authority is what HTTP/2 sends as :authority and its scheme
+/// the cluster's transport's; the endpoint's connector dials the
+/// endpoint regardless.
+fn request_uri(
+    scheme: &str,
+    host: &str,
+    path: &str,
+    endpoint: &Endpoint,
+) -> Result<Uri, ForwardError> {
     let uri = |authority: &str| {
         Uri::builder()
-            .scheme("http")
+            .scheme(scheme)
             .authority(authority)
             .path_and_query(path)
             .build()
@@ -571,7 +582,7 @@ fn failure_error(f: AttemptFailure) -> ForwardError {
 /// The upstream response as the client gets it: an accepted upgrade
 /// joined end to end, hop-by-hop headers dropped, Envoy's headers set.
 fn finish(
-    r: Routed<'_>,
+    r: &Routed<'_>,
     mut resp: Response<hyper::body::Incoming>,
     admitted: Admitted,
     downstream_upgrade: Option<(hyper::upgrade::OnUpgrade, Option<Duration>)>,

@@ -15,8 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use weft_envoy::filters::CodecType;
 
+use crate::chain::{Chain, HttpSettings};
 use crate::listener::{Accepted, InspectError, ListenerConfig};
-use crate::snapshot::{Chain, HttpSettings, Snapshot};
+use crate::snapshot::Snapshot;
+use crate::transport::{ConnectionInfo, Stream};
 
 /// What every connection task shares: the current snapshot (read without
 /// locks) and the shutdown signal.
@@ -320,10 +322,18 @@ async fn connection(
     l.stats.downstream_cx_total.inc();
     let _active = ActiveGuard::new(&l.stats.downstream_cx_active);
     let original_dst = conn.facts.local.filter(|_| conn.facts.restored);
-    match chain {
+    let local = conn.facts.local;
+    let stream = match chain.transport.accept(conn.stream).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(listener = %l.name, "closing connection: transport: {e}");
+            return;
+        }
+    };
+    match &chain.terminal {
         Chain::Tcp(t) => {
             let stream = crate::tcp::Downstream {
-                stream: conn.stream,
+                stream,
                 early: conn.read,
                 original_dst,
             };
@@ -331,15 +341,16 @@ async fn connection(
             crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream, closing).await
         }
         Chain::Http(h) => {
-            let _ = conn.stream.set_nodelay(true);
-            let io = crate::io::Rewind::new(conn.read, conn.stream);
-            let down = crate::http::Downstream {
+            let _ = stream.set_nodelay(true);
+            let io = crate::io::Rewind::new(conn.read, stream);
+            let info = Arc::new(ConnectionInfo {
                 peer,
                 original_dst,
-                local: conn.facts.local,
-            };
+                local,
+                tls: None,
+            });
             let drain = (l.drain.subscribe(), shared.drain_time());
-            serve_http(shared, Arc::clone(h), io, down, drain).await
+            serve_http(shared, Arc::clone(h), io, info, drain).await
         }
     }
 }
@@ -361,8 +372,8 @@ async fn inspect(l: &crate::listener::ListenerConfig, conn: &mut Accepted) -> bo
 async fn serve_http(
     shared: Arc<Shared>,
     h: Arc<HttpSettings>,
-    io: crate::io::Rewind<TcpStream>,
-    down: crate::http::Downstream,
+    io: crate::io::Rewind<Stream>,
+    conn: Arc<ConnectionInfo>,
     (mut listener_drain, drain_time): (watch::Receiver<bool>, Duration),
 ) {
     let cx_stats = Arc::clone(&h.stats);
@@ -379,6 +390,7 @@ async fn serve_http(
     let svc = service_fn(move |req| {
         let snapshot = shared.snapshot.load_full();
         let h = Arc::clone(&h);
+        let conn = Arc::clone(&conn);
         let open = requests.open_request();
         let activity = Arc::clone(&requests);
         async move {
@@ -391,9 +403,9 @@ async fn serve_http(
             stats.downstream_rq_total.inc();
             let _rq_active = ActiveGuard::new(&stats.downstream_rq_active);
             let resp = if h.access_logs.is_empty() {
-                crate::http::handle(snapshot, h, down, req).await.0
+                crate::http::handle(snapshot, h, conn, req).await.0
             } else {
-                logged(snapshot, h, down, req).await
+                logged(snapshot, h, conn, req).await
             };
             stats.downstream_rq.count(resp.status().as_u16());
             let mut resp = resp;
@@ -500,9 +512,9 @@ async fn admin_loop(shared: Arc<Shared>, listener: TcpListener) {
 async fn logged(
     snapshot: Arc<Snapshot>,
     h: Arc<HttpSettings>,
-    down: crate::http::Downstream,
+    conn: Arc<ConnectionInfo>,
     req: hyper::Request<hyper::body::Incoming>,
-) -> hyper::Response<crate::http::Body> {
+) -> hyper::Response<crate::body::Body> {
     use crate::access_log::{Counted, Entry, LoggedBody};
     use http_body_util::BodyExt;
     let started = std::time::Instant::now();
@@ -539,7 +551,7 @@ async fn logged(
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let req = req.map(|b| Counted::new(b, Arc::clone(&received)));
     let logs = h.access_logs.clone();
-    let (resp, outcome) = crate::http::handle(snapshot, h, down, req).await;
+    let (resp, outcome) = crate::http::handle(snapshot, h, conn, req).await;
     entry.status = resp.status().as_u16();
     entry.flags = outcome.flag;
     entry.upstream_host = outcome.upstream.map(|a| a.to_string());

@@ -28,7 +28,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::http::{Body, BoxError};
+use crate::body::{Body, BoxError};
 
 /// When the stream last moved and whether the request has fully arrived.
 #[derive(Debug)]

@@ -7,15 +7,16 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::access_log::Entry;
+use crate::chain::TcpSettings;
 use crate::io::{lifetime, Activity};
-use crate::snapshot::{Snapshot, TcpSettings};
+use crate::snapshot::Snapshot;
+use crate::transport::Stream;
 
 /// A downstream connection as the listener hands it over.
 pub struct Downstream {
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Bytes listener filters already read, which go upstream first.
     pub early: BytesMut,
     /// The destination before redirection, for ORIGINAL_DST clusters.
@@ -66,7 +67,7 @@ pub async fn serve(
 async fn serve_inner(
     snapshot: &Snapshot,
     settings: &TcpSettings,
-    down: &mut TcpStream,
+    down: &mut Stream,
     early: BytesMut,
     original_dst: Option<std::net::SocketAddr>,
     entry: &mut Entry,
@@ -87,10 +88,10 @@ async fn serve_inner(
         return (0, 0);
     };
     entry.upstream_host = Some(endpoint.addr.to_string());
-    let up = tokio::time::timeout(cluster.connect_timeout, TcpStream::connect(endpoint.addr)).await;
+    let up = cluster.connect(endpoint.addr).await;
     let mut up = match up {
-        Ok(Ok(s)) => s,
-        _ => {
+        Ok(s) => s,
+        Err(_) => {
             cluster.stats.upstream_cx_total.inc();
             cluster.stats.upstream_cx_connect_fail.inc();
             cluster.report(&endpoint, crate::outlier::Result::ConnectFailed);
@@ -102,7 +103,6 @@ async fn serve_inner(
     // TCP proxy reports it.
     cluster.report(&endpoint, crate::outlier::Result::Status(200));
     cluster.stats.upstream_cx_total.inc();
-    let _ = up.set_nodelay(true);
     let _ = down.set_nodelay(true);
     if !early.is_empty() && up.write_all(&early).await.is_err() {
         return (early.len() as u64, 0);
@@ -121,15 +121,21 @@ async fn serve_inner(
 /// nothing moved for `idle`, or `closing` resolves. Returns bytes a→b,
 /// bytes b→a, and whether the idle timeout ended it.
 async fn copy_until_idle(
-    a: &mut TcpStream,
-    b: &mut TcpStream,
+    a: &mut Stream,
+    b: &mut Stream,
     idle: Option<Duration>,
     closing: impl std::future::Future<Output = ()>,
 ) -> (u64, u64, bool) {
-    // TcpStream's own halves: no lock between the two directions.
-    let (ar, aw) = a.split();
-    let (br, bw) = b.split();
-    join_halves((ar, aw), (br, bw), idle, closing).await
+    match (a, b) {
+        // TcpStream's own halves: no lock between the two directions. A
+        // TLS stream (one record layer for both directions) will go
+        // through tokio::io::split, as `tunnel` does.
+        (Stream::Plain(a), Stream::Plain(b)) => {
+            let (ar, aw) = a.split();
+            let (br, bw) = b.split();
+            join_halves((ar, aw), (br, bw), idle, closing).await
+        }
+    }
 }
 
 /// Joins two byte streams end to end (an upgraded HTTP stream and its

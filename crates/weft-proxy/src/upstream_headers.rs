@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use http::header::{HeaderName, HeaderValue, HOST};
 use http::HeaderMap;
 
-use crate::http::HOP_BY_HOP;
+use crate::chain::HttpSettings;
+use crate::headers::HOP_BY_HOP;
 use crate::routes::Forward;
-use crate::snapshot::HttpSettings;
 
 /// Request headers that would steer the proxy (timeouts, retries,
 /// tracing, stats); removed from what clients send.

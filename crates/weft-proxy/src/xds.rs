@@ -3,9 +3,11 @@
 //! Each update is compiled outside any lock into a copy of the dynamic
 //! state; only when the whole update compiled (and any new listener
 //! bound) does the copy replace the state and the new snapshot go live
-//! (`Shared::install`). Otherwise the update is NACKed and the previous
-//! snapshot keeps serving. Envoy applies the valid resources of a
-//! partly invalid update; weft takes all of it or none of it.
+//! (`Shared::install`). A resource that cannot be built is refused on
+//! its own and keeps what it was, as Envoy refuses a cluster or listener
+//! it cannot build; the rest applies and the answer is a NACK naming it.
+//! An update that cannot be installed at all (a listener that cannot
+//! bind) is NACKed whole and the previous snapshot keeps serving.
 //!
 //! Warming, as Envoy: a new EDS cluster is not used until its endpoints
 //! arrive, and a new listener is not bound until its RDS route tables
@@ -26,6 +28,7 @@ use weft_xds::client::Refused;
 use weft_xds::{Kind, Resource};
 
 use crate::cluster::Cluster;
+use crate::config_dump::{Delivered, XdsDump};
 use crate::listener::ListenerConfig;
 use crate::routes::RouteTable;
 use crate::server::Shared;
@@ -83,25 +86,6 @@ struct State {
     /// Every accepted resource as delivered, for /config_dump.
     delivered: BTreeMap<Kind, Arc<BTreeMap<String, Delivered>>>,
     versions: BTreeMap<Kind, String>,
-}
-
-/// A resource as the control plane delivered it, with the version of
-/// the response that brought it.
-#[derive(Clone, Debug)]
-pub struct Delivered {
-    pub version: String,
-    pub bytes: Arc<[u8]>,
-    pub updated: std::time::SystemTime,
-}
-
-/// What /config_dump shows of the dynamic configuration.
-#[derive(Debug, Default)]
-pub struct XdsDump {
-    pub delivered: BTreeMap<Kind, Arc<BTreeMap<String, Delivered>>>,
-    /// Type versions last accepted.
-    pub versions: BTreeMap<Kind, String>,
-    pub warming_listeners: BTreeSet<String>,
-    pub warming_clusters: BTreeSet<String>,
 }
 
 /// Applies xDS updates to a running proxy.
@@ -292,7 +276,7 @@ impl Dynamic {
                 u.resources.get(name).map(|h| &*h.resource)
             {
                 // A table that does not compile is refused on its own.
-                match crate::snapshot::compile_routes(
+                match crate::chain::compile_routes(
                     &format!("RouteConfiguration {name:?}"),
                     rc,
                     &self.base.stats,
@@ -377,16 +361,15 @@ impl Dynamic {
             warming_listeners: state.warming_listeners.keys().cloned().collect(),
             warming_clusters: state.warming_clusters.keys().cloned().collect(),
         };
-        Snapshot {
-            xds: Some(Arc::new(xds)),
+        Snapshot::assemble(
             listeners,
             clusters,
-            routes: state.routes.clone(),
-            admin: base.admin,
-            stats: Arc::clone(&base.stats),
-            source: base.source.clone(),
-            loaded: std::time::SystemTime::now(),
-        }
+            state.routes.clone(),
+            base.admin,
+            Arc::clone(&base.stats),
+            base.source.clone(),
+            Some(Arc::new(xds)),
+        )
     }
 
     async fn commit(&mut self, next: State) -> Result<(), String> {

@@ -37,6 +37,9 @@ struct TypeState {
     requested: bool,
 }
 
+/// Resources refused while applying: name, and why.
+pub type Refused = Vec<(String, String)>;
+
 /// An accepted resource and a digest of its bytes, which tells an
 /// unchanged resource in a later response from a changed one.
 #[derive(Clone, Debug)]
@@ -330,11 +333,7 @@ impl Ads {
     /// is now the type's set, the version stays the last one accepted
     /// whole, and the answer is a NACK naming what was refused (and after
     /// the first CDS update the LDS request that waited for it).
-    pub fn partial(
-        &mut self,
-        mut update: Update,
-        refused: crate::client::Refused,
-    ) -> Vec<DiscoveryRequest> {
+    pub fn partial(&mut self, mut update: Update, refused: Refused) -> Vec<DiscoveryRequest> {
         let kind = update.kind;
         let t = self.types.entry(kind).or_default();
         for (name, why) in refused {

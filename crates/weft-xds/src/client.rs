@@ -15,12 +15,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::ads::delta::{DeltaAds, DeltaOutcome};
+pub use crate::ads::Refused;
 use crate::ads::{Ads, Node, Outcome, Update};
 use crate::discovery::DiscoveryRequest;
 use crate::Kind;
-
-/// Resources refused while applying: name, and why.
-pub type Refused = Vec<(String, String)>;
 
 /// What the client needs from whoever applies configuration.
 pub trait Apply: Send {

@@ -233,52 +233,15 @@ fn more_or_not(line_end: Option<usize>, buf: &[u8]) -> Http {
 /// the platform cannot tell; the listener's local address stands then.
 #[cfg(target_os = "linux")]
 pub fn original_dst(s: &tokio::net::TcpStream) -> Option<std::net::SocketAddr> {
-    use std::os::fd::AsRawFd;
-    const SO_ORIGINAL_DST: libc::c_int = 80;
-    const IP6T_SO_ORIGINAL_DST: libc::c_int = 80;
-    let fd = s.as_raw_fd();
-    let v6 = s.local_addr().ok()?.is_ipv6();
-    // SAFETY: getsockopt writes at most `len` bytes into `storage`, which
-    // is large enough for any socket address, and `len` is updated to
-    // the size written; the fd is open for the duration of the call.
-    unsafe {
-        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let (level, opt) = if v6 {
-            (libc::SOL_IPV6, IP6T_SO_ORIGINAL_DST)
-        } else {
-            (libc::SOL_IP, SO_ORIGINAL_DST)
-        };
-        let rc = libc::getsockopt(
-            fd,
-            level,
-            opt,
-            (&mut storage as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        );
-        if rc != 0 {
-            return None;
-        }
-        match storage.ss_family as libc::c_int {
-            libc::AF_INET => {
-                let a = &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-                Some(std::net::SocketAddr::new(
-                    ip.into(),
-                    u16::from_be(a.sin_port),
-                ))
-            }
-            libc::AF_INET6 => {
-                let a = &*(&storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-                let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
-                Some(std::net::SocketAddr::new(
-                    ip.into(),
-                    u16::from_be(a.sin6_port),
-                ))
-            }
-            _ => None,
-        }
-    }
+    let sock = socket2::SockRef::from(s);
+    // A connection that was not redirected has no entry in the NAT
+    // table: the kernel answers ENOENT.
+    let dst = if s.local_addr().ok()?.is_ipv6() {
+        sock.original_dst_v6()
+    } else {
+        sock.original_dst_v4()
+    };
+    dst.ok()?.as_socket()
 }
 
 #[cfg(not(target_os = "linux"))]

@@ -6,17 +6,17 @@ pub mod chains;
 pub mod inspect;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use weft_envoy::listener::{FilterChain, Listener};
+use weft_envoy::listener::Listener;
 use weft_envoy::TypedConfig;
 
+use crate::chain::{timeout, Chain, FilterChain, Routes};
+use crate::error::unsupported;
 use crate::error::CompileError;
-use crate::snapshot::{compile_hcm, compile_tcp, timeout, unsupported, Chain};
 use crate::stats::{ListenerStats, Store};
 use chains::{ChainMatch, Chains, ConnectionFacts};
 
@@ -31,7 +31,7 @@ pub struct ListenerConfig {
     /// destination, when there is one.
     pub use_original_dst: bool,
     pub filters: ListenerFilters,
-    pub chains: Chains<Chain>,
+    pub chains: Chains<FilterChain>,
     pub stats: std::sync::Arc<ListenerStats>,
     /// Fired when this listener is replaced or removed: its open
     /// connections drain (HTTP/2 GOAWAY, HTTP/1 `connection: close`).
@@ -58,10 +58,10 @@ impl ListenerConfig {
             .iter()
             .map(|(_, c)| c)
             .chain(self.chains.default.iter())
-            .filter_map(|c| match c {
+            .filter_map(|c| match &c.terminal {
                 Chain::Http(h) => match &h.routes {
-                    crate::snapshot::Routes::Rds(name) => Some(name.as_str()),
-                    crate::snapshot::Routes::Inline(_) => None,
+                    Routes::Rds(name) => Some(name.as_str()),
+                    Routes::Inline(_) => None,
                 },
                 Chain::Tcp(_) => None,
             })
@@ -94,7 +94,7 @@ pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, 
             }
         }
     }
-    let mut compiled: Vec<(ChainMatch, Chain)> = Vec::new();
+    let mut compiled: Vec<(ChainMatch, FilterChain)> = Vec::new();
     for (i, c) in l.filter_chains.iter().enumerate() {
         let cat = format!("{at}.filter_chains[{i}]");
         let m = ChainMatch::compile(c.filter_chain_match.as_ref()).map_err(|message| {
@@ -109,12 +109,12 @@ pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, 
                 message: format!("filter_chains[{j}] has the same matching rules; a connection could match either"),
             });
         }
-        compiled.push((m, compile_chain(&cat, c, stats)?));
+        compiled.push((m, FilterChain::compile(&cat, c, stats)?));
     }
     let default = l
         .default_filter_chain
         .as_ref()
-        .map(|c| compile_chain(&format!("{at}.default_filter_chain"), c, stats))
+        .map(|c| FilterChain::compile(&format!("{at}.default_filter_chain"), c, stats))
         .transpose()?;
     let addr = l
         .address
@@ -135,33 +135,6 @@ pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, 
         },
         stats: ListenerStats::new(stats, addr),
         drain: tokio::sync::watch::Sender::new(false),
-    })
-}
-
-fn compile_chain(at: &str, chain: &FilterChain, stats: &Store) -> Result<Chain, CompileError> {
-    if chain.filters.len() > 1 {
-        return Err(unsupported(
-            format!("{at}.filters"),
-            "network filters before the terminal one",
-        ));
-    }
-    let fat = format!("{at}.filters[0]");
-    let terminal = chain.filters.first().ok_or_else(|| CompileError::Config {
-        field: format!("{at}.filters"),
-        message: "a filter chain needs a terminal filter".into(),
-    })?;
-    Ok(match &terminal.typed_config {
-        TypedConfig::HttpConnectionManager(hcm) => Chain::Http(Arc::new(compile_hcm(
-            &format!("{fat}.typed_config"),
-            hcm,
-            stats,
-        )?)),
-        TypedConfig::TcpProxy(tp) => Chain::Tcp(Arc::new(compile_tcp(
-            &format!("{fat}.typed_config"),
-            tp,
-            stats,
-        )?)),
-        _ => return Err(unsupported(fat, "this network filter")),
     })
 }
 

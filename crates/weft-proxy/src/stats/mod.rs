@@ -409,8 +409,7 @@ impl Scope<'_> {
 mod blocks;
 
 pub use blocks::{
-    Block, Classes, ClusterStats, Count, FaultStats, HttpStats, LazyClasses, Level, ListenerStats,
-    TcpStats,
+    Block, ClusterStats, Count, FaultStats, HttpStats, Level, ListenerStats, TcpStats,
 };
 
 #[cfg(test)]

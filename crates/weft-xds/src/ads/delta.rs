@@ -271,7 +271,7 @@ impl DeltaAds {
     pub fn partial(
         &mut self,
         mut update: Update,
-        refused: crate::client::Refused,
+        refused: super::Refused,
     ) -> Vec<DeltaDiscoveryRequest> {
         let kind = update.kind;
         let t = self.types.entry(kind).or_default();

@@ -1,0 +1,40 @@
+//! The per-request context of the HTTP path: a request matched to its
+//! route ([`Routed`]), which the HTTP filters and the router both read,
+//! and what the access log records of it ([`Outcome`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::chain::HttpSettings;
+use crate::routes::{Route, RouteTable, VirtualHost};
+use crate::snapshot::Snapshot;
+use crate::stream_timers::{Activity, Limits};
+use crate::transport::ConnectionInfo;
+
+/// A request matched to its route, with everything that served it.
+pub(crate) struct Routed<'a> {
+    pub snapshot: &'a Snapshot,
+    pub settings: &'a HttpSettings,
+    /// The connection the request came in on.
+    pub conn: &'a ConnectionInfo,
+    pub table: &'a RouteTable,
+    pub vh: &'a VirtualHost,
+    pub route: &'a Route,
+    /// Host and path (with query) as the client sent them.
+    pub host: &'a str,
+    pub path: &'a str,
+}
+
+/// What the access log records about one request.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    pub flag: Option<&'static str>,
+    /// The x-request-id sent upstream (possibly generated here).
+    pub request_id: Option<String>,
+    pub upstream: Option<SocketAddr>,
+    /// Attempts sent upstream (more than one when retried).
+    pub attempts: u32,
+    /// The stream's timers, which go on running while the response body
+    /// streams (an idle expiry then is logged late, as `SI`).
+    pub stream: Option<(Arc<Activity>, Limits)>,
+}
