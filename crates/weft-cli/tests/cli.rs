@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use weft_testkit::wait::{wait_for_blocking, PATIENCE};
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -312,15 +314,9 @@ static_resources:
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut ready = false;
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", admin)).is_ok() {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(ready, "weft proxy did not open its admin port");
+    wait_for_blocking("weft proxy to open its admin port", PATIENCE, || {
+        std::net::TcpStream::connect(("127.0.0.1", admin))
+    });
     assert_eq!(
         http(admin, "GET", "/logging"),
         (200, "active loggers:\n  weft: info\n".into())
@@ -424,17 +420,13 @@ spec:
         "--debug-address",
         &debug_addr,
     ]);
-    let mut ready = false;
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", debug)).is_ok()
-            && http(debug, "GET", "/ready").0 == 200
-        {
-            ready = true;
-            break;
+    wait_for_blocking("weft control to become ready", PATIENCE, || {
+        std::net::TcpStream::connect(("127.0.0.1", debug))?;
+        match http(debug, "GET", "/ready") {
+            (200, _) => Ok(()),
+            other => Err(std::io::Error::other(format!("{other:?}"))),
         }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(ready, "weft control did not become ready");
+    });
 
     // A second control plane on the same port says which port is taken.
     let out = weft(
@@ -465,15 +457,15 @@ spec:
     )
     .unwrap();
     let _proxy = spawn(&["proxy", "-c", boot.to_str().unwrap()]);
-    let mut last = String::new();
-    for _ in 0..400 {
+    let last = wait_for_blocking("proxy-status to list the proxy synced", PATIENCE, || {
         let out = weft(&["proxy-status", "--control", &debug_addr], "");
-        last = text(&out.stdout);
+        let last = text(&out.stdout);
         if last.contains(node) && last.matches("SYNCED").count() == 4 {
-            break;
+            Ok(last)
+        } else {
+            Err(last)
         }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
+    });
     assert!(last.starts_with("NAME"), "{last}");
     assert!(
         last.contains(node) && last.matches("SYNCED").count() == 4,

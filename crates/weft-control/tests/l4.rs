@@ -17,7 +17,7 @@ use weft_testkit::http::tcp_echo_backend;
 use weft_testkit::tls::client_hello;
 use weft_testkit::xds::ads_bootstrap;
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = weft_testkit::wait::PATIENCE;
 const TCP: u16 = 9000;
 const TLS: u16 = 9443;
 
@@ -321,29 +321,36 @@ spec:
     let node = "router~127.0.0.1~istio-ingressgateway.istio-system~istio-system.svc.cluster.local";
     let mut answers = Vec::new();
     for side in ["envoy", "weft"] {
+        // Each gateway is a new proxy on the same node name: wait until
+        // the control plane has seen the previous one's stream end, so
+        // that its status is not taken for the new one's.
+        weft_testkit::wait::wait_until(
+            "the previous gateway's stream to end",
+            weft_testkit::wait::PATIENCE,
+            || async { server.status().iter().all(|p| p.id != node) },
+        )
+        .await;
         let gateway = common::Gateway::start(side, node, addr).await;
         common::wait_synced(&server, 1, &[node], 3).await;
-        // The listener is up once the proxy has ACKed it; give the bind
-        // a moment all the same.
+        // The listener is up once the proxy has ACKed it; wait for the
+        // bind all the same.
+        weft_testkit::wait::wait_until(
+            &format!("{side}: the gateway listening on {gw_port}"),
+            weft_testkit::wait::PATIENCE,
+            || async {
+                tokio::net::TcpStream::connect(("127.0.0.1", gw_port))
+                    .await
+                    .is_ok()
+            },
+        )
+        .await;
         let mut got = Vec::new();
         for sni in ["a.example", "b.example", "c.example"] {
-            let mut last = String::new();
-            for _ in 0..100 {
-                match tokio::net::TcpStream::connect(("127.0.0.1", gw_port)).await {
-                    Ok(_) => {
-                        last = answer("127.0.0.1", gw_port, &hello(sni)).await;
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-            got.push(last);
+            got.push(answer("127.0.0.1", gw_port, &hello(sni)).await);
         }
         assert_eq!(got, ["tls-a", "tls-b", "closed"], "{side}");
         answers.push(got);
         gateway.stop(gw_port).await;
-        // The next gateway is a new proxy on the same node name.
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(answers[0], answers[1]);
 }

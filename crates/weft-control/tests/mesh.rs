@@ -8,20 +8,33 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::{bookinfo, registry, snapshot};
 use weft_control::server::AdsServer;
-use weft_testkit::envoy::{free_port, start_envoy, Envoy};
+use weft_testkit::envoy::{admin_stat, free_port, start_envoy, Envoy};
 use weft_testkit::http::{request, Reply};
+use weft_testkit::wait::{wait_for, PATIENCE};
+
+/// Every mesh's sidecars listen on 127.0.0.2:9080 and 127.0.0.3:9080:
+/// one mesh at a time.
+static ONE_MESH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 struct TestMesh {
     server: AdsServer,
     base: String,
     version: u64,
     port: u16,
+    /// The admin ports of Envoy and weft, as in `CLIENTS`.
+    admins: [u16; 2],
     _envoy: Envoy,
     _weft: weft_proxy::Running,
+    /// Last, so that the next mesh waits until this one's proxies went.
+    _one: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Drop for TestMesh {
+    fn drop(&mut self) {
+        self._weft.shared.shutdown();
+    }
 }
 
 const NODES: [&str; 2] = [
@@ -37,6 +50,7 @@ impl TestMesh {
 
     /// Both proxies speaking `api_type` (GRPC or DELTA_GRPC).
     async fn start_with(api_type: &str) -> TestMesh {
+        let one = ONE_MESH.lock().await;
         let backends = common::backends().await;
         // Bookinfo's port: the gateway's VirtualService names it.
         let port = 9080;
@@ -54,12 +68,15 @@ impl TestMesh {
             envoy_admin,
         )
         .await;
-        let weft = common::weft_sidecar_with(NODES[1], addr, api_type).await;
+        let weft_admin = free_port();
+        let weft = common::weft_sidecar_on(NODES[1], weft_admin, addr, api_type).await;
         let mesh = TestMesh {
+            _one: one,
             server,
             base,
             version: 1,
             port,
+            admins: [envoy_admin, weft_admin],
             _envoy: envoy,
             _weft: weft,
         };
@@ -320,18 +337,11 @@ async fn bookinfo_gateway_through_envoy_and_weft() {
         let mut got = Vec::new();
         for (path, want) in requests {
             let url = format!("http://127.0.0.1:{gw_port}{path}");
-            let mut reply = None;
             // The listener appears once the gateway has its configuration.
-            for _ in 0..500 {
-                match request("GET", &url, &[("host", "bookinfo.example")], false).await {
-                    Ok(r) => {
-                        reply = Some(r);
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
-            let r = reply.unwrap_or_else(|| panic!("{side}: {url} never answered"));
+            let r = wait_for(&format!("{side}: {url} to answer"), PATIENCE, async || {
+                request("GET", &url, &[("host", "bookinfo.example")], false).await
+            })
+            .await;
             assert_eq!(r.status, want, "{side} {path}: {r:?}");
             if want == 200 {
                 assert_eq!(
@@ -406,63 +416,90 @@ spec:
 ",
     )
     .await;
-    // Twenty requests at once, each held 300 ms by the backend: one is
-    // served, one waits, the rest overflow with 503 at once. Both
-    // proxies must shed load; how many exactly depends on how the
-    // twenty connections interleave with the first one, so the shares
-    // are compared, not the counts.
-    let mut shares = Vec::new();
-    for (name, ip) in CLIENTS {
-        let mut tasks = Vec::new();
-        for _ in 0..20 {
+    // One request held by the backend is served, one behind it waits,
+    // and while both are open every other overflows with 503 at once.
+    // Each step waits for the proxy's statistics to show the one before
+    // (requests sent all at once would interleave as the machine's load
+    // lets them, and shed a different number each time).
+    let ratings = "cluster.outbound|9080||ratings.default.svc.cluster.local";
+    let mut outcomes = Vec::new();
+    for ((name, ip), admin) in CLIENTS.into_iter().zip(mesh.admins) {
+        let send = |delay: &'static str| {
             let url = format!("http://{ip}:{port}/");
-            tasks.push(tokio::spawn(async move {
-                let h = [("host", "ratings"), ("x-test-delay-ms", "300")];
+            tokio::spawn(async move {
+                let h = [("host", "ratings"), ("x-test-delay-ms", delay)];
                 request("GET", &url, &h, false).await.map(|r| r.status)
-            }));
+            })
+        };
+        let until = async |gauge: &str| {
+            let stat = format!("{ratings}.{gauge}");
+            wait_for(
+                &format!("{name}: {stat} 1"),
+                PATIENCE,
+                async || match admin_stat(admin, &stat).await {
+                    Ok(1) => Ok(()),
+                    other => Err(other),
+                },
+            )
+            .await
+        };
+        let served = send("3000");
+        until("upstream_rq_active").await;
+        let waiting = send("3000");
+        until("upstream_rq_pending_active").await;
+        let mut shed = Vec::new();
+        for _ in 0..18 {
+            shed.push(send("0"));
         }
-        let mut ok = 0;
-        let mut overflow = 0u32;
-        for t in tasks {
-            match t.await.unwrap() {
-                Ok(200) => ok += 1,
-                Ok(503) => overflow += 1,
-                other => panic!("{name}: {other:?}"),
-            }
+        let mut got = std::collections::BTreeMap::new();
+        for t in [served, waiting].into_iter().chain(shed) {
+            let status = t.await.unwrap().unwrap_or_else(|e| panic!("{name}: {e}"));
+            *got.entry(status).or_insert(0) += 1;
         }
-        assert!(
-            ok >= 1 && overflow >= 10,
-            "{name}: {ok} served, {overflow} shed"
-        );
-        shares.push(overflow);
+        outcomes.push(got);
     }
-    eprintln!("503s of 20: envoy {} weft {}", shares[0], shares[1]);
-    assert!(
-        shares[0].abs_diff(shares[1]) <= 4,
-        "503s: envoy {} weft {}",
-        shares[0],
-        shares[1]
-    );
+    assert_eq!(outcomes[0], outcomes[1], "envoy, weft");
+    assert_eq!(outcomes[0], [(200, 2), (503, 18)].into(), "envoy");
 
     // Outlier detection: reviews-v1 fails with 500 (not retried by
     // Istio's default policy); after its first failure it is ejected and
-    // no later request reaches it.
+    // no later request reaches it. Envoy ejects on its main thread, after
+    // the failed answer (a loaded machine may answer more requests
+    // first), so each proxy is sent requests until v1 has failed once,
+    // then the ejection is waited for in its statistics.
     let fail = [("x-test-fail-on", "reviews-v1;500")];
-    for (name, ip) in CLIENTS {
+    let ejected = "cluster.outbound|9080||reviews.default.svc.cluster.local.outlier_detection.ejections_active";
+    for ((name, ip), admin) in CLIENTS.into_iter().zip(mesh.admins) {
         let url = format!("http://{ip}:{port}/");
-        let mut failed = 0;
-        for _ in 0..30 {
+        let ask = async || {
             let mut h = vec![("host", "reviews")];
             h.extend_from_slice(&fail);
             let r = request("GET", &url, &h, false).await.unwrap();
-            if r.status == 500 {
+            assert!(r.status == 200 || r.status == 500, "{name}: {r:?}");
+            r.status
+        };
+        // v1 is picked at some point ((2/3)^60 that it is not).
+        let mut asked = 0;
+        while ask().await != 500 {
+            asked += 1;
+            assert!(asked < 60, "{name}: reviews-v1 never picked");
+        }
+        wait_for(
+            &format!("{name}: reviews-v1 ejected"),
+            PATIENCE,
+            async || match admin_stat(admin, ejected).await {
+                Ok(1) => Ok(()),
+                other => Err(other),
+            },
+        )
+        .await;
+        // Then it is never picked again.
+        let mut failed = 0;
+        for _ in 0..30 {
+            if ask().await == 500 {
                 failed += 1;
-            } else {
-                assert_eq!(r.status, 200, "{name}: {r:?}");
             }
         }
-        // Exactly once: v1 is picked at some point ((2/3)^30 that it is
-        // not), fails, and is never picked again.
-        assert_eq!(failed, 1, "{name}: reviews-v1 failed {failed} times");
+        assert_eq!(failed, 0, "{name}: reviews-v1 failed {failed} more times");
     }
 }

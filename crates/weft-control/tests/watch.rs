@@ -9,29 +9,58 @@ use std::time::{Duration, Instant};
 use common::{bookinfo, registry, weft_sidecar};
 use weft_testkit::envoy::{free_port, TempDir};
 use weft_testkit::http::request;
+use weft_testkit::wait::{wait_for, PATIENCE};
 
 const NODE: &str = "sidecar~127.0.0.3~client-weft.default~default.svc.cluster.local";
 
-/// Asks reviews through the sidecar until `want` answers (or 10 s pass);
-/// returns how long that took.
+/// Asks reviews through the sidecar until `want` answers; returns how
+/// long that took.
 async fn until_backend(port: u16, want: &str) -> Duration {
     let start = Instant::now();
-    let mut last = String::new();
-    while start.elapsed() < Duration::from_secs(10) {
-        let url = format!("http://127.0.0.3:{port}/");
-        if let Ok(r) = request("GET", &url, &[("host", "reviews")], false).await {
-            last = r
-                .headers
-                .get("x-backend")
-                .cloned()
-                .unwrap_or(format!("status {}", r.status));
-            if last == want {
-                return start.elapsed();
+    wait_for(
+        &format!("reviews to answer from {want}"),
+        PATIENCE,
+        async || {
+            let url = format!("http://127.0.0.3:{port}/");
+            match request("GET", &url, &[("host", "reviews")], false).await {
+                Ok(r) => match r.headers.get("x-backend") {
+                    Some(b) if b == want => Ok(()),
+                    Some(b) => Err(format!("from {b}")),
+                    None => Err(format!("status {}", r.status)),
+                },
+                Err(e) => Err(e),
             }
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("reviews never answered from {want}; last answer from {last}");
+        },
+    )
+    .await;
+    start.elapsed()
+}
+
+/// Waits until the control plane has published a snapshot newer than
+/// `after` and the one proxy has accepted everything generated from it;
+/// returns that snapshot's version.
+async fn synced_after(server: &weft_control::server::AdsServer, after: u64) -> u64 {
+    wait_for(
+        &format!("a snapshot after version {after}, accepted by the proxy"),
+        PATIENCE,
+        async || {
+            let version = server.snapshot().version;
+            let status = server.status();
+            let synced = version > after
+                && status.len() == 1
+                && status[0].snapshot == version
+                && status[0]
+                    .types
+                    .values()
+                    .all(|t| t.sent == t.acked && t.nack.is_none());
+            if synced {
+                Ok(version)
+            } else {
+                Err(format!("version {version}: {status:?}"))
+            }
+        },
+    )
+    .await
 }
 
 /// The same backend answers `n` times in a row.
@@ -92,6 +121,7 @@ async fn edits_apply_live_and_bad_edits_keep_the_last_good_config() {
     steady(port, "reviews-v2", 5).await;
 
     // A half-written file (broken YAML) keeps the file's last good version.
+    let before_bad = synced_after(&control.server, 0).await;
     std::fs::write(
         &vs,
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: rev",
@@ -112,8 +142,23 @@ spec:
 ",
     )
     .unwrap();
-    // Give the watcher several polls and a debounce to (not) act.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Files that change nothing show nowhere that the watcher has read
+    // them; a file written after them that does change something shows
+    // in a new snapshot. Once the proxy has that snapshot, what it
+    // serves shows that neither bad file changed the route.
+    std::fs::write(
+        dir.0.join("barrier.yaml"),
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: barrier, namespace: default}
+spec:
+  hosts: [barrier.example]
+  ports: [{number: 80, name: http, protocol: HTTP}]
+  resolution: DNS
+",
+    )
+    .unwrap();
+    synced_after(&control.server, before_bad).await;
     steady(port, "reviews-v2", 10).await;
 
     // The file is whole again, with a new route.
@@ -121,7 +166,9 @@ spec:
     until_backend(port, "reviews-v3").await;
     steady(port, "reviews-v3", 5).await;
 
-    // The debug endpoint reports the proxy as synced.
+    // The debug endpoint reports the proxy as synced (once it has
+    // ACKed: it answers from the new route before it does).
+    synced_after(&control.server, 0).await;
     let url = format!("http://{}/debug/syncz", control.debug);
     let r = request("GET", &url, &[], false).await.unwrap();
     let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
@@ -153,17 +200,22 @@ spec:
 
     // Removing the VirtualService restores the default route (any version).
     std::fs::remove_file(&vs).unwrap();
-    let start = Instant::now();
     let mut seen = std::collections::BTreeSet::new();
-    while seen.len() < 2 && start.elapsed() < Duration::from_secs(10) {
-        let url = format!("http://127.0.0.3:{port}/");
-        let r = request("GET", &url, &[("host", "reviews")], false)
-            .await
-            .unwrap();
-        seen.insert(r.headers.get("x-backend").cloned().unwrap_or_default());
-    }
-    assert!(
-        seen.len() >= 2,
-        "still pinned after the VirtualService was removed: {seen:?}"
-    );
+    wait_for(
+        "reviews answered by two versions after the VirtualService was removed",
+        PATIENCE,
+        async || {
+            let url = format!("http://127.0.0.3:{port}/");
+            let r = request("GET", &url, &[("host", "reviews")], false)
+                .await
+                .unwrap();
+            seen.insert(r.headers.get("x-backend").cloned().unwrap_or_default());
+            if seen.len() >= 2 {
+                Ok(())
+            } else {
+                Err(seen.clone())
+            }
+        },
+    )
+    .await;
 }

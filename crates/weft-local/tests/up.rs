@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use weft_testkit::envoy::{free_port, TempDir};
 use weft_testkit::http::{call_at, request, Call, Reply};
+use weft_testkit::wait::{wait_for, PATIENCE};
 
 /// The example binds fixed addresses (its apps and sidecars): one mesh at
 /// a time in this test binary.
@@ -56,7 +57,7 @@ async fn until_served_by(gw: u16, cookie: Option<&str>, want: &str) {
     let start = Instant::now();
     let mut streak = 0;
     let mut last = String::new();
-    while start.elapsed() < Duration::from_secs(10) {
+    while start.elapsed() < PATIENCE {
         last = podname(gw, cookie).await;
         streak = if last == want { streak + 1 } else { 0 };
         if streak == 10 {
@@ -79,7 +80,7 @@ async fn bookinfo_up_and_the_tour() {
     assert_eq!(mesh.plan.apps.len(), 6, "{:?}", mesh.plan);
     assert_eq!(mesh.proxies.len(), 7, "{:?}", mesh.plan);
     assert_eq!(mesh.plan.gateway_ports, [u32::from(gw)]);
-    let problems = mesh.settle(Duration::from_secs(20)).await;
+    let problems = mesh.settle(PATIENCE).await;
     assert!(problems.is_empty(), "{problems:?}");
 
     // The page, through the gateway, productpage's sidecar, and the
@@ -167,7 +168,7 @@ async fn bookinfo_up_and_the_tour() {
         {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "{}", page.body);
+        assert!(start.elapsed() < PATIENCE, "{}", page.body);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let page = get(gw, "/productpage", None).await;
@@ -191,7 +192,7 @@ async fn bookinfo_up_and_the_tour() {
             .unwrap()
     };
     while ask("/yunwei").await.status != 301 {
-        assert!(start.elapsed() < Duration::from_secs(10));
+        assert!(start.elapsed() < PATIENCE, "the gateway never redirected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let r = ask("/yunwei").await;
@@ -204,13 +205,36 @@ async fn bookinfo_up_and_the_tour() {
     assert!(r.body.contains("The Comedy of Errors"), "{r:?}");
 
     // The seeds' circuit breaker replaces the ratings rule and is accepted.
+    let before = mesh.control.server.snapshot().version;
     std::fs::write(
         dir.0.join("tour-cb.yaml"),
         tour("ratings-circuit-breaker.yaml"),
     )
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let problems = mesh.settle(Duration::from_secs(5)).await;
+    // Once the watcher has published a snapshot with it and every proxy
+    // has been sent it, every proxy must accept it.
+    wait_for(
+        "a snapshot with the circuit breaker, sent to every proxy",
+        PATIENCE,
+        async || {
+            let version = mesh.control.server.snapshot().version;
+            let status = mesh.control.server.status();
+            let behind: Vec<_> = status
+                .iter()
+                .filter(|p| p.snapshot != version)
+                .map(|p| p.id.clone())
+                .collect();
+            if version > before && behind.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "version {version} (was {before}); behind: {behind:?}"
+                ))
+            }
+        },
+    )
+    .await;
+    let problems = mesh.settle(PATIENCE).await;
     assert!(problems.is_empty(), "{problems:?}");
     let ratings = get(gw, "/api/v1/products/0/ratings", None).await;
     assert_eq!(ratings.status, 200, "{ratings:?}");
@@ -235,7 +259,7 @@ async fn bookinfo_up_and_the_tour() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < PATIENCE,
             "details-v2's sidecar never answered"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -248,7 +272,7 @@ async fn bookinfo_up_and_the_tour() {
     let start = Instant::now();
     while direct().await.is_ok() {
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < PATIENCE,
             "details-v2's sidecar still answers after its workload went"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -325,7 +349,7 @@ async fn envoy_joins_as_the_gateway() {
             }
         }
         assert!(
-            start.elapsed() < Duration::from_secs(20),
+            start.elapsed() < PATIENCE,
             "Envoy gateway never served the page"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -335,7 +359,7 @@ async fn envoy_joins_as_the_gateway() {
         "{}",
         page.body
     );
-    let problems = mesh.settle(Duration::from_secs(10)).await;
+    let problems = mesh.settle(PATIENCE).await;
     assert!(problems.is_empty(), "{problems:?}");
     let status = mesh.control.server.status();
     assert!(

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use support::scenario::{both_sides, route, sequence, table};
 use support::xds::{assignment, eds_cluster};
 use support::{echo_backend, Reply};
+use weft_testkit::wait::{wait_for, PATIENCE};
 use weft_xds::Kind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,16 +74,42 @@ async fn outlier_detection_ejects_like_envoy() {
         }
     };
     let fail_b = [("x-test-fail-on", "b;503")];
+    // Envoy's workers count a host's failures, but its main thread
+    // ejects it, later, after the answer that crossed the threshold: a
+    // loaded machine can answer several more requests (from b, failing)
+    // first. So each side is sent requests until b has failed 3 times,
+    // then waits for the ejection to show in its statistics, and only
+    // then is checked to send nothing more to b.
     let mut ejected = Vec::new();
     for s in &sides {
-        let seq = sequence(s, "od.test", 12, &fail_b).await;
-        let failed = seq.iter().filter(|r| r.starts_with("503")).count();
-        // b fails 3 times in a row (every other request), then only a
-        // answers.
-        assert_eq!(failed, 3, "{}: {seq:?}", s.name);
+        let mut seq = Vec::new();
+        while seq
+            .iter()
+            .filter(|r: &&String| r.starts_with("503"))
+            .count()
+            < 3
+        {
+            assert!(
+                seq.len() < 20,
+                "{}: b never failed 3 times: {seq:?}",
+                s.name
+            );
+            seq.extend(sequence(s, "od.test", 1, &fail_b).await);
+        }
+        // b fails 3 times in a row (every other request): the hosts
+        // took turns until then.
+        assert!(seq.windows(2).all(|w| w[0] != w[1]), "{}: {seq:?}", s.name);
+        s.stat_when(
+            "cluster.od.outlier_detection.ejections_active",
+            "is 1 (b ejected)",
+            |v| v == 1,
+        )
+        .await;
+        // Then only a answers.
+        let after = sequence(s, "od.test", 5, &fail_b).await;
         assert!(
-            seq[seq.len() - 5..].iter().all(|r| r == "200 from a"),
-            "{}: {seq:?}",
+            after.iter().all(|r| r == "200 from a"),
+            "{}: {seq:?} then {after:?}",
             s.name
         );
         ejected.push(format!(
@@ -99,22 +126,31 @@ async fn outlier_detection_ejects_like_envoy() {
     );
     // b returns after its 2 s (at a sweep), on both.
     for s in &sides {
-        let mut back = false;
-        for _ in 0..100 {
-            let seq = sequence(s, "od.test", 2, &[]).await;
-            if seq.iter().any(|r| r == "200 from b") {
-                back = true;
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert!(back, "{}: b never came back", s.name);
+        wait_for(
+            &format!("{}: b back in cluster od", s.name),
+            PATIENCE,
+            async || {
+                let seq = sequence(s, "od.test", 2, &[]).await;
+                if seq.iter().any(|r| r == "200 from b") {
+                    Ok(())
+                } else {
+                    Err(seq)
+                }
+            },
+        )
+        .await;
     }
 
     // A single host ejected: panic mode sends to it anyway.
     let mut got = Vec::new();
     for s in &sides {
         let mut seq = sequence(s, "single.test", 2, &[("x-test-fail-on", "a;503")]).await;
+        s.stat_when(
+            "cluster.single.outlier_detection.ejections_active",
+            "is 1 (a ejected)",
+            |v| v == 1,
+        )
+        .await;
         seq.extend(sequence(s, "single.test", 2, &[]).await);
         seq.push(format!(
             "enforced={}",
@@ -125,13 +161,29 @@ async fn outlier_detection_ejects_like_envoy() {
     }
     compare("single host", [got[0].clone(), got[1].clone()]);
 
-    // Gateway failures are detected but (by default) not enforced.
+    // Envoy's main thread decides on a host that crossed a threshold,
+    // and only then starts its count of failures again: failures that
+    // come before the decision count towards no other. So failures are
+    // sent in rounds that each bring every failing host to its threshold
+    // once, and each round's decisions are waited for before the next.
+
+    // Gateway failures are detected but (by default) not enforced: two
+    // rounds of 4 requests, b failing twice in a row in each.
     let mut got = Vec::new();
     for s in &sides {
-        let seq = sequence(s, "gw.test", 8, &fail_b).await;
+        let mut failed = 0;
+        for round in 1..=2 {
+            let seq = sequence(s, "gw.test", 4, &fail_b).await;
+            failed += seq.iter().filter(|r| r.starts_with("503")).count();
+            s.stat_when(
+                "cluster.gw.outlier_detection.ejections_detected_consecutive_gateway_failure",
+                &format!("is at least {round}"),
+                |v| v >= round,
+            )
+            .await;
+        }
         got.push(format!(
-            "failed={} detected={} enforced={}",
-            seq.iter().filter(|r| r.starts_with("503")).count(),
+            "failed={failed} detected={} enforced={}",
             s.stat("cluster.gw.outlier_detection.ejections_detected_consecutive_gateway_failure")
                 .await,
             s.stat("cluster.gw.outlier_detection.ejections_enforced_total")
@@ -140,10 +192,32 @@ async fn outlier_detection_ejects_like_envoy() {
     }
     compare("gateway failures", [got[0].clone(), got[1].clone()]);
 
-    // Everything fails: one host may go, the second would pass 10%.
+    // Everything fails: one host may go, the second would pass 10%. Two
+    // rounds of 4 requests, each host failing twice in a row in each:
+    // every round the detector decides on both (an ejection or an
+    // overflow).
     let mut got = Vec::new();
     for s in &sides {
-        sequence(s, "both.test", 8, &[("x-test-status", "503")]).await;
+        for round in 1..=2u64 {
+            sequence(s, "both.test", 4, &[("x-test-status", "503")]).await;
+            wait_for(
+                &format!("{}: round {round} of cluster both decided on", s.name),
+                PATIENCE,
+                async || {
+                    let n = s
+                        .stat("cluster.both.outlier_detection.ejections_enforced_total")
+                        .await
+                        + s.stat("cluster.both.outlier_detection.ejections_overflow")
+                            .await;
+                    if n >= 2 * round {
+                        Ok(())
+                    } else {
+                        Err(n)
+                    }
+                },
+            )
+            .await;
+        }
         got.push(format!(
             "enforced={} overflow={} active={}",
             s.stat("cluster.both.outlier_detection.ejections_enforced_total")

@@ -145,15 +145,14 @@ async fn slow_clients_do_not_hold_up_others() {
         .write_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\nx")
         .await
         .unwrap();
+    // Nobody waits on the slow connections: they stay open until the
+    // end, so a request queued behind them would never be answered (the
+    // client gives up after 10 s).
     for _ in 0..20 {
-        let started = std::time::Instant::now();
         let r = get(&format!("http://127.0.0.1:{port}/"), &[("host", "h")])
             .await
             .unwrap();
         assert_eq!(r.status, 200);
-        // Not a timing assertion on speed, only that nobody waits on the
-        // slow connections (the client's own timeout is 10 s).
-        assert!(started.elapsed() < Duration::from_secs(5));
     }
     drop(slow);
     drop(trickle);

