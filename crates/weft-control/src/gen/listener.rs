@@ -46,6 +46,8 @@ pub(crate) fn sidecar<'a>(
         let cluster = cluster_name("inbound", port, "", "");
         let protocol = Protocol::parse(&ingress.port.protocol);
         let filter = if protocol.is_http() {
+            // Inline, and not `route::host`: the attempt count is for
+            // the client's side, as Istio's inbound host leaves it out.
             let table = rt::RouteConfiguration {
                 virtual_hosts: vec![rt::VirtualHost {
                     name: format!("inbound|http|{port}"),

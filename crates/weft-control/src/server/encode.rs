@@ -202,7 +202,8 @@ impl Cache {
     }
 
     /// One generated resource's bytes, shared with an earlier snapshot's
-    /// when they are the same.
+    /// when they are the same (compared whole: two resources whose
+    /// digests collide keep their own bytes, the later one cached).
     pub fn share(&mut self, version: u64, kind: Kind, bytes: Vec<u8>) -> Res {
         self.start(version);
         let fresh = Res::encoded(bytes);
