@@ -80,9 +80,8 @@ fn generated_resources_read_the_same_both_ways() {
                 .map(|c| c.keys().map(String::as_str).collect())
                 .unwrap_or_default();
             for (kind, resources) in &output {
-                for (name, json) in resources {
-                    let any = weft_xds::encode(*kind, json)
-                        .unwrap_or_else(|e| panic!("{dir}: {kind:?} {name}: {e}"));
+                for (name, resource) in resources {
+                    let any = resource.to_any();
                     match weft_xds::compare_decoders(&any.type_url, &any.value, &clusters) {
                         Ok(got) if got.starts_with("error at ") => failures.push(format!(
                             "{dir}: {}: {kind:?} {name}: refused: {got}",

@@ -4,14 +4,16 @@
 //! Envoy's terms; `inbound|PORT||` for the workload's own ports; and the
 //! fixed `PassthroughCluster` / `BlackHoleCluster`.
 
-use serde_json::{json, Map, Value};
 use weft_api::destination_rule::{
     ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, SimpleLb, TrafficPolicy,
 };
 
+use super::pb::{self, cluster, core, endpoint, upstream_http};
 use super::{cluster_name, Proxy, Scope};
 use crate::context::Context;
 use crate::model::{Port, Resolution, Service};
+
+use cluster::cluster::{ClusterDiscoveryType, DiscoveryType, DnsLookupFamily, LbConfig, LbPolicy};
 
 /// Istio leaves Envoy's circuit breakers effectively off unless a
 /// DestinationRule sets them.
@@ -19,7 +21,7 @@ const UNLIMITED: u32 = u32::MAX;
 
 /// A generated cluster and, for EDS clusters, which endpoints it takes.
 pub(crate) struct Generated {
-    pub json: Value,
+    pub cluster: cluster::Cluster,
     pub eds: Option<EdsSource>,
 }
 
@@ -124,34 +126,50 @@ pub(crate) fn fixed(ctx: &Context, scope: &Scope) -> Vec<Generated> {
         out.push(inbound(ctx, ingress));
     }
     out.push(Generated {
-        json: json!({
-            "name": "PassthroughCluster",
-            "type": "ORIGINAL_DST",
-            "connect_timeout": ctx.mesh.connect_timeout,
-            "lb_policy": "CLUSTER_PROVIDED",
-            "circuit_breakers": unlimited(),
-        }),
+        cluster: cluster::Cluster {
+            name: "PassthroughCluster".into(),
+            cluster_discovery_type: discovery(DiscoveryType::OriginalDst),
+            connect_timeout: connect_timeout(ctx),
+            lb_policy: LbPolicy::ClusterProvided as i32,
+            circuit_breakers: Some(unlimited()),
+            ..Default::default()
+        },
         eds: None,
     });
     out.push(Generated {
-        json: json!({
-            "name": "BlackHoleCluster",
-            "type": "STATIC",
-            "connect_timeout": ctx.mesh.connect_timeout,
-        }),
+        cluster: cluster::Cluster {
+            name: "BlackHoleCluster".into(),
+            cluster_discovery_type: discovery(DiscoveryType::Static),
+            connect_timeout: connect_timeout(ctx),
+            ..Default::default()
+        },
         eds: None,
     });
     out
 }
 
-fn unlimited() -> Value {
-    json!({"thresholds": [{
-        "max_connections": UNLIMITED,
-        "max_pending_requests": UNLIMITED,
-        "max_requests": UNLIMITED,
-        "max_retries": UNLIMITED,
-        "track_remaining": true,
-    }]})
+fn discovery(kind: DiscoveryType) -> Option<ClusterDiscoveryType> {
+    Some(ClusterDiscoveryType::Type(kind as i32))
+}
+
+/// The mesh's `connectTimeout`. It is kept as proto3 JSON's text (what
+/// `gen::dur` writes); text that is not a duration is Istio's default.
+fn connect_timeout(ctx: &Context) -> Option<pb::Duration> {
+    pb::parse_duration(&ctx.mesh.connect_timeout).or_else(|| pb::seconds(10))
+}
+
+fn unlimited() -> cluster::CircuitBreakers {
+    cluster::CircuitBreakers {
+        thresholds: vec![cluster::circuit_breakers::Thresholds {
+            max_connections: pb::u32_value(UNLIMITED),
+            max_pending_requests: pb::u32_value(UNLIMITED),
+            max_requests: pb::u32_value(UNLIMITED),
+            max_retries: pb::u32_value(UNLIMITED),
+            track_remaining: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 fn outbound(
@@ -174,9 +192,11 @@ fn outbound(
         subset.map(|s| s.0),
         &proxy.namespace,
     );
-    let mut c = Map::new();
-    c.insert("name".into(), json!(name));
-    c.insert("connect_timeout".into(), json!(ctx.mesh.connect_timeout));
+    let mut c = cluster::Cluster {
+        name: name.clone(),
+        connect_timeout: connect_timeout(ctx),
+        ..Default::default()
+    };
     let mut eds = None;
     let passthrough = service.resolution == Resolution::Passthrough
         || policy
@@ -185,36 +205,41 @@ fn outbound(
             .and_then(|lb| lb.simple)
             .is_some_and(|s| s == SimpleLb::PASSTHROUGH);
     if passthrough {
-        c.insert("type".into(), json!("ORIGINAL_DST"));
-        c.insert("lb_policy".into(), json!("CLUSTER_PROVIDED"));
+        c.cluster_discovery_type = discovery(DiscoveryType::OriginalDst);
+        c.lb_policy = LbPolicy::ClusterProvided as i32;
     } else {
         match service.resolution {
             Resolution::Dns | Resolution::DnsRoundRobin => {
-                let kind = if service.resolution == Resolution::Dns {
-                    "STRICT_DNS"
+                c.cluster_discovery_type = discovery(if service.resolution == Resolution::Dns {
+                    DiscoveryType::StrictDns
                 } else {
-                    "LOGICAL_DNS"
-                };
-                c.insert("type".into(), json!(kind));
-                c.insert("dns_lookup_family".into(), json!("V4_ONLY"));
-                c.insert("respect_dns_ttl".into(), json!(true));
+                    DiscoveryType::LogicalDns
+                });
+                c.dns_lookup_family = DnsLookupFamily::V4Only as i32;
+                // Deprecated in Envoy for the DNS cluster extension's
+                // setting, still honoured, and what Istio sets.
+                #[allow(deprecated)]
+                {
+                    c.respect_dns_ttl = true;
+                }
                 let labels = subset.map(|s| s.1.clone()).unwrap_or_default();
-                let endpoints =
-                    super::endpoint::lb_endpoints(ctx, &service.hostname, port.number, &labels);
-                c.insert(
-                    "load_assignment".into(),
-                    json!({"cluster_name": name, "endpoints": endpoints}),
-                );
+                c.load_assignment = Some(endpoint::ClusterLoadAssignment {
+                    cluster_name: name.clone(),
+                    endpoints: super::endpoint::lb_endpoints(
+                        ctx,
+                        &service.hostname,
+                        port.number,
+                        &labels,
+                    ),
+                    ..Default::default()
+                });
             }
             _ => {
-                c.insert("type".into(), json!("EDS"));
-                c.insert(
-                    "eds_cluster_config".into(),
-                    json!({
-                        "eds_config": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
-                        "service_name": name,
-                    }),
-                );
+                c.cluster_discovery_type = discovery(DiscoveryType::Eds);
+                c.eds_cluster_config = Some(cluster::cluster::EdsClusterConfig {
+                    eds_config: pb::ads(),
+                    service_name: name.clone(),
+                });
                 eds = Some(EdsSource {
                     service: service.hostname.clone(),
                     port: port.number,
@@ -224,46 +249,39 @@ fn outbound(
         }
         load_balancer(&mut c, policy.load_balancer.as_ref());
     }
-    let mut thresholds = unlimited();
-    let mut http_common = Map::new();
+    let mut breakers = unlimited();
+    let mut http_common = core::HttpProtocolOptions::default();
     if let Some(pool) = &policy.connection_pool {
-        let t = &mut thresholds["thresholds"][0];
+        let t = &mut breakers.thresholds[0];
         if let Some(tcp) = &pool.tcp {
             if let Some(v) = tcp.max_connections {
-                t["max_connections"] = json!(v.max(0));
+                t.max_connections = pb::u32_value(pb::count(v));
             }
             if let Some(d) = &tcp.connect_timeout {
-                c.insert("connect_timeout".into(), json!(super::dur(d)));
+                c.connect_timeout = pb::duration(d);
             }
             if let Some(d) = &tcp.max_connection_duration {
-                http_common.insert("max_connection_duration".into(), json!(super::dur(d)));
+                http_common.max_connection_duration = pb::duration(d);
             }
         }
         if let Some(http) = &pool.http {
             if let Some(v) = http.http1_max_pending_requests {
-                t["max_pending_requests"] = json!(v.max(0));
+                t.max_pending_requests = pb::u32_value(pb::count(v));
             }
             if let Some(v) = http.http2_max_requests {
-                t["max_requests"] = json!(v.max(0));
+                t.max_requests = pb::u32_value(pb::count(v));
             }
             if let Some(v) = http.max_retries {
-                t["max_retries"] = json!(v.max(0));
+                t.max_retries = pb::u32_value(pb::count(v));
             }
             if let Some(d) = &http.idle_timeout {
-                http_common.insert("idle_timeout".into(), json!(super::dur(d)));
+                http_common.idle_timeout = pb::duration(d);
             }
         }
     }
-    c.insert("circuit_breakers".into(), thresholds);
+    c.circuit_breakers = Some(breakers);
     if let Some(od) = &policy.outlier_detection {
         outlier(&mut c, od);
-    }
-    let mut options = Map::new();
-    if !http_common.is_empty() {
-        options.insert(
-            "common_http_protocol_options".into(),
-            Value::Object(http_common),
-        );
     }
     let upgrade = policy
         .connection_pool
@@ -271,109 +289,111 @@ fn outbound(
         .and_then(|p| p.http.as_ref())
         .and_then(|h| h.h2_upgrade_policy)
         .is_some_and(|u| u == weft_api::destination_rule::H2UpgradePolicy::UPGRADE);
-    if port.protocol.is_http2() || (upgrade && port.protocol.is_http()) {
-        options.insert(
-            "explicit_http_config".into(),
-            json!({"http2_protocol_options": {}}),
-        );
+    let http2 = port.protocol.is_http2() || (upgrade && port.protocol.is_http());
+    if http2 || http_common != core::HttpProtocolOptions::default() {
+        use upstream_http::http_protocol_options::{
+            explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+        };
+        let options = upstream_http::HttpProtocolOptions {
+            common_http_protocol_options: (http_common != core::HttpProtocolOptions::default())
+                .then_some(http_common),
+            upstream_protocol_options: http2.then(|| {
+                UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
+                    protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Default::default())),
+                })
+            }),
+            ..Default::default()
+        };
+        c.typed_extension_protocol_options = pb::map([(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            pb::any(&options),
+        )]);
     }
-    if !options.is_empty() {
-        options.insert(
-            "@type".into(),
-            json!("type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
-        );
-        c.insert(
-            "typed_extension_protocol_options".into(),
-            json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": options}),
-        );
-    }
-    Generated {
-        json: Value::Object(c),
-        eds,
-    }
+    Generated { cluster: c, eds }
 }
 
-fn load_balancer(c: &mut Map<String, Value>, lb: Option<&LoadBalancerSettings>) {
+fn load_balancer(c: &mut cluster::Cluster, lb: Option<&LoadBalancerSettings>) {
     // Istio's default when nothing (or UNSPECIFIED) is set.
-    let mut policy = "LEAST_REQUEST";
+    let mut policy = LbPolicy::LeastRequest;
     if let Some(lb) = lb {
         if let Some(simple) = lb.simple {
             policy = match simple {
-                SimpleLb::ROUND_ROBIN => "ROUND_ROBIN",
-                SimpleLb::RANDOM => "RANDOM",
-                _ => "LEAST_REQUEST",
+                SimpleLb::ROUND_ROBIN => LbPolicy::RoundRobin,
+                SimpleLb::RANDOM => LbPolicy::Random,
+                _ => LbPolicy::LeastRequest,
             };
         }
         if let Some(ch) = &lb.consistent_hash {
             if let Some(maglev) = &ch.maglev {
-                policy = "MAGLEV";
+                policy = LbPolicy::Maglev;
                 if let Some(size) = maglev.table_size {
-                    c.insert("maglev_lb_config".into(), json!({"table_size": size}));
+                    c.lb_config =
+                        Some(LbConfig::MaglevLbConfig(cluster::cluster::MaglevLbConfig {
+                            table_size: pb::u64_value(size),
+                        }));
                 }
             } else {
-                policy = "RING_HASH";
+                policy = LbPolicy::RingHash;
                 let size = ch
                     .ring_hash
                     .as_ref()
                     .and_then(|r| r.minimum_ring_size)
                     .or(ch.minimum_ring_size)
                     .unwrap_or(1024);
-                c.insert(
-                    "ring_hash_lb_config".into(),
-                    json!({"minimum_ring_size": size}),
-                );
+                c.lb_config = Some(LbConfig::RingHashLbConfig(
+                    cluster::cluster::RingHashLbConfig {
+                        minimum_ring_size: pb::u64_value(size),
+                        ..Default::default()
+                    },
+                ));
             }
         }
     }
-    c.insert("lb_policy".into(), json!(policy));
+    c.lb_policy = policy as i32;
 }
 
 /// Istio's mapping of `outlierDetection`: consecutive-error detectors are
 /// enforced only when their threshold is set above 0, success-rate
 /// ejection is off, and `minHealthPercent` (0 by default) becomes the
 /// panic threshold.
-fn outlier(c: &mut Map<String, Value>, od: &OutlierDetection) {
-    let mut o = Map::new();
-    let enforce = |v: u32| if v > 0 { 100 } else { 0 };
+fn outlier(c: &mut cluster::Cluster, od: &OutlierDetection) {
+    let mut o = cluster::OutlierDetection::default();
+    let enforce = |v: u32| pb::u32_value(if v > 0 { 100 } else { 0 });
     let five = od
         .consecutive_5xx_errors
-        .or(od.consecutive_errors.map(|v| v.max(0) as u32));
+        .or(od.consecutive_errors.map(pb::count));
     if let Some(v) = five {
-        o.insert("consecutive_5xx".into(), json!(v));
-        o.insert("enforcing_consecutive_5xx".into(), json!(enforce(v)));
+        o.consecutive_5xx = pb::u32_value(v);
+        o.enforcing_consecutive_5xx = enforce(v);
     }
     if let Some(v) = od.consecutive_gateway_errors {
-        o.insert("consecutive_gateway_failure".into(), json!(v));
-        o.insert(
-            "enforcing_consecutive_gateway_failure".into(),
-            json!(enforce(v)),
-        );
+        o.consecutive_gateway_failure = pb::u32_value(v);
+        o.enforcing_consecutive_gateway_failure = enforce(v);
     }
     if let Some(d) = &od.interval {
-        o.insert("interval".into(), json!(super::dur(d)));
+        o.interval = pb::duration(d);
     }
     if let Some(d) = &od.base_ejection_time {
-        o.insert("base_ejection_time".into(), json!(super::dur(d)));
+        o.base_ejection_time = pb::duration(d);
     }
     if let Some(v) = od.max_ejection_percent {
-        o.insert("max_ejection_percent".into(), json!(v.max(0)));
+        o.max_ejection_percent = pb::u32_value(pb::count(v));
     }
     if od.split_external_local_origin_errors == Some(true) {
-        o.insert("split_external_local_origin_errors".into(), json!(true));
+        o.split_external_local_origin_errors = true;
         if let Some(v) = od.consecutive_local_origin_failures {
-            o.insert("consecutive_local_origin_failure".into(), json!(v));
-            o.insert(
-                "enforcing_consecutive_local_origin_failure".into(),
-                json!(enforce(v)),
-            );
+            o.consecutive_local_origin_failure = pb::u32_value(v);
+            o.enforcing_consecutive_local_origin_failure = enforce(v);
         }
     }
-    o.insert("enforcing_success_rate".into(), json!(0));
-    c.insert("outlier_detection".into(), Value::Object(o));
-    c.insert(
-        "common_lb_config".into(),
-        json!({"healthy_panic_threshold": {"value": od.min_health_percent.unwrap_or(0).max(0)}}),
-    );
+    o.enforcing_success_rate = pb::u32_value(0);
+    c.outlier_detection = Some(o);
+    c.common_lb_config = Some(cluster::cluster::CommonLbConfig {
+        healthy_panic_threshold: Some(pb::types::Percent {
+            value: f64::from(od.min_health_percent.unwrap_or(0).max(0)),
+        }),
+        ..Default::default()
+    });
 }
 
 /// `inbound|PORT||`: the application behind a Sidecar ingress listener,
@@ -388,15 +408,21 @@ fn inbound(ctx: &Context, ingress: &weft_api::sidecar::IstioIngressListener) -> 
         .unwrap_or_else(|| ("127.0.0.1".to_string(), port));
     let name = cluster_name("inbound", port, "", "");
     Generated {
-        json: json!({
-            "name": name,
-            "type": "STATIC",
-            "connect_timeout": ctx.mesh.connect_timeout,
-            "circuit_breakers": unlimited(),
-            "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": host, "port_value": target}}}}
-            ]}]},
-        }),
+        cluster: cluster::Cluster {
+            name: name.clone(),
+            cluster_discovery_type: discovery(DiscoveryType::Static),
+            connect_timeout: connect_timeout(ctx),
+            circuit_breakers: Some(unlimited()),
+            load_assignment: Some(endpoint::ClusterLoadAssignment {
+                cluster_name: name,
+                endpoints: vec![endpoint::LocalityLbEndpoints {
+                    lb_endpoints: vec![super::endpoint::lb_endpoint(&host, target, None)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
         eds: None,
     }
 }

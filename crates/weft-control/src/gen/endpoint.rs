@@ -3,21 +3,24 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
-
 use super::cluster::Generated;
+use super::pb::{self, core, endpoint};
 use crate::context::Context;
 
 /// One assignment per EDS cluster, named by the cluster.
-pub(crate) fn for_clusters(ctx: &Context, clusters: &[Generated]) -> Vec<Value> {
+pub(crate) fn for_clusters(
+    ctx: &Context,
+    clusters: &[Generated],
+) -> Vec<endpoint::ClusterLoadAssignment> {
     clusters
         .iter()
         .filter_map(|c| {
             let eds = c.eds.as_ref()?;
-            Some(json!({
-                "cluster_name": c.json["name"],
-                "endpoints": lb_endpoints(ctx, &eds.service, eds.port, &eds.labels),
-            }))
+            Some(endpoint::ClusterLoadAssignment {
+                cluster_name: c.cluster.name.clone(),
+                endpoints: lb_endpoints(ctx, &eds.service, eds.port, &eds.labels),
+                ..Default::default()
+            })
         })
         .collect()
 }
@@ -29,39 +32,53 @@ pub(crate) fn lb_endpoints(
     service: &str,
     port: u32,
     labels: &weft_api::Map<String, String>,
-) -> Value {
-    let mut groups: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+) -> Vec<endpoint::LocalityLbEndpoints> {
+    let mut groups: BTreeMap<String, Vec<endpoint::LbEndpoint>> = BTreeMap::new();
     for e in ctx
         .registry
         .endpoints_of(service, port)
         .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
     {
-        let mut lb = json!({"endpoint": {"address": {"socket_address": {
-            "address": e.address, "port_value": e.port,
-        }}}});
-        if let Some(w) = e.weight.filter(|w| *w > 0) {
-            lb["load_balancing_weight"] = json!(w);
-        }
         groups
             .entry(e.locality.clone().unwrap_or_default())
             .or_default()
-            .push(lb);
+            .push(lb_endpoint(
+                &e.address,
+                e.port,
+                e.weight.filter(|w| *w > 0).and_then(pb::u32_value),
+            ));
     }
     groups
         .into_iter()
-        .map(|(locality, lb_endpoints)| {
-            let mut g = json!({"lb_endpoints": lb_endpoints});
-            if !locality.is_empty() {
-                let mut parts = locality.splitn(3, '/');
-                let mut l = serde_json::Map::new();
-                for key in ["region", "zone", "sub_zone"] {
-                    if let Some(p) = parts.next().filter(|p| !p.is_empty()) {
-                        l.insert(key.into(), json!(p));
-                    }
+        .map(|(locality, lb_endpoints)| endpoint::LocalityLbEndpoints {
+            locality: (!locality.is_empty()).then(|| {
+                let mut parts = locality.splitn(3, '/').map(str::to_string);
+                core::Locality {
+                    region: parts.next().unwrap_or_default(),
+                    zone: parts.next().unwrap_or_default(),
+                    sub_zone: parts.next().unwrap_or_default(),
                 }
-                g["locality"] = Value::Object(l);
-            }
-            g
+            }),
+            lb_endpoints,
+            ..Default::default()
         })
         .collect()
+}
+
+/// One endpoint at `address:port`.
+pub(crate) fn lb_endpoint(
+    address: &str,
+    port: u32,
+    load_balancing_weight: Option<pb::UInt32Value>,
+) -> endpoint::LbEndpoint {
+    endpoint::LbEndpoint {
+        host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
+            endpoint::Endpoint {
+                address: pb::socket_address(address, port),
+                ..Default::default()
+            },
+        )),
+        load_balancing_weight,
+        ..Default::default()
+    }
 }

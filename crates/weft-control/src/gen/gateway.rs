@@ -10,12 +10,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
 use weft_api::gateway::{Gateway, Server, ServerTlsMode};
 use weft_config::host;
 
-use super::l4;
-use super::listener::{http_manager, rds};
+use super::l4::{self, chain};
+use super::listener::{self as listeners, http_manager, rds};
+use super::pb::{listener as lpb, route as rt};
 use super::{route, Output, Proxy, Scope};
 use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{exported_to, Protocol};
@@ -61,28 +61,25 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
         let bind = first.bind.clone().unwrap_or_else(|| "0.0.0.0".into());
         let name = format!("{bind}_{port}");
         let stat_prefix = format!("outbound_{name}");
-        let mut listener = json!({
-            "name": name,
-            "address": {"socket_address": {"address": bind, "port_value": port}},
-        });
+        let mut listener = listeners::at(name, &bind, *port);
         if passthrough {
             let chains = passthrough_chains(ctx, proxy, *port, servers, &stat_prefix);
             if chains.is_empty() {
                 tracing::warn!(proxy = %proxy.id, port, "no VirtualService tls route for this gateway port");
                 continue;
             }
-            listener["listener_filters"] = json!([l4::tls_inspector()]);
-            listener["filter_chains"] = Value::Array(chains);
+            listener.listener_filters = vec![l4::tls_inspector()];
+            listener.filter_chains = chains;
         } else if protocol.is_http() {
             let table = format!("http.{port}");
             routes.push(http_table(ctx, proxy, &table, *port, servers));
             let hcm = http_manager(ctx, &stat_prefix, rds(&table), true);
-            listener["filter_chains"] = json!([{"filters": [hcm]}]);
+            listener.filter_chains = vec![chain(None, vec![hcm])];
         } else {
             let Some(filter) = tcp_filter(ctx, proxy, *port, servers, &stat_prefix) else {
                 continue;
             };
-            listener["filter_chains"] = json!([{"filters": [filter]}]);
+            listener.filter_chains = vec![chain(None, vec![filter])];
         }
         listeners.push(listener);
     }
@@ -153,9 +150,9 @@ fn http_table(
     name: &str,
     port: u32,
     servers: &[(&Named<Gateway>, &Server)],
-) -> Value {
+) -> rt::RouteConfiguration {
     // Domain → routes, merged in VirtualService order.
-    let mut hosts: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut hosts: Vec<(String, Vec<rt::Route>)> = Vec::new();
     for (gw, server) in servers {
         let gw_name = format!("{}/{}", gw.namespace, gw.name);
         for (vs, domain) in bound(ctx, gw, server) {
@@ -166,7 +163,7 @@ fn http_table(
             }
         }
     }
-    let virtual_hosts: Vec<Value> = hosts
+    let virtual_hosts = hosts
         .into_iter()
         .map(|(domain, routes)| {
             let domains = if domain == "*" {
@@ -174,15 +171,13 @@ fn http_table(
             } else {
                 vec![domain.clone(), format!("{domain}:{port}")]
             };
-            json!({
-                "name": format!("{domain}:{port}"),
-                "domains": domains,
-                "routes": routes,
-                "include_request_attempt_count": true,
-            })
+            route::host(format!("{domain}:{port}"), domains, routes)
         })
         .collect();
-    json!({"name": name, "virtual_hosts": virtual_hosts, "validate_clusters": false})
+    rt::RouteConfiguration {
+        virtual_hosts,
+        ..route::table_without_hosts(name)
+    }
 }
 
 /// The first VirtualService `tcp` route bound to a server on `port`
@@ -193,7 +188,7 @@ fn tcp_filter(
     port: u32,
     servers: &[(&Named<Gateway>, &Server)],
     stat_prefix: &str,
-) -> Option<Value> {
+) -> Option<lpb::Filter> {
     for (gw, server) in servers {
         let gw_name = format!("{}/{}", gw.namespace, gw.name);
         for (vs, _) in bound(ctx, gw, server) {
@@ -222,7 +217,7 @@ fn passthrough_chains(
     port: u32,
     servers: &[(&Named<Gateway>, &Server)],
     stat_prefix: &str,
-) -> Vec<Value> {
+) -> Vec<lpb::FilterChain> {
     let mut taken = Vec::new();
     let mut out = Vec::new();
     for (gw, server) in servers {

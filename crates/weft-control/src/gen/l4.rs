@@ -20,28 +20,69 @@
 //!   port, a gateway) such a match never applies (`support` says so), as
 //!   does any `sourceSubnet` match.
 
-use serde_json::{json, Value};
 use weft_api::virtual_service::{RouteDestination, VirtualService};
 
+use super::pb::{self, listener, tcp_proxy as tcp};
 use super::route::destination_cluster;
 use super::{cluster_name, Proxy};
 use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{Protocol, Service};
 
-const TCP_PROXY: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
+use tcp::tcp_proxy::ClusterSpecifier;
 
 /// The listener filter that reads SNI and ALPN from a TLS hello.
-pub(crate) fn tls_inspector() -> Value {
-    json!({"name": "envoy.filters.listener.tls_inspector", "typed_config": {
-        "@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
-    }})
+pub(crate) fn tls_inspector() -> listener::ListenerFilter {
+    listener::ListenerFilter {
+        name: "envoy.filters.listener.tls_inspector".into(),
+        config_type: Some(listener::listener_filter::ConfigType::TypedConfig(pb::any(
+            &pb::tls_inspector::TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
 }
 
-pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> Value {
-    json!({"name": "envoy.filters.network.tcp_proxy", "typed_config": {
-        "@type": TCP_PROXY, "stat_prefix": stat_prefix, "cluster": cluster,
-    }})
+/// A network filter named `name` configured by `config`.
+pub(crate) fn filter<M: prost::Name>(name: &str, config: &M) -> listener::Filter {
+    listener::Filter {
+        name: name.to_string(),
+        config_type: Some(listener::filter::ConfigType::TypedConfig(pb::any(config))),
+    }
+}
+
+/// A filter chain of `filters`, for connections `matched` (all when
+/// none).
+pub(crate) fn chain(
+    matched: Option<listener::FilterChainMatch>,
+    filters: Vec<listener::Filter>,
+) -> listener::FilterChain {
+    listener::FilterChain {
+        filter_chain_match: matched,
+        filters,
+        ..Default::default()
+    }
+}
+
+/// Connections whose TLS hello asks for one of `names`.
+fn by_sni(names: Vec<String>) -> Option<listener::FilterChainMatch> {
+    Some(listener::FilterChainMatch {
+        server_names: names,
+        ..Default::default()
+    })
+}
+
+fn tcp_proxy_with(stat_prefix: &str, cluster: ClusterSpecifier) -> listener::Filter {
+    filter(
+        "envoy.filters.network.tcp_proxy",
+        &tcp::TcpProxy {
+            stat_prefix: stat_prefix.to_string(),
+            cluster_specifier: Some(cluster),
+            ..Default::default()
+        },
+    )
+}
+
+pub(crate) fn tcp_proxy(stat_prefix: &str, cluster: &str) -> listener::Filter {
+    tcp_proxy_with(stat_prefix, ClusterSpecifier::Cluster(cluster.to_string()))
 }
 
 /// A tcp_proxy to a route's destinations (weighted when several carry
@@ -52,7 +93,7 @@ fn tcp_proxy_to(
     dests: &[RouteDestination],
     port: u32,
     stat_prefix: &str,
-) -> Value {
+) -> listener::Filter {
     let live: Vec<&RouteDestination> = if dests.len() > 1 {
         dests.iter().filter(|d| d.weight.unwrap_or(0) > 0).collect()
     } else {
@@ -64,19 +105,18 @@ fn tcp_proxy_to(
             &destination_cluster(ctx, vs_ns, &only.destination, port),
         );
     }
-    let clusters: Vec<Value> = live
+    let clusters = live
         .iter()
-        .map(|d| {
-            json!({
-                "name": destination_cluster(ctx, vs_ns, &d.destination, port),
-                "weight": d.weight.unwrap_or(0),
-            })
+        .map(|d| tcp::tcp_proxy::weighted_cluster::ClusterWeight {
+            name: destination_cluster(ctx, vs_ns, &d.destination, port),
+            weight: pb::count(d.weight.unwrap_or(0)),
+            ..Default::default()
         })
         .collect();
-    json!({"name": "envoy.filters.network.tcp_proxy", "typed_config": {
-        "@type": TCP_PROXY, "stat_prefix": stat_prefix,
-        "weighted_clusters": {"clusters": clusters},
-    }})
+    tcp_proxy_with(
+        stat_prefix,
+        ClusterSpecifier::WeightedClusters(tcp::tcp_proxy::WeightedCluster { clusters }),
+    )
 }
 
 /// Whether a `tcp` or `tls` match's conditions hold for `proxy`'s
@@ -144,7 +184,7 @@ pub(crate) fn tcp_route(
     proxy: &Proxy,
     vs: &Named<VirtualService>,
     at: &At,
-) -> Option<Value> {
+) -> Option<listener::Filter> {
     let route = vs.spec.tcp.iter().find(|r| {
         r.matches.is_empty()
             || r.matches.iter().any(|m| {
@@ -173,7 +213,7 @@ pub(crate) fn tls_chains(
     at: &At,
     allowed: Option<&dyn Fn(&str) -> bool>,
     taken: &mut Vec<String>,
-) -> Vec<Value> {
+) -> Vec<listener::FilterChain> {
     let (port, stat_prefix) = (at.port, at.stat_prefix);
     let mut out = Vec::new();
     for route in &vs.spec.tls {
@@ -210,10 +250,8 @@ pub(crate) fn tls_chains(
             continue;
         }
         taken.extend(names.iter().cloned());
-        out.push(json!({
-            "filter_chain_match": {"server_names": names},
-            "filters": [tcp_proxy_to(ctx, &vs.namespace, &route.route, port, stat_prefix)],
-        }));
+        let filter = tcp_proxy_to(ctx, &vs.namespace, &route.route, port, stat_prefix);
+        out.push(chain(by_sni(names), vec![filter]));
     }
     out
 }
@@ -229,7 +267,7 @@ pub(crate) fn sidecar_tcp(
     port: u32,
     stat_prefix: &str,
     destination: Option<&str>,
-) -> Value {
+) -> listener::Filter {
     ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh")
         .and_then(|vs| {
             let at = At {
@@ -261,7 +299,7 @@ pub(crate) fn sidecar_sni_chains(
     stat_prefix: &str,
     by_hostname: bool,
     destination: Option<&str>,
-) -> Vec<Value> {
+) -> Vec<listener::FilterChain> {
     let mut taken = Vec::new();
     let mut out = Vec::new();
     for s in services {
@@ -287,10 +325,8 @@ pub(crate) fn sidecar_sni_chains(
             continue;
         }
         taken.push(s.hostname.clone());
-        out.push(json!({
-            "filter_chain_match": {"server_names": [s.hostname]},
-            "filters": [sidecar_tcp(ctx, proxy, s, port, stat_prefix, destination)],
-        }));
+        let filter = sidecar_tcp(ctx, proxy, s, port, stat_prefix, destination);
+        out.push(chain(by_sni(vec![s.hostname.clone()]), vec![filter]));
     }
     out
 }

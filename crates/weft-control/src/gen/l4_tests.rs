@@ -3,11 +3,18 @@
 //! without an address share `0.0.0.0_PORT` by SNI. (The bound shape is
 //! proven against Envoy in `tests/l4.rs`.)
 
-use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use prost::{Message, Name};
 use weft_xds::Kind;
 
+use super::pb::listener::{filter::ConfigType, FilterChain, Listener};
+use super::pb::tcp_proxy::tcp_proxy::{
+    weighted_cluster::ClusterWeight, ClusterSpecifier, WeightedCluster,
+};
+use super::pb::tcp_proxy::TcpProxy;
 use crate::context::{Context, Mesh};
-use crate::gen::{self, Proxy};
+use crate::gen::{self, Proxy, Resource};
 
 const MESH: &str = "apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -58,11 +65,11 @@ spec:
     route: [{destination: {host: api.example.com}}]
 ";
 
-fn listeners() -> Value {
+fn listeners() -> BTreeMap<String, Listener> {
     listeners_of(MESH)
 }
 
-fn listeners_of(mesh: &str) -> Value {
+fn listeners_of(mesh: &str) -> BTreeMap<String, Listener> {
     let loaded = weft_config::load_str("mesh.yaml", mesh, &Default::default());
     assert!(loaded.issues.is_empty(), "{:?}", loaded.issues);
     let ctx = Context::build(&loaded.resources, Mesh::default());
@@ -72,28 +79,51 @@ fn listeners_of(mesh: &str) -> Value {
         &ctx,
     )
     .unwrap();
-    let out = gen::sidecar(&ctx, &proxy);
-    serde_json::to_value(&out[&Kind::Listener]).unwrap()
+    let mut out = gen::sidecar(&ctx, &proxy);
+    out.remove(&Kind::Listener)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, r)| match r {
+            Resource::Listener(l) => (name, *l),
+            other => panic!("{name}: not a listener: {other:?}"),
+        })
+        .collect()
 }
 
-fn filters(chain: &Value) -> &Value {
-    &chain["filters"][0]["typed_config"]
+/// The tcp_proxy a chain's first filter is.
+fn tcp_proxy(chain: &FilterChain) -> TcpProxy {
+    let Some(ConfigType::TypedConfig(any)) = &chain.filters[0].config_type else {
+        panic!("no typed_config: {chain:?}");
+    };
+    assert_eq!(any.type_url, TcpProxy::type_url());
+    TcpProxy::decode(any.value.as_slice()).expect("a TcpProxy")
+}
+
+fn to(cluster: &str) -> Option<ClusterSpecifier> {
+    Some(ClusterSpecifier::Cluster(cluster.to_string()))
 }
 
 #[test]
 fn a_tcp_route_takes_the_vip_listener() {
     let l = listeners();
     let vip = &l["10.9.0.1_3306"];
-    let chains = vip["filter_chains"].as_array().unwrap();
-    assert_eq!(chains.len(), 1, "{vip:#}");
-    assert!(vip.get("listener_filters").is_none(), "{vip:#}");
+    let chains = &vip.filter_chains;
+    assert_eq!(chains.len(), 1, "{vip:#?}");
+    assert!(vip.listener_filters.is_empty(), "{vip:#?}");
     // The port-3307 route does not apply on 3306; the weighted one does.
+    let weight = |name: &str, weight| ClusterWeight {
+        name: name.to_string(),
+        weight,
+        ..Default::default()
+    };
     assert_eq!(
-        filters(&chains[0])["weighted_clusters"],
-        json!({"clusters": [
-            {"name": "outbound|3306|v1|db.default.svc.cluster.local", "weight": 20},
-            {"name": "outbound|3306|v2|db.default.svc.cluster.local", "weight": 80},
-        ]})
+        tcp_proxy(&chains[0]).cluster_specifier,
+        Some(ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: vec![
+                weight("outbound|3306|v1|db.default.svc.cluster.local", 20),
+                weight("outbound|3306|v2|db.default.svc.cluster.local", 80),
+            ],
+        }))
     );
 }
 
@@ -101,37 +131,39 @@ fn a_tcp_route_takes_the_vip_listener() {
 fn external_tls_hosts_share_a_listener_by_sni() {
     let l = listeners();
     let shared = &l["0.0.0.0_443"];
-    assert_eq!(shared["bind_to_port"], false);
+    assert_eq!(shared.bind_to_port.as_ref().map(|b| b.value), Some(false));
     assert_eq!(
-        shared["listener_filters"][0]["name"],
+        shared.listener_filters[0].name,
         "envoy.filters.listener.tls_inspector"
     );
-    let chains: Vec<(Value, Value)> = shared["filter_chains"]
-        .as_array()
-        .unwrap()
+    let chains: Vec<(Option<Vec<String>>, Option<ClusterSpecifier>)> = shared
+        .filter_chains
         .iter()
         .map(|c| {
             (
-                c["filter_chain_match"]["server_names"].clone(),
-                filters(c)["cluster"].clone(),
+                c.filter_chain_match
+                    .as_ref()
+                    .map(|m| m.server_names.clone()),
+                tcp_proxy(c).cluster_specifier,
             )
         })
         .collect();
+    let names = |n: &str| Some(vec![n.to_string()]);
     assert_eq!(
         chains,
         [
             (
-                json!(["api.example.com"]),
-                json!("outbound|443||api.example.com")
+                names("api.example.com"),
+                to("outbound|443||api.example.com")
             ),
             // The wildcard host's VirtualService sends one name elsewhere
             // and claims no other.
             (
-                json!(["a.wild.example.com"]),
-                json!("outbound|443||api.example.com")
+                names("a.wild.example.com"),
+                to("outbound|443||api.example.com")
             ),
             // Anything else: where unknown destinations go (ALLOW_ANY).
-            (Value::Null, json!("PassthroughCluster")),
+            (None, to("PassthroughCluster")),
         ]
     );
 }
@@ -151,12 +183,12 @@ fn destination_subnets_are_decided_by_the_vip_a_listener_serves() {
     assert_ne!(mesh, MESH);
     let l = listeners_of(&mesh);
     let vip = &l["10.9.0.1_3306"];
-    let chains = vip["filter_chains"].as_array().unwrap();
-    assert_eq!(chains.len(), 1, "{vip:#}");
+    let chains = &vip.filter_chains;
+    assert_eq!(chains.len(), 1, "{vip:#?}");
     assert_eq!(
-        filters(&chains[0])["cluster"],
-        "outbound|3306|v2|db.default.svc.cluster.local",
-        "{vip:#}"
+        tcp_proxy(&chains[0]).cluster_specifier,
+        to("outbound|3306|v2|db.default.svc.cluster.local"),
+        "{vip:#?}"
     );
 }
 

@@ -13,16 +13,15 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
 use weft_api::sidecar::OutboundMode;
 
-use super::l4::{self, tcp_proxy};
-use super::{cluster_name, Egress, Proxy, Scope, Table};
+use super::l4::{self, chain, tcp_proxy};
+use super::pb::{self, hcm, listener, route as rt};
+use super::{cluster_name, route, Egress, Proxy, Scope, Table};
 use crate::context::Context;
 use crate::model::{Protocol, Service};
 
-const HCM: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+use hcm::http_connection_manager::RouteSpecifier;
 
 /// A sidecar's listeners, and the route tables they name (made by the
 /// caller: see `route::outbound_table`).
@@ -30,7 +29,7 @@ pub(crate) fn sidecar<'a>(
     ctx: &Context,
     proxy: &Proxy,
     scope: &Scope<'a>,
-) -> (Vec<Value>, Vec<Table<'a>>) {
+) -> (Vec<listener::Listener>, Vec<Table<'a>>) {
     let mut listeners = Vec::new();
     let mut routes: BTreeMap<String, Table<'a>> = BTreeMap::new();
     for egress in &scope.egress {
@@ -47,28 +46,33 @@ pub(crate) fn sidecar<'a>(
         let cluster = cluster_name("inbound", port, "", "");
         let protocol = Protocol::parse(&ingress.port.protocol);
         let filter = if protocol.is_http() {
+            // Inline, and not `route::host`: the attempt count is for
+            // the client's side, as Istio's inbound host leaves it out.
+            let table = rt::RouteConfiguration {
+                virtual_hosts: vec![rt::VirtualHost {
+                    name: format!("inbound|http|{port}"),
+                    domains: vec!["*".into()],
+                    routes: vec![route::route(
+                        "default".into(),
+                        route::prefix("/"),
+                        rt::route::Action::Route(route::to_cluster(cluster.clone())),
+                    )],
+                    ..Default::default()
+                }],
+                ..route::table_without_hosts(&cluster)
+            };
             hcm(
                 ctx,
                 &format!("inbound_{bind}_{port}"),
-                json!({"route_config": {
-                    "name": cluster,
-                    "virtual_hosts": [{
-                        "name": format!("inbound|http|{port}"),
-                        "domains": ["*"],
-                        "routes": [{"name": "default", "match": {"prefix": "/"},
-                                    "route": {"cluster": cluster, "timeout": "0s"}}],
-                    }],
-                    "validate_clusters": false,
-                }}),
+                RouteSpecifier::RouteConfig(table),
             )
         } else {
             tcp_proxy(&format!("inbound_{bind}_{port}"), &cluster)
         };
-        listeners.push(json!({
-            "name": format!("{bind}_{port}"),
-            "address": {"socket_address": {"address": bind, "port_value": port}},
-            "filter_chains": [{"filters": [filter]}],
-        }));
+        listeners.push(listener::Listener {
+            filter_chains: vec![chain(None, vec![filter])],
+            ..at(format!("{bind}_{port}"), &bind, port)
+        });
     }
     (listeners, routes.into_values().collect())
 }
@@ -94,16 +98,13 @@ fn bound_egress<'a>(
     scope: &Scope,
     egress: &Egress<'a>,
     bind: &str,
-    listeners: &mut Vec<Value>,
+    listeners: &mut Vec<listener::Listener>,
     routes: &mut BTreeMap<String, Table<'a>>,
 ) {
     for (port, protocol) in ports(egress) {
         let name = format!("{bind}_{port}");
         let stat_prefix = format!("outbound_{name}");
-        let mut listener = json!({
-            "name": name,
-            "address": {"socket_address": {"address": bind, "port_value": port}},
-        });
+        let mut listener = at(name, bind, port);
         if protocol.is_http() {
             let table = if routes.contains_key(&port.to_string()) {
                 format!("{bind}:{port}")
@@ -118,7 +119,7 @@ fn bound_egress<'a>(
                     services: egress.services.clone(),
                 },
             );
-            listener["filter_chains"] = json!([{"filters": [hcm(ctx, &stat_prefix, rds(&table))]}]);
+            listener.filter_chains = vec![chain(None, vec![hcm(ctx, &stat_prefix, rds(&table))])];
         } else {
             // A bound listener cannot tell services apart by destination
             // address: TLS hellos go by SNI, the rest to the first
@@ -133,14 +134,14 @@ fn bound_egress<'a>(
                 None,
             );
             if !chains.is_empty() {
-                listener["listener_filters"] = json!([l4::tls_inspector()]);
+                listener.listener_filters = vec![l4::tls_inspector()];
             }
             let default = first_on(&egress.services, port).map_or_else(
                 || tcp_proxy(&stat_prefix, fallback(scope.outbound_mode)),
                 |s| l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix, None),
             );
-            chains.push(json!({"filters": [default]}));
-            listener["filter_chains"] = Value::Array(chains);
+            chains.push(chain(None, vec![default]));
+            listener.filter_chains = chains;
         }
         listeners.push(listener);
     }
@@ -151,16 +152,15 @@ fn captured_egress<'a>(
     proxy: &Proxy,
     scope: &Scope,
     egress: &Egress<'a>,
-    listeners: &mut Vec<Value>,
+    listeners: &mut Vec<listener::Listener>,
     routes: &mut BTreeMap<String, Table<'a>>,
 ) {
     let fallback = fallback(scope.outbound_mode);
-    listeners.push(json!({
-        "name": "virtualOutbound",
-        "address": {"socket_address": {"address": "0.0.0.0", "port_value": 15001}},
-        "use_original_dst": true,
-        "filter_chains": [{"filters": [tcp_proxy(fallback, fallback)]}],
-    }));
+    listeners.push(listener::Listener {
+        use_original_dst: pb::bool_value(true),
+        filter_chains: vec![chain(None, vec![tcp_proxy(fallback, fallback)])],
+        ..at("virtualOutbound".into(), "0.0.0.0", 15001)
+    });
     for (port, protocol) in ports(egress) {
         if protocol.is_http() {
             let table = port.to_string();
@@ -172,12 +172,12 @@ fn captured_egress<'a>(
                     services: egress.services.clone(),
                 },
             );
-            listeners.push(json!({
-                "name": format!("0.0.0.0_{port}"),
-                "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
-                "bind_to_port": false,
-                "filter_chains": [{"filters": [hcm(ctx, &format!("outbound_0.0.0.0_{port}"), rds(&table))]}],
-            }));
+            let manager = hcm(ctx, &format!("outbound_0.0.0.0_{port}"), rds(&table));
+            listeners.push(listener::Listener {
+                bind_to_port: pb::bool_value(false),
+                filter_chains: vec![chain(None, vec![manager])],
+                ..at(format!("0.0.0.0_{port}"), "0.0.0.0", port)
+            });
             continue;
         }
         let on_port: Vec<&Service> = egress
@@ -192,8 +192,8 @@ fn captured_egress<'a>(
             let to = Some(vip.as_str());
             let mut chains =
                 l4::sidecar_sni_chains(ctx, proxy, &[s], port, &stat_prefix, false, to);
-            chains
-                .push(json!({"filters": [l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix, to)]}));
+            let default = l4::sidecar_tcp(ctx, proxy, s, port, &stat_prefix, to);
+            chains.push(chain(None, vec![default]));
             listeners.push(l4_listener(&format!("{vip}_{port}"), vip, port, chains));
         }
         // Services without an address (external hosts, mostly) share
@@ -207,7 +207,7 @@ fn captured_egress<'a>(
         let mut chains =
             l4::sidecar_sni_chains(ctx, proxy, &unaddressed, port, &stat_prefix, true, None);
         if !chains.is_empty() {
-            chains.push(json!({"filters": [tcp_proxy(&stat_prefix, fallback)]}));
+            chains.push(chain(None, vec![tcp_proxy(&stat_prefix, fallback)]));
             listeners.push(l4_listener(
                 &format!("0.0.0.0_{port}"),
                 "0.0.0.0",
@@ -218,22 +218,34 @@ fn captured_egress<'a>(
     }
 }
 
+/// A listener named `name` at `address:port`, with nothing else yet.
+pub(crate) fn at(name: String, address: &str, port: u32) -> listener::Listener {
+    listener::Listener {
+        name,
+        address: pb::socket_address(address, port),
+        ..Default::default()
+    }
+}
+
 /// An unbound (captured) TCP listener; with `tls_inspector` when some
 /// chain matches by SNI.
-fn l4_listener(name: &str, address: &str, port: u32, chains: Vec<Value>) -> Value {
-    let mut l = json!({
-        "name": name,
-        "address": {"socket_address": {"address": address, "port_value": port}},
-        "bind_to_port": false,
-        "filter_chains": chains,
-    });
-    if l["filter_chains"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c.get("filter_chain_match").is_some()))
-    {
-        l["listener_filters"] = json!([l4::tls_inspector()]);
+fn l4_listener(
+    name: &str,
+    address: &str,
+    port: u32,
+    chains: Vec<listener::FilterChain>,
+) -> listener::Listener {
+    let sni = chains.iter().any(|c| c.filter_chain_match.is_some());
+    listener::Listener {
+        bind_to_port: pb::bool_value(false),
+        filter_chains: chains,
+        listener_filters: if sni {
+            vec![l4::tls_inspector()]
+        } else {
+            Vec::new()
+        },
+        ..at(name.to_string(), address, port)
     }
-    l
 }
 
 fn first_on<'a>(services: &[&'a Service], port: u32) -> Option<&'a Service> {
@@ -247,16 +259,17 @@ fn fallback(mode: OutboundMode) -> &'static str {
     }
 }
 
-pub(crate) fn rds(table: &str) -> Value {
-    json!({"rds": {
-        "config_source": {"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"},
-        "route_config_name": table,
-    }})
+/// Route table `table`, from the ADS stream.
+pub(crate) fn rds(table: &str) -> RouteSpecifier {
+    RouteSpecifier::Rds(hcm::Rds {
+        config_source: pb::ads(),
+        route_config_name: table.to_string(),
+    })
 }
 
 /// The HTTP connection manager Istio gives sidecars, with the filters
 /// weft implements: fault, CORS, router.
-fn hcm(ctx: &Context, stat_prefix: &str, routes: Value) -> Value {
+fn hcm(ctx: &Context, stat_prefix: &str, routes: RouteSpecifier) -> listener::Filter {
     http_manager(ctx, stat_prefix, routes, false)
 }
 
@@ -265,33 +278,61 @@ fn hcm(ctx: &Context, stat_prefix: &str, routes: Value) -> Value {
 pub(crate) fn http_manager(
     ctx: &Context,
     stat_prefix: &str,
-    routes: Value,
+    routes: RouteSpecifier,
     gateway: bool,
-) -> Value {
-    let mut config = json!({
-        "@type": HCM,
-        "stat_prefix": stat_prefix,
-        "use_remote_address": gateway,
-        "upgrade_configs": [{"upgrade_type": "websocket"}],
-        "http_filters": [
-            {"name": "envoy.filters.http.fault", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"}},
-            {"name": "envoy.filters.http.cors", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
-            {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+) -> listener::Filter {
+    let http_filter = |name: &str, config: pb::Any| hcm::HttpFilter {
+        name: name.to_string(),
+        config_type: Some(hcm::http_filter::ConfigType::TypedConfig(config)),
+        ..Default::default()
+    };
+    let config = hcm::HttpConnectionManager {
+        stat_prefix: stat_prefix.to_string(),
+        use_remote_address: pb::bool_value(gateway),
+        upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
+            upgrade_type: "websocket".into(),
+            ..Default::default()
+        }],
+        http_filters: vec![
+            http_filter(
+                "envoy.filters.http.fault",
+                pb::any(&pb::fault::HttpFault::default()),
+            ),
+            http_filter("envoy.filters.http.cors", pb::any(&pb::cors::Cors {})),
+            http_filter(
+                "envoy.filters.http.router",
+                pb::any(&pb::router::Router::default()),
+            ),
         ],
-    });
-    if let (Some(c), Some(r)) = (config.as_object_mut(), routes.as_object()) {
-        c.extend(r.clone());
-    }
-    if !ctx.mesh.access_log_file.is_empty() {
-        config["access_log"] = json!([access_log(&ctx.mesh.access_log_file)]);
-    }
-    json!({"name": "envoy.filters.network.http_connection_manager", "typed_config": config})
+        route_specifier: Some(routes),
+        access_log: if ctx.mesh.access_log_file.is_empty() {
+            Vec::new()
+        } else {
+            vec![access_log(&ctx.mesh.access_log_file)]
+        },
+        ..Default::default()
+    };
+    l4::filter("envoy.filters.network.http_connection_manager", &config)
 }
 
-fn access_log(path: &str) -> Value {
-    if path == "/dev/stdout" {
-        json!({"name": "envoy.access_loggers.stdout", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"}})
+fn access_log(path: &str) -> pb::accesslog::AccessLog {
+    let (name, config) = if path == "/dev/stdout" {
+        (
+            "envoy.access_loggers.stdout",
+            pb::any(&pb::stream_log::StdoutAccessLog::default()),
+        )
     } else {
-        json!({"name": "envoy.access_loggers.file", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog", "path": path}})
+        (
+            "envoy.access_loggers.file",
+            pb::any(&pb::file_log::FileAccessLog {
+                path: path.to_string(),
+                ..Default::default()
+            }),
+        )
+    };
+    pb::accesslog::AccessLog {
+        name: name.to_string(),
+        config_type: Some(pb::accesslog::access_log::ConfigType::TypedConfig(config)),
+        ..Default::default()
     }
 }

@@ -1,16 +1,18 @@
 //! Per-proxy xDS generation: what one proxy (sidecar or gateway) gets
-//! from a [`Context`], as Envoy v3 resources in their JSON form with
-//! Istio's names (`outbound|9080|v1|reviews.default.svc.cluster.local`,
-//! route tables named by port, `inbound|9080||`, ...).
+//! from a [`Context`], as Envoy v3 resources with Istio's names
+//! (`outbound|9080|v1|reviews.default.svc.cluster.local`, route tables
+//! named by port, `inbound|9080||`, ...).
 //!
-//! The JSON form keeps the generators readable next to Envoy's and
-//! Istio's documentation; `weft_xds::encode` turns each resource into the
-//! protobuf `Any` the ADS server sends, and fails loudly if a generator
-//! wrote a field Envoy does not have.
+//! Resources are the `envoy-types` (prost) messages the ADS server
+//! encodes and sends as they are, written through the small layer in
+//! `pb` that keeps the generators readable next to Envoy's and Istio's
+//! documentation: a field Envoy does not have is a compile error.
+//! [`Resource::to_json`] gives a resource's proto3 JSON, for
+//! `/debug/config_dump` and tests.
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use prost::Message;
 use weft_api::sidecar::{CaptureMode, OutboundMode};
 use weft_xds::Kind;
 
@@ -22,6 +24,8 @@ mod endpoint;
 mod gateway;
 mod l4;
 mod listener;
+mod pb;
+mod policy;
 mod route;
 mod service;
 
@@ -93,8 +97,63 @@ impl Proxy {
     }
 }
 
+/// One generated resource, as the message the ADS server sends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resource {
+    Cluster(Box<pb::cluster::Cluster>),
+    ClusterLoadAssignment(pb::endpoint::ClusterLoadAssignment),
+    Listener(Box<pb::listener::Listener>),
+    RouteConfiguration(Box<pb::route::RouteConfiguration>),
+}
+
+impl Resource {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Resource::Cluster(_) => Kind::Cluster,
+            Resource::ClusterLoadAssignment(_) => Kind::ClusterLoadAssignment,
+            Resource::Listener(_) => Kind::Listener,
+            Resource::RouteConfiguration(_) => Kind::RouteConfiguration,
+        }
+    }
+
+    /// The name other resources and xDS requests know it by.
+    pub fn name(&self) -> &str {
+        match self {
+            Resource::Cluster(c) => &c.name,
+            Resource::ClusterLoadAssignment(a) => &a.cluster_name,
+            Resource::Listener(l) => &l.name,
+            Resource::RouteConfiguration(r) => &r.name,
+        }
+    }
+
+    /// The protobuf bytes of the message (an `Any`'s value).
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Resource::Cluster(c) => c.encode_to_vec(),
+            Resource::ClusterLoadAssignment(a) => a.encode_to_vec(),
+            Resource::Listener(l) => l.encode_to_vec(),
+            Resource::RouteConfiguration(r) => r.encode_to_vec(),
+        }
+    }
+
+    /// The resource as xDS carries it.
+    pub fn to_any(&self) -> pb::Any {
+        pb::Any {
+            type_url: self.kind().type_url(),
+            value: self.encode(),
+        }
+    }
+
+    /// The resource's proto3 JSON (proto field names, defaults left out,
+    /// nested `Any`s expanded with `@type`), read from its bytes with
+    /// the descriptors weft's proxy decodes xDS with.
+    pub fn to_json(&self) -> Result<serde_json::Value, weft_xds::DecodeError> {
+        weft_xds::to_json(&self.kind().type_url(), &self.encode()).map(|(_, _, json)| json)
+    }
+}
+
 /// Resources for one proxy, by type and name.
-pub type Output = BTreeMap<Kind, BTreeMap<String, Value>>;
+pub type Output = BTreeMap<Kind, BTreeMap<String, Resource>>;
 
 /// One outbound listener a sidecar gets: where it listens and which
 /// services it routes.
@@ -241,7 +300,12 @@ fn clusters(ctx: &Context, proxy: &Proxy, scope: &Scope) -> Vec<cluster::Generat
 }
 
 /// One of a sidecar's outbound route tables, whole.
-pub(crate) fn route_table(ctx: &Context, proxy: &Proxy, t: &Table, mode: OutboundMode) -> Value {
+pub(crate) fn route_table(
+    ctx: &Context,
+    proxy: &Proxy,
+    t: &Table,
+    mode: OutboundMode,
+) -> pb::route::RouteConfiguration {
     route::outbound_table(ctx, proxy, &t.name, t.port, &t.services, mode)
 }
 
@@ -250,22 +314,25 @@ pub(crate) fn sidecar_listeners<'a>(
     ctx: &Context,
     proxy: &Proxy,
     scope: &Scope<'a>,
-) -> (Vec<Value>, Vec<Table<'a>>) {
+) -> (Vec<pb::listener::Listener>, Vec<Table<'a>>) {
     listener::sidecar(ctx, proxy, scope)
 }
 
 /// The clusters a sidecar has whatever services it imports (no EDS).
-pub(crate) fn sidecar_fixed_clusters(ctx: &Context, scope: &Scope) -> Vec<Value> {
+pub(crate) fn sidecar_fixed_clusters(ctx: &Context, scope: &Scope) -> Vec<pb::cluster::Cluster> {
     cluster::fixed(ctx, scope)
         .into_iter()
-        .map(|c| c.json)
+        .map(|c| c.cluster)
         .collect()
 }
 
 /// A route table with no virtual hosts, and the virtual host that ends
 /// every outbound table: what a table is assembled from besides the
 /// services' own virtual hosts.
-pub(crate) fn table_parts(name: &str, mode: OutboundMode) -> (Value, Value) {
+pub(crate) fn table_parts(
+    name: &str,
+    mode: OutboundMode,
+) -> (pb::route::RouteConfiguration, pb::route::VirtualHost) {
     (route::table_without_hosts(name), route::fallback_host(mode))
 }
 
@@ -274,26 +341,42 @@ pub(crate) fn table_parts(name: &str, mode: OutboundMode) -> (Value, Value) {
 pub(crate) fn output(
     ctx: &Context,
     clusters: Vec<cluster::Generated>,
-    listeners: Vec<Value>,
-    routes: Vec<Value>,
+    listeners: Vec<pb::listener::Listener>,
+    routes: Vec<pb::route::RouteConfiguration>,
 ) -> Output {
-    let by_name = |v: Vec<Value>, key: &str| -> BTreeMap<String, Value> {
-        v.into_iter()
-            .map(|r| (r[key].as_str().unwrap_or_default().to_string(), r))
-            .collect()
-    };
+    fn by_name(resources: impl Iterator<Item = Resource>) -> BTreeMap<String, Resource> {
+        resources.map(|r| (r.name().to_string(), r)).collect()
+    }
     let endpoints = endpoint::for_clusters(ctx, &clusters);
     let mut out = Output::new();
     out.insert(
         Kind::Cluster,
-        by_name(clusters.into_iter().map(|c| c.json).collect(), "name"),
+        by_name(
+            clusters
+                .into_iter()
+                .map(|c| Resource::Cluster(Box::new(c.cluster))),
+        ),
     );
     out.insert(
         Kind::ClusterLoadAssignment,
-        by_name(endpoints, "cluster_name"),
+        by_name(endpoints.into_iter().map(Resource::ClusterLoadAssignment)),
     );
-    out.insert(Kind::Listener, by_name(listeners, "name"));
-    out.insert(Kind::RouteConfiguration, by_name(routes, "name"));
+    out.insert(
+        Kind::Listener,
+        by_name(
+            listeners
+                .into_iter()
+                .map(|l| Resource::Listener(Box::new(l))),
+        ),
+    );
+    out.insert(
+        Kind::RouteConfiguration,
+        by_name(
+            routes
+                .into_iter()
+                .map(|r| Resource::RouteConfiguration(Box::new(r))),
+        ),
+    );
     out
 }
 
@@ -303,7 +386,8 @@ pub fn cluster_name(direction: &str, port: u32, subset: &str, host: &str) -> Str
 }
 
 /// A duration as proto3 JSON writes it (`"0.250s"`): Istio's YAML allows
-/// `1m` or `100ms`, Envoy's JSON only seconds.
+/// `1m` or `100ms`, Envoy's JSON only seconds. (Mesh-wide settings are
+/// kept in this form: see `Mesh::connect_timeout`.)
 pub(crate) fn dur(d: &weft_api::Duration) -> String {
     let d = d.as_std();
     if d.subsec_nanos() == 0 {

@@ -3,22 +3,24 @@
 //! `http` rules translated to Envoy routes in order — or Istio's default
 //! route (the service's cluster, default retries, no timeout) when no
 //! VirtualService routes the host — and a last `allow_any` / `block_all`
-//! host for names the mesh does not know.
+//! host for names the mesh does not know. What a route does besides
+//! choosing its destination (retries, hashing, faults, CORS, header
+//! operations) is in `policy`.
 
 use std::collections::HashSet;
 
-use serde_json::{json, Map, Value};
-use weft_api::common::{HeaderOperations, Headers, Percent, StringMatch};
+use weft_api::common::StringMatch;
 use weft_api::sidecar::OutboundMode;
-use weft_api::virtual_service::{HttpMatchRequest, HttpRetry, HttpRoute};
+use weft_api::virtual_service::{HttpMatchRequest, HttpRoute};
 
-use super::cluster::Policy;
-use super::{cluster_name, dur, Proxy};
+use super::pb::{self, core, matcher, route as rt};
+use super::policy;
+use super::{cluster_name, Proxy};
 use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{Service, DOMAIN};
 
-const DEFAULT_RETRY_ON: &str =
-    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+use rt::route::Action;
+use rt::route_action::ClusterSpecifier;
 
 /// The route table `name` for `port`, over `services`: each service's
 /// virtual host, less the names an earlier one took, then the fallback.
@@ -29,40 +31,55 @@ pub(crate) fn outbound_table(
     port: u32,
     services: &[&Service],
     mode: OutboundMode,
-) -> Value {
+) -> rt::RouteConfiguration {
     let mut seen = HashSet::new();
     let mut hosts = Vec::new();
     for s in services {
         let Some(mut host) = virtual_host(ctx, proxy, s, port) else {
             continue;
         };
-        let domains: Vec<Value> = host["domains"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|d| seen.insert(d.as_str().unwrap_or_default().to_string()))
-            .cloned()
-            .collect();
-        if domains.is_empty() {
+        host.domains.retain(|d| seen.insert(d.clone()));
+        if host.domains.is_empty() {
             continue;
         }
-        host["domains"] = Value::Array(domains);
         hosts.push(host);
     }
     hosts.push(fallback_host(mode));
-    let mut table = table_without_hosts(name);
-    table["virtual_hosts"] = Value::Array(hosts);
-    table
+    rt::RouteConfiguration {
+        virtual_hosts: hosts,
+        ..table_without_hosts(name)
+    }
 }
 
 /// A route table with no virtual hosts yet.
-pub(crate) fn table_without_hosts(name: &str) -> Value {
-    json!({"name": name, "virtual_hosts": [], "validate_clusters": false})
+pub(crate) fn table_without_hosts(name: &str) -> rt::RouteConfiguration {
+    rt::RouteConfiguration {
+        name: name.to_string(),
+        validate_clusters: pb::bool_value(false),
+        ..Default::default()
+    }
+}
+
+/// A virtual host as every one of weft's is: the request's attempt count
+/// goes upstream (`x-envoy-attempt-count`), as Istio sets it.
+pub(crate) fn host(name: String, domains: Vec<String>, routes: Vec<rt::Route>) -> rt::VirtualHost {
+    rt::VirtualHost {
+        name,
+        domains,
+        routes,
+        include_request_attempt_count: true,
+        ..Default::default()
+    }
 }
 
 /// The virtual host of service `s` in a table on `port` (none unless
 /// `s` speaks HTTP there), answering to every name a client may use.
-pub(crate) fn virtual_host(ctx: &Context, proxy: &Proxy, s: &Service, port: u32) -> Option<Value> {
+pub(crate) fn virtual_host(
+    ctx: &Context,
+    proxy: &Proxy,
+    s: &Service,
+    port: u32,
+) -> Option<rt::VirtualHost> {
     if !s.port(port).is_some_and(|p| p.protocol.is_http()) {
         return None;
     }
@@ -70,32 +87,60 @@ pub(crate) fn virtual_host(ctx: &Context, proxy: &Proxy, s: &Service, port: u32)
         Some(vs) => vs_routes(ctx, proxy, vs, port, "mesh"),
         None => vec![default_route(ctx, proxy, s, port)],
     };
-    Some(json!({
-        "name": format!("{}:{port}", s.hostname),
-        "domains": domains(s, port, &proxy.namespace),
-        "routes": routes,
-        "include_request_attempt_count": true,
-    }))
+    Some(host(
+        format!("{}:{port}", s.hostname),
+        domains(s, port, &proxy.namespace),
+        routes,
+    ))
 }
 
 /// The last virtual host of every outbound table: what names the mesh
 /// does not know get.
-pub(crate) fn fallback_host(mode: OutboundMode) -> Value {
-    match mode {
-        OutboundMode::ALLOW_ANY => json!({
-            "name": "allow_any",
-            "domains": ["*"],
-            "routes": [{"name": "allow_any", "match": {"prefix": "/"},
-                        "route": {"cluster": "PassthroughCluster", "timeout": "0s"}}],
-            "include_request_attempt_count": true,
-        }),
-        OutboundMode::REGISTRY_ONLY => json!({
-            "name": "block_all",
-            "domains": ["*"],
-            "routes": [{"name": "block_all", "match": {"prefix": "/"},
-                        "direct_response": {"status": 502}}],
-            "include_request_attempt_count": true,
-        }),
+pub(crate) fn fallback_host(mode: OutboundMode) -> rt::VirtualHost {
+    let (name, action) = match mode {
+        OutboundMode::ALLOW_ANY => (
+            "allow_any",
+            Action::Route(to_cluster("PassthroughCluster".into())),
+        ),
+        OutboundMode::REGISTRY_ONLY => (
+            "block_all",
+            Action::DirectResponse(rt::DirectResponseAction {
+                status: 502,
+                ..Default::default()
+            }),
+        ),
+    };
+    host(
+        name.into(),
+        vec!["*".into()],
+        vec![route(name.into(), prefix("/"), action)],
+    )
+}
+
+/// A route named `name` matching `m` that does `action`.
+pub(crate) fn route(name: String, m: rt::RouteMatch, action: Action) -> rt::Route {
+    rt::Route {
+        name,
+        r#match: Some(m),
+        action: Some(action),
+        ..Default::default()
+    }
+}
+
+/// Requests whose path starts with `p`.
+pub(crate) fn prefix(p: &str) -> rt::RouteMatch {
+    rt::RouteMatch {
+        path_specifier: Some(rt::route_match::PathSpecifier::Prefix(p.to_string())),
+        ..Default::default()
+    }
+}
+
+/// To `cluster`, with no timeout (Istio's default).
+pub(crate) fn to_cluster(cluster: String) -> rt::RouteAction {
+    rt::RouteAction {
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster)),
+        timeout: pb::seconds(0),
+        ..Default::default()
     }
 }
 
@@ -129,18 +174,13 @@ fn domains(s: &Service, port: u32, namespace: &str) -> Vec<String> {
     out
 }
 
-fn default_route(ctx: &Context, proxy: &Proxy, s: &Service, port: u32) -> Value {
-    let mut action = json!({
-        "cluster": cluster_name("outbound", port, "", &s.hostname),
-        "timeout": "0s",
-    });
-    if let Some(r) = retry_policy(None) {
-        action["retry_policy"] = r;
-    }
-    if let Some(h) = hash_policy(ctx, proxy, s, port) {
-        action["hash_policy"] = h;
-    }
-    json!({"name": "default", "match": {"prefix": "/"}, "route": action})
+fn default_route(ctx: &Context, proxy: &Proxy, s: &Service, port: u32) -> rt::Route {
+    let action = rt::RouteAction {
+        retry_policy: policy::retry(None),
+        hash_policy: policy::hash(ctx, proxy, s, port),
+        ..to_cluster(cluster_name("outbound", port, "", &s.hostname))
+    };
+    route("default".into(), prefix("/"), Action::Route(action))
 }
 
 /// A VirtualService's `http` rules as Envoy routes, for a table on
@@ -151,7 +191,7 @@ pub(crate) fn vs_routes(
     vs: &Named<weft_api::virtual_service::VirtualService>,
     port: u32,
     gateway: &str,
-) -> Vec<Value> {
+) -> Vec<rt::Route> {
     let mut out = Vec::new();
     for rule in &vs.spec.http {
         let catch_all = [HttpMatchRequest::default()];
@@ -173,51 +213,59 @@ pub(crate) fn vs_routes(
             {
                 continue;
             }
-            out.push(route(ctx, proxy, vs, rule, m, port));
+            out.push(http_route(ctx, proxy, vs, rule, m, port));
         }
     }
     out
 }
 
-fn string_match(m: &StringMatch) -> Option<Value> {
-    if let Some(v) = &m.exact {
-        Some(json!({"exact": v}))
+/// An Istio `StringMatch` as Envoy's; none when it sets nothing.
+pub(crate) fn string_match(m: &StringMatch) -> Option<matcher::StringMatcher> {
+    use matcher::string_matcher::MatchPattern;
+    let pattern = if let Some(v) = &m.exact {
+        MatchPattern::Exact(v.clone())
     } else if let Some(v) = &m.prefix {
-        Some(json!({"prefix": v}))
+        MatchPattern::Prefix(v.clone())
     } else {
-        m.regex
-            .as_ref()
-            .map(|v| json!({"safe_regex": {"regex": v}}))
+        MatchPattern::SafeRegex(regex(m.regex.as_ref()?))
+    };
+    Some(matcher::StringMatcher {
+        match_pattern: Some(pattern),
+        ..Default::default()
+    })
+}
+
+pub(crate) fn regex(r: &str) -> matcher::RegexMatcher {
+    matcher::RegexMatcher {
+        regex: r.to_string(),
+        ..Default::default()
     }
 }
 
-fn header_matcher(name: &str, m: &StringMatch, invert: bool) -> Value {
-    let mut h = json!({"name": name});
-    match string_match(m) {
-        Some(sm) => h["string_match"] = sm,
-        None => h["present_match"] = json!(true),
+/// A header that matches `m` (is present, when `m` sets nothing).
+fn header_matcher(name: &str, m: &StringMatch, invert: bool) -> rt::HeaderMatcher {
+    use rt::header_matcher::HeaderMatchSpecifier;
+    rt::HeaderMatcher {
+        name: name.to_string(),
+        header_match_specifier: Some(match string_match(m) {
+            Some(sm) => HeaderMatchSpecifier::StringMatch(sm),
+            None => HeaderMatchSpecifier::PresentMatch(true),
+        }),
+        invert_match: invert,
+        ..Default::default()
     }
-    if invert {
-        h["invert_match"] = json!(true);
-    }
-    h
 }
 
-fn route_match(m: &HttpMatchRequest) -> Value {
-    let mut out = Map::new();
-    match m.uri.as_ref() {
-        Some(StringMatch { exact: Some(p), .. }) => out.insert("path".into(), json!(p)),
+fn route_match(m: &HttpMatchRequest) -> rt::RouteMatch {
+    use rt::route_match::PathSpecifier;
+    let path = match m.uri.as_ref() {
+        Some(StringMatch { exact: Some(p), .. }) => PathSpecifier::Path(p.clone()),
         Some(StringMatch {
             prefix: Some(p), ..
-        }) => out.insert("prefix".into(), json!(p)),
-        Some(StringMatch { regex: Some(r), .. }) => {
-            out.insert("safe_regex".into(), json!({"regex": r}))
-        }
-        _ => out.insert("prefix".into(), json!("/")),
+        }) => PathSpecifier::Prefix(p.clone()),
+        Some(StringMatch { regex: Some(r), .. }) => PathSpecifier::SafeRegex(regex(r)),
+        _ => PathSpecifier::Prefix("/".into()),
     };
-    if m.ignore_uri_case == Some(true) {
-        out.insert("case_sensitive".into(), json!(false));
-    }
     let mut headers = Vec::new();
     for (name, sm) in [
         (":authority", &m.authority),
@@ -234,21 +282,27 @@ fn route_match(m: &HttpMatchRequest) -> Value {
     for (name, sm) in &m.without_headers {
         headers.push(header_matcher(&name.to_ascii_lowercase(), sm, true));
     }
-    if !headers.is_empty() {
-        out.insert("headers".into(), Value::Array(headers));
-    }
-    let params: Vec<Value> = m
+    let query_parameters = m
         .query_params
         .iter()
-        .map(|(name, sm)| match string_match(sm) {
-            Some(s) => json!({"name": name, "string_match": s}),
-            None => json!({"name": name, "present_match": true}),
+        .map(|(name, sm)| {
+            use rt::query_parameter_matcher::QueryParameterMatchSpecifier as Q;
+            rt::QueryParameterMatcher {
+                name: name.clone(),
+                query_parameter_match_specifier: Some(match string_match(sm) {
+                    Some(s) => Q::StringMatch(s),
+                    None => Q::PresentMatch(true),
+                }),
+            }
         })
         .collect();
-    if !params.is_empty() {
-        out.insert("query_parameters".into(), Value::Array(params));
+    rt::RouteMatch {
+        path_specifier: Some(path),
+        case_sensitive: (m.ignore_uri_case == Some(true)).then_some(pb::BoolValue { value: false }),
+        headers,
+        query_parameters,
+        ..Default::default()
     }
-    Value::Object(out)
 }
 
 /// The cluster a VirtualService destination names, seen from a table on
@@ -271,75 +325,100 @@ pub(crate) fn destination_cluster(
     cluster_name("outbound", p, d.subset.as_deref().unwrap_or(""), &host)
 }
 
-fn route(
+fn http_route(
     ctx: &Context,
     proxy: &Proxy,
     vs: &Named<weft_api::virtual_service::VirtualService>,
     rule: &HttpRoute,
     m: &HttpMatchRequest,
     port: u32,
-) -> Value {
-    let mut r = Map::new();
-    if let Some(name) = &rule.name {
-        r.insert("name".into(), json!(name));
-    }
-    r.insert("match".into(), route_match(m));
-    if let Some(red) = &rule.redirect {
-        let mut o = Map::new();
-        if let Some(u) = &red.uri {
-            o.insert("path_redirect".into(), json!(u));
-        }
-        if let Some(a) = &red.authority {
-            o.insert("host_redirect".into(), json!(a));
-        }
-        if let Some(s) = &red.scheme {
-            o.insert("scheme_redirect".into(), json!(s));
-        }
-        if let Some(p) = red.port {
-            o.insert("port_redirect".into(), json!(p));
-        }
-        let code = match red.redirect_code.unwrap_or(301) {
-            302 => "FOUND",
-            303 => "SEE_OTHER",
-            307 => "TEMPORARY_REDIRECT",
-            308 => "PERMANENT_REDIRECT",
-            _ => "MOVED_PERMANENTLY",
-        };
-        o.insert("response_code".into(), json!(code));
-        r.insert("redirect".into(), Value::Object(o));
+) -> rt::Route {
+    let action = if let Some(red) = &rule.redirect {
+        Action::Redirect(redirect(red))
     } else if let Some(dr) = &rule.direct_response {
-        let mut o = json!({"status": dr.status});
-        if let Some(body) = &dr.body {
-            if let Some(s) = &body.string {
-                o["body"] = json!({"inline_string": s});
-            } else if let Some(b) = &body.bytes {
-                o["body"] = json!({"inline_bytes": b});
-            }
-        }
-        r.insert("direct_response".into(), o);
+        Action::DirectResponse(rt::DirectResponseAction {
+            status: dr.status,
+            body: dr.body.as_ref().and_then(body),
+            ..Default::default()
+        })
     } else {
-        r.insert("route".into(), route_action(ctx, proxy, vs, rule, port));
-    }
+        Action::Route(route_action(ctx, proxy, vs, rule, port))
+    };
+    let mut r = route(
+        rule.name.clone().unwrap_or_default(),
+        route_match(m),
+        action,
+    );
+    let mut headers = policy::HeaderOps::default();
     if let Some(h) = &rule.headers {
-        header_ops(&mut r, h);
+        headers.add(h);
     }
     // A single destination's header operations are the route's.
     if let [only] = rule.route.as_slice() {
         if let Some(h) = &only.headers {
-            header_ops(&mut r, h);
+            headers.add(h);
         }
     }
-    let mut per_filter = Map::new();
+    r.request_headers_to_add = headers.request_add;
+    r.request_headers_to_remove = headers.request_remove;
+    r.response_headers_to_add = headers.response_add;
+    r.response_headers_to_remove = headers.response_remove;
+    let mut per_filter = Vec::new();
     if let Some(f) = &rule.fault {
-        per_filter.insert("envoy.filters.http.fault".into(), fault(f));
+        per_filter.push(("envoy.filters.http.fault".to_string(), policy::fault(f)));
     }
     if let Some(c) = &rule.cors_policy {
-        per_filter.insert("envoy.filters.http.cors".into(), cors(c));
+        per_filter.push(("envoy.filters.http.cors".to_string(), policy::cors(c)));
     }
-    if !per_filter.is_empty() {
-        r.insert("typed_per_filter_config".into(), Value::Object(per_filter));
+    r.typed_per_filter_config = pb::map(per_filter);
+    r
+}
+
+fn redirect(red: &weft_api::virtual_service::HttpRedirect) -> rt::RedirectAction {
+    use rt::redirect_action::SchemeRewriteSpecifier;
+    use rt::redirect_action::{PathRewriteSpecifier, RedirectResponseCode as Code};
+    let code = match red.redirect_code.unwrap_or(301) {
+        302 => Code::Found,
+        303 => Code::SeeOther,
+        307 => Code::TemporaryRedirect,
+        308 => Code::PermanentRedirect,
+        _ => Code::MovedPermanently,
+    };
+    rt::RedirectAction {
+        path_rewrite_specifier: red.uri.clone().map(PathRewriteSpecifier::PathRedirect),
+        host_redirect: red.authority.clone().unwrap_or_default(),
+        scheme_rewrite_specifier: red
+            .scheme
+            .clone()
+            .map(SchemeRewriteSpecifier::SchemeRedirect),
+        port_redirect: red.port.unwrap_or(0),
+        response_code: code as i32,
+        ..Default::default()
     }
-    Value::Object(r)
+}
+
+/// A direct response's body: its text, or its bytes (base64 in Istio's
+/// YAML, which validation checked; bytes that do not decode leave the
+/// response without a body).
+fn body(b: &weft_api::virtual_service::HttpBody) -> Option<core::DataSource> {
+    use base64::Engine;
+    use core::data_source::Specifier;
+    let specifier = if let Some(s) = &b.string {
+        Specifier::InlineString(s.clone())
+    } else {
+        let text = b.bytes.as_ref()?;
+        match base64::engine::general_purpose::STANDARD.decode(text) {
+            Ok(bytes) => Specifier::InlineBytes(bytes),
+            Err(e) => {
+                tracing::warn!("directResponse body bytes {text:?} are not base64 ({e}): no body");
+                return None;
+            }
+        }
+    };
+    Some(core::DataSource {
+        specifier: Some(specifier),
+        ..Default::default()
+    })
 }
 
 fn route_action(
@@ -348,8 +427,7 @@ fn route_action(
     vs: &Named<weft_api::virtual_service::VirtualService>,
     rule: &HttpRoute,
     port: u32,
-) -> Value {
-    let mut a = Map::new();
+) -> rt::RouteAction {
     let dests: Vec<_> = rule.route.iter().collect();
     let live: Vec<_> = if dests.len() > 1 {
         dests
@@ -360,44 +438,60 @@ fn route_action(
     } else {
         dests.clone()
     };
-    if let [only] = live.as_slice() {
-        let cluster = destination_cluster(ctx, &vs.namespace, &only.destination, port);
-        a.insert("cluster".into(), json!(cluster));
+    let cluster = if let [only] = live.as_slice() {
+        ClusterSpecifier::Cluster(destination_cluster(
+            ctx,
+            &vs.namespace,
+            &only.destination,
+            port,
+        ))
     } else {
-        let clusters: Vec<Value> = live
+        let clusters = live
             .iter()
             .map(|d| {
-                let cluster = destination_cluster(ctx, &vs.namespace, &d.destination, port);
-                let mut c = json!({"name": cluster, "weight": d.weight.unwrap_or(0).max(0)});
+                let mut headers = policy::HeaderOps::default();
                 if let Some(h) = &d.headers {
-                    let mut ops = Map::new();
-                    header_ops(&mut ops, h);
-                    for (k, v) in ops {
-                        c[k] = v;
-                    }
+                    headers.add(h);
                 }
-                c
+                rt::weighted_cluster::ClusterWeight {
+                    name: destination_cluster(ctx, &vs.namespace, &d.destination, port),
+                    weight: pb::u32_value(pb::count(d.weight.unwrap_or(0))),
+                    request_headers_to_add: headers.request_add,
+                    request_headers_to_remove: headers.request_remove,
+                    response_headers_to_add: headers.response_add,
+                    response_headers_to_remove: headers.response_remove,
+                    ..Default::default()
+                }
             })
             .collect();
-        a.insert("weighted_clusters".into(), json!({"clusters": clusters}));
-    }
-    let timeout = rule.timeout.as_ref().map_or("0s".to_string(), dur);
-    a.insert("timeout".into(), json!(timeout));
-    if let Some(p) = retry_policy(rule.retries.as_deref()) {
-        a.insert("retry_policy".into(), p);
-    }
+        ClusterSpecifier::WeightedClusters(rt::WeightedCluster {
+            clusters,
+            ..Default::default()
+        })
+    };
+    let mut a = rt::RouteAction {
+        cluster_specifier: Some(cluster),
+        timeout: rule
+            .timeout
+            .as_ref()
+            .map_or_else(|| pb::seconds(0), pb::duration),
+        retry_policy: policy::retry(rule.retries.as_deref()),
+        ..Default::default()
+    };
     if let Some(rw) = &rule.rewrite {
         if let Some(u) = &rw.uri {
-            a.insert("prefix_rewrite".into(), json!(u));
+            a.prefix_rewrite = u.clone();
         }
         if let Some(h) = &rw.authority {
-            a.insert("host_rewrite_literal".into(), json!(h));
+            a.host_rewrite_specifier = Some(
+                rt::route_action::HostRewriteSpecifier::HostRewriteLiteral(h.clone()),
+            );
         }
         if let Some(re) = &rw.uri_regex_rewrite {
-            a.insert(
-                "regex_rewrite".into(),
-                json!({"pattern": {"regex": re.pattern}, "substitution": re.rewrite}),
-            );
+            a.regex_rewrite = Some(matcher::RegexMatchAndSubstitute {
+                pattern: Some(regex(&re.pattern)),
+                substitution: re.rewrite.clone(),
+            });
         }
     }
     let mut mirrors = Vec::new();
@@ -411,224 +505,23 @@ fn route_action(
     for m in &rule.mirrors {
         mirrors.push((&m.destination, m.percentage.as_ref().map(|p| p.value)));
     }
-    if !mirrors.is_empty() {
-        let policies: Vec<Value> = mirrors
-            .into_iter()
-            .map(|(d, pct)| {
-                let cluster = destination_cluster(ctx, &vs.namespace, d, port);
-                let mut p = json!({"cluster": cluster});
-                if let Some(pct) = pct {
-                    p["runtime_fraction"] = json!({"default_value": million(pct)});
-                }
-                p
-            })
-            .collect();
-        a.insert("request_mirror_policies".into(), Value::Array(policies));
-    }
+    a.request_mirror_policies = mirrors
+        .into_iter()
+        .map(|(d, pct)| rt::route_action::RequestMirrorPolicy {
+            cluster: destination_cluster(ctx, &vs.namespace, d, port),
+            runtime_fraction: pct.map(|pct| core::RuntimeFractionalPercent {
+                default_value: Some(policy::million(pct)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .collect();
     if let Some(first) = live.first() {
         let host = resolve_host(&first.destination.host, &vs.namespace);
         if let Some(s) = ctx.service(&host) {
             let p = first.destination.port.as_ref().map_or(port, |p| p.number);
-            if let Some(h) = hash_policy(ctx, proxy, s, p) {
-                a.insert("hash_policy".into(), h);
-            }
+            a.hash_policy = policy::hash(ctx, proxy, s, p);
         }
     }
-    Value::Object(a)
-}
-
-/// A percentage as Envoy's FractionalPercent per million, as Istio
-/// writes it.
-fn million(pct: f64) -> Value {
-    let n = (pct.clamp(0.0, 100.0) * 10_000.0).round() as u64;
-    json!({"numerator": n, "denominator": "MILLION"})
-}
-
-fn percentage(p: Option<&Percent>, legacy: Option<i32>) -> Value {
-    match (p, legacy) {
-        (Some(p), _) => million(p.value),
-        (None, Some(v)) => json!({"numerator": v.clamp(0, 100), "denominator": "HUNDRED"}),
-        (None, None) => million(100.0),
-    }
-}
-
-fn fault(f: &weft_api::virtual_service::HttpFaultInjection) -> Value {
-    let mut o =
-        json!({"@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"});
-    if let Some(d) = &f.delay {
-        if let Some(fixed) = &d.fixed_delay {
-            o["delay"] = json!({
-                "fixed_delay": dur(fixed),
-                "percentage": percentage(d.percentage.as_ref(), d.percent),
-            });
-        }
-    }
-    if let Some(a) = &f.abort {
-        let mut abort = json!({"percentage": percentage(a.percentage.as_ref(), None)});
-        if let Some(s) = a.http_status {
-            abort["http_status"] = json!(s);
-        } else if let Some(g) = &a.grpc_status {
-            abort["grpc_status"] = json!(grpc_code(g));
-        }
-        o["abort"] = abort;
-    }
-    o
-}
-
-/// `corsPolicy` as the CORS filter's per-route policy.
-fn cors(c: &weft_api::virtual_service::CorsPolicy) -> Value {
-    use weft_api::virtual_service::UnmatchedPreflights;
-    let mut origins: Vec<Value> = c.allow_origins.iter().filter_map(string_match).collect();
-    origins.extend(c.allow_origin.iter().map(|o| json!({"exact": o})));
-    let mut p = json!({
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
-        "allow_origin_string_match": origins,
-        "forward_not_matching_preflights": c.unmatched_preflights != Some(UnmatchedPreflights::IGNORE),
-    });
-    for (key, list) in [
-        ("allow_methods", &c.allow_methods),
-        ("allow_headers", &c.allow_headers),
-        ("expose_headers", &c.expose_headers),
-    ] {
-        if !list.is_empty() {
-            p[key] = json!(list.join(","));
-        }
-    }
-    if let Some(age) = &c.max_age {
-        p["max_age"] = json!(age.as_std().as_secs().to_string());
-    }
-    if let Some(creds) = c.allow_credentials {
-        p["allow_credentials"] = json!(creds);
-    }
-    p
-}
-
-/// A `grpcStatus` name (or number) as its code.
-fn grpc_code(name: &str) -> u32 {
-    weft_api::virtual_service::GRPC_CODES
-        .iter()
-        .position(|n| *n == name)
-        .map_or_else(|| name.parse().unwrap_or(2), |i| i as u32)
-}
-
-/// Istio's retry policy: its default when the rule sets none, none when
-/// `attempts` is 0.
-fn retry_policy(r: Option<&HttpRetry>) -> Option<Value> {
-    let mut p = json!({
-        "retry_on": DEFAULT_RETRY_ON,
-        "num_retries": 2,
-        "retry_host_predicate": [{
-            "name": "envoy.retry_host_predicates.previous_hosts",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"},
-        }],
-        "host_selection_retry_max_attempts": 5,
-        "retriable_status_codes": [503],
-    });
-    let Some(r) = r else { return Some(p) };
-    let attempts = r.attempts.unwrap_or(0);
-    if attempts <= 0 {
-        return None;
-    }
-    p["num_retries"] = json!(attempts);
-    if let Some(on) = &r.retry_on {
-        let mut conditions = Vec::new();
-        let mut codes = Vec::new();
-        for c in on.split(',').map(str::trim).filter(|c| !c.is_empty()) {
-            match c.parse::<u32>() {
-                Ok(code) => codes.push(code),
-                Err(_) => conditions.push(c.to_string()),
-            }
-        }
-        if !codes.is_empty() && !conditions.iter().any(|c| c == "retriable-status-codes") {
-            conditions.push("retriable-status-codes".into());
-        }
-        p["retry_on"] = json!(conditions.join(","));
-        if codes.is_empty() {
-            if let Some(o) = p.as_object_mut() {
-                o.remove("retriable_status_codes");
-            }
-        } else {
-            p["retriable_status_codes"] = json!(codes);
-        }
-    }
-    if let Some(t) = &r.per_try_timeout {
-        p["per_try_timeout"] = json!(dur(t));
-    }
-    if let Some(b) = &r.backoff {
-        p["retry_back_off"] = json!({"base_interval": dur(b)});
-    }
-    if r.retry_ignore_previous_hosts == Some(false) {
-        let o = p.as_object_mut().expect("object");
-        o.remove("retry_host_predicate");
-        o.remove("host_selection_retry_max_attempts");
-    }
-    Some(p)
-}
-
-fn header_ops(r: &mut Map<String, Value>, h: &Headers) {
-    let side = |ops: &HeaderOperations,
-                add_key: &str,
-                remove_key: &str,
-                r: &mut Map<String, Value>| {
-        let mut add = Vec::new();
-        for (k, v) in &ops.set {
-            add.push(json!({"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}));
-        }
-        for (k, v) in &ops.add {
-            add.push(json!({"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}));
-        }
-        let mut extend = |key: &str, items: Vec<Value>| {
-            if let Value::Array(a) = r.entry(key).or_insert_with(|| json!([])) {
-                a.extend(items);
-            }
-        };
-        if !add.is_empty() {
-            extend(add_key, add);
-        }
-        if !ops.remove.is_empty() {
-            extend(remove_key, ops.remove.iter().map(|s| json!(s)).collect());
-        }
-    };
-    if let Some(req) = &h.request {
-        side(
-            req,
-            "request_headers_to_add",
-            "request_headers_to_remove",
-            r,
-        );
-    }
-    if let Some(resp) = &h.response {
-        side(
-            resp,
-            "response_headers_to_add",
-            "response_headers_to_remove",
-            r,
-        );
-    }
-}
-
-/// The route's hash policy from the destination's DestinationRule
-/// `consistentHash`.
-fn hash_policy(ctx: &Context, proxy: &Proxy, s: &Service, port: u32) -> Option<Value> {
-    let policy = Policy::of(ctx, s, port, None, &proxy.namespace);
-    let ch = policy.load_balancer?.consistent_hash?;
-    let h = if let Some(name) = &ch.http_header_name {
-        json!({"header": {"header_name": name}})
-    } else if let Some(c) = &ch.http_cookie {
-        let mut cookie = json!({"name": c.name});
-        if let Some(p) = &c.path {
-            cookie["path"] = json!(p);
-        }
-        if let Some(t) = &c.ttl {
-            cookie["ttl"] = json!(dur(t));
-        }
-        json!({"cookie": cookie})
-    } else if ch.use_source_ip == Some(true) {
-        json!({"connection_properties": {"source_ip": true}})
-    } else if let Some(q) = &ch.http_query_parameter_name {
-        json!({"query_parameter": {"name": q}})
-    } else {
-        return None;
-    };
-    Some(json!([h]))
+    a
 }

@@ -7,21 +7,21 @@
 
 use std::hash::{Hash, Hasher};
 
-use serde_json::Value;
 use weft_api::virtual_service::VirtualService;
 
+use super::pb::{cluster as cpb, endpoint as epb, route as rt};
 use super::{cluster, endpoint, route, Proxy};
 use crate::context::{resolve_host, Context, Named};
 use crate::model::Service;
 
 /// One service's resources for one proxy.
 pub(crate) struct ServiceParts {
-    pub clusters: Vec<Value>,
+    pub clusters: Vec<cpb::Cluster>,
     /// One ClusterLoadAssignment per EDS cluster.
-    pub endpoints: Vec<Value>,
+    pub endpoints: Vec<epb::ClusterLoadAssignment>,
     /// `(port, virtual host)` for each port the service speaks HTTP on,
     /// with every domain (a table drops those an earlier service took).
-    pub virtual_hosts: Vec<(u32, Value)>,
+    pub virtual_hosts: Vec<(u32, rt::VirtualHost)>,
 }
 
 pub(crate) fn parts(ctx: &Context, proxy: &Proxy, s: &Service) -> ServiceParts {
@@ -33,7 +33,7 @@ pub(crate) fn parts(ctx: &Context, proxy: &Proxy, s: &Service) -> ServiceParts {
         .filter_map(|p| Some((p.number, route::virtual_host(ctx, proxy, s, p.number)?)))
         .collect();
     ServiceParts {
-        clusters: clusters.into_iter().map(|c| c.json).collect(),
+        clusters: clusters.into_iter().map(|c| c.cluster).collect(),
         endpoints,
         virtual_hosts,
     }

@@ -1,9 +1,9 @@
 //! Generated resources as the wire carries them, made once and reused.
 //!
-//! Turning a generator's JSON into protobuf is the costly part of a push,
-//! and most of a mesh does not change from one snapshot to the next. So:
-//! - a resource whose JSON hashes the same as one encoded before reuses
-//!   its bytes (`Cache`);
+//! Most of a mesh does not change from one snapshot to the next. So:
+//! - a resource that encodes to the same bytes as one encoded before
+//!   shares those bytes (`Cache`): every shape and snapshot that has it
+//!   holds one allocation;
 //! - per proxy shape, a type whose resources all came out the same keeps
 //!   the previous snapshot's `Arc`, so streams see "unchanged" by pointer
 //!   and skip the type without looking inside;
@@ -15,10 +15,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::Hasher;
 use std::sync::Arc;
 
-use serde_json::Value;
 use weft_xds::Kind;
 use xxhash_rust::xxh64::{xxh64, Xxh64};
 
+#[cfg(test)]
 pub(crate) type Any = envoy_types::pb::google::protobuf::Any;
 
 /// One encoded resource: its protobuf bytes, shared by every shape,
@@ -31,10 +31,16 @@ pub(crate) struct Res {
 }
 
 impl Res {
+    #[cfg(test)]
     pub fn new(any: Any) -> Res {
-        let digest = xxh64(&any.value, 0);
+        Res::encoded(any.value)
+    }
+
+    /// A message's protobuf bytes.
+    pub fn encoded(value: Vec<u8>) -> Res {
+        let digest = xxh64(&value, 0);
         Res {
-            value: any.value.into(),
+            value: value.into(),
             digest,
         }
     }
@@ -159,8 +165,9 @@ pub(crate) fn name_key(name: impl AsRef<[u8]>) -> u64 {
 /// Resources of each type by name, encoded, before they are indexed.
 pub(crate) type ByKind = BTreeMap<Kind, BTreeMap<String, Res>>;
 
-/// Encoded resources by (type, JSON hash), kept while some snapshot of
-/// the last two uses them; and per proxy shape, what it was last given.
+/// Encoded resources by (type, digest of their bytes), kept while some
+/// snapshot of the last two uses them; and per proxy shape, what it was
+/// last given.
 #[derive(Default)]
 pub(crate) struct Cache {
     entries: HashMap<(Kind, u64), (Res, u64)>,
@@ -194,49 +201,38 @@ impl Cache {
         }
     }
 
-    /// One generated resource, encoded (or its bytes from an earlier
-    /// snapshot when its JSON is the same); `None` if it does not
-    /// encode.
-    pub fn encode_json(
-        &mut self,
-        version: u64,
-        kind: Kind,
-        json: &Value,
-    ) -> Result<Res, weft_xds::DecodeError> {
+    /// One generated resource's bytes, shared with an earlier snapshot's
+    /// when they are the same (compared whole: two resources whose
+    /// digests collide keep their own bytes, the later one cached).
+    pub fn share(&mut self, version: u64, kind: Kind, bytes: Vec<u8>) -> Res {
         self.start(version);
-        let mut h = Xxh64::new(0);
-        weft_config::json_digest(json, &mut h);
-        let key = (kind, h.finish());
-        if let Some((res, used)) = self.entries.get_mut(&key) {
-            *used = version;
-            return Ok(res.clone());
+        let fresh = Res::encoded(bytes);
+        let key = (kind, fresh.digest);
+        match self.entries.get_mut(&key) {
+            Some((res, used)) if res.value == fresh.value => {
+                *used = version;
+                res.clone()
+            }
+            _ => {
+                self.entries.insert(key, (fresh.clone(), version));
+                fresh
+            }
         }
-        let any = weft_xds::encode(kind, json)?;
-        let res = Res::new(any);
-        self.entries.insert(key, (res.clone(), version));
-        Ok(res)
     }
 
     /// Encodes a generator's output for `shape` at snapshot `version`,
-    /// reusing bytes and whole types that did not change. A resource that
-    /// does not encode is left out and reported through `failed`.
+    /// reusing bytes and whole types that did not change.
     pub fn encode(
         &mut self,
         shape: &str,
         version: u64,
         output: crate::gen::Output,
-        failed: &mut dyn FnMut(Kind, &str, String),
     ) -> Arc<Encoded> {
         let mut by_kind = ByKind::new();
         for (kind, resources) in output {
             let by_name = by_kind.entry(kind).or_default();
-            for (name, json) in resources {
-                match self.encode_json(version, kind, &json) {
-                    Ok(res) => {
-                        by_name.insert(name, res);
-                    }
-                    Err(e) => failed(kind, &name, e.to_string()),
-                }
+            for (name, resource) in resources {
+                by_name.insert(name, self.share(version, kind, resource.encode()));
             }
         }
         self.finish(shape, version, by_kind)

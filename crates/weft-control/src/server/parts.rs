@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use prost::Message;
 use weft_xds::Kind;
 
-use super::encode::{Any, ByKind, Cache, Res};
+use super::encode::{ByKind, Cache, Res};
 use crate::context::Context;
 use crate::gen::{self, Proxy, Table};
 use crate::model::Service;
@@ -40,15 +41,13 @@ fn key(s: &Service) -> (String, String) {
     (s.namespace.clone(), s.hostname.clone())
 }
 
-/// A sidecar's resources for snapshot `version`, encoded; what does not
-/// encode is left out and reported through `failed`.
+/// A sidecar's resources for snapshot `version`, encoded.
 pub(crate) fn sidecar(
     cache: &mut Cache,
     shape: &str,
     version: u64,
     ctx: &Context,
     proxy: &Proxy,
-    failed: &mut dyn FnMut(Kind, &str, String),
 ) -> ByKind {
     let scope = gen::scope(ctx, proxy);
     let mut out = ByKind::new();
@@ -61,7 +60,7 @@ pub(crate) fn sidecar(
         out.insert(kind, Default::default());
     }
     for c in gen::sidecar_fixed_clusters(ctx, &scope) {
-        put(cache, version, &mut out, Kind::Cluster, c, failed);
+        put(cache, version, &mut out, Kind::Cluster, c.name.clone(), &c);
     }
 
     let mut old = cache
@@ -75,13 +74,13 @@ pub(crate) fn sidecar(
         if memo.services.contains_key(&k) {
             // Two services of one name in one namespace: the later one's
             // parts are not kept (its route tables take the slow path).
-            add(&mut out, &make(ctx, proxy, s, 0, failed));
+            add(&mut out, &make(ctx, proxy, s, 0));
             continue;
         }
         let inputs = gen::service_inputs(ctx, proxy, s);
         let parts = match old.remove(&k) {
             Some(m) if m.inputs == inputs => m,
-            _ => make(ctx, proxy, s, inputs, failed),
+            _ => make(ctx, proxy, s, inputs),
         };
         add(&mut out, &parts);
         memo.services.insert(k, parts);
@@ -89,25 +88,24 @@ pub(crate) fn sidecar(
 
     let (listeners, tables) = gen::sidecar_listeners(ctx, proxy, &scope);
     for l in listeners {
-        put(cache, version, &mut out, Kind::Listener, l, failed);
+        put(cache, version, &mut out, Kind::Listener, l.name.clone(), &l);
     }
     for t in &tables {
         match assemble(&memo, t, scope.outbound_mode) {
-            Some(Ok(res)) => {
+            Some(res) => {
                 out.entry(Kind::RouteConfiguration)
                     .or_default()
                     .insert(t.name.clone(), res);
             }
-            Some(Err(e)) => failed(Kind::RouteConfiguration, &t.name, e),
             None => {
-                let json = gen::route_table(ctx, proxy, t, scope.outbound_mode);
+                let table = gen::route_table(ctx, proxy, t, scope.outbound_mode);
                 put(
                     cache,
                     version,
                     &mut out,
                     Kind::RouteConfiguration,
-                    json,
-                    failed,
+                    table.name.clone(),
+                    &table,
                 );
             }
         }
@@ -122,21 +120,11 @@ fn put(
     version: u64,
     out: &mut ByKind,
     kind: Kind,
-    json: serde_json::Value,
-    failed: &mut dyn FnMut(Kind, &str, String),
+    name: String,
+    message: &impl Message,
 ) {
-    let field = if kind == Kind::ClusterLoadAssignment {
-        "cluster_name"
-    } else {
-        "name"
-    };
-    let name = json[field].as_str().unwrap_or_default().to_string();
-    match cache.encode_json(version, kind, &json) {
-        Ok(res) => {
-            out.entry(kind).or_default().insert(name, res);
-        }
-        Err(e) => failed(kind, &name, e.to_string()),
-    }
+    let res = cache.share(version, kind, message.encode_to_vec());
+    out.entry(kind).or_default().insert(name, res);
 }
 
 fn add(out: &mut ByKind, m: &Memo) {
@@ -150,58 +138,24 @@ fn add(out: &mut ByKind, m: &Memo) {
     }
 }
 
-/// Generates and encodes one service's parts.
-fn make(
-    ctx: &Context,
-    proxy: &Proxy,
-    s: &Service,
-    inputs: u64,
-    failed: &mut dyn FnMut(Kind, &str, String),
-) -> Memo {
+/// Generates and encodes one service's parts: straight to bytes, as the
+/// memo is what keeps them across snapshots.
+fn make(ctx: &Context, proxy: &Proxy, s: &Service, inputs: u64) -> Memo {
     let parts = gen::service_parts(ctx, proxy, s);
-    // Straight to bytes: the memo is what keeps them across snapshots.
-    let mut encode = |kind: Kind, key: &str, json: serde_json::Value| {
-        let name = json[key].as_str().unwrap_or_default().to_string();
-        match weft_xds::encode(kind, &json) {
-            Ok(any) => Some((name, Res::new(any))),
-            Err(e) => {
-                failed(kind, &name, e.to_string());
-                None
-            }
-        }
-    };
     let clusters = parts
         .clusters
         .into_iter()
-        .filter_map(|c| encode(Kind::Cluster, "name", c))
+        .map(|c| (c.name.clone(), Res::encoded(c.encode_to_vec())))
         .collect();
     let endpoints = parts
         .endpoints
         .into_iter()
-        .filter_map(|c| encode(Kind::ClusterLoadAssignment, "cluster_name", c))
+        .map(|e| (e.cluster_name.clone(), Res::encoded(e.encode_to_vec())))
         .collect();
     let virtual_hosts = parts
         .virtual_hosts
         .into_iter()
-        .filter_map(|(port, vh)| {
-            let domains = vh["domains"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d.as_str().map(str::to_string))
-                .collect();
-            match weft_xds::encode_virtual_host(&vh) {
-                Ok(bytes) => Some((port, domains, Arc::from(bytes))),
-                Err(e) => {
-                    failed(
-                        Kind::RouteConfiguration,
-                        vh["name"].as_str().unwrap_or_default(),
-                        e.to_string(),
-                    );
-                    None
-                }
-            }
-        })
+        .map(|(port, vh)| (port, vh.domains.clone(), Arc::from(vh.encode_to_vec())))
         .collect();
     Memo {
         inputs,
@@ -214,11 +168,7 @@ fn make(
 /// Route table `t` from the services' encoded virtual hosts; `None`
 /// when it cannot be (a name two services answer to, which the table
 /// gives the first only: the caller generates that table whole).
-fn assemble(
-    memo: &ShapeMemo,
-    t: &Table,
-    mode: weft_api::sidecar::OutboundMode,
-) -> Option<Result<Res, String>> {
+fn assemble(memo: &ShapeMemo, t: &Table, mode: weft_api::sidecar::OutboundMode) -> Option<Res> {
     let mut hosts: Vec<&[u8]> = Vec::new();
     let mut seen: HashSet<&str> = HashSet::default();
     for s in &t.services {
@@ -236,15 +186,8 @@ fn assemble(
         }
     }
     let (header, fallback) = gen::table_parts(&t.name, mode);
-    let header = match weft_xds::encode(Kind::RouteConfiguration, &header) {
-        Ok(any) => any,
-        Err(e) => return Some(Err(e.to_string())),
-    };
-    let fallback = match weft_xds::encode_virtual_host(&fallback) {
-        Ok(b) => b,
-        Err(e) => return Some(Err(e.to_string())),
-    };
-    let mut value = header.value;
+    let fallback = fallback.encode_to_vec();
+    let mut value = header.encode_to_vec();
     let total: usize = hosts.iter().map(|h| h.len() + 6).sum();
     value.reserve(total + fallback.len() + 6);
     for h in hosts.into_iter().chain([fallback.as_slice()]) {
@@ -252,10 +195,7 @@ fn assemble(
         put_varint(&mut value, h.len() as u64);
         value.extend_from_slice(h);
     }
-    Some(Ok(Res::new(Any {
-        type_url: header.type_url,
-        value,
-    })))
+    Some(Res::encoded(value))
 }
 
 fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
