@@ -6,14 +6,15 @@
 //! exact line of a field. Problems never stop the load: a bad document is
 //! reported as a [`LoadIssue`] and the rest is still read.
 
-pub mod host;
 mod load;
+pub mod mesh;
 pub mod validate;
 
 pub use load::{
     json_digest, load_paths, load_str, load_str_each, IssueKind, LoadIssue, LoadOptions,
     LoadResult, ObjectRef, Origin, Resource, Sink,
 };
+pub use mesh::host;
 pub use validate::{validate, Severity, Violation};
 
 /// The entry point fuzz targets (`fuzz/`) and the stable mutation test

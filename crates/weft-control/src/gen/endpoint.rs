@@ -34,7 +34,7 @@ pub(crate) fn lb_endpoints(
     for e in ctx
         .registry
         .endpoints_of(service, port)
-        .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+        .filter(|e| weft_config::mesh::Selector::condition(labels).matches(&e.labels))
     {
         let mut lb = json!({"endpoint": {"address": {"socket_address": {
             "address": e.address, "port_value": e.port,
