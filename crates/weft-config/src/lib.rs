@@ -8,11 +8,12 @@
 
 mod load;
 pub mod mesh;
+mod origin;
 pub mod validate;
 
 pub use load::{
-    json_digest, load_paths, load_str, load_str_each, IssueKind, LoadIssue, LoadOptions,
-    LoadResult, ObjectRef, Origin, Resource, Sink,
+    json_digest, load_paths, load_str, load_str_each, ClusterObject, IssueKind, LoadIssue,
+    LoadOptions, LoadResult, ObjectRef, Origin, Resource, Sink,
 };
 pub use mesh::host;
 pub use validate::{validate, Severity, Violation};
