@@ -100,8 +100,15 @@ pub async fn start_with<S: Source + 'static>(
         tokio::spawn(async move {
             loop {
                 // Told of a change, or the poll's rescan (a safety net).
-                source.wait(poll).await;
+                let told = source.wait(poll).await;
                 let noticed = std::time::Instant::now();
+                if told {
+                    // Read once the burst has settled: a file being
+                    // rewritten is not read truncated (an empty file is
+                    // valid, and would become the last good version of a
+                    // rewrite that turns out broken).
+                    debounce.settle(&mut source).await;
+                }
                 let mut batch = source.read();
                 for p in &batch.problems {
                     tracing::warn!("{p}");
@@ -109,8 +116,8 @@ pub async fn start_with<S: Source + 'static>(
                 if batch.is_empty() {
                     continue;
                 }
-                let more = debounce.settle(&mut source).await;
-                if more > 0 || !source.notifies() {
+                // Found by looking: let it settle, and look again.
+                if !told && (debounce.settle(&mut source).await > 0 || !source.notifies()) {
                     let again = source.read();
                     for p in &again.problems {
                         tracing::warn!("{p}");
