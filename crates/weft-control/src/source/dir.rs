@@ -235,13 +235,6 @@ impl ConfigDir {
             }
             self.files.insert(path, fresh);
         }
-        if !self.listed {
-            // The first scan lists the directory.
-            self.listed = true;
-            scan.events = vec![Event::Restarted(
-                self.entries().into_iter().map(Arc::clone).collect(),
-            )];
-        }
         if scan.changed {
             self.winners = self.winners();
             for ((kind, ns, name), from) in &self.winners {
@@ -250,6 +243,13 @@ impl ConfigDir {
                     from.display()
                 ));
             }
+        }
+        if !self.listed {
+            // The first scan lists the directory (as resolved above).
+            self.listed = true;
+            scan.events = vec![Event::Restarted(
+                self.entries().into_iter().map(Arc::clone).collect(),
+            )];
         }
         scan
     }
@@ -540,6 +540,52 @@ spec: {address: ADDRESS, labels: {app: reviews}}
         std::fs::remove_file(d.join("b.yaml")).unwrap();
         c.scan();
         assert_eq!(subset(&c), ["v1"]);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn scans_tell_what_changed_as_events_sharing_the_objects() {
+        use crate::source::{Batch, Event};
+        let d = dir("events");
+        std::fs::write(d.join("a.yaml"), VS.replace("SUBSET", "v1")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(d.join("b.yaml"), VS.replace("SUBSET", "v2")).unwrap();
+        let mut c = ConfigDir::new(&d);
+        let batch = |s: Scan| Batch {
+            events: s.events,
+            problems: s.problems,
+        };
+        // The first scan is a relist of the objects as served: one
+        // VirtualService, from the file written last.
+        let first = batch(c.scan());
+        let [Event::Restarted(all)] = &first.events[..] else {
+            panic!("{first:?}")
+        };
+        assert_eq!(all.len(), 1);
+        assert!(
+            std::ptr::eq(&*all[0], c.resources()[0]),
+            "shared, not copied"
+        );
+        assert!(first.changes().is_none(), "a relist rebuilds whole");
+
+        std::fs::write(d.join("b.yaml"), VS.replace("SUBSET", "v3")).unwrap();
+        let edit = batch(c.scan());
+        let [Event::Applied(r)] = &edit.events[..] else {
+            panic!("{edit:?}")
+        };
+        assert!(std::ptr::eq(&**r, c.resources()[0]));
+        let changes = edit.changes().unwrap();
+        assert_eq!(changes.kinds, ["VirtualService".to_string()].into());
+        assert_eq!(changes.namespaces, ["default".to_string()].into());
+
+        std::fs::remove_file(d.join("b.yaml")).unwrap();
+        let gone = batch(c.scan());
+        assert!(
+            matches!(&gone.events[..], [Event::Deleted(r)] if r.origin.file().is_some_and(|f| f.ends_with("b.yaml"))),
+            "{gone:?}"
+        );
+        assert_eq!(subset(&c), ["v1"]);
+        assert!(batch(c.scan()).is_empty());
         let _ = std::fs::remove_dir_all(&d);
     }
 }
