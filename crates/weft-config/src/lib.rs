@@ -5,6 +5,10 @@
 //! later stage (validation, analysis, the control plane) can point at the
 //! exact line of a field. Problems never stop the load: a bad document is
 //! reported as a [`LoadIssue`] and the rest is still read.
+//!
+//! [`mesh`] holds Istio's mesh model — port protocols, label selectors,
+//! host names and the cluster domain, exportTo — which validation,
+//! analysis and the control plane all read through, so they agree.
 
 mod load;
 pub mod mesh;
