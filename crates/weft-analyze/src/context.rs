@@ -7,12 +7,12 @@ use weft_api::k8s_openapi::api::core::v1::PodSpec;
 use weft_api::{Kind, Spec};
 use weft_config::Resource;
 
+use weft_config::mesh::{Protocol, Selector};
 use weft_config::{host, ObjectRef};
 
 use crate::SUPPRESS_ANNOTATION;
 
-/// The cluster DNS suffix Istio assumes by default.
-pub const DOMAIN: &str = "svc.cluster.local";
+pub use weft_config::host::fqdn;
 
 /// A port of a Kubernetes Service or ServiceEntry.
 #[derive(Clone, Debug)]
@@ -20,7 +20,9 @@ pub struct ServicePort {
     pub number: u32,
     pub name: String,
     pub target: String,
-    pub app_protocol: Option<String>,
+    /// As the mesh model reads the port (`appProtocol`, the name, a
+    /// ServiceEntry's `protocol`).
+    pub protocol: Protocol,
 }
 
 impl ServicePort {
@@ -34,7 +36,12 @@ impl ServicePort {
                 Some(IntOrString::String(s)) => s.clone(),
                 None => p.port.to_string(),
             },
-            app_protocol: p.app_protocol.clone(),
+            protocol: Protocol::of_service_port(
+                u32::try_from(p.port).unwrap_or(0),
+                p.name.as_deref().unwrap_or_default(),
+                p.protocol.as_deref(),
+                p.app_protocol.as_deref(),
+            ),
         }
     }
 }
@@ -47,8 +54,22 @@ pub struct ServiceInfo<'a> {
     pub resource: &'a Resource,
     pub namespace: String,
     pub ports: Vec<ServicePort>,
-    /// Pod selector (Kubernetes Services) or workload selector (ServiceEntry).
-    pub selector: Option<BTreeMap<String, String>>,
+}
+
+impl ServiceInfo<'_> {
+    /// What picks its workloads — a Kubernetes Service's selector, a
+    /// ServiceEntry's workloadSelector, each read as its kind reads it —
+    /// or `None` when a ServiceEntry has none (its instances are its
+    /// endpoints).
+    pub fn selector(&self) -> Option<Selector<'_>> {
+        match &self.resource.object.spec {
+            Spec::Service(svc) => Some(Selector::service(
+                svc.spec.as_ref().and_then(|s| s.selector.as_ref()),
+            )),
+            Spec::ServiceEntry(se) => se.workload_selector.as_ref().map(Selector::workload),
+            _ => None,
+        }
+    }
 }
 
 /// A set of pods (or a WorkloadEntry) with its labels.
@@ -118,11 +139,10 @@ impl<'a> Context<'a> {
                         .map(ServicePort::from_k8s)
                         .collect();
                     ctx.services.push(ServiceInfo {
-                        host: format!("{}.{ns}.{DOMAIN}", o.name()),
+                        host: host::service_hostname(o.name(), &ns),
                         resource: r,
                         namespace: ns.clone(),
                         ports,
-                        selector: spec.selector,
                     });
                 }
                 Spec::ServiceEntry(se) => {
@@ -138,13 +158,9 @@ impl<'a> Context<'a> {
                                     number: p.number,
                                     name: p.name.clone(),
                                     target: p.target_port.unwrap_or(p.number).to_string(),
-                                    app_protocol: Some(p.protocol.clone()),
+                                    protocol: Protocol::parse(&p.protocol),
                                 })
                                 .collect(),
-                            selector: se
-                                .workload_selector
-                                .as_ref()
-                                .map(|s| s.labels.clone().into()),
                         });
                     }
                     for ep in &se.endpoints {
@@ -261,17 +277,15 @@ impl<'a> Context<'a> {
             .map(|&i| &self.services[i])
     }
 
-    /// Kubernetes Services in the workload's namespace whose (non-empty)
-    /// selector picks the workload.
+    /// Kubernetes Services in the workload's namespace whose selector
+    /// picks the workload.
     pub fn kubernetes_services_selecting<'s>(
         &'s self,
         w: &'s Workload<'a>,
     ) -> impl Iterator<Item = &'s ServiceInfo<'a>> + 's {
         self.services_in(&w.namespace).filter(move |s| {
             matches!(s.resource.object.spec, Spec::Service(_))
-                && s.selector.as_ref().is_some_and(|sel| {
-                    !sel.is_empty() && sel.iter().all(|(k, v)| w.labels.get(k) == Some(v))
-                })
+                && s.selector().is_some_and(|sel| sel.matches(&w.labels))
         })
     }
 
@@ -298,18 +312,18 @@ impl<'a> Context<'a> {
         exact.chain(wildcard)
     }
 
-    /// Workloads in `ns` whose labels include all of `selector`.
+    /// Workloads in `ns` that `selector` picks.
     pub fn workloads_matching<'s>(
         &'s self,
         ns: &str,
-        selector: &'s weft_api::Map<String, String>,
+        selector: Selector<'s>,
     ) -> impl Iterator<Item = &'s Workload<'a>> + 's {
         self.workloads_by_ns
             .get(ns)
             .into_iter()
             .flatten()
             .map(|&i| &self.workloads[i])
-            .filter(move |w| selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+            .filter(move |w| selector.matches(&w.labels))
     }
 
     /// Whether any pods or pod templates were given at all; checks that
@@ -330,20 +344,6 @@ impl<'a> Context<'a> {
                 v.split(',')
                     .any(|c| c.trim() == "*" || c.trim().eq_ignore_ascii_case(code))
             })
-    }
-}
-
-/// `reviews` in `bookinfo` → `reviews.bookinfo.svc.cluster.local`;
-/// `reviews.bookinfo` and `reviews.bookinfo.svc` likewise; anything else as is.
-pub fn fqdn(host: &str, ns: &str) -> String {
-    if host.contains('*') {
-        return host.to_string();
-    }
-    match host.split('.').count() {
-        1 => format!("{host}.{ns}.{DOMAIN}"),
-        2 => format!("{host}.{DOMAIN}"),
-        3 if host.ends_with(".svc") => format!("{host}.cluster.local"),
-        _ => host.to_string(),
     }
 }
 

@@ -32,7 +32,7 @@ fn ist0101_unknown_destination_host() {
         "message text follows Istio's template"
     );
     // The finding points at the destination's host line, not the object.
-    assert_eq!(d[0].origin.as_ref().unwrap().line, 35);
+    assert_eq!(d[0].origin.as_ref().unwrap().line(), 35);
 }
 
 #[test]

@@ -5,15 +5,21 @@
 //! later stage (validation, analysis, the control plane) can point at the
 //! exact line of a field. Problems never stop the load: a bad document is
 //! reported as a [`LoadIssue`] and the rest is still read.
+//!
+//! [`mesh`] holds Istio's mesh model — port protocols, label selectors,
+//! host names and the cluster domain, exportTo — which validation,
+//! analysis and the control plane all read through, so they agree.
 
-pub mod host;
 mod load;
+pub mod mesh;
+mod origin;
 pub mod validate;
 
 pub use load::{
-    json_digest, load_paths, load_str, load_str_each, IssueKind, LoadIssue, LoadOptions,
-    LoadResult, ObjectRef, Origin, Resource, Sink,
+    json_digest, load_paths, load_str, load_str_each, ClusterObject, IssueKind, LoadIssue,
+    LoadOptions, LoadResult, ObjectRef, Origin, Resource, Sink,
 };
+pub use mesh::host;
 pub use validate::{validate, Severity, Violation};
 
 /// The entry point fuzz targets (`fuzz/`) and the stable mutation test

@@ -9,24 +9,7 @@ use std::sync::Arc;
 use weft_api::{Kind, Object, Scope};
 use weft_yaml::{Limits, Node, Value};
 
-/// Where an object or a problem came from.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Origin {
-    /// The file as given (`-` for stdin).
-    pub file: Arc<str>,
-    /// 1-based line; 0 when the problem concerns the whole file.
-    pub line: u32,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}", self.file)
-        } else {
-            write!(f, "{}:{}", self.file, self.line)
-        }
-    }
-}
+pub use crate::origin::{ClusterObject, Origin};
 
 /// A decoded object with where it came from.
 #[derive(Clone, Debug)]
@@ -88,14 +71,11 @@ impl Resource {
     /// the field itself is absent).
     pub fn origin_of(&self, field: &str) -> Origin {
         let path = weft_yaml::parse_path(field);
-        let line = match self.source.locate(&path).line {
-            // No source (see `strip_source`): where the document starts.
-            0 => self.origin.line,
-            l => l,
-        };
-        Origin {
-            file: self.origin.file.clone(),
-            line,
+        match self.source.locate(&path).line {
+            // No source (see `strip_source`, or an object from a cluster):
+            // where the object starts.
+            0 => self.origin.clone(),
+            l => self.origin.at_line(l),
         }
     }
 
@@ -300,7 +280,7 @@ pub fn load_str_each(name: &str, text: &str, opts: &LoadOptions, sink: &mut dyn 
 
 fn io_issue(file: &str, message: String) -> LoadIssue {
     LoadIssue {
-        origin: Origin {
+        origin: Origin::File {
             file: file.into(),
             line: 0,
         },
@@ -357,7 +337,7 @@ type Seen = HashMap<(Kind, String, String), Origin>;
 fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut dyn Sink, seen: &mut Seen) {
     let file: Arc<str> = name.into();
     let whole = |message: String, kind| LoadIssue {
-        origin: Origin {
+        origin: Origin::File {
             file: file.clone(),
             line: 0,
         },
@@ -391,7 +371,7 @@ fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut dyn Sink, 
                 .filter(|b| **b == b'\n')
                 .count();
             out.issue(LoadIssue {
-                origin: Origin {
+                origin: Origin::File {
                     file: file.clone(),
                     line: line as u32,
                 },
@@ -406,7 +386,7 @@ fn load_bytes(name: &str, bytes: &[u8], opts: &LoadOptions, out: &mut dyn Sink, 
     for doc in weft_yaml::parse_stream(text, &opts.limits) {
         match doc.result {
             Err(e) => out.issue(LoadIssue {
-                origin: Origin {
+                origin: Origin::File {
                     file: file.clone(),
                     line: e.line().unwrap_or(doc.start_line),
                 },
@@ -429,7 +409,7 @@ fn strip_line_prefix(msg: &str) -> &str {
 }
 
 fn load_node(file: &Arc<str>, root: Node, opts: &LoadOptions, out: &mut dyn Sink, seen: &mut Seen) {
-    let origin = Origin {
+    let origin = Origin::File {
         file: file.clone(),
         line: root.mark.line,
     };
@@ -512,7 +492,7 @@ fn load_node(file: &Arc<str>, root: Node, opts: &LoadOptions, out: &mut dyn Sink
             path,
             message,
         }) => out.issue(LoadIssue {
-            origin: Origin {
+            origin: Origin::File {
                 file: file.clone(),
                 line: source.locate(&path).line,
             },

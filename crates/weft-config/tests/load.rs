@@ -27,12 +27,12 @@ fn documents_keep_file_and_line() {
     assert_eq!(r.resources[0].origin.to_string(), "a.yaml:2");
     assert_eq!(r.resources[1].origin.to_string(), "a.yaml:12");
     assert_eq!(r.resources[1].object.namespace(), "default");
-    assert_eq!(r.resources[1].origin_of("spec.hosts[0]").line, 17);
+    assert_eq!(r.resources[1].origin_of("spec.hosts[0]").line(), 17);
     // Without its parse tree, an object's fields are placed at the start
     // of its document.
     let mut stripped = r.resources[1].clone();
     stripped.strip_source();
-    assert_eq!(stripped.origin_of("spec.hosts[0]").line, 12);
+    assert_eq!(stripped.origin_of("spec.hosts[0]").line(), 12);
     assert_eq!(stripped.object, r.resources[1].object);
 }
 
@@ -45,7 +45,7 @@ fn schema_errors_name_the_field_and_line_and_others_still_load() {
     let issue = &r.issues[0];
     assert_eq!(issue.kind, IssueKind::Schema);
     assert_eq!(issue.field.as_deref(), Some("spec.hosts"));
-    assert_eq!(issue.origin.line, 6);
+    assert_eq!(issue.origin.line(), 6);
     let named = issue.resource.as_ref().expect("the object is named");
     assert_eq!(named.to_string(), "VirtualService default/reviews");
     assert_eq!(named.known, Some(weft_api::Kind::VirtualService));
@@ -72,7 +72,7 @@ fn lists_are_flattened() {
     let r = load_str("l.yaml", &text, &LoadOptions::default());
     assert!(r.issues.is_empty(), "{:?}", r.issues);
     assert_eq!(r.resources.len(), 1);
-    assert_eq!(r.resources[0].origin.line, 4);
+    assert_eq!(r.resources[0].origin.line(), 4);
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn misspelt_fields_in_kubernetes_kinds_and_metadata_are_schema_errors() {
     assert!(r.resources.is_empty());
     assert_eq!(r.issues[0].kind, IssueKind::Schema);
     assert_eq!(r.issues[0].field.as_deref(), Some("spec.ports[0].number"));
-    assert_eq!(r.issues[0].origin.line, 6);
+    assert_eq!(r.issues[0].origin.line(), 6);
     assert!(
         r.issues[0].message.starts_with("unknown field \"number\""),
         "{}",
@@ -145,7 +145,7 @@ fn misspelt_fields_in_kubernetes_kinds_and_metadata_are_schema_errors() {
     let vs = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: v\n  namepsace: shop\nspec: {hosts: [a]}\n";
     let r = load_str("v.yaml", vs, &LoadOptions::default());
     assert_eq!(r.issues[0].field.as_deref(), Some("metadata.namepsace"));
-    assert_eq!(r.issues[0].origin.line, 5);
+    assert_eq!(r.issues[0].origin.line(), 5);
 
     // Known kind, removed API version: an error, not a skipped unknown kind.
     let old = "apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: d}\nspec: {}\n";

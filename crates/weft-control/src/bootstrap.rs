@@ -28,8 +28,12 @@ impl Identity {
             ProxyKind::Router => "router",
         };
         format!(
-            "{role}~{}~{}.{}~{}.svc.cluster.local",
-            self.ip, self.name, self.namespace, self.namespace
+            "{role}~{}~{}.{}~{}.{}",
+            self.ip,
+            self.name,
+            self.namespace,
+            self.namespace,
+            weft_config::host::SERVICE_DOMAIN
         )
     }
 }

@@ -15,7 +15,9 @@ use weft_api::virtual_service::VirtualService;
 use weft_api::Spec;
 use weft_config::{host, Resource};
 
-use crate::model::{exported_to, Service, Workload, DOMAIN};
+use weft_config::mesh::Scope;
+
+use crate::model::{exported_to, Service, Workload};
 use crate::registry::{namespace_of, Registry};
 
 /// What changed among the objects between two snapshots: the kinds and
@@ -118,15 +120,9 @@ fn push_unique(v: &mut Vec<usize>, i: usize) {
 }
 
 /// A host as written in a VirtualService, DestinationRule or Sidecar of
-/// namespace `ns`, as the FQDN Istio reads it as: a name without dots is
-/// a Kubernetes service of that namespace.
-pub fn resolve_host(host: &str, ns: &str) -> String {
-    if host.contains('.') || host.contains('*') || host.parse::<std::net::IpAddr>().is_ok() {
-        host.to_string()
-    } else {
-        format!("{host}.{ns}.{DOMAIN}")
-    }
-}
+/// namespace `ns`, as the FQDN Istio reads it as (the mesh model's rule:
+/// a name without dots is a Kubernetes service of that namespace).
+pub use weft_config::host::fqdn as resolve_host;
 
 fn named<T>(r: &Resource, spec: &Arc<T>) -> Named<T> {
     let namespace = namespace_of(&r.object).to_string();
@@ -254,16 +250,26 @@ impl Context {
             let ns = ns.to_string();
             sidecars.iter().filter(move |s| s.namespace == ns)
         };
+        fn scope(s: &Named<Sidecar>) -> Scope<'_> {
+            Scope::workload(s.spec.workload_selector.as_ref())
+        }
+        let root = &self.mesh.root_namespace;
+        let applies =
+            |s: &&Named<Sidecar>| scope(s).applies_to(&s.namespace, root, namespace, labels);
+        // A selecting Sidecar before the namespace's default, and that
+        // before the root namespace's.
         in_ns(namespace)
-            .find(|s| {
-                s.spec
-                    .workload_selector
-                    .as_ref()
-                    .is_some_and(|sel| sel.labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
-            })
-            .or_else(|| in_ns(namespace).find(|s| s.spec.workload_selector.is_none()))
+            .filter(|s| !scope(s).is_namespace())
+            .find(applies)
             .or_else(|| {
-                in_ns(&self.mesh.root_namespace).find(|s| s.spec.workload_selector.is_none())
+                in_ns(namespace)
+                    .filter(|s| scope(s).is_namespace())
+                    .find(applies)
+            })
+            .or_else(|| {
+                in_ns(root)
+                    .filter(|s| scope(s).is_namespace())
+                    .find(applies)
             })
     }
 

@@ -10,12 +10,15 @@
 //! - `delegate`: delegate VirtualServices merged into their roots;
 //! - `gen`: per-proxy resources with Istio's names and semantics;
 //! - `server`: the ADS server proxies connect to;
-//! - `source`: the watched configuration directory (last good version of
-//!   every file and object) and mesh settings;
+//! - `source`: where configuration comes from (the `Source` interface;
+//!   the watched directory, with the last good version of every file and
+//!   object) and mesh settings;
+//! - `debounce`: a burst of changes let settle before it is published;
 //! - `run`: all of it assembled, with the debug endpoint.
 
 pub mod bootstrap;
 pub mod context;
+pub mod debounce;
 mod delegate;
 pub mod gen;
 pub mod memory;

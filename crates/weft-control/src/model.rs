@@ -6,72 +6,16 @@
 
 use weft_api::Map;
 
-/// The cluster DNS suffix Istio assumes by default.
-pub const DOMAIN: &str = "svc.cluster.local";
+/// The cluster DNS suffix of Kubernetes Services (the mesh model's).
+pub use weft_config::host::SERVICE_DOMAIN as DOMAIN;
 
-/// What a port speaks, chosen as Istio chooses it: a ServiceEntry's
-/// `protocol`, a Kubernetes port's `appProtocol`, else the port name's
-/// prefix (`http`, `http-web`, `grpc-api`, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    Http,
-    Http2,
-    Grpc,
-    GrpcWeb,
-    Https,
-    Tls,
-    Tcp,
-    Mongo,
-    Mysql,
-    Redis,
-    Udp,
-    /// Unnamed or unknown: Istio sniffs these; weft treats them as TCP
-    /// (see `Protocol::from_name`).
-    Unknown,
-}
+/// What a port speaks, chosen as Istio chooses it (the mesh model's
+/// rules: a ServiceEntry's `protocol`, a Kubernetes port's `appProtocol`,
+/// else the port name's prefix).
+pub use weft_config::mesh::Protocol;
 
-impl Protocol {
-    /// A protocol name as written in `protocol`, `appProtocol` or a port
-    /// name prefix (case-insensitive).
-    pub fn parse(name: &str) -> Protocol {
-        match name.to_ascii_lowercase().as_str() {
-            "http" => Protocol::Http,
-            "http2" | "h2c" => Protocol::Http2,
-            "grpc" => Protocol::Grpc,
-            "grpc-web" => Protocol::GrpcWeb,
-            "https" => Protocol::Https,
-            "tls" => Protocol::Tls,
-            "tcp" => Protocol::Tcp,
-            "mongo" => Protocol::Mongo,
-            "mysql" => Protocol::Mysql,
-            "redis" => Protocol::Redis,
-            "udp" => Protocol::Udp,
-            _ => Protocol::Unknown,
-        }
-    }
-
-    /// Istio's port naming convention: `<protocol>[-<suffix>]`.
-    pub fn from_name(port_name: &str) -> Protocol {
-        if port_name.to_ascii_lowercase().starts_with("grpc-web") {
-            return Protocol::GrpcWeb;
-        }
-        Protocol::parse(port_name.split('-').next().unwrap_or_default())
-    }
-
-    /// Routed by the HTTP connection manager (route tables, VirtualService
-    /// `http` rules).
-    pub fn is_http(self) -> bool {
-        matches!(
-            self,
-            Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::GrpcWeb
-        )
-    }
-
-    /// The upstream must be spoken to in HTTP/2.
-    pub fn is_http2(self) -> bool {
-        matches!(self, Protocol::Http2 | Protocol::Grpc)
-    }
-}
+/// Istio's exportTo rule (the mesh model's).
+pub use weft_config::mesh::export::exported_to;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Port {
@@ -126,16 +70,6 @@ impl Service {
     pub fn visible_from(&self, namespace: &str) -> bool {
         exported_to(&self.export_to, &self.namespace, namespace)
     }
-}
-
-/// Istio's exportTo rule, shared by services, VirtualServices and
-/// DestinationRules: empty or `*` is everywhere, `.` the owner's own
-/// namespace, `~` nowhere.
-pub fn exported_to(export_to: &[String], owner: &str, namespace: &str) -> bool {
-    export_to.is_empty()
-        || export_to
-            .iter()
-            .any(|e| e == "*" || (e == "." && owner == namespace) || e == namespace)
 }
 
 /// Labels as the registry keeps them: one allocation per distinct set,

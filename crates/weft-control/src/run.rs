@@ -1,6 +1,7 @@
-//! `weft control` assembled: the configuration directory watched and
-//! debounced into snapshots, the ADS server, and the debug endpoint
-//! (`/ready`, `/debug/syncz` — what `weft proxy-status` reads).
+//! `weft control` assembled: a configuration source (the watched
+//! directory) followed, its changes debounced into snapshots, the ADS
+//! server, and the debug endpoint (`/ready`, `/debug/syncz` — what
+//! `weft proxy-status` reads).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,9 +14,12 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
+use weft_config::Resource;
+
 use crate::context::Context;
+use crate::debounce::Debounce;
 use crate::server::{AdsServer, ServeError, Snapshot};
-use crate::source::{mesh_config, ConfigDir};
+use crate::source::{mesh_config, Source, WatchedDir};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -63,53 +67,70 @@ impl Drop for Running {
 
 /// Loads the directory, starts serving, and keeps watching it.
 pub async fn start(opts: Options) -> Result<Running, ServeError> {
-    let mut dir = ConfigDir::new(&opts.config_dir);
-    let first = dir.scan();
+    let source = WatchedDir::new(&opts.config_dir);
+    start_with(source, &opts).await
+}
+
+/// Starts serving what `source` holds, and keeps following it: each
+/// change is let settle ([`Debounce`]: quiet for `opts.debounce`, at most
+/// ten times that), then built and published.
+pub async fn start_with<S: Source + 'static>(
+    mut source: S,
+    opts: &Options,
+) -> Result<Running, ServeError> {
+    let first = source.read();
     for p in &first.problems {
         tracing::warn!("{p}");
     }
     let mut version = 1;
-    let server = AdsServer::new(build(&dir, version, None));
+    let server = AdsServer::new(build(&source.objects(), version, None));
     // Loading freed the files' text and parse trees.
     crate::memory::release_now();
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
     let (debug, debug_task) = serve_debug(opts.debug, server.clone()).await?;
-    let watcher = {
+    let debounce = Debounce::new(opts.debounce);
+    // Without notifications, only looking finds changes: often.
+    let poll = if source.notifies() {
+        opts.poll
+    } else {
+        opts.poll.min(Duration::from_millis(50))
+    };
+    let follow = {
         let server = server.clone();
-        let opts = opts.clone();
         tokio::spawn(async move {
-            let (mut changes, _notify) = watch(&opts);
             loop {
-                changes.next(opts.poll).await;
+                // Told of a change, or the poll's rescan (a safety net).
+                let told = source.wait(poll).await;
                 let noticed = std::time::Instant::now();
-                let scan = dir.scan();
-                for p in &scan.problems {
+                if told {
+                    // Read once the burst has settled: a file being
+                    // rewritten is not read truncated (an empty file is
+                    // valid, and would become the last good version of a
+                    // rewrite that turns out broken).
+                    debounce.settle(&mut source).await;
+                }
+                let mut batch = source.read();
+                for p in &batch.problems {
                     tracing::warn!("{p}");
                 }
-                if !scan.changed {
+                if batch.is_empty() {
                     continue;
                 }
-                // Debounce (Istio's PILOT_DEBOUNCE_AFTER / _MAX): push once
-                // the directory has been quiet for `debounce`, or after
-                // ten times that while it keeps changing.
-                let started = tokio::time::Instant::now();
-                let mut changed = scan.changes;
-                // Without notifications, only a rescan can tell.
-                let mut more = !changes.notifies();
-                while started.elapsed() < opts.debounce * 10 && changes.within(opts.debounce).await
-                {
-                    more = true;
-                }
-                if more {
-                    let again = dir.scan();
+                // Found by looking: let it settle, and look again.
+                if !told && (debounce.settle(&mut source).await > 0 || !source.notifies()) {
+                    let again = source.read();
                     for p in &again.problems {
                         tracing::warn!("{p}");
                     }
-                    changed.extend(again.changes);
+                    batch.extend(again);
                 }
                 version += 1;
                 let t = std::time::Instant::now();
-                let snapshot = build(&dir, version, Some((&server.snapshot().ctx, &changed)));
+                let previous = server.snapshot();
+                let changes = batch.changes();
+                let since = changes.as_ref().map(|c| (&*previous.ctx, c));
+                let snapshot = build(&source.objects(), version, since);
+                drop(batch);
                 tracing::info!(
                     version,
                     build_ms = t.elapsed().as_secs_f64() * 1e3,
@@ -117,6 +138,7 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
                     "configuration changed; pushing"
                 );
                 server.publish(snapshot);
+                drop(previous);
                 // The old snapshot goes once every stream has moved on;
                 // the streams call this too as they answer.
                 crate::memory::release_soon();
@@ -127,93 +149,25 @@ pub async fn start(opts: Options) -> Result<Running, ServeError> {
         server,
         xds,
         debug,
-        tasks: vec![ads_task, debug_task, watcher],
+        tasks: vec![ads_task, debug_task, follow],
     })
 }
 
-/// Change notifications for the configuration directory: the kernel's
-/// (inotify) where it gives them, else nothing, and the caller polls.
-struct Changes {
-    rx: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
-}
-
-impl Changes {
-    /// Until something under the directory changed, or `poll` passed
-    /// (a rescan then finds what notifications missed: a full inotify
-    /// queue, a file system without them).
-    async fn next(&mut self, poll: Duration) {
-        match &mut self.rx {
-            Some(rx) => {
-                let _ = tokio::time::timeout(poll, rx.recv()).await;
-                while rx.try_recv().is_ok() {}
-            }
-            None => tokio::time::sleep(poll.min(Duration::from_millis(50))).await,
-        }
-    }
-
-    /// Whether changes are notified (else only a rescan finds them).
-    fn notifies(&self) -> bool {
-        self.rx.is_some()
-    }
-
-    /// Whether anything changed within `d`.
-    async fn within(&mut self, d: Duration) -> bool {
-        match &mut self.rx {
-            Some(rx) => {
-                let changed = matches!(tokio::time::timeout(d, rx.recv()).await, Ok(Some(())));
-                while rx.try_recv().is_ok() {}
-                changed
-            }
-            None => {
-                tokio::time::sleep(d).await;
-                false
-            }
-        }
-    }
-}
-
-/// Starts watching `opts.config_dir`; the watcher must be kept alive.
-fn watch(opts: &Options) -> (Changes, Option<notify::RecommendedWatcher>) {
-    use notify::Watcher;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let watcher = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-        if e.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.send(());
-        }
-    })
-    .and_then(|mut w| {
-        w.watch(&opts.config_dir, notify::RecursiveMode::Recursive)
-            .map(|()| w)
-    });
-    match watcher {
-        Ok(w) => (Changes { rx: Some(rx) }, Some(w)),
-        Err(e) => {
-            tracing::warn!(
-                "cannot watch {} for changes ({e}); rescanning it every {:?}",
-                opts.config_dir.display(),
-                opts.poll.min(Duration::from_millis(50))
-            );
-            (Changes { rx: None }, None)
-        }
-    }
-}
-
-/// The directory's snapshot `version`; with the previous context and
+/// Snapshot `version` of `resources`; with the previous context and
 /// what changed since, what did not change is kept.
 fn build(
-    dir: &ConfigDir,
+    resources: &[&Resource],
     version: u64,
     previous: Option<(&Context, &crate::context::Changes)>,
 ) -> Snapshot {
-    let resources = dir.resources();
     let mut problems = Vec::new();
-    let mesh = mesh_config(&resources, &mut problems);
+    let mesh = mesh_config(resources, &mut problems);
     for p in problems {
         tracing::warn!("{p}");
     }
     let ctx = match previous {
-        Some((prev, changes)) => Context::rebuild(prev, &resources, mesh, changes),
-        None => Context::build(&resources, mesh),
+        Some((prev, changes)) => Context::rebuild(prev, resources, mesh, changes),
+        None => Context::build(resources, mesh),
     };
     Snapshot {
         ctx: Arc::new(ctx),

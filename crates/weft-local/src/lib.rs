@@ -95,8 +95,12 @@ pub struct Plan {
     pub gateway_ports: Vec<u32>,
 }
 
+/// Whether a Gateway makes the workload with `labels` a gateway proxy.
+/// Its selector (the mesh model's reading) applies it to the gateway
+/// workloads it matches, and to every one when empty — but an empty one
+/// names none, so only a Gateway with labels can make a workload one.
 fn selects(selector: &Map<String, String>, labels: &Map<String, String>) -> bool {
-    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    !selector.is_empty() && weft_config::mesh::Selector::gateway(selector).matches(labels)
 }
 
 /// Reads the plan from the directory's objects.

@@ -6,6 +6,7 @@ use weft_api::{Kind, Spec};
 use weft_config::Resource;
 
 use weft_config::host;
+use weft_config::mesh::Selector;
 
 use super::res_name;
 use crate::messages::*;
@@ -147,7 +148,7 @@ pub(super) fn selector_and_ports(ctx: &Context, out: &mut Vec<Diagnostic>) {
         let matching: Vec<_> = ctx
             .workloads
             .iter()
-            .filter(|w| g.selector.iter().all(|(k, v)| w.labels.get(k) == Some(v)))
+            .filter(|w| Selector::gateway(&g.selector).matches(&w.labels))
             .collect();
         if matching.is_empty() {
             let sel: Vec<String> = g.selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -165,13 +166,14 @@ pub(super) fn selector_and_ports(ctx: &Context, out: &mut Vec<Diagnostic>) {
         namespaces.sort_unstable();
         namespaces.dedup();
         for s in namespaces.into_iter().flat_map(|ns| ctx.services_in(ns)) {
-            let Some(sel) = &s.selector else { continue };
+            let Some(sel) = s.selector() else { continue };
             if sel.is_empty() {
                 continue;
             }
-            if matching.iter().any(|w| {
-                w.namespace == s.namespace && sel.iter().all(|(k, v)| w.labels.get(k) == Some(v))
-            }) {
+            if matching
+                .iter()
+                .any(|w| w.namespace == s.namespace && sel.matches(&w.labels))
+            {
                 ports.extend(
                     s.ports
                         .iter()

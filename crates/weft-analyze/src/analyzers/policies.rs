@@ -48,7 +48,7 @@ pub(super) fn policy_selectors(ctx: &Context, out: &mut Vec<Diagnostic>) {
             continue;
         }
         let mut matched = false;
-        for w in ctx.workloads_matching(ns, &sel.match_labels) {
+        for w in ctx.workloads_matching(ns, weft_config::mesh::Selector::policy(sel)) {
             matched = true;
             if matches!(r.object.spec, Spec::Telemetry(_)) {
                 telemetry_per_workload

@@ -14,6 +14,7 @@ use super::res_name;
 use crate::context::fqdn;
 use crate::messages::*;
 use crate::{Context, Diagnostic};
+use weft_config::mesh::Selector;
 
 fn virtual_services<'a>(
     ctx: &'a Context,
@@ -333,19 +334,16 @@ pub(super) fn destination_rules(ctx: &Context, out: &mut Vec<Diagnostic>) {
         // Subsets select pods among the service's pods.
         if ctx.has_workloads() {
             for svc in &services {
-                let Some(selector) = &svc.selector else {
+                // A service that selects nothing (a Kubernetes Service
+                // without selector) has its pods named elsewhere.
+                let Some(selector) = svc.selector().filter(|s| !s.selects_nothing()) else {
                     continue;
                 };
                 for (i, s) in dr.subsets.iter().enumerate() {
-                    let labels: weft_api::Map<String, String> = selector
-                        .iter()
-                        .chain(&s.labels)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    if ctx
-                        .workloads_matching(&svc.namespace, &labels)
-                        .next()
-                        .is_none()
+                    let subset = Selector::condition(&s.labels);
+                    if !ctx
+                        .workloads_matching(&svc.namespace, selector)
+                        .any(|w| subset.matches(&w.labels))
                     {
                         out.push(Diagnostic::new(
                             &DR_SUBSET_NOT_SELECT_PODS,

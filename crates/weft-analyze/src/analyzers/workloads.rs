@@ -3,25 +3,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use weft_api::{Kind, Spec};
+use weft_config::mesh::{Protocol, Selector};
 use weft_config::Resource;
 
 use super::res_name;
 use crate::context::ServicePort;
 use crate::messages::*;
 use crate::{Context, Diagnostic};
-
-/// Protocol prefixes Istio recognises in port names (`http`, `http-web`, …).
-const PROTOCOL_PREFIXES: &[&str] = &[
-    "http", "http2", "https", "grpc", "grpc-web", "tcp", "tls", "mongo", "mysql", "redis", "udp",
-];
-
-pub(crate) fn protocol_of_name(name: &str) -> Option<&'static str> {
-    let prefix = name.split('-').next().unwrap_or(name).to_ascii_lowercase();
-    if name.to_ascii_lowercase().starts_with("grpc-web") {
-        return Some("grpc-web");
-    }
-    PROTOCOL_PREFIXES.iter().copied().find(|p| *p == prefix)
-}
 
 const SYSTEM_NAMESPACES: &[&str] = &[
     "kube-system",
@@ -47,8 +35,11 @@ pub(super) fn port_names(ctx: &Context, out: &mut Vec<Diagnostic>) {
             .flatten()
             .enumerate()
         {
+            // As istioctl's port name analyzer, by the protocol the mesh
+            // model reads from the port (appProtocol, name, UDP,
+            // well-known ports), not by the name alone.
             let port = ServicePort::from_k8s(p);
-            if port.app_protocol.is_some() || protocol_of_name(&port.name).is_some() {
+            if port.protocol != Protocol::Unknown {
                 continue;
             }
             out.push(Diagnostic::new(
@@ -285,7 +276,9 @@ pub(super) fn sidecar_selectors(ctx: &Context, out: &mut Vec<Diagnostic>) {
         match &sc.workload_selector {
             None => without.entry(ns).or_default().push(r),
             Some(sel) => {
-                let matching: Vec<_> = ctx.workloads_matching(ns, &sel.labels).collect();
+                let matching: Vec<_> = ctx
+                    .workloads_matching(ns, Selector::workload(sel))
+                    .collect();
                 if matching.is_empty() && ctx.has_workloads() {
                     out.push(Diagnostic::new(
                         &NO_MATCHING_WORKLOADS,
@@ -342,14 +335,13 @@ pub(super) fn multi_service(ctx: &Context, out: &mut Vec<Diagnostic>) {
         .filter(|w| matches!(w.resource.object.spec, Spec::Deployment(_)))
     {
         // port number → protocols seen across the services selecting w
-        let mut protocols: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let mut protocols: BTreeMap<u32, Vec<&str>> = BTreeMap::new();
         for s in ctx.kubernetes_services_selecting(w) {
             for p in &s.ports {
-                let proto = p
-                    .app_protocol
-                    .clone()
-                    .or_else(|| protocol_of_name(&p.name).map(str::to_string))
-                    .unwrap_or_else(|| "tcp".into());
+                let proto = match p.protocol {
+                    Protocol::Unknown => "tcp",
+                    known => known.name(),
+                };
                 let list = protocols.entry(p.number).or_default();
                 if !list.contains(&proto) {
                     list.push(proto);
@@ -504,9 +496,10 @@ pub(super) fn external_name_ports(ctx: &Context, out: &mut Vec<Diagnostic>) {
         // by SNI, so the port must say it carries TLS (or a protocol it
         // can sniff), not plain or unknown TCP.
         let bad = spec.ports.iter().flatten().position(|p| {
-            let name = p.name.as_deref().unwrap_or("");
-            let proto = p.app_protocol.as_deref().or_else(|| protocol_of_name(name));
-            matches!(proto, None | Some("tcp"))
+            matches!(
+                ServicePort::from_k8s(p).protocol,
+                Protocol::Unknown | Protocol::Tcp
+            )
         });
         if let Some(i) = bad {
             out.push(Diagnostic::new(
@@ -543,7 +536,9 @@ fn ambient_reason(
                 .namespaces
                 .get(ns)
                 .is_some_and(|n| ambient(n.object.labels()));
-            let mut selected = ctx.workloads_matching(ns, &sel.labels).peekable();
+            let mut selected = ctx
+                .workloads_matching(ns, Selector::workload(sel))
+                .peekable();
             selected.peek()?;
             selected
                 .all(|w| {

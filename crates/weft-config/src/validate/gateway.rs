@@ -7,13 +7,14 @@ use weft_api::sidecar::{CaptureMode, OutboundMode, Sidecar};
 use super::common::*;
 use super::Report;
 
-/// Protocols a port may declare (case-insensitive), as Istio accepts them.
-pub(crate) const PROTOCOLS: &[&str] = &[
+/// Protocols a port may declare (case-insensitive), as Istio accepts
+/// them, for messages; [`protocol_ok`] asks the mesh model.
+const PROTOCOLS: &[&str] = &[
     "HTTP", "HTTPS", "GRPC", "GRPC-WEB", "HTTP2", "MONGO", "TCP", "TLS", "MYSQL", "REDIS", "UDP",
 ];
 
 pub(crate) fn protocol_ok(p: &str) -> bool {
-    PROTOCOLS.iter().any(|k| k.eq_ignore_ascii_case(p))
+    crate::mesh::Protocol::parse(p) != crate::mesh::Protocol::Unknown
 }
 
 fn port_spec(r: &mut Report, f: &str, p: &Port, name_required: bool) {
@@ -303,6 +304,24 @@ pub(super) fn sidecar(r: &mut Report, sc: &Sidecar) {
                 "spec.outboundTrafficPolicy.egressProxy",
                 "egressProxy requires mode ALLOW_ANY",
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{protocol_ok, PROTOCOLS};
+
+    #[test]
+    fn the_protocols_named_in_messages_are_the_mesh_model_s() {
+        for p in PROTOCOLS {
+            assert!(
+                protocol_ok(p) && protocol_ok(&p.to_ascii_lowercase()),
+                "{p}"
+            );
+        }
+        for p in ["H2C", "HTTP_PROXY", "SCTP", ""] {
+            assert!(!protocol_ok(p), "{p}");
         }
     }
 }

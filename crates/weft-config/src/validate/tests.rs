@@ -168,5 +168,5 @@ fn violations_locate_their_line() {
     let loaded = load_str("t.yaml", &doc, &LoadOptions::default());
     let res = &loaded.resources[0];
     let v = validate(&res.object);
-    assert_eq!(res.origin_of(&v[0].field).line, 10);
+    assert_eq!(res.origin_of(&v[0].field).line(), 10);
 }

@@ -37,7 +37,7 @@ pub(crate) fn lb_endpoints(
     for e in ctx
         .registry
         .endpoints_of(service, port)
-        .filter(|e| labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+        .filter(|e| weft_config::mesh::Selector::condition(labels).matches(&e.labels))
     {
         groups
             .entry(e.locality.clone().unwrap_or_default())

@@ -24,7 +24,7 @@ fn selects(
     selector: &weft_api::Map<String, String>,
     labels: &weft_api::Map<String, String>,
 ) -> bool {
-    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+    weft_config::mesh::Selector::gateway(selector).matches(labels)
 }
 
 pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {

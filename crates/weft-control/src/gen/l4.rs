@@ -141,10 +141,7 @@ impl Conditions<'_> {
             && (self.destination_subnets.is_empty()
                 || destination
                     .is_some_and(|d| self.destination_subnets.iter().any(|s| within(d, s))))
-            && self
-                .source_labels
-                .iter()
-                .all(|(k, v)| proxy.labels.get(k) == Some(v))
+            && weft_config::mesh::Selector::condition(self.source_labels).matches(&proxy.labels)
             && (self.gateways.is_empty() || bound_to(self.gateways, vs_ns, gateway))
             && self
                 .source_namespace

@@ -202,10 +202,7 @@ pub(crate) fn vs_routes(
         };
         for m in matches {
             if m.port.is_some_and(|p| p != port)
-                || !m
-                    .source_labels
-                    .iter()
-                    .all(|(k, v)| proxy.labels.get(k) == Some(v))
+                || !weft_config::mesh::Selector::condition(&m.source_labels).matches(&proxy.labels)
                 || (!m.gateways.is_empty() && !bound_to(&m.gateways, &vs.namespace, gateway))
                 || m.source_namespace
                     .as_ref()

@@ -16,9 +16,10 @@ use weft_api::{Object, Spec};
 use super::namespace_of;
 use weft_config::Resource;
 
-use crate::model::{
-    Endpoint, Labels, Origin, Port, Protocol, Resolution, Service, Workload, DOMAIN,
-};
+use weft_config::host::service_hostname;
+use weft_config::mesh::Selector;
+
+use crate::model::{Endpoint, Labels, Origin, Port, Protocol, Resolution, Service, Workload};
 
 // A namespace is rebuilt whenever one of its instances changes, and hashing is
 // much of that work: a fast non-cryptographic hasher (the keys are
@@ -69,14 +70,6 @@ impl Interner {
         self.labels.insert(Arc::clone(&a));
         a
     }
-}
-
-/// Selectors are Istio maps or a Kubernetes Service's `BTreeMap`.
-fn selects<'s>(
-    selector: impl IntoIterator<Item = (&'s String, &'s String)>,
-    labels: &Map<String, String>,
-) -> bool {
-    selector.into_iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// An address an Endpoints or EndpointSlice object lists, with the pod
@@ -140,13 +133,13 @@ impl<'a> ByLabel<'a> {
     }
 
     /// Candidates in `ns` for `selector` (every item of `ns` when it is
-    /// empty); callers still check every label.
-    fn candidates<'s>(
-        &self,
-        ns: &str,
-        selector: impl IntoIterator<Item = (&'s String, &'s String)>,
-    ) -> &[usize] {
-        let found = match selector.into_iter().next() {
+    /// empty and empty selects everything); callers still check every
+    /// label.
+    fn candidates(&self, ns: &str, selector: &Selector) -> &[usize] {
+        if selector.selects_nothing() {
+            return &[];
+        }
+        let found = match selector.labels().next() {
             Some((k, v)) => self
                 .by_label
                 .get(ns)
@@ -256,7 +249,7 @@ impl Namespace {
                 Spec::Service(svc) => {
                     let spec = svc.spec.clone().unwrap_or_default();
                     let k8s_ports = spec.ports.unwrap_or_default();
-                    let hostname = format!("{}.{ns}.{DOMAIN}", o.name());
+                    let hostname = service_hostname(o.name(), ns);
                     let headless = spec.cluster_ip.as_deref() == Some("None");
                     reg.services.push(Service {
                         hostname: hostname.clone(),
@@ -273,12 +266,13 @@ impl Namespace {
                         origin: Origin::Kubernetes,
                     });
                     let listed = slices_seen.contains_key(&(ns.to_string(), o.name().to_string()));
-                    if let (false, Some(selector)) = (listed, spec.selector.as_ref()) {
+                    let selector = Selector::service(spec.selector.as_ref());
+                    if !listed {
                         for p in pods_by
-                            .candidates(ns, selector)
+                            .candidates(ns, &selector)
                             .iter()
                             .map(|i| &pods[*i])
-                            .filter(|p| selects(selector, &p.labels))
+                            .filter(|p| selector.matches(&p.labels))
                         {
                             let Some(ip) = p.ip else { continue };
                             for sp in &k8s_ports {
@@ -403,7 +397,7 @@ impl Namespace {
             let Some(svc_ports) = ports_of.get(&(ns.to_string(), svc_name.clone())) else {
                 continue;
             };
-            let hostname = format!("{svc_name}.{ns}.{DOMAIN}");
+            let hostname = service_hostname(&svc_name, ns);
             for Listed { ip, pod, ports } in addrs {
                 let labels =
                     interner.labels(pod_labels(ns, &ip, pod.as_deref()).unwrap_or(&no_labels));
@@ -475,16 +469,16 @@ impl Namespace {
             .collect();
         // Instances: inline endpoints, or the workloads the selector picks.
         let mut instances: Vec<Instance> = se.endpoints.iter().map(Instance::of).collect();
-        if let Some(sel) = &se.workload_selector {
-            for i in w.entries_by.candidates(ns, &sel.labels) {
+        if let Some(sel) = se.workload_selector.as_ref().map(Selector::workload) {
+            for i in w.entries_by.candidates(ns, &sel) {
                 let (_, we) = w.entries[*i];
-                if selects(&sel.labels, &we.labels) {
+                if sel.matches(&we.labels) {
                     instances.push(Instance::of(we));
                 }
             }
-            for i in w.pods_by.candidates(ns, &sel.labels) {
+            for i in w.pods_by.candidates(ns, &sel) {
                 let p = &w.pods[*i];
-                if let (true, Some(ip)) = (selects(&sel.labels, &p.labels), p.ip) {
+                if let (true, Some(ip)) = (sel.matches(&p.labels), p.ip) {
                     instances.push(Instance {
                         address: ip,
                         labels: &p.labels,
@@ -555,13 +549,15 @@ fn export_to_annotation(o: &Object) -> Vec<String> {
 
 fn k8s_port(p: &ServicePort) -> Port {
     let name = p.name.clone().unwrap_or_default();
-    let protocol = match p.app_protocol.as_deref() {
-        Some(a) => Protocol::parse(a.rsplit('/').next().unwrap_or(a)),
-        None if p.protocol.as_deref() == Some("UDP") => Protocol::Udp,
-        None => Protocol::from_name(&name),
-    };
+    let number = u32::try_from(p.port).unwrap_or(0);
+    let protocol = Protocol::of_service_port(
+        number,
+        &name,
+        p.protocol.as_deref(),
+        p.app_protocol.as_deref(),
+    );
     Port {
-        number: u32::try_from(p.port).unwrap_or(0),
+        number,
         name,
         protocol,
     }

@@ -296,3 +296,62 @@ fn rebuilding_the_changed_namespaces_gives_what_building_everything_gives() {
         prev = Some(rebuilt);
     }
 }
+
+#[test]
+fn a_service_with_an_empty_selector_selects_no_pods() {
+    // Kubernetes: a Service whose selector is empty or absent has its
+    // endpoints managed elsewhere; `selector: {}` used to pick every pod
+    // of the namespace.
+    for selector in ["selector: {}", ""] {
+        let reg = build(&format!(
+            "{PODS}---
+apiVersion: v1
+kind: Service
+metadata: {{name: reviews, namespace: shop}}
+spec:
+  {selector}
+  ports: [{{name: http, port: 9080}}]
+"
+        ));
+        assert_eq!(
+            reg.endpoints_of("reviews.shop.svc.cluster.local", 9080)
+                .count(),
+            0,
+            "{selector:?}"
+        );
+    }
+}
+
+#[test]
+fn port_protocols_follow_istio_s_protocol_selection() {
+    let reg = build(
+        "apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  ports:
+  - {name: h2c, port: 8080}
+  - {name: web, port: 8081, appProtocol: kubernetes.io/h2c}
+  - {name: ws, port: 8082, appProtocol: kubernetes.io/ws}
+  - {name: http, port: 8083, appProtocol: example.com/custom}
+  - {name: http-dns, port: 8084, protocol: UDP}
+  - {name: db, port: 3306}
+",
+    );
+    let s = reg.services().next().unwrap();
+    let got: Vec<_> = s.ports.iter().map(|p| (p.number, p.protocol)).collect();
+    assert_eq!(
+        got,
+        [
+            // `h2c` is not in Istio's table of port name prefixes.
+            (8080, Protocol::Unknown),
+            (8081, Protocol::Http2),
+            (8082, Protocol::Http),
+            // An appProtocol wins over the name, known or not.
+            (8083, Protocol::Unknown),
+            (8084, Protocol::Udp),
+            // A well-known server-first port is TCP, not sniffed.
+            (3306, Protocol::Tcp),
+        ]
+    );
+}

@@ -10,21 +10,21 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
-use serde_json::Value;
-use weft_api::sidecar::OutboundMode;
-use weft_api::Spec;
 use weft_config::{IssueKind, LoadOptions, Resource, Severity};
 
-use crate::context::{Changes, Mesh};
+use super::{key, Event, Key};
+use crate::context::Changes;
 
 #[derive(Clone, PartialEq, Eq)]
 struct Stamp(Option<SystemTime>, u64);
 
 struct FileState {
     stamp: Stamp,
-    resources: Vec<Resource>,
+    /// Shared with the events that told of them.
+    resources: Vec<Arc<Resource>>,
     /// A hash of each resource's key, to find keys defined in several
     /// files without hashing every key's strings at every scan.
     hashes: Vec<u64>,
@@ -35,21 +35,8 @@ fn key_hash(k: Key) -> u64 {
     foldhash::fast::FixedState::with_seed(0x6b65_7973).hash_one(k)
 }
 
-/// Kind, namespace (empty for cluster-scoped kinds) and name: what
-/// makes an object the same object in another file or a later read.
-type Key<'a> = (&'static str, &'a str, &'a str);
-
-fn key(r: &Resource) -> Key<'_> {
-    let o = &r.object;
-    let namespace = match o.kind.info().scope {
-        weft_api::Scope::Namespaced => o.namespace(),
-        weft_api::Scope::Cluster => "",
-    };
-    (o.kind.info().name, namespace, o.name())
-}
-
 impl FileState {
-    fn new(stamp: Stamp, resources: Vec<Resource>) -> FileState {
+    fn new(stamp: Stamp, resources: Vec<Arc<Resource>>) -> FileState {
         let hashes = resources.iter().map(|r| key_hash(key(r))).collect();
         FileState {
             stamp,
@@ -59,7 +46,7 @@ impl FileState {
     }
 
     fn keys(&self) -> impl Iterator<Item = Key<'_>> {
-        self.resources.iter().map(key)
+        self.resources.iter().map(|r| key(r))
     }
 }
 
@@ -69,6 +56,9 @@ pub struct ConfigDir {
     files: BTreeMap<PathBuf, FileState>,
     /// [`ConfigDir::winners`] as of the last scan.
     winners: BTreeMap<OwnedKey, PathBuf>,
+    /// Whether a scan has read the directory (the first one's events
+    /// are a relist).
+    listed: bool,
 }
 
 /// What a rescan found.
@@ -79,6 +69,9 @@ pub struct Scan {
     /// The kinds and namespaces of the objects that appeared, changed or
     /// went away.
     pub changes: Changes,
+    /// The objects that appeared, changed or went away (every object,
+    /// as [`Event::Restarted`], on the first scan).
+    pub events: Vec<Event>,
     /// Problems, each naming its file and line; what they concern kept
     /// its last good version or was left out.
     pub problems: Vec<String>,
@@ -92,6 +85,7 @@ impl ConfigDir {
             dir: dir.into(),
             files: BTreeMap::new(),
             winners: BTreeMap::new(),
+            listed: false,
         }
     }
 
@@ -101,6 +95,11 @@ impl ConfigDir {
     /// from the file written last, as if that file had been applied
     /// last: copying a file in overrides, removing it restores.
     pub fn resources(&self) -> Vec<&Resource> {
+        self.entries().into_iter().map(|r| &**r).collect()
+    }
+
+    /// [`ConfigDir::resources`], as the shared objects.
+    fn entries(&self) -> Vec<&Arc<Resource>> {
         let winners = &self.winners;
         let contested: crate::server::KeySet = winners
             .keys()
@@ -182,6 +181,8 @@ impl ConfigDir {
                 for (kind, ns, _) in f.keys() {
                     scan.changes.object(kind, ns);
                 }
+                scan.events
+                    .extend(f.resources.into_iter().map(Event::Deleted));
             }
             scan.changed = true;
         }
@@ -199,31 +200,37 @@ impl ConfigDir {
                 && prev
                     .iter()
                     .zip(&resources)
-                    .all(|(a, b)| a.object == b.object);
+                    .all(|(a, b)| Arc::ptr_eq(a, b) || a.object == b.object);
             let fresh = FileState::new(stamp, resources);
             if !same {
                 scan.changed = true;
-                let old: std::collections::HashMap<Key, u64> = self
+                type Versions<'r> = std::collections::HashMap<Key<'r>, &'r Arc<Resource>>;
+                let old: Versions = self
                     .files
                     .get(&path)
-                    .map(|f| f.resources.iter().map(|r| (key(r), r.digest)).collect())
+                    .map(|f| f.resources.iter().map(|r| (key(r), r)).collect())
                     .unwrap_or_default();
-                let new: std::collections::HashMap<Key, u64> =
-                    fresh.resources.iter().map(|r| (key(r), r.digest)).collect();
-                for (k, d) in &new {
-                    if old.get(k) != Some(d) {
-                        scan.changes.object(k.0, k.1);
+                let new: Versions = fresh.resources.iter().map(|r| (key(r), r)).collect();
+                let digest = |v: Option<&&Arc<Resource>>| v.map(|r| r.digest);
+                let mut applied = Vec::new();
+                for (k, r) in &new {
+                    if digest(old.get(k)) != Some(r.digest) {
+                        applied.push(*r);
                     }
                 }
-                for k in old.keys().filter(|k| !new.contains_key(*k)) {
+                for (k, r) in old.iter().filter(|(k, _)| !new.contains_key(*k)) {
                     scan.changes.object(k.0, k.1);
+                    scan.events.push(Event::Deleted(Arc::clone(r)));
                 }
-                if old == new {
+                if applied.is_empty() && old.len() == new.len() {
                     // Only the order changed, which decides between
                     // objects that conflict: every object of the file.
-                    for k in new.keys() {
-                        scan.changes.object(k.0, k.1);
-                    }
+                    applied = fresh.resources.iter().collect();
+                }
+                for r in applied {
+                    let (kind, ns, _) = key(r);
+                    scan.changes.object(kind, ns);
+                    scan.events.push(Event::Applied(Arc::clone(r)));
                 }
             }
             self.files.insert(path, fresh);
@@ -236,6 +243,13 @@ impl ConfigDir {
                     from.display()
                 ));
             }
+        }
+        if !self.listed {
+            // The first scan lists the directory (as resolved above).
+            self.listed = true;
+            scan.events = vec![Event::Restarted(
+                self.entries().into_iter().map(Arc::clone).collect(),
+            )];
         }
         scan
     }
@@ -260,7 +274,11 @@ fn walk(dir: &Path, out: &mut Vec<(PathBuf, Stamp)>) -> std::io::Result<()> {
 }
 
 /// The good objects of one file; `prev` is what the file gave last time.
-fn read_file(path: &Path, prev: &[Resource], problems: &mut Vec<String>) -> Vec<Resource> {
+fn read_file(
+    path: &Path,
+    prev: &[Arc<Resource>],
+    problems: &mut Vec<String>,
+) -> Vec<Arc<Resource>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -292,8 +310,8 @@ fn read_file(path: &Path, prev: &[Resource], problems: &mut Vec<String>) -> Vec<
 /// named, and kept without its parse tree (the largest part of a big
 /// mesh's memory) — or, when it is rejected, its previous version.
 struct FileSink<'a> {
-    prev: &'a [Resource],
-    out: Vec<Resource>,
+    prev: &'a [Arc<Resource>],
+    out: Vec<Arc<Resource>>,
     problems: Vec<String>,
     /// The first issue that makes the whole file unusable.
     unreadable: Option<String>,
@@ -302,7 +320,7 @@ struct FileSink<'a> {
 impl FileSink<'_> {
     fn keep_previous(&mut self, (kind, ns, name): (&str, &str, &str)) {
         if let Some(p) = self.prev.iter().find(|p| key(p) == (kind, ns, name)) {
-            self.out.push(p.clone());
+            self.out.push(Arc::clone(p));
         }
     }
 }
@@ -335,7 +353,7 @@ impl weft_config::Sink for FileSink<'_> {
             // Every problem of the object is named: only where its
             // document starts is needed from now on.
             r.strip_source();
-            self.out.push(r);
+            self.out.push(Arc::new(r));
             return;
         }
         for v in &errors {
@@ -351,66 +369,11 @@ impl weft_config::Sink for FileSink<'_> {
     }
 }
 
-/// Mesh settings from the `istio` ConfigMap's `mesh` key (in the root
-/// namespace, as Istio keeps them), with Istio's defaults for what it
-/// does not set. Settings weft does not act on are reported.
-pub fn mesh_config<R: AsRef<Resource>>(resources: &[R], problems: &mut Vec<String>) -> Mesh {
-    let mut mesh = Mesh::default();
-    let Some((r, text)) = resources
-        .iter()
-        .map(AsRef::as_ref)
-        .find_map(|r| match &r.object.spec {
-            Spec::ConfigMap(cm) if r.object.name() == "istio" => {
-                Some((r, cm.data.as_ref()?.get("mesh")?.clone()))
-            }
-            _ => None,
-        })
-    else {
-        return mesh;
-    };
-    let doc = match weft_yaml::parse_document(&text, &Default::default()) {
-        Ok(Some(node)) => node.to_json(),
-        Ok(None) => return mesh,
-        Err(e) => {
-            problems.push(format!("{} (ConfigMap istio) data.mesh: {e}", r.origin));
-            return mesh;
-        }
-    };
-    let Value::Object(fields) = doc else {
-        problems.push(format!(
-            "{} (ConfigMap istio) data.mesh: expected a mapping",
-            r.origin
-        ));
-        return mesh;
-    };
-    for (k, v) in fields {
-        match (k.as_str(), &v) {
-            ("rootNamespace", Value::String(s)) => mesh.root_namespace = s.clone(),
-            ("accessLogFile", Value::String(s)) => mesh.access_log_file = s.clone(),
-            ("connectTimeout", Value::String(s)) => match weft_api::Duration::parse(s) {
-                Ok(d) => mesh.connect_timeout = crate::gen::dur(&d),
-                Err(e) => problems.push(format!("{} (ConfigMap istio) data.mesh.connectTimeout: {e}", r.origin)),
-            },
-            ("outboundTrafficPolicy", _) => match v.get("mode").and_then(Value::as_str) {
-                Some("REGISTRY_ONLY") => mesh.outbound_mode = OutboundMode::REGISTRY_ONLY,
-                Some("ALLOW_ANY") | None => mesh.outbound_mode = OutboundMode::ALLOW_ANY,
-                Some(other) => problems.push(format!(
-                    "{} (ConfigMap istio) data.mesh.outboundTrafficPolicy.mode: {other:?} is not ALLOW_ANY or REGISTRY_ONLY",
-                    r.origin
-                )),
-            },
-            (other, _) => problems.push(format!(
-                "{} (ConfigMap istio) data.mesh.{other}: not acted on by weft yet",
-                r.origin
-            )),
-        }
-    }
-    mesh
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::context::Mesh;
+    use weft_api::Spec;
 
     const VS: &str = "apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -581,24 +544,48 @@ spec: {address: ADDRESS, labels: {app: reviews}}
     }
 
     #[test]
-    fn mesh_settings_come_from_the_istio_configmap() {
-        let text = "apiVersion: v1
-kind: ConfigMap
-metadata: {name: istio, namespace: istio-system}
-data:
-  mesh: |
-    accessLogFile: /dev/stdout
-    outboundTrafficPolicy: {mode: REGISTRY_ONLY}
-    connectTimeout: 1m
-    enableTracing: true
-";
-        let loaded = weft_config::load_str("mesh.yaml", text, &LoadOptions::default());
-        let mut problems = Vec::new();
-        let mesh = mesh_config(&loaded.resources, &mut problems);
-        assert_eq!(mesh.access_log_file, "/dev/stdout");
-        assert_eq!(mesh.outbound_mode, OutboundMode::REGISTRY_ONLY);
-        assert_eq!(mesh.connect_timeout, "60s");
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("enableTracing"), "{problems:?}");
+    fn scans_tell_what_changed_as_events_sharing_the_objects() {
+        use crate::source::{Batch, Event};
+        let d = dir("events");
+        std::fs::write(d.join("a.yaml"), VS.replace("SUBSET", "v1")).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(d.join("b.yaml"), VS.replace("SUBSET", "v2")).unwrap();
+        let mut c = ConfigDir::new(&d);
+        let batch = |s: Scan| Batch {
+            events: s.events,
+            problems: s.problems,
+        };
+        // The first scan is a relist of the objects as served: one
+        // VirtualService, from the file written last.
+        let first = batch(c.scan());
+        let [Event::Restarted(all)] = &first.events[..] else {
+            panic!("{first:?}")
+        };
+        assert_eq!(all.len(), 1);
+        assert!(
+            std::ptr::eq(&*all[0], c.resources()[0]),
+            "shared, not copied"
+        );
+        assert!(first.changes().is_none(), "a relist rebuilds whole");
+
+        std::fs::write(d.join("b.yaml"), VS.replace("SUBSET", "v3")).unwrap();
+        let edit = batch(c.scan());
+        let [Event::Applied(r)] = &edit.events[..] else {
+            panic!("{edit:?}")
+        };
+        assert!(std::ptr::eq(&**r, c.resources()[0]));
+        let changes = edit.changes().unwrap();
+        assert_eq!(changes.kinds, ["VirtualService".to_string()].into());
+        assert_eq!(changes.namespaces, ["default".to_string()].into());
+
+        std::fs::remove_file(d.join("b.yaml")).unwrap();
+        let gone = batch(c.scan());
+        assert!(
+            matches!(&gone.events[..], [Event::Deleted(r)] if r.origin.file().is_some_and(|f| f.ends_with("b.yaml"))),
+            "{gone:?}"
+        );
+        assert_eq!(subset(&c), ["v1"]);
+        assert!(batch(c.scan()).is_empty());
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

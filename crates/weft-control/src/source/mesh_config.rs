@@ -1,0 +1,94 @@
+//! Mesh settings from the `istio` ConfigMap, whatever source it came
+//! from.
+
+use serde_json::Value;
+use weft_api::sidecar::OutboundMode;
+use weft_api::Spec;
+use weft_config::Resource;
+
+use crate::context::Mesh;
+
+/// Mesh settings from the `istio` ConfigMap's `mesh` key (in the root
+/// namespace, as Istio keeps them), with Istio's defaults for what it
+/// does not set. Settings weft does not act on are reported.
+pub fn mesh_config<R: AsRef<Resource>>(resources: &[R], problems: &mut Vec<String>) -> Mesh {
+    let mut mesh = Mesh::default();
+    let Some((r, text)) = resources
+        .iter()
+        .map(AsRef::as_ref)
+        .find_map(|r| match &r.object.spec {
+            Spec::ConfigMap(cm) if r.object.name() == "istio" => {
+                Some((r, cm.data.as_ref()?.get("mesh")?.clone()))
+            }
+            _ => None,
+        })
+    else {
+        return mesh;
+    };
+    let doc = match weft_yaml::parse_document(&text, &Default::default()) {
+        Ok(Some(node)) => node.to_json(),
+        Ok(None) => return mesh,
+        Err(e) => {
+            problems.push(format!("{} (ConfigMap istio) data.mesh: {e}", r.origin));
+            return mesh;
+        }
+    };
+    let Value::Object(fields) = doc else {
+        problems.push(format!(
+            "{} (ConfigMap istio) data.mesh: expected a mapping",
+            r.origin
+        ));
+        return mesh;
+    };
+    for (k, v) in fields {
+        match (k.as_str(), &v) {
+            ("rootNamespace", Value::String(s)) => mesh.root_namespace = s.clone(),
+            ("accessLogFile", Value::String(s)) => mesh.access_log_file = s.clone(),
+            ("connectTimeout", Value::String(s)) => match weft_api::Duration::parse(s) {
+                Ok(d) => mesh.connect_timeout = crate::gen::dur(&d),
+                Err(e) => problems.push(format!("{} (ConfigMap istio) data.mesh.connectTimeout: {e}", r.origin)),
+            },
+            ("outboundTrafficPolicy", _) => match v.get("mode").and_then(Value::as_str) {
+                Some("REGISTRY_ONLY") => mesh.outbound_mode = OutboundMode::REGISTRY_ONLY,
+                Some("ALLOW_ANY") | None => mesh.outbound_mode = OutboundMode::ALLOW_ANY,
+                Some(other) => problems.push(format!(
+                    "{} (ConfigMap istio) data.mesh.outboundTrafficPolicy.mode: {other:?} is not ALLOW_ANY or REGISTRY_ONLY",
+                    r.origin
+                )),
+            },
+            (other, _) => problems.push(format!(
+                "{} (ConfigMap istio) data.mesh.{other}: not acted on by weft yet",
+                r.origin
+            )),
+        }
+    }
+    mesh
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_config::LoadOptions;
+
+    #[test]
+    fn mesh_settings_come_from_the_istio_configmap() {
+        let text = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    accessLogFile: /dev/stdout
+    outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+    connectTimeout: 1m
+    enableTracing: true
+";
+        let loaded = weft_config::load_str("mesh.yaml", text, &LoadOptions::default());
+        let mut problems = Vec::new();
+        let mesh = mesh_config(&loaded.resources, &mut problems);
+        assert_eq!(mesh.access_log_file, "/dev/stdout");
+        assert_eq!(mesh.outbound_mode, OutboundMode::REGISTRY_ONLY);
+        assert_eq!(mesh.connect_timeout, "60s");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("enableTracing"), "{problems:?}");
+    }
+}
