@@ -320,6 +320,10 @@ pub struct Cluster {
     pub breakers: crate::circuit::Breakers,
     outlier: Option<crate::outlier::Detector>,
     balance: Balance,
+    /// True once the cluster has its first host set: at once for every
+    /// kind but DNS, whose first resolution runs in the background
+    /// ([`Cluster::start_background`]) so that compiling does no I/O.
+    initialized: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -349,11 +353,13 @@ pub fn system_resolver() -> Resolver {
 }
 
 impl Cluster {
-    pub async fn compile(c: &cfg::Cluster, at: &str, store: &Store) -> Result<Self, CompileError> {
-        Self::compile_with(c, at, store, system_resolver()).await
+    /// Compiles a cluster; no I/O: a DNS cluster starts without
+    /// endpoints and resolves once started.
+    pub fn compile(c: &cfg::Cluster, at: &str, store: &Store) -> Result<Self, CompileError> {
+        Self::compile_with(c, at, store, system_resolver())
     }
 
-    pub async fn compile_with(
+    pub fn compile_with(
         c: &cfg::Cluster,
         at: &str,
         store: &Store,
@@ -415,6 +421,10 @@ impl Cluster {
                 }
             }
         }
+        let source_is_dns = matches!(
+            c.type_,
+            DiscoveryType::STRICT_DNS | DiscoveryType::LOGICAL_DNS
+        );
         let source = match c.type_ {
             DiscoveryType::STRICT_DNS | DiscoveryType::LOGICAL_DNS => Source::Dns {
                 targets,
@@ -505,10 +515,23 @@ impl Cluster {
                 .as_ref()
                 .map(|o| crate::outlier::Detector::new(o, store, &c.name)),
             balance,
+            initialized: tokio::sync::watch::Sender::new(!source_is_dns),
         };
-        cluster.resolve_all().await;
         cluster.count_members();
         Ok(cluster)
+    }
+
+    /// Whether the cluster has its first host set (a DNS cluster once its
+    /// first resolution, successful or not, is done).
+    pub fn is_initialized(&self) -> bool {
+        *self.initialized.borrow()
+    }
+
+    /// Resolves when [`Cluster::is_initialized`] holds; a DNS cluster's
+    /// first resolution runs once [`Cluster::start_background`] is called.
+    pub async fn initialized(&self) {
+        let mut rx = self.initialized.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
     }
 
     /// The `:scheme` of requests sent to this cluster.
@@ -669,12 +692,19 @@ impl Cluster {
             Source::OriginalDst { cleanup, .. } => *cleanup,
         };
         let weak: Weak<Self> = Arc::downgrade(self);
+        // A DNS cluster resolves at once, then every refresh interval.
+        let mut first = matches!(self.source, Source::Dns { .. });
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                if !std::mem::take(&mut first) {
+                    tokio::time::sleep(every).await;
+                }
                 let Some(c) = weak.upgrade() else { return };
                 match &c.source {
-                    Source::Dns { .. } => c.resolve_all().await,
+                    Source::Dns { .. } => {
+                        c.resolve_all().await;
+                        c.initialized.send_replace(true);
+                    }
                     Source::OriginalDst { hosts, .. } => {
                         hosts.rcu(|m| {
                             m.iter()

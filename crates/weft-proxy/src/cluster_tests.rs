@@ -32,9 +32,7 @@ async fn cluster(policy: &str, weights: &[u32]) -> Cluster {
         endpoints.join(", ")
     );
     let node = parse_cluster(&yaml);
-    Cluster::compile(&node, "c", &Store::default())
-        .await
-        .unwrap()
+    Cluster::compile(&node, "c", &Store::default()).unwrap()
 }
 
 /// Deserializes a cluster directly (the bootstrap path is tested in
@@ -122,12 +120,11 @@ async fn strict_dns_re_resolves_and_keeps_what_did_not_change() {
     let node = parse_cluster(
         "name: d\ntype: STRICT_DNS\ndns_refresh_rate: 2s\nload_assignment: {cluster_name: d, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: svc.test, port_value: 80}}}}]}]}",
     );
-    let c = Arc::new(
-        Cluster::compile_with(&node, "d", &Store::default(), resolver)
-            .await
-            .unwrap(),
-    );
+    let c = Arc::new(Cluster::compile_with(&node, "d", &Store::default(), resolver).unwrap());
+    assert!(c.endpoints().is_empty(), "compiling resolves nothing");
+    assert!(!c.is_initialized());
     c.start_background();
+    c.initialized().await;
     assert_eq!(addrs(&c), ["10.0.0.1:80", "10.0.0.2:80"]);
     let kept = Arc::clone(&c.endpoints()[1]);
 
@@ -163,11 +160,7 @@ async fn original_dst_adds_destinations_and_forgets_unused_ones() {
     let node = parse_cluster(
         "name: p\ntype: ORIGINAL_DST\nlb_policy: CLUSTER_PROVIDED\ncleanup_interval: 1s\noriginal_dst_lb_config: {use_http_header: true, upstream_port_override: 8080}",
     );
-    let c = Arc::new(
-        Cluster::compile(&node, "p", &Store::default())
-            .await
-            .unwrap(),
-    );
+    let c = Arc::new(Cluster::compile(&node, "p", &Store::default()).unwrap());
     c.start_background();
     let dst: SocketAddr = "10.1.1.1:15001".parse().unwrap();
     let ctx = PickContext {
@@ -213,9 +206,7 @@ async fn original_dst_adds_destinations_and_forgets_unused_ones() {
 async fn empty_cluster_has_no_pick() {
     let boot = "static_resources:\n  clusters:\n  - {name: e, type: STATIC}\n";
     let cfg = weft_envoy::parse_bootstrap("t", boot).unwrap();
-    let c = Cluster::compile(&cfg.static_resources.clusters[0], "e", &Store::default())
-        .await
-        .unwrap();
+    let c = Cluster::compile(&cfg.static_resources.clusters[0], "e", &Store::default()).unwrap();
     assert!(c.pick(&PickContext::default()).is_none());
 }
 
@@ -234,9 +225,7 @@ async fn outlier_cluster(n: usize, outlier: &str) -> Arc<Cluster> {
         "name: c\ntype: STATIC\noutlier_detection: {outlier}\nload_assignment: {{cluster_name: c, endpoints: [{{lb_endpoints: [{}]}}]}}\n",
         endpoints.join(", ")
     );
-    let c = Cluster::compile(&parse_cluster(&yaml), "c", &Store::default())
-        .await
-        .unwrap();
+    let c = Cluster::compile(&parse_cluster(&yaml), "c", &Store::default()).unwrap();
     Arc::new(c)
 }
 

@@ -69,8 +69,24 @@ impl Snapshot {
     }
 
     /// Compiles, registering statistics in `stats` (which a replaced
-    /// snapshot shares, so counts carry over).
+    /// snapshot shares, so counts carry over), then starts the clusters
+    /// and waits for their first host sets, as Envoy initializes static
+    /// clusters before its listeners: DNS clusters resolve at once, side
+    /// by side.
     pub async fn compile_with(b: &Bootstrap, stats: Arc<Store>) -> Result<Self, CompileError> {
+        let snapshot = Self::build(b, stats)?;
+        for c in snapshot.clusters.values() {
+            c.start_background();
+        }
+        for c in snapshot.clusters.values() {
+            c.initialized().await;
+        }
+        Ok(snapshot)
+    }
+
+    /// Compiles a bootstrap's static resources: pure, no I/O and nothing
+    /// started.
+    pub fn build(b: &Bootstrap, stats: Arc<Store>) -> Result<Self, CompileError> {
         let mut clusters = HashMap::new();
         for (i, c) in b.static_resources.clusters.iter().enumerate() {
             let at = format!("static_resources.clusters[{i}]");
@@ -84,8 +100,7 @@ impl Snapshot {
                     ),
                 ],
             )?;
-            let cluster = Arc::new(Cluster::compile(c, &at, &stats).await?);
-            cluster.start_background();
+            let cluster = Arc::new(Cluster::compile(c, &at, &stats)?);
             clusters.insert(c.name.clone(), cluster);
         }
         let mut listeners = Vec::new();

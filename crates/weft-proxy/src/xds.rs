@@ -10,8 +10,10 @@
 //! bind) is NACKed whole and the previous snapshot keeps serving.
 //!
 //! Warming, as Envoy: a new EDS cluster is not used until its endpoints
-//! arrive, and a new listener is not bound until its RDS route tables
-//! arrive; a replaced one keeps serving meanwhile. Each waits at most
+//! arrive, a DNS cluster until its first resolution (which runs in the
+//! background, so no name holds up an update or its ACK), and a new
+//! listener is not bound until its RDS route tables arrive; a replaced
+//! one keeps serving meanwhile. Each waits at most
 //! the initial fetch timeout of the config source it waits on (Envoy's
 //! default 15 s; `0s` waits for ever), then goes live without them.
 //! Unchanged resources (same bytes) keep their compiled form, so their
@@ -100,6 +102,8 @@ pub struct Dynamic {
     /// The names of every cluster, active or warming; forgotten when CDS
     /// changes them.
     cluster_names: std::sync::Mutex<Option<Arc<HashSet<String>>>>,
+    /// Told when a warming DNS cluster has resolved.
+    woken: Arc<tokio::sync::Notify>,
 }
 
 type MergedClusters = (
@@ -117,6 +121,7 @@ impl Dynamic {
             state: State::default(),
             merged: None,
             cluster_names: Default::default(),
+            woken: Default::default(),
         }
     }
 
@@ -145,7 +150,7 @@ impl Dynamic {
                 continue;
             }
             let at = format!("Cluster {name:?}");
-            let cluster = match Cluster::compile(c, &at, stats).await {
+            let cluster = match Cluster::compile(c, &at, stats) {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     refused.push((name.clone(), e.to_string()));
@@ -183,7 +188,26 @@ impl Dynamic {
                 None => {
                     cluster.start_background();
                     next.warming_clusters.remove(name);
-                    Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
+                    if cluster.is_initialized() {
+                        Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
+                    } else {
+                        // A DNS cluster warms until its first resolution,
+                        // as Envoy's does, instead of holding up the
+                        // update (and its ACK) while it resolves; what it
+                        // replaces keeps serving meanwhile.
+                        let (c, woken) = (Arc::clone(&cluster), Arc::clone(&self.woken));
+                        tokio::spawn(async move {
+                            c.initialized().await;
+                            woken.notify_one();
+                        });
+                        next.warming_clusters.insert(
+                            name.clone(),
+                            Warming {
+                                item: cluster,
+                                until: Some(Instant::now() + WARMING_TIMEOUT),
+                            },
+                        );
+                    }
                 }
             }
         }
@@ -610,12 +634,20 @@ impl weft_xds::client::Apply for Dynamic {
             .min()
     }
 
-    /// What waited too long goes live without its resources: a cluster
-    /// with no endpoints (503 UH), a listener whose missing route tables
-    /// route nothing (404 NR).
+    fn warmed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let woken = Arc::clone(&self.woken);
+        async move { woken.notified().await }
+    }
+
+    /// DNS clusters that have resolved go live; what waited too long goes
+    /// live without its resources: a cluster with no endpoints (503 UH),
+    /// a listener whose missing route tables route nothing (404 NR).
     async fn expire(&mut self) {
         let now = Instant::now();
         let mut next = self.state.clone();
+        promote(&mut next.warming_clusters, &mut next.clusters, |c| {
+            c.eds_service().is_none() && c.is_initialized()
+        });
         let (clusters, listeners) = (
             due(&next.warming_clusters, now),
             due(&next.warming_listeners, now),

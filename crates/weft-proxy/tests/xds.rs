@@ -390,6 +390,45 @@ async fn listeners_and_clusters_warm_before_they_serve() {
     }
 }
 
+/// A DNS cluster pushed by CDS resolves in the background (weft's
+/// update and its ACK never wait for a name) and warms until its first
+/// resolution, then serves: Envoy and weft alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_clusters_warm_until_resolved_then_serve() {
+    let a = echo_backend("a").await.port();
+    let sides = synced_sides(a).await;
+    for s in &sides {
+        s.xds.set(
+            Kind::Cluster,
+            json!({
+                "name": "dns",
+                "type": "STRICT_DNS",
+                "connect_timeout": "1s",
+                "dns_lookup_family": "V4_ONLY",
+                "load_assignment": {"cluster_name": "dns", "endpoints": [{"lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": "localhost", "port_value": a}}}}
+                ]}]}
+            }),
+        );
+        let mut rt = routes("local", vec![]);
+        rt["virtual_hosts"][0]["routes"][0]["route"]["cluster"] = json!("dns");
+        s.xds.set(Kind::RouteConfiguration, rt);
+        s.xds.push();
+        s.synced().await;
+    }
+    for s in &sides {
+        wait_for(
+            &format!("{}: the DNS cluster to answer from a", s.name),
+            PATIENCE,
+            async || match answered(&s.get("/").await) {
+                ok if ok == "200 from a" => Ok(()),
+                other => Err(other),
+            },
+        )
+        .await;
+    }
+}
+
 /// Warming gives up after the config source's initial fetch timeout: a
 /// cluster whose endpoints never come goes live empty (503 UH instead of
 /// no cluster at all), a listener whose route table never comes starts

@@ -45,6 +45,12 @@ pub trait Apply: Send {
     fn expire(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Resolves when something warming became ready on its own (a DNS
+    /// cluster's first resolution); [`Apply::expire`] is called then too.
+    fn warmed(&self) -> impl Future<Output = ()> + Send + 'static {
+        std::future::pending()
+    }
 }
 
 /// Reconnection delays: each failed attempt doubles the ceiling from
@@ -243,6 +249,7 @@ impl Client {
                 tokio::select! {
                     _ = tokio::time::sleep_until(retry) => break,
                     _ = sleep_until(deadline) => applier.expire().await,
+                    _ = applier.warmed() => applier.expire().await,
                     _ = stopped(&mut stop) => return,
                 }
             }
@@ -288,6 +295,10 @@ impl Client {
             let resp = tokio::select! {
                 m = inbound.message() => m?.ok_or(StreamError::Closed)?,
                 _ = sleep_until(applier.deadline()) => {
+                    applier.expire().await;
+                    continue;
+                }
+                _ = applier.warmed() => {
                     applier.expire().await;
                     continue;
                 }
