@@ -314,7 +314,6 @@ pub struct Cluster {
     source: Source,
     connect: Arc<Connect>,
     next: AtomicUsize,
-    pub connect_timeout: Duration,
     pub http2: bool,
     pub stats: Arc<ClusterStats>,
     pub breakers: crate::circuit::Breakers,
@@ -421,10 +420,6 @@ impl Cluster {
                 }
             }
         }
-        let source_is_dns = matches!(
-            c.type_,
-            DiscoveryType::STRICT_DNS | DiscoveryType::LOGICAL_DNS
-        );
         let source = match c.type_ {
             DiscoveryType::STRICT_DNS | DiscoveryType::LOGICAL_DNS => Source::Dns {
                 targets,
@@ -500,13 +495,13 @@ impl Cluster {
                 .and_then(|m| m.table_size)
                 .map_or(65537, |n| n.0.max(2) as u64),
         };
+        let initialized = tokio::sync::watch::Sender::new(!matches!(source, Source::Dns { .. }));
         let cluster = Cluster {
             name: c.name.clone(),
             hosts: ArcSwap::from_pointee(HostSet::new(endpoints, &balance)),
             source,
             connect,
             next: AtomicUsize::new(fastrand::usize(..1024)),
-            connect_timeout,
             http2,
             stats,
             breakers: crate::circuit::Breakers::new(c.circuit_breakers.as_ref()),
@@ -515,7 +510,7 @@ impl Cluster {
                 .as_ref()
                 .map(|o| crate::outlier::Detector::new(o, store, &c.name)),
             balance,
-            initialized: tokio::sync::watch::Sender::new(!source_is_dns),
+            initialized,
         };
         cluster.count_members();
         Ok(cluster)
