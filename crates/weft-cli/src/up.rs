@@ -105,7 +105,14 @@ pub fn bootstrap(
         namespace,
         ip,
     };
-    let text = serde_json::to_string_pretty(&weft_control::bootstrap::envoy(&who, xds, admin))?;
+    let text = serde_json::to_string_pretty(&weft_control::bootstrap::envoy(
+        &who,
+        &weft_control::bootstrap::Options {
+            xds,
+            admin,
+            sds_socket: None,
+        },
+    ))?;
     println!("{text}");
     Ok(0)
 }

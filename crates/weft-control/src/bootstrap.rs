@@ -1,12 +1,20 @@
 //! The Envoy bootstrap that connects a proxy to the control plane (what
 //! Istio's pilot-agent writes for Envoy): the node id Istio uses for the
 //! role, ADS over gRPC to the control plane, listeners and clusters from
-//! it. Envoy and weft's proxy both run it unmodified.
+//! it, and — when the node runs an agent — the `sds-grpc` cluster its
+//! certificates come through (the agent's Unix socket). Envoy and weft's
+//! proxy both run it unmodified.
+//!
+//! Written as typed `envoy-types` messages like everything else the
+//! control plane generates, and turned into Envoy's JSON at the end.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-use serde_json::{json, Value};
+use envoy_types::pb::envoy::config::bootstrap::v3 as bootstrap;
+use serde_json::Value;
 
+use crate::gen::pb::{self, cluster, core, endpoint, upstream_http};
 use crate::gen::ProxyKind;
 
 /// Who the proxy is.
@@ -38,39 +46,139 @@ impl Identity {
     }
 }
 
-/// The bootstrap for `who`, with its admin endpoint on 127.0.0.1:`admin`
-/// (0: any free port).
-pub fn envoy(who: &Identity, xds: SocketAddr, admin: u16) -> Value {
-    json!({
-        "node": {
-            "id": who.node_id(),
-            "cluster": format!("{}.{}", who.name, who.namespace),
-            "metadata": {"NAMESPACE": who.namespace, "NAME": who.name},
-        },
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "GRPC",
-                "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}],
-                "set_node_on_first_message_only": true,
+/// Where a proxy's bootstrap points it.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The control plane's plaintext xDS address.
+    pub xds: SocketAddr,
+    /// The admin endpoint's port on 127.0.0.1 (0: any free port).
+    pub admin: u16,
+    /// The node agent's SDS socket (Istio's
+    /// `./var/run/secrets/workload-spiffe-uds/socket`), when the proxy
+    /// gets workload certificates; none leaves `sds-grpc` out.
+    pub sds_socket: Option<PathBuf>,
+}
+
+/// A cluster speaking HTTP/2 (gRPC) to one endpoint.
+fn grpc_cluster(name: &str, address: core::Address) -> cluster::Cluster {
+    use upstream_http::http_protocol_options::{
+        explicit_http_config::ProtocolConfig, ExplicitHttpConfig, UpstreamProtocolOptions,
+    };
+    let options = upstream_http::HttpProtocolOptions {
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(ProtocolConfig::Http2ProtocolOptions(Default::default())),
             },
-            "cds_config": {"ads": {}, "resource_api_version": "V3"},
-            "lds_config": {"ads": {}, "resource_api_version": "V3"},
-        },
-        "static_resources": {"clusters": [{
-            "name": "xds-grpc",
-            "type": "STATIC",
-            "connect_timeout": "1s",
-            "typed_extension_protocol_options": {
-                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                    "explicit_http_config": {"http2_protocol_options": {}},
-                },
+        )),
+        ..Default::default()
+    };
+    cluster::Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(cluster::cluster::ClusterDiscoveryType::Type(
+            cluster::cluster::DiscoveryType::Static as i32,
+        )),
+        connect_timeout: pb::seconds(1),
+        typed_extension_protocol_options: pb::map([(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions".to_string(),
+            pb::any(&options),
+        )]),
+        load_assignment: Some(endpoint::ClusterLoadAssignment {
+            cluster_name: name.into(),
+            endpoints: vec![endpoint::LocalityLbEndpoints {
+                lb_endpoints: vec![endpoint::LbEndpoint {
+                    host_identifier: Some(endpoint::lb_endpoint::HostIdentifier::Endpoint(
+                        endpoint::Endpoint {
+                            address: Some(address),
+                            ..Default::default()
+                        },
+                    )),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The bootstrap for `who`, typed.
+pub fn message(who: &Identity, opts: &Options) -> bootstrap::Bootstrap {
+    use core::api_config_source::ApiType;
+    use core::grpc_service::{EnvoyGrpc, TargetSpecifier};
+    let ads = || core::ConfigSource {
+        config_source_specifier: Some(core::config_source::ConfigSourceSpecifier::Ads(
+            core::AggregatedConfigSource {},
+        )),
+        resource_api_version: core::ApiVersion::V3 as i32,
+        ..Default::default()
+    };
+    let mut clusters = vec![grpc_cluster(
+        "xds-grpc",
+        pb::socket_address(&opts.xds.ip().to_string(), u32::from(opts.xds.port()))
+            .expect("an address"),
+    )];
+    if let Some(path) = &opts.sds_socket {
+        clusters.push(grpc_cluster(
+            crate::gen::SDS_CLUSTER,
+            core::Address {
+                address: Some(core::address::Address::Pipe(core::Pipe {
+                    path: path.display().to_string(),
+                    mode: 0,
+                })),
             },
-            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [
-                {"endpoint": {"address": {"socket_address": {"address": xds.ip().to_string(), "port_value": xds.port()}}}}
-            ]}]},
-        }]},
-    })
+        ));
+    }
+    bootstrap::Bootstrap {
+        node: Some(core::Node {
+            id: who.node_id(),
+            cluster: format!("{}.{}", who.name, who.namespace),
+            metadata: Some(pb::strings(
+                [
+                    ("NAMESPACE", who.namespace.as_str()),
+                    ("NAME", who.name.as_str()),
+                ]
+                .into_iter()
+                .chain(
+                    opts.sds_socket
+                        .is_none()
+                        .then_some((crate::gen::NO_WORKLOAD_CERTS, "none")),
+                ),
+            )),
+            ..Default::default()
+        }),
+        admin: Some(bootstrap::Admin {
+            address: pb::socket_address("127.0.0.1", u32::from(opts.admin)),
+            ..Default::default()
+        }),
+        dynamic_resources: Some(bootstrap::bootstrap::DynamicResources {
+            ads_config: Some(core::ApiConfigSource {
+                api_type: ApiType::Grpc as i32,
+                transport_api_version: core::ApiVersion::V3 as i32,
+                grpc_services: vec![core::GrpcService {
+                    target_specifier: Some(TargetSpecifier::EnvoyGrpc(EnvoyGrpc {
+                        cluster_name: "xds-grpc".into(),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }],
+                set_node_on_first_message_only: true,
+                ..Default::default()
+            }),
+            cds_config: Some(ads()),
+            lds_config: Some(ads()),
+            ..Default::default()
+        }),
+        static_resources: Some(bootstrap::bootstrap::StaticResources {
+            clusters,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The bootstrap for `who` as Envoy's JSON.
+pub fn envoy(who: &Identity, opts: &Options) -> Value {
+    weft_xds::message::to_json(&message(who, opts))
+        .expect("the bootstrap's messages are in weft-xds' descriptor set")
 }

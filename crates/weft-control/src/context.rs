@@ -10,6 +10,7 @@ use weft_api::Map;
 
 use weft_api::destination_rule::DestinationRule;
 use weft_api::gateway::Gateway;
+use weft_api::security::PeerAuthentication;
 use weft_api::sidecar::{OutboundMode, Sidecar};
 use weft_api::virtual_service::VirtualService;
 use weft_api::Spec;
@@ -66,6 +67,12 @@ pub struct Mesh {
     pub connect_timeout: String,
     /// `accessLogFile`: empty is no access log.
     pub access_log_file: String,
+    /// `trustDomain`: the domain of the mesh's SPIFFE identities.
+    pub trust_domain: String,
+    /// `enableAutoMtls`: clients use mutual TLS to every endpoint that
+    /// has a sidecar and accepts it, unless a DestinationRule says
+    /// otherwise.
+    pub enable_auto_mtls: bool,
 }
 
 impl Default for Mesh {
@@ -75,6 +82,8 @@ impl Default for Mesh {
             outbound_mode: OutboundMode::ALLOW_ANY,
             connect_timeout: "10s".into(),
             access_log_file: String::new(),
+            trust_domain: "cluster.local".into(),
+            enable_auto_mtls: true,
         }
     }
 }
@@ -88,6 +97,11 @@ pub struct Context {
     pub destination_rules: Vec<Named<DestinationRule>>,
     pub sidecars: Vec<Named<Sidecar>>,
     pub gateways: Vec<Named<Gateway>>,
+    /// In age order (the order objects were given: older first).
+    pub peer_authentications: Vec<Named<PeerAuthentication>>,
+    /// Kubernetes Secrets by namespace and name: what a `credentialName`
+    /// names.
+    pub secrets: HashMap<(String, String), Arc<weft_api::k8s_openapi::api::core::v1::Secret>>,
     index: Index,
     digests: Digests,
 }
@@ -99,6 +113,8 @@ pub struct Context {
 pub struct Digests {
     /// The mesh settings.
     pub mesh: u64,
+    /// Every PeerAuthentication (what an endpoint's mTLS mode reads).
+    pub peer_authentications: u64,
 }
 
 /// Lookups by host, so that generating for thousands of services stays
@@ -189,6 +205,18 @@ impl Context {
                 Spec::DestinationRule(dr) => ctx.destination_rules.push(named(r, dr)),
                 Spec::Sidecar(sc) => ctx.sidecars.push(named(r, sc)),
                 Spec::Gateway(gw) => ctx.gateways.push(named(r, gw)),
+                Spec::PeerAuthentication(pa) => ctx
+                    .peer_authentications
+                    .push(named(r, &Arc::new((**pa).clone()))),
+                Spec::Secret(secret) => {
+                    ctx.secrets.insert(
+                        (
+                            namespace_of(&r.object).to_string(),
+                            r.object.name().to_string(),
+                        ),
+                        Arc::new((**secret).clone()),
+                    );
+                }
                 _ => {}
             }
         }
@@ -219,9 +247,56 @@ impl Context {
                 ctx.mesh.outbound_mode == OutboundMode::ALLOW_ANY,
                 &ctx.mesh.connect_timeout,
                 &ctx.mesh.access_log_file,
+                &ctx.mesh.trust_domain,
+                ctx.mesh.enable_auto_mtls,
             )),
+            peer_authentications: digest_of(
+                &ctx.peer_authentications
+                    .iter()
+                    .map(|p| p.digest)
+                    .collect::<Vec<_>>(),
+            ),
         };
         ctx
+    }
+
+    /// The mutual-TLS modes of a workload in `namespace` with `labels`
+    /// (PeerAuthentication, by the mesh model's rules).
+    pub fn mtls_for(
+        &self,
+        namespace: &str,
+        labels: &impl weft_config::mesh::Labels,
+    ) -> weft_config::mesh::mtls::Effective {
+        let policies: Vec<weft_config::mesh::mtls::Policy> = self
+            .peer_authentications
+            .iter()
+            .map(|p| weft_config::mesh::mtls::Policy {
+                namespace: &p.namespace,
+                name: &p.name,
+                spec: &p.spec,
+            })
+            .collect();
+        weft_config::mesh::mtls::effective(&policies, &self.mesh.root_namespace, namespace, labels)
+    }
+
+    /// The SPIFFE identities of the instances behind a service port, which
+    /// a client accepts from it under mutual TLS.
+    pub fn identities_of(&self, service: &str, port: u32) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .registry
+            .endpoints_of(service, port)
+            .filter_map(|e| {
+                let sa = e.service_account.as_deref()?;
+                Some(crate::gen::spiffe(
+                    &self.mesh.trust_domain,
+                    &e.namespace,
+                    sa,
+                ))
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     pub fn digests(&self) -> &Digests {

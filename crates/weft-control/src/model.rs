@@ -92,6 +92,10 @@ pub struct Endpoint {
     pub labels: Labels,
     pub weight: Option<u32>,
     pub locality: Option<String>,
+    /// The instance's service account (a pod's, a WorkloadEntry's), whose
+    /// SPIFFE identity a client verifies it by under mutual TLS; none for
+    /// a host resolved by DNS.
+    pub service_account: Option<std::sync::Arc<str>>,
 }
 
 /// A workload a proxy may run for: a Pod or a WorkloadEntry.

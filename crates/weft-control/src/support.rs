@@ -4,18 +4,26 @@
 //! object is served without it. Kinds the control plane does not act on
 //! at all are reported the same way.
 
-use weft_api::destination_rule::{ClientTlsMode, TrafficPolicy};
-use weft_api::gateway::ServerTlsMode;
+use weft_api::destination_rule::{ClientTlsSettings, TrafficPolicy};
 use weft_api::{Kind, Spec};
 use weft_config::Resource;
 
+fn client_tls(tls: &ClientTlsSettings, at: &str, out: &mut Vec<(String, &'static str)>) {
+    if tls.ca_crl.is_some() {
+        out.push((
+            format!("{at}.tls.caCrl"),
+            "certificate revocation lists are not implemented: revoked certificates are accepted",
+        ));
+    }
+}
+
 fn traffic_policy(tp: &TrafficPolicy, at: &str, out: &mut Vec<(String, &'static str)>) {
     if let Some(tls) = &tp.tls {
-        if tls.mode.is_some_and(|m| m != ClientTlsMode::DISABLE) {
-            out.push((
-                format!("{at}.tls"),
-                "upstream TLS is not implemented: traffic stays plaintext",
-            ));
+        client_tls(tls, at, out);
+    }
+    for (i, pl) in tp.port_level_settings.iter().enumerate() {
+        if let Some(tls) = &pl.tls {
+            client_tls(tls, &format!("{at}.portLevelSettings[{i}]"), out);
         }
     }
     if let Some(lb) = &tp.load_balancer {
@@ -207,14 +215,10 @@ pub fn unsupported(r: &Resource) -> Vec<String> {
         }
         Spec::Gateway(gw) => {
             for (i, s) in gw.servers.iter().enumerate() {
-                let passthrough = s
-                    .tls
-                    .as_ref()
-                    .is_some_and(|t| t.mode == Some(ServerTlsMode::PASSTHROUGH));
-                if s.tls.is_some() && !passthrough {
+                if s.tls.as_ref().is_some_and(|t| t.ca_crl.is_some()) {
                     out.push((
-                        format!("spec.servers[{i}].tls"),
-                        "TLS termination on gateways is not implemented (PASSTHROUGH is): this server's port is not served",
+                        format!("spec.servers[{i}].tls.caCrl"),
+                        "certificate revocation lists are not implemented: revoked certificates are accepted",
                     ));
                 }
             }
@@ -222,8 +226,7 @@ pub fn unsupported(r: &Resource) -> Vec<String> {
         _ => {
             let ignored = matches!(
                 r.object.kind,
-                Kind::PeerAuthentication
-                    | Kind::AuthorizationPolicy
+                Kind::AuthorizationPolicy
                     | Kind::RequestAuthentication
                     | Kind::Telemetry
                     | Kind::EnvoyFilter
@@ -260,7 +263,7 @@ metadata: {name: reviews, namespace: default}
 spec:
   host: reviews
   trafficPolicy:
-    tls: {mode: ISTIO_MUTUAL}
+    tls: {mode: SIMPLE, caCrl: /etc/crl.pem}
     connectionPool:
       http: {maxRequestsPerConnection: 10}
   subsets:
@@ -277,9 +280,9 @@ spec:
     - destination: {host: reviews, subset: v1}
 ---
 apiVersion: security.istio.io/v1
-kind: PeerAuthentication
+kind: AuthorizationPolicy
 metadata: {name: default, namespace: istio-system}
-spec: {mtls: {mode: STRICT}}
+spec: {}
 ";
         let loaded = weft_config::load_str("rules.yaml", text, &Default::default());
         let found: Vec<String> = loaded
@@ -290,14 +293,14 @@ spec: {mtls: {mode: STRICT}}
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(
             found[0].starts_with(
-                "rules.yaml:7 (DestinationRule default/reviews) spec.trafficPolicy.tls:"
+                "rules.yaml:7 (DestinationRule default/reviews) spec.trafficPolicy.tls.caCrl:"
             ),
             "{found:#?}"
         );
         assert!(found[1].starts_with("rules.yaml:9 (DestinationRule default/reviews) spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection:"), "{found:#?}");
         assert!(
             found[2].contains(
-                "PeerAuthentication istio-system/default) spec: this kind is not acted on"
+                "AuthorizationPolicy istio-system/default) spec: this kind is not acted on"
             ),
             "{found:#?}"
         );

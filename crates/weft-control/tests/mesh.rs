@@ -227,6 +227,13 @@ async fn bookinfo_traffic_management_through_envoy_and_weft() {
             .collect();
     files.sort();
     for f in &files {
+        // ISTIO_MUTUAL is mutual TLS for real now, and these proxies have
+        // no certificate source (their bootstraps say so): Envoy refuses
+        // a cluster whose SDS cluster is missing, and so does weft. The
+        // mTLS sample runs with certificates in the mutual-TLS tests.
+        if f.ends_with("destination-rule-all-mtls.yaml") {
+            continue;
+        }
         let text = std::fs::read_to_string(f).unwrap();
         mesh.apply(&text).await;
     }

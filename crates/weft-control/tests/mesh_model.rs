@@ -34,6 +34,7 @@ fn listeners(yaml: &str, labels: &[(&str, &str)]) -> usize {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        workload_certs: true,
     };
     let out = weft_control::gen::gateway(&ctx, &proxy);
     out.get(&weft_xds::Kind::Listener).map_or(0, |l| l.len())

@@ -40,6 +40,20 @@ pub struct VirtualHost {
     /// Tell the client how many attempts were made.
     pub include_attempt_count_in_response: bool,
     pub typed_per_filter_config: PerFilterConfig,
+    /// Which requests must have come over TLS; the rest are redirected
+    /// to https (Istio's gateway `httpsRedirect`).
+    pub require_tls: TlsRequirement,
+}
+
+/// `VirtualHost.TlsRequirementType`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(non_camel_case_types)]
+pub enum TlsRequirement {
+    #[default]
+    NONE,
+    /// Requests the connection manager did not mark internal.
+    EXTERNAL_ONLY,
+    ALL,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -122,7 +122,15 @@ async fn start_proxy(who: &Identity, xds: SocketAddr) -> Result<weft_proxy::Runn
         node: who.node_id(),
         message,
     };
-    let text = bootstrap::envoy(who, xds, 0).to_string();
+    let text = bootstrap::envoy(
+        who,
+        &bootstrap::Options {
+            xds,
+            admin: 0,
+            sds_socket: None,
+        },
+    )
+    .to_string();
     let boot = weft_envoy::parse_bootstrap("bootstrap", &text).map_err(|e| fail(e.to_string()))?;
     let snapshot = weft_proxy::Snapshot::compile(&boot)
         .await

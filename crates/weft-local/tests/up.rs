@@ -338,7 +338,15 @@ async fn envoy_joins_as_the_gateway() {
         .expect("the plan still names the gateway")
         .clone();
     let admin = free_port();
-    let boot = envoy(&who, mesh.control.xds, admin).to_string();
+    let boot = envoy(
+        &who,
+        &weft_control::bootstrap::Options {
+            xds: mesh.control.xds,
+            admin,
+            sds_socket: None,
+        },
+    )
+    .to_string();
     let _envoy = weft_testkit::envoy::start_envoy(&boot, admin).await;
     let start = Instant::now();
     let page = loop {

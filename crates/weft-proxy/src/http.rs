@@ -326,7 +326,23 @@ where
         // default does.
         Routes::Rds(name) => snapshot.routes.get(name).unwrap_or(&EMPTY_ROUTES),
     };
-    let matched = table.virtual_host(&host).and_then(|vh| {
+    let vh = table.virtual_host(&host);
+    if let Some(vh) = vh {
+        let internal = req
+            .headers()
+            .get("x-envoy-internal")
+            .is_some_and(|v| v.as_bytes() == b"true");
+        if vh.redirects_to_tls(conn.tls.is_some(), internal) {
+            // Envoy's TLS redirect: the same authority and path over
+            // https, before any route is matched.
+            let mut resp = local_reply(&settings, 301, "");
+            if let Ok(v) = HeaderValue::from_str(&format!("https://{host}{path}")) {
+                resp.headers_mut().insert(LOCATION, v);
+            }
+            return (resp, outcome);
+        }
+    }
+    let matched = vh.and_then(|vh| {
         let view = RequestView {
             method: req.method().as_str(),
             authority: &host,

@@ -552,7 +552,9 @@ fn on_request(state: &State, id: u64, req: DiscoveryRequest) {
 /// A bootstrap that takes everything over ADS from `xds`.
 pub fn ads_bootstrap(node: &str, admin: u16, xds: SocketAddr) -> String {
     serde_json::json!({
-        "node": {"id": node, "cluster": "test"},
+        // No agent serves this node certificates: weft's control plane
+        // then leaves its auto mTLS and PERMISSIVE ports plaintext.
+        "node": {"id": node, "cluster": "test", "metadata": {"WEFT_WORKLOAD_CERTS": "none"}},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
         "dynamic_resources": {
             "ads_config": {

@@ -16,6 +16,7 @@
 pub mod ads;
 pub mod client;
 mod decode;
+pub mod message;
 
 pub use decode::{
     compare_decoders, decode, encode, encode_virtual_host, node, to_json, DecodeError, Kind,

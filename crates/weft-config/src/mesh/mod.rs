@@ -2,7 +2,8 @@
 //! configuration must read alike — which protocol a port speaks
 //! (`protocol`), what a label selector picks (`selector`), how a host is
 //! completed and compared, and the cluster domain (`host`), and who may
-//! see an exported object (`export`). Validation, `weft analyze` and the
+//! see an exported object (`export`), which mutual-TLS mode a workload
+//! port accepts (`mtls`). Validation, `weft analyze` and the
 //! control plane all ask these modules, as Istio's analyzers and pilot
 //! share one model, so no stage can read a port, selector or host
 //! differently from another.
@@ -13,6 +14,7 @@
 
 pub mod export;
 pub mod host;
+pub mod mtls;
 pub mod protocol;
 pub mod selector;
 

@@ -5,11 +5,12 @@
 //! fixed `PassthroughCluster` / `BlackHoleCluster`.
 
 use weft_api::destination_rule::{
-    ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, SimpleLb, TrafficPolicy,
+    ClientTlsSettings, ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, SimpleLb,
+    TrafficPolicy,
 };
 
 use super::pb::{self, cluster, core, endpoint, upstream_http};
-use super::{cluster_name, Proxy, Scope};
+use super::{cluster_name, tls, Proxy, Scope};
 use crate::context::Context;
 use crate::model::{Port, Resolution, Service};
 
@@ -39,6 +40,7 @@ pub(crate) struct Policy {
     pub load_balancer: Option<LoadBalancerSettings>,
     pub connection_pool: Option<ConnectionPoolSettings>,
     pub outlier_detection: Option<OutlierDetection>,
+    pub tls: Option<ClientTlsSettings>,
 }
 
 impl Policy {
@@ -52,6 +54,9 @@ impl Policy {
         if p.outlier_detection.is_some() {
             self.outlier_detection = p.outlier_detection.clone();
         }
+        if p.tls.is_some() {
+            self.tls = p.tls.clone();
+        }
         for pl in &p.port_level_settings {
             if pl.port.as_ref().map(|s| s.number) != Some(port) {
                 continue;
@@ -64,6 +69,9 @@ impl Policy {
             }
             if pl.outlier_detection.is_some() {
                 self.outlier_detection = pl.outlier_detection.clone();
+            }
+            if pl.tls.is_some() {
+                self.tls = pl.tls.clone();
             }
         }
     }
@@ -280,6 +288,8 @@ fn outbound(
         }
     }
     c.circuit_breakers = Some(breakers);
+    let auto = passthrough || !proxy.workload_certs;
+    client_tls(ctx, &mut c, service, port.number, &policy, !auto);
     if let Some(od) = &policy.outlier_detection {
         outlier(&mut c, od);
     }
@@ -310,6 +320,47 @@ fn outbound(
         )]);
     }
     Generated { cluster: c, eds }
+}
+
+/// A cluster's TLS: the DestinationRule's `tls` when it sets a mode;
+/// else, with auto mTLS on, mutual TLS to the endpoints that have a
+/// sidecar and accept it (their `tlsMode` metadata, see
+/// `endpoint::lb_endpoints`) and plaintext to the rest — Istio's
+/// `transport_socket_matches` — unless `auto_mtls` is off for this
+/// cluster (an ORIGINAL_DST cluster, or a proxy without certificates).
+fn client_tls(
+    ctx: &Context,
+    c: &mut cluster::Cluster,
+    service: &Service,
+    port: u32,
+    policy: &Policy,
+    auto_mtls: bool,
+) {
+    let sni = tls::mesh_sni(&c.name);
+    let explicit = policy.tls.as_ref().filter(|t| t.mode.is_some());
+    if let Some(t) = explicit {
+        let sans = ctx.identities_of(&service.hostname, port);
+        if let tls::Client::Tls(context) = tls::client(t, sni, &sans, &service.hostname) {
+            c.transport_socket = Some(tls::upstream_socket(&context));
+        }
+        return;
+    }
+    if !ctx.mesh.enable_auto_mtls || !auto_mtls || service.mesh_external {
+        return;
+    }
+    let sans = ctx.identities_of(&service.hostname, port);
+    c.transport_socket_matches = vec![
+        cluster::cluster::TransportSocketMatch {
+            name: "tlsMode-istio".into(),
+            r#match: Some(pb::strings([("tlsMode", "istio")])),
+            transport_socket: Some(tls::upstream_socket(&tls::mesh_client(sni, &sans))),
+        },
+        cluster::cluster::TransportSocketMatch {
+            name: "tlsMode-disabled".into(),
+            r#match: Some(pb::Struct::default()),
+            transport_socket: Some(tls::plaintext_socket()),
+        },
+    ];
 }
 
 fn load_balancer(c: &mut cluster::Cluster, lb: Option<&LoadBalancerSettings>) {

@@ -42,11 +42,23 @@ pub(crate) fn lb_endpoints(
         groups
             .entry(e.locality.clone().unwrap_or_default())
             .or_default()
-            .push(lb_endpoint(
-                &e.address,
-                e.port,
-                e.weight.filter(|w| *w > 0).and_then(pb::u32_value),
-            ));
+            .push({
+                let mut lb = lb_endpoint(
+                    &e.address,
+                    e.port,
+                    e.weight.filter(|w| *w > 0).and_then(pb::u32_value),
+                );
+                if takes_mesh_tls(ctx, e) {
+                    lb.metadata = Some(core::Metadata {
+                        filter_metadata: pb::map([(
+                            "envoy.transport_socket_match".to_string(),
+                            pb::strings([("tlsMode", "istio")]),
+                        )]),
+                        ..Default::default()
+                    });
+                }
+                lb
+            });
     }
     groups
         .into_iter()
@@ -63,6 +75,18 @@ pub(crate) fn lb_endpoints(
             ..Default::default()
         })
         .collect()
+}
+
+/// Whether a client's auto mTLS uses mutual TLS to an instance: it has a
+/// sidecar (Istio's `security.istio.io/tlsMode: istio` label), and its
+/// PeerAuthentication does not DISABLE mTLS on the port it listens on.
+fn takes_mesh_tls(ctx: &Context, e: &crate::model::Endpoint) -> bool {
+    use weft_config::mesh::mtls::TLS_MODE_LABEL;
+    e.labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio")
+        && ctx
+            .mtls_for(&e.namespace, &*e.labels)
+            .at(e.port)
+            .accepts_mtls()
 }
 
 /// One endpoint at `address:port`.

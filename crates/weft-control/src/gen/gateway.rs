@@ -8,15 +8,16 @@
 //! whose hosts overlap `host`; the virtual host is named by the narrower
 //! of the two; VirtualServices for the same host are merged in order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use weft_api::gateway::{Gateway, Server, ServerTlsMode};
+use weft_api::gateway::{Gateway, Server};
 use weft_config::host;
+use weft_xds::Kind;
 
 use super::l4::{self, chain};
 use super::listener::{self as listeners, http_manager, rds};
 use super::pb::{listener as lpb, route as rt};
-use super::{route, Output, Proxy, Scope};
+use super::{route, secret, tls, Output, Proxy, Scope};
 use crate::context::{bound_to, resolve_host, Context, Named};
 use crate::model::{exported_to, Protocol};
 
@@ -41,38 +42,78 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
     }
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
+    let mut credentials = BTreeSet::new();
     for (port, servers) in &by_port {
-        let (gw, first) = servers[0];
+        let (_, first) = servers[0];
         let protocol = Protocol::parse(&first.port.protocol);
-        let passthrough = first
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.mode == Some(ServerTlsMode::PASSTHROUGH));
-        if !passthrough
-            && (first.tls.is_some() || matches!(protocol, Protocol::Https | Protocol::Tls))
-        {
-            tracing::error!(
-                gateway = %format!("{}/{}", gw.namespace, gw.name),
-                port,
-                "TLS termination on gateway servers is not implemented by weft yet: port {port} not served"
-            );
-            continue;
-        }
         let bind = first.bind.clone().unwrap_or_else(|| "0.0.0.0".into());
         let name = format!("{bind}_{port}");
         let stat_prefix = format!("outbound_{name}");
         let mut listener = listeners::at(name, &bind, *port);
-        if passthrough {
-            let chains = passthrough_chains(ctx, proxy, *port, servers, &stat_prefix);
+        // An HTTP server's `tls` only carries `httpsRedirect`.
+        let is_tls = |s: &Server| {
+            matches!(
+                Protocol::parse(&s.port.protocol),
+                Protocol::Https | Protocol::Tls
+            )
+        };
+        if servers.iter().any(|(_, s)| is_tls(s)) {
+            // TLS servers on one port: a filter chain each, chosen by
+            // the name the client asks for (SNI); passthrough servers'
+            // `tls` routes beside them.
+            let mut chains = Vec::new();
+            let mut passthrough = Vec::new();
+            for (gw, s) in servers {
+                match s.tls.as_ref() {
+                    Some(t) if tls::terminates(t) => {
+                        if let Some(c) =
+                            terminated_chain(ctx, proxy, gw, s, t, &stat_prefix, &mut routes)
+                        {
+                            if chains.iter().any(|x: &lpb::FilterChain| {
+                                x.filter_chain_match == c.filter_chain_match
+                            }) {
+                                tracing::warn!(proxy = %proxy.id, port, gateway = %format!("{}/{}", gw.namespace, gw.name), "two TLS servers on one port ask for the same names; the first is served");
+                                continue;
+                            }
+                            credentials.extend(tls::server_credentials(t));
+                            chains.push(c);
+                        }
+                    }
+                    Some(_) => passthrough.push((*gw, *s)),
+                    None => {
+                        tracing::warn!(proxy = %proxy.id, port, "an {} server needs `tls`; not served", s.port.protocol)
+                    }
+                }
+            }
+            if !passthrough.is_empty() {
+                chains.extend(passthrough_chains(
+                    ctx,
+                    proxy,
+                    *port,
+                    &passthrough,
+                    &stat_prefix,
+                ));
+            }
             if chains.is_empty() {
-                tracing::warn!(proxy = %proxy.id, port, "no VirtualService tls route for this gateway port");
+                tracing::warn!(proxy = %proxy.id, port, "no TLS server or tls route to serve on this gateway port");
                 continue;
             }
             listener.listener_filters = vec![l4::tls_inspector()];
             listener.filter_chains = chains;
         } else if protocol.is_http() {
             let table = format!("http.{port}");
-            routes.push(http_table(ctx, proxy, &table, *port, servers));
+            let redirect = servers
+                .iter()
+                .all(|(_, s)| s.tls.as_ref().and_then(|t| t.https_redirect) == Some(true));
+            let mut t = http_table(ctx, proxy, &table, *port, servers);
+            if redirect {
+                // `httpsRedirect`: Envoy answers plaintext requests with a
+                // 301 to the same URL over https.
+                for vh in &mut t.virtual_hosts {
+                    vh.require_tls = rt::virtual_host::TlsRequirementType::All as i32;
+                }
+            }
+            routes.push(t);
             let hcm = http_manager(ctx, &stat_prefix, rds(&table), true);
             listener.filter_chains = vec![chain(None, vec![hcm])];
         } else {
@@ -94,7 +135,68 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
         outbound_mode: ctx.mesh.outbound_mode,
         services,
     };
-    super::output(ctx, super::clusters(ctx, proxy, &scope), listeners, routes)
+    let mut out = super::output(ctx, super::clusters(ctx, proxy, &scope), listeners, routes);
+    let (secrets, problems) = secret::resolve_all(ctx, &proxy.namespace, &credentials);
+    for p in problems {
+        tracing::error!(proxy = %proxy.id, "{p}: the servers naming it are not served until it is");
+    }
+    out.insert(
+        Kind::Secret,
+        secrets
+            .into_iter()
+            .map(|s| (s.name.clone(), super::Resource::Secret(Box::new(s))))
+            .collect(),
+    );
+    out
+}
+
+/// The filter chain of a server whose TLS the gateway terminates: its
+/// hosts as the SNI it answers to (`*` answers any), its certificate,
+/// and HTTP routes of its own (`https.PORT.NAME.GATEWAY.NS`, as Istio
+/// names them) or, for a TLS server, its VirtualServices' `tcp` routes.
+fn terminated_chain(
+    ctx: &Context,
+    proxy: &Proxy,
+    gw: &Named<Gateway>,
+    server: &Server,
+    t: &weft_api::gateway::ServerTlsSettings,
+    stat_prefix: &str,
+    routes: &mut Vec<rt::RouteConfiguration>,
+) -> Option<lpb::FilterChain> {
+    let port = server.port.number;
+    let protocol = Protocol::parse(&server.port.protocol);
+    let http = protocol == Protocol::Https || protocol.is_http();
+    let alpn: &[&str] = if http { &["h2", "http/1.1"] } else { &[] };
+    let context = tls::server(t, alpn)?;
+    let filter = if http {
+        let table = format!(
+            "https.{port}.{}.{}.{}",
+            server.port.name, gw.name, gw.namespace
+        );
+        routes.push(http_table(ctx, proxy, &table, port, &[(gw, server)]));
+        http_manager(ctx, stat_prefix, rds(&table), true)
+    } else {
+        tcp_filter(ctx, proxy, port, &[(gw, server)], stat_prefix)?
+    };
+    let mut names: Vec<String> = server
+        .hosts
+        .iter()
+        .map(|h| h.split_once('/').map_or(h.as_str(), |(_, h)| h).to_string())
+        .collect();
+    if names.iter().any(|n| n == "*") {
+        names.clear();
+    }
+    names.sort();
+    names.dedup();
+    Some(lpb::FilterChain {
+        filter_chain_match: Some(lpb::FilterChainMatch {
+            server_names: names,
+            ..Default::default()
+        }),
+        transport_socket: Some(tls::downstream_socket(&context)),
+        filters: vec![filter],
+        ..Default::default()
+    })
 }
 
 /// VirtualServices bound to `gw` that a server's `ns/host` entry admits,

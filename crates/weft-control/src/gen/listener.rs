@@ -17,9 +17,10 @@ use weft_api::sidecar::OutboundMode;
 
 use super::l4::{self, chain, tcp_proxy};
 use super::pb::{self, hcm, listener, route as rt};
-use super::{cluster_name, route, Egress, Proxy, Scope, Table};
+use super::{cluster_name, route, tls, Egress, Proxy, Scope, Table};
 use crate::context::Context;
 use crate::model::{Protocol, Service};
+use weft_config::mesh::mtls::Mode;
 
 use hcm::http_connection_manager::RouteSpecifier;
 
@@ -69,12 +70,49 @@ pub(crate) fn sidecar<'a>(
         } else {
             tcp_proxy(&format!("inbound_{bind}_{port}"), &cluster)
         };
-        listeners.push(listener::Listener {
-            filter_chains: vec![chain(None, vec![filter])],
-            ..at(format!("{bind}_{port}"), &bind, port)
-        });
+        let mut mode = ctx.mtls_for(&proxy.namespace, &proxy.labels).at(port);
+        if !proxy.workload_certs && mode == Mode::Permissive {
+            // Nothing to terminate mTLS with: serve the plaintext half.
+            mode = Mode::Disable;
+        } else if !proxy.workload_certs && mode == Mode::Strict {
+            tracing::error!(proxy = %proxy.id, port, "STRICT mTLS, and the proxy has no workload certificate: the port is not served until it has one");
+        }
+        listeners.push(inbound(
+            mode,
+            filter,
+            at(format!("{bind}_{port}"), &bind, port),
+        ));
     }
     (listeners, routes.into_values().collect())
+}
+
+/// An inbound listener's filter chains for the port's mutual-TLS mode
+/// (PeerAuthentication): DISABLE serves plaintext; STRICT only TLS
+/// connections, terminated with the workload's certificate and a client
+/// certificate from the mesh required; PERMISSIVE both on the one port,
+/// told apart by the TLS inspector — a mesh client's hello (its ALPN
+/// says `istio`) gets mutual TLS, anything else (plaintext, or an
+/// application's own TLS) goes to the plaintext chain untouched.
+fn inbound(mode: Mode, filter: listener::Filter, mut l: listener::Listener) -> listener::Listener {
+    let mtls = |alpn: &[&str]| listener::FilterChain {
+        filter_chain_match: Some(listener::FilterChainMatch {
+            transport_protocol: "tls".into(),
+            application_protocols: alpn.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }),
+        transport_socket: Some(tls::downstream_socket(&tls::mesh_server())),
+        filters: vec![filter.clone()],
+        ..Default::default()
+    };
+    l.filter_chains = match mode {
+        Mode::Disable => vec![chain(None, vec![filter.clone()])],
+        Mode::Strict => vec![mtls(&[])],
+        Mode::Permissive => vec![mtls(&tls::MESH_ALPN), chain(None, vec![filter.clone()])],
+    };
+    if mode != Mode::Disable {
+        l.listener_filters = vec![l4::tls_inspector()];
+    }
+    l
 }
 
 /// The distinct ports an egress listener serves, with the protocol of

@@ -24,13 +24,16 @@ mod endpoint;
 mod gateway;
 mod l4;
 mod listener;
-mod pb;
+pub(crate) mod pb;
 mod policy;
 mod route;
+mod secret;
 mod service;
+mod tls;
 
 pub use gateway::gateway;
 pub(crate) use service::{inputs as service_inputs, parts as service_parts};
+pub(crate) use tls::{spiffe, SDS_CLUSTER};
 
 /// What kind of proxy asks: a sidecar next to a workload, or a gateway
 /// (Istio's `router`).
@@ -50,7 +53,17 @@ pub struct Proxy {
     pub name: String,
     pub namespace: String,
     pub labels: weft_api::Map<String, String>,
+    /// Whether the proxy can get a workload certificate (its node has an
+    /// agent behind `sds-grpc`, as every Istio sidecar does). A proxy
+    /// whose bootstrap says it has none ([`NO_WORKLOAD_CERTS`]) is not
+    /// given configuration that waits for one: its auto mTLS and
+    /// PERMISSIVE ports stay plaintext; STRICT ports still demand mTLS.
+    pub workload_certs: bool,
 }
+
+/// Node metadata a bootstrap sets (to `"none"`) when the proxy has no
+/// certificate source.
+pub const NO_WORKLOAD_CERTS: &str = "WEFT_WORKLOAD_CERTS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
@@ -93,6 +106,7 @@ impl Proxy {
             name: name.to_string(),
             namespace: namespace.to_string(),
             labels,
+            workload_certs: true,
         })
     }
 }
@@ -104,6 +118,7 @@ pub enum Resource {
     ClusterLoadAssignment(pb::endpoint::ClusterLoadAssignment),
     Listener(Box<pb::listener::Listener>),
     RouteConfiguration(Box<pb::route::RouteConfiguration>),
+    Secret(Box<pb::tls::Secret>),
 }
 
 impl Resource {
@@ -113,6 +128,7 @@ impl Resource {
             Resource::ClusterLoadAssignment(_) => Kind::ClusterLoadAssignment,
             Resource::Listener(_) => Kind::Listener,
             Resource::RouteConfiguration(_) => Kind::RouteConfiguration,
+            Resource::Secret(_) => Kind::Secret,
         }
     }
 
@@ -123,6 +139,7 @@ impl Resource {
             Resource::ClusterLoadAssignment(a) => &a.cluster_name,
             Resource::Listener(l) => &l.name,
             Resource::RouteConfiguration(r) => &r.name,
+            Resource::Secret(s) => &s.name,
         }
     }
 
@@ -133,6 +150,7 @@ impl Resource {
             Resource::ClusterLoadAssignment(a) => a.encode_to_vec(),
             Resource::Listener(l) => l.encode_to_vec(),
             Resource::RouteConfiguration(r) => r.encode_to_vec(),
+            Resource::Secret(s) => s.encode_to_vec(),
         }
     }
 
@@ -270,11 +288,12 @@ pub fn shape(ctx: &Context, proxy: &Proxy) -> String {
             .sidecar_for(&proxy.namespace, &proxy.labels)
             .is_some_and(|s| s.spec.ingress.iter().any(|i| i.bind.is_none()));
     format!(
-        "{:?}|{}|{:?}|{}",
+        "{:?}|{}|{:?}|{}|{}",
         proxy.kind,
         proxy.namespace,
         proxy.labels,
-        if uses_ip { proxy.ip.as_str() } else { "" }
+        if uses_ip { proxy.ip.as_str() } else { "" },
+        proxy.workload_certs
     )
 }
 

@@ -28,12 +28,29 @@ pub(crate) use envoy_types::pb::envoy::extensions::filters::listener::tls_inspec
 pub(crate) use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 pub(crate) use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3 as tcp_proxy;
 pub(crate) use envoy_types::pb::envoy::extensions::retry::host::previous_hosts::v3 as previous_hosts;
+pub(crate) use envoy_types::pb::envoy::extensions::transport_sockets::raw_buffer::v3 as raw_buffer;
+pub(crate) use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
 pub(crate) use envoy_types::pb::envoy::extensions::upstreams::http::v3 as upstream_http;
 pub(crate) use envoy_types::pb::envoy::r#type::matcher::v3 as matcher;
 pub(crate) use envoy_types::pb::envoy::r#type::v3 as types;
 pub(crate) use envoy_types::pb::google::protobuf::{
-    Any, BoolValue, Duration, UInt32Value, UInt64Value,
+    Any, BoolValue, Duration, Struct, UInt32Value, UInt64Value,
 };
+
+/// A protobuf `Struct` of string values (metadata, match criteria).
+pub(crate) fn strings<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> Struct {
+    use envoy_types::pb::google::protobuf::{value::Kind, Value};
+    Struct {
+        fields: map(entries.into_iter().map(|(k, v)| {
+            (
+                k.to_string(),
+                Value {
+                    kind: Some(Kind::StringValue(v.to_string())),
+                },
+            )
+        })),
+    }
+}
 
 /// `message` packed into an `Any` under its own type URL
 /// (`type.googleapis.com/` and its full name, from `prost::Name`).

@@ -48,6 +48,8 @@ pub(crate) fn inputs(ctx: &Context, proxy: &Proxy, s: &Service) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     ctx.service_digest(s).hash(&mut h);
     ctx.digests().mesh.hash(&mut h);
+    ctx.digests().peer_authentications.hash(&mut h);
+    proxy.workload_certs.hash(&mut h);
     rule_digest(ctx, proxy, &s.hostname, &s.namespace).hash(&mut h);
     match ctx.virtual_service_for(&s.hostname, &proxy.namespace, "mesh") {
         None => 0u64.hash(&mut h),

@@ -89,6 +89,7 @@ struct Instance<'a> {
     ports: Option<&'a Map<String, u32>>,
     weight: Option<u32>,
     locality: Option<&'a str>,
+    service_account: &'a str,
 }
 
 impl<'a> Instance<'a> {
@@ -99,6 +100,7 @@ impl<'a> Instance<'a> {
             ports: Some(&e.ports),
             weight: e.weight,
             locality: e.locality.as_deref(),
+            service_account: e.service_account.as_deref().unwrap_or("default"),
         }
     }
 }
@@ -165,6 +167,7 @@ struct PodInfo<'a> {
     name: &'a str,
     ip: Option<&'a str>,
     labels: Map<String, String>,
+    account: &'a str,
 }
 
 impl Namespace {
@@ -181,6 +184,11 @@ impl Namespace {
                     name: r.object.name(),
                     ip: p.status.as_ref().and_then(|s| s.pod_ip.as_deref()),
                     labels: r.object.labels().clone().into(),
+                    account: p
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.as_deref())
+                        .unwrap_or("default"),
                 }),
                 _ => None,
             })
@@ -204,12 +212,7 @@ impl Namespace {
         }
         for p in &pods {
             if let Some(ip) = p.ip {
-                let account = p
-                    .pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.service_account_name.as_deref())
-                    .unwrap_or("default");
+                let account = p.account;
                 reg.workloads.push(Workload {
                     name: p.name.to_string(),
                     namespace: interner.str(p.namespace),
@@ -288,6 +291,7 @@ impl Namespace {
                                     labels: interner.labels(&p.labels),
                                     weight: None,
                                     locality: None,
+                                    service_account: Some(interner.str(p.account)),
                                 });
                             }
                         }
@@ -326,12 +330,12 @@ impl Namespace {
             .enumerate()
             .filter_map(|(i, p)| Some(((p.namespace, p.ip?), i)))
             .collect();
-        let pod_labels = |ns: &str, ip: &str, target: Option<&str>| {
+        let pod_of = |ns: &str, ip: &str, target: Option<&str>| {
             match target {
                 Some(name) => by_name.get(&(ns, name)),
                 None => by_ip.get(&(ns, ip)),
             }
-            .map(|i| &pods[*i].labels)
+            .map(|i| &pods[*i])
         };
         let no_labels = weft_api::Map::new();
         for r in resources {
@@ -399,8 +403,10 @@ impl Namespace {
             };
             let hostname = service_hostname(&svc_name, ns);
             for Listed { ip, pod, ports } in addrs {
-                let labels =
-                    interner.labels(pod_labels(ns, &ip, pod.as_deref()).unwrap_or(&no_labels));
+                let pod = pod_of(ns, &ip, pod.as_deref());
+                let labels = interner.labels(pod.map_or(&no_labels, |p| &p.labels));
+                // Istio's default for an address no pod explains.
+                let account = interner.str(pod.map_or("default", |p| p.account));
                 for (port_name, port) in &ports {
                     let Some(sp) = svc_ports.iter().find(|p| {
                         &p.name == port_name || (svc_ports.len() == 1 && ports.len() == 1)
@@ -416,6 +422,7 @@ impl Namespace {
                         labels: Arc::clone(&labels),
                         weight: None,
                         locality: None,
+                        service_account: Some(Arc::clone(&account)),
                     });
                 }
             }
@@ -485,6 +492,7 @@ impl Namespace {
                         ports: None,
                         weight: None,
                         locality: None,
+                        service_account: p.account,
                     });
                 }
             }
@@ -515,6 +523,7 @@ impl Namespace {
                         labels: interner.labels(&weft_api::Map::new()),
                         weight: None,
                         locality: None,
+                        service_account: None,
                     });
                 }
                 for i in &instances {
@@ -531,6 +540,7 @@ impl Namespace {
                         labels: interner.labels(i.labels),
                         weight: i.weight,
                         locality: i.locality.map(str::to_string),
+                        service_account: Some(interner.str(i.service_account)),
                     });
                 }
             }

@@ -241,6 +241,15 @@ impl AdsServer {
     }
 }
 
+/// Whether the node's bootstrap says it has no certificate source.
+pub(super) fn no_workload_certs(node: &envoy_types::pb::envoy::config::core::v3::Node) -> bool {
+    use envoy_types::pb::google::protobuf::value::Kind as V;
+    node.metadata
+        .as_ref()
+        .and_then(|m| m.fields.get(crate::gen::NO_WORKLOAD_CERTS))
+        .is_some_and(|v| matches!(&v.kind, Some(V::StringValue(s)) if s == "none"))
+}
+
 /// Node metadata `LABELS` (what pilot-agent sends) as a string map.
 pub(super) fn metadata_labels(
     node: &envoy_types::pb::envoy::config::core::v3::Node,

@@ -14,7 +14,7 @@ use weft_xds::Kind;
 
 use super::encode::{name_key, Encoded, KeyMap, KeySet, TypeEncoded};
 use super::wire;
-use super::{metadata_labels, AdsServer, ProxyStatus};
+use super::{metadata_labels, no_workload_certs, AdsServer, ProxyStatus};
 use crate::gen::Proxy;
 
 /// The names a proxy subscribes to, of one type.
@@ -388,8 +388,9 @@ impl AdsServer {
                 ));
             };
             let snap = self.snapshot();
-            let proxy = Proxy::from_node(&node.id, metadata_labels(node), &snap.ctx)
+            let mut proxy = Proxy::from_node(&node.id, metadata_labels(node), &snap.ctx)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            proxy.workload_certs = !no_workload_certs(node);
             tracing::info!(proxy = %proxy.id, delta = st.delta, "proxy connected");
             st.encoded = self.encoded(&snap, &proxy);
             st.version = snap.version;

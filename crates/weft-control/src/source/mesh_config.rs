@@ -44,6 +44,8 @@ pub fn mesh_config<R: AsRef<Resource>>(resources: &[R], problems: &mut Vec<Strin
         match (k.as_str(), &v) {
             ("rootNamespace", Value::String(s)) => mesh.root_namespace = s.clone(),
             ("accessLogFile", Value::String(s)) => mesh.access_log_file = s.clone(),
+            ("trustDomain", Value::String(s)) if !s.is_empty() => mesh.trust_domain = s.clone(),
+            ("enableAutoMtls", Value::Bool(b)) => mesh.enable_auto_mtls = *b,
             ("connectTimeout", Value::String(s)) => match weft_api::Duration::parse(s) {
                 Ok(d) => mesh.connect_timeout = crate::gen::dur(&d),
                 Err(e) => problems.push(format!("{} (ConfigMap istio) data.mesh.connectTimeout: {e}", r.origin)),

@@ -74,6 +74,9 @@ pub struct VirtualHost {
     /// `include_attempt_count_in_response`: and back to the client.
     pub attempt_count_downstream: bool,
     pub filters: PerFilter,
+    /// `require_tls`: which requests on a plaintext connection are
+    /// redirected to https.
+    pub require_tls: cfg::TlsRequirement,
 }
 
 #[derive(Debug)]
@@ -265,6 +268,7 @@ impl RouteTable {
                     .map_err(|e| format!("virtual_hosts[{i}].{e}"))?,
                 attempt_count_upstream: vh.include_request_attempt_count,
                 attempt_count_downstream: vh.include_attempt_count_in_response,
+                require_tls: vh.require_tls,
             }));
         }
         Ok(table)
@@ -279,6 +283,17 @@ impl RouteTable {
 }
 
 impl VirtualHost {
+    /// Whether a request must be redirected to https: the host requires
+    /// TLS of it (all requests, or those not marked internal) and the
+    /// connection is plaintext.
+    pub fn redirects_to_tls(&self, tls: bool, internal: bool) -> bool {
+        !tls && match self.require_tls {
+            cfg::TlsRequirement::NONE => false,
+            cfg::TlsRequirement::EXTERNAL_ONLY => !internal,
+            cfg::TlsRequirement::ALL => true,
+        }
+    }
+
     /// The first route that matches, in order.
     pub fn route(&self, req: &RequestView) -> Option<&Route> {
         let (path, query) = req
