@@ -230,11 +230,12 @@ async fn retries_and_per_try_timeouts_match_envoy() {
 
 /// The seeds' circuit-breaker walk-through: a DestinationRule with
 /// `maxConnections: 1` and `http1MaxPendingRequests: 1` becomes these
-/// thresholds; 20 requests at once to a backend that takes 300 ms each
+/// thresholds; 20 requests at once to a backend that takes 1.5 s each
 /// leave one on the connection and at most one pending, and the rest are
 /// refused at once with 503 (flag UO). Nothing frees a slot before all 20
-/// have arrived (they are sent within a few milliseconds; a slot frees
-/// after 300 ms), so each proxy refuses 18 or 19: Envoy counts the first
+/// have arrived (they are sent within a few milliseconds — well under
+/// 1.5 s even with both cores busy; 300 ms was once too short on a
+/// loaded machine), so each proxy refuses 18 or 19: Envoy counts the first
 /// request as pending until its new connection is up, so a second one
 /// arriving in that ~0.1 ms window overflows and Envoy refuses 19; weft
 /// counts a request as on its connection from the moment it may open
@@ -274,7 +275,7 @@ async fn circuit_breakers_trip_like_envoy() {
         ])
         .await;
     }
-    let slow = [("x-test-delay-ms", "300")];
+    let slow = [("x-test-delay-ms", "1500")];
     let mut shares = Vec::new();
     for s in &sides {
         let counts = burst(s, "/limited", 20, &slow).await;

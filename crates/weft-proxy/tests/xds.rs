@@ -458,16 +458,18 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
             )
         }
     };
-    // Each side is observed right after it ACKs, well inside its 3 s
+    // Each side is observed right after it ACKs, well inside its 10 s
     // timeout (the sides are pushed one after the other, so observing
-    // both after both pushes could see the first one's expire).
+    // both after both pushes could see the first one's expire). 3 s was
+    // once too short on a machine busy with two builds: Envoy's ACK and
+    // the three requests after it took longer than that.
     let mut before = Vec::new();
     for (s, (gives_up, waits)) in sides.iter().zip(&ports) {
         let mut lonely = eds_cluster("lonely");
-        lonely["eds_cluster_config"]["eds_config"]["initial_fetch_timeout"] = json!("3s");
+        lonely["eds_cluster_config"]["eds_config"]["initial_fetch_timeout"] = json!("10s");
         let mut late = rds_listener("late", *gives_up, "never");
         late["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"]
-            ["initial_fetch_timeout"] = json!("3s");
+            ["initial_fetch_timeout"] = json!("10s");
         let mut patient = rds_listener("patient", *waits, "never-either");
         patient["filter_chains"][0]["filters"][0]["typed_config"]["rds"]["config_source"]
             ["initial_fetch_timeout"] = json!("0s");
