@@ -6,7 +6,8 @@
 //! The modules form floors; each imports only from floors below it.
 //!
 //! 0. Types and tools: `error`, `body`, `headers`, `matchers`, `transport`
-//!    (the byte streams and what a connection carried), `io`, `stats`.
+//!    (the byte streams, plain or TLS, and what a connection carried),
+//!    `io`, `stats`.
 //! 1. Policies, each knowing only floor 0: `fault`, `ratelimit`, `cors`,
 //!    `retry`, `hashing`, `circuit`, `outlier`, `replay`, `stream_timers`,
 //!    `local_reply`, `access_log`.

@@ -150,7 +150,7 @@ impl Dynamic {
                 continue;
             }
             let at = format!("Cluster {name:?}");
-            let cluster = match Cluster::compile(c, &at, stats) {
+            let cluster = match Cluster::compile_in(c, &at, stats, &self.base.secrets) {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     refused.push((name.clone(), e.to_string()));
@@ -340,6 +340,7 @@ impl Dynamic {
                 &format!("Listener {name:?}"),
                 l,
                 &self.base.stats,
+                &self.base.secrets,
             ) {
                 Ok(c) => c,
                 Err(e) => {
@@ -385,7 +386,7 @@ impl Dynamic {
             warming_listeners: state.warming_listeners.keys().cloned().collect(),
             warming_clusters: state.warming_clusters.keys().cloned().collect(),
         };
-        Snapshot::assemble(
+        let mut s = Snapshot::assemble(
             listeners,
             clusters,
             state.routes.clone(),
@@ -393,7 +394,9 @@ impl Dynamic {
             Arc::clone(&base.stats),
             base.source.clone(),
             Some(Arc::new(xds)),
-        )
+        );
+        s.secrets = Arc::clone(&base.secrets);
+        s
     }
 
     async fn commit(&mut self, next: State) -> Result<(), String> {

@@ -7,6 +7,7 @@ use weft_yaml::PathSeg;
 
 mod filters;
 mod routes;
+mod tls;
 
 use routes::route_config;
 pub use routes::RETRY_ON;
@@ -82,6 +83,16 @@ pub fn bootstrap(b: &Bootstrap) -> Result<(), FieldError> {
                 .err(format!("duplicate listener name {:?}", l.name)));
         }
         listener(&at, l, &clusters)?;
+    }
+    let mut secrets = HashSet::new();
+    for (i, s) in b.static_resources.secrets.iter().enumerate() {
+        let at = root.key("secrets").idx(i);
+        tls::secret(&at, s)?;
+        if !secrets.insert(s.name.as_str()) {
+            return Err(at
+                .key("name")
+                .err(format!("duplicate secret name {:?}", s.name)));
+        }
     }
     dynamic_resources(b, &clusters)?;
     if let Some(admin) = &b.admin {
@@ -224,6 +235,10 @@ pub(crate) fn virtual_host_resource(vh: &crate::route::VirtualHost) -> Result<()
     routes::virtual_host(&At::default(), vh, &HashSet::new(), false)
 }
 
+pub(crate) fn secret_resource(s: &crate::tls::Secret) -> Result<(), FieldError> {
+    tls::secret(&At::default(), s)
+}
+
 pub(crate) fn cluster_resource(c: &Cluster) -> Result<(), FieldError> {
     cluster(&At::default(), c)
 }
@@ -242,6 +257,21 @@ pub(crate) fn route_configuration_resource(
 fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
     if c.name.is_empty() {
         return Err(at.key("name").err("a cluster needs a name"));
+    }
+    if let Some(ts) = &c.transport_socket {
+        tls::transport_socket(&at.key("transport_socket"), ts, tls::Side::Upstream)?;
+    }
+    for (i, m) in c.transport_socket_matches.iter().enumerate() {
+        let mat = at.key("transport_socket_matches").idx(i);
+        if m.name.is_empty() {
+            return Err(mat.key("name").err("a transport socket match needs a name"));
+        }
+        match &m.transport_socket {
+            Some(ts) => {
+                tls::transport_socket(&mat.key("transport_socket"), ts, tls::Side::Upstream)?
+            }
+            None => return Err(mat.key("transport_socket").err("required")),
+        }
     }
     for (i, t) in c
         .circuit_breakers
@@ -479,6 +509,9 @@ fn listener(at: &At, l: &Listener, clusters: &HashSet<&str>) -> Result<(), Field
                 .map(|c| (at.key("default_filter_chain"), c)),
         );
     for (cat, chain) in chains {
+        if let Some(ts) = &chain.transport_socket {
+            tls::transport_socket(&cat.key("transport_socket"), ts, tls::Side::Downstream)?;
+        }
         let n = chain.filters.len();
         if n == 0 {
             return Err(cat

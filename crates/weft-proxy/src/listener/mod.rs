@@ -68,7 +68,12 @@ impl ListenerConfig {
     }
 }
 
-pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, CompileError> {
+pub fn compile(
+    at: &str,
+    l: &Listener,
+    stats: &Store,
+    secrets: &crate::transport::Secrets,
+) -> Result<ListenerConfig, CompileError> {
     if l.per_connection_buffer_limit_bytes.is_some() {
         return Err(unsupported(
             format!("{at}.per_connection_buffer_limit_bytes"),
@@ -109,12 +114,12 @@ pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, 
                 message: format!("filter_chains[{j}] has the same matching rules; a connection could match either"),
             });
         }
-        compiled.push((m, FilterChain::compile(&cat, c, stats)?));
+        compiled.push((m, FilterChain::compile(&cat, c, stats, secrets)?));
     }
     let default = l
         .default_filter_chain
         .as_ref()
-        .map(|c| FilterChain::compile(&format!("{at}.default_filter_chain"), c, stats))
+        .map(|c| FilterChain::compile(&format!("{at}.default_filter_chain"), c, stats, secrets))
         .transpose()?;
     let addr = l
         .address
