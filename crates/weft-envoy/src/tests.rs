@@ -374,8 +374,11 @@ fn unimplemented_tls_fields_are_named() {
             format!("{up}.allow_renegotiation"),
         ),
         (
-            TLS_BOOT.replace("[{name: default}]", "[{name: default, sds_config: {ads: {}}}]"),
-            format!("{up}.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config"),
+            TLS_BOOT.replace(
+                "[{name: default}]",
+                "[{name: default, sds_config: {api_config_source: {api_type: GRPC}}}]",
+            ),
+            format!("{up}.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.api_config_source"),
         ),
         (
             TLS_BOOT.replace("require_client_certificate: true", "require_sni: true"),

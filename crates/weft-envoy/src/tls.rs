@@ -3,7 +3,7 @@
 //! `DownstreamTlsContext`), what they share (`CommonTlsContext`:
 //! certificates, validation, protocol parameters, ALPN) and `Secret`, a
 //! certificate or validation context delivered by name (from the
-//! bootstrap's `static_resources.secrets` or SDS).
+//! bootstrap's `static_resources.secrets` or SDS over ADS).
 //!
 //! The proxy builds TLS from these (weft-proxy's `transport::tls`);
 //! fields it does not implement are refused by name in [`crate::check`].

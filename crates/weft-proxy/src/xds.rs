@@ -12,7 +12,9 @@
 //! Warming, as Envoy: a new EDS cluster is not used until its endpoints
 //! arrive, a DNS cluster until its first resolution (which runs in the
 //! background, so no name holds up an update or its ACK), and a new
-//! listener is not bound until its RDS route tables arrive; a replaced
+//! listener is not bound until its RDS route tables and SDS secrets
+//! arrive (secrets live in slots shared by every snapshot, so a new
+//! version reaches new handshakes without recompiling anything); a replaced
 //! one keeps serving meanwhile. Each waits at most
 //! the initial fetch timeout of the config source it waits on (Envoy's
 //! default 15 s; `0s` waits for ever), then goes live without them.
@@ -360,6 +362,23 @@ impl Dynamic {
         promote_listeners(next);
     }
 
+    /// SDS secrets: each checked, then made current in its slot (new
+    /// handshakes use it; open connections keep theirs). A bad one is
+    /// refused on its own and the last good one stays. Listeners that
+    /// waited for one may go live.
+    fn apply_secrets(&self, next: &mut State, u: &Update, refused: &mut Refused) {
+        for name in &u.changed {
+            let Some(Resource::Secret(s)) = u.resources.get(name).map(|h| &*h.resource) else {
+                continue;
+            };
+            match crate::transport::check_secret(name, s) {
+                Ok(()) => self.base.secrets.sds().update(name, (**s).clone()),
+                Err(e) => refused.push((name.clone(), e.to_string())),
+            }
+        }
+        promote_listeners(next);
+    }
+
     /// The snapshot for `state`: the bootstrap's resources and the live
     /// dynamic ones.
     fn snapshot(&self, state: &State) -> Snapshot {
@@ -492,11 +511,12 @@ fn rds_wait(l: &weft_envoy::listener::Listener) -> Option<Duration> {
     wait.map(|w| if w.is_zero() { WARMING_TIMEOUT } else { w })
 }
 
-/// Listeners whose route tables have all arrived go live.
+/// Listeners whose route tables and SDS secrets have all arrived go
+/// live.
 fn promote_listeners(next: &mut State) {
     let routes = &next.routes;
     promote(&mut next.warming_listeners, &mut next.listeners, |l| {
-        l.rds_names().all(|r| routes.contains_key(r))
+        l.rds_names().all(|r| routes.contains_key(r)) && !l.secrets_pending()
     });
 }
 
@@ -550,8 +570,7 @@ impl weft_xds::client::Apply for Dynamic {
             }
             Kind::RouteConfiguration => self.apply_routes(&mut next, update, &mut refused),
             Kind::Listener => self.apply_listeners(&mut next, update, &mut refused),
-            // Kept by the ADS client; TLS comes later.
-            Kind::Secret => return Ok(refused),
+            Kind::Secret => self.apply_secrets(&mut next, update, &mut refused),
         }
         // What config_dump lists: a refused resource stays as delivered
         // before (or absent).
@@ -608,6 +627,7 @@ impl weft_xds::client::Apply for Dynamic {
         vec![
             (Kind::ClusterLoadAssignment, eds),
             (Kind::RouteConfiguration, rds),
+            (Kind::Secret, self.base.secrets.sds().names()),
         ]
     }
 

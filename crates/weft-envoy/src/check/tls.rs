@@ -188,16 +188,21 @@ fn common(at: &At, c: &CommonTlsContext) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// A secret by name: only the bootstrap's static secrets for now (SDS,
-/// over ADS or its own config source, is not implemented yet).
+/// A secret by name: the bootstrap's static secrets (no `sds_config`)
+/// or SDS over the ADS stream (`sds_config: {ads: {}}`); SDS from a
+/// config source of its own is not implemented yet.
 fn sds_secret(at: &At, s: &SdsSecretConfig) -> Result<(), FieldError> {
     if s.name.is_empty() {
         return Err(at.key("name").err("a secret needs a name"));
     }
-    if s.sds_config.is_some() {
-        return Err(at.key("sds_config").err(
-            "SDS is not implemented by weft yet; name a secret of static_resources.secrets (no sds_config)",
-        ));
+    if let Some(src) = &s.sds_config {
+        let sat = at.key("sds_config");
+        if src.api_config_source.is_some() {
+            return Err(sat.key("api_config_source").err(
+                "SDS from a config source of its own is not implemented by weft yet; use `ads: {}` or a static secret",
+            ));
+        }
+        super::config_source(&sat, src)?;
     }
     Ok(())
 }

@@ -51,6 +51,16 @@ pub struct ListenerFilters {
 }
 
 impl ListenerConfig {
+    /// Whether a filter chain waits for an SDS secret.
+    pub fn secrets_pending(&self) -> bool {
+        self.chains
+            .chains
+            .iter()
+            .map(|(_, c)| c)
+            .chain(self.chains.default.iter())
+            .any(|c| c.transport.pending())
+    }
+
     /// The RDS route tables this listener's connection managers use.
     pub fn rds_names(&self) -> impl Iterator<Item = &str> {
         self.chains

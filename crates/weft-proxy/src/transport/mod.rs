@@ -32,9 +32,13 @@ use crate::error::CompileError;
 use crate::io::Rewind;
 
 pub(crate) mod certs;
+mod params;
+mod secrets;
 pub(crate) mod tls;
+mod verify;
 
-pub use tls::Secrets;
+pub use secrets::Secrets;
+pub(crate) use tls::check_secret;
 
 /// A TLS session the proxy accepted: the bytes listener filters read
 /// (the ClientHello) are handed to the handshake first.
@@ -224,6 +228,14 @@ pub struct Accepted {
 }
 
 impl DownstreamTransport {
+    /// Whether it waits for an SDS secret.
+    pub fn pending(&self) -> bool {
+        match self {
+            DownstreamTransport::Plain => false,
+            DownstreamTransport::Tls(s) => s.pending(),
+        }
+    }
+
     pub fn compile(
         at: &str,
         ts: Option<&TransportSocket>,

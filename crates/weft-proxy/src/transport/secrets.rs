@@ -1,0 +1,131 @@
+//! Secrets by name for TLS contexts: the bootstrap's static secrets and
+//! the SDS slots (see [`super::tls`] for how contexts use them).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use weft_envoy::tls::{CommonTlsContext, SdsSecretConfig, Secret};
+
+use super::tls::config;
+use crate::error::CompileError;
+
+/// Why a context could not be built: its configuration, or an SDS
+/// secret that has not arrived yet.
+pub(crate) enum Fail {
+    Config(CompileError),
+    Pending(String),
+}
+
+impl From<CompileError> for Fail {
+    fn from(e: CompileError) -> Self {
+        Fail::Config(e)
+    }
+}
+
+/// Secrets by name, as TLS contexts name them: the bootstrap's
+/// `static_resources.secrets`, and the SDS slots (shared by every
+/// snapshot of a proxy). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    by_name: Arc<HashMap<String, Arc<Secret>>>,
+    sds: Arc<SdsSecrets>,
+}
+
+impl Secrets {
+    pub fn new(secrets: &[Secret]) -> Self {
+        Secrets {
+            by_name: Arc::new(
+                secrets
+                    .iter()
+                    .map(|s| (s.name.clone(), Arc::new(s.clone())))
+                    .collect(),
+            ),
+            sds: Default::default(),
+        }
+    }
+
+    /// The secrets SDS delivers.
+    pub fn sds(&self) -> &SdsSecrets {
+        &self.sds
+    }
+
+    /// The secret `s` names, as it is now.
+    pub(crate) fn get(&self, at: &str, s: &SdsSecretConfig) -> Result<Arc<Secret>, Fail> {
+        match &s.sds_config {
+            None => self.by_name.get(&s.name).cloned().ok_or_else(|| {
+                Fail::Config(config(
+                    format!("{at}.name"),
+                    format!("unknown secret {:?}", s.name),
+                ))
+            }),
+            Some(_) => self
+                .sds
+                .slot(&s.name)
+                .secret
+                .load_full()
+                .ok_or_else(|| Fail::Pending(s.name.clone())),
+        }
+    }
+
+    /// The SDS slots a context reads.
+    pub(crate) fn slots(&self, c: &CommonTlsContext) -> Vec<Arc<Slot>> {
+        c.tls_certificate_sds_secret_configs
+            .iter()
+            .chain(c.validation_secret())
+            .filter(|s| s.sds_config.is_some())
+            .map(|s| self.sds.slot(&s.name))
+            .collect()
+    }
+}
+
+/// One SDS secret: its latest good version, and a counter bumped on
+/// every change.
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    secret: ArcSwapOption<Secret>,
+    version: AtomicU64,
+}
+
+/// The SDS secrets of a proxy, by name; a slot exists once a context
+/// names it (what the xDS client subscribes to).
+#[derive(Debug, Default)]
+pub struct SdsSecrets {
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl SdsSecrets {
+    fn slot(&self, name: &str) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(slots.entry(name.to_string()).or_default())
+    }
+
+    /// The names contexts ask for.
+    pub fn names(&self) -> BTreeSet<String> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.keys().cloned().collect()
+    }
+
+    /// Makes `secret` the current version of `name` (the caller checked
+    /// it); new handshakes use it.
+    pub fn update(&self, name: &str, secret: Secret) {
+        let slot = self.slot(name);
+        slot.secret.store(Some(Arc::new(secret)));
+        slot.version.fetch_add(1, Ordering::Release);
+    }
+}
+
+pub(crate) fn versions(slots: &[Arc<Slot>]) -> Vec<u64> {
+    slots
+        .iter()
+        .map(|s| s.version.load(Ordering::Acquire))
+        .collect()
+}
+
+pub(crate) fn fresh(built: &[u64], slots: &[Arc<Slot>]) -> bool {
+    built
+        .iter()
+        .zip(slots)
+        .all(|(v, s)| *v == s.version.load(Ordering::Acquire))
+}

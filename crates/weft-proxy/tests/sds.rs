@@ -1,0 +1,206 @@
+//! SDS over ADS: a listener whose certificate is an SDS secret warms
+//! until the secret arrives, then serves; a new version of the secret
+//! is used by new handshakes while a stream of requests goes on without
+//! one failing; a bad secret (a key that is not the certificate's) is
+//! NACKed naming it and the last good one keeps serving. The client is
+//! a real Envoy verifying weft's certificate by its SANs.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use support::pair::{socket, HCM, ROUTER};
+use support::xds::{ads_bootstrap, start_weft_xds, WAIT};
+use support::*;
+use weft_testkit::ca::{Ca, Leaf, Validity};
+use weft_testkit::wait::wait_until;
+use weft_testkit::xds::FakeXds;
+use weft_xds::Kind;
+
+const UPSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
+const DOWNSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+
+fn hcm(routes: Value) -> Value {
+    json!({
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": HCM,
+            "stat_prefix": "sds",
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+            "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]}
+        }
+    })
+}
+
+fn cluster(name: &str, port: u16) -> Value {
+    json!({
+        "name": name, "type": "STATIC", "connect_timeout": "2s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": socket(port)}}]}]}
+    })
+}
+
+fn secret(leaf_chain: &str, key: &str) -> Value {
+    json!({"name": "default", "tls_certificate": {
+        "certificate_chain": {"inline_string": leaf_chain},
+        "private_key": {"inline_string": key}
+    }})
+}
+
+fn secret_of(l: &Leaf) -> Value {
+    secret(&l.chain_pem, &l.key_pem)
+}
+
+/// Envoy in front: `/a` expects weft's certificate to name good.test,
+/// `/r` rotated.test (only the second certificate does).
+fn client_bootstrap(listen: u16, admin: u16, weft: u16, root: &str) -> String {
+    let tls = |san: &str| {
+        json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": UPSTREAM_TLS,
+            "sni": "good.test",
+            "common_tls_context": {"validation_context": {
+                "trusted_ca": {"filename": root},
+                "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": san}}]
+            }}
+        }})
+    };
+    let mut a = cluster("a", weft);
+    a["transport_socket"] = tls("good.test");
+    let mut r = cluster("r", weft);
+    r["transport_socket"] = tls("rotated.test");
+    json!({
+        "admin": {"address": socket(admin)},
+        "static_resources": {
+            "listeners": [{"name": "front", "address": socket(listen), "filter_chains": [{"filters": [hcm(json!([
+                {"match": {"prefix": "/a"}, "route": {"cluster": "a"}},
+                {"match": {"prefix": "/r"}, "route": {"cluster": "r"}}
+            ]))]}]}],
+            "clusters": [a, r]
+        }
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn sds_secrets_warm_rotate_without_losing_requests_and_bad_ones_are_refused() {
+    let dir = TempDir::new("sds");
+    let root = Ca::root("sds root");
+    let inter = root.intermediate("sds intermediate");
+    let first = inter.leaf(&["good.test"], &[], Validity::Current);
+    let second = inter.leaf(&["good.test", "rotated.test"], &[], Validity::Current);
+    let stray = root.leaf(&["x.test"], &[], Validity::Current);
+    let root_pem = root.write(&dir.0, "root").display().to_string();
+    let echo = echo_backend("echo").await.port();
+
+    let xds = FakeXds::start().await;
+    let port = free_port();
+    xds.set(Kind::Cluster, cluster("echo", echo));
+    xds.set(
+        Kind::Listener,
+        json!({
+            "name": "tls",
+            "address": socket(port),
+            "filter_chains": [{
+                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                    "@type": DOWNSTREAM_TLS,
+                    "common_tls_context": {"tls_certificate_sds_secret_configs": [
+                        {"name": "default", "sds_config": {"ads": {}, "resource_api_version": "V3"}}
+                    ]}
+                }},
+                "filters": [hcm(json!([{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]))]
+            }]
+        }),
+    );
+    let weft = start_weft_xds(&ads_bootstrap("weft", free_port(), xds.addr)).await;
+    let v = xds.push();
+    xds.wait_ack("weft", Kind::Listener, &v, WAIT)
+        .await
+        .unwrap();
+    let bound = |name: &str| weft.shared.bound().iter().any(|(n, _)| n == name);
+    // Warming: the secret is asked for, the listener not bound yet.
+    wait_until("weft subscribes to secret \"default\"", WAIT, async || {
+        xds.received().iter().any(|r| {
+            r.request.type_url == Kind::Secret.type_url()
+                && r.request.resource_names.iter().any(|n| n == "default")
+        })
+    })
+    .await;
+    assert!(!bound("tls"), "the listener went live without its secret");
+
+    xds.set(Kind::Secret, secret_of(&first));
+    let v = xds.push();
+    xds.wait_ack("weft", Kind::Secret, &v, WAIT).await.unwrap();
+    wait_until("the listener goes live", WAIT, async || bound("tls")).await;
+
+    let (listen, admin) = (free_port(), free_port());
+    let envoy = start_envoy(&client_bootstrap(listen, admin, port, &root_pem), admin).await;
+    let url = |p: &str| format!("http://127.0.0.1:{listen}{p}");
+    assert_eq!(get(&url("/a"), &[]).await.map(|r| r.status), Ok(200));
+    assert_eq!(get(&url("/r"), &[]).await.map(|r| r.status), Ok(503));
+
+    // Rotation under a running stream of requests.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (served, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let stream = {
+        let (stop, served, failed, url) = (
+            Arc::clone(&stop),
+            Arc::clone(&served),
+            Arc::clone(&failed),
+            url("/a"),
+        );
+        tokio::spawn(async move {
+            for _ in 0..5000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                match get(&url, &[]).await {
+                    Ok(r) if r.status == 200 => served.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    wait_until("requests flow", WAIT, async || {
+        served.load(Ordering::Relaxed) > 0
+    })
+    .await;
+    xds.set(Kind::Secret, secret_of(&second));
+    let v = xds.push();
+    xds.wait_ack("weft", Kind::Secret, &v, WAIT).await.unwrap();
+    // A new handshake gets the new certificate.
+    wait_until(
+        "a new handshake sees the rotated certificate",
+        WAIT,
+        async || get(&url("/r"), &[]).await.map(|r| r.status) == Ok(200),
+    )
+    .await;
+    let before = served.load(Ordering::Relaxed);
+    wait_until("requests flow after the rotation", WAIT, async || {
+        served.load(Ordering::Relaxed) > before
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    stream.await.unwrap();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during the rotation"
+    );
+
+    // A bad secret is refused by name; the last good one keeps serving.
+    xds.set(Kind::Secret, secret(&second.chain_pem, &stray.key_pem));
+    xds.push();
+    let nack = xds.wait_nack("weft", Kind::Secret, WAIT).await.unwrap();
+    assert!(
+        nack.contains("\"default\"") && nack.contains("private_key"),
+        "{nack}"
+    );
+    assert_eq!(get(&url("/r"), &[]).await.map(|r| r.status), Ok(200));
+    assert_eq!(get(&url("/a"), &[]).await.map(|r| r.status), Ok(200));
+    drop(envoy);
+    weft.shared.shutdown();
+}
