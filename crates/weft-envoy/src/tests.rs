@@ -380,6 +380,11 @@ fn unimplemented_tls_fields_are_named() {
             ),
             format!("{up}.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.api_config_source"),
         ),
+        // SDS comes over ADS: a bootstrap without ADS cannot use it.
+        (
+            TLS_BOOT.replace("[{name: default}]", "[{name: default, sds_config: {ads: {}}}]"),
+            "dynamic_resources.ads_config".to_string(),
+        ),
         (
             TLS_BOOT.replace("require_client_certificate: true", "require_sni: true"),
             format!("{down}.require_sni"),

@@ -635,6 +635,17 @@ impl Cluster {
         let _ = rx.wait_for(|done| *done).await;
     }
 
+    /// Whether one of its transports waits for an SDS secret (the
+    /// cluster warms meanwhile).
+    pub fn secrets_pending(&self) -> bool {
+        let t = &self.transports;
+        t.matches
+            .iter()
+            .map(|(_, c)| c)
+            .chain(std::iter::once(&t.default))
+            .any(|c| c.transport.pending())
+    }
+
     /// A connection to one of its endpoints over the endpoint's
     /// transport (the TCP proxy's; HTTP goes through the endpoint's
     /// pool), within the connect timeout.

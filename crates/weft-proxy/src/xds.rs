@@ -168,7 +168,18 @@ impl Dynamic {
                         }
                         cluster.start_background();
                         next.warming_clusters.remove(name);
-                        Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
+                        if cluster.secrets_pending() {
+                            // Its SDS secrets have not arrived: it warms.
+                            next.warming_clusters.insert(
+                                name.clone(),
+                                Warming {
+                                    item: cluster,
+                                    until: Some(Instant::now() + WARMING_TIMEOUT),
+                                },
+                            );
+                        } else {
+                            Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
+                        }
                     }
                     None => {
                         cluster.start_background();
@@ -190,18 +201,21 @@ impl Dynamic {
                 None => {
                     cluster.start_background();
                     next.warming_clusters.remove(name);
-                    if cluster.is_initialized() {
+                    if cluster.is_initialized() && !cluster.secrets_pending() {
                         Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
                     } else {
                         // A DNS cluster warms until its first resolution,
                         // as Envoy's does, instead of holding up the
                         // update (and its ACK) while it resolves; what it
-                        // replaces keeps serving meanwhile.
-                        let (c, woken) = (Arc::clone(&cluster), Arc::clone(&self.woken));
-                        tokio::spawn(async move {
-                            c.initialized().await;
-                            woken.notify_one();
-                        });
+                        // replaces keeps serving meanwhile. A cluster
+                        // waiting for SDS secrets warms until they come.
+                        if !cluster.is_initialized() {
+                            let (c, woken) = (Arc::clone(&cluster), Arc::clone(&self.woken));
+                            tokio::spawn(async move {
+                                c.initialized().await;
+                                woken.notify_one();
+                            });
+                        }
                         next.warming_clusters.insert(
                             name.clone(),
                             Warming {
@@ -291,7 +305,7 @@ impl Dynamic {
         // Warm clusters go live.
         let assignments = &next.assignments;
         promote(&mut next.warming_clusters, &mut next.clusters, |c| {
-            c.eds_service().is_some_and(|s| assignments.contains_key(s))
+            c.eds_service().is_some_and(|s| assignments.contains_key(s)) && !c.secrets_pending()
         });
         Ok(())
     }
@@ -364,8 +378,8 @@ impl Dynamic {
 
     /// SDS secrets: each checked, then made current in its slot (new
     /// handshakes use it; open connections keep theirs). A bad one is
-    /// refused on its own and the last good one stays. Listeners that
-    /// waited for one may go live.
+    /// refused on its own and the last good one stays. Clusters and
+    /// listeners that waited for one may go live.
     fn apply_secrets(&self, next: &mut State, u: &Update, refused: &mut Refused) {
         for name in &u.changed {
             let Some(Resource::Secret(s)) = u.resources.get(name).map(|h| &*h.resource) else {
@@ -376,6 +390,14 @@ impl Dynamic {
                 Err(e) => refused.push((name.clone(), e.to_string())),
             }
         }
+        let assignments = &next.assignments;
+        promote(&mut next.warming_clusters, &mut next.clusters, |c| {
+            let endpoints = match c.eds_service() {
+                Some(s) => assignments.contains_key(s),
+                None => c.is_initialized(),
+            };
+            endpoints && !c.secrets_pending()
+        });
         promote_listeners(next);
     }
 
@@ -669,7 +691,7 @@ impl weft_xds::client::Apply for Dynamic {
         let now = Instant::now();
         let mut next = self.state.clone();
         promote(&mut next.warming_clusters, &mut next.clusters, |c| {
-            c.eds_service().is_none() && c.is_initialized()
+            c.eds_service().is_none() && c.is_initialized() && !c.secrets_pending()
         });
         let (clusters, listeners) = (
             due(&next.warming_clusters, now),

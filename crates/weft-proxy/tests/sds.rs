@@ -3,7 +3,8 @@
 //! is used by new handshakes while a stream of requests goes on without
 //! one failing; a bad secret (a key that is not the certificate's) is
 //! NACKed naming it and the last good one keeps serving. The client is
-//! a real Envoy verifying weft's certificate by its SANs.
+//! a real Envoy verifying weft's certificate by its SANs. A cluster
+//! whose trusted CA is an SDS secret warms until it comes.
 
 mod support;
 
@@ -202,5 +203,56 @@ async fn sds_secrets_warm_rotate_without_losing_requests_and_bad_ones_are_refuse
     assert_eq!(get(&url("/r"), &[]).await.map(|r| r.status), Ok(200));
     assert_eq!(get(&url("/a"), &[]).await.map(|r| r.status), Ok(200));
     drop(envoy);
+
+    // Upstream: a cluster whose trusted CA is an SDS secret (Istio's
+    // combined validation context) warms until the secret comes, then
+    // carries weft's own requests to its TLS listener.
+    xds.set(Kind::Secret, secret_of(&second));
+    let mut up = cluster("loop", port);
+    up["transport_socket"] = json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": UPSTREAM_TLS,
+        "sni": "good.test",
+        "common_tls_context": {"combined_validation_context": {
+            "default_validation_context": {"match_typed_subject_alt_names": [
+                {"san_type": "DNS", "matcher": {"exact": "rotated.test"}}]},
+            "validation_context_sds_secret_config": {
+                "name": "ROOTCA", "sds_config": {"ads": {}, "resource_api_version": "V3"}}
+        }}
+    }});
+    xds.set(Kind::Cluster, up);
+    // The cluster first: a listener naming a cluster not yet known is
+    // refused, and one push may deliver listeners before clusters.
+    let v = xds.push();
+    xds.wait_ack("weft", Kind::Cluster, &v, WAIT).await.unwrap();
+    let front = free_port();
+    xds.set(
+        Kind::Listener,
+        json!({"name": "front", "address": socket(front), "filter_chains": [{"filters": [
+            hcm(json!([{"match": {"prefix": "/"}, "route": {"cluster": "loop"}}]))]}]}),
+    );
+    let v = xds.push();
+    xds.wait_ack("weft", Kind::Listener, &v, WAIT)
+        .await
+        .unwrap();
+    wait_until("the front listener goes live", WAIT, async || {
+        bound("front")
+    })
+    .await;
+    assert!(
+        !weft.shared.snapshot.load().clusters.contains_key("loop"),
+        "the cluster went live without its secret"
+    );
+    let via_front = format!("http://127.0.0.1:{front}/");
+    assert_eq!(get(&via_front, &[]).await.map(|r| r.status), Ok(503));
+    xds.set(
+        Kind::Secret,
+        json!({"name": "ROOTCA", "validation_context": {"trusted_ca": {"inline_string": root.cert_pem()}}}),
+    );
+    let v = xds.push();
+    xds.wait_ack("weft", Kind::Secret, &v, WAIT).await.unwrap();
+    wait_until("the cluster goes live with its CA", WAIT, async || {
+        get(&via_front, &[]).await.map(|r| r.status) == Ok(200)
+    })
+    .await;
     weft.shared.shutdown();
 }

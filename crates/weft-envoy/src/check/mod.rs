@@ -129,7 +129,8 @@ fn dynamic_resources(b: &Bootstrap, clusters: &HashSet<&str>) -> Result<(), Fiel
                 .clusters
                 .iter()
                 .any(|c| c.eds_cluster_config.is_some())
-            || b.static_resources.listeners.iter().any(uses_rds);
+            || b.static_resources.listeners.iter().any(uses_rds)
+            || tls::uses_sds(b);
         if needs_ads {
             return Err(at
                 .key("ads_config")

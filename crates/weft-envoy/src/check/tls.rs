@@ -358,3 +358,34 @@ pub(crate) fn secret(at: &At, s: &Secret) -> Result<(), FieldError> {
         ),
     }
 }
+
+/// Whether a static listener or cluster names an SDS secret (which
+/// comes over ADS).
+pub(crate) fn uses_sds(b: &crate::Bootstrap) -> bool {
+    let r = &b.static_resources;
+    let chains = r
+        .listeners
+        .iter()
+        .flat_map(|l| l.filter_chains.iter().chain(l.default_filter_chain.iter()))
+        .filter_map(|c| c.transport_socket.as_ref());
+    let clusters = r.clusters.iter().flat_map(|c| {
+        c.transport_socket.iter().chain(
+            c.transport_socket_matches
+                .iter()
+                .filter_map(|m| m.transport_socket.as_ref()),
+        )
+    });
+    chains.chain(clusters).any(|ts| {
+        let common = match &ts.typed_config {
+            Some(TypedConfig::UpstreamTlsContext(u)) => u.common_tls_context.as_ref(),
+            Some(TypedConfig::DownstreamTlsContext(d)) => d.common_tls_context.as_ref(),
+            _ => None,
+        };
+        common.is_some_and(|c| {
+            c.tls_certificate_sds_secret_configs
+                .iter()
+                .chain(c.validation_secret())
+                .any(|s| s.sds_config.is_some())
+        })
+    })
+}

@@ -312,6 +312,14 @@ impl UpstreamTransport {
         }
     }
 
+    /// Whether it waits for an SDS secret.
+    pub fn pending(&self) -> bool {
+        match self {
+            UpstreamTransport::Plain => false,
+            UpstreamTransport::Tls(c) => c.pending(),
+        }
+    }
+
     /// The `:scheme` of requests sent over it.
     pub fn scheme(&self) -> &'static str {
         match self {

@@ -549,6 +549,12 @@ impl Client {
         }
     }
 
+    /// Whether an SDS secret it needs has not arrived yet (its cluster
+    /// warms).
+    pub(crate) fn pending(&self) -> bool {
+        !self.slots.is_empty() && self.current().is_err()
+    }
+
     /// The handshake over `tcp`; without `sni` no server name is sent
     /// (the address stands in, which rustls does not send).
     pub(crate) async fn connect(
