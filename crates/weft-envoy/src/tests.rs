@@ -376,9 +376,9 @@ fn unimplemented_tls_fields_are_named() {
         (
             TLS_BOOT.replace(
                 "[{name: default}]",
-                "[{name: default, sds_config: {api_config_source: {api_type: GRPC}}}]",
+                "[{name: default, sds_config: {api_config_source: {api_type: REST}}}]",
             ),
-            format!("{up}.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.api_config_source"),
+            format!("{up}.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.api_config_source.api_type"),
         ),
         // SDS comes over ADS: a bootstrap without ADS cannot use it.
         (

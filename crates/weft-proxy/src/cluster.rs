@@ -317,6 +317,11 @@ fn endpoint_addrs(
         for (j, e) in le.lb_endpoints.iter().enumerate() {
             let at = format!("endpoints[{i}].lb_endpoints[{j}].endpoint.address");
             let Some(sa) = &e.endpoint.address.socket_address else {
+                if e.endpoint.address.pipe.is_some() {
+                    // A Unix socket only a gRPC config source (SDS)
+                    // dials; requests find no endpoint here.
+                    continue;
+                }
                 return Err((at, "expected socket_address".into()));
             };
             let port = u16::try_from(sa.port_value)

@@ -18,7 +18,9 @@
 //! 3. The request path: `request` (a routed request's context),
 //!    `upstream_headers`, `router`, `http` (the connection manager), `tcp`.
 //! 4. Serving: `server` (listeners bound, connections served, snapshots
-//!    installed), `admin`, `xds` (updates compiled and installed).
+//!    installed), `admin`, `xds` (updates compiled and installed), `sds`
+//!    (secrets from a gRPC config source of their own, over a Unix
+//!    socket).
 
 // Floor 0.
 mod body;
@@ -59,6 +61,7 @@ mod upstream_headers;
 
 // Floor 4.
 pub mod admin;
+mod sds;
 mod server;
 pub mod xds;
 

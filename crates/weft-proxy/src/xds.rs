@@ -386,19 +386,11 @@ impl Dynamic {
                 continue;
             };
             match crate::transport::check_secret(name, s) {
-                Ok(()) => self.base.secrets.sds().update(name, (**s).clone()),
+                Ok(()) => self.base.secrets.sds().update(None, name, (**s).clone()),
                 Err(e) => refused.push((name.clone(), e.to_string())),
             }
         }
-        let assignments = &next.assignments;
-        promote(&mut next.warming_clusters, &mut next.clusters, |c| {
-            let endpoints = match c.eds_service() {
-                Some(s) => assignments.contains_key(s),
-                None => c.is_initialized(),
-            };
-            endpoints && !c.secrets_pending()
-        });
-        promote_listeners(next);
+        promote_ready(next);
     }
 
     /// The snapshot for `state`: the bootstrap's resources and the live
@@ -454,7 +446,8 @@ impl Dynamic {
 }
 
 /// Starts the ADS client a bootstrap's `dynamic_resources` asks for (none
-/// without `ads_config`) as a task; it runs until the proxy shuts down.
+/// without `ads_config`) as a task, and the SDS clients of gRPC config
+/// sources its TLS contexts name; they run until the proxy shuts down.
 /// The ADS cluster is a static one of the bootstrap; its first endpoint
 /// is dialled.
 pub fn spawn(
@@ -472,6 +465,8 @@ pub fn client(
     shared: &Arc<Shared>,
     bootstrap: &weft_envoy::Bootstrap,
 ) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, String> {
+    // SDS from its own gRPC sources runs beside ADS (or without it).
+    crate::sds::spawn(shared, bootstrap)?;
     let Some(dynamic) = &bootstrap.dynamic_resources else {
         return Ok(None);
     };
@@ -531,6 +526,20 @@ fn rds_wait(l: &weft_envoy::listener::Listener) -> Option<Duration> {
         }
     }
     wait.map(|w| if w.is_zero() { WARMING_TIMEOUT } else { w })
+}
+
+/// Clusters with their endpoints and secrets, then listeners with their
+/// route tables and secrets, go live.
+fn promote_ready(next: &mut State) {
+    let assignments = &next.assignments;
+    promote(&mut next.warming_clusters, &mut next.clusters, |c| {
+        let endpoints = match c.eds_service() {
+            Some(s) => assignments.contains_key(s),
+            None => c.is_initialized(),
+        };
+        endpoints && !c.secrets_pending()
+    });
+    promote_listeners(next);
 }
 
 /// Listeners whose route tables and SDS secrets have all arrived go
@@ -649,7 +658,7 @@ impl weft_xds::client::Apply for Dynamic {
         vec![
             (Kind::ClusterLoadAssignment, eds),
             (Kind::RouteConfiguration, rds),
-            (Kind::Secret, self.base.secrets.sds().names()),
+            (Kind::Secret, self.base.secrets.sds().names(&None)),
         ]
     }
 
@@ -681,18 +690,23 @@ impl weft_xds::client::Apply for Dynamic {
 
     fn warmed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let woken = Arc::clone(&self.woken);
-        async move { woken.notified().await }
+        let sds = Arc::clone(self.base.secrets.sds());
+        async move {
+            tokio::select! {
+                _ = woken.notified() => {}
+                _ = sds.changed() => {}
+            }
+        }
     }
 
-    /// DNS clusters that have resolved go live; what waited too long goes
+    /// DNS clusters that have resolved and what has its secrets go live;
+    /// what waited too long goes
     /// live without its resources: a cluster with no endpoints (503 UH),
     /// a listener whose missing route tables route nothing (404 NR).
     async fn expire(&mut self) {
         let now = Instant::now();
         let mut next = self.state.clone();
-        promote(&mut next.warming_clusters, &mut next.clusters, |c| {
-            c.eds_service().is_none() && c.is_initialized() && !c.secrets_pending()
-        });
+        promote_ready(&mut next);
         let (clusters, listeners) = (
             due(&next.warming_clusters, now),
             due(&next.warming_listeners, now),

@@ -256,3 +256,172 @@ async fn sds_secrets_warm_rotate_without_losing_requests_and_bad_ones_are_refuse
     .await;
     weft.shared.shutdown();
 }
+
+/// Istio's shape: secrets `default` (certificate) and `ROOTCA` (trusted
+/// CA) from the node agent's Unix socket through a static `sds-grpc`
+/// cluster. Envoy and weft run the same server bootstrap against the
+/// same fake agent; an Envoy client checks both, before and after a
+/// rotation; a bad secret is NACKed by both and weft names it.
+#[tokio::test]
+async fn sds_from_an_agent_socket_serves_rotates_and_refuses_as_envoy_does() {
+    let dir = TempDir::new("sds-agent");
+    let root = Ca::root("agent root");
+    let inter = root.intermediate("agent intermediate");
+    let spiffe = "spiffe://cluster.local/ns/default/sa/client";
+    let first = inter.leaf(&["good.test"], &[], Validity::Current);
+    let second = inter.leaf(&["good.test", "rotated.test"], &[], Validity::Current);
+    let client_cert = root
+        .leaf(&[], &[spiffe], Validity::Current)
+        .write(&dir.0, "client");
+    let stray = root.leaf(&["x.test"], &[], Validity::Current);
+    let root_pem = root.write(&dir.0, "root").display().to_string();
+    let echo = echo_backend("echo").await.port();
+
+    let sock = dir.0.join("sds.sock");
+    let agent = FakeXds::start_unix(&sock).await;
+    agent.set(Kind::Secret, secret_of(&first));
+    agent.set(
+        Kind::Secret,
+        json!({"name": "ROOTCA", "validation_context": {"trusted_ca": {"inline_string": root.cert_pem()}}}),
+    );
+    let sds = json!({
+        "api_config_source": {"api_type": "GRPC", "transport_api_version": "V3",
+            "grpc_services": [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]},
+        "resource_api_version": "V3"
+    });
+    let server = |node: &str, listen: u16, admin: u16| {
+        let mut sds_cluster = json!({
+            "name": "sds-grpc", "type": "STATIC", "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }
+            }
+        });
+        sds_cluster["load_assignment"] = json!({"cluster_name": "sds-grpc", "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"pipe": {"path": sock.display().to_string()}}}}]}]});
+        json!({
+            "node": {"id": node, "cluster": "test"},
+            "admin": {"address": socket(admin)},
+            "static_resources": {
+                "listeners": [{
+                    "name": "tls", "address": socket(listen),
+                    "filter_chains": [{
+                        "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                            "@type": DOWNSTREAM_TLS,
+                            "require_client_certificate": true,
+                            "common_tls_context": {
+                                "tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": sds}],
+                                "combined_validation_context": {
+                                    "default_validation_context": {"match_typed_subject_alt_names": [
+                                        {"san_type": "URI", "matcher": {"prefix": "spiffe://cluster.local/"}}]},
+                                    "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": sds}
+                                }
+                            }
+                        }},
+                        "filters": [hcm(json!([{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]))]
+                    }]
+                }],
+                "clusters": [cluster("echo", echo), sds_cluster]
+            }
+        })
+        .to_string()
+    };
+    let (ep, ea) = (free_port(), free_port());
+    let envoy_server = start_envoy(&server("envoy", ep, ea), ea).await;
+    let (wp, wa) = (free_port(), free_port());
+    let text = server("weft", wp, wa);
+    let boot = weft_envoy::parse_bootstrap("agent", &text).unwrap_or_else(|e| panic!("{e}"));
+    let snapshot = weft_proxy::Snapshot::compile(&boot).await.unwrap();
+    let weft = weft_proxy::start(snapshot).await.unwrap();
+    weft_proxy::xds::spawn(&weft.shared, &boot).unwrap();
+
+    // The client: to each server, verifying good.test (/a) or
+    // rotated.test (/r), with a SPIFFE client certificate.
+    let tls = |san: &str| {
+        json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": UPSTREAM_TLS,
+            "sni": "good.test",
+            "common_tls_context": {
+                "tls_certificates": [{"certificate_chain": {"filename": client_cert.cert.display().to_string()},
+                    "private_key": {"filename": client_cert.key.display().to_string()}}],
+                "validation_context": {
+                    "trusted_ca": {"filename": root_pem},
+                    "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": san}}]
+                }
+            }
+        }})
+    };
+    let mut clusters = Vec::new();
+    let mut routes = Vec::new();
+    for (side, port) in [("e", ep), ("w", wp)] {
+        for san in ["good.test", "rotated.test"] {
+            let name = format!("{}_{side}", &san[..1]);
+            let mut c = cluster(&name, port);
+            c["transport_socket"] = tls(san);
+            clusters.push(c);
+            routes.push(json!({"match": {"prefix": format!("/{}/{side}", &san[..1])}, "route": {"cluster": name}}));
+        }
+    }
+    let (cp, ca) = (free_port(), free_port());
+    let client_text = json!({
+        "admin": {"address": socket(ca)},
+        "static_resources": {
+            "listeners": [{"name": "front", "address": socket(cp), "filter_chains": [{"filters": [hcm(json!(routes))]}]}],
+            "clusters": clusters
+        }
+    })
+    .to_string();
+    let client = start_envoy(&client_text, ca).await;
+    let status = async |path: &str| {
+        get(&format!("http://127.0.0.1:{cp}{path}"), &[])
+            .await
+            .map(|r| r.status)
+    };
+    for side in ["e", "w"] {
+        let path = format!("/g/{side}");
+        wait_until(
+            &format!("{path} serves with the agent's secrets"),
+            WAIT,
+            async || status(&path).await == Ok(200),
+        )
+        .await;
+        assert_eq!(
+            status(&format!("/r/{side}")).await,
+            Ok(503),
+            "{side}: not rotated yet"
+        );
+    }
+
+    agent.set(Kind::Secret, secret_of(&second));
+    agent.push();
+    for side in ["e", "w"] {
+        let path = format!("/r/{side}");
+        wait_until(
+            &format!("{path}: a new handshake sees the rotated certificate"),
+            WAIT,
+            async || status(&path).await == Ok(200),
+        )
+        .await;
+    }
+
+    agent.set(Kind::Secret, secret(&second.chain_pem, &stray.key_pem));
+    agent.push();
+    let nack = agent.wait_nack("weft", Kind::Secret, WAIT).await.unwrap();
+    assert!(
+        nack.contains("\"default\"") && nack.contains("private_key"),
+        "{nack}"
+    );
+    agent.wait_nack("envoy", Kind::Secret, WAIT).await.unwrap();
+    for side in ["e", "w"] {
+        assert_eq!(
+            status(&format!("/g/{side}")).await,
+            Ok(200),
+            "{side}: the last good secret"
+        );
+    }
+    drop(client);
+    drop(envoy_server);
+    weft.shared.shutdown();
+}

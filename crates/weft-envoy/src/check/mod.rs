@@ -236,6 +236,43 @@ pub(crate) fn virtual_host_resource(vh: &crate::route::VirtualHost) -> Result<()
     routes::virtual_host(&At::default(), vh, &HashSet::new(), false)
 }
 
+/// SDS from a gRPC config source of its own (Istio's agent socket):
+/// state of the world over one `envoy_grpc` service.
+fn sds_api_source(at: &At, api: &crate::xds::ApiConfigSource) -> Result<(), FieldError> {
+    if api.api_type != ApiType::GRPC {
+        return Err(at
+            .key("api_type")
+            .err(format!("{:?}: weft's SDS client speaks GRPC", api.api_type)));
+    }
+    for (name, set) in [
+        ("cluster_names", !api.cluster_names.is_empty()),
+        ("refresh_delay", api.refresh_delay.is_some()),
+        ("request_timeout", api.request_timeout.is_some()),
+        ("rate_limit_settings", api.rate_limit_settings.is_some()),
+    ] {
+        if set {
+            return Err(at.key(name).err("not implemented by weft for SDS"));
+        }
+    }
+    let [g] = api.grpc_services.as_slice() else {
+        return Err(at
+            .key("grpc_services")
+            .err("expected exactly one gRPC service"));
+    };
+    let gat = at.key("grpc_services").idx(0);
+    if g.google_grpc.is_some() || g.envoy_grpc.is_none() {
+        return Err(gat
+            .key("envoy_grpc")
+            .err("required (google_grpc is not implemented by weft)"));
+    }
+    if !g.initial_metadata.is_empty() {
+        return Err(gat
+            .key("initial_metadata")
+            .err("not implemented by weft yet"));
+    }
+    Ok(())
+}
+
 pub(crate) fn secret_resource(s: &crate::tls::Secret) -> Result<(), FieldError> {
     tls::secret(&At::default(), s)
 }
@@ -450,6 +487,10 @@ fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
             .key("endpoint")
             .key("address");
         let Some(sa) = &e.endpoint.address.socket_address else {
+            // A Unix socket: what a gRPC config source (SDS) may dial.
+            if e.endpoint.address.pipe.is_some() && c.type_ == DiscoveryType::STATIC {
+                continue;
+            }
             return Err(eat.err("expected socket_address"));
         };
         if u16::try_from(sa.port_value).is_err() || sa.port_value == 0 {

@@ -188,21 +188,20 @@ fn common(at: &At, c: &CommonTlsContext) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// A secret by name: the bootstrap's static secrets (no `sds_config`)
-/// or SDS over the ADS stream (`sds_config: {ads: {}}`); SDS from a
-/// config source of its own is not implemented yet.
+/// A secret by name: the bootstrap's static secrets (no `sds_config`),
+/// SDS over the ADS stream (`sds_config: {ads: {}}`), or SDS from a gRPC
+/// config source of its own (`api_config_source` naming a static cluster,
+/// a Unix socket in Istio's bootstrap).
 fn sds_secret(at: &At, s: &SdsSecretConfig) -> Result<(), FieldError> {
     if s.name.is_empty() {
         return Err(at.key("name").err("a secret needs a name"));
     }
     if let Some(src) = &s.sds_config {
         let sat = at.key("sds_config");
-        if src.api_config_source.is_some() {
-            return Err(sat.key("api_config_source").err(
-                "SDS from a config source of its own is not implemented by weft yet; use `ads: {}` or a static secret",
-            ));
+        match &src.api_config_source {
+            Some(api) => super::sds_api_source(&sat.key("api_config_source"), api)?,
+            None => super::config_source(&sat, src)?,
         }
-        super::config_source(&sat, src)?;
     }
     Ok(())
 }
@@ -385,7 +384,7 @@ pub(crate) fn uses_sds(b: &crate::Bootstrap) -> bool {
             c.tls_certificate_sds_secret_configs
                 .iter()
                 .chain(c.validation_secret())
-                .any(|s| s.sds_config.is_some())
+                .any(|s| s.sds_config.as_ref().is_some_and(|c| c.ads.is_some()))
         })
     })
 }

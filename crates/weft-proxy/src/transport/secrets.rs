@@ -47,7 +47,7 @@ impl Secrets {
     }
 
     /// The secrets SDS delivers.
-    pub fn sds(&self) -> &SdsSecrets {
+    pub fn sds(&self) -> &Arc<SdsSecrets> {
         &self.sds
     }
 
@@ -60,9 +60,9 @@ impl Secrets {
                     format!("unknown secret {:?}", s.name),
                 ))
             }),
-            Some(_) => self
+            Some(src) => self
                 .sds
-                .slot(&s.name)
+                .slot(source(src), &s.name)
                 .secret
                 .load_full()
                 .ok_or_else(|| Fail::Pending(s.name.clone())),
@@ -74,8 +74,7 @@ impl Secrets {
         c.tls_certificate_sds_secret_configs
             .iter()
             .chain(c.validation_secret())
-            .filter(|s| s.sds_config.is_some())
-            .map(|s| self.sds.slot(&s.name))
+            .filter_map(|s| Some(self.sds.slot(source(s.sds_config.as_ref()?), &s.name)))
             .collect()
     }
 }
@@ -88,31 +87,61 @@ pub(crate) struct Slot {
     version: AtomicU64,
 }
 
-/// The SDS secrets of a proxy, by name; a slot exists once a context
-/// names it (what the xDS client subscribes to).
+/// Where an SDS secret comes from: the ADS stream (`None`) or the gRPC
+/// config source of this static cluster.
+pub type Source = Option<String>;
+
+fn source(c: &weft_envoy::xds::ConfigSource) -> Source {
+    c.api_config_source
+        .as_ref()
+        .and_then(|a| a.cluster())
+        .map(str::to_string)
+}
+
+/// The SDS secrets of a proxy, by source and name; a slot exists once a
+/// context names it (what the SDS clients subscribe to).
 #[derive(Debug, Default)]
 pub struct SdsSecrets {
-    slots: Mutex<HashMap<String, Arc<Slot>>>,
+    slots: Mutex<HashMap<(Source, String), Arc<Slot>>>,
+    /// Told when a secret changes (warming listeners and clusters look
+    /// again).
+    changed: tokio::sync::Notify,
 }
 
 impl SdsSecrets {
-    fn slot(&self, name: &str) -> Arc<Slot> {
+    fn slot(&self, source: Source, name: &str) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(slots.entry(name.to_string()).or_default())
+        Arc::clone(slots.entry((source, name.to_string())).or_default())
     }
 
-    /// The names contexts ask for.
-    pub fn names(&self) -> BTreeSet<String> {
+    /// The names contexts ask `source` for.
+    pub fn names(&self, source: &Source) -> BTreeSet<String> {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.keys().cloned().collect()
+        slots
+            .keys()
+            .filter(|(s, _)| s == source)
+            .map(|(_, n)| n.clone())
+            .collect()
     }
 
-    /// Makes `secret` the current version of `name` (the caller checked
-    /// it); new handshakes use it.
-    pub fn update(&self, name: &str, secret: Secret) {
-        let slot = self.slot(name);
+    /// The gRPC config sources (static clusters) secrets are asked of.
+    pub fn grpc_sources(&self) -> BTreeSet<String> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.keys().filter_map(|(s, _)| s.clone()).collect()
+    }
+
+    /// Makes `secret` the current version of `name` from `source` (the
+    /// caller checked it); new handshakes use it.
+    pub fn update(&self, source: Source, name: &str, secret: Secret) {
+        let slot = self.slot(source, name);
         slot.secret.store(Some(Arc::new(secret)));
         slot.version.fetch_add(1, Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    /// Resolves after the next change (or one not yet waited for).
+    pub async fn changed(&self) {
+        self.changed.notified().await
     }
 }
 
