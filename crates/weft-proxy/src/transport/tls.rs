@@ -294,7 +294,7 @@ impl Server {
             slots: secrets.slots(&c),
             built: ArcSwapOption::empty(),
         };
-        match server.build() {
+        match server.build(versions(&server.slots)) {
             Ok(b) => server.built.store(Some(Arc::new(b))),
             Err(Fail::Pending(_)) => {}
             Err(Fail::Config(e)) => return Err(e),
@@ -302,9 +302,8 @@ impl Server {
         Ok(server)
     }
 
-    fn build(&self) -> Result<ServerBuilt, Fail> {
+    fn build(&self, versions: Vec<u64>) -> Result<ServerBuilt, Fail> {
         let (at, ctx, secrets) = (&self.at, &self.ctx, &self.secrets);
-        let versions = versions(&self.slots);
         let cat = format!("{at}.common_tls_context");
         let c = ctx.common_tls_context.clone().unwrap_or_default();
         let (provider, tls_versions) = parameters(&cat, &c, false)?;
@@ -368,7 +367,8 @@ impl Server {
                 return Ok(Arc::clone(b));
             }
         }
-        match self.build() {
+        let now = versions(&self.slots);
+        match self.build(now.clone()) {
             Ok(b) => {
                 let b = Arc::new(b);
                 self.built.store(Some(Arc::clone(&b)));
@@ -382,9 +382,16 @@ impl Server {
                 match built {
                     // A checked secret that still does not build: the
                     // last configuration goes on.
+                    // Not tried again until a secret changes again.
                     Some(b) => {
                         tracing::warn!("TLS context {}: {why}; keeping the last one", self.at);
-                        Ok(b)
+                        let kept = Arc::new(ServerBuilt {
+                            versions: now,
+                            config: Arc::clone(&b.config),
+                            local_identities: Arc::clone(&b.local_identities),
+                        });
+                        self.built.store(Some(Arc::clone(&kept)));
+                        Ok(kept)
                     }
                     None => Err(std::io::Error::other(why)),
                 }
@@ -478,7 +485,7 @@ impl Client {
             built: ArcSwapOption::empty(),
             sni,
         };
-        match client.build() {
+        match client.build(versions(&client.slots)) {
             Ok(b) => client.built.store(Some(Arc::new(b))),
             Err(Fail::Pending(_)) => {}
             Err(Fail::Config(e)) => return Err(e),
@@ -486,9 +493,8 @@ impl Client {
         Ok(client)
     }
 
-    fn build(&self) -> Result<ClientBuilt, Fail> {
+    fn build(&self, versions: Vec<u64>) -> Result<ClientBuilt, Fail> {
         let (ctx, secrets) = (&self.ctx, &self.secrets);
-        let versions = versions(&self.slots);
         let cat = format!("{}.common_tls_context", self.at);
         let c = ctx.common_tls_context.clone().unwrap_or_default();
         let (provider, tls_versions) = parameters(&cat, &c, true)?;
@@ -527,7 +533,8 @@ impl Client {
                 return Ok(Arc::clone(b));
             }
         }
-        match self.build() {
+        let now = versions(&self.slots);
+        match self.build(now.clone()) {
             Ok(b) => {
                 let b = Arc::new(b);
                 self.built.store(Some(Arc::clone(&b)));
@@ -541,7 +548,12 @@ impl Client {
                 match built {
                     Some(b) => {
                         tracing::warn!("TLS context {}: {why}; keeping the last one", self.at);
-                        Ok(b)
+                        let kept = Arc::new(ClientBuilt {
+                            versions: now,
+                            config: Arc::clone(&b.config),
+                        });
+                        self.built.store(Some(Arc::clone(&kept)));
+                        Ok(kept)
                     }
                     None => Err(std::io::Error::other(why)),
                 }
