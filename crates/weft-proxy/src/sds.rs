@@ -4,11 +4,12 @@
 //! Unix socket (`pipe`) where the node agent serves
 //! `SecretDiscoveryService/StreamSecrets`. One client per such cluster
 //! runs state of the world (weft-xds' ADS state machine, SDS only),
-//! subscribes to the secret names its contexts use, checks each secret
+//! subscribes to the secret names its contexts use (and to those later
+//! contexts name, as they compile), checks each secret
 //! delivered and stores it in its slot (`transport::Secrets`), ACKs or
 //! NACKs naming what it refused, and reconnects with backoff.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,38 +61,80 @@ impl tower_service::Service<http::Uri> for UnixConnector {
     }
 }
 
-/// Starts an SDS client for each gRPC config source the configuration's
-/// TLS contexts name; each runs until the proxy shuts down. `Err` names
-/// a source whose cluster is not a static cluster with a Unix socket.
+/// Starts the SDS clients: one for each gRPC config source that TLS
+/// contexts name, now (the bootstrap's) or later (listeners and clusters
+/// from xDS, as Istio's are); each runs until the proxy shuts down.
+/// `Err` names a source of the bootstrap's contexts that is not a static
+/// cluster with a Unix socket (a later one is logged).
 pub fn spawn(shared: &Arc<Shared>, bootstrap: &weft_envoy::Bootstrap) -> Result<(), String> {
     let base = shared.snapshot.load_full();
     let secrets = Secrets::clone(&base.secrets);
-    for cluster in secrets.sds().grpc_sources() {
-        let path = bootstrap
-            .static_resources
-            .clusters
-            .iter()
-            .find(|c| c.name == cluster)
-            .and_then(|c| c.load_assignment.as_ref())
-            .and_then(|la| la.endpoints.first())
-            .and_then(|le| le.lb_endpoints.first())
-            .and_then(|e| e.endpoint.address.pipe.as_ref())
-            .map(|p| PathBuf::from(&p.path))
-            .ok_or_else(|| {
-                format!("SDS config source {cluster:?}: expected a static cluster whose endpoint is a Unix socket (pipe)")
-            })?;
-        let mut node = weft_xds::node(
-            bootstrap
-                .source
-                .get("node")
-                .unwrap_or(&serde_json::json!({})),
-        )
-        .map_err(|e| format!("node: {e}"))?;
-        node.user_agent_name = "weft".into();
-        let stop = shared.stopped();
-        tokio::spawn(run(cluster, path, node, secrets.clone(), stop));
+    let pipes: HashMap<String, PathBuf> = bootstrap
+        .static_resources
+        .clusters
+        .iter()
+        .filter_map(|c| {
+            let la = c.load_assignment.as_ref()?;
+            let e = la.endpoints.first()?.lb_endpoints.first()?;
+            let pipe = e.endpoint.address.pipe.as_ref()?;
+            Some((c.name.clone(), PathBuf::from(&pipe.path)))
+        })
+        .collect();
+    for source in secrets.sds().grpc_sources() {
+        if !pipes.contains_key(&source) {
+            return Err(unknown(&source));
+        }
     }
+    let mut node = weft_xds::node(
+        bootstrap
+            .source
+            .get("node")
+            .unwrap_or(&serde_json::json!({})),
+    )
+    .map_err(|e| format!("node: {e}"))?;
+    node.user_agent_name = "weft".into();
+    tokio::spawn(supervise(pipes, node, secrets, shared.stopped()));
     Ok(())
+}
+
+fn unknown(source: &str) -> String {
+    format!("SDS config source {source:?}: expected a static cluster whose endpoint is a Unix socket (pipe)")
+}
+
+/// Starts a client for each source as contexts come to name it.
+async fn supervise(
+    pipes: HashMap<String, PathBuf>,
+    node: weft_xds::ads::Node,
+    secrets: Secrets,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut started = BTreeSet::new();
+    loop {
+        let named = secrets.sds().named();
+        tokio::pin!(named);
+        named.as_mut().enable();
+        for source in secrets.sds().grpc_sources() {
+            if !started.insert(source.clone()) {
+                continue;
+            }
+            match pipes.get(&source) {
+                Some(path) => {
+                    tokio::spawn(run(
+                        source,
+                        path.clone(),
+                        node.clone(),
+                        secrets.clone(),
+                        stop.clone(),
+                    ));
+                }
+                None => tracing::warn!("{}", unknown(&source)),
+            }
+        }
+        tokio::select! {
+            _ = &mut named => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 async fn run(
@@ -151,7 +194,21 @@ async fn stream(
     tracing::info!(source = %cluster, path = %path.display(), "SDS: stream open");
     let no_clusters = HashSet::new();
     loop {
-        let Some(resp) = inbound.message().await? else {
+        let resp = tokio::select! {
+            m = inbound.message() => m?,
+            // A context compiled since names another secret.
+            _ = secrets.sds().named() => {
+                let now = secrets.sds().names(&source);
+                if now != names {
+                    names = now;
+                    if let Some(req) = ads.subscribe(Kind::Secret, names.clone()) {
+                        let _ = tx.send(req);
+                    }
+                }
+                continue;
+            }
+        };
+        let Some(resp) = resp else {
             return Err(SdsError::Closed);
         };
         *attempt = 0;

@@ -425,3 +425,94 @@ async fn sds_from_an_agent_socket_serves_rotates_and_refuses_as_envoy_does() {
     drop(envoy_server);
     weft.shared.shutdown();
 }
+
+/// Istio's listeners come over xDS and name the agent's secrets: the
+/// SDS client starts when a context first names its source, and the
+/// listener warms until the secret arrives from the agent socket.
+#[tokio::test]
+async fn an_xds_listener_naming_the_agents_secret_warms_until_the_agent_delivers_it() {
+    let dir = TempDir::new("sds-lds");
+    let root = Ca::root("lds root");
+    let leaf = root.leaf(&["good.test"], &[], Validity::Current);
+    let root_pem = root.write(&dir.0, "root").display().to_string();
+    let echo = echo_backend("echo").await.port();
+    let sock = dir.0.join("agent.sock");
+    let agent = FakeXds::start_unix(&sock).await;
+    let xds = FakeXds::start().await;
+    let port = free_port();
+    xds.set(Kind::Cluster, cluster("echo", echo));
+    xds.set(
+        Kind::Listener,
+        json!({
+            "name": "tls", "address": socket(port),
+            "filter_chains": [{
+                "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                    "@type": DOWNSTREAM_TLS,
+                    "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": {
+                        "api_config_source": {"api_type": "GRPC", "transport_api_version": "V3",
+                            "grpc_services": [{"envoy_grpc": {"cluster_name": "sds-grpc"}}]},
+                        "resource_api_version": "V3"}}]}
+                }},
+                "filters": [hcm(json!([{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]))]
+            }]
+        }),
+    );
+    let mut boot: Value =
+        serde_json::from_str(&ads_bootstrap("weft", free_port(), xds.addr)).unwrap();
+    boot["static_resources"]["clusters"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "name": "sds-grpc", "type": "STATIC", "connect_timeout": "1s",
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }
+            },
+            "load_assignment": {"cluster_name": "sds-grpc", "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"pipe": {"path": sock.display().to_string()}}}}]}]}
+        }));
+    let weft = start_weft_xds(&boot.to_string()).await;
+    let v = xds.push();
+    xds.wait_ack("weft", Kind::Listener, &v, WAIT)
+        .await
+        .unwrap();
+    let bound = || weft.shared.bound().iter().any(|(n, _)| n == "tls");
+    wait_until("weft asks the agent for \"default\"", WAIT, async || {
+        agent.received().iter().any(|r| {
+            r.request.type_url == Kind::Secret.type_url()
+                && r.request.resource_names.iter().any(|n| n == "default")
+        })
+    })
+    .await;
+    assert!(!bound(), "the listener went live without its secret");
+    agent.set(Kind::Secret, secret_of(&leaf));
+    agent.push();
+    wait_until("the listener goes live", WAIT, async || bound()).await;
+    let (cp, ca) = (free_port(), free_port());
+    let mut up = cluster("weft", port);
+    up["transport_socket"] = json!({"name": "envoy.transport_sockets.tls", "typed_config": {
+        "@type": UPSTREAM_TLS, "sni": "good.test",
+        "common_tls_context": {"validation_context": {"trusted_ca": {"filename": root_pem},
+            "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": "good.test"}}]}}
+    }});
+    let client_text = json!({
+        "admin": {"address": socket(ca)},
+        "static_resources": {
+            "listeners": [{"name": "front", "address": socket(cp), "filter_chains": [{"filters": [
+                hcm(json!([{"match": {"prefix": "/"}, "route": {"cluster": "weft"}}]))]}]}],
+            "clusters": [up]
+        }
+    })
+    .to_string();
+    let client = start_envoy(&client_text, ca).await;
+    assert_eq!(
+        get(&format!("http://127.0.0.1:{cp}/"), &[])
+            .await
+            .map(|r| r.status),
+        Ok(200)
+    );
+    drop(client);
+    weft.shared.shutdown();
+}

@@ -106,12 +106,22 @@ pub struct SdsSecrets {
     /// Told when a secret changes (warming listeners and clusters look
     /// again).
     changed: tokio::sync::Notify,
+    /// Told when a context names a secret not named before (the SDS
+    /// clients subscribe to it).
+    named: tokio::sync::Notify,
 }
 
 impl SdsSecrets {
     fn slot(&self, source: Source, name: &str) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(slots.entry((source, name.to_string())).or_default())
+        let key = (source, name.to_string());
+        if let Some(slot) = slots.get(&key) {
+            return Arc::clone(slot);
+        }
+        let slot = Arc::new(Slot::default());
+        slots.insert(key, Arc::clone(&slot));
+        self.named.notify_waiters();
+        slot
     }
 
     /// The names contexts ask `source` for.
@@ -142,6 +152,12 @@ impl SdsSecrets {
     /// Resolves after the next change (or one not yet waited for).
     pub async fn changed(&self) {
         self.changed.notified().await
+    }
+
+    /// Resolves when a context names a new secret (`enable` it before
+    /// looking at the names, to miss none).
+    pub fn named(&self) -> tokio::sync::futures::Notified<'_> {
+        self.named.notified()
     }
 }
 
