@@ -28,11 +28,9 @@ pub enum TypedConfig {
     CorsPolicy(Box<crate::filters::CorsPolicy>),
     /// The `raw_buffer` transport socket (plaintext).
     RawBuffer,
-    /// A TLS transport socket's context. Its fields are not read yet:
-    /// the proxy refuses TLS transport sockets by name until it carries
-    /// TLS.
-    UpstreamTlsContext,
-    DownstreamTlsContext,
+    /// A TLS transport socket's context (a cluster's, a filter chain's).
+    UpstreamTlsContext(Box<crate::tls::UpstreamTlsContext>),
+    DownstreamTlsContext(Box<crate::tls::DownstreamTlsContext>),
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -79,10 +77,10 @@ impl TypedConfig {
                 TypedConfig::RawBuffer
             }
             "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext" => {
-                TypedConfig::UpstreamTlsContext
+                TypedConfig::UpstreamTlsContext(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext" => {
-                TypedConfig::DownstreamTlsContext
+                TypedConfig::DownstreamTlsContext(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
                 if empty(&v) =>

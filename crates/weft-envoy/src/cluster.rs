@@ -30,6 +30,29 @@ pub struct Cluster {
     pub ring_hash_lb_config: Option<RingHashLbConfig>,
     pub maglev_lb_config: Option<MaglevLbConfig>,
     pub transport_socket: Option<crate::core::TransportSocket>,
+    /// Per-endpoint transport sockets, chosen by endpoint metadata under
+    /// `envoy.transport_socket_match`; the first match wins, none falls
+    /// back to `transport_socket`.
+    pub transport_socket_matches: Vec<TransportSocketMatch>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportSocketMatch {
+    pub name: String,
+    /// Key/value pairs the endpoint's metadata must all have (empty:
+    /// every endpoint).
+    #[serde(rename = "match")]
+    pub match_: serde_json::Map<String, serde_json::Value>,
+    pub transport_socket: Option<crate::core::TransportSocket>,
+}
+
+/// `envoy.config.core.v3.Metadata`: values by filter name.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metadata {
+    pub filter_metadata: serde_json::Map<String, serde_json::Value>,
+    pub typed_filter_metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -183,6 +206,7 @@ pub struct LocalityLbEndpoints {
     pub lb_endpoints: Vec<LbEndpoint>,
     pub load_balancing_weight: Option<u32>,
     pub priority: u32,
+    pub metadata: Option<Metadata>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -191,6 +215,7 @@ pub struct LbEndpoint {
     pub endpoint: Endpoint,
     pub load_balancing_weight: Option<u32>,
     pub health_status: Option<String>,
+    pub metadata: Option<Metadata>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

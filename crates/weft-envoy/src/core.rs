@@ -71,6 +71,16 @@ impl<'de> Deserialize<'de> for Int64 {
 #[serde(deny_unknown_fields, default)]
 pub struct Address {
     pub socket_address: Option<SocketAddress>,
+    /// A Unix domain socket; weft dials one only for a gRPC config
+    /// source (SDS from a local agent, as Istio's bootstrap has it).
+    pub pipe: Option<Pipe>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pipe {
+    pub path: String,
+    pub mode: u32,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -93,9 +103,10 @@ impl Address {
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.socket_address {
-            Some(sa) => write!(f, "{}:{}", sa.address, sa.port_value),
-            None => f.write_str("<none>"),
+        match (&self.socket_address, &self.pipe) {
+            (Some(sa), _) => write!(f, "{}:{}", sa.address, sa.port_value),
+            (None, Some(p)) => write!(f, "unix://{}", p.path),
+            (None, None) => f.write_str("<none>"),
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod listener;
 mod normalize;
 pub mod resource;
 pub mod route;
+pub mod tls;
 pub mod xds;
 
 use std::path::Path;
@@ -62,6 +63,8 @@ pub struct Admin {
 pub struct StaticResources {
     pub listeners: Vec<listener::Listener>,
     pub clusters: Vec<cluster::Cluster>,
+    /// Secrets that TLS contexts name without an `sds_config`.
+    pub secrets: Vec<tls::Secret>,
 }
 
 /// Why a configuration was not accepted. Always a configuration error,
@@ -88,6 +91,13 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+}
+
+/// A key as this model normalizes field names (`tlsMode` → `tls_mode`),
+/// for data maps (metadata) that went through that normalization and
+/// are compared with keys that did not.
+pub fn snake_case(key: &str) -> String {
+    normalize::to_snake(key)
 }
 
 /// Reads a bootstrap from a YAML or JSON file.

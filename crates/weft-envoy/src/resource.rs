@@ -57,6 +57,13 @@ pub fn check_route_configuration(
     check::route_configuration_resource(rc, clusters)
 }
 
+/// A secret from SDS (a certificate with its key, or a validation context).
+pub fn secret(value: Value) -> Result<crate::tls::Secret, FieldError> {
+    let s: crate::tls::Secret = decode(normalize::snake_case_keys(value))?;
+    check::secret_resource(&s)?;
+    Ok(s)
+}
+
 pub fn cluster_load_assignment(value: Value) -> Result<ClusterLoadAssignment, FieldError> {
     decode(normalize::snake_case_keys(value))
 }

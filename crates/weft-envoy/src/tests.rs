@@ -292,3 +292,126 @@ fn syntax_errors_and_empty_files() {
         Err(ConfigError::Syntax { .. })
     ));
 }
+
+const TLS_BOOT: &str = r#"
+static_resources:
+  secrets:
+  - {name: default, tls_certificate: {certificate_chain: {filename: /c.pem}, private_key: {filename: /k.pem}}}
+  - {name: ROOTCA, validation_context: {trusted_ca: {filename: /ca.pem}}}
+  clusters:
+  - name: c
+    transport_socket_matches:
+    - name: tlsMode-istio
+      match: {tlsMode: istio}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          sni: outbound_.9080_._.b.default.svc.cluster.local
+          common_tls_context:
+            alpnProtocols: [istio-peer-exchange, istio]
+            tls_certificate_sds_secret_configs: [{name: default}]
+            combined_validation_context:
+              default_validation_context:
+                match_typed_subject_alt_names: [{san_type: URI, matcher: {exact: "spiffe://cluster.local/ns/default/sa/b"}}]
+              validation_context_sds_secret_config: {name: ROOTCA}
+    - name: tlsMode-disabled
+      match: {}
+      transport_socket: {name: envoy.transport_sockets.raw_buffer}
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 1}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_params: {tls_minimum_protocol_version: TLSv1_2, cipher_suites: ["[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]"]}
+            tls_certificates: [{certificate_chain: {inline_string: x}, private_key: {inline_bytes: eA==}}]
+            validation_context: {trusted_ca: {filename: /ca.pem}}
+      filters:
+      - name: t
+        typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}
+"#;
+
+#[test]
+fn reads_tls_contexts_secrets_and_transport_socket_matches() {
+    let b = parse_bootstrap("tls.yaml", TLS_BOOT).expect("valid");
+    assert_eq!(b.static_resources.secrets.len(), 2);
+    let c = &b.static_resources.clusters[0];
+    assert_eq!(c.transport_socket_matches.len(), 2);
+    let Some(TypedConfig::UpstreamTlsContext(u)) = &c.transport_socket_matches[0]
+        .transport_socket
+        .as_ref()
+        .unwrap()
+        .typed_config
+    else {
+        panic!("an upstream TLS context");
+    };
+    let common = u.common_tls_context.as_ref().unwrap();
+    assert_eq!(common.alpn_protocols, ["istio-peer-exchange", "istio"]);
+    assert_eq!(common.validation_secret().unwrap().name, "ROOTCA");
+    assert_eq!(
+        common
+            .inline_validation()
+            .unwrap()
+            .match_typed_subject_alt_names[0]
+            .san_type,
+        crate::tls::SanType::URI
+    );
+}
+
+#[test]
+fn unimplemented_tls_fields_are_named() {
+    let up =
+        "static_resources.clusters[0].transport_socket_matches[0].transport_socket.typed_config";
+    let down = "static_resources.listeners[0].filter_chains[0].transport_socket.typed_config";
+    let cases = [
+        (
+            TLS_BOOT.replace("sni: outbound", "allow_renegotiation: true\n          sni: outbound"),
+            format!("{up}.allow_renegotiation"),
+        ),
+        (
+            TLS_BOOT.replace(
+                "[{name: default}]",
+                "[{name: default, sds_config: {api_config_source: {api_type: REST}}}]",
+            ),
+            format!("{up}.common_tls_context.tls_certificate_sds_secret_configs[0].sds_config.api_config_source.api_type"),
+        ),
+        // SDS comes over ADS: a bootstrap without ADS cannot use it.
+        (
+            TLS_BOOT.replace("[{name: default}]", "[{name: default, sds_config: {ads: {}}}]"),
+            "dynamic_resources.ads_config".to_string(),
+        ),
+        (
+            TLS_BOOT.replace("require_client_certificate: true", "require_sni: true"),
+            format!("{down}.require_sni"),
+        ),
+        (
+            TLS_BOOT.replace("{trusted_ca: {filename: /ca.pem}}\n", "{trusted_ca: {filename: /ca.pem}, crl: {filename: /crl}}\n"),
+            format!("{down}.common_tls_context.validation_context.crl"),
+        ),
+        (
+            TLS_BOOT.replace("private_key: {inline_bytes: eA==}", "private_key: {inline_bytes: eA==}, password: {inline_string: p}"),
+            format!("{down}.common_tls_context.tls_certificates[0].password"),
+        ),
+        (
+            TLS_BOOT.replace("{name: ROOTCA, validation_context", "{name: ROOTCA, tls_certificate: {certificate_chain: {filename: /c}, private_key: {filename: /k}}, validation_context"),
+            "static_resources.secrets[1]".to_string(),
+        ),
+        (
+            TLS_BOOT.replace(
+                "DownstreamTlsContext\n          require_client_certificate: true",
+                "UpstreamTlsContext",
+            ),
+            down.to_string(),
+        ),
+    ];
+    for (text, field) in cases {
+        assert!(text != TLS_BOOT, "{field}: the replacement did not apply");
+        let (got, _, message) = error(&text);
+        assert_eq!(got, field, "{message}");
+    }
+}

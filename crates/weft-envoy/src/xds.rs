@@ -22,7 +22,7 @@ pub struct DynamicResources {
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigSource {
     pub ads: Option<serde_json::Value>,
-    pub api_config_source: Option<serde_json::Value>,
+    pub api_config_source: Option<Box<ApiConfigSource>>,
     pub path: Option<String>,
     pub path_config_source: Option<serde_json::Value>,
     #[serde(rename = "self")]

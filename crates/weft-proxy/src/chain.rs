@@ -13,7 +13,7 @@ use crate::access_log::AccessLog;
 use crate::error::{reject, unsupported, CompileError};
 use crate::routes::RouteTable;
 use crate::stats::{HttpStats, Store, TcpStats};
-use crate::transport::DownstreamTransport;
+use crate::transport::{DownstreamTransport, Secrets};
 
 /// A filter chain: its transport and what serves its connections.
 #[derive(Debug)]
@@ -27,8 +27,9 @@ impl FilterChain {
         at: &str,
         chain: &weft_envoy::listener::FilterChain,
         stats: &Store,
+        secrets: &Secrets,
     ) -> Result<Self, CompileError> {
-        let transport = DownstreamTransport::compile(at, chain.transport_socket.as_ref())?;
+        let transport = DownstreamTransport::compile(at, chain.transport_socket.as_ref(), secrets)?;
         if chain.filters.len() > 1 {
             return Err(unsupported(
                 format!("{at}.filters"),

@@ -3,6 +3,10 @@
 //! re-resolution changes them, so picking an endpoint takes no lock.
 //! ORIGINAL_DST clusters have no set: each request's original destination
 //! becomes an endpoint on first use and is forgotten when unused.
+//! Each endpoint's transport (plain or TLS) is chosen when the endpoint
+//! is made — by its metadata under `envoy.transport_socket_match`
+//! against the cluster's `transport_socket_matches`, else the cluster's
+//! `transport_socket` — and its pool dials only that way.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,14 +17,14 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::{HeaderMap, HeaderName};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use weft_envoy::cluster::{self as cfg, DiscoveryType, LbPolicy};
 use weft_envoy::TypedConfig;
 
 use crate::body::Body;
 use crate::error::CompileError;
 use crate::stats::{ClusterStats, Store};
-use crate::transport::{Stream, UpstreamTransport};
+use crate::transport::{Secrets, Stream, UpstreamTransport};
 
 pub struct Endpoint {
     pub addr: SocketAddr,
@@ -68,78 +72,17 @@ fn by_family(found: Vec<SocketAddr>, family: cfg::DnsLookupFamily) -> Vec<Socket
     }
 }
 
-/// Dials one address whatever the URI says, over the cluster's
-/// transport.
-#[derive(Clone, Debug)]
-pub struct FixedConnector {
-    addr: SocketAddr,
-    connect: Arc<Connect>,
-}
-
-type Connecting =
-    std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<TokioIo<Stream>>> + Send>>;
-
-impl tower_service::Service<http::Uri> for FixedConnector {
-    type Response = TokioIo<Stream>;
-    type Error = std::io::Error;
-    type Future = Connecting;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: http::Uri) -> Connecting {
-        let addr = self.addr;
-        let connect = Arc::clone(&self.connect);
-        Box::pin(async move {
-            // Envoy counts attempts, failed ones included.
-            let stats = &connect.stats;
-            stats.upstream_cx_total.inc();
-            match connect.transport.connect(addr, connect.timeout).await {
-                Ok(s) => Ok(TokioIo::new(s)),
-                Err(e) => {
-                    stats.upstream_cx_connect_fail.inc();
-                    Err(e)
-                }
-            }
-        })
-    }
-}
-
-/// How a cluster's endpoints connect: every endpoint gets its own pool.
-#[derive(Debug)]
-struct Connect {
-    http2: bool,
-    timeout: Duration,
-    /// Plain or (later) TLS, decided when the cluster compiled.
-    transport: UpstreamTransport,
-    /// Counts connection attempts and failures.
-    stats: Arc<ClusterStats>,
-}
-
-trait MakeEndpoint {
-    fn endpoint(&self, addr: SocketAddr, hostname: Option<String>, weight: u32) -> Arc<Endpoint>;
-}
-
-impl MakeEndpoint for Arc<Connect> {
-    fn endpoint(&self, addr: SocketAddr, hostname: Option<String>, weight: u32) -> Arc<Endpoint> {
-        Arc::new(Endpoint {
-            addr,
-            hostname,
-            weight,
-            active: AtomicUsize::new(0),
-            client: std::sync::OnceLock::new(),
-            connect: Arc::clone(self),
-            used: AtomicBool::new(false),
-            outlier: Default::default(),
-        })
-    }
-}
+#[path = "cluster_connect.rs"]
+mod connect;
+pub use connect::FixedConnector;
+use connect::{key, Connect, MakeEndpoint, Transports};
 
 impl Endpoint {
+    /// The `:scheme` of requests sent to this endpoint (its transport's).
+    pub fn scheme(&self) -> &'static str {
+        self.connect.transport.scheme()
+    }
+
     /// The endpoint's connection pool.
     pub fn client(&self) -> &Client<FixedConnector, Body> {
         self.client.get_or_init(|| {
@@ -212,13 +155,16 @@ impl HostSet {
 /// are reused. Errors are (field path inside the assignment, message).
 fn static_endpoints(
     la: &cfg::ClusterLoadAssignment,
-    connect: &Arc<Connect>,
+    transports: &Transports,
     keep: &[Arc<Endpoint>],
 ) -> Result<Vec<Arc<Endpoint>>, (String, String)> {
     Ok(endpoint_addrs(la)?
         .into_iter()
-        .map(|(addr, weight)| {
-            let kept = keep.iter().find(|k| k.addr == addr && k.weight == weight);
+        .map(|(addr, weight, (locality, md))| {
+            let connect = transports.choose(locality, md);
+            let kept = keep
+                .iter()
+                .find(|k| k.addr == addr && k.weight == weight && Arc::ptr_eq(&k.connect, connect));
             match kept {
                 Some(k) => Arc::clone(k),
                 None => connect.endpoint(addr, None, weight),
@@ -226,6 +172,12 @@ fn static_endpoints(
         })
         .collect())
 }
+
+/// An endpoint's locality's metadata and its own.
+type Metadatas<'a> = (Option<&'a cfg::Metadata>, Option<&'a cfg::Metadata>);
+
+/// An endpoint of a load assignment: address, weight, metadata.
+type AssignedEndpoint<'a> = (SocketAddr, u32, Metadatas<'a>);
 
 /// Whether an EDS assignment can be used, before any cluster takes it.
 pub fn check_assignment(la: &cfg::ClusterLoadAssignment) -> Result<(), String> {
@@ -236,7 +188,7 @@ pub fn check_assignment(la: &cfg::ClusterLoadAssignment) -> Result<(), String> {
 
 fn endpoint_addrs(
     la: &cfg::ClusterLoadAssignment,
-) -> Result<Vec<(SocketAddr, u32)>, (String, String)> {
+) -> Result<Vec<AssignedEndpoint<'_>>, (String, String)> {
     let mut out = Vec::new();
     for (i, le) in la.endpoints.iter().enumerate() {
         if le.priority != 0 {
@@ -248,6 +200,11 @@ fn endpoint_addrs(
         for (j, e) in le.lb_endpoints.iter().enumerate() {
             let at = format!("endpoints[{i}].lb_endpoints[{j}].endpoint.address");
             let Some(sa) = &e.endpoint.address.socket_address else {
+                if e.endpoint.address.pipe.is_some() {
+                    // A Unix socket only a gRPC config source (SDS)
+                    // dials; requests find no endpoint here.
+                    continue;
+                }
                 return Err((at, "expected socket_address".into()));
             };
             let port = u16::try_from(sa.port_value)
@@ -261,6 +218,7 @@ fn endpoint_addrs(
             out.push((
                 SocketAddr::new(ip, port),
                 e.load_balancing_weight.unwrap_or(1).max(1),
+                (le.metadata.as_ref(), e.metadata.as_ref()),
             ));
         }
     }
@@ -272,6 +230,8 @@ struct DnsTarget {
     name: String,
     port: u16,
     weight: u32,
+    /// The transport its addresses use (by the endpoint's metadata).
+    connect: Arc<Connect>,
 }
 
 enum Source {
@@ -312,7 +272,7 @@ pub struct Cluster {
     pub name: String,
     hosts: ArcSwap<HostSet>,
     source: Source,
-    connect: Arc<Connect>,
+    transports: Transports,
     next: AtomicUsize,
     pub http2: bool,
     pub stats: Arc<ClusterStats>,
@@ -355,13 +315,33 @@ impl Cluster {
     /// Compiles a cluster; no I/O: a DNS cluster starts without
     /// endpoints and resolves once started.
     pub fn compile(c: &cfg::Cluster, at: &str, store: &Store) -> Result<Self, CompileError> {
-        Self::compile_with(c, at, store, system_resolver())
+        Self::compile_in(c, at, store, &Secrets::default())
+    }
+
+    /// Compiles a cluster whose TLS contexts may name `secrets`.
+    pub fn compile_in(
+        c: &cfg::Cluster,
+        at: &str,
+        store: &Store,
+        secrets: &Secrets,
+    ) -> Result<Self, CompileError> {
+        Self::build(c, at, store, secrets, system_resolver())
     }
 
     pub fn compile_with(
         c: &cfg::Cluster,
         at: &str,
         store: &Store,
+        resolver: Resolver,
+    ) -> Result<Self, CompileError> {
+        Self::build(c, at, store, &Secrets::default(), resolver)
+    }
+
+    fn build(
+        c: &cfg::Cluster,
+        at: &str,
+        store: &Store,
+        secrets: &Secrets,
         resolver: Resolver,
     ) -> Result<Self, CompileError> {
         let stats = ClusterStats::new(store, &c.name);
@@ -386,23 +366,36 @@ impl Cluster {
             .connect_timeout
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(5));
-        let transport = UpstreamTransport::compile(at, c.transport_socket.as_ref())?;
-        let connect = Arc::new(Connect {
-            http2,
-            timeout: connect_timeout,
-            transport,
-            stats: stats.clone(),
-        });
+        let connect = |at: &str, ts| -> Result<Arc<Connect>, CompileError> {
+            Ok(Arc::new(Connect {
+                http2,
+                timeout: connect_timeout,
+                transport: UpstreamTransport::compile(at, ts, secrets, http2)?,
+                stats: stats.clone(),
+            }))
+        };
+        let mut matches = Vec::new();
+        for (i, m) in c.transport_socket_matches.iter().enumerate() {
+            let mat = format!("{at}.transport_socket_matches[{i}]");
+            let want = m.match_.iter().map(|(k, v)| (key(k), v.clone())).collect();
+            matches.push((want, connect(&mat, m.transport_socket.as_ref())?));
+        }
+        let transports = Transports {
+            matches,
+            default: connect(at, c.transport_socket.as_ref())?,
+        };
         let mut endpoints = Vec::new();
         let mut targets = Vec::new();
         if c.type_ == DiscoveryType::STATIC {
             if let Some(la) = &c.load_assignment {
-                endpoints = static_endpoints(la, &connect, &[])
+                endpoints = static_endpoints(la, &transports, &[])
                     .map_err(|(field, m)| err(&format!("load_assignment.{field}"), m))?;
             }
         } else {
             for le in c.load_assignment.iter().flat_map(|la| &la.endpoints) {
                 for e in &le.lb_endpoints {
+                    let connect =
+                        Arc::clone(transports.choose(le.metadata.as_ref(), e.metadata.as_ref()));
                     let Some(sa) = &e.endpoint.address.socket_address else {
                         continue;
                     };
@@ -416,6 +409,7 @@ impl Cluster {
                         name: sa.address.clone(),
                         port,
                         weight: e.load_balancing_weight.unwrap_or(1).max(1),
+                        connect,
                     });
                 }
             }
@@ -500,7 +494,7 @@ impl Cluster {
             name: c.name.clone(),
             hosts: ArcSwap::from_pointee(HostSet::new(endpoints, &balance)),
             source,
-            connect,
+            transports,
             next: AtomicUsize::new(fastrand::usize(..1024)),
             http2,
             stats,
@@ -529,18 +523,23 @@ impl Cluster {
         let _ = rx.wait_for(|done| *done).await;
     }
 
-    /// The `:scheme` of requests sent to this cluster.
-    pub fn scheme(&self) -> &'static str {
-        self.connect.transport.scheme()
+    /// Whether one of its transports waits for an SDS secret (the
+    /// cluster warms meanwhile).
+    pub fn secrets_pending(&self) -> bool {
+        let t = &self.transports;
+        t.matches
+            .iter()
+            .map(|(_, c)| c)
+            .chain(std::iter::once(&t.default))
+            .any(|c| c.transport.pending())
     }
 
-    /// A connection to one of its endpoints (the TCP proxy's; HTTP goes
-    /// through the endpoint's pool), within the connect timeout.
-    pub async fn connect(&self, addr: SocketAddr) -> std::io::Result<Stream> {
-        self.connect
-            .transport
-            .connect(addr, self.connect.timeout)
-            .await
+    /// A connection to one of its endpoints over the endpoint's
+    /// transport (the TCP proxy's; HTTP goes through the endpoint's
+    /// pool), within the connect timeout.
+    pub async fn connect(&self, endpoint: &Endpoint) -> std::io::Result<Stream> {
+        let c = &endpoint.connect;
+        c.transport.connect(endpoint.addr, c.timeout).await
     }
 
     /// The ClusterLoadAssignment an EDS cluster takes its endpoints from.
@@ -557,7 +556,7 @@ impl Cluster {
     /// address is an error naming it.
     pub fn assign(&self, la: &cfg::ClusterLoadAssignment) -> Result<(), String> {
         let current = self.hosts.load_full();
-        let next = static_endpoints(la, &self.connect, &current.endpoints)
+        let next = static_endpoints(la, &self.transports, &current.endpoints)
             .map_err(|(field, m)| format!("{field}: {m}"))?;
         self.hosts
             .store(Arc::new(HostSet::new(next, &self.balance)));
@@ -626,10 +625,11 @@ impl Cluster {
                     e.addr == addr
                         && e.hostname.as_deref() == Some(t.name.as_str())
                         && e.weight == t.weight
+                        && Arc::ptr_eq(&e.connect, &t.connect)
                 });
                 next.push(match kept {
                     Some(e) => Arc::clone(e),
-                    None => self.connect.endpoint(addr, Some(t.name.clone()), t.weight),
+                    None => t.connect.endpoint(addr, Some(t.name.clone()), t.weight),
                 });
             }
         }
@@ -783,7 +783,7 @@ impl Cluster {
             e.used.store(true, Ordering::Relaxed);
             return Some(Arc::clone(e));
         }
-        let fresh = self.connect.endpoint(addr, None, 1);
+        let fresh = self.transports.default.endpoint(addr, None, 1);
         fresh.used.store(true, Ordering::Relaxed);
         let mut picked = Arc::clone(&fresh);
         hosts.rcu(|m| {

@@ -30,6 +30,11 @@ impl<S> Rewind<S> {
         }
     }
 
+    /// The stream under the rewound bytes.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// Records every read and write in `a`.
     pub fn tracked(mut self, a: Arc<Activity>) -> Self {
         self.activity = Some(a);

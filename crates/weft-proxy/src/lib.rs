@@ -6,7 +6,8 @@
 //! The modules form floors; each imports only from floors below it.
 //!
 //! 0. Types and tools: `error`, `body`, `headers`, `matchers`, `transport`
-//!    (the byte streams and what a connection carried), `io`, `stats`.
+//!    (the byte streams, plain or TLS, and what a connection carried),
+//!    `io`, `stats`.
 //! 1. Policies, each knowing only floor 0: `fault`, `ratelimit`, `cors`,
 //!    `retry`, `hashing`, `circuit`, `outlier`, `replay`, `stream_timers`,
 //!    `local_reply`, `access_log`.
@@ -17,7 +18,9 @@
 //! 3. The request path: `request` (a routed request's context),
 //!    `upstream_headers`, `router`, `http` (the connection manager), `tcp`.
 //! 4. Serving: `server` (listeners bound, connections served, snapshots
-//!    installed), `admin`, `xds` (updates compiled and installed).
+//!    installed), `admin`, `xds` (updates compiled and installed), `sds`
+//!    (secrets from a gRPC config source of their own, over a Unix
+//!    socket).
 
 // Floor 0.
 mod body;
@@ -58,6 +61,7 @@ mod upstream_headers;
 
 // Floor 4.
 pub mod admin;
+mod sds;
 mod server;
 pub mod xds;
 

@@ -175,7 +175,7 @@ where
         fwd.regex_rewrite.as_ref(),
     );
     let new_host = upstream_host(fwd, &first, r.host);
-    parts.uri = request_uri(cluster.scheme(), &new_host, &new_path, &first)?;
+    parts.uri = request_uri(first.scheme(), &new_host, &new_path, &first)?;
     upstream_headers::shape(
         &mut parts.headers,
         &upstream_headers::Shaping {
@@ -256,7 +256,7 @@ where
         let mut up = prepared.request(bodies.next(), last);
         if fwd.auto_host_rewrite && attempt > 1 {
             let host = upstream_host(fwd, &endpoint, r.host);
-            *up.uri_mut() = request_uri(cluster.scheme(), &host, &new_path, &endpoint)?;
+            *up.uri_mut() = request_uri(endpoint.scheme(), &host, &new_path, &endpoint)?;
             if !cluster.http2 {
                 if let Ok(v) = HeaderValue::from_str(&host) {
                     up.headers_mut().insert(HOST, v);
@@ -387,7 +387,7 @@ fn shadow(r: &Routed<'_>, fwd: &Forward, m: &Mirror, prepared: &Prepared, body: 
         let Ok(endpoint) = pick(&cluster, None, &[], original_dst, req.headers(), None) else {
             return;
         };
-        let Ok(uri) = request_uri(cluster.scheme(), &host, &path, &endpoint) else {
+        let Ok(uri) = request_uri(endpoint.scheme(), &host, &path, &endpoint) else {
             return;
         };
         *req.uri_mut() = uri;

@@ -323,18 +323,19 @@ async fn connection(
     let _active = ActiveGuard::new(&l.stats.downstream_cx_active);
     let original_dst = conn.facts.local.filter(|_| conn.facts.restored);
     let local = conn.facts.local;
-    let stream = match chain.transport.accept(conn.stream).await {
-        Ok(s) => s,
+    let accepted = match chain.transport.accept(conn.stream, conn.read).await {
+        Ok(a) => a,
         Err(e) => {
             tracing::debug!(listener = %l.name, "closing connection: transport: {e}");
             return;
         }
     };
+    let stream = accepted.stream;
     match &chain.terminal {
         Chain::Tcp(t) => {
             let stream = crate::tcp::Downstream {
                 stream,
-                early: conn.read,
+                early: accepted.early,
                 original_dst,
             };
             let closing = shared.closing(l);
@@ -342,12 +343,12 @@ async fn connection(
         }
         Chain::Http(h) => {
             let _ = stream.set_nodelay(true);
-            let io = crate::io::Rewind::new(conn.read, stream);
+            let io = crate::io::Rewind::new(accepted.early, stream);
             let info = Arc::new(ConnectionInfo {
                 peer,
                 original_dst,
                 local,
-                tls: None,
+                tls: accepted.tls,
             });
             let drain = (l.drain.subscribe(), shared.drain_time());
             serve_http(shared, Arc::clone(h), io, info, drain).await

@@ -15,6 +15,7 @@ use crate::listener::chains::ConnectionFacts;
 use crate::listener::ListenerConfig;
 use crate::routes::RouteTable;
 use crate::stats::Store;
+use crate::transport::Secrets;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -33,6 +34,9 @@ pub struct Snapshot {
     pub loaded: std::time::SystemTime,
     /// What xDS delivered, when the proxy has an xDS client.
     pub xds: Option<Arc<XdsDump>>,
+    /// The bootstrap's static secrets, which TLS contexts of dynamic
+    /// listeners and clusters may name too.
+    pub secrets: Arc<Secrets>,
 }
 
 /// Listeners by name and by address. The first listener of a name or
@@ -87,6 +91,7 @@ impl Snapshot {
     /// Compiles a bootstrap's static resources: pure, no I/O and nothing
     /// started.
     pub fn build(b: &Bootstrap, stats: Arc<Store>) -> Result<Self, CompileError> {
+        let secrets = Arc::new(Secrets::new(&b.static_resources.secrets));
         let mut clusters = HashMap::new();
         for (i, c) in b.static_resources.clusters.iter().enumerate() {
             let at = format!("static_resources.clusters[{i}]");
@@ -100,7 +105,7 @@ impl Snapshot {
                     ),
                 ],
             )?;
-            let cluster = Arc::new(Cluster::compile(c, &at, &stats)?);
+            let cluster = Arc::new(Cluster::compile_in(c, &at, &stats, &secrets)?);
             clusters.insert(c.name.clone(), cluster);
         }
         let mut listeners = Vec::new();
@@ -109,6 +114,7 @@ impl Snapshot {
                 &format!("static_resources.listeners[{i}]"),
                 l,
                 &stats,
+                &secrets,
             )?));
         }
         let admin = b
@@ -116,7 +122,7 @@ impl Snapshot {
             .as_ref()
             .and_then(|a| a.address.as_ref())
             .and_then(|a| a.socket_addr());
-        Ok(Snapshot::assemble(
+        let mut s = Snapshot::assemble(
             listeners,
             Arc::new(clusters),
             HashMap::new(),
@@ -124,7 +130,9 @@ impl Snapshot {
             stats,
             b.source.clone(),
             None,
-        ))
+        );
+        s.secrets = secrets;
+        Ok(s)
     }
 
     /// A snapshot with nothing in it, before the first configuration.
@@ -160,6 +168,7 @@ impl Snapshot {
             source,
             loaded: std::time::SystemTime::now(),
             xds,
+            secrets: Default::default(),
         }
     }
 
@@ -247,26 +256,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn tls_transport_sockets_are_refused_by_name_and_raw_buffer_is_plain() {
+    async fn transport_sockets_other_than_tls_and_raw_buffer_are_refused_by_name() {
+        // An upstream TLS context without validation compiles (Envoy's
+        // "verify nothing" client).
         let tls = "static_resources:\n  clusters: [{name: c, type: STATIC, transport_socket: {name: envoy.transport_sockets.tls, typed_config: {'@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, sni: x}}}]\n";
-        let e = compile_err(tls).await;
-        assert!(
-            e.contains("static_resources.clusters[0].transport_socket")
-                && e.contains("TLS transport socket \"envoy.transport_sockets.tls\""),
-            "{e}"
-        );
-        let chain = "static_resources:\n  clusters: [{name: c, type: STATIC}]\n  listeners: [{name: l, address: {socket_address: {address: 127.0.0.1, port_value: 1}}, filter_chains: [{transport_socket: {name: tls, typed_config: {'@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext}}, filters: [{name: t, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy, stat_prefix: t, cluster: c}}]}]}]\n";
-        let e = compile_err(chain).await;
-        assert!(
-            e.contains("static_resources.listeners[0].filter_chains[0].transport_socket")
-                && e.contains("not implemented by weft yet"),
-            "{e}"
-        );
+        assert_eq!(compile_err(tls).await, "");
         let plain = "static_resources:\n  clusters: [{name: c, type: STATIC, transport_socket: {name: envoy.transport_sockets.raw_buffer, typed_config: {'@type': type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}}, {name: d, type: STATIC, transport_socket: {name: envoy.transport_sockets.raw_buffer}}]\n";
         assert_eq!(compile_err(plain).await, "");
         let unnamed = "static_resources:\n  clusters: [{name: c, type: STATIC, transport_socket: {name: envoy.transport_sockets.alts}}]\n";
         assert!(compile_err(unnamed)
             .await
             .contains("transport socket \"envoy.transport_sockets.alts\" is not implemented"));
+        let unknown_secret = "static_resources:\n  clusters: [{name: c, type: STATIC, transport_socket: {name: tls, typed_config: {'@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext, common_tls_context: {validation_context_sds_secret_config: {name: ROOTCA}}}}}]\n";
+        let e = compile_err(unknown_secret).await;
+        assert!(
+            e.contains("common_tls_context.validation_context_sds_secret_config.name")
+                && e.contains("unknown secret \"ROOTCA\""),
+            "{e}"
+        );
     }
 }

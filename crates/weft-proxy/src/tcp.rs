@@ -88,7 +88,7 @@ async fn serve_inner(
         return (0, 0);
     };
     entry.upstream_host = Some(endpoint.addr.to_string());
-    let up = cluster.connect(endpoint.addr).await;
+    let up = cluster.connect(&endpoint).await;
     let mut up = match up {
         Ok(s) => s,
         Err(_) => {
@@ -134,6 +134,10 @@ async fn copy_until_idle(
             let (ar, aw) = a.split();
             let (br, bw) = b.split();
             join_halves((ar, aw), (br, bw), idle, closing).await
+        }
+        (a, b) => {
+            let (a, b) = (tokio::io::split(a), tokio::io::split(b));
+            join_halves(a, b, idle, closing).await
         }
     }
 }

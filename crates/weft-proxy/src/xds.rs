@@ -12,7 +12,9 @@
 //! Warming, as Envoy: a new EDS cluster is not used until its endpoints
 //! arrive, a DNS cluster until its first resolution (which runs in the
 //! background, so no name holds up an update or its ACK), and a new
-//! listener is not bound until its RDS route tables arrive; a replaced
+//! listener is not bound until its RDS route tables and SDS secrets
+//! arrive (secrets live in slots shared by every snapshot, so a new
+//! version reaches new handshakes without recompiling anything); a replaced
 //! one keeps serving meanwhile. Each waits at most
 //! the initial fetch timeout of the config source it waits on (Envoy's
 //! default 15 s; `0s` waits for ever), then goes live without them.
@@ -150,7 +152,7 @@ impl Dynamic {
                 continue;
             }
             let at = format!("Cluster {name:?}");
-            let cluster = match Cluster::compile(c, &at, stats) {
+            let cluster = match Cluster::compile_in(c, &at, stats, &self.base.secrets) {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     refused.push((name.clone(), e.to_string()));
@@ -166,7 +168,18 @@ impl Dynamic {
                         }
                         cluster.start_background();
                         next.warming_clusters.remove(name);
-                        Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
+                        if cluster.secrets_pending() {
+                            // Its SDS secrets have not arrived: it warms.
+                            next.warming_clusters.insert(
+                                name.clone(),
+                                Warming {
+                                    item: cluster,
+                                    until: Some(Instant::now() + WARMING_TIMEOUT),
+                                },
+                            );
+                        } else {
+                            Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
+                        }
                     }
                     None => {
                         cluster.start_background();
@@ -188,18 +201,21 @@ impl Dynamic {
                 None => {
                     cluster.start_background();
                     next.warming_clusters.remove(name);
-                    if cluster.is_initialized() {
+                    if cluster.is_initialized() && !cluster.secrets_pending() {
                         Arc::make_mut(&mut next.clusters).insert(name.clone(), cluster);
                     } else {
                         // A DNS cluster warms until its first resolution,
                         // as Envoy's does, instead of holding up the
                         // update (and its ACK) while it resolves; what it
-                        // replaces keeps serving meanwhile.
-                        let (c, woken) = (Arc::clone(&cluster), Arc::clone(&self.woken));
-                        tokio::spawn(async move {
-                            c.initialized().await;
-                            woken.notify_one();
-                        });
+                        // replaces keeps serving meanwhile. A cluster
+                        // waiting for SDS secrets warms until they come.
+                        if !cluster.is_initialized() {
+                            let (c, woken) = (Arc::clone(&cluster), Arc::clone(&self.woken));
+                            tokio::spawn(async move {
+                                c.initialized().await;
+                                woken.notify_one();
+                            });
+                        }
                         next.warming_clusters.insert(
                             name.clone(),
                             Warming {
@@ -289,7 +305,7 @@ impl Dynamic {
         // Warm clusters go live.
         let assignments = &next.assignments;
         promote(&mut next.warming_clusters, &mut next.clusters, |c| {
-            c.eds_service().is_some_and(|s| assignments.contains_key(s))
+            c.eds_service().is_some_and(|s| assignments.contains_key(s)) && !c.secrets_pending()
         });
         Ok(())
     }
@@ -340,6 +356,7 @@ impl Dynamic {
                 &format!("Listener {name:?}"),
                 l,
                 &self.base.stats,
+                &self.base.secrets,
             ) {
                 Ok(c) => c,
                 Err(e) => {
@@ -357,6 +374,23 @@ impl Dynamic {
             );
         }
         promote_listeners(next);
+    }
+
+    /// SDS secrets: each checked, then made current in its slot (new
+    /// handshakes use it; open connections keep theirs). A bad one is
+    /// refused on its own and the last good one stays. Clusters and
+    /// listeners that waited for one may go live.
+    fn apply_secrets(&self, next: &mut State, u: &Update, refused: &mut Refused) {
+        for name in &u.changed {
+            let Some(Resource::Secret(s)) = u.resources.get(name).map(|h| &*h.resource) else {
+                continue;
+            };
+            match crate::transport::check_secret(name, s) {
+                Ok(()) => self.base.secrets.sds().update(None, name, (**s).clone()),
+                Err(e) => refused.push((name.clone(), e.to_string())),
+            }
+        }
+        promote_ready(next);
     }
 
     /// The snapshot for `state`: the bootstrap's resources and the live
@@ -385,7 +419,7 @@ impl Dynamic {
             warming_listeners: state.warming_listeners.keys().cloned().collect(),
             warming_clusters: state.warming_clusters.keys().cloned().collect(),
         };
-        Snapshot::assemble(
+        let mut s = Snapshot::assemble(
             listeners,
             clusters,
             state.routes.clone(),
@@ -393,7 +427,9 @@ impl Dynamic {
             Arc::clone(&base.stats),
             base.source.clone(),
             Some(Arc::new(xds)),
-        )
+        );
+        s.secrets = Arc::clone(&base.secrets);
+        s
     }
 
     async fn commit(&mut self, next: State) -> Result<(), String> {
@@ -410,7 +446,8 @@ impl Dynamic {
 }
 
 /// Starts the ADS client a bootstrap's `dynamic_resources` asks for (none
-/// without `ads_config`) as a task; it runs until the proxy shuts down.
+/// without `ads_config`) as a task, and the SDS clients of gRPC config
+/// sources its TLS contexts name; they run until the proxy shuts down.
 /// The ADS cluster is a static one of the bootstrap; its first endpoint
 /// is dialled.
 pub fn spawn(
@@ -428,6 +465,8 @@ pub fn client(
     shared: &Arc<Shared>,
     bootstrap: &weft_envoy::Bootstrap,
 ) -> Result<Option<impl std::future::Future<Output = ()> + Send + 'static>, String> {
+    // SDS from its own gRPC sources runs beside ADS (or without it).
+    crate::sds::spawn(shared, bootstrap)?;
     let Some(dynamic) = &bootstrap.dynamic_resources else {
         return Ok(None);
     };
@@ -489,11 +528,26 @@ fn rds_wait(l: &weft_envoy::listener::Listener) -> Option<Duration> {
     wait.map(|w| if w.is_zero() { WARMING_TIMEOUT } else { w })
 }
 
-/// Listeners whose route tables have all arrived go live.
+/// Clusters with their endpoints and secrets, then listeners with their
+/// route tables and secrets, go live.
+fn promote_ready(next: &mut State) {
+    let assignments = &next.assignments;
+    promote(&mut next.warming_clusters, &mut next.clusters, |c| {
+        let endpoints = match c.eds_service() {
+            Some(s) => assignments.contains_key(s),
+            None => c.is_initialized(),
+        };
+        endpoints && !c.secrets_pending()
+    });
+    promote_listeners(next);
+}
+
+/// Listeners whose route tables and SDS secrets have all arrived go
+/// live.
 fn promote_listeners(next: &mut State) {
     let routes = &next.routes;
     promote(&mut next.warming_listeners, &mut next.listeners, |l| {
-        l.rds_names().all(|r| routes.contains_key(r))
+        l.rds_names().all(|r| routes.contains_key(r)) && !l.secrets_pending()
     });
 }
 
@@ -547,8 +601,7 @@ impl weft_xds::client::Apply for Dynamic {
             }
             Kind::RouteConfiguration => self.apply_routes(&mut next, update, &mut refused),
             Kind::Listener => self.apply_listeners(&mut next, update, &mut refused),
-            // Kept by the ADS client; TLS comes later.
-            Kind::Secret => return Ok(refused),
+            Kind::Secret => self.apply_secrets(&mut next, update, &mut refused),
         }
         // What config_dump lists: a refused resource stays as delivered
         // before (or absent).
@@ -605,6 +658,7 @@ impl weft_xds::client::Apply for Dynamic {
         vec![
             (Kind::ClusterLoadAssignment, eds),
             (Kind::RouteConfiguration, rds),
+            (Kind::Secret, self.base.secrets.sds().names(&None)),
         ]
     }
 
@@ -636,18 +690,23 @@ impl weft_xds::client::Apply for Dynamic {
 
     fn warmed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let woken = Arc::clone(&self.woken);
-        async move { woken.notified().await }
+        let sds = Arc::clone(self.base.secrets.sds());
+        async move {
+            tokio::select! {
+                _ = woken.notified() => {}
+                _ = sds.changed() => {}
+            }
+        }
     }
 
-    /// DNS clusters that have resolved go live; what waited too long goes
+    /// DNS clusters that have resolved and what has its secrets go live;
+    /// what waited too long goes
     /// live without its resources: a cluster with no endpoints (503 UH),
     /// a listener whose missing route tables route nothing (404 NR).
     async fn expire(&mut self) {
         let now = Instant::now();
         let mut next = self.state.clone();
-        promote(&mut next.warming_clusters, &mut next.clusters, |c| {
-            c.eds_service().is_none() && c.is_initialized()
-        });
+        promote_ready(&mut next);
         let (clusters, listeners) = (
             due(&next.warming_clusters, now),
             due(&next.warming_listeners, now),

@@ -1,6 +1,7 @@
 //! Helpers shared by weft's tests and benchmarks. Nothing here is used by
 //! the shipped binaries.
 
+pub mod ca;
 pub mod envoy;
 pub mod http;
 pub mod tls;

@@ -38,6 +38,10 @@ use weft_xds::discovery::{
 };
 use weft_xds::Kind;
 
+use envoy_types::pb::envoy::service::secret::v3::secret_discovery_service_server::{
+    SecretDiscoveryService, SecretDiscoveryServiceServer,
+};
+
 type Any = envoy_types::pb::google::protobuf::Any;
 type DeltaResource = envoy_types::pb::envoy::service::discovery::v3::Resource;
 
@@ -110,6 +114,31 @@ impl FakeXds {
     /// Serves on a free port of 127.0.0.1.
     pub async fn start() -> Self {
         Self::start_on("127.0.0.1:0".parse().expect("address")).await
+    }
+
+    /// Serves SDS (and ADS) on a Unix socket at `path`, as Istio's node
+    /// agent serves secrets to its proxy; `addr` is then 0.0.0.0:0.
+    pub async fn start_unix(path: &std::path::Path) -> Self {
+        let listener = tokio::net::UnixListener::bind(path)
+            .unwrap_or_else(|e| panic!("fake SDS server cannot bind {}: {e}", path.display()));
+        let state = Arc::new(State::default());
+        let ads = AggregatedDiscoveryServiceServer::new(Service(Arc::clone(&state)))
+            .max_decoding_message_size(usize::MAX);
+        let sds = SecretDiscoveryServiceServer::new(Service(Arc::clone(&state)))
+            .max_decoding_message_size(usize::MAX);
+        let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+        let server = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(ads)
+                .add_service(sds)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        FakeXds {
+            addr: "0.0.0.0:0".parse().expect("address"),
+            state,
+            server,
+        }
     }
 
     /// Serves on `addr` (a restarted control plane comes back on the same
@@ -437,6 +466,34 @@ impl AggregatedDiscoveryService for Service {
         });
         let out = tokio_stream::wrappers::UnboundedReceiverStream::new(rx);
         Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// SDS is the same protocol on its own service (secrets only).
+#[tonic::async_trait]
+impl SecretDiscoveryService for Service {
+    type StreamSecretsStream = ResponseStream<DiscoveryResponse>;
+    type DeltaSecretsStream = ResponseStream<DeltaDiscoveryResponse>;
+
+    async fn stream_secrets(
+        &self,
+        request: Request<Streaming<DiscoveryRequest>>,
+    ) -> Result<Response<Self::StreamSecretsStream>, Status> {
+        AggregatedDiscoveryService::stream_aggregated_resources(self, request).await
+    }
+
+    async fn delta_secrets(
+        &self,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
+        AggregatedDiscoveryService::delta_aggregated_resources(self, request).await
+    }
+
+    async fn fetch_secrets(
+        &self,
+        _: Request<DiscoveryRequest>,
+    ) -> Result<Response<DiscoveryResponse>, Status> {
+        Err(Status::unimplemented("fetch_secrets"))
     }
 }
 

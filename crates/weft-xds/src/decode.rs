@@ -102,8 +102,7 @@ pub enum Resource {
     RouteConfiguration(RouteConfiguration),
     Cluster(Cluster),
     ClusterLoadAssignment(ClusterLoadAssignment),
-    /// Kept as delivered; TLS comes later.
-    Secret(Value),
+    Secret(Box<weft_envoy::tls::Secret>),
 }
 
 /// The resource's decoded message, its kind and its name.
@@ -262,7 +261,7 @@ pub fn decode_against(
 }
 
 /// The model read straight from the message (`decode::de`); `None` when
-/// it does not read that way (and for Secrets, which are kept as JSON).
+/// it does not read that way (Secrets, few and small, take the JSON form).
 fn read_direct(
     kind: Kind,
     msg: &DynamicMessage,
@@ -299,7 +298,7 @@ fn read_json(
         Kind::ClusterLoadAssignment => {
             Resource::ClusterLoadAssignment(r::cluster_load_assignment(json)?)
         }
-        Kind::Secret => Resource::Secret(json),
+        Kind::Secret => Resource::Secret(Box::new(r::secret(json)?)),
     })
 }
 

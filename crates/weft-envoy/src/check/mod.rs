@@ -7,6 +7,7 @@ use weft_yaml::PathSeg;
 
 mod filters;
 mod routes;
+mod tls;
 
 use routes::route_config;
 pub use routes::RETRY_ON;
@@ -83,6 +84,16 @@ pub fn bootstrap(b: &Bootstrap) -> Result<(), FieldError> {
         }
         listener(&at, l, &clusters)?;
     }
+    let mut secrets = HashSet::new();
+    for (i, s) in b.static_resources.secrets.iter().enumerate() {
+        let at = root.key("secrets").idx(i);
+        tls::secret(&at, s)?;
+        if !secrets.insert(s.name.as_str()) {
+            return Err(at
+                .key("name")
+                .err(format!("duplicate secret name {:?}", s.name)));
+        }
+    }
     dynamic_resources(b, &clusters)?;
     if let Some(admin) = &b.admin {
         if let Some(addr) = &admin.address {
@@ -118,7 +129,8 @@ fn dynamic_resources(b: &Bootstrap, clusters: &HashSet<&str>) -> Result<(), Fiel
                 .clusters
                 .iter()
                 .any(|c| c.eds_cluster_config.is_some())
-            || b.static_resources.listeners.iter().any(uses_rds);
+            || b.static_resources.listeners.iter().any(uses_rds)
+            || tls::uses_sds(b);
         if needs_ads {
             return Err(at
                 .key("ads_config")
@@ -224,6 +236,47 @@ pub(crate) fn virtual_host_resource(vh: &crate::route::VirtualHost) -> Result<()
     routes::virtual_host(&At::default(), vh, &HashSet::new(), false)
 }
 
+/// SDS from a gRPC config source of its own (Istio's agent socket):
+/// state of the world over one `envoy_grpc` service.
+fn sds_api_source(at: &At, api: &crate::xds::ApiConfigSource) -> Result<(), FieldError> {
+    if api.api_type != ApiType::GRPC {
+        return Err(at
+            .key("api_type")
+            .err(format!("{:?}: weft's SDS client speaks GRPC", api.api_type)));
+    }
+    for (name, set) in [
+        ("cluster_names", !api.cluster_names.is_empty()),
+        ("refresh_delay", api.refresh_delay.is_some()),
+        ("request_timeout", api.request_timeout.is_some()),
+        ("rate_limit_settings", api.rate_limit_settings.is_some()),
+    ] {
+        if set {
+            return Err(at.key(name).err("not implemented by weft for SDS"));
+        }
+    }
+    let [g] = api.grpc_services.as_slice() else {
+        return Err(at
+            .key("grpc_services")
+            .err("expected exactly one gRPC service"));
+    };
+    let gat = at.key("grpc_services").idx(0);
+    if g.google_grpc.is_some() || g.envoy_grpc.is_none() {
+        return Err(gat
+            .key("envoy_grpc")
+            .err("required (google_grpc is not implemented by weft)"));
+    }
+    if !g.initial_metadata.is_empty() {
+        return Err(gat
+            .key("initial_metadata")
+            .err("not implemented by weft yet"));
+    }
+    Ok(())
+}
+
+pub(crate) fn secret_resource(s: &crate::tls::Secret) -> Result<(), FieldError> {
+    tls::secret(&At::default(), s)
+}
+
 pub(crate) fn cluster_resource(c: &Cluster) -> Result<(), FieldError> {
     cluster(&At::default(), c)
 }
@@ -242,6 +295,21 @@ pub(crate) fn route_configuration_resource(
 fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
     if c.name.is_empty() {
         return Err(at.key("name").err("a cluster needs a name"));
+    }
+    if let Some(ts) = &c.transport_socket {
+        tls::transport_socket(&at.key("transport_socket"), ts, tls::Side::Upstream)?;
+    }
+    for (i, m) in c.transport_socket_matches.iter().enumerate() {
+        let mat = at.key("transport_socket_matches").idx(i);
+        if m.name.is_empty() {
+            return Err(mat.key("name").err("a transport socket match needs a name"));
+        }
+        match &m.transport_socket {
+            Some(ts) => {
+                tls::transport_socket(&mat.key("transport_socket"), ts, tls::Side::Upstream)?
+            }
+            None => return Err(mat.key("transport_socket").err("required")),
+        }
     }
     for (i, t) in c
         .circuit_breakers
@@ -419,6 +487,10 @@ fn cluster(at: &At, c: &Cluster) -> Result<(), FieldError> {
             .key("endpoint")
             .key("address");
         let Some(sa) = &e.endpoint.address.socket_address else {
+            // A Unix socket: what a gRPC config source (SDS) may dial.
+            if e.endpoint.address.pipe.is_some() && c.type_ == DiscoveryType::STATIC {
+                continue;
+            }
             return Err(eat.err("expected socket_address"));
         };
         if u16::try_from(sa.port_value).is_err() || sa.port_value == 0 {
@@ -479,6 +551,9 @@ fn listener(at: &At, l: &Listener, clusters: &HashSet<&str>) -> Result<(), Field
                 .map(|c| (at.key("default_filter_chain"), c)),
         );
     for (cat, chain) in chains {
+        if let Some(ts) = &chain.transport_socket {
+            tls::transport_socket(&cat.key("transport_socket"), ts, tls::Side::Downstream)?;
+        }
         let n = chain.filters.len();
         if n == 0 {
             return Err(cat

@@ -51,6 +51,16 @@ pub struct ListenerFilters {
 }
 
 impl ListenerConfig {
+    /// Whether a filter chain waits for an SDS secret.
+    pub fn secrets_pending(&self) -> bool {
+        self.chains
+            .chains
+            .iter()
+            .map(|(_, c)| c)
+            .chain(self.chains.default.iter())
+            .any(|c| c.transport.pending())
+    }
+
     /// The RDS route tables this listener's connection managers use.
     pub fn rds_names(&self) -> impl Iterator<Item = &str> {
         self.chains
@@ -68,7 +78,12 @@ impl ListenerConfig {
     }
 }
 
-pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, CompileError> {
+pub fn compile(
+    at: &str,
+    l: &Listener,
+    stats: &Store,
+    secrets: &crate::transport::Secrets,
+) -> Result<ListenerConfig, CompileError> {
     if l.per_connection_buffer_limit_bytes.is_some() {
         return Err(unsupported(
             format!("{at}.per_connection_buffer_limit_bytes"),
@@ -109,12 +124,12 @@ pub fn compile(at: &str, l: &Listener, stats: &Store) -> Result<ListenerConfig, 
                 message: format!("filter_chains[{j}] has the same matching rules; a connection could match either"),
             });
         }
-        compiled.push((m, FilterChain::compile(&cat, c, stats)?));
+        compiled.push((m, FilterChain::compile(&cat, c, stats, secrets)?));
     }
     let default = l
         .default_filter_chain
         .as_ref()
-        .map(|c| FilterChain::compile(&format!("{at}.default_filter_chain"), c, stats))
+        .map(|c| FilterChain::compile(&format!("{at}.default_filter_chain"), c, stats, secrets))
         .transpose()?;
     let addr = l
         .address
