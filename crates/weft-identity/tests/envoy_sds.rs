@@ -1,0 +1,190 @@
+//! A real Envoy takes its certificate from the agent's SDS socket, as an
+//! Istio sidecar does: the `sds-grpc` cluster on the agent's Unix socket,
+//! a listener whose DownstreamTlsContext asks `default` and `ROOTCA`.
+//! Envoy's admin `/certs` shows the SPIFFE id and serial the CA issued,
+//! and a client with another mesh identity completes mutual TLS with it.
+
+mod common;
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weft_identity::agent::{self, AgentOptions};
+use weft_identity::client::{fetch, CaClientOptions, LocalCa, RotationOptions};
+use weft_identity::Identity;
+use weft_testkit::envoy::{free_port, start_envoy, TempDir};
+use weft_testkit::http::get;
+use weft_testkit::wait::{wait_for, PATIENCE};
+
+fn bootstrap(admin: u16, listener: u16, socket: &str) -> String {
+    let sds = |name: &str| {
+        format!(
+            "{{name: {name}, sds_config: {{resource_api_version: V3, api_config_source: \
+             {{api_type: GRPC, transport_api_version: V3, \
+             grpc_services: [{{envoy_grpc: {{cluster_name: sds-grpc}}}}]}}}}}}"
+        )
+    };
+    format!(
+        r#"
+node: {{id: "sidecar~127.0.0.1~reviews-v1.default~default.svc.cluster.local", cluster: reviews.default}}
+admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: mtls
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listener}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: mtls
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{prefix: /}}
+                direct_response: {{status: 200, body: {{inline_string: "hello over mutual TLS\n"}}}}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificate_sds_secret_configs:
+            - {default}
+            combined_validation_context:
+              default_validation_context: {{}}
+              validation_context_sds_secret_config:
+                {rootca}
+  clusters:
+  - name: sds-grpc
+    type: STATIC
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: {{http2_protocol_options: {{}}}}
+    load_assignment:
+      cluster_name: sds-grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              pipe: {{path: "{socket}"}}
+"#,
+        default = sds("default"),
+        rootca = sds("ROOTCA"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_serves_the_agents_certificate_over_sds() {
+    let dir = TempDir::new("envoy-sds");
+    let server = common::serve_ca(&dir.0.join("state")).await;
+    let id = Identity::in_cluster_local("default", "reviews").unwrap();
+    let socket = dir.0.join("var/run/secrets/workload-spiffe-uds/socket");
+    let agent = agent::start(AgentOptions {
+        ca: CaClientOptions {
+            address: server.addr,
+            server_name: Some("istiod.istio-system.svc".into()),
+            root_pem: server.ca.root_pem().to_string(),
+            token: server.token.clone(),
+        },
+        identity: id.clone(),
+        sds_socket: socket.clone(),
+        rotation: RotationOptions::default(),
+    })
+    .await
+    .unwrap();
+
+    let (admin, port) = (free_port(), free_port());
+    let _envoy = start_envoy(&bootstrap(admin, port, socket.to_str().unwrap()), admin).await;
+    let cert = agent
+        .rotation
+        .certs
+        .clone()
+        .wait_for(Option::is_some)
+        .await
+        .unwrap()
+        .clone()
+        .unwrap();
+
+    // Envoy's admin shows the certificate the CA issued.
+    let uri = id.uri();
+    wait_for(
+        "Envoy's /certs to show the workload certificate",
+        PATIENCE,
+        async || {
+            let r = get(&format!("http://127.0.0.1:{admin}/certs"), &[]).await?;
+            let doc: serde_json::Value =
+                serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+            let chains = doc["certificates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["cert_chain"].as_array().into_iter().flatten());
+            for c in chains {
+                let serial = c["serial_number"].as_str().unwrap_or_default();
+                let sans = c["subject_alt_names"].to_string();
+                if serial.eq_ignore_ascii_case(&cert.serial) && sans.contains(&uri) {
+                    return Ok(());
+                }
+            }
+            Err(r.body)
+        },
+    )
+    .await;
+
+    // A client of the mesh (another identity, same CA) completes mutual
+    // TLS with Envoy, which presents the agent's certificate.
+    let client_id = Identity::in_cluster_local("default", "productpage").unwrap();
+    let client_cert = fetch(&client_id, &LocalCa(server.ca.clone()), None)
+        .await
+        .unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let chain: Vec<_> =
+        rustls::pki_types::CertificateDer::pem_slice_iter(client_cert.chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(client_cert.key_pem.as_bytes()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(weft_identity::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(common::SpiffeVerifier::new(server.ca.root_pem(), &uri))
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name =
+        rustls::pki_types::ServerName::try_from("reviews.default.svc.cluster.local").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .expect("mutual TLS with Envoy");
+    let presented = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let info = weft_identity::x509::Info::read("Envoy's certificate", &presented).unwrap();
+    assert_eq!(info.serial, cert.serial);
+    assert_eq!(info.uri_sans, vec![uri.clone()]);
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: reviews\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    // Envoy answers and closes, maybe without close_notify.
+    let mut said = Vec::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n @ 1..) = tls.read(&mut buf).await {
+        said.extend_from_slice(&buf[..n]);
+    }
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+    assert!(said.ends_with("hello over mutual TLS\n"), "{said}");
+}
