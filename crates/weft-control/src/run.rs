@@ -1,7 +1,8 @@
 //! `weft control` assembled: a configuration source (the watched
 //! directory) followed, its changes debounced into snapshots, the ADS
-//! server, and the debug endpoint (`/ready`, `/debug/syncz` — what
-//! `weft proxy-status` reads).
+//! server, the debug endpoint (`/ready`, `/debug/syncz` — what
+//! `weft proxy-status` reads), and, when asked, the CA with its secure
+//! port (`crate::ca`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub struct Options {
     /// a safety net when the kernel's notifications work, the only way
     /// to see changes when they do not (then at most every 50 ms).
     pub poll: Duration,
+    /// The CA and the secure port (Istio: 15012); off when `None`.
+    pub ca: Option<crate::ca::SecureOptions>,
 }
 
 impl Options {
@@ -45,6 +48,7 @@ impl Options {
             debug: ([127, 0, 0, 1], 15014).into(),
             debounce: Duration::from_millis(100),
             poll: Duration::from_secs(1),
+            ca: None,
         }
     }
 }
@@ -54,6 +58,8 @@ pub struct Running {
     pub server: AdsServer,
     pub xds: SocketAddr,
     pub debug: SocketAddr,
+    /// The CA and where its secure port listens, when it runs.
+    pub ca: Option<crate::ca::MeshCa>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -88,6 +94,22 @@ pub async fn start_with<S: Source + 'static>(
     crate::memory::release_now();
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
     let (debug, debug_task) = serve_debug(opts.debug, server.clone()).await?;
+    let mut tasks = vec![ads_task, debug_task];
+    let ca = match &opts.ca {
+        Some(secure) => match crate::ca::start(secure, &opts.config_dir, server.clone()).await {
+            Ok((ca, task)) => {
+                tasks.push(task);
+                Some(ca)
+            }
+            Err(e) => {
+                for t in &tasks {
+                    t.abort();
+                }
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     let debounce = Debounce::new(opts.debounce);
     // Without notifications, only looking finds changes: often.
     let poll = if source.notifies() {
@@ -145,11 +167,13 @@ pub async fn start_with<S: Source + 'static>(
             }
         })
     };
+    tasks.push(follow);
     Ok(Running {
         server,
         xds,
         debug,
-        tasks: vec![ads_task, debug_task, follow],
+        ca,
+        tasks,
     })
 }
 
