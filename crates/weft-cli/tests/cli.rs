@@ -190,6 +190,49 @@ fn usage_and_io_errors() {
 }
 
 #[test]
+fn agent_and_control_name_what_is_wrong_with_their_identity_settings() {
+    let out = weft(
+        &[
+            "agent",
+            "--root-cert",
+            "no/such/root-cert.pem",
+            "--token-file",
+            "no/such/join-token",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no/such/root-cert.pem"));
+    let out = weft(&["agent", "--namespace", "not a namespace"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("namespace"));
+
+    // The CA's state may not sit among the configuration it watches.
+    let dir = std::env::temp_dir().join(format!("weft-cli-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join(".weft-state");
+    let out = weft(
+        &[
+            "control",
+            "--config",
+            dir.to_str().unwrap(),
+            "--xds-address",
+            "127.0.0.1:0",
+            "--debug-address",
+            "127.0.0.1:0",
+            "--secure-address",
+            "127.0.0.1:0",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("inside the configuration directory"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn list_analyzers_version_and_completion() {
     let out = weft(&["analyze", "-L"], "");
     let list = text(&out.stdout);
@@ -411,6 +454,8 @@ spec:
     let xds_addr = format!("127.0.0.1:{xds}");
     let debug_addr = format!("127.0.0.1:{debug}");
     let mesh_arg = mesh_dir.to_str().unwrap();
+    let state_dir = dir.join("state");
+    let state_arg = state_dir.to_str().unwrap();
     let _control = spawn(&[
         "control",
         "--config",
@@ -419,6 +464,10 @@ spec:
         &xds_addr,
         "--debug-address",
         &debug_addr,
+        "--secure-address",
+        "127.0.0.1:0",
+        "--state-dir",
+        state_arg,
     ]);
     wait_for_blocking("weft control to become ready", PATIENCE, || {
         std::net::TcpStream::connect(("127.0.0.1", debug))?;
@@ -438,6 +487,7 @@ spec:
             &xds_addr,
             "--debug-address",
             "127.0.0.1:0",
+            "--no-ca",
         ],
         "",
     );
