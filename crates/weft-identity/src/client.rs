@@ -4,8 +4,9 @@
 //! bearer token, and rotation.
 //!
 //! Rotation follows Istio's agent: a certificate is renewed once half
-//! its lifetime has passed (`SECRET_GRACE_PERIOD_RATIO`, 0.5), with a new
-//! key each time; a failed attempt is retried after 1 s, doubling up to
+//! its lifetime (counted from when it was received) has passed
+//! (`SECRET_GRACE_PERIOD_RATIO`, 0.5; Istio adds up to 1% jitter, weft
+//! none), with a new key each time, and at most once a second; a failed attempt is retried after 1 s, doubling up to
 //! 30 s, while the current certificate stays served. The current
 //! certificate is an immutable [`WorkloadCert`] behind an `Arc` in a
 //! `tokio::sync::watch` channel (`None` until the first arrives).
@@ -96,6 +97,10 @@ pub struct WorkloadCert {
     pub serial: String,
     pub not_before: SystemTime,
     pub not_after: SystemTime,
+    /// When this process received it: its lifetime for rotation is
+    /// counted from here, as Istio's agent does (the CA backdates
+    /// `not_before` for clock skew).
+    pub received: SystemTime,
 }
 
 impl std::fmt::Debug for WorkloadCert {
@@ -279,18 +284,20 @@ pub async fn fetch<I: Issue>(
         serial: leaf.serial,
         not_before: leaf.not_before,
         not_after: leaf.not_after,
+        received: SystemTime::now(),
     })
 }
 
-/// How long from `now` until a certificate valid `not_before` ..
-/// `not_after` is renewed: when `grace_ratio` of its lifetime is left.
+/// How long from `now` until a certificate received at `received` and
+/// valid until `not_after` is renewed: when `grace_ratio` of that time
+/// is left.
 pub fn renew_after(
-    not_before: SystemTime,
+    received: SystemTime,
     not_after: SystemTime,
     now: SystemTime,
     grace_ratio: f64,
 ) -> Duration {
-    let lifetime = not_after.duration_since(not_before).unwrap_or_default();
+    let lifetime = not_after.duration_since(received).unwrap_or_default();
     let grace = lifetime.mul_f64(grace_ratio.clamp(0.0, 1.0));
     let renew_at = not_after - grace;
     renew_at.duration_since(now).unwrap_or_default()
@@ -366,12 +373,16 @@ async fn rotate<I: Issue>(
         match fetch(&id, &issuer, opts.ttl).await {
             Ok(cert) => {
                 failures = 0;
+                // At least a second: a CA that answers certificates
+                // already due (outliving its own) is not called in a
+                // tight loop.
                 let wait = renew_after(
-                    cert.not_before,
+                    cert.received,
                     cert.not_after,
                     SystemTime::now(),
                     opts.grace_ratio,
-                );
+                )
+                .max(BACKOFF_FIRST);
                 tracing::info!(
                     identity = %id,
                     serial = %cert.serial,

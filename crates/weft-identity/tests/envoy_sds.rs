@@ -6,7 +6,9 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use weft_identity::agent::{self, AgentOptions};
@@ -83,13 +85,27 @@ static_resources:
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn envoy_serves_the_agents_certificate_over_sds() {
-    let dir = TempDir::new("envoy-sds");
-    let server = common::serve_ca(&dir.0.join("state")).await;
-    let id = Identity::in_cluster_local("default", "reviews").unwrap();
-    let socket = dir.0.join("var/run/secrets/workload-spiffe-uds/socket");
-    let agent = agent::start(AgentOptions {
+/// The serial (lower-case hex) of the certificate Envoy's admin
+/// `/certs` lists with `uri` among its SANs.
+async fn envoy_serial(admin: u16, uri: &str) -> Result<String, String> {
+    let r = get(&format!("http://127.0.0.1:{admin}/certs"), &[]).await?;
+    let doc: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+    let chains = doc["certificates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["cert_chain"].as_array().into_iter().flatten());
+    for c in chains {
+        let serial = c["serial_number"].as_str().unwrap_or_default();
+        if c["subject_alt_names"].to_string().contains(uri) {
+            return Ok(serial.to_ascii_lowercase());
+        }
+    }
+    Err(r.body)
+}
+
+fn agent_options(server: &common::CaServer, id: &Identity, socket: &Path) -> AgentOptions {
+    AgentOptions {
         ca: CaClientOptions {
             address: server.addr,
             server_name: Some("istiod.istio-system.svc".into()),
@@ -97,11 +113,71 @@ async fn envoy_serves_the_agents_certificate_over_sds() {
             token: server.token.clone(),
         },
         identity: id.clone(),
-        sds_socket: socket.clone(),
+        sds_socket: socket.to_path_buf(),
         rotation: RotationOptions::default(),
-    })
-    .await
-    .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_takes_each_rotated_certificate() {
+    let dir = TempDir::new("envoy-sds");
+    let server = common::serve_ca(&dir.0.join("state")).await;
+    let id = Identity::in_cluster_local("default", "ratings").unwrap();
+    let socket = dir.0.join("sds.sock");
+    let mut opts = agent_options(&server, &id, &socket);
+    // Renewed every two seconds or so.
+    opts.rotation.ttl = Some(Duration::from_secs(4));
+    let agent = agent::start(opts).await.unwrap();
+    let issued = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut certs = agent.rotation.certs.clone();
+    let collect = {
+        let issued = issued.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(c) = certs.borrow_and_update().clone() {
+                    issued.lock().unwrap().push(c.serial.clone());
+                }
+                if certs.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let (admin, port) = (free_port(), free_port());
+    let _envoy = start_envoy(&bootstrap(admin, port, socket.to_str().unwrap()), admin).await;
+    let uri = id.uri();
+    let held = async || match envoy_serial(admin, &uri).await {
+        Ok(s) if issued.lock().unwrap().contains(&s) => Ok(s),
+        other => Err(other),
+    };
+    let first = wait_for(
+        "Envoy to hold an issued certificate",
+        PATIENCE,
+        async || held().await,
+    )
+    .await;
+    let next = wait_for(
+        "Envoy to take a renewed certificate",
+        PATIENCE,
+        async || match held().await {
+            Ok(s) if s != first => Ok(s),
+            other => Err(other),
+        },
+    )
+    .await;
+    assert_ne!(first, next);
+    collect.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_serves_the_agents_certificate_over_sds() {
+    let dir = TempDir::new("envoy-sds");
+    let server = common::serve_ca(&dir.0.join("state")).await;
+    let id = Identity::in_cluster_local("default", "reviews").unwrap();
+    let socket = dir.0.join("var/run/secrets/workload-spiffe-uds/socket");
+    let agent = agent::start(agent_options(&server, &id, &socket))
+        .await
+        .unwrap();
 
     let (admin, port) = (free_port(), free_port());
     let _envoy = start_envoy(&bootstrap(admin, port, socket.to_str().unwrap()), admin).await;
@@ -120,23 +196,9 @@ async fn envoy_serves_the_agents_certificate_over_sds() {
     wait_for(
         "Envoy's /certs to show the workload certificate",
         PATIENCE,
-        async || {
-            let r = get(&format!("http://127.0.0.1:{admin}/certs"), &[]).await?;
-            let doc: serde_json::Value =
-                serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
-            let chains = doc["certificates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .flat_map(|c| c["cert_chain"].as_array().into_iter().flatten());
-            for c in chains {
-                let serial = c["serial_number"].as_str().unwrap_or_default();
-                let sans = c["subject_alt_names"].to_string();
-                if serial.eq_ignore_ascii_case(&cert.serial) && sans.contains(&uri) {
-                    return Ok(());
-                }
-            }
-            Err(r.body)
+        async || match envoy_serial(admin, &uri).await {
+            Ok(serial) if serial == cert.serial => Ok(()),
+            other => Err(other),
         },
     )
     .await;
