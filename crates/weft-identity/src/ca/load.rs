@@ -197,12 +197,24 @@ fn one_cert(path: &Path) -> Result<CertificateDer<'static>, CaError> {
     Ok(certs.remove(0))
 }
 
-/// A private key in PKCS#8, SEC1 (EC) or PKCS#1 (RSA) PEM.
+/// A PKCS#8 private key (`BEGIN PRIVATE KEY`; ECDSA P-256/P-384,
+/// RSA or Ed25519). rcgen on ring reads no other form: a PKCS#1 or SEC1
+/// key is refused with the command that converts it.
 fn read_key(path: &Path) -> Result<KeyPair, CaError> {
     use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::PrivateKeyDer;
     let text = read(path)?;
-    let der = rustls_pki_types::PrivateKeyDer::from_pem_slice(text.as_bytes())
+    let der = PrivateKeyDer::from_pem_slice(text.as_bytes())
         .map_err(|e| bad(path, format!("no private key: {e}")))?;
+    if !matches!(der, PrivateKeyDer::Pkcs8(_)) {
+        return Err(bad(
+            path,
+            format!(
+                "a PKCS#1 or SEC1 key; convert it to PKCS#8: openssl pkcs8 -topk8 -nocrypt -in {0} -out {0}.p8 && mv {0}.p8 {0}",
+                path.display()
+            ),
+        ));
+    }
     KeyPair::try_from(&der).map_err(|e| bad(path, format!("unusable private key: {e}")))
 }
 

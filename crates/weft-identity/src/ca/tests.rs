@@ -351,6 +351,18 @@ fn bad_cacerts_are_refused_with_the_file_named() {
     let e = open(&a).unwrap_err();
     assert!(e.to_string().contains("cert-chain.pem"), "{e}");
 
+    // A key in a form rcgen on ring cannot read is named with the fix.
+    write_cacerts(&a, false);
+    let pkcs8 = std::fs::read_to_string(a.join("ca-key.pem")).unwrap();
+    let der = pem::parse(&pkcs8).unwrap().into_contents();
+    std::fs::write(
+        a.join("ca-key.pem"),
+        pem::encode(&pem::Pem::new("EC PRIVATE KEY", der)),
+    )
+    .unwrap();
+    let e = open(&a).unwrap_err();
+    assert!(e.to_string().contains("openssl pkcs8 -topk8"), "{e}");
+
     // A missing file.
     write_cacerts(&a, false);
     std::fs::remove_file(a.join("root-cert.pem")).unwrap();
