@@ -112,3 +112,60 @@ async fn a_state_directory_inside_the_configuration_is_refused() {
     );
     assert!(!state.exists(), "nothing was written there");
 }
+
+/// What an Istio sidecar's bootstrap does: xDS from istiod's secure
+/// port, verifying its certificate against the mesh root and its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_gets_its_configuration_over_tls_on_the_secure_port() {
+    let dir = TempDir::new("secure");
+    let config = dir.0.join("mesh");
+    std::fs::create_dir_all(&config).unwrap();
+    let control = weft_control::run::start(options(&config, &dir.0.join("state")))
+        .await
+        .unwrap();
+    let ca = control.ca.clone().unwrap();
+    let admin = weft_testkit::envoy::free_port();
+    let node = "sidecar~127.0.0.1~reviews-v1.default~default.svc.cluster.local";
+    let mut bootstrap: serde_json::Value =
+        serde_json::from_str(&weft_testkit::xds::ads_bootstrap(node, admin, ca.address)).unwrap();
+    bootstrap["static_resources"]["clusters"][0]["transport_socket"] = serde_json::json!({
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": "istiod.istio-system.svc",
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "validation_context": {
+                    "trusted_ca": {"inline_string": ca.root_pem()},
+                    "match_typed_subject_alt_names": [
+                        {"san_type": "DNS", "matcher": {"exact": "istiod.istio-system.svc"}}
+                    ]
+                }
+            }
+        }
+    });
+    let _envoy = weft_testkit::envoy::start_envoy(&bootstrap.to_string(), admin).await;
+    weft_testkit::wait::wait_for(
+        "Envoy to accept clusters and listeners sent over TLS",
+        weft_testkit::wait::PATIENCE,
+        async || {
+            let cds = weft_testkit::envoy::admin_stat(admin, "cluster_manager.cds.update_success")
+                .await?;
+            let lds = weft_testkit::envoy::admin_stat(admin, "listener_manager.lds.update_success")
+                .await?;
+            if cds >= 1 && lds >= 1 {
+                Ok(())
+            } else {
+                Err(format!("cds {cds}, lds {lds}"))
+            }
+        },
+    )
+    .await;
+    let proxy = control
+        .server
+        .status()
+        .into_iter()
+        .find(|p| p.id == node)
+        .expect("the proxy is connected");
+    assert!(proxy.types.values().all(|t| t.nack.is_none()), "{proxy:?}");
+}
