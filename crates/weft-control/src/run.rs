@@ -93,8 +93,10 @@ pub async fn start_with<S: Source + 'static>(
     // Loading freed the files' text and parse trees.
     crate::memory::release_now();
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
-    let (debug, debug_task) = serve_debug(opts.debug, server.clone()).await?;
-    let mut tasks = vec![ads_task, debug_task];
+    let mut tasks = vec![ads_task];
+    let stop = |tasks: &[tokio::task::JoinHandle<()>]| tasks.iter().for_each(|t| t.abort());
+    // The CA before the debug endpoint: once `/ready` answers, agents
+    // can get certificates.
     let ca = match &opts.ca {
         Some(secure) => match crate::ca::start(secure, &opts.config_dir, server.clone()).await {
             Ok((ca, task)) => {
@@ -102,13 +104,21 @@ pub async fn start_with<S: Source + 'static>(
                 Some(ca)
             }
             Err(e) => {
-                for t in &tasks {
-                    t.abort();
-                }
+                stop(&tasks);
                 return Err(e);
             }
         },
         None => None,
+    };
+    let debug = match serve_debug(opts.debug, server.clone()).await {
+        Ok((debug, task)) => {
+            tasks.push(task);
+            debug
+        }
+        Err(e) => {
+            stop(&tasks);
+            return Err(e);
+        }
     };
     let debounce = Debounce::new(opts.debounce);
     // Without notifications, only looking finds changes: often.
