@@ -13,7 +13,9 @@
 //! [`Authenticator`] with TokenReview and answers
 //! [`Entitlement::Only`] the service account's identity.
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 
 use crate::identity::Identity;
 
@@ -36,12 +38,16 @@ pub enum AuthError {
     /// The token file holds no usable token.
     #[error("join token {path}: {why}")]
     Bad { path: PathBuf, why: &'static str },
+    /// What checks credentials could not be asked (an API server for
+    /// TokenReview). Retryable.
+    #[error("cannot check the credential now: {0}")]
+    Unavailable(String),
 }
 
 impl AuthError {
     /// Whether asking again (with the same credential) may succeed.
     pub fn retryable(&self) -> bool {
-        matches!(self, AuthError::Io { .. })
+        matches!(self, AuthError::Io { .. } | AuthError::Unavailable(_))
     }
 }
 
@@ -63,11 +69,15 @@ impl Entitlement {
     }
 }
 
+/// What [`Authenticator::authenticate`] returns: a future, as checking
+/// a credential may take a call (Kubernetes TokenReview).
+pub type AuthFuture<'a> = Pin<Box<dyn Future<Output = Result<Entitlement, AuthError>> + Send + 'a>>;
+
 /// Decides from a request's bearer credential what the caller may get.
 pub trait Authenticator: Send + Sync + 'static {
     /// `bearer` is the text after `Bearer ` in the `authorization`
     /// header, if there was one.
-    fn authenticate(&self, bearer: Option<&str>) -> Result<Entitlement, AuthError>;
+    fn authenticate<'a>(&'a self, bearer: Option<&'a str>) -> AuthFuture<'a>;
 }
 
 /// The file name of the join token in a state directory.
@@ -128,8 +138,9 @@ impl JoinToken {
     }
 }
 
-impl Authenticator for JoinToken {
-    fn authenticate(&self, bearer: Option<&str>) -> Result<Entitlement, AuthError> {
+impl JoinToken {
+    /// The check itself (no I/O).
+    pub fn check(&self, bearer: Option<&str>) -> Result<Entitlement, AuthError> {
         let given = bearer.ok_or(AuthError::Missing)?;
         // Digests compared: the time taken says nothing of the token.
         if digest(given.trim()) == self.digest {
@@ -137,6 +148,12 @@ impl Authenticator for JoinToken {
         } else {
             Err(AuthError::Refused)
         }
+    }
+}
+
+impl Authenticator for JoinToken {
+    fn authenticate<'a>(&'a self, bearer: Option<&'a str>) -> AuthFuture<'a> {
+        Box::pin(std::future::ready(self.check(bearer)))
     }
 }
 
@@ -176,15 +193,12 @@ mod tests {
         assert_eq!(text.len(), 64);
         let b = JoinToken::load_or_create(&dir.0).unwrap();
         assert_eq!(a.digest, b.digest, "a restart keeps the token");
-        assert_eq!(
-            b.authenticate(Some(&text)).unwrap(),
-            Entitlement::AnyInTrustDomain
-        );
+        assert_eq!(b.check(Some(&text)).unwrap(), Entitlement::AnyInTrustDomain);
         assert!(matches!(
-            b.authenticate(Some("not-the-token")),
+            b.check(Some("not-the-token")),
             Err(AuthError::Refused)
         ));
-        assert!(matches!(b.authenticate(None), Err(AuthError::Missing)));
+        assert!(matches!(b.check(None), Err(AuthError::Missing)));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(a.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);

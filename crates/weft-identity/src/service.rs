@@ -6,7 +6,8 @@
 //! the [`Authenticator`] (the mesh join token by default), then the CA
 //! signs the CSR for the identity in it if the caller is entitled to it.
 //! Errors map to gRPC codes: no or a wrong credential →
-//! `UNAUTHENTICATED`; an identity the caller may not have →
+//! `UNAUTHENTICATED`; an authenticator that cannot check now →
+//! `UNAVAILABLE`; an identity the caller may not have →
 //! `PERMISSION_DENIED`; a malformed CSR, a foreign trust domain or a bad
 //! lifetime → `INVALID_ARGUMENT`; the CA's own trouble → `INTERNAL`.
 
@@ -38,7 +39,7 @@ impl CertificateService {
     }
 
     /// Answers one request (what the gRPC method runs).
-    pub fn create_certificate(
+    pub async fn create_certificate(
         &self,
         authorization: Option<&str>,
         request: &IstioCertificateRequest,
@@ -46,8 +47,10 @@ impl CertificateService {
         let entitlement = self
             .auth
             .authenticate(authorization.and_then(auth::bearer))
+            .await
             .map_err(|e| match e {
                 AuthError::Missing | AuthError::Refused => Status::unauthenticated(e.to_string()),
+                AuthError::Unavailable(_) => Status::unavailable(e.to_string()),
                 other => Status::internal(other.to_string()),
             })?;
         let ttl = (request.validity_duration != 0).then_some(request.validity_duration);
@@ -112,7 +115,9 @@ impl tonic::server::UnaryService<IstioCertificateRequest> for Create {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
             let peer = request.remote_addr();
-            let answer = svc.create_certificate(authorization.as_deref(), request.get_ref());
+            let answer = svc
+                .create_certificate(authorization.as_deref(), request.get_ref())
+                .await;
             match &answer {
                 Ok(_) => tracing::debug!(?peer, "CreateCertificate: issued"),
                 Err(status) => tracing::info!(
@@ -124,5 +129,65 @@ impl tonic::server::UnaryService<IstioCertificateRequest> for Create {
             }
             answer.map(tonic::Response::new)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{AuthFuture, Entitlement};
+    use crate::ca::{CaOptions, CaSource};
+    use crate::identity::Identity;
+
+    /// A Kubernetes-like authenticator: the token names one identity;
+    /// "down" means the API server cannot be reached.
+    struct ServiceAccountTokens;
+
+    impl Authenticator for ServiceAccountTokens {
+        fn authenticate<'a>(&'a self, bearer: Option<&'a str>) -> AuthFuture<'a> {
+            Box::pin(async move {
+                match bearer {
+                    Some("down") => Err(AuthError::Unavailable("no API server".into())),
+                    Some(sa) => Ok(Entitlement::Only(vec![Identity::in_cluster_local(
+                        "default", sa,
+                    )
+                    .unwrap()])),
+                    None => Err(AuthError::Missing),
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_authenticator_decides_which_identities_are_signed() {
+        let dir = weft_testkit::envoy::TempDir::new("service");
+        let ca = Ca::open(
+            &CaSource::SelfSigned {
+                state_dir: dir.0.clone(),
+            },
+            CaOptions::default(),
+        )
+        .unwrap();
+        let svc = CertificateService::new(Arc::new(ca), Arc::new(ServiceAccountTokens));
+        let id = Identity::in_cluster_local("default", "reviews").unwrap();
+        let (_, csr) = crate::client::key_and_csr(&id).unwrap();
+        let request = IstioCertificateRequest {
+            csr,
+            ..Default::default()
+        };
+        let ok = svc
+            .create_certificate(Some("Bearer reviews"), &request)
+            .await
+            .unwrap();
+        assert_eq!(ok.cert_chain.len(), 2);
+        let code = |r: Result<IstioCertificateResponse, Status>| r.unwrap_err().code();
+        let other = svc
+            .create_certificate(Some("Bearer ratings"), &request)
+            .await;
+        assert_eq!(code(other), Code::PermissionDenied);
+        let down = svc.create_certificate(Some("Bearer down"), &request).await;
+        assert_eq!(code(down), Code::Unavailable);
+        let none = svc.create_certificate(None, &request).await;
+        assert_eq!(code(none), Code::Unauthenticated);
     }
 }
