@@ -79,7 +79,8 @@ impl Drop for SdsServing {
 }
 
 /// Serves the certificates of `certs` on `socket` (its directory made,
-/// a stale socket replaced).
+/// a stale socket replaced; the socket mode 0600, as it hands out the
+/// private key).
 pub fn serve(socket: &Path, certs: Certs) -> Result<SdsServing, SdsError> {
     let fail = |source| SdsError::Socket {
         path: socket.to_path_buf(),
@@ -94,6 +95,10 @@ pub fn serve(socket: &Path, certs: Certs) -> Result<SdsServing, SdsError> {
         Err(e) => return Err(fail(e)),
     }
     let listener = tokio::net::UnixListener::bind(socket).map_err(fail)?;
+    // The socket hands out the workload's private key: only its owner
+    // (the user Envoy runs as) may connect.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let service = SecretDiscoveryServiceServer::new(Sds { certs });
     let task = tokio::spawn(async move {

@@ -79,6 +79,9 @@ async fn serves_default_and_rootca_and_pushes_rotations() {
     let (tx, rx) = watch::channel(None);
     let socket = dir.0.join("var/run/secrets/workload-spiffe-uds/socket");
     let _sds = serve(&socket, rx).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only the owner may connect");
     let mut client = client(socket).await;
 
     // Asked before there is a certificate: answered once there is one.
