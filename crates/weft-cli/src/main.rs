@@ -114,6 +114,18 @@ enum Command {
         /// The mesh's trust domain (SPIFFE ids spiffe://DOMAIN/ns/NS/sa/SA).
         #[arg(long, default_value = "cluster.local")]
         trust_domain: String,
+        /// Another name (DNS name or IP) on the secure port's certificate,
+        /// besides istiod's service names and loopback; repeatable.
+        #[arg(long = "serving-name")]
+        serving_names: Vec<String>,
+        /// A workload certificate's lifetime when the agent asks none, in
+        /// seconds (Istio's DEFAULT_WORKLOAD_CERT_TTL, 24 h).
+        #[arg(long, default_value_t = 24 * 3600)]
+        workload_cert_ttl: u64,
+        /// The longest lifetime an agent may ask, in seconds (Istio's
+        /// MAX_WORKLOAD_CERT_TTL, 90 days).
+        #[arg(long, default_value_t = 90 * 24 * 3600)]
+        max_workload_cert_ttl: u64,
         /// Serve no CA and no secure port (plaintext xDS only).
         #[arg(long)]
         no_ca: bool,
@@ -256,6 +268,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             state_dir,
             cacerts,
             trust_domain,
+            serving_names,
+            workload_cert_ttl,
+            max_workload_cert_ttl,
             no_ca,
         } => control::run(control::Args {
             config,
@@ -268,6 +283,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 ca.address = secure_address;
                 ca.cacerts = cacerts;
                 ca.trust_domain = trust_domain;
+                for name in serving_names {
+                    match name.parse() {
+                        Ok(ip) => ca.extra_ips.push(ip),
+                        Err(_) => ca.extra_dns.push(name),
+                    }
+                }
+                ca.workload_ttl = Duration::from_secs(workload_cert_ttl);
+                ca.max_ttl = Duration::from_secs(max_workload_cert_ttl);
                 ca
             }),
         }),

@@ -656,6 +656,8 @@ fn agent_gets_its_certificate_from_weft_control() {
         &secure_addr,
         "--state-dir",
         state.to_str().unwrap(),
+        "--serving-name",
+        "weft-control.example",
     ]);
     wait_for_blocking("weft control to become ready", PATIENCE, || {
         std::net::TcpStream::connect(("127.0.0.1", debug)).map_err(|e| e.to_string())?;
@@ -670,7 +672,7 @@ fn agent_gets_its_certificate_from_weft_control() {
         "--ca-address",
         &secure_addr,
         "--ca-server-name",
-        "istiod.istio-system.svc",
+        "weft-control.example",
         "--root-cert",
         state.join("root-cert.pem").to_str().unwrap(),
         "--token-file",
