@@ -16,8 +16,10 @@
 //! certificate exists a request waits (Envoy keeps the listener warming).
 //! An ACK is noted; a NACK is logged with Envoy's error detail and not
 //! answered (the same secret would be refused again); a request with a
-//! stale nonce is ignored. `FetchSecrets` answers once; `DeltaSecrets`
-//! is not served (nor is it by Istio's agent).
+//! stale nonce is ignored. `FetchSecrets` answers once. `DeltaSecrets`
+//! (Envoy's `DELTA_GRPC`) serves the same secrets incrementally: what a
+//! request subscribes is sent, and every subscribed secret again on
+//! rotation.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::client::WorkloadCert;
+
+mod delta;
 
 /// Istio's name of the workload certificate secret.
 pub const DEFAULT_SECRET: &str = "default";
@@ -128,11 +132,11 @@ impl SecretDiscoveryService for Sds {
 
     async fn delta_secrets(
         &self,
-        _: Request<Streaming<DeltaDiscoveryRequest>>,
+        request: Request<Streaming<DeltaDiscoveryRequest>>,
     ) -> Result<Response<Self::DeltaSecretsStream>, Status> {
-        Err(Status::unimplemented(
-            "DeltaSecrets is not served; use StreamSecrets (state of the world)",
-        ))
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(delta::run(request.into_inner(), self.certs.clone(), tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn stream_secrets(
@@ -262,49 +266,48 @@ impl Stream {
     }
 }
 
-/// The secrets of `cert` named in `names` (unknown names left out, and
-/// logged).
-fn response(cert: &WorkloadCert, names: &BTreeSet<String>, nonce: String) -> DiscoveryResponse {
+/// The secret `name` of `cert` as an `Any`; `None` (logged) for a name
+/// the agent does not serve.
+fn secret(cert: &WorkloadCert, name: &str) -> Option<Any> {
     let inline = |bytes: &str| DataSource {
         specifier: Some(data_source::Specifier::InlineBytes(
             bytes.as_bytes().to_vec(),
         )),
         ..Default::default()
     };
-    let resources = names
-        .iter()
-        .filter_map(|name| {
-            let kind = match name.as_str() {
-                DEFAULT_SECRET => secret::Type::TlsCertificate(TlsCertificate {
-                    certificate_chain: Some(inline(&cert.chain_pem)),
-                    private_key: Some(inline(&cert.key_pem)),
-                    ..Default::default()
-                }),
-                ROOT_SECRET => secret::Type::ValidationContext(CertificateValidationContext {
-                    trusted_ca: Some(inline(&cert.root_pem)),
-                    ..Default::default()
-                }),
-                other => {
-                    tracing::warn!(
-                        secret = other,
-                        "SDS: no such secret (served: default, ROOTCA)"
-                    );
-                    return None;
-                }
-            };
-            let secret = Secret {
-                name: name.clone(),
-                r#type: Some(kind),
-            };
-            Some(Any {
-                type_url: SECRET_TYPE.into(),
-                value: secret.encode_to_vec(),
-            })
-        })
-        .collect();
+    let kind = match name {
+        DEFAULT_SECRET => secret::Type::TlsCertificate(TlsCertificate {
+            certificate_chain: Some(inline(&cert.chain_pem)),
+            private_key: Some(inline(&cert.key_pem)),
+            ..Default::default()
+        }),
+        ROOT_SECRET => secret::Type::ValidationContext(CertificateValidationContext {
+            trusted_ca: Some(inline(&cert.root_pem)),
+            ..Default::default()
+        }),
+        other => {
+            tracing::warn!(
+                secret = other,
+                "SDS: no such secret (served: default, ROOTCA)"
+            );
+            return None;
+        }
+    };
+    let secret = Secret {
+        name: name.to_string(),
+        r#type: Some(kind),
+    };
+    Some(Any {
+        type_url: SECRET_TYPE.into(),
+        value: secret.encode_to_vec(),
+    })
+}
+
+/// The secrets of `cert` named in `names` (unknown names left out).
+fn response(cert: &WorkloadCert, names: &BTreeSet<String>, nonce: String) -> DiscoveryResponse {
     DiscoveryResponse {
         version_info: cert.serial.clone(),
-        resources,
+        resources: names.iter().filter_map(|n| secret(cert, n)).collect(),
         type_url: SECRET_TYPE.into(),
         nonce,
         ..Default::default()

@@ -18,11 +18,12 @@ use weft_testkit::envoy::{free_port, start_envoy, TempDir};
 use weft_testkit::http::get;
 use weft_testkit::wait::{wait_for, PATIENCE};
 
-fn bootstrap(admin: u16, listener: u16, socket: &str) -> String {
+/// `api_type`: GRPC (state of the world) or DELTA_GRPC.
+fn bootstrap(admin: u16, listener: u16, socket: &str, api_type: &str) -> String {
     let sds = |name: &str| {
         format!(
             "{{name: {name}, sds_config: {{resource_api_version: V3, api_config_source: \
-             {{api_type: GRPC, transport_api_version: V3, \
+             {{api_type: {api_type}, transport_api_version: V3, \
              grpc_services: [{{envoy_grpc: {{cluster_name: sds-grpc}}}}]}}}}}}"
         )
     };
@@ -120,6 +121,12 @@ fn agent_options(server: &common::CaServer, id: &Identity, socket: &Path) -> Age
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn envoy_takes_each_rotated_certificate() {
+    for api_type in ["GRPC", "DELTA_GRPC"] {
+        takes_each_rotated_certificate(api_type).await;
+    }
+}
+
+async fn takes_each_rotated_certificate(api_type: &str) {
     let dir = TempDir::new("envoy-sds");
     let server = common::serve_ca(&dir.0.join("state")).await;
     let id = Identity::in_cluster_local("default", "ratings").unwrap();
@@ -144,26 +151,20 @@ async fn envoy_takes_each_rotated_certificate() {
         })
     };
     let (admin, port) = (free_port(), free_port());
-    let _envoy = start_envoy(&bootstrap(admin, port, socket.to_str().unwrap()), admin).await;
+    let boot = bootstrap(admin, port, socket.to_str().unwrap(), api_type);
+    let _envoy = start_envoy(&boot, admin).await;
     let uri = id.uri();
     let held = async || match envoy_serial(admin, &uri).await {
         Ok(s) if issued.lock().unwrap().contains(&s) => Ok(s),
         other => Err(other),
     };
-    let first = wait_for(
-        "Envoy to hold an issued certificate",
-        PATIENCE,
-        async || held().await,
-    )
-    .await;
-    let next = wait_for(
-        "Envoy to take a renewed certificate",
-        PATIENCE,
-        async || match held().await {
-            Ok(s) if s != first => Ok(s),
-            other => Err(other),
-        },
-    )
+    let what = format!("Envoy ({api_type}) to hold an issued certificate");
+    let first = wait_for(&what, PATIENCE, async || held().await).await;
+    let what = format!("Envoy ({api_type}) to take a renewed certificate");
+    let next = wait_for(&what, PATIENCE, async || match held().await {
+        Ok(s) if s != first => Ok(s),
+        other => Err(other),
+    })
     .await;
     assert_ne!(first, next);
     collect.abort();
@@ -180,7 +181,11 @@ async fn envoy_serves_the_agents_certificate_over_sds() {
         .unwrap();
 
     let (admin, port) = (free_port(), free_port());
-    let _envoy = start_envoy(&bootstrap(admin, port, socket.to_str().unwrap()), admin).await;
+    let _envoy = start_envoy(
+        &bootstrap(admin, port, socket.to_str().unwrap(), "GRPC"),
+        admin,
+    )
+    .await;
     let cert = agent
         .rotation
         .certs

@@ -169,3 +169,76 @@ async fn serves_default_and_rootca_and_pushes_rotations() {
         .expect("the stream ends when the client's requests end");
     assert!(rest.is_none() || rest.unwrap().is_err());
 }
+
+#[tokio::test]
+async fn delta_secrets_sends_what_is_subscribed_and_each_rotation() {
+    use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
+    let dir = TempDir::new("sds");
+    let ca = LocalCa(Arc::new(
+        Ca::open(
+            &CaSource::SelfSigned {
+                state_dir: dir.0.join("state"),
+            },
+            CaOptions::default(),
+        )
+        .unwrap(),
+    ));
+    let first = cert(&ca).await;
+    let (tx, rx) = watch::channel(Some(first.clone()));
+    let socket = dir.0.join("sds.sock");
+    let _sds = serve(&socket, rx).unwrap();
+    let mut client = client(socket).await;
+    let delta = |subscribe: &[&str], unsubscribe: &[&str], nonce: &str| DeltaDiscoveryRequest {
+        type_url: SECRET_TYPE.into(),
+        resource_names_subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+        resource_names_unsubscribe: unsubscribe.iter().map(|s| s.to_string()).collect(),
+        response_nonce: nonce.into(),
+        ..Default::default()
+    };
+    let (req_tx, req_rx) = mpsc::channel(4);
+    req_tx
+        .send(delta(&[DEFAULT_SECRET], &[], ""))
+        .await
+        .unwrap();
+    let mut responses = client
+        .delta_secrets(ReceiverStream::new(req_rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let names = |r: &DeltaDiscoveryResponse| -> Vec<String> {
+        r.resources.iter().map(|r| r.name.clone()).collect()
+    };
+    let r1 = responses.next().await.unwrap().unwrap();
+    assert_eq!(names(&r1), vec![DEFAULT_SECRET.to_string()]);
+    assert_eq!(r1.resources[0].version, first.serial);
+
+    // Subscribing ROOTCA (and ACKing) sends only ROOTCA.
+    req_tx
+        .send(delta(&[ROOT_SECRET], &[], &r1.nonce))
+        .await
+        .unwrap();
+    let r2 = responses.next().await.unwrap().unwrap();
+    assert_eq!(names(&r2), vec![ROOT_SECRET.to_string()]);
+    let decoded =
+        Secret::decode(r2.resources[0].resource.as_ref().unwrap().value.as_slice()).unwrap();
+    assert_eq!(decoded.name, ROOT_SECRET);
+
+    // Unsubscribed, default is not sent on rotation; ROOTCA is. (Both
+    // unsubscribed, then ROOTCA again: its answer says both requests
+    // were read before the rotation.)
+    req_tx
+        .send(delta(&[], &[DEFAULT_SECRET, ROOT_SECRET], &r2.nonce))
+        .await
+        .unwrap();
+    req_tx
+        .send(delta(&[ROOT_SECRET], &[], &r2.nonce))
+        .await
+        .unwrap();
+    let r3 = responses.next().await.unwrap().unwrap();
+    assert_eq!(names(&r3), vec![ROOT_SECRET.to_string()]);
+    let second = cert(&ca).await;
+    tx.send_replace(Some(second.clone()));
+    let r4 = responses.next().await.unwrap().unwrap();
+    assert_eq!(names(&r4), vec![ROOT_SECRET.to_string()]);
+    assert_eq!(r4.system_version_info, second.serial);
+}
