@@ -13,10 +13,12 @@ pub struct Args {
     pub xds: SocketAddr,
     pub debug: SocketAddr,
     pub debounce: Duration,
+    /// The CA and secure port; off when `None`.
+    pub ca: Option<weft_control::ca::SecureOptions>,
 }
 
-/// Exit codes: 0 after Ctrl-C / SIGTERM, 1 when the directory cannot be
-/// read, 2 when a port cannot be bound.
+/// Exit codes: 0 after Ctrl-C / SIGTERM, 1 when the directory or the
+/// CA's files cannot be read, 2 when a port cannot be bound.
 pub fn run(args: Args) -> anyhow::Result<u8> {
     crate::proxy::init_logging();
     if !args.config.is_dir() {
@@ -31,13 +33,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         opts.xds = args.xds;
         opts.debug = args.debug;
         opts.debounce = args.debounce;
+        opts.ca = args.ca;
         let running = match weft_control::run::start(opts).await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
-                return Ok(2);
+                let bind = matches!(e, weft_control::server::ServeError::Bind { .. });
+                return Ok(if bind { 2 } else { 1 });
             }
         };
+        if let Some(ca) = &running.ca {
+            eprintln!(
+                "CA: secure port {} (CA and xDS over TLS); root certificate {}; agents authenticate with the join token in {}",
+                ca.address,
+                ca.root_cert_path().display(),
+                ca.join_token_path().display()
+            );
+        }
         tracing::info!(
             xds = %running.xds,
             debug = %running.debug,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod agent;
 mod control;
 mod proxy;
 mod proxy_config;
@@ -99,6 +100,68 @@ enum Command {
         /// Quiet time before a change is pushed, in milliseconds.
         #[arg(long, default_value_t = 100)]
         debounce_ms: u64,
+        /// The secure port: the CA and xDS over TLS (Istio's 15012).
+        #[arg(long, default_value = "127.0.0.1:15012")]
+        secure_address: std::net::SocketAddr,
+        /// Where the CA keeps its root and the mesh join token
+        /// [default: $XDG_STATE_HOME/weft or ~/.local/state/weft].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Istio's plug-in CA directory (ca-cert.pem, ca-key.pem,
+        /// root-cert.pem, cert-chain.pem) instead of a self-signed root.
+        #[arg(long)]
+        cacerts: Option<PathBuf>,
+        /// The mesh's trust domain (SPIFFE ids spiffe://DOMAIN/ns/NS/sa/SA).
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// Another name (DNS name or IP) on the secure port's certificate,
+        /// besides istiod's service names and loopback; repeatable.
+        #[arg(long = "serving-name")]
+        serving_names: Vec<String>,
+        /// A workload certificate's lifetime when the agent asks none, in
+        /// seconds (Istio's DEFAULT_WORKLOAD_CERT_TTL, 24 h).
+        #[arg(long, default_value_t = 24 * 3600)]
+        workload_cert_ttl: u64,
+        /// The longest lifetime an agent may ask, in seconds (Istio's
+        /// MAX_WORKLOAD_CERT_TTL, 90 days).
+        #[arg(long, default_value_t = 90 * 24 * 3600)]
+        max_workload_cert_ttl: u64,
+        /// Serve no CA and no secure port (plaintext xDS only).
+        #[arg(long)]
+        no_ca: bool,
+    },
+    /// Get the workload's certificate from the control plane's CA, keep
+    /// it fresh, and serve it to Envoy over SDS (pilot-agent's
+    /// certificate half).
+    Agent {
+        /// The control plane's secure port (Istio: istiod:15012).
+        #[arg(long, default_value = "127.0.0.1:15012")]
+        ca_address: std::net::SocketAddr,
+        /// The name the CA's certificate must carry (e.g.
+        /// istiod.istio-system.svc) [default: the address's IP].
+        #[arg(long)]
+        ca_server_name: Option<String>,
+        /// The mesh's root certificate [default: root-cert.pem in weft
+        /// control's default state directory].
+        #[arg(long)]
+        root_cert: Option<PathBuf>,
+        /// The mesh join token [default: join-token in weft control's
+        /// default state directory].
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        #[arg(long, default_value = "default")]
+        service_account: String,
+        #[arg(long, default_value = "cluster.local")]
+        trust_domain: String,
+        /// Where Envoy's sds-grpc cluster connects.
+        #[arg(long, default_value = weft_identity::sds::DEFAULT_SOCKET)]
+        sds_socket: PathBuf,
+        /// The certificate lifetime to ask, in seconds (0: the CA's
+        /// default, 24 h).
+        #[arg(long, default_value_t = 0)]
+        cert_ttl_seconds: u64,
     },
     /// Run the local mesh on a directory: the control plane, a proxy per
     /// workload and gateway, and the demo applications.
@@ -201,11 +264,56 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             xds_address,
             debug_address,
             debounce_ms,
+            secure_address,
+            state_dir,
+            cacerts,
+            trust_domain,
+            serving_names,
+            workload_cert_ttl,
+            max_workload_cert_ttl,
+            no_ca,
         } => control::run(control::Args {
             config,
             xds: xds_address,
             debug: debug_address,
             debounce: Duration::from_millis(debounce_ms),
+            ca: (!no_ca).then(|| {
+                let state = state_dir.unwrap_or_else(weft_control::ca::default_state_dir);
+                let mut ca = weft_control::ca::SecureOptions::new(state);
+                ca.address = secure_address;
+                ca.cacerts = cacerts;
+                ca.trust_domain = trust_domain;
+                for name in serving_names {
+                    match name.parse() {
+                        Ok(ip) => ca.extra_ips.push(ip),
+                        Err(_) => ca.extra_dns.push(name),
+                    }
+                }
+                ca.workload_ttl = Duration::from_secs(workload_cert_ttl);
+                ca.max_ttl = Duration::from_secs(max_workload_cert_ttl);
+                ca
+            }),
+        }),
+        Command::Agent {
+            ca_address,
+            ca_server_name,
+            root_cert,
+            token_file,
+            namespace,
+            service_account,
+            trust_domain,
+            sds_socket,
+            cert_ttl_seconds,
+        } => agent::run(agent::Args {
+            ca_address,
+            ca_server_name,
+            root_cert,
+            token_file,
+            namespace,
+            service_account,
+            trust_domain,
+            sds_socket,
+            ttl: (cert_ttl_seconds > 0).then(|| Duration::from_secs(cert_ttl_seconds)),
         }),
         Command::ProxyConfig {
             what,

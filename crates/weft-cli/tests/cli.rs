@@ -190,6 +190,49 @@ fn usage_and_io_errors() {
 }
 
 #[test]
+fn agent_and_control_name_what_is_wrong_with_their_identity_settings() {
+    let out = weft(
+        &[
+            "agent",
+            "--root-cert",
+            "no/such/root-cert.pem",
+            "--token-file",
+            "no/such/join-token",
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no/such/root-cert.pem"));
+    let out = weft(&["agent", "--namespace", "not a namespace"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("namespace"));
+
+    // The CA's state may not sit among the configuration it watches.
+    let dir = std::env::temp_dir().join(format!("weft-cli-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join(".weft-state");
+    let out = weft(
+        &[
+            "control",
+            "--config",
+            dir.to_str().unwrap(),
+            "--xds-address",
+            "127.0.0.1:0",
+            "--debug-address",
+            "127.0.0.1:0",
+            "--secure-address",
+            "127.0.0.1:0",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("inside the configuration directory"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn list_analyzers_version_and_completion() {
     let out = weft(&["analyze", "-L"], "");
     let list = text(&out.stdout);
@@ -411,6 +454,8 @@ spec:
     let xds_addr = format!("127.0.0.1:{xds}");
     let debug_addr = format!("127.0.0.1:{debug}");
     let mesh_arg = mesh_dir.to_str().unwrap();
+    let state_dir = dir.join("state");
+    let state_arg = state_dir.to_str().unwrap();
     let _control = spawn(&[
         "control",
         "--config",
@@ -419,6 +464,10 @@ spec:
         &xds_addr,
         "--debug-address",
         &debug_addr,
+        "--secure-address",
+        "127.0.0.1:0",
+        "--state-dir",
+        state_arg,
     ]);
     wait_for_blocking("weft control to become ready", PATIENCE, || {
         std::net::TcpStream::connect(("127.0.0.1", debug))?;
@@ -438,6 +487,7 @@ spec:
             &xds_addr,
             "--debug-address",
             "127.0.0.1:0",
+            "--no-ca",
         ],
         "",
     );
@@ -583,4 +633,86 @@ fn up_and_bootstrap_arguments() {
 
     let out = weft(&["bootstrap", "--role", "mesh", "--name", "x"], "");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn agent_gets_its_certificate_from_weft_control() {
+    use weft_testkit::envoy::free_port;
+    let (xds, debug, secure) = (free_port(), free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("weft-cli-agent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("mesh")).unwrap();
+    let state = dir.join("state");
+    let secure_addr = format!("127.0.0.1:{secure}");
+    let _control = spawn(&[
+        "control",
+        "--config",
+        dir.join("mesh").to_str().unwrap(),
+        "--xds-address",
+        &format!("127.0.0.1:{xds}"),
+        "--debug-address",
+        &format!("127.0.0.1:{debug}"),
+        "--secure-address",
+        &secure_addr,
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--serving-name",
+        "weft-control.example",
+    ]);
+    wait_for_blocking("weft control to become ready", PATIENCE, || {
+        std::net::TcpStream::connect(("127.0.0.1", debug)).map_err(|e| e.to_string())?;
+        match http(debug, "GET", "/ready") {
+            (200, _) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let socket = dir.join("sds/socket");
+    let mut agent = spawn(&[
+        "agent",
+        "--ca-address",
+        &secure_addr,
+        "--ca-server-name",
+        "weft-control.example",
+        "--root-cert",
+        state.join("root-cert.pem").to_str().unwrap(),
+        "--token-file",
+        state.join("join-token").to_str().unwrap(),
+        "--namespace",
+        "default",
+        "--service-account",
+        "reviews",
+        "--sds-socket",
+        socket.to_str().unwrap(),
+    ]);
+    // Its log says when the certificate came, and for whom.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = agent.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut log = String::new();
+    wait_for_blocking("the agent to log its certificate", PATIENCE, || {
+        while let Ok(line) = rx.try_recv() {
+            log += &line;
+            log.push('\n');
+        }
+        if log.contains("workload certificate issued")
+            && log.contains("spiffe://cluster.local/ns/default/sa/reviews")
+        {
+            Ok(())
+        } else {
+            Err(log.clone())
+        }
+    });
+    assert!(socket.exists(), "the SDS socket is served");
+    drop(agent);
+    let _ = std::fs::remove_dir_all(&dir);
 }

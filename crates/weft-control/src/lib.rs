@@ -14,9 +14,11 @@
 //!   the watched directory, with the last good version of every file and
 //!   object) and mesh settings;
 //! - `debounce`: a burst of changes let settle before it is published;
+//! - `ca`: the mesh CA and the secure port (CA and ADS over TLS);
 //! - `run`: all of it assembled, with the debug endpoint.
 
 pub mod bootstrap;
+pub mod ca;
 pub mod context;
 pub mod debounce;
 mod delegate;

@@ -1,7 +1,8 @@
 //! `weft control` assembled: a configuration source (the watched
 //! directory) followed, its changes debounced into snapshots, the ADS
-//! server, and the debug endpoint (`/ready`, `/debug/syncz` — what
-//! `weft proxy-status` reads).
+//! server, the debug endpoint (`/ready`, `/debug/syncz` — what
+//! `weft proxy-status` reads), and, when asked, the CA with its secure
+//! port (`crate::ca`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub struct Options {
     /// a safety net when the kernel's notifications work, the only way
     /// to see changes when they do not (then at most every 50 ms).
     pub poll: Duration,
+    /// The CA and the secure port (Istio: 15012); off when `None`.
+    pub ca: Option<crate::ca::SecureOptions>,
 }
 
 impl Options {
@@ -45,6 +48,7 @@ impl Options {
             debug: ([127, 0, 0, 1], 15014).into(),
             debounce: Duration::from_millis(100),
             poll: Duration::from_secs(1),
+            ca: None,
         }
     }
 }
@@ -54,6 +58,8 @@ pub struct Running {
     pub server: AdsServer,
     pub xds: SocketAddr,
     pub debug: SocketAddr,
+    /// The CA and where its secure port listens, when it runs.
+    pub ca: Option<crate::ca::MeshCa>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -87,7 +93,33 @@ pub async fn start_with<S: Source + 'static>(
     // Loading freed the files' text and parse trees.
     crate::memory::release_now();
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
-    let (debug, debug_task) = serve_debug(opts.debug, server.clone()).await?;
+    let mut tasks = vec![ads_task];
+    let stop = |tasks: &[tokio::task::JoinHandle<()>]| tasks.iter().for_each(|t| t.abort());
+    // The CA before the debug endpoint: once `/ready` answers, agents
+    // can get certificates.
+    let ca = match &opts.ca {
+        Some(secure) => match crate::ca::start(secure, &opts.config_dir, server.clone()).await {
+            Ok((ca, task)) => {
+                tasks.push(task);
+                Some(ca)
+            }
+            Err(e) => {
+                stop(&tasks);
+                return Err(e);
+            }
+        },
+        None => None,
+    };
+    let debug = match serve_debug(opts.debug, server.clone()).await {
+        Ok((debug, task)) => {
+            tasks.push(task);
+            debug
+        }
+        Err(e) => {
+            stop(&tasks);
+            return Err(e);
+        }
+    };
     let debounce = Debounce::new(opts.debounce);
     // Without notifications, only looking finds changes: often.
     let poll = if source.notifies() {
@@ -145,11 +177,13 @@ pub async fn start_with<S: Source + 'static>(
             }
         })
     };
+    tasks.push(follow);
     Ok(Running {
         server,
         xds,
         debug,
-        tasks: vec![ads_task, debug_task, follow],
+        ca,
+        tasks,
     })
 }
 

@@ -66,12 +66,30 @@ pub struct ProxyStatus {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// `what` is the endpoint: xDS, or the debug endpoint.
+    /// `what` is the endpoint: xDS, the secure port, or the debug
+    /// endpoint. Retryable once the port is free.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
         what: &'static str,
         addr: SocketAddr,
         source: std::io::Error,
+    },
+    /// The CA could not start: its files (state directory or `cacerts`)
+    /// are unreadable or inconsistent. Not retryable until fixed.
+    #[error("the CA: {0}")]
+    Ca(#[from] weft_identity::ca::CaError),
+    /// The join token could not be read or created.
+    #[error("the CA: {0}")]
+    JoinToken(#[from] weft_identity::auth::AuthError),
+    /// The secure port's TLS configuration could not be built.
+    #[error("the secure port: {0}")]
+    Tls(#[from] weft_identity::tls::TlsError),
+    /// The CA's state directory is inside the watched configuration
+    /// directory (keys must not sit among files that are shared).
+    #[error("the CA state directory {state} is inside the configuration directory {config}; choose one outside it (--state-dir)")]
+    StateInConfig {
+        state: std::path::PathBuf,
+        config: std::path::PathBuf,
     },
 }
 
@@ -101,7 +119,7 @@ pub struct AdsServer {
 }
 
 /// The HTTP/2 receive window of an xDS connection and of each stream.
-const REQUEST_WINDOW: u32 = 64 * 1024;
+pub(crate) const REQUEST_WINDOW: u32 = 64 * 1024;
 
 impl AdsServer {
     pub fn new(snapshot: Snapshot) -> AdsServer {
@@ -173,6 +191,14 @@ impl AdsServer {
             })
             .collect();
         Some((proxy.id, dump))
+    }
+
+    /// The ADS service, for a server that carries it beside others (the
+    /// secure port, `crate::ca`).
+    pub(crate) fn grpc_service(&self) -> grpc::AdsService {
+        grpc::AdsService {
+            server: self.clone(),
+        }
     }
 
     /// Binds `addr` and serves until the task is dropped.
