@@ -50,7 +50,7 @@ fn examples_analyze_clean_and_validate() {
     let out = weft(&["validate", "-f", "examples/"], "");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
-        text(&out.stdout).starts_with("✔ 83 objects valid"),
+        text(&out.stdout).starts_with("✔ 84 objects valid"),
         "{}",
         text(&out.stdout)
     );
