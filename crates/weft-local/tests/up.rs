@@ -24,7 +24,9 @@ fn example_copy(dir: &Path, gw_port: u16) {
     for e in std::fs::read_dir(repo().join("examples/bookinfo")).unwrap() {
         let p = e.unwrap().path();
         let text = std::fs::read_to_string(&p).unwrap();
-        let text = text.replace("number: 8080", &format!("number: {gw_port}"));
+        let text = text
+            .replace("number: 8080", &format!("number: {gw_port}"))
+            .replace("number: 8443", &format!("number: {}", free_port()));
         std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
     }
 }

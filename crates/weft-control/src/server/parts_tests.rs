@@ -18,6 +18,7 @@ fn example() -> String {
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .expect("examples/bookinfo")
         .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     names.sort();
     names
