@@ -41,10 +41,21 @@ pub struct Cluster {
 pub struct TransportSocketMatch {
     pub name: String,
     /// Key/value pairs the endpoint's metadata must all have (empty:
-    /// every endpoint).
-    #[serde(rename = "match")]
+    /// every endpoint). Keys are kept snake_case whichever way the
+    /// resource was read (the JSON form's normalizer renames them; the
+    /// proxy compares metadata keys in that form).
+    #[serde(rename = "match", deserialize_with = "snake_keys")]
     pub match_: serde_json::Map<String, serde_json::Value>,
     pub transport_socket: Option<crate::core::TransportSocket>,
+}
+
+fn snake_keys<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<serde_json::Map<String, serde_json::Value>, D::Error> {
+    let m = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, v)| (crate::snake_case(&k), v))
+        .collect())
 }
 
 /// `envoy.config.core.v3.Metadata`: values by filter name.
