@@ -176,6 +176,17 @@ enum Command {
         xds_address: std::net::SocketAddr,
         #[arg(long, default_value = "127.0.0.1:15014")]
         debug_address: std::net::SocketAddr,
+        /// The control plane's secure port: its CA and xDS over TLS.
+        #[arg(long, default_value = "127.0.0.1:15012")]
+        secure_address: std::net::SocketAddr,
+        /// Where the CA keeps its root and the mesh join token
+        /// [default: $XDG_STATE_HOME/weft or ~/.local/state/weft].
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// No CA: the proxies get no workload certificates and the mesh
+        /// runs without mutual TLS (as Istio with mTLS off).
+        #[arg(long)]
+        no_mtls: bool,
     },
     /// Print the Envoy bootstrap that connects a proxy to the control
     /// plane (what pilot-agent generates for Envoy).
@@ -195,6 +206,14 @@ enum Command {
         /// The proxy's admin port (0: any free port).
         #[arg(long, default_value_t = 15000)]
         admin_port: u16,
+        /// The workload's service account (its certificate's identity).
+        #[arg(long)]
+        service_account: Option<String>,
+        /// The agent's SDS socket (`weft agent --sds-socket`): the proxy
+        /// gets its workload certificate there and takes part in mesh
+        /// mTLS. Without one it runs without certificates (plaintext).
+        #[arg(long)]
+        sds_socket: Option<PathBuf>,
     },
     /// Show the configuration the control plane serves a proxy, as
     /// istioctl's tables.
@@ -329,10 +348,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             gateway,
             xds_address,
             debug_address,
+            secure_address,
+            state_dir,
+            no_mtls,
         } => up::run(up::Args {
             dir,
             xds: xds_address,
             debug: debug_address,
+            ca: (!no_mtls).then(|| {
+                let state = state_dir.unwrap_or_else(weft_control::ca::default_state_dir);
+                let mut ca = weft_control::ca::SecureOptions::new(state);
+                ca.address = secure_address;
+                ca
+            }),
             gateway: if gateway == "none" {
                 weft_local::GatewayMode::None
             } else {
@@ -346,7 +374,22 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ip,
             xds,
             admin_port,
-        } => up::bootstrap(&role, name, namespace, ip, xds, admin_port),
+            service_account,
+            sds_socket,
+        } => up::bootstrap(
+            up::BootstrapArgs {
+                role,
+                name,
+                namespace,
+                ip,
+                service_account,
+            },
+            weft_control::bootstrap::Options {
+                xds,
+                admin: admin_port,
+                sds_socket,
+            },
+        ),
         Command::Proxy {
             config,
             concurrency,

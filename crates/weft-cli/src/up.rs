@@ -13,6 +13,8 @@ pub struct Args {
     pub xds: SocketAddr,
     pub debug: SocketAddr,
     pub gateway: weft_local::GatewayMode,
+    /// The control plane's CA (mesh mTLS); none runs the mesh plaintext.
+    pub ca: Option<weft_control::ca::SecureOptions>,
 }
 
 /// Exit codes: 0 after Ctrl-C / SIGTERM, 1 when the directory cannot be
@@ -34,6 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         opts.control.xds = args.xds;
         opts.control.debug = args.debug;
         opts.gateway = args.gateway;
+        opts.control.ca = args.ca.clone();
         let mesh = match weft_local::start(opts).await {
             Ok(m) => m,
             Err(e) => {
@@ -53,6 +56,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             mesh.control.debug,
             args.dir.display()
         );
+        match &mesh.control.ca {
+            Some(ca) => println!(
+                "  mesh mTLS on (auto mTLS, PERMISSIVE): CA on {}, root {}, trust domain {}",
+                ca.address,
+                ca.root_cert_path().display(),
+                ca.trust_domain()
+            ),
+            None => println!("  mesh mTLS off (--no-mtls): proxies have no certificates"),
+        }
         for (who, admin) in &mesh.proxies {
             let role = match who.kind {
                 ProxyKind::Sidecar => "sidecar",
@@ -66,10 +78,23 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         }
         if args.gateway == weft_local::GatewayMode::None {
             for who in mesh.plan.proxies.iter().filter(|p| p.kind == ProxyKind::Router) {
-                println!(
-                    "  gateway {}.{} left to you: weft bootstrap --role gateway --name {} --namespace {} --ip {} --xds {} > gw.json && envoy -c gw.json",
-                    who.name, who.namespace, who.name, who.namespace, who.ip, mesh.control.xds
+                let boot = format!(
+                    "weft bootstrap --role gateway --name {} --namespace {} --ip {} --xds {} --service-account {}",
+                    who.name, who.namespace, who.ip, mesh.control.xds, who.service_account()
                 );
+                match &mesh.control.ca {
+                    // Its certificate from the CA through an agent, as
+                    // pilot-agent gives Envoy one.
+                    Some(ca) => println!(
+                        "  gateway {}.{} left to you: weft agent --ca-address {} --root-cert {} --token-file {} --namespace {} --service-account {} --sds-socket /tmp/{}.sock &\n    {boot} --sds-socket /tmp/{}.sock > gw.json && envoy -c gw.json",
+                        who.name, who.namespace, ca.address, ca.root_cert_path().display(), ca.join_token_path().display(),
+                        who.namespace, who.service_account(), who.name, who.name
+                    ),
+                    None => println!(
+                        "  gateway {}.{} left to you: {boot} > gw.json && envoy -c gw.json",
+                        who.name, who.namespace
+                    ),
+                }
             }
         }
         for p in &problems {
@@ -86,33 +111,32 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     })
 }
 
+/// Who `weft bootstrap` writes a bootstrap for.
+pub struct BootstrapArgs {
+    pub role: String,
+    pub name: String,
+    pub namespace: String,
+    pub ip: String,
+    pub service_account: Option<String>,
+}
+
 pub fn bootstrap(
-    role: &str,
-    name: String,
-    namespace: String,
-    ip: String,
-    xds: SocketAddr,
-    admin: u16,
+    args: BootstrapArgs,
+    opts: weft_control::bootstrap::Options,
 ) -> anyhow::Result<u8> {
-    let kind = match role {
+    let kind = match args.role.as_str() {
         "sidecar" => ProxyKind::Sidecar,
         "gateway" | "router" => ProxyKind::Router,
         other => anyhow::bail!("--role {other:?}: expected sidecar or gateway"),
     };
     let who = Identity {
         kind,
-        name,
-        namespace,
-        ip,
+        name: args.name,
+        namespace: args.namespace,
+        ip: args.ip,
+        service_account: args.service_account,
     };
-    let text = serde_json::to_string_pretty(&weft_control::bootstrap::envoy(
-        &who,
-        &weft_control::bootstrap::Options {
-            xds,
-            admin,
-            sds_socket: None,
-        },
-    ))?;
+    let text = serde_json::to_string_pretty(&weft_control::bootstrap::envoy(&who, &opts))?;
     println!("{text}");
     Ok(0)
 }

@@ -18,16 +18,25 @@ use crate::gen::pb::{self, cluster, core, endpoint, upstream_http};
 use crate::gen::ProxyKind;
 
 /// Who the proxy is.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
     pub kind: ProxyKind,
     /// The workload (pod or WorkloadEntry) name.
     pub name: String,
     pub namespace: String,
     pub ip: String,
+    /// The service account its workload certificate names
+    /// (`spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT`); Istio's node
+    /// metadata `SERVICE_ACCOUNT`. Kubernetes' `default` when `None`.
+    pub service_account: Option<String>,
 }
 
 impl Identity {
+    /// The service account, `default` when none is named.
+    pub fn service_account(&self) -> &str {
+        self.service_account.as_deref().unwrap_or("default")
+    }
+
     /// Istio's node id: `sidecar~IP~NAME.NS~NS.svc.cluster.local` (or
     /// `router~...` for gateways).
     pub fn node_id(&self) -> String {
@@ -137,6 +146,7 @@ pub fn message(who: &Identity, opts: &Options) -> bootstrap::Bootstrap {
                 [
                     ("NAMESPACE", who.namespace.as_str()),
                     ("NAME", who.name.as_str()),
+                    ("SERVICE_ACCOUNT", who.service_account()),
                 ]
                 .into_iter()
                 .chain(

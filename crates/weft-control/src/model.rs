@@ -96,6 +96,9 @@ pub struct Endpoint {
     /// SPIFFE identity a client verifies it by under mutual TLS; none for
     /// a host resolved by DNS.
     pub service_account: Option<std::sync::Arc<str>>,
+    /// Whether it takes Istio's mutual TLS (a sidecar runs beside it):
+    /// `weft_config::mesh::mtls::takes_istio_mtls`.
+    pub istio_mtls: bool,
 }
 
 /// A workload a proxy may run for: a Pod or a WorkloadEntry.

@@ -33,8 +33,23 @@ kind: WorkloadEntry
 metadata: {name: reviews-v2, namespace: default}
 spec:
   address: 10.0.0.2
-  serviceAccount: bookinfo-reviews
   labels: {app: reviews, version: v2}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v3, namespace: default}
+spec:
+  address: 10.0.0.3
+  serviceAccount: bookinfo-reviews
+  labels: {app: reviews, version: v3}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v4, namespace: default}
+spec:
+  address: 10.0.0.4
+  serviceAccount: bookinfo-reviews
+  labels: {app: reviews, version: v4, security.istio.io/tlsMode: disabled}
 ---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -110,20 +125,21 @@ fn auto_mtls_to_endpoints_with_a_sidecar() {
         matches[1]["transport_socket"]["name"],
         "envoy.transport_sockets.raw_buffer"
     );
-    // Only the endpoint with a sidecar is marked for mesh TLS.
+    // Only endpoints with a sidecar are marked for mesh TLS: the
+    // tlsMode label says so (v1) or not (v4); without it, a
+    // WorkloadEntry naming a service account has one (v3), one naming
+    // none does not (v2) — Istio's reading of WorkloadEntries.
     let eds = json(&out, Kind::ClusterLoadAssignment, REVIEWS);
     let endpoints = eds["endpoints"][0]["lb_endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 4, "{eds:#}");
     let marked: Vec<&Value> = endpoints
         .iter()
         .filter(|e| {
             e["metadata"]["filter_metadata"]["envoy.transport_socket_match"]["tlsMode"] == "istio"
         })
+        .map(|e| &e["endpoint"]["address"]["socket_address"]["address"])
         .collect();
-    assert_eq!(marked.len(), 1, "{eds:#}");
-    assert_eq!(
-        marked[0]["endpoint"]["address"]["socket_address"]["address"],
-        "10.0.0.1"
-    );
+    assert_eq!(marked, ["10.0.0.1", "10.0.0.3"], "{eds:#}");
     // An external service gets no mesh TLS.
     let ext = json(&out, Kind::Cluster, "outbound|443||api.example.com");
     assert!(ext.get("transport_socket_matches").is_none(), "{ext:#}");

@@ -30,8 +30,10 @@ use weft_control::registry::namespace_of;
 use weft_control::ProxyKind;
 use weft_demo::App;
 
+mod certs;
 mod live;
-use live::Live;
+pub use certs::CertsError;
+use live::{Live, Starter};
 
 /// The annotation that asks `weft up` to run a demo application for a
 /// WorkloadEntry.
@@ -76,6 +78,8 @@ pub enum UpError {
     },
     #[error("proxy {node}: {message}")]
     Proxy { node: String, message: String },
+    #[error("workload certificates: {0}")]
+    Certs(#[from] CertsError),
 }
 
 #[derive(Clone, Debug)]
@@ -133,6 +137,7 @@ pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
                 name,
                 namespace,
                 ip,
+                service_account: we.service_account.clone(),
             });
             continue;
         }
@@ -188,6 +193,7 @@ pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
             name,
             namespace,
             ip,
+            service_account: we.service_account.clone(),
         });
     }
     Ok(plan)
@@ -217,27 +223,30 @@ pub async fn start(opts: Options) -> Result<Running, UpError> {
     dir.scan();
     let plan = plan(&dir.resources())?;
     let control = weft_control::run::start(opts.control.clone()).await?;
+    let issuer = match &control.ca {
+        Some(ca) => Some(certs::Issuer::new(Arc::clone(&ca.ca), certs::socket_dir())?),
+        None => None,
+    };
+    let starter = Starter {
+        xds: control.xds,
+        gateway: opts.gateway,
+        issuer,
+    };
     let mut live = Live::default();
-    if let Some(e) = live
-        .apply(&plan, control.xds, opts.gateway)
-        .await
-        .into_iter()
-        .next()
-    {
+    if let Some(e) = live.apply(&plan, &starter).await.into_iter().next() {
         return Err(e);
     }
     let proxies = live
         .proxies
         .values()
-        .map(|(who, running)| (who.clone(), running.admin))
+        .map(|p| (p.who.clone(), p.running.admin))
         .collect();
     let live = Arc::new(tokio::sync::Mutex::new(live));
     let follow = tokio::spawn(follow(
         dir,
         control.server.clone(),
         Arc::clone(&live),
-        control.xds,
-        opts.gateway,
+        starter,
     ));
     Ok(Running {
         control,
@@ -254,8 +263,7 @@ async fn follow(
     mut dir: weft_control::source::ConfigDir,
     server: weft_control::server::AdsServer,
     live: Arc<tokio::sync::Mutex<Live>>,
-    xds: SocketAddr,
-    gateway: GatewayMode,
+    starter: Starter,
 ) {
     let mut pushes = server.subscribe();
     while pushes.changed().await.is_ok() {
@@ -264,7 +272,7 @@ async fn follow(
         }
         match plan(&dir.resources()) {
             Ok(plan) => {
-                for e in live.lock().await.apply(&plan, xds, gateway).await {
+                for e in live.lock().await.apply(&plan, &starter).await {
                     tracing::warn!("{e}");
                 }
             }
@@ -277,7 +285,7 @@ impl Running {
     /// The proxies running now.
     pub async fn running_proxies(&self) -> Vec<Identity> {
         let live = self.live.lock().await;
-        live.proxies.values().map(|(who, _)| who.clone()).collect()
+        live.proxies.values().map(|p| p.who.clone()).collect()
     }
 
     /// Waits until every started proxy has accepted its configuration;

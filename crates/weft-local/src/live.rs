@@ -12,13 +12,29 @@ use std::net::SocketAddr;
 use weft_control::bootstrap::{self, Identity};
 use weft_control::ProxyKind;
 
+use crate::certs::{Issuer, WorkloadCerts};
 use crate::{AppPlan, GatewayMode, Plan, UpError};
+
+/// A proxy running now, with its certificates when the mesh has a CA.
+pub(crate) struct Proxy {
+    pub who: Identity,
+    pub running: weft_proxy::Running,
+    _certs: Option<WorkloadCerts>,
+}
+
+/// How proxies are started: where the control plane is, who serves the
+/// gateway, and where certificates come from (none: no mesh mTLS).
+pub(crate) struct Starter {
+    pub xds: SocketAddr,
+    pub gateway: GatewayMode,
+    pub issuer: Option<Issuer>,
+}
 
 /// The proxies and applications running now.
 #[derive(Default)]
 pub(crate) struct Live {
     /// By node id.
-    pub proxies: BTreeMap<String, (Identity, weft_proxy::Running)>,
+    pub proxies: BTreeMap<String, Proxy>,
     /// By workload name.
     apps: BTreeMap<String, (AppPlan, tokio::task::JoinHandle<()>)>,
 }
@@ -30,12 +46,7 @@ fn same_app(a: &AppPlan, b: &AppPlan) -> bool {
 impl Live {
     /// Starts and stops what it takes to run `plan`; every proxy or
     /// application that could not be started is an error, the rest runs.
-    pub async fn apply(
-        &mut self,
-        plan: &Plan,
-        xds: SocketAddr,
-        gateway: GatewayMode,
-    ) -> Vec<UpError> {
+    pub async fn apply(&mut self, plan: &Plan, starter: &Starter) -> Vec<UpError> {
         let mut errors = Vec::new();
         let wanted: BTreeMap<String, &AppPlan> =
             plan.apps.iter().map(|a| (a.workload.clone(), a)).collect();
@@ -71,27 +82,29 @@ impl Live {
         let wanted: BTreeMap<String, &Identity> = plan
             .proxies
             .iter()
-            .filter(|w| !(w.kind == ProxyKind::Router && gateway == GatewayMode::None))
+            .filter(|w| !(w.kind == ProxyKind::Router && starter.gateway == GatewayMode::None))
             .map(|w| (w.node_id(), w))
             .collect();
+        // A proxy whose service account changed needs a new certificate:
+        // restarted like one that went away.
         let stale: Vec<String> = self
             .proxies
-            .keys()
-            .filter(|id| !wanted.contains_key(*id))
-            .cloned()
+            .iter()
+            .filter(|(id, p)| wanted.get(*id).is_none_or(|w| **w != p.who))
+            .map(|(id, _)| id.clone())
             .collect();
         for id in stale {
-            if let Some((_, running)) = self.proxies.remove(&id) {
-                running.shared.shutdown();
+            if let Some(p) = self.proxies.remove(&id) {
+                p.running.shared.shutdown();
             }
         }
         for (id, who) in wanted {
             if self.proxies.contains_key(&id) {
                 continue;
             }
-            match start_proxy(who, xds).await {
-                Ok(running) => {
-                    self.proxies.insert(id, (who.clone(), running));
+            match start_proxy(who, starter).await {
+                Ok(p) => {
+                    self.proxies.insert(id, p);
                 }
                 Err(e) => errors.push(e),
             }
@@ -100,8 +113,8 @@ impl Live {
     }
 
     fn stop(&mut self) {
-        for (_, (_, running)) in std::mem::take(&mut self.proxies) {
-            running.shared.shutdown();
+        for (_, p) in std::mem::take(&mut self.proxies) {
+            p.running.shared.shutdown();
         }
         for (_, (_, task)) in std::mem::take(&mut self.apps) {
             task.abort();
@@ -116,18 +129,23 @@ impl Drop for Live {
 }
 
 /// A weft proxy in this process with the bootstrap pilot-agent would
-/// give it, connected to the control plane at `xds`.
-async fn start_proxy(who: &Identity, xds: SocketAddr) -> Result<weft_proxy::Running, UpError> {
+/// give it, connected to the control plane, with its certificates over
+/// SDS when the mesh has a CA.
+async fn start_proxy(who: &Identity, starter: &Starter) -> Result<Proxy, UpError> {
     let fail = |message: String| UpError::Proxy {
         node: who.node_id(),
         message,
     };
+    let certs = match &starter.issuer {
+        Some(issuer) => Some(issuer.start(who).map_err(|e| fail(e.to_string()))?),
+        None => None,
+    };
     let text = bootstrap::envoy(
         who,
         &bootstrap::Options {
-            xds,
+            xds: starter.xds,
             admin: 0,
-            sds_socket: None,
+            sds_socket: certs.as_ref().map(|c| c.socket().to_path_buf()),
         },
     )
     .to_string();
@@ -139,5 +157,9 @@ async fn start_proxy(who: &Identity, xds: SocketAddr) -> Result<weft_proxy::Runn
         .await
         .map_err(|e| fail(e.to_string()))?;
     weft_proxy::xds::spawn(&running.shared, &boot).map_err(fail)?;
-    Ok(running)
+    Ok(Proxy {
+        who: who.clone(),
+        running,
+        _certs: certs,
+    })
 }

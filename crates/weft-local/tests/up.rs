@@ -75,9 +75,15 @@ async fn bookinfo_up_and_the_tour() {
     let dir = TempDir::new("up");
     let gw = free_port();
     example_copy(&dir.0, gw);
+    let state = TempDir::new("up-state");
     let mut opts = weft_local::Options::new(&dir.0);
     opts.control.xds = "127.0.0.1:0".parse().unwrap();
     opts.control.debug = "127.0.0.1:0".parse().unwrap();
+    // As `weft up` runs by default: the CA on, every proxy with its
+    // workload certificate, mesh mTLS.
+    let mut ca = weft_control::ca::SecureOptions::new(&state.0);
+    ca.address = "127.0.0.1:0".parse().unwrap();
+    opts.control.ca = Some(ca);
     let mesh = weft_local::start(opts).await.unwrap();
     assert_eq!(mesh.plan.apps.len(), 6, "{:?}", mesh.plan);
     assert_eq!(mesh.proxies.len(), 7, "{:?}", mesh.plan);
@@ -283,6 +289,45 @@ async fn bookinfo_up_and_the_tour() {
     }
     let running = running_names(&mesh).await;
     assert!(!running.contains(&"details-v2".to_string()), "{running:?}");
+
+    // The tour's mTLS step: mesh-wide STRICT. A plaintext client outside
+    // the mesh is refused at a sidecar's inbound address, while the
+    // page, sidecar to sidecar over auto mTLS, keeps working.
+    let reviews_direct = || async {
+        request(
+            "GET",
+            "http://127.0.0.13:9080/reviews/0",
+            &[("host", "reviews:9080")],
+            false,
+        )
+        .await
+    };
+    let r = reviews_direct().await.expect("PERMISSIVE serves plaintext");
+    assert_eq!(r.status, 200, "{r:?}");
+    std::fs::write(
+        dir.0.join("tour-mtls.yaml"),
+        tour("peer-authentication-strict.yaml"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    while let Ok(r) = reviews_direct().await {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "plaintext still served under STRICT: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let problems = mesh.settle(PATIENCE).await;
+    assert!(problems.is_empty(), "{problems:?}");
+    for _ in 0..5 {
+        let page = get(gw, "/productpage", None).await;
+        assert_eq!(page.status, 200, "{page:?}");
+        assert!(
+            page.body.contains("Book Details") && page.body.contains("Reviewer1"),
+            "{}",
+            page.body
+        );
+    }
 }
 
 async fn running_names(mesh: &weft_local::Running) -> Vec<String> {
@@ -301,6 +346,7 @@ spec:
   address: 127.0.0.17
   ports: {http: 9080}
   labels: {app: details, version: v2}
+  serviceAccount: bookinfo-details
 ---
 apiVersion: networking.istio.io/v1
 kind: Sidecar

@@ -99,7 +99,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<hyper::body::Incoming>) ->
                 format!("weft admin: /config_dump query {q:?} (resource, mask, include_eds) is not implemented yet\n"),
             ),
             _ => {
-                let dump = crate::config_dump::build(&snapshot.source, snapshot.loaded, snapshot.xds.as_deref());
+                let dump = crate::config_dump::build(
+                    &snapshot.source,
+                    snapshot.loaded,
+                    snapshot.xds.as_deref(),
+                    &snapshot.secrets,
+                );
                 (StatusCode::OK, serde_json::to_string_pretty(&dump).unwrap_or_default())
             }
         },

@@ -31,7 +31,12 @@ pub struct XdsDump {
 
 const ADMIN: &str = "type.googleapis.com/envoy.admin.v3.";
 
-pub fn build(source: &Value, loaded: SystemTime, xds: Option<&XdsDump>) -> Value {
+pub fn build(
+    source: &Value,
+    loaded: SystemTime,
+    xds: Option<&XdsDump>,
+    secrets: &crate::transport::Secrets,
+) -> Value {
     let at = crate::access_log::format_time(loaded);
     let resources = |kind: &str| -> Vec<Value> {
         source["static_resources"][kind]
@@ -69,8 +74,88 @@ pub fn build(source: &Value, loaded: SystemTime, xds: Option<&XdsDump>) -> Value
         clusters,
         listeners,
         routes,
-        {"@type": format!("{ADMIN}SecretsConfigDump")},
+        secrets_dump(&resources("secrets"), &at, secrets),
     ]})
+}
+
+const SECRET_TYPE: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+
+/// `SecretsConfigDump`: the bootstrap's static secrets, and the SDS
+/// secrets contexts name — active once delivered (with the version that
+/// brought them), warming until then — each with its private parts
+/// redacted as Envoy redacts them.
+fn secrets_dump(statics: &[Value], at: &str, secrets: &crate::transport::Secrets) -> Value {
+    let static_secrets: Vec<Value> = statics
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s["name"],
+                "last_updated": at,
+                "secret": redacted(with_type(s.clone(), SECRET_TYPE)),
+            })
+        })
+        .collect();
+    let (mut active, mut warming) = (Vec::new(), Vec::new());
+    for l in secrets.sds().list() {
+        let decoded = l
+            .delivered
+            .as_ref()
+            .and_then(|d| Some((d, weft_xds::to_json(SECRET_TYPE, &d.bytes).ok()?.2)));
+        match decoded {
+            Some((d, secret)) => active.push(json!({
+                "name": l.name,
+                "version_info": d.version_info,
+                "last_updated": crate::access_log::format_time(d.updated),
+                "secret": redacted(with_type(secret, SECRET_TYPE)),
+            })),
+            None => warming.push(json!({
+                "name": l.name,
+                "version_info": "uninitialized",
+                "secret": {"@type": SECRET_TYPE, "name": l.name},
+            })),
+        }
+    }
+    json!({
+        "@type": format!("{ADMIN}SecretsConfigDump"),
+        "static_secrets": static_secrets,
+        "dynamic_active_secrets": active,
+        "dynamic_warming_secrets": warming,
+    })
+}
+
+/// Envoy's redaction of a secret's sensitive fields (the private key,
+/// its password, session ticket keys, a generic secret): every string in
+/// them becomes `[redacted]` (bytes: its base64).
+fn redacted(mut secret: Value) -> Value {
+    fn redact(v: &mut Value, key: Option<&str>) {
+        match v {
+            Value::String(s) => {
+                *s = if key == Some("inline_bytes") {
+                    "W3JlZGFjdGVkXQ==".into()
+                } else {
+                    "[redacted]".into()
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| redact(i, key)),
+            Value::Object(m) => m.iter_mut().for_each(|(k, v)| redact(v, Some(k))),
+            _ => {}
+        }
+    }
+    for path in [
+        &["tls_certificate", "private_key"][..],
+        &["tls_certificate", "password"],
+        &["session_ticket_keys"],
+        &["generic_secret", "secret"],
+    ] {
+        let mut at = Some(&mut secret);
+        for k in path {
+            at = at.and_then(|v| v.get_mut(*k));
+        }
+        if let Some(v) = at {
+            redact(v, None);
+        }
+    }
+    secret
 }
 
 /// Adds what xDS delivered, in Envoy's fields: `dynamic_active_clusters`

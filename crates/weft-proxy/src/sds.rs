@@ -220,13 +220,19 @@ async fn stream(
             Outcome::Update(update) => {
                 let mut refused = Vec::new();
                 for name in &update.changed {
-                    let Some(Resource::Secret(s)) =
-                        update.resources.get(name).map(|h| &*h.resource)
-                    else {
+                    let Some(held) = update.resources.get(name) else {
+                        continue;
+                    };
+                    let Resource::Secret(s) = &*held.resource else {
                         continue;
                     };
                     match crate::transport::check_secret(name, s) {
-                        Ok(()) => secrets.sds().update(source.clone(), name, (**s).clone()),
+                        Ok(()) => secrets.sds().update(
+                            source.clone(),
+                            name,
+                            (**s).clone(),
+                            crate::transport::Delivered::of(&update, held),
+                        ),
                         Err(e) => refused.push((name.clone(), e.to_string())),
                     }
                 }

@@ -382,11 +382,19 @@ impl Dynamic {
     /// listeners that waited for one may go live.
     fn apply_secrets(&self, next: &mut State, u: &Update, refused: &mut Refused) {
         for name in &u.changed {
-            let Some(Resource::Secret(s)) = u.resources.get(name).map(|h| &*h.resource) else {
+            let Some(held) = u.resources.get(name) else {
+                continue;
+            };
+            let Resource::Secret(s) = &*held.resource else {
                 continue;
             };
             match crate::transport::check_secret(name, s) {
-                Ok(()) => self.base.secrets.sds().update(None, name, (**s).clone()),
+                Ok(()) => self.base.secrets.sds().update(
+                    None,
+                    name,
+                    (**s).clone(),
+                    crate::transport::Delivered::of(u, held),
+                ),
                 Err(e) => refused.push((name.clone(), e.to_string())),
             }
         }

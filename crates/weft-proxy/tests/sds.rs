@@ -406,6 +406,50 @@ async fn sds_from_an_agent_socket_serves_rotates_and_refuses_as_envoy_does() {
         .await;
     }
 
+    // /config_dump's SecretsConfigDump lists the agent's secrets as
+    // Envoy's does: the versions in use, private key redacted.
+    let secrets_dump = async |admin: u16| {
+        let r = get(&format!("http://127.0.0.1:{admin}/config_dump"), &[])
+            .await
+            .unwrap();
+        let dump: Value = serde_json::from_str(&r.body).unwrap();
+        let mut secrets = dump["configs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| {
+                c["@type"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("SecretsConfigDump"))
+            })
+            .expect("a SecretsConfigDump")["dynamic_active_secrets"]
+            .clone();
+        let list = secrets.as_array_mut().unwrap();
+        for s in list.iter_mut() {
+            s.as_object_mut().unwrap().remove("last_updated");
+        }
+        list.sort_by_key(|s| s["name"].to_string());
+        secrets
+    };
+    let (e, w) = (secrets_dump(ea).await, secrets_dump(wa).await);
+    assert_eq!(w, e, "dynamic_active_secrets: weft ≠ envoy");
+    let names: Vec<&str> = w
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["ROOTCA", "default"], "{w:#}");
+    assert!(!w.to_string().contains("PRIVATE KEY"), "{w:#}");
+    let version_of = |dump: &Value, name: &str| {
+        dump.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["version_info"]
+            .clone()
+    };
+    let rotated = version_of(&w, "default");
     agent.set(Kind::Secret, secret(&second.chain_pem, &stray.key_pem));
     agent.push();
     let nack = agent.wait_nack("weft", Kind::Secret, WAIT).await.unwrap();
@@ -421,6 +465,10 @@ async fn sds_from_an_agent_socket_serves_rotates_and_refuses_as_envoy_does() {
             "{side}: the last good secret"
         );
     }
+    // weft's dump shows the secret in use, with its version; Envoy's
+    // lists the refused one's version (it records what arrived before
+    // its contexts refuse it), so here they are not compared.
+    assert_eq!(version_of(&secrets_dump(wa).await, "default"), rotated);
     drop(client);
     drop(envoy_server);
     weft.shared.shutdown();

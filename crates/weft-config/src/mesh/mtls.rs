@@ -28,6 +28,20 @@ use super::selector::{Labels, Selector};
 /// client's auto mTLS reads it off each endpoint.
 pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 
+/// Whether an instance takes Istio's mutual TLS (its TLS mode is
+/// `istio`), as Istio reads it: the [`TLS_MODE_LABEL`] when present
+/// (injection sets it on pods); otherwise a WorkloadEntry that names a
+/// service account does (a VM onboarded with an identity runs a
+/// sidecar), and anything else does not. `service_account` is the
+/// WorkloadEntry's own field as written (`None` for pods, inline
+/// ServiceEntry endpoints without one, and Kubernetes endpoints).
+pub fn takes_istio_mtls(labels: &impl Labels, service_account: Option<&str>) -> bool {
+    match labels.label(TLS_MODE_LABEL) {
+        Some(mode) => mode == "istio",
+        None => service_account.is_some_and(|sa| !sa.is_empty()),
+    }
+}
+
 /// What a workload port accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Mode {
@@ -156,6 +170,24 @@ pub fn effective(
 mod tests {
     use super::*;
     use weft_api::Map;
+
+    #[test]
+    fn tls_mode_label_wins_then_a_workload_entry_service_account() {
+        let labels = |pairs: &[(&str, &str)]| -> Map<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let istio = labels(&[(TLS_MODE_LABEL, "istio")]);
+        let disabled = labels(&[(TLS_MODE_LABEL, "disabled")]);
+        let none = labels(&[("app", "x")]);
+        assert!(takes_istio_mtls(&istio, None));
+        assert!(!takes_istio_mtls(&disabled, Some("sa")));
+        assert!(takes_istio_mtls(&none, Some("sa")));
+        assert!(!takes_istio_mtls(&none, Some("")));
+        assert!(!takes_istio_mtls(&none, None));
+    }
 
     fn pa(yaml: &str) -> PeerAuthentication {
         let doc = weft_yaml::parse_document(yaml, &Default::default())

@@ -78,11 +78,10 @@ pub(crate) fn lb_endpoints(
 }
 
 /// Whether a client's auto mTLS uses mutual TLS to an instance: it has a
-/// sidecar (Istio's `security.istio.io/tlsMode: istio` label), and its
-/// PeerAuthentication does not DISABLE mTLS on the port it listens on.
+/// sidecar (its TLS mode is `istio`), and its PeerAuthentication does
+/// not DISABLE mTLS on the port it listens on.
 fn takes_mesh_tls(ctx: &Context, e: &crate::model::Endpoint) -> bool {
-    use weft_config::mesh::mtls::TLS_MODE_LABEL;
-    e.labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio")
+    e.istio_mtls
         && ctx
             .mtls_for(&e.namespace, &*e.labels)
             .at(e.port)

@@ -17,6 +17,7 @@ use super::namespace_of;
 use weft_config::Resource;
 
 use weft_config::host::service_hostname;
+use weft_config::mesh::mtls::takes_istio_mtls;
 use weft_config::mesh::Selector;
 
 use crate::model::{Endpoint, Labels, Origin, Port, Protocol, Resolution, Service, Workload};
@@ -90,6 +91,7 @@ struct Instance<'a> {
     weight: Option<u32>,
     locality: Option<&'a str>,
     service_account: &'a str,
+    istio_mtls: bool,
 }
 
 impl<'a> Instance<'a> {
@@ -101,6 +103,7 @@ impl<'a> Instance<'a> {
             weight: e.weight,
             locality: e.locality.as_deref(),
             service_account: e.service_account.as_deref().unwrap_or("default"),
+            istio_mtls: takes_istio_mtls(&e.labels, e.service_account.as_deref()),
         }
     }
 }
@@ -292,6 +295,7 @@ impl Namespace {
                                     weight: None,
                                     locality: None,
                                     service_account: Some(interner.str(p.account)),
+                                    istio_mtls: takes_istio_mtls(&p.labels, None),
                                 });
                             }
                         }
@@ -407,6 +411,7 @@ impl Namespace {
                 let labels = interner.labels(pod.map_or(&no_labels, |p| &p.labels));
                 // Istio's default for an address no pod explains.
                 let account = interner.str(pod.map_or("default", |p| p.account));
+                let istio_mtls = pod.is_some_and(|p| takes_istio_mtls(&p.labels, None));
                 for (port_name, port) in &ports {
                     let Some(sp) = svc_ports.iter().find(|p| {
                         &p.name == port_name || (svc_ports.len() == 1 && ports.len() == 1)
@@ -423,6 +428,7 @@ impl Namespace {
                         weight: None,
                         locality: None,
                         service_account: Some(Arc::clone(&account)),
+                        istio_mtls,
                     });
                 }
             }
@@ -493,6 +499,7 @@ impl Namespace {
                         weight: None,
                         locality: None,
                         service_account: p.account,
+                        istio_mtls: takes_istio_mtls(&p.labels, None),
                     });
                 }
             }
@@ -524,6 +531,7 @@ impl Namespace {
                         weight: None,
                         locality: None,
                         service_account: None,
+                        istio_mtls: false,
                     });
                 }
                 for i in &instances {
@@ -541,6 +549,7 @@ impl Namespace {
                         weight: i.weight,
                         locality: i.locality.map(str::to_string),
                         service_account: Some(interner.str(i.service_account)),
+                        istio_mtls: i.istio_mtls,
                     });
                 }
             }

@@ -37,7 +37,7 @@ mod secrets;
 pub(crate) mod tls;
 mod verify;
 
-pub use secrets::Secrets;
+pub use secrets::{Delivered, Secrets};
 pub(crate) use tls::check_secret;
 
 /// A TLS session the proxy accepted: the bytes listener filters read

@@ -85,6 +85,43 @@ impl Secrets {
 pub(crate) struct Slot {
     secret: ArcSwapOption<Secret>,
     version: AtomicU64,
+    /// How it arrived, for /config_dump (not read on the data path).
+    delivered: ArcSwapOption<Delivered>,
+}
+
+/// A secret as the SDS server delivered it: the response's version,
+/// when, and the protobuf bytes (turned into JSON, private key
+/// redacted, only when /config_dump asks).
+#[derive(Debug)]
+pub struct Delivered {
+    pub version_info: String,
+    pub updated: std::time::SystemTime,
+    pub bytes: Arc<[u8]>,
+}
+
+impl Delivered {
+    /// The secret `held` of update `u`: the resource's own version under
+    /// delta xDS, else the response's.
+    pub fn of(u: &weft_xds::ads::Update, held: &weft_xds::ads::Held) -> Delivered {
+        Delivered {
+            version_info: held
+                .version
+                .as_deref()
+                .map_or_else(|| u.version.clone(), str::to_string),
+            updated: std::time::SystemTime::now(),
+            bytes: Arc::clone(&held.bytes),
+        }
+    }
+}
+
+/// One SDS secret as /config_dump lists it: active once delivered,
+/// warming while a context waits for it.
+#[derive(Debug)]
+pub struct Listed {
+    pub name: String,
+    /// The static cluster it is asked of; none for ADS.
+    pub source: Source,
+    pub delivered: Option<Arc<Delivered>>,
 }
 
 /// Where an SDS secret comes from: the ADS stream (`None`) or the gRPC
@@ -140,10 +177,26 @@ impl SdsSecrets {
         slots.keys().filter_map(|(s, _)| s.clone()).collect()
     }
 
+    /// Every secret a context names, by name then source.
+    pub fn list(&self) -> Vec<Listed> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Listed> = slots
+            .iter()
+            .map(|((source, name), slot)| Listed {
+                name: name.clone(),
+                source: source.clone(),
+                delivered: slot.delivered.load_full(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.name, &a.source).cmp(&(&b.name, &b.source)));
+        out
+    }
+
     /// Makes `secret` the current version of `name` from `source` (the
     /// caller checked it); new handshakes use it.
-    pub fn update(&self, source: Source, name: &str, secret: Secret) {
+    pub fn update(&self, source: Source, name: &str, secret: Secret, delivered: Delivered) {
         let slot = self.slot(source, name);
+        slot.delivered.store(Some(Arc::new(delivered)));
         slot.secret.store(Some(Arc::new(secret)));
         slot.version.fetch_add(1, Ordering::Release);
         self.changed.notify_one();
