@@ -8,6 +8,7 @@ mod agent;
 mod control;
 mod proxy;
 mod proxy_config;
+mod proxy_secret;
 mod up;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -218,7 +219,9 @@ enum Command {
     /// Show the configuration the control plane serves a proxy, as
     /// istioctl's tables.
     ProxyConfig {
-        #[arg(value_parser = ["clusters", "listeners", "routes", "endpoints", "all"])]
+        /// `secret` reads the proxy's own admin endpoint (its
+        /// certificates); the rest is what the control plane serves it.
+        #[arg(value_parser = ["clusters", "listeners", "routes", "endpoints", "secret", "all"])]
         what: String,
         /// A node id, or the workload's name.namespace.
         proxy: String,
@@ -334,6 +337,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             sds_socket,
             ttl: (cert_ttl_seconds > 0).then(|| Duration::from_secs(cert_ttl_seconds)),
         }),
+        Command::ProxyConfig {
+            what,
+            proxy,
+            control,
+            output,
+        } if what == "secret" => proxy_secret::run(control, &proxy, output == "json"),
         Command::ProxyConfig {
             what,
             proxy,

@@ -644,6 +644,27 @@ fn agent_gets_its_certificate_from_weft_control() {
     std::fs::create_dir_all(dir.join("mesh")).unwrap();
     let state = dir.join("state");
     let secure_addr = format!("127.0.0.1:{secure}");
+    // A service with a sidecar'd workload: the proxy's auto mTLS cluster
+    // to it names the agent's secrets.
+    std::fs::write(
+        dir.join("mesh/reviews.yaml"),
+        "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9080, name: http, protocol: HTTP}]
+  workloadSelector: {labels: {app: reviews}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: reviews-v1, namespace: default}
+spec: {address: 127.0.0.5, serviceAccount: reviews, labels: {app: reviews}}
+",
+    )
+    .unwrap();
     let _control = spawn(&[
         "control",
         "--config",
@@ -713,6 +734,89 @@ fn agent_gets_its_certificate_from_weft_control() {
         }
     });
     assert!(socket.exists(), "the SDS socket is served");
+
+    // A proxy bootstrapped to use the agent; `weft proxy-config secret`
+    // finds it through the control plane and shows what it holds.
+    let admin = free_port().to_string();
+    let out = weft(
+        &[
+            "bootstrap",
+            "--role",
+            "sidecar",
+            "--name",
+            "reviews-v1",
+            "--ip",
+            "127.0.0.5",
+            "--service-account",
+            "reviews",
+            "--xds",
+            &format!("127.0.0.1:{xds}"),
+            "--admin-port",
+            &admin,
+            "--sds-socket",
+            socket.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let boot = dir.join("boot.json");
+    std::fs::write(&boot, &out.stdout).unwrap();
+    let _proxy = spawn(&["proxy", "-c", boot.to_str().unwrap()]);
+    let debug_addr = format!("127.0.0.1:{debug}");
+    let table = wait_for_blocking("proxy-config secret to list both secrets", PATIENCE, || {
+        let out = weft(
+            &[
+                "proxy-config",
+                "secret",
+                "reviews-v1.default",
+                "--control",
+                &debug_addr,
+            ],
+            "",
+        );
+        let t = text(&out.stdout);
+        if out.status.success() && t.contains("ROOTCA") && t.contains("default ") {
+            Ok(t)
+        } else {
+            Err(format!("{t}{}", text(&out.stderr)))
+        }
+    });
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][0], "RESOURCE", "{table}");
+    let default = rows.iter().find(|r| r[0] == "default").expect(&table);
+    assert_eq!(
+        &default[1..5],
+        ["Cert", "Chain", "ACTIVE", "true"],
+        "{table}"
+    );
+    assert_eq!(
+        default.last(),
+        Some(&"spiffe://cluster.local/ns/default/sa/reviews"),
+        "{table}"
+    );
+    let root = rows.iter().find(|r| r[0] == "ROOTCA").expect(&table);
+    assert_eq!(&root[1..4], ["CA", "ACTIVE", "true"], "{table}");
+    // The root is the control plane's (its serial is the state dir's
+    // root-cert.pem's).
+    let root_pem = std::fs::read_to_string(state.join("root-cert.pem")).unwrap();
+    let der = weft_identity::x509::certs_from_pem("root", &root_pem).unwrap();
+    let serial = weft_identity::x509::Info::read("root", &der[0])
+        .unwrap()
+        .serial;
+    assert_eq!(root[4], serial, "{table}");
+    let out = weft(
+        &["proxy-config", "secret", "nobody", "--control", &debug_addr],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no connected proxy \"nobody\""),
+        "{}",
+        text(&out.stderr)
+    );
     drop(agent);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -138,23 +138,41 @@ pub fn message(who: &Identity, opts: &Options) -> bootstrap::Bootstrap {
             },
         ));
     }
+    let mut metadata = pb::strings(
+        [
+            ("NAMESPACE", who.namespace.as_str()),
+            ("NAME", who.name.as_str()),
+            ("SERVICE_ACCOUNT", who.service_account()),
+        ]
+        .into_iter()
+        .chain(
+            opts.sds_socket
+                .is_none()
+                .then_some((crate::gen::NO_WORKLOAD_CERTS, "none")),
+        ),
+    );
+    if opts.admin != 0 {
+        // As pilot-agent sends its ProxyConfig: tools find the admin
+        // endpoint through the control plane.
+        use envoy_types::pb::google::protobuf::{value::Kind, Struct, Value};
+        let port = Value {
+            kind: Some(Kind::NumberValue(f64::from(opts.admin))),
+        };
+        let config = Struct {
+            fields: [("proxyAdminPort".to_string(), port)].into_iter().collect(),
+        };
+        metadata.fields.insert(
+            "PROXY_CONFIG".into(),
+            Value {
+                kind: Some(Kind::StructValue(config)),
+            },
+        );
+    }
     bootstrap::Bootstrap {
         node: Some(core::Node {
             id: who.node_id(),
             cluster: format!("{}.{}", who.name, who.namespace),
-            metadata: Some(pb::strings(
-                [
-                    ("NAMESPACE", who.namespace.as_str()),
-                    ("NAME", who.name.as_str()),
-                    ("SERVICE_ACCOUNT", who.service_account()),
-                ]
-                .into_iter()
-                .chain(
-                    opts.sds_socket
-                        .is_none()
-                        .then_some((crate::gen::NO_WORKLOAD_CERTS, "none")),
-                ),
-            )),
+            metadata: Some(metadata),
             ..Default::default()
         }),
         admin: Some(bootstrap::Admin {

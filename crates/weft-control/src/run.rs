@@ -284,7 +284,7 @@ fn debug_response(server: &AdsServer, uri: &hyper::Uri) -> hyper::Response<Full<
                             )
                         })
                         .collect();
-                    json!({"proxy": p.id, "snapshot": p.snapshot, "types": types})
+                    json!({"proxy": p.id, "snapshot": p.snapshot, "types": types, "admin_port": p.admin_port})
                 })
                 .collect();
             let body = json!({"version": server.snapshot().version, "proxies": proxies});

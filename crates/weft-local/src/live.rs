@@ -144,7 +144,7 @@ async fn start_proxy(who: &Identity, starter: &Starter) -> Result<Proxy, UpError
         who,
         &bootstrap::Options {
             xds: starter.xds,
-            admin: 0,
+            admin: free_admin_port().map_err(|e| fail(format!("no free admin port: {e}")))?,
             sds_socket: certs.as_ref().map(|c| c.socket().to_path_buf()),
         },
     )
@@ -162,4 +162,15 @@ async fn start_proxy(who: &Identity, starter: &Starter) -> Result<Proxy, UpError
         running,
         _certs: certs,
     })
+}
+
+/// A port free on 127.0.0.1 now, for a proxy's admin endpoint: known
+/// before the proxy starts, so its bootstrap can tell the control plane
+/// (`PROXY_CONFIG.proxyAdminPort`) and `weft proxy-config secret` finds
+/// it. Another process could take it first; the proxy then fails to
+/// start with the address named.
+fn free_admin_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
 }

@@ -62,6 +62,10 @@ pub struct ProxyStatus {
     /// from (what it was sent is at most this new).
     pub snapshot: u64,
     pub types: BTreeMap<Kind, TypeStatus>,
+    /// The proxy's admin port on its loopback, from the node metadata
+    /// `PROXY_CONFIG.proxyAdminPort` (as pilot-agent sends it), for
+    /// `weft proxy-config secret`.
+    pub admin_port: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +278,24 @@ pub(super) fn no_workload_certs(node: &envoy_types::pb::envoy::config::core::v3:
         .as_ref()
         .and_then(|m| m.fields.get(crate::gen::NO_WORKLOAD_CERTS))
         .is_some_and(|v| matches!(&v.kind, Some(V::StringValue(s)) if s == "none"))
+}
+
+/// Node metadata `PROXY_CONFIG.proxyAdminPort`: where the proxy's admin
+/// endpoint listens on its loopback.
+pub(super) fn metadata_admin_port(
+    node: &envoy_types::pb::envoy::config::core::v3::Node,
+) -> Option<u16> {
+    use envoy_types::pb::google::protobuf::value::Kind as V;
+    let config = node.metadata.as_ref()?.fields.get("PROXY_CONFIG")?;
+    let Some(V::StructValue(s)) = &config.kind else {
+        return None;
+    };
+    match &s.fields.get("proxyAdminPort")?.kind {
+        Some(V::NumberValue(n)) => u16::try_from(*n as i64).ok().filter(|p| *p != 0),
+        // Protobuf JSON may carry integers as strings.
+        Some(V::StringValue(v)) => v.parse().ok().filter(|p| *p != 0),
+        _ => None,
+    }
 }
 
 /// Node metadata `LABELS` (what pilot-agent sends) as a string map.

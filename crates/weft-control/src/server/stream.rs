@@ -14,7 +14,7 @@ use weft_xds::Kind;
 
 use super::encode::{name_key, Encoded, KeyMap, KeySet, TypeEncoded};
 use super::wire;
-use super::{metadata_labels, no_workload_certs, AdsServer, ProxyStatus};
+use super::{metadata_admin_port, metadata_labels, no_workload_certs, AdsServer, ProxyStatus};
 use crate::gen::Proxy;
 
 /// The names a proxy subscribes to, of one type.
@@ -401,6 +401,7 @@ impl AdsServer {
                     proxy: Some(proxy.clone()),
                     snapshot: snap.version,
                     types: BTreeMap::new(),
+                    admin_port: metadata_admin_port(node),
                 },
             );
             st.proxy = Some(proxy);
