@@ -415,3 +415,78 @@ data:
         out.get(&Kind::Secret).map(|s| s.keys().collect::<Vec<_>>())
     );
 }
+
+/// A DestinationRule's `credentialName` (TLS origination): the sidecar
+/// gets the Secret of its own namespace over SDS from the control plane
+/// — MUTUAL the certificate and the CA bundle, SIMPLE the CA bundle only
+/// — and a Secret of another namespace is not served.
+#[test]
+fn destination_rule_credential_names_are_served_to_the_sidecar() {
+    let in_default = secret("client-cred", true).replace("istio-system", "default");
+    let ctx = context(&format!(
+        "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: external, namespace: default}}
+spec:
+  host: api.example.com
+  trafficPolicy:
+    tls: {{mode: MUTUAL, credentialName: client-cred}}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: reviews, namespace: default}}
+spec:
+  host: reviews
+  subsets:
+  - name: v1
+    labels: {{version: v1}}
+    trafficPolicy:
+      tls: {{mode: SIMPLE, credentialName: other-ns-cred}}
+---
+{in_default}
+---
+{}",
+        secret("other-ns-cred", true)
+    ));
+    let out = sidecar(&ctx, CLIENT);
+    let ext = json(&out, Kind::Cluster, "outbound|443||api.example.com");
+    let common = &ext["transport_socket"]["typed_config"]["common_tls_context"];
+    assert_eq!(
+        common["tls_certificate_sds_secret_configs"][0]["name"], "kubernetes://client-cred",
+        "{ext:#}"
+    );
+    assert_eq!(
+        common["combined_validation_context"]["validation_context_sds_secret_config"]["name"],
+        "kubernetes://client-cred-cacert",
+        "{ext:#}"
+    );
+    let served: Vec<&String> = out.get(&Kind::Secret).unwrap().keys().collect();
+    assert_eq!(
+        served,
+        [
+            "kubernetes://client-cred",
+            "kubernetes://client-cred-cacert"
+        ],
+        "the istio-system Secret is not the sidecar's to use"
+    );
+    let cert = json(&out, Kind::Secret, "kubernetes://client-cred");
+    assert!(
+        cert["tls_certificate"]["private_key"]["inline_bytes"].is_string(),
+        "{cert:#}"
+    );
+    // SIMPLE names only the bundle (verifying the server).
+    let v1 = json(
+        &out,
+        Kind::Cluster,
+        "outbound|9080|v1|reviews.default.svc.cluster.local",
+    );
+    let common = &v1["transport_socket"]["typed_config"]["common_tls_context"];
+    assert!(
+        common.get("tls_certificate_sds_secret_configs").is_none(),
+        "{v1:#}"
+    );
+    assert_eq!(
+        common["combined_validation_context"]["validation_context_sds_secret_config"]["name"],
+        "kubernetes://other-ns-cred-cacert"
+    );
+}

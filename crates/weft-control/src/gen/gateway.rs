@@ -140,10 +140,14 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
     for p in problems {
         tracing::error!(proxy = %proxy.id, "{p}: the servers naming it are not served until it is");
     }
+    // And those its clusters originate TLS with (an egress gateway's
+    // DestinationRule `credentialName`).
+    let originating = secret::for_clusters(ctx, &proxy.id, &proxy.namespace, &scope.services);
     out.insert(
         Kind::Secret,
         secrets
             .into_iter()
+            .chain(originating)
             .map(|s| (s.name.clone(), super::Resource::Secret(Box::new(s))))
             .collect(),
     );

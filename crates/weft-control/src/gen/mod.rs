@@ -306,7 +306,21 @@ pub fn sidecar(ctx: &Context, proxy: &Proxy) -> Output {
         .iter()
         .map(|t| route_table(ctx, proxy, t, scope.outbound_mode))
         .collect();
-    output(ctx, clusters, listeners, routes)
+    let mut out = output(ctx, clusters, listeners, routes);
+    out.insert(
+        Kind::Secret,
+        sidecar_secrets(ctx, proxy, &scope)
+            .into_iter()
+            .map(|s| (s.name.clone(), Resource::Secret(Box::new(s))))
+            .collect(),
+    );
+    out
+}
+
+/// The secrets (DestinationRule `credentialName`s) a sidecar's clusters
+/// originate TLS with.
+pub(crate) fn sidecar_secrets(ctx: &Context, proxy: &Proxy, scope: &Scope) -> Vec<pb::tls::Secret> {
+    secret::for_clusters(ctx, &proxy.id, &proxy.namespace, &scope.services)
 }
 
 /// The fixed clusters and those of every service in scope.

@@ -147,6 +147,50 @@ pub(crate) fn resolve_all(
     (out, errors)
 }
 
+/// The secrets a proxy's clusters originate TLS with: every
+/// `credentialName` of the DestinationRules that apply to `services`
+/// for a proxy in `namespace` (traffic policy, port-level, subsets),
+/// resolved in the proxy's namespace as Istio resolves them. What cannot
+/// be resolved is logged, naming the Secret; the clusters naming it
+/// wait for it.
+pub(crate) fn for_clusters(
+    ctx: &Context,
+    proxy_id: &str,
+    namespace: &str,
+    services: &[&crate::model::Service],
+) -> Vec<tls::Secret> {
+    use weft_api::destination_rule::TrafficPolicy;
+    fn of_policy(p: &TrafficPolicy, names: &mut BTreeSet<String>) {
+        let settings = p
+            .tls
+            .iter()
+            .chain(p.port_level_settings.iter().filter_map(|l| l.tls.as_ref()));
+        for t in settings {
+            names.extend(super::tls::client_credentials(t));
+        }
+    }
+    let mut names = BTreeSet::new();
+    for s in services {
+        let Some(dr) = ctx.destination_rule_for(&s.hostname, namespace, &s.namespace) else {
+            continue;
+        };
+        let policies = dr.spec.traffic_policy.iter().chain(
+            dr.spec
+                .subsets
+                .iter()
+                .filter_map(|ss| ss.traffic_policy.as_ref()),
+        );
+        for p in policies {
+            of_policy(p, &mut names);
+        }
+    }
+    let (secrets, problems) = resolve_all(ctx, namespace, &names);
+    for p in problems {
+        tracing::error!(proxy = %proxy_id, "{p}: the clusters naming it wait until it is served");
+    }
+    secrets
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

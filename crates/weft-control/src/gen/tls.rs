@@ -162,7 +162,8 @@ pub(crate) fn mesh_sni(cluster: &str) -> String {
     cluster.replace('|', "_.")
 }
 
-pub(crate) fn upstream_socket(ctx: &tls::UpstreamTlsContext) -> core::TransportSocket {
+/// The `tls` transport socket around an Upstream or Downstream context.
+fn tls_socket<M: prost::Name>(ctx: &M) -> core::TransportSocket {
     core::TransportSocket {
         name: "envoy.transport_sockets.tls".into(),
         config_type: Some(core::transport_socket::ConfigType::TypedConfig(pb::any(
@@ -171,13 +172,12 @@ pub(crate) fn upstream_socket(ctx: &tls::UpstreamTlsContext) -> core::TransportS
     }
 }
 
+pub(crate) fn upstream_socket(ctx: &tls::UpstreamTlsContext) -> core::TransportSocket {
+    tls_socket(ctx)
+}
+
 pub(crate) fn downstream_socket(ctx: &tls::DownstreamTlsContext) -> core::TransportSocket {
-    core::TransportSocket {
-        name: "envoy.transport_sockets.tls".into(),
-        config_type: Some(core::transport_socket::ConfigType::TypedConfig(pb::any(
-            ctx,
-        ))),
-    }
+    tls_socket(ctx)
 }
 
 pub(crate) fn plaintext_socket() -> core::TransportSocket {
@@ -218,66 +218,98 @@ pub(crate) fn client(
             t.sni.clone().unwrap_or(mesh_sni),
             &sans,
         ))),
-        ClientTlsMode::SIMPLE | ClientTlsMode::MUTUAL => {
-            use tls::common_tls_context::{
-                CombinedCertificateValidationContext, ValidationContextType,
-            };
-            let mut common = tls::CommonTlsContext::default();
-            if mode == ClientTlsMode::MUTUAL {
-                if let Some(name) = &t.credential_name {
-                    common
-                        .tls_certificate_sds_secret_configs
-                        .push(from_control(format!("{CREDENTIAL_PREFIX}{name}")));
-                } else {
-                    common.tls_certificates.push(tls::TlsCertificate {
-                        certificate_chain: t.client_certificate.as_deref().and_then(file),
-                        private_key: t.private_key.as_deref().and_then(file),
-                        ..Default::default()
-                    });
-                }
-            }
-            if !t.insecure_skip_verify.unwrap_or(false) {
-                #[allow(deprecated)]
-                let mut validation = tls::CertificateValidationContext {
-                    // Istio's user-written SANs match any SAN type.
-                    match_subject_alt_names: t.subject_alt_names.iter().map(|s| exact(s)).collect(),
-                    ..Default::default()
-                };
-                match (&t.ca_certificates, &t.credential_name) {
-                    (Some(path), _) => validation.trusted_ca = file(path),
-                    (None, Some(name)) if mode == ClientTlsMode::MUTUAL => {
-                        common.validation_context_type =
-                            Some(ValidationContextType::CombinedValidationContext(
-                                CombinedCertificateValidationContext {
-                                    default_validation_context: Some(validation.clone()),
-                                    validation_context_sds_secret_config: Some(from_control(
-                                        format!("{CREDENTIAL_PREFIX}{name}{CACERT_SUFFIX}"),
-                                    )),
-                                    ..Default::default()
-                                },
-                            ));
-                    }
-                    (None, _) => validation.trusted_ca = file(SYSTEM_ROOTS),
-                }
-                if common.validation_context_type.is_none() {
-                    common.validation_context_type =
-                        Some(ValidationContextType::ValidationContext(validation));
-                }
-            }
-            let sni = t.sni.clone().unwrap_or_else(|| {
-                if host.contains('*') {
-                    String::new()
-                } else {
-                    host.to_string()
-                }
-            });
-            Client::Tls(Box::new(tls::UpstreamTlsContext {
-                common_tls_context: Some(common),
-                sni,
+        ClientTlsMode::SIMPLE => Client::Tls(Box::new(originate(t, false, host))),
+        ClientTlsMode::MUTUAL => Client::Tls(Box::new(originate(t, true, host))),
+    }
+}
+
+/// The SDS secrets (served by the control plane) a DestinationRule's
+/// client `tls` names, as [`originate`] names them: MUTUAL's
+/// `credentialName` certificate, and the `-cacert` bundle either mode
+/// verifies the server with unless `caCertificates` or
+/// `insecureSkipVerify` says otherwise.
+pub(crate) fn client_credentials(t: &ClientTlsSettings) -> Vec<String> {
+    let mode = t.mode.unwrap_or(ClientTlsMode::DISABLE);
+    let Some(name) = &t.credential_name else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if mode == ClientTlsMode::MUTUAL {
+        out.push(format!("{CREDENTIAL_PREFIX}{name}"));
+    }
+    if matches!(mode, ClientTlsMode::SIMPLE | ClientTlsMode::MUTUAL)
+        && t.ca_certificates.is_none()
+        && !t.insecure_skip_verify.unwrap_or(false)
+    {
+        out.push(format!("{CREDENTIAL_PREFIX}{name}{CACERT_SUFFIX}"));
+    }
+    out
+}
+
+/// TLS origination as a DestinationRule's `SIMPLE` (`mutual` false) or
+/// `MUTUAL` asks: the client certificate (MUTUAL: `credentialName`
+/// served by the control plane, else the files), the server's
+/// validation, and the SNI (the rule's, else the host's unless it is a
+/// wildcard).
+fn originate(t: &ClientTlsSettings, mutual: bool, host: &str) -> tls::UpstreamTlsContext {
+    let mut common = tls::CommonTlsContext::default();
+    if mutual {
+        if let Some(name) = &t.credential_name {
+            common
+                .tls_certificate_sds_secret_configs
+                .push(from_control(format!("{CREDENTIAL_PREFIX}{name}")));
+        } else {
+            common.tls_certificates.push(tls::TlsCertificate {
+                certificate_chain: t.client_certificate.as_deref().and_then(file),
+                private_key: t.private_key.as_deref().and_then(file),
                 ..Default::default()
-            }))
+            });
         }
     }
+    if !t.insecure_skip_verify.unwrap_or(false) {
+        common.validation_context_type = Some(server_validation(t));
+    }
+    let sni = t.sni.clone().unwrap_or_else(|| {
+        if host.contains('*') {
+            String::new()
+        } else {
+            host.to_string()
+        }
+    });
+    tls::UpstreamTlsContext {
+        common_tls_context: Some(common),
+        sni,
+        ..Default::default()
+    }
+}
+
+/// How an originating client checks the server: the rule's SANs (any SAN
+/// type, as Istio matches user-written ones) against `caCertificates`,
+/// else the `credentialName`'s `-cacert` secret (its `ca.crt`, which is
+/// all SIMPLE needs of it), else the system's roots.
+fn server_validation(t: &ClientTlsSettings) -> tls::common_tls_context::ValidationContextType {
+    use tls::common_tls_context::{CombinedCertificateValidationContext, ValidationContextType};
+    #[allow(deprecated)]
+    let mut validation = tls::CertificateValidationContext {
+        match_subject_alt_names: t.subject_alt_names.iter().map(|s| exact(s)).collect(),
+        ..Default::default()
+    };
+    match (&t.ca_certificates, &t.credential_name) {
+        (Some(path), _) => validation.trusted_ca = file(path),
+        (None, Some(name)) => {
+            return ValidationContextType::CombinedValidationContext(
+                CombinedCertificateValidationContext {
+                    default_validation_context: Some(validation),
+                    validation_context_sds_secret_config: Some(from_control(format!(
+                        "{CREDENTIAL_PREFIX}{name}{CACERT_SUFFIX}"
+                    ))),
+                    ..Default::default()
+                },
+            );
+        }
+        (None, _) => validation.trusted_ca = file(SYSTEM_ROOTS),
+    }
+    ValidationContextType::ValidationContext(validation)
 }
 
 fn version(v: Option<TlsProtocol>) -> i32 {

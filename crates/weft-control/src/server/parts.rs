@@ -56,11 +56,15 @@ pub(crate) fn sidecar(
         Kind::ClusterLoadAssignment,
         Kind::Listener,
         Kind::RouteConfiguration,
+        Kind::Secret,
     ] {
         out.insert(kind, Default::default());
     }
     for c in gen::sidecar_fixed_clusters(ctx, &scope) {
         put(cache, version, &mut out, Kind::Cluster, c.name.clone(), &c);
+    }
+    for s in gen::sidecar_secrets(ctx, proxy, &scope) {
+        put(cache, version, &mut out, Kind::Secret, s.name.clone(), &s);
     }
 
     let mut old = cache
