@@ -86,12 +86,19 @@ pub fn print(w: &Round, e: &Round, floor: &Floor, secs: f64, rounds: usize, conn
     println!("|---|---:|---:|---:|---:|---|");
     let row = |name: &str, w: f64, e: f64, prec: usize, t: Target| {
         let ratio = w / e;
+        // A difference from the floor can come out negative in noise; a
+        // ratio of such is no figure.
+        let shown = if w > 0.0 && e > 0.0 {
+            format!("{ratio:.2}×")
+        } else {
+            "–".into()
+        };
         let (target, met) = match t {
             Target::None => (String::new(), ""),
             Target::AtMost(x) => (format!("≤ {x}×"), if ratio <= x { "yes" } else { "no" }),
             Target::AtLeast(x) => (format!("≥ {x}×"), if ratio >= x { "yes" } else { "no" }),
         };
-        println!("| {name} | {w:.prec$} | {e:.prec$} | {ratio:.2}× | {target} | {met} |");
+        println!("| {name} | {w:.prec$} | {e:.prec$} | {shown} | {target} | {met} |");
     };
     row(
         "keep-alive: max rps (client side → server side → backend)",
@@ -209,7 +216,7 @@ pub fn print(w: &Round, e: &Round, floor: &Floor, secs: f64, rounds: usize, conn
     row(&format!("KiB per idle connection via client side ({conns}): server side, mTLS in + plaintext out"), w.chain_server, e.chain_server, 1, Target::None);
     println!();
     println!(
-        "Connections: direct idle opened {} / {} (weft) and {} / {} (envoy), fewest in a round; via the client side the backend held {} (weft) and {} (envoy) requests at once (= connections open together at each hop). Errors (keep-alive and latency, all rounds): weft {}, envoy {}.",
+        "Connections: direct idle opened {} / {} (weft) and {} / {} (envoy), fewest in a round; via the client side the backend held {} (weft) and {} (envoy) requests at once (= connections open together at each hop). Failed requests or handshakes (all measurements, all rounds): weft {}, envoy {}.",
         w.idle_opened, conns, e.idle_opened, conns, w.chain_held, e.chain_held, w.errors, e.errors
     );
     println!("Targets (issue): CPU per request ≤ 0.6× Envoy's, handshakes/s ≥ 1.5× Envoy's, memory per idle TLS connection ≤ 0.5× Envoy's.");
