@@ -394,7 +394,13 @@ async fn serve_http(
         let conn = Arc::clone(&conn);
         let open = requests.open_request();
         let activity = Arc::clone(&requests);
-        async move {
+        // Boxed: hyper keeps a slot of the service future's size for
+        // every connection, idle or not (~7 KiB for this future); a box
+        // per request costs one allocation and keeps idle connections
+        // small.
+        let fut: std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<_, Infallible>> + Send>,
+        > = Box::pin(async move {
             let _open = open;
             if req.version() == http::Version::HTTP_2 {
                 activity.http2.store(true, Ordering::Relaxed);
@@ -420,7 +426,8 @@ async fn serve_http(
                 );
             }
             Ok::<_, Infallible>(resp)
-        }
+        });
+        fut
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // The exact limit is checked per request; these stop a client from

@@ -49,6 +49,25 @@ const LEFT_OUT: &[&str] = &[
     "TLS_CHACHA20_POLY1305_SHA256",
 ];
 
+/// The suites Envoy (BoringSSL) offers and prefers when `cipher_suites`
+/// is unset, in its order: AES-128-GCM before AES-256-GCM (rustls'
+/// own default puts AES-256 first), so weft negotiates what Envoy
+/// negotiates — and the cheaper SHA-256 key schedule.
+fn envoy_default_suites() -> Vec<SupportedCipherSuite> {
+    use rustls::crypto::ring::cipher_suite as cs;
+    vec![
+        cs::TLS13_AES_128_GCM_SHA256,
+        cs::TLS13_AES_256_GCM_SHA384,
+        cs::TLS13_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    ]
+}
+
 /// The protocol versions, suites and groups of `tls_params`, as a
 /// crypto provider and a version list. `client`: Envoy's defaults differ
 /// (clients: TLS 1.2 only; servers: up to 1.3).
@@ -88,7 +107,9 @@ pub(crate) fn parameters(
     if max >= TlsVersion::TLSv1_3 {
         versions.push(&rustls::version::TLS13);
     }
-    if !p.cipher_suites.is_empty() {
+    if p.cipher_suites.is_empty() {
+        provider.cipher_suites = envoy_default_suites();
+    } else {
         let mut tls12 = Vec::new();
         for (i, entry) in p.cipher_suites.iter().enumerate() {
             let names = entry.trim_start_matches('[').trim_end_matches(']');
