@@ -73,6 +73,10 @@ pub struct Mesh {
     /// has a sidecar and accepts it, unless a DestinationRule says
     /// otherwise.
     pub enable_auto_mtls: bool,
+    /// `defaultConfig.gatewayTopology.forwardClientCertDetails`: what
+    /// gateways do with `x-forwarded-client-cert`, by Envoy's name
+    /// (Istio's gateways default to SANITIZE_SET).
+    pub gateway_forward_client_cert: String,
 }
 
 impl Default for Mesh {
@@ -84,6 +88,7 @@ impl Default for Mesh {
             access_log_file: String::new(),
             trust_domain: "cluster.local".into(),
             enable_auto_mtls: true,
+            gateway_forward_client_cert: "SANITIZE_SET".into(),
         }
     }
 }

@@ -490,3 +490,66 @@ spec:
         "kubernetes://other-ns-cred-cacert"
     );
 }
+
+/// The connection manager of a listener's chain.
+fn manager(chain: &Value) -> &Value {
+    &chain["filters"][0]["typed_config"]
+}
+
+/// `x-forwarded-client-cert` as istiod sets it: a sidecar's inbound side
+/// appends the mesh client's subject, URI and DNS SANs; its outbound
+/// side keeps Envoy's default (SANITIZE); a gateway replaces the header
+/// with its client's (SANITIZE_SET, certificate included) unless the
+/// mesh's `gatewayTopology` says otherwise.
+#[test]
+fn client_cert_details_are_forwarded_as_istio_forwards_them() {
+    let inbound = inbound_chains("");
+    for chain in inbound["filter_chains"].as_array().unwrap() {
+        let m = manager(chain);
+        assert_eq!(m["forward_client_cert_details"], "APPEND_FORWARD", "{m:#}");
+        assert_eq!(
+            m["set_current_client_cert_details"],
+            serde_json::json!({"subject": true, "uri": true, "dns": true}),
+            "{m:#}"
+        );
+    }
+    let out = sidecar(&context(""), CLIENT);
+    let outbound = json(&out, Kind::Listener, "0.0.0.0_9080");
+    let m = manager(&outbound["filter_chains"][0]);
+    assert!(m.get("forward_client_cert_details").is_none(), "{m:#}");
+    assert!(m.get("set_current_client_cert_details").is_none(), "{m:#}");
+
+    let out = gateway_output(&secret("a-cert", false));
+    let l = json(&out, Kind::Listener, "0.0.0.0_80");
+    let m = manager(&l["filter_chains"][0]);
+    assert_eq!(m["forward_client_cert_details"], "SANITIZE_SET", "{m:#}");
+    assert_eq!(
+        m["set_current_client_cert_details"],
+        serde_json::json!({"subject": true, "cert": true, "uri": true, "dns": true}),
+        "{m:#}"
+    );
+
+    let yaml = format!("{REGISTRY}\n---\n{GATEWAY}");
+    let loaded = weft_config::load_str("mesh.yaml", &yaml, &Default::default());
+    let mesh = Mesh {
+        gateway_forward_client_cert: "ALWAYS_FORWARD_ONLY".into(),
+        ..Mesh::default()
+    };
+    let ctx = Context::build(&loaded.resources, mesh);
+    let labels = [("istio".to_string(), "ingressgateway".to_string())]
+        .into_iter()
+        .collect();
+    let proxy = Proxy::from_node(
+        "router~10.1.0.1~gw-1.istio-system~istio-system.svc.cluster.local",
+        Some(labels),
+        &ctx,
+    )
+    .unwrap();
+    let out = gen::gateway(&ctx, &proxy);
+    let l = json(&out, Kind::Listener, "0.0.0.0_80");
+    let m = manager(&l["filter_chains"][0]);
+    assert_eq!(
+        m["forward_client_cert_details"], "ALWAYS_FORWARD_ONLY",
+        "{m:#}"
+    );
+}

@@ -35,6 +35,37 @@ pub struct HttpConnectionManager {
     pub normalize_path: Option<bool>,
     pub merge_slashes: bool,
     pub max_request_headers_kb: Option<u32>,
+    /// What becomes of `x-forwarded-client-cert` (SANITIZE by default).
+    pub forward_client_cert_details: ForwardClientCertDetails,
+    /// Which facts of the client certificate an element carries (for
+    /// APPEND_FORWARD and SANITIZE_SET).
+    pub set_current_client_cert_details: Option<SetCurrentClientCertDetails>,
+}
+
+/// Envoy's `ForwardClientCertDetails`: how the connection manager treats
+/// the `x-forwarded-client-cert` header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(clippy::upper_case_acronyms, non_camel_case_types)]
+pub enum ForwardClientCertDetails {
+    #[default]
+    SANITIZE,
+    FORWARD_ONLY,
+    APPEND_FORWARD,
+    SANITIZE_SET,
+    ALWAYS_FORWARD_ONLY,
+}
+
+/// The client certificate's facts set in the current element (`By` and
+/// `Hash` always are).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SetCurrentClientCertDetails {
+    /// A `BoolValue` in Envoy's proto: unset is false.
+    pub subject: Option<bool>,
+    pub cert: bool,
+    pub chain: bool,
+    pub dns: bool,
+    pub uri: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

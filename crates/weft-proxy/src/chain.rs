@@ -103,6 +103,8 @@ pub struct HttpSettings {
     pub stats: std::sync::Arc<HttpStats>,
     /// The HTTP filters before the router, in their configured order.
     pub filters: Vec<HttpFilter>,
+    /// What becomes of `x-forwarded-client-cert`.
+    pub client_cert: crate::xfcc::ClientCertPolicy,
 }
 
 /// An HTTP filter of a connection manager, under its configured name
@@ -266,6 +268,7 @@ pub(crate) fn compile_hcm(
     }
     Ok(HttpSettings {
         filters,
+        client_cert: crate::xfcc::ClientCertPolicy::compile(h),
         codec: h.codec_type,
         routes,
         server_name: http::HeaderValue::from_str(h.server_name.as_deref().unwrap_or("envoy"))

@@ -320,6 +320,9 @@ where
         .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // Before routing, as Envoy's connection manager sets it while it
+    // reads the request's headers.
+    settings.client_cert.apply(req.headers_mut(), &conn);
     let table = match &settings.routes {
         Routes::Inline(t) => t,
         // A table RDS has not delivered routes nothing, as Envoy's empty

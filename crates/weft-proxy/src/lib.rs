@@ -10,7 +10,7 @@
 //!    `io`, `stats`.
 //! 1. Policies, each knowing only floor 0: `fault`, `ratelimit`, `cors`,
 //!    `retry`, `hashing`, `circuit`, `outlier`, `replay`, `stream_timers`,
-//!    `local_reply`, `access_log`.
+//!    `local_reply`, `access_log`, `xfcc`.
 //! 2. Compiled configuration: `cluster` (endpoints, balancing, pools),
 //!    `routes` (route tables), `chain` (filter chains: transport, HTTP
 //!    connection manager or TCP proxy), `listener`, `snapshot`,
@@ -43,6 +43,7 @@ mod ratelimit;
 mod replay;
 mod retry;
 mod stream_timers;
+mod xfcc;
 
 // Floor 2.
 mod chain;

@@ -348,6 +348,7 @@ async fn connection(
                 peer,
                 original_dst,
                 local,
+                client_cert: h.client_cert.element(accepted.tls.as_deref()),
                 tls: accepted.tls,
             });
             let drain = (l.drain.subscribe(), shared.drain_time());

@@ -121,12 +121,33 @@ impl Ca {
 
     /// A leaf with these DNS names and URIs (`spiffe://...`) as SANs.
     pub fn leaf(&self, dns: &[&str], uris: &[&str], validity: Validity) -> Leaf {
+        let cn = dns.first().or(uris.first()).copied().unwrap_or("leaf");
+        self.leaf_with_subject(&[("CN", cn)], dns, uris, validity)
+    }
+
+    /// A leaf as [`Ca::leaf`], its subject these attributes in this
+    /// order, each by its short name: `C`, `ST`, `L`, `O`, `OU`, `CN`.
+    pub fn leaf_with_subject(
+        &self,
+        subject: &[(&str, &str)],
+        dns: &[&str],
+        uris: &[&str],
+        validity: Validity,
+    ) -> Leaf {
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(
-            DnType::CommonName,
-            dns.first().or(uris.first()).copied().unwrap_or("leaf"),
-        );
+        for (name, value) in subject {
+            let kind = match *name {
+                "C" => DnType::CountryName,
+                "ST" => DnType::StateOrProvinceName,
+                "L" => DnType::LocalityName,
+                "O" => DnType::OrganizationName,
+                "OU" => DnType::OrganizationalUnitName,
+                "CN" => DnType::CommonName,
+                other => panic!("no subject attribute {other:?} in the test CA"),
+            };
+            dn.push(kind, *value);
+        }
         p.distinguished_name = dn;
         p.subject_alt_names = dns
             .iter()

@@ -15,7 +15,7 @@ use weft_config::host;
 use weft_xds::Kind;
 
 use super::l4::{self, chain};
-use super::listener::{self as listeners, http_manager, rds};
+use super::listener::{self as listeners, http_manager, rds, Side};
 use super::pb::{listener as lpb, route as rt};
 use super::{route, secret, tls, Output, Proxy, Scope};
 use crate::context::{bound_to, resolve_host, Context, Named};
@@ -114,7 +114,7 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
                 }
             }
             routes.push(t);
-            let hcm = http_manager(ctx, &stat_prefix, rds(&table), true);
+            let hcm = http_manager(ctx, &stat_prefix, rds(&table), Side::Gateway);
             listener.filter_chains = vec![chain(None, vec![hcm])];
         } else {
             let Some(filter) = tcp_filter(ctx, proxy, *port, servers, &stat_prefix) else {
@@ -178,7 +178,7 @@ fn terminated_chain(
             server.port.name, gw.name, gw.namespace
         );
         routes.push(http_table(ctx, proxy, &table, port, &[(gw, server)]));
-        http_manager(ctx, stat_prefix, rds(&table), true)
+        http_manager(ctx, stat_prefix, rds(&table), Side::Gateway)
     } else {
         tcp_filter(ctx, proxy, port, &[(gw, server)], stat_prefix)?
     };

@@ -62,10 +62,11 @@ pub(crate) fn sidecar<'a>(
                 }],
                 ..route::table_without_hosts(&cluster)
             };
-            hcm(
+            http_manager(
                 ctx,
                 &format!("inbound_{bind}_{port}"),
                 RouteSpecifier::RouteConfig(table),
+                Side::Inbound,
             )
         } else {
             tcp_proxy(&format!("inbound_{bind}_{port}"), &cluster)
@@ -305,20 +306,64 @@ pub(crate) fn rds(table: &str) -> RouteSpecifier {
     })
 }
 
-/// The HTTP connection manager Istio gives sidecars, with the filters
-/// weft implements: fault, CORS, router.
+/// A sidecar's outbound HTTP connection manager.
 fn hcm(ctx: &Context, stat_prefix: &str, routes: RouteSpecifier) -> listener::Filter {
-    http_manager(ctx, stat_prefix, routes, false)
+    http_manager(ctx, stat_prefix, routes, Side::Outbound)
 }
 
-/// [`hcm`]; at the edge (`gateway`) the client's address is the remote
-/// address, as Istio's gateways set it.
+/// Which of Istio's HTTP connection managers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    /// A sidecar's, for its application's requests.
+    Outbound,
+    /// A sidecar's, for requests to its workload.
+    Inbound,
+    /// A gateway's.
+    Gateway,
+}
+
+/// The HTTP connection manager Istio gives sidecars and gateways, with
+/// the filters weft implements: fault, CORS, router. At the edge
+/// (`Gateway`) the client's address is the remote address, as Istio's
+/// gateways set it.
+///
+/// `x-forwarded-client-cert` as Istio sets it: a sidecar's inbound side
+/// appends the mesh client's element (subject, URI and DNS SANs) to the
+/// header and forwards it; a gateway replaces it (SANITIZE_SET, or the
+/// mesh's `gatewayTopology.forwardClientCertDetails`) with the client
+/// certificate's subject, the certificate and its SANs; the outbound
+/// side keeps Envoy's default, SANITIZE.
 pub(crate) fn http_manager(
     ctx: &Context,
     stat_prefix: &str,
     routes: RouteSpecifier,
-    gateway: bool,
+    side: Side,
 ) -> listener::Filter {
+    use hcm::http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDetails};
+    let (forward, details) = match side {
+        Side::Outbound => (ForwardClientCertDetails::Sanitize, None),
+        Side::Inbound => (
+            ForwardClientCertDetails::AppendForward,
+            Some(SetCurrentClientCertDetails {
+                subject: pb::bool_value(true),
+                uri: true,
+                dns: true,
+                ..Default::default()
+            }),
+        ),
+        Side::Gateway => (
+            // The mesh configuration's name was checked when it was read.
+            ForwardClientCertDetails::from_str_name(&ctx.mesh.gateway_forward_client_cert)
+                .unwrap_or(ForwardClientCertDetails::SanitizeSet),
+            Some(SetCurrentClientCertDetails {
+                subject: pb::bool_value(true),
+                cert: true,
+                uri: true,
+                dns: true,
+                ..Default::default()
+            }),
+        ),
+    };
     let http_filter = |name: &str, config: pb::Any| hcm::HttpFilter {
         name: name.to_string(),
         config_type: Some(hcm::http_filter::ConfigType::TypedConfig(config)),
@@ -326,7 +371,9 @@ pub(crate) fn http_manager(
     };
     let config = hcm::HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
-        use_remote_address: pb::bool_value(gateway),
+        use_remote_address: pb::bool_value(side == Side::Gateway),
+        forward_client_cert_details: forward as i32,
+        set_current_client_cert_details: details,
         upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
             upgrade_type: "websocket".into(),
             ..Default::default()

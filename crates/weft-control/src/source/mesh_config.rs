@@ -58,6 +58,14 @@ pub fn mesh_config<R: AsRef<Resource>>(resources: &[R], problems: &mut Vec<Strin
                     r.origin
                 )),
             },
+            ("defaultConfig", Value::Object(config)) => {
+                default_config(config, &mut mesh, &mut |at, message| {
+                    problems.push(format!(
+                        "{} (ConfigMap istio) data.mesh.defaultConfig.{at}: {message}",
+                        r.origin
+                    ))
+                })
+            }
             (other, _) => problems.push(format!(
                 "{} (ConfigMap istio) data.mesh.{other}: not acted on by weft yet",
                 r.origin
@@ -66,6 +74,53 @@ pub fn mesh_config<R: AsRef<Resource>>(resources: &[R], problems: &mut Vec<Strin
     }
     mesh
 }
+
+/// The proxies' default `ProxyConfig`: of it weft acts on the gateways'
+/// `gatewayTopology.forwardClientCertDetails`; the rest is reported.
+fn default_config(
+    config: &serde_json::Map<String, Value>,
+    mesh: &mut Mesh,
+    problem: &mut dyn FnMut(String, String),
+) {
+    const NOT_YET: &str = "not acted on by weft yet";
+    for (k, v) in config {
+        let Value::Object(topology) = v else {
+            problem(k.clone(), NOT_YET.into());
+            continue;
+        };
+        if k != "gatewayTopology" {
+            problem(k.clone(), NOT_YET.into());
+            continue;
+        }
+        for (k, v) in topology {
+            let at = format!("gatewayTopology.{k}");
+            match (k.as_str(), v.as_str()) {
+                // UNDEFINED leaves Istio's default for gateways.
+                ("forwardClientCertDetails", Some("UNDEFINED")) => {}
+                ("forwardClientCertDetails", Some(name)) if FORWARD_CLIENT_CERT.contains(&name) => {
+                    mesh.gateway_forward_client_cert = name.to_string()
+                }
+                ("forwardClientCertDetails", _) => problem(
+                    at,
+                    format!(
+                        "{v}: expected one of UNDEFINED, {}",
+                        FORWARD_CLIENT_CERT.join(", ")
+                    ),
+                ),
+                _ => problem(at, NOT_YET.into()),
+            }
+        }
+    }
+}
+
+/// Istio's `ForwardClientCertDetails` names, the same as Envoy's.
+const FORWARD_CLIENT_CERT: [&str; 5] = [
+    "SANITIZE",
+    "FORWARD_ONLY",
+    "APPEND_FORWARD",
+    "SANITIZE_SET",
+    "ALWAYS_FORWARD_ONLY",
+];
 
 #[cfg(test)]
 mod tests {
@@ -92,5 +147,41 @@ data:
         assert_eq!(mesh.connect_timeout, "60s");
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("enableTracing"), "{problems:?}");
+        assert_eq!(mesh.gateway_forward_client_cert, "SANITIZE_SET");
+    }
+
+    #[test]
+    fn gateways_forward_client_certs_as_the_topology_says() {
+        let text = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    defaultConfig:
+      gatewayTopology: {forwardClientCertDetails: APPEND_FORWARD, numTrustedProxies: 1}
+      holdApplicationUntilProxyStarts: true
+";
+        let loaded = weft_config::load_str("mesh.yaml", text, &LoadOptions::default());
+        let mut problems = Vec::new();
+        let mesh = mesh_config(&loaded.resources, &mut problems);
+        assert_eq!(mesh.gateway_forward_client_cert, "APPEND_FORWARD");
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].contains("defaultConfig.gatewayTopology.numTrustedProxies: not acted on"),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].contains("defaultConfig.holdApplicationUntilProxyStarts"),
+            "{problems:?}"
+        );
+        let bad = text.replace("APPEND_FORWARD", "SOMETIMES");
+        let loaded = weft_config::load_str("mesh.yaml", &bad, &LoadOptions::default());
+        let mut problems = Vec::new();
+        let mesh = mesh_config(&loaded.resources, &mut problems);
+        assert_eq!(mesh.gateway_forward_client_cert, "SANITIZE_SET");
+        assert!(
+            problems[0].contains("\"SOMETIMES\": expected one of"),
+            "{problems:?}"
+        );
     }
 }

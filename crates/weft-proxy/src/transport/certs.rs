@@ -120,3 +120,162 @@ pub(crate) fn dns_matches(san: &str, host: &str) -> bool {
         None => false,
     }
 }
+
+/// A certificate's subject as Envoy prints it (BoringSSL's
+/// `X509_NAME_print_ex` with `XN_FLAG_RFC2253`): the RDNs last first,
+/// `,` between them and `+` inside one, attributes by their short names
+/// (an OID without one in dotted form, its value dumped as `#` and the
+/// DER in hex), values in UTF-8 with RFC 2253's specials escaped by a
+/// backslash and control and non-ASCII bytes as `\XX`. Empty for a
+/// certificate that does not parse.
+pub(crate) fn subject_rfc2253(der: &[u8]) -> String {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let rdns: Vec<_> = cert.subject().iter().collect();
+    for (i, rdn) in rdns.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let oid = atv.attr_type().to_id_string();
+            match short_name(&oid) {
+                Some(name) => {
+                    out.push_str(name);
+                    out.push('=');
+                    attribute_value(&mut out, atv.attr_value());
+                }
+                None => {
+                    out.push_str(&oid);
+                    out.push('=');
+                    dump(&mut out, atv.attr_value());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// OpenSSL's short names for the attribute types certificates use.
+fn short_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "street",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.12" => "title",
+        "2.5.4.13" => "description",
+        "2.5.4.15" => "businessCategory",
+        "2.5.4.17" => "postalCode",
+        "2.5.4.41" => "name",
+        "2.5.4.42" => "GN",
+        "2.5.4.43" => "initials",
+        "2.5.4.44" => "generationQualifier",
+        "2.5.4.45" => "x500UniqueIdentifier",
+        "2.5.4.46" => "dnQualifier",
+        "2.5.4.65" => "pseudonym",
+        "2.5.4.97" => "organizationIdentifier",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        "1.3.6.1.4.1.311.60.2.1.1" => "jurisdictionL",
+        "1.3.6.1.4.1.311.60.2.1.2" => "jurisdictionST",
+        "1.3.6.1.4.1.311.60.2.1.3" => "jurisdictionC",
+        _ => return None,
+    })
+}
+
+/// A string value, decoded by its ASN.1 type into characters; a value
+/// of any other type is dumped.
+fn attribute_value(out: &mut String, v: &x509_parser::der_parser::asn1_rs::Any) {
+    use x509_parser::der_parser::asn1_rs::Tag;
+    let data = v.data;
+    let chars: Option<Vec<char>> = match v.tag() {
+        Tag::Utf8String => std::str::from_utf8(data).ok().map(|s| s.chars().collect()),
+        // One byte a character (Latin-1, as OpenSSL reads them).
+        Tag::NumericString
+        | Tag::PrintableString
+        | Tag::T61String
+        | Tag::VideotexString
+        | Tag::Ia5String
+        | Tag::UtcTime
+        | Tag::GeneralizedTime
+        | Tag::GraphicString
+        | Tag::VisibleString
+        | Tag::GeneralString => Some(data.iter().map(|&b| char::from(b)).collect()),
+        Tag::BmpString => data
+            .len()
+            .is_multiple_of(2)
+            .then(|| {
+                char::decode_utf16(data.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])))
+                    .collect::<Result<Vec<char>, _>>()
+                    .ok()
+            })
+            .flatten(),
+        Tag::UniversalString => data
+            .len()
+            .is_multiple_of(4)
+            .then(|| {
+                data.chunks(4)
+                    .map(|c| char::from_u32(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+                    .collect::<Option<Vec<char>>>()
+            })
+            .flatten(),
+        _ => None,
+    };
+    let Some(chars) = chars else {
+        return dump(out, v);
+    };
+    let last = chars.len().saturating_sub(1);
+    for (i, c) in chars.iter().enumerate() {
+        let mut utf8 = [0u8; 4];
+        for &b in c.encode_utf8(&mut utf8).as_bytes() {
+            match b {
+                b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';' => {
+                    out.push('\\');
+                    out.push(char::from(b));
+                }
+                b'#' if i == 0 => out.push_str("\\#"),
+                b' ' if i == 0 || i == last => out.push_str("\\ "),
+                0..=0x1f | 0x7f..=0xff => out.push_str(&format!("\\{b:02X}")),
+                _ => out.push(char::from(b)),
+            }
+        }
+    }
+}
+
+/// `#` and the value's DER in uppercase hex, as OpenSSL dumps a value it
+/// does not print as text.
+fn dump(out: &mut String, v: &x509_parser::der_parser::asn1_rs::Any) {
+    let h = &v.header;
+    let mut der = Vec::with_capacity(v.data.len() + 6);
+    let constructed = if h.is_constructed() { 0x20 } else { 0 };
+    der.push(((h.class() as u8) << 6) | constructed | (h.tag().0 as u8 & 0x1f));
+    let len = v.data.len();
+    match len {
+        0..=0x7f => der.push(len as u8),
+        _ => {
+            let bytes: Vec<u8> = len
+                .to_be_bytes()
+                .into_iter()
+                .skip_while(|b| *b == 0)
+                .collect();
+            der.push(0x80 | bytes.len() as u8);
+            der.extend(bytes);
+        }
+    }
+    der.extend_from_slice(v.data);
+    out.push('#');
+    for b in der {
+        out.push_str(&format!("{b:02X}"));
+    }
+}

@@ -156,6 +156,9 @@ pub struct ConnectionInfo {
     /// The TLS session, when the connection is TLS (boxed: most
     /// connections in a test or a plaintext mesh have none).
     pub tls: Option<Box<TlsInfo>>,
+    /// This connection's `x-forwarded-client-cert` element, made once
+    /// when its connection manager adds one to each request.
+    pub client_cert: Option<http::HeaderValue>,
 }
 
 /// A downstream TLS session's facts, as RBAC, headers such as
