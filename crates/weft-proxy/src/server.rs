@@ -34,6 +34,10 @@ pub struct Shared {
     bound: std::sync::Mutex<HashMap<String, Bound>>,
     /// Accept loops (static and dynamic), joined on shutdown.
     tasks: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Listeners stopped whose accept loop may still hold the socket:
+    /// their address, and a flag set once the socket is closed. A
+    /// listener added again on that address waits for it.
+    closing: std::sync::Mutex<Vec<(SocketAddr, watch::Receiver<bool>)>>,
 }
 
 /// A bound listener's accept loop.
@@ -42,6 +46,8 @@ struct Bound {
     addr: SocketAddr,
     local: SocketAddr,
     stop: watch::Sender<bool>,
+    /// Set by the accept loop once it has closed the socket.
+    closed: watch::Receiver<bool>,
 }
 
 /// Why a new snapshot could not be installed (configuration; the
@@ -87,6 +93,7 @@ impl Shared {
                 }
                 Some(_) => {}
                 None => {
+                    self.wait_closed(l.addr).await;
                     let socket =
                         TcpListener::bind(l.addr)
                             .await
@@ -105,15 +112,28 @@ impl Shared {
         let mut tasks = self.tasks.lock().expect("poisoned");
         for (name, addr, socket) in fresh {
             let (stop, _) = watch::channel(false);
+            let (closed_tx, closed) = watch::channel(false);
             let local = socket.local_addr().unwrap_or(addr);
             tasks.spawn(accept_loop(
                 Arc::clone(self),
                 name.clone(),
                 socket,
                 stop.subscribe(),
+                closed_tx,
             ));
-            bound.insert(name, Bound { addr, local, stop });
+            bound.insert(
+                name,
+                Bound {
+                    addr,
+                    local,
+                    stop,
+                    closed,
+                },
+            );
         }
+        let mut closing = self.closing.lock().expect("poisoned");
+        // Closed, or its loop gone (the sender dropped): nothing to wait for.
+        closing.retain(|(_, closed)| !*closed.borrow() && closed.has_changed().is_ok());
         let live: HashMap<&str, &Arc<ListenerConfig>> = next
             .listeners
             .iter()
@@ -123,6 +143,7 @@ impl Shared {
             let keep = live.get(name.as_str()).is_some_and(|l| l.bind);
             if !keep {
                 let _ = b.stop.send(true);
+                closing.push((b.addr, b.closed.clone()));
             }
             keep
         });
@@ -135,6 +156,26 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Waits (briefly) until no stopped listener holds `addr`: the accept
+    /// loop of a listener removed a moment ago closes its socket when it
+    /// next runs, which on a busy machine can be after the listener is
+    /// added again (as Envoy, removal must free the address).
+    async fn wait_closed(&self, addr: SocketAddr) {
+        let pending: Vec<watch::Receiver<bool>> = self
+            .closing
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .filter(|(a, closed)| *a == addr && !*closed.borrow())
+            .map(|(_, closed)| closed.clone())
+            .collect();
+        for mut closed in pending {
+            // A loop that ended without saying so dropped its sender: its
+            // socket is gone too.
+            let _ = tokio::time::timeout(Duration::from_secs(5), closed.wait_for(|c| *c)).await;
+        }
     }
 
     /// Sets how long a drained listener's connections may go on.
@@ -239,6 +280,7 @@ pub async fn start(snapshot: Snapshot) -> std::io::Result<Running> {
         stop: watch::Sender::new(false),
         bound: Default::default(),
         tasks: Default::default(),
+        closing: Default::default(),
     });
     shared.install(snapshot).await.map_err(|e| match e {
         InstallError::Bind { ref source, .. } => std::io::Error::new(source.kind(), e.to_string()),
@@ -268,6 +310,7 @@ async fn accept_loop(
     name: String,
     listener: TcpListener,
     mut removed: watch::Receiver<bool>,
+    closed: watch::Sender<bool>,
 ) {
     let mut stop = shared.stop.subscribe();
     let mut conns = tokio::task::JoinSet::new();
@@ -285,6 +328,7 @@ async fn accept_loop(
         }
     }
     drop(listener);
+    let _ = closed.send(true);
     // Connections already accepted run to completion (or drain).
     while conns.join_next().await.is_some() {}
 }
