@@ -101,7 +101,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             eprintln!("warning: {p}");
         }
         for port in &mesh.plan.gateway_ports {
-            println!("\nSend requests to http://127.0.0.1:{port}/ (Bookinfo: http://127.0.0.1:{port}/productpage)");
+            match mesh.plan.https.iter().find(|(p, _)| p == port) {
+                Some((_, host)) => println!(
+                    "\nHTTPS on port {port} for {host}: curl --resolve {host}:{port}:127.0.0.1 https://{host}:{port}/ (with the CA of its credentialName)"
+                ),
+                None => println!("\nSend requests to http://127.0.0.1:{port}/ (Bookinfo: http://127.0.0.1:{port}/productpage)"),
+            }
         }
         println!("Edit the YAML in {} to change routing; Ctrl-C stops everything.", args.dir.display());
         crate::control::shutdown_signal().await;

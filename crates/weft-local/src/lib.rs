@@ -97,6 +97,9 @@ pub struct Plan {
     pub apps: Vec<AppPlan>,
     /// Gateway ports clients can use (`http://127.0.0.1:PORT/`).
     pub gateway_ports: Vec<u32>,
+    /// Of those, the ones whose server terminates TLS, with the first
+    /// host it answers (`https://HOST:PORT/`).
+    pub https: Vec<(u32, String)>,
 }
 
 /// Whether a Gateway makes the workload with `labels` a gateway proxy.
@@ -129,6 +132,17 @@ pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
                 for s in &g.spec.servers {
                     if !plan.gateway_ports.contains(&s.port.number) {
                         plan.gateway_ports.push(s.port.number);
+                    }
+                    let terminated = s.tls.as_ref().is_some_and(|t| {
+                        !matches!(
+                            t.mode,
+                            None | Some(weft_api::gateway::ServerTlsMode::PASSTHROUGH)
+                                | Some(weft_api::gateway::ServerTlsMode::AUTO_PASSTHROUGH)
+                        )
+                    });
+                    let host = s.hosts.first().map(|h| h.rsplit('/').next().unwrap_or(h));
+                    if let (true, Some(host)) = (terminated, host) {
+                        plan.https.push((s.port.number, host.to_string()));
                     }
                 }
             }
