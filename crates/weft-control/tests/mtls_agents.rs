@@ -208,6 +208,7 @@ async fn start_workload(
         name: w.name.into(),
         namespace: NS.into(),
         ip: w.ip.into(),
+        service_account: Some(w.name.into()),
     };
     let admin = free_port();
     let text = bootstrap::envoy(
