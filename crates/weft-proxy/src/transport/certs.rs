@@ -120,3 +120,105 @@ pub(crate) fn dns_matches(san: &str, host: &str) -> bool {
         None => false,
     }
 }
+
+/// What a peer certificate says of its holder: its URI and DNS SANs and
+/// its subject (RFC 2253 form).
+#[derive(Debug, Default)]
+pub(crate) struct PeerIdentity {
+    pub uris: Vec<String>,
+    pub dns: Vec<String>,
+    pub subject: String,
+}
+
+/// The identity of a certificate, read with one parse (empty for one
+/// that does not parse).
+pub(crate) fn identity(der: &[u8]) -> PeerIdentity {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return PeerIdentity::default();
+    };
+    let mut out = PeerIdentity {
+        subject: rfc2253(cert.subject()),
+        ..Default::default()
+    };
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for g in &ext.value.general_names {
+            match g {
+                GeneralName::URI(s) => out.uris.push(s.to_string()),
+                GeneralName::DNSName(s) => out.dns.push(s.to_string()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// A distinguished name as OpenSSL prints it with `XN_FLAG_RFC2253`
+/// (what Envoy reports as a peer's subject): the last RDN first, `,`
+/// between RDNs and `+` inside one, short attribute names, RFC 2253
+/// escapes, and bytes outside printable ASCII as `\XX`.
+pub(crate) fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
+    let rdns: Vec<_> = name.iter().collect();
+    let mut out = String::new();
+    for (i, rdn) in rdns.iter().rev().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, atv) in rdn.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            let oid = atv.attr_type().to_id_string();
+            match short_name(&oid) {
+                Some(n) => out.push_str(n),
+                None => out.push_str(&oid),
+            }
+            out.push('=');
+            match atv.as_str() {
+                Ok(v) => escape_2253(v, &mut out),
+                // Not a string type OpenSSL would print: its DER, in hex.
+                Err(_) => {
+                    out.push('#');
+                    for b in atv.attr_value().data {
+                        out.push_str(&format!("{b:02X}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn short_name(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.4" => "SN",
+        "2.5.4.5" => "serialNumber",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "street",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "2.5.4.12" => "title",
+        "2.5.4.42" => "GN",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "1.2.840.113549.1.9.1" => "emailAddress",
+        _ => return None,
+    })
+}
+
+fn escape_2253(v: &str, out: &mut String) {
+    let bytes = v.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let edge = (i == 0 && (b == b' ' || b == b'#')) || (i + 1 == bytes.len() && b == b' ');
+        if edge || matches!(b, b',' | b'+' | b'"' | b'\\' | b'<' | b'>' | b';') {
+            out.push('\\');
+            out.push(b as char);
+        } else if !(0x20..0x7f).contains(&b) {
+            out.push_str(&format!("\\{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+}

@@ -156,6 +156,9 @@ pub struct ConnectionInfo {
     /// The TLS session, when the connection is TLS (boxed: most
     /// connections in a test or a plaintext mesh have none).
     pub tls: Option<Box<TlsInfo>>,
+    /// The server name the TLS inspector read from the ClientHello
+    /// (Envoy's `requestedServerName()`: without the inspector, none).
+    pub requested_server_name: Option<String>,
 }
 
 /// A downstream TLS session's facts, as RBAC, headers such as
@@ -173,6 +176,12 @@ pub struct TlsInfo {
     /// The identities in the client certificate's URI SANs
     /// (`spiffe://<trust domain>/ns/<ns>/sa/<sa>` in a mesh).
     pub peer_identities: Vec<String>,
+    /// The client certificate's DNS SANs.
+    pub peer_dns_sans: Vec<String>,
+    /// The client certificate's subject as OpenSSL prints it in RFC 2253
+    /// form (`CN=front,O=weft tests`), empty without a certificate: what
+    /// RBAC's `authenticated` matches after the SANs, as Envoy does.
+    pub peer_subject: String,
     /// The URI SANs of the proxy's own certificate on this connection.
     pub local_identities: Arc<[String]>,
 }
