@@ -120,7 +120,36 @@ fn cluster(name: &str, port: u16) -> Value {
 const STATIC_LISTENERS: usize = 11;
 
 /// The mTLS and network listeners, on `ports` in this order.
-fn static_bootstrap(p: &Pki, ports: &[u16], admin: u16, backend: u16, greeter: u16) -> String {
+/// The access log entry of the mTLS listener (Envoy's default format).
+fn access_log(path: &std::path::Path) -> Value {
+    json!([{"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+        "path": path.display().to_string()}}])
+}
+
+/// A default-format access log line's status, response flags and bytes
+/// sent when the answer was the proxy's own (`-` for a backend's, whose
+/// echoed headers differ).
+fn logged(line: &str) -> String {
+    let after = line.split('"').nth(2).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    match f.as_slice() {
+        [status, flags, _received, sent, ..] if *status != "200" => {
+            format!("{status} {flags} {sent}")
+        }
+        [status, flags, ..] => format!("{status} {flags} -"),
+        _ => format!("unreadable: {line}"),
+    }
+}
+
+fn static_bootstrap(
+    p: &Pki,
+    ports: &[u16],
+    admin: u16,
+    backend: u16,
+    greeter: u16,
+    log: &std::path::Path,
+) -> String {
     let spiffe = |sa: &str| format!("spiffe://cluster.local/ns/default/sa/{sa}");
     let authenticated = |m: Value| json!([{"authenticated": {"principal_name": m}}]);
     let only_allowed = json!({"rules": {"policies": {
@@ -240,6 +269,8 @@ fn static_bootstrap(p: &Pki, ports: &[u16], admin: u16, backend: u16, greeter: u
         ),
     ];
     assert_eq!(listeners.len(), STATIC_LISTENERS);
+    let mut listeners = listeners;
+    listeners[0]["filter_chains"][0]["filters"][0]["typed_config"]["access_log"] = access_log(log);
     json!({
         "admin": {"address": socket(admin)},
         "static_resources": {
@@ -406,13 +437,20 @@ async fn mtls_principals_and_network_rbac_match_envoy() {
     let ports: [Vec<u16>; 2] =
         std::array::from_fn(|_| (0..STATIC_LISTENERS).map(|_| free_port()).collect());
     let admins = [free_port(), free_port()];
+    let logs = TempDir::new("rbac-logs");
+    let log = |i: usize| logs.0.join(format!("{i}.log"));
     let envoy = start_envoy(
-        &static_bootstrap(&p, &ports[0], admins[0], backend, greeter),
+        &static_bootstrap(&p, &ports[0], admins[0], backend, greeter, &log(0)),
         admins[0],
     )
     .await;
     let weft = super::support::pair::start_weft(&static_bootstrap(
-        &p, &ports[1], admins[1], backend, greeter,
+        &p,
+        &ports[1],
+        admins[1],
+        backend,
+        greeter,
+        &log(1),
     ))
     .await;
     let allowed = client_config(&p, Some(&p.allowed));
@@ -488,8 +526,27 @@ async fn mtls_principals_and_network_rbac_match_envoy() {
     let stats = same_stats(admins, ".rbac.").await;
     stat_diffs(&mut diffs, &stats);
     prometheus_diffs(&mut diffs, admins).await;
-    drop(envoy);
+    // Envoy writes its access log out when it exits; the three requests
+    // to the mTLS listener, each as its own proxy logged it.
+    envoy.quit(admins[0]).await;
     weft.shared.shutdown();
+    let read = |i| std::fs::read_to_string(log(i)).unwrap_or_default();
+    let start = std::time::Instant::now();
+    while (read(0).lines().count() < 3 || read(1).lines().count() < 3)
+        && start.elapsed() < weft_testkit::wait::PATIENCE
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines: Vec<Vec<String>> = (0..2)
+        .map(|i| read(i).lines().map(logged).collect())
+        .collect();
+    if lines[0] != lines[1] {
+        diffs.push(format!(
+            "access log (status, flags, bytes sent):\n  envoy: {:?}\n  weft:  {:?}",
+            lines[0], lines[1]
+        ));
+    }
+    assert_eq!(lines[0].len(), 3, "{lines:?}");
     assert!(
         diffs.is_empty(),
         "weft differs from Envoy in {} cases:\n{}",
