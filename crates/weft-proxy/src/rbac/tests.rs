@@ -338,6 +338,7 @@ fn the_network_gate_decides_once_or_on_every_read() {
         let c: weft_envoy::rbac::NetworkRbac = serde_json::from_value(json!({
             "stat_prefix": format!("t{enforcement}{action}"),
             "enforcement_type": enforcement,
+            "delay_deny": "1.5s",
             "rules": {"action": action, "policies": {"p": policy(
                 // A connection has no path: the negation matches.
                 json!({"not_rule": {"url_path": {"path": {"prefix": "/"}}}}),
@@ -356,7 +357,10 @@ fn the_network_gate_decides_once_or_on_every_read() {
     assert_eq!(every.on_data(), crate::io::Verdict::Pass);
     assert_eq!(every.on_data(), crate::io::Verdict::Pass);
     let mut denied = Gate::new(filters("ONE_TIME_ON_FIRST_BYTE", "DENY"), info);
-    assert_eq!(denied.on_data(), crate::io::Verdict::Refuse(None));
+    assert_eq!(
+        denied.on_data(),
+        crate::io::Verdict::Refuse(Some(std::time::Duration::from_millis(1500)))
+    );
     let text = store.text();
     for line in [
         "tONE_TIME_ON_FIRST_BYTEALLOW.rbac.allowed: 1",
