@@ -31,6 +31,12 @@ pub enum TypedConfig {
     /// A TLS transport socket's context (a cluster's, a filter chain's).
     UpstreamTlsContext(Box<crate::tls::UpstreamTlsContext>),
     DownstreamTlsContext(Box<crate::tls::DownstreamTlsContext>),
+    /// The RBAC HTTP filter.
+    Rbac(Box<crate::rbac::HttpRbac>),
+    /// The RBAC HTTP filter's settings for a route.
+    RbacPerRoute(Box<crate::rbac::HttpRbacPerRoute>),
+    /// The RBAC network filter.
+    NetworkRbac(Box<crate::rbac::NetworkRbac>),
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -57,6 +63,15 @@ impl TypedConfig {
             "envoy.extensions.filters.http.cors.v3.Cors" if empty(&v) => TypedConfig::Cors,
             "envoy.extensions.filters.http.cors.v3.CorsPolicy" => {
                 TypedConfig::CorsPolicy(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.http.rbac.v3.RBAC" => {
+                TypedConfig::Rbac(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.http.rbac.v3.RBACPerRoute" => {
+                TypedConfig::RbacPerRoute(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.network.rbac.v3.RBAC" => {
+                TypedConfig::NetworkRbac(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
                 TypedConfig::Fault(Box::new(crate::decode(v)?))

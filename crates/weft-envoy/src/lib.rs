@@ -16,6 +16,7 @@ mod core;
 pub mod filters;
 pub mod listener;
 mod normalize;
+pub mod rbac;
 pub mod resource;
 pub mod route;
 pub mod tls;

@@ -45,6 +45,13 @@ fn is_struct_field(parent: Option<&str>, key: &str) -> bool {
     }
 }
 
+/// Whether field `key` is a protobuf map from names the user chose to
+/// messages: RBAC's `policies` (`allowGet` must stay `allowGet`: it is
+/// reported in statistics and metadata).
+fn is_named_map(key: &str) -> bool {
+    key == "policies"
+}
+
 const STRUCT_TYPE: &str = "type.googleapis.com/google.protobuf.Struct";
 
 /// Renames only the keys that need it, so already snake_case input (all
@@ -75,6 +82,14 @@ fn snake_case_in_place(v: &mut Value, parent: Option<&str>) {
                 if is_struct_field(parent, k) || (typed_struct && k == "value") {
                     continue;
                 }
+                if let (Some(entries), true) = (value.as_object_mut(), is_named_map(k)) {
+                    // The names are the user's; only the entries are
+                    // messages with field names.
+                    entries
+                        .values_mut()
+                        .for_each(|e| snake_case_in_place(e, Some(k)));
+                    continue;
+                }
                 snake_case_in_place(value, Some(k));
             }
         }
@@ -102,6 +117,7 @@ mod tests {
             "typedConfig": {"@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
                 "typeUrl": "t", "value": {"keepMe": 1}},
             "plain": {"@type": STRUCT_TYPE, "keepMe": 2},
+            "rules": {"policies": {"allowGet": {"permissions": [{"notRule": {"any": true}}]}}},
         }));
         assert_eq!(
             v,
@@ -115,6 +131,7 @@ mod tests {
                 "typed_config": {"@type": "type.googleapis.com/udpa.type.v1.TypedStruct",
                     "type_url": "t", "value": {"keepMe": 1}},
                 "plain": {"@type": STRUCT_TYPE, "keepMe": 2},
+                "rules": {"policies": {"allowGet": {"permissions": [{"not_rule": {"any": true}}]}}},
             })
         );
     }

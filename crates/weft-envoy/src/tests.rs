@@ -196,6 +196,46 @@ fn unimplemented_things_are_errors_not_ignored() {
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[4].typed_per_filter_config.envoy.filters.http.cors.allow_origin_string_match[0]",
             "only one of exact, prefix",
         ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.rbac\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, shadow_matcher: {}}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.shadow_matcher",
+            "not implemented by weft: the matcher-tree form",
+        ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.rbac\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: {policies: {onlyGet: {permissions: [{any: true, destination_port: 80}], principals: [{any: true}]}}}}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.rules.policies.onlyGet.permissions[0]",
+            "sets any and destination_port",
+        ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.rbac\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC, rules: {policies: {p: {permissions: [{any: true}], principals: [{sourced_metadata: {metadata_source: ROUTE, metadata_matcher: {filter: f, path: [{key: k}], value: {present_match: true}}}}]}}}}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.rules.policies.p.principals[0].sourced_metadata.metadata_source",
+            "ROUTE",
+        ),
+        (
+            BASIC.replace(
+                "    - filters:\n      - name: envoy.filters.network.http_connection_manager\n",
+                "    - filters:\n      - name: envoy.filters.network.rbac\n        typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC, rules: {}}\n      - name: envoy.filters.network.http_connection_manager\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.stat_prefix",
+            "required",
+        ),
+        (
+            BASIC.replace(
+                "    - filters:\n      - name: envoy.filters.network.http_connection_manager\n",
+                "    - filters:\n      - name: envoy.filters.network.rbac\n        typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC, stat_prefix: n, rules: {policies: {p: {permissions: [{any: true}], principals: [{remote_ip: {address_prefix: 10.0.0.0, prefix_len: 33}}]}}}}\n      - name: envoy.filters.network.http_connection_manager\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.rules.policies.p.principals[0].remote_ip.prefix_len",
+            "out of range",
+        ),
     ];
     for (text, want_field, want_message) in cases {
         let (field, _, message) = error(&text);

@@ -15,10 +15,14 @@ use crate::routes::RouteTable;
 use crate::stats::{HttpStats, Store, TcpStats};
 use crate::transport::{DownstreamTransport, Secrets};
 
-/// A filter chain: its transport and what serves its connections.
+/// A filter chain: its transport, the network RBAC filters that decide
+/// whether a connection goes on, and what serves its connections.
 #[derive(Debug)]
 pub struct FilterChain {
     pub transport: DownstreamTransport,
+    /// `envoy.filters.network.rbac` filters before the terminal one
+    /// (`None`: a chain without them pays nothing for them).
+    pub(crate) network: Option<Arc<crate::rbac::NetworkRbacs>>,
     pub terminal: Chain,
 }
 
@@ -30,17 +34,31 @@ impl FilterChain {
         secrets: &Secrets,
     ) -> Result<Self, CompileError> {
         let transport = DownstreamTransport::compile(at, chain.transport_socket.as_ref(), secrets)?;
-        if chain.filters.len() > 1 {
-            return Err(unsupported(
-                format!("{at}.filters"),
-                "network filters before the terminal one",
-            ));
+        let Some((terminal, before)) = chain.filters.split_last() else {
+            return Err(CompileError::Config {
+                field: format!("{at}.filters"),
+                message: "a filter chain needs a terminal filter".into(),
+            });
+        };
+        let mut rbac = Vec::with_capacity(before.len());
+        for (i, f) in before.iter().enumerate() {
+            let fat = format!("{at}.filters[{i}]");
+            match &f.typed_config {
+                TypedConfig::NetworkRbac(r) => rbac.push((format!("{fat}.typed_config"), &**r)),
+                _ => return Err(unsupported(
+                    fat,
+                    "network filters other than envoy.filters.network.rbac before the terminal one",
+                )),
+            }
         }
-        let fat = format!("{at}.filters[0]");
-        let terminal = chain.filters.first().ok_or_else(|| CompileError::Config {
-            field: format!("{at}.filters"),
-            message: "a filter chain needs a terminal filter".into(),
-        })?;
+        let network = if rbac.is_empty() {
+            None
+        } else {
+            let compiled = crate::rbac::NetworkRbacs::compile(rbac.into_iter(), stats)
+                .map_err(rbac_error(""))?;
+            Some(Arc::new(compiled))
+        };
+        let fat = format!("{at}.filters[{}]", before.len());
         let terminal = match &terminal.typed_config {
             TypedConfig::HttpConnectionManager(hcm) => Chain::Http(Arc::new(compile_hcm(
                 &format!("{fat}.typed_config"),
@@ -56,8 +74,20 @@ impl FilterChain {
         };
         Ok(FilterChain {
             transport,
+            network,
             terminal,
         })
+    }
+}
+
+/// An RBAC compile error under the field `at` (a path prefix ending in
+/// `.`, or empty when the error's own field is absolute).
+fn rbac_error(at: &str) -> impl Fn(crate::rbac::RbacError) -> CompileError + '_ {
+    move |e| match e {
+        crate::rbac::RbacError::Invalid { field, message } => CompileError::Config {
+            field: format!("{at}{field}"),
+            message,
+        },
     }
 }
 
@@ -76,6 +106,9 @@ pub struct HttpSettings {
     pub generate_request_id: bool,
     pub preserve_external_request_id: bool,
     pub use_remote_address: bool,
+    /// X-Forwarded-For entries from the right that are proxies, not the
+    /// client (only without `use_remote_address`).
+    pub xff_num_trusted_hops: u32,
     pub skip_xff_append: bool,
     pub websocket: bool,
     pub access_logs: Vec<AccessLog>,
@@ -105,6 +138,9 @@ pub struct HttpSettings {
     pub filters: Vec<HttpFilter>,
     /// What becomes of `x-forwarded-client-cert`.
     pub client_cert: crate::xfcc::ClientCertPolicy,
+    /// Some filter is RBAC: requests that match no route are checked
+    /// too (Envoy's filters run before its router answers 404).
+    pub rbac: bool,
 }
 
 /// An HTTP filter of a connection manager, under its configured name
@@ -120,6 +156,7 @@ pub enum FilterKind {
     Fault(crate::fault::FaultFilter),
     RateLimit(crate::ratelimit::RateLimit),
     Cors(crate::cors::CorsFilter),
+    Rbac(crate::rbac::HttpRbac),
 }
 
 /// Where a connection manager's route table is.
@@ -209,7 +246,13 @@ pub(crate) fn compile_hcm(
     reject(
         at,
         &[
-            ("xff_num_trusted_hops", h.xff_num_trusted_hops > 0),
+            // Without use_remote_address the trusted hops only choose the
+            // client's address in X-Forwarded-For (what RBAC reads); at
+            // the edge they would also decide what is internal.
+            (
+                "xff_num_trusted_hops",
+                h.xff_num_trusted_hops > 0 && h.use_remote_address == Some(true),
+            ),
             ("normalize_path", h.normalize_path == Some(true)),
             ("merge_slashes", h.merge_slashes),
         ],
@@ -259,6 +302,23 @@ pub(crate) fn compile_hcm(
             Some(weft_envoy::TypedConfig::Cors) => {
                 FilterKind::Cors(crate::cors::CorsFilter::new(stats, &h.stat_prefix))
             }
+            Some(weft_envoy::TypedConfig::Rbac(cfg)) => {
+                let routes = h
+                    .route_config
+                    .as_ref()
+                    .map(|rc| route_rbac_policies(rc, &f.name));
+                let compiled = crate::rbac::HttpRbac::compile(
+                    cfg,
+                    stats,
+                    &h.stat_prefix,
+                    routes
+                        .iter()
+                        .flatten()
+                        .map(|(shadow, n)| (*shadow, n.as_str())),
+                )
+                .map_err(rbac_error(&format!("{field}.typed_config.")))?;
+                FilterKind::Rbac(compiled)
+            }
             _ => continue,
         };
         filters.push(HttpFilter {
@@ -267,6 +327,9 @@ pub(crate) fn compile_hcm(
         });
     }
     Ok(HttpSettings {
+        rbac: filters
+            .iter()
+            .any(|f| matches!(f.kind, FilterKind::Rbac(_))),
         filters,
         client_cert: crate::xfcc::ClientCertPolicy::compile(h),
         codec: h.codec_type,
@@ -279,6 +342,7 @@ pub(crate) fn compile_hcm(
         generate_request_id: h.generate_request_id.unwrap_or(true),
         preserve_external_request_id: h.preserve_external_request_id,
         use_remote_address: h.use_remote_address.unwrap_or(false),
+        xff_num_trusted_hops: h.xff_num_trusted_hops,
         skip_xff_append: h.skip_xff_append,
         websocket,
         access_logs: compile_logs(at, &h.access_log)?,
@@ -294,6 +358,34 @@ pub(crate) fn compile_hcm(
         drain_timeout: h.drain_timeout.map_or(Duration::from_secs(5), |d| d.0),
         stats: HttpStats::new(stats, &h.stat_prefix),
     })
+}
+
+/// The policy names (shadow or not) of the RBAC rules an inline route
+/// table's routes, virtual hosts and table set for filter `name`, for
+/// its per-policy counters.
+fn route_rbac_policies(
+    rc: &weft_envoy::route::RouteConfiguration,
+    name: &str,
+) -> Vec<(bool, String)> {
+    let levels = std::iter::once(&rc.typed_per_filter_config).chain(
+        rc.virtual_hosts.iter().flat_map(|vh| {
+            std::iter::once(&vh.typed_per_filter_config)
+                .chain(vh.routes.iter().map(|r| &r.typed_per_filter_config))
+        }),
+    );
+    let mut out = Vec::new();
+    for level in levels {
+        let Some(TypedConfig::RbacPerRoute(p)) = level.get(name) else {
+            continue;
+        };
+        let Some(r) = &p.rbac else { continue };
+        for (shadow, rules) in [(false, &r.rules), (true, &r.shadow_rules)] {
+            for policy in rules.iter().flat_map(|r| r.policies.keys()) {
+                out.push((shadow, policy.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// A route table, inline or from RDS; `at` is where errors point.

@@ -17,7 +17,9 @@ use crate::fault::{AbortReply, Injected};
 use crate::headers::upgrade_kind;
 use crate::local_reply::{grpc_reply, is_grpc, LocalReply};
 use crate::matchers::{rewrite_path, RequestView};
+use crate::metadata::DynamicMetadata;
 use crate::ratelimit::Limited;
+use crate::rbac;
 use crate::request::{Outcome, Routed};
 use crate::routes::{Action, Redirect};
 use crate::routes::{PerFilter, PerRoute};
@@ -110,7 +112,12 @@ struct Filtered {
 /// most specific per-route settings under its name (route, virtual host,
 /// table) or its own. A local reply ends the chain. Returns the reply
 /// and the response flag to log (a delay that let the request on is DI).
-async fn run_filters<B>(r: &Routed<'_>, cluster: Option<&str>, req: &mut Request<B>) -> Filtered {
+async fn run_filters<B>(
+    r: &Routed<'_>,
+    cluster: Option<&str>,
+    req: &mut Request<B>,
+    metadata: &mut DynamicMetadata,
+) -> Filtered {
     let settings = r.settings;
     let levels: [&PerFilter; 3] = [&r.route.filters, &r.vh.filters, &r.table.filters];
     let mut out = Filtered::default();
@@ -152,6 +159,18 @@ async fn run_filters<B>(r: &Routed<'_>, cluster: Option<&str>, req: &mut Request
                     return out;
                 }
             }
+            FilterKind::Rbac(filter) => {
+                let per_route = match per_route {
+                    Some(PerRoute::Rbac(x)) => Some(&**x),
+                    _ => None,
+                };
+                if !rbac_allows(
+                    filter, per_route, settings, r.conn, req, r.host, r.path, metadata,
+                ) {
+                    out.reply = Some(local_reply(settings, 403, rbac::DENIED_BODY));
+                    return out;
+                }
+            }
             FilterKind::Cors(_) if cluster.is_none() => {}
             FilterKind::Cors(filter) => {
                 let policies = levels.map(|l| match l.get(&f.name) {
@@ -175,6 +194,56 @@ async fn run_filters<B>(r: &Routed<'_>, cluster: Option<&str>, req: &mut Request
         }
     }
     out
+}
+
+/// One RBAC filter's decision on a request (its own rules, or the
+/// route's that replace them).
+#[allow(clippy::too_many_arguments)]
+fn rbac_allows<B>(
+    filter: &rbac::HttpRbac,
+    per_route: Option<&rbac::RbacPerRoute>,
+    settings: &HttpSettings,
+    conn: &ConnectionInfo,
+    req: &Request<B>,
+    host: &str,
+    path: &str,
+    metadata: &mut DynamicMetadata,
+) -> bool {
+    let rq = rbac::http::Request {
+        conn,
+        view: RequestView {
+            method: req.method().as_str(),
+            authority: host,
+            scheme: conn.scheme(),
+            path_and_query: path,
+            headers: req.headers(),
+        },
+        use_remote_address: settings.use_remote_address,
+        xff_num_trusted_hops: settings.xff_num_trusted_hops,
+    };
+    filter.allows(per_route, &rq, metadata)
+}
+
+/// The RBAC filters on a request that no route serves (none matched, or
+/// the virtual host redirects it to https): in Envoy the filters run
+/// before the router answers, so a denied request gets the 403, not
+/// the 404 or 301. No route, no per-route settings.
+fn rbac_unrouted<B>(
+    settings: &HttpSettings,
+    conn: &ConnectionInfo,
+    req: &Request<B>,
+    host: &str,
+    path: &str,
+    metadata: &mut DynamicMetadata,
+) -> Option<Response<Body>> {
+    for f in &settings.filters {
+        if let FilterKind::Rbac(filter) = &f.kind {
+            if !rbac_allows(filter, None, settings, conn, req, host, path, metadata) {
+                return Some(local_reply(settings, 403, rbac::DENIED_BODY));
+            }
+        }
+    }
+    None
 }
 
 /// The fault filter's abort: the status with Envoy's body, or for gRPC
@@ -336,6 +405,13 @@ where
             .get("x-envoy-internal")
             .is_some_and(|v| v.as_bytes() == b"true");
         if vh.redirects_to_tls(conn.tls.is_some(), internal) {
+            if settings.rbac {
+                let denied =
+                    rbac_unrouted(&settings, &conn, &req, &host, &path, &mut outcome.metadata);
+                if let Some(reply) = denied {
+                    return (reply, outcome);
+                }
+            }
             // Envoy's TLS redirect: the same authority and path over
             // https, before any route is matched.
             let mut resp = local_reply(&settings, 301, "");
@@ -356,6 +432,12 @@ where
         vh.route(&view).map(|r| (vh, r))
     });
     let Some((vh, route)) = matched else {
+        if settings.rbac {
+            let denied = rbac_unrouted(&settings, &conn, &req, &host, &path, &mut outcome.metadata);
+            if let Some(reply) = denied {
+                return (reply, outcome);
+            }
+        }
         settings.stats.no_route.inc();
         outcome.flag = Some(ForwardError::NoRoute.flag());
         return (local_reply(&settings, 404, ""), outcome);
@@ -464,7 +546,7 @@ where
     let mut late_headers = None;
     if !settings.filters.is_empty() {
         let cluster = picked.map(|p| p.0);
-        let filtered = run_filters(r, cluster, &mut req).await;
+        let filtered = run_filters(r, cluster, &mut req, &mut outcome.metadata).await;
         if filtered.flag.is_some() {
             outcome.flag = filtered.flag;
         }

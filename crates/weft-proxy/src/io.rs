@@ -1,7 +1,9 @@
 //! Downstream connections as the HTTP server sees them: the first bytes
-//! (already read by listener filters) handed back first, and when the
-//! connection last moved bytes, for idle timeouts.
+//! (already read by listener filters) handed back first, when the
+//! connection last moved bytes, for idle timeouts, and a gate that may
+//! refuse the connection when data arrives (the network RBAC filters).
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -19,6 +21,32 @@ pub struct Rewind<S> {
     prefix: BytesMut,
     inner: S,
     activity: Option<Arc<Activity>>,
+    /// Sees every completed read (the rewound bytes included).
+    gate: Option<Box<dyn ReadGate>>,
+    /// A refused connection: its delay, then its shutdown (a TLS client
+    /// gets its close_notify), then the read fails.
+    refusing: Option<Refusing>,
+}
+
+struct Refusing {
+    delay: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// What a [`ReadGate`] says of a completed read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The bytes go on.
+    Pass,
+    /// The bytes go on, and the gate has nothing more to decide.
+    Done,
+    /// The connection is refused: the read fails (after the delay).
+    Refuse(Option<Duration>),
+}
+
+/// Decides, read by read, whether a connection may go on.
+pub trait ReadGate: Send + Sync {
+    /// A read from downstream completed (with bytes or at the end).
+    fn on_read(&mut self) -> Verdict;
 }
 
 impl<S> Rewind<S> {
@@ -27,7 +55,15 @@ impl<S> Rewind<S> {
             prefix,
             inner,
             activity: None,
+            gate: None,
+            refusing: None,
         }
+    }
+
+    /// Reads go through `gate` first.
+    pub fn gated(mut self, gate: Box<dyn ReadGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// The stream under the rewound bytes.
@@ -134,12 +170,29 @@ pub async fn lifetime(a: &Activity, idle: Option<Duration>, max: Option<Duration
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+fn refused() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        "connection refused by its filter chain",
+    )
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Rewind<S> {
+    /// Waits out a refused connection's delay and shuts it down.
+    fn poll_refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(r) = &mut self.refusing else {
+            return Poll::Ready(Ok(()));
+        };
+        if let Some(d) = &mut r.delay {
+            std::task::ready!(d.as_mut().poll(cx));
+            r.delay = None;
+        }
+        // Whether the shutdown worked or not, the read fails.
+        std::task::ready!(Pin::new(&mut self.inner).poll_shutdown(cx)).ok();
+        Poll::Ready(Err(refused()))
+    }
+
+    fn read_inner(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
@@ -151,6 +204,44 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
             self.touch();
         }
         r
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.refusing.is_some() {
+            return this.poll_refuse(cx);
+        }
+        let before = buf.filled().len();
+        let r = this.read_inner(cx, buf);
+        let Some(gate) = this
+            .gate
+            .as_mut()
+            .filter(|_| matches!(r, Poll::Ready(Ok(()))))
+        else {
+            return r;
+        };
+        match gate.on_read() {
+            Verdict::Pass => r,
+            Verdict::Done => {
+                this.gate = None;
+                r
+            }
+            Verdict::Refuse(delay) => {
+                // The refused bytes are not handed on.
+                buf.set_filled(before);
+                this.gate = None;
+                this.refusing = Some(Refusing {
+                    delay: delay.map(|d| Box::pin(tokio::time::sleep(d))),
+                });
+                this.poll_refuse(cx)
+            }
+        }
     }
 }
 
@@ -199,10 +290,33 @@ mod tests {
 
     #[tokio::test]
     async fn prefix_comes_first_then_the_stream() {
-        let mut r = Rewind::new(BytesMut::from(&b"hello "[..]), &b"world"[..]);
+        let inner = std::io::Cursor::new(b"world".to_vec());
+        let mut r = Rewind::new(BytesMut::from(&b"hello "[..]), inner);
         let mut s = String::new();
         r.read_to_string(&mut s).await.unwrap();
         assert_eq!(s, "hello world");
+    }
+
+    /// Refuses whatever arrives.
+    struct Refuser;
+
+    impl ReadGate for Refuser {
+        fn on_read(&mut self) -> Verdict {
+            Verdict::Refuse(None)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refusing_gate_fails_the_read_and_shuts_the_stream() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut r = Rewind::new(BytesMut::from(&b"early"[..]), server).gated(Box::new(Refuser));
+        let mut buf = [0u8; 16];
+        let e = r.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        // The client reads the end of the stream, nothing else.
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,10 +7,10 @@
 //!
 //! 0. Types and tools: `error`, `body`, `headers`, `matchers`, `transport`
 //!    (the byte streams, plain or TLS, and what a connection carried),
-//!    `io`, `stats`.
+//!    `io`, `stats`, `metadata` (a request's dynamic metadata).
 //! 1. Policies, each knowing only floor 0: `fault`, `ratelimit`, `cors`,
-//!    `retry`, `hashing`, `circuit`, `outlier`, `replay`, `stream_timers`,
-//!    `local_reply`, `access_log`, `xfcc`.
+//!    `rbac`, `retry`, `hashing`, `circuit`, `outlier`, `replay`,
+//!    `stream_timers`, `local_reply`, `access_log`, `xfcc`.
 //! 2. Compiled configuration: `cluster` (endpoints, balancing, pools),
 //!    `routes` (route tables), `chain` (filter chains: transport, HTTP
 //!    connection manager or TCP proxy), `listener`, `snapshot`,
@@ -28,6 +28,7 @@ mod error;
 mod headers;
 mod io;
 mod matchers;
+mod metadata;
 mod stats;
 mod transport;
 
@@ -40,6 +41,7 @@ mod hashing;
 mod local_reply;
 mod outlier;
 mod ratelimit;
+mod rbac;
 mod replay;
 mod retry;
 mod stream_timers;

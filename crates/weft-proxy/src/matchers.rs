@@ -95,6 +95,7 @@ enum HeaderKey {
 }
 
 /// The parts of a request route matching reads.
+#[derive(Clone, Copy)]
 pub struct RequestView<'a> {
     pub method: &'a str,
     /// Host header or `:authority`, as received.

@@ -37,4 +37,7 @@ pub struct Outcome {
     /// The stream's timers, which go on running while the response body
     /// streams (an idle expiry then is logged late, as `SI`).
     pub stream: Option<(Arc<Activity>, Limits)>,
+    /// What HTTP filters recorded about the request (RBAC's results,
+    /// a verified JWT's payload).
+    pub metadata: crate::metadata::DynamicMetadata,
 }

@@ -375,28 +375,42 @@ async fn connection(
         }
     };
     let stream = accepted.stream;
+    let info = ConnectionInfo {
+        peer,
+        original_dst,
+        local,
+        tls: accepted.tls,
+        requested_server_name: conn.facts.server_name,
+        // Set below for an HTTP chain whose manager forwards it.
+        client_cert: None,
+    };
+    // The network RBAC filters see every read from downstream, the
+    // bytes listener filters read first included.
+    let gate = chain
+        .network
+        .as_ref()
+        .map(|n| crate::rbac::Gate::new(Arc::clone(n), Arc::new(info.clone())));
     match &chain.terminal {
         Chain::Tcp(t) => {
             let stream = crate::tcp::Downstream {
                 stream,
                 early: accepted.early,
                 original_dst,
+                gate,
             };
             let closing = shared.closing(l);
             crate::tcp::serve(Arc::clone(&snapshot), Arc::clone(t), stream, closing).await
         }
         Chain::Http(h) => {
             let _ = stream.set_nodelay(true);
-            let io = crate::io::Rewind::new(accepted.early, stream);
-            let info = Arc::new(ConnectionInfo {
-                peer,
-                original_dst,
-                local,
-                client_cert: h.client_cert.element(accepted.tls.as_deref()),
-                tls: accepted.tls,
-            });
+            let mut io = crate::io::Rewind::new(accepted.early, stream);
+            if let Some(g) = gate {
+                io = io.gated(Box::new(g));
+            }
+            let mut info = info;
+            info.client_cert = h.client_cert.element(info.tls.as_deref());
             let drain = (l.drain.subscribe(), shared.drain_time());
-            serve_http(shared, Arc::clone(h), io, info, drain).await
+            serve_http(shared, Arc::clone(h), io, Arc::new(info), drain).await
         }
     }
 }

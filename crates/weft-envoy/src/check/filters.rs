@@ -31,6 +31,7 @@ pub(super) fn http_filters(
                 local_rate_limit(&fat.key("typed_config"), l, false)?
             }
             Some(TypedConfig::Cors) => {}
+            Some(TypedConfig::Rbac(r)) => super::rbac::http_rbac(&fat.key("typed_config"), r)?,
             _ => {
                 return Err(fat.err(format!(
                     "HTTP filter {:?} is not implemented by weft yet",
@@ -54,9 +55,14 @@ pub(super) fn per_filter_config(
             TypedConfig::Fault(f) => http_fault(&cat, f)?,
             TypedConfig::LocalRateLimit(l) => local_rate_limit(&cat, l, true)?,
             TypedConfig::CorsPolicy(c) => cors_policy(&cat, c)?,
+            TypedConfig::RbacPerRoute(r) => {
+                if let Some(rbac) = &r.rbac {
+                    super::rbac::http_rbac(&cat.key("rbac"), rbac)?
+                }
+            }
             _ => {
                 return Err(cat.err(
-                    "not a per-route filter configuration weft implements (the fault, local rate limit and CORS filters' are)",
+                    "not a per-route filter configuration weft implements (the fault, local rate limit, CORS and RBAC filters' are)",
                 ))
             }
         }

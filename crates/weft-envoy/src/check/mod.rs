@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use weft_yaml::PathSeg;
 
 mod filters;
+mod rbac;
 mod routes;
 mod tls;
 
@@ -598,6 +599,12 @@ fn listener(at: &At, l: &Listener, clusters: &HashSet<&str>) -> Result<(), Field
                 }
                 TypedConfig::HttpConnectionManager(_) | TypedConfig::TcpProxy(_) => {
                     return Err(fat.err("a terminal filter must be the last in its chain"))
+                }
+                TypedConfig::NetworkRbac(r) if !terminal => rbac::network_rbac(&fat, r)?,
+                TypedConfig::NetworkRbac(_) => {
+                    return Err(fat.err(
+                        "envoy.filters.network.rbac is not a terminal filter: a chain ends with http_connection_manager or tcp_proxy",
+                    ))
                 }
                 _ => return Err(fat.err("not a network filter weft implements")),
             }

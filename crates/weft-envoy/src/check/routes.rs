@@ -324,6 +324,16 @@ pub(super) fn string_matcher(at: &At, m: &crate::StringMatcher) -> Result<(), Fi
             ("safe_regex", m.safe_regex.is_some()),
         ],
     )?;
+    // Envoy's validation: only an exact match may be empty.
+    for (field, v) in [
+        ("prefix", &m.prefix),
+        ("suffix", &m.suffix),
+        ("contains", &m.contains),
+    ] {
+        if v.as_deref() == Some("") {
+            return Err(at.key(field).err("must not be empty"));
+        }
+    }
     if let Some(re) = &m.safe_regex {
         regex(&at.key("safe_regex").key("regex"), &re.regex)?;
     }

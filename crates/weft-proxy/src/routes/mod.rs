@@ -20,7 +20,7 @@ pub struct RouteTable {
 }
 
 /// Per-route settings of HTTP filters, by filter name (the fault, local
-/// rate limit and CORS filters have them in weft).
+/// rate limit, CORS and RBAC filters have them in weft).
 #[derive(Debug, Default)]
 pub struct PerFilter(Vec<(String, PerRoute)>);
 
@@ -29,6 +29,7 @@ pub enum PerRoute {
     Fault(std::sync::Arc<crate::fault::Fault>),
     RateLimit(std::sync::Arc<crate::ratelimit::RateLimit>),
     Cors(std::sync::Arc<crate::cors::CorsPolicy>),
+    Rbac(std::sync::Arc<crate::rbac::RbacPerRoute>),
 }
 
 impl PerFilter {
@@ -47,6 +48,9 @@ impl PerFilter {
                 }
                 weft_envoy::TypedConfig::CorsPolicy(c) => PerRoute::Cors(std::sync::Arc::new(
                     crate::cors::CorsPolicy::compile(c).map_err(at)?,
+                )),
+                weft_envoy::TypedConfig::RbacPerRoute(r) => PerRoute::Rbac(std::sync::Arc::new(
+                    crate::rbac::RbacPerRoute::compile(r).map_err(|e| at(e.to_string()))?,
                 )),
                 _ => return Err(at("not a filter configuration weft implements".into())),
             };

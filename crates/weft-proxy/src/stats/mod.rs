@@ -384,6 +384,18 @@ impl Scope<'_> {
         self.tagged_counter(stat, stat, 0, false)
     }
 
+    /// A counter whose Prometheus name is not its dotted one (a dotted
+    /// name that carries a user's prefix: `shadow.shadow_allowed` is
+    /// exported as `shadow_shadow_allowed`).
+    pub fn counter_as(&self, stat: &str, prom: &str) -> Counter {
+        self.tagged_counter(stat, prom, 0, false)
+    }
+
+    /// A counter Envoy creates on first use: not listed while zero.
+    pub fn lazy_counter(&self, stat: &str) -> Counter {
+        self.tagged_counter(stat, stat, 0, true)
+    }
+
     pub fn gauge(&self, stat: &str) -> Gauge {
         match self.store.register(self, stat, |name| {
             self.stat(name, stat, 0, Metric::Gauge(Gauge::default()))

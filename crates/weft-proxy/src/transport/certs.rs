@@ -129,11 +129,16 @@ pub(crate) fn dns_matches(san: &str, host: &str) -> bool {
 /// backslash and control and non-ASCII bytes as `\XX`. Empty for a
 /// certificate that does not parse.
 pub(crate) fn subject_rfc2253(der: &[u8]) -> String {
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
-        return String::new();
-    };
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => rfc2253(cert.subject()),
+        Err(_) => String::new(),
+    }
+}
+
+/// A distinguished name in that form (see [`subject_rfc2253`]).
+pub(crate) fn rfc2253(name: &x509_parser::x509::X509Name<'_>) -> String {
     let mut out = String::new();
-    let rdns: Vec<_> = cert.subject().iter().collect();
+    let rdns: Vec<_> = name.iter().collect();
     for (i, rdn) in rdns.iter().rev().enumerate() {
         if i > 0 {
             out.push(',');
@@ -154,6 +159,38 @@ pub(crate) fn subject_rfc2253(der: &[u8]) -> String {
                     out.push('=');
                     dump(&mut out, atv.attr_value());
                 }
+            }
+        }
+    }
+    out
+}
+
+/// What a peer certificate says of its holder: its URI and DNS SANs and
+/// its subject (RFC 2253 form), as RBAC's `authenticated` principal
+/// reads it.
+#[derive(Debug, Default)]
+pub(crate) struct PeerIdentity {
+    pub uris: Vec<String>,
+    pub dns: Vec<String>,
+    pub subject: String,
+}
+
+/// The identity of a certificate, read with one parse (empty for one
+/// that does not parse).
+pub(crate) fn identity(der: &[u8]) -> PeerIdentity {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return PeerIdentity::default();
+    };
+    let mut out = PeerIdentity {
+        subject: rfc2253(cert.subject()),
+        ..Default::default()
+    };
+    if let Ok(Some(ext)) = cert.subject_alternative_name() {
+        for g in &ext.value.general_names {
+            match g {
+                GeneralName::URI(s) => out.uris.push(s.to_string()),
+                GeneralName::DNSName(s) => out.dns.push(s.to_string()),
+                _ => {}
             }
         }
     }

@@ -159,6 +159,9 @@ pub struct ConnectionInfo {
     /// This connection's `x-forwarded-client-cert` element, made once
     /// when its connection manager adds one to each request.
     pub client_cert: Option<http::HeaderValue>,
+    /// The server name the TLS inspector read from the ClientHello
+    /// (Envoy's `requestedServerName()`: without the inspector, none).
+    pub requested_server_name: Option<String>,
 }
 
 /// A downstream TLS session's facts, as RBAC, headers such as
@@ -176,6 +179,12 @@ pub struct TlsInfo {
     /// The identities in the client certificate's URI SANs
     /// (`spiffe://<trust domain>/ns/<ns>/sa/<sa>` in a mesh).
     pub peer_identities: Vec<String>,
+    /// The client certificate's DNS SANs.
+    pub peer_dns_sans: Vec<String>,
+    /// The client certificate's subject as OpenSSL prints it in RFC 2253
+    /// form (`CN=front,O=weft tests`), empty without a certificate: what
+    /// RBAC's `authenticated` matches after the SANs, as Envoy does.
+    pub peer_subject: String,
     /// The URI SANs of the proxy's own certificate on this connection.
     pub local_identities: Arc<[String]>,
 }

@@ -421,6 +421,10 @@ impl Server {
             .iter()
             .map(|c| c.to_vec())
             .collect();
+        let peer = peer_certificates
+            .first()
+            .map(|leaf| certs::identity(leaf))
+            .unwrap_or_default();
         let info = TlsInfo {
             version: match s.protocol_version() {
                 Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
@@ -428,10 +432,9 @@ impl Server {
             },
             server_name: s.server_name().map(str::to_string),
             alpn: s.alpn_protocol().map(<[u8]>::to_vec),
-            peer_identities: peer_certificates
-                .first()
-                .map(|leaf| certs::sans(leaf, SanType::URI))
-                .unwrap_or_default(),
+            peer_identities: peer.uris,
+            peer_dns_sans: peer.dns,
+            peer_subject: peer.subject,
             peer_certificates,
             local_identities: Arc::clone(&built.local_identities),
         };

@@ -177,7 +177,7 @@ fn an_extension_type_weft_has_no_descriptor_for_is_refused_by_name() {
     let mut filter = DynamicMessage::new(any);
     filter.set_field_by_name(
         "type_url",
-        PValue::String("type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC".into()),
+        PValue::String("type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua".into()),
     );
     filter.set_field_by_name("value", PValue::Bytes(Default::default()));
     let desc = POOL.get_message_by_name(Kind::Listener.message()).unwrap();
@@ -204,7 +204,7 @@ fn an_extension_type_weft_has_no_descriptor_for_is_refused_by_name() {
     let bytes = prost_reflect::prost::Message::encode_to_vec(&l);
     let e = decode(&Kind::Listener.type_url(), &bytes, &HashSet::new()).expect_err("refused");
     assert!(matches!(e, DecodeError::Json { .. }), "{e:?}");
-    assert!(e.to_string().contains("rbac.v3.RBAC"), "{e}");
+    assert!(e.to_string().contains("lua.v3.Lua"), "{e}");
 }
 
 #[test]
