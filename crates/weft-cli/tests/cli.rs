@@ -775,7 +775,13 @@ spec: {address: 127.0.0.5, serviceAccount: reviews, labels: {app: reviews}}
             "",
         );
         let t = text(&out.stdout);
-        if out.status.success() && t.contains("ROOTCA") && t.contains("default ") {
+        // Both listed, and delivered (they are WARMING until the agent's
+        // answer arrives).
+        let active = |name: &str| {
+            t.lines()
+                .any(|l| l.starts_with(&format!("{name} ")) && l.contains("ACTIVE"))
+        };
+        if out.status.success() && active("ROOTCA") && active("default") {
             Ok(t)
         } else {
             Err(format!("{t}{}", text(&out.stderr)))
