@@ -10,7 +10,7 @@ use weft_api::Map;
 
 use weft_api::destination_rule::DestinationRule;
 use weft_api::gateway::Gateway;
-use weft_api::security::PeerAuthentication;
+use weft_api::security::{AuthorizationPolicy, PeerAuthentication};
 use weft_api::sidecar::{OutboundMode, Sidecar};
 use weft_api::virtual_service::VirtualService;
 use weft_api::Spec;
@@ -104,12 +104,25 @@ pub struct Context {
     pub gateways: Vec<Named<Gateway>>,
     /// In age order (the order objects were given: older first).
     pub peer_authentications: Vec<Named<PeerAuthentication>>,
+    /// In age order, with whether each is a dry run.
+    pub authorization_policies: Vec<Authorization>,
     /// Kubernetes Secrets by namespace and name: what a `credentialName`
     /// names.
     pub secrets: HashMap<(String, String), Arc<weft_api::k8s_openapi::api::core::v1::Secret>>,
     index: Index,
     digests: Digests,
 }
+
+/// An AuthorizationPolicy, and whether its `istio.io/dry-run`
+/// annotation makes it a dry run (evaluated and logged, not enforced).
+#[derive(Clone, Debug)]
+pub struct Authorization {
+    pub policy: Named<AuthorizationPolicy>,
+    pub dry_run: bool,
+}
+
+/// The annotation that makes an AuthorizationPolicy a dry run.
+pub const DRY_RUN_ANNOTATION: &str = "istio.io/dry-run";
 
 /// Hashes of what generators read, so that a generator's output for a
 /// service can be kept from one snapshot to the next while none of its
@@ -213,6 +226,18 @@ impl Context {
                 Spec::PeerAuthentication(pa) => ctx
                     .peer_authentications
                     .push(named(r, &Arc::new((**pa).clone()))),
+                Spec::AuthorizationPolicy(ap) => {
+                    let dry_run = r
+                        .object
+                        .meta
+                        .annotations()
+                        .and_then(|a| a.get(DRY_RUN_ANNOTATION))
+                        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+                    ctx.authorization_policies.push(Authorization {
+                        policy: named(r, &Arc::new((**ap).clone())),
+                        dry_run,
+                    });
+                }
                 Spec::Secret(secret) => {
                     ctx.secrets.insert(
                         (

@@ -328,6 +328,68 @@ async fn bookinfo_up_and_the_tour() {
             page.body
         );
     }
+
+    // The tour's authorization steps (Istio's "Authorization on HTTP
+    // traffic" on Bookinfo): allow-nothing denies the page at
+    // productpage's sidecar; the viewers open it again, each service to
+    // the caller identities (mTLS principals) that need it.
+    std::fs::write(
+        dir.0.join("tour-authz.yaml"),
+        tour("authz-allow-nothing.yaml"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let page = get(gw, "/productpage", None).await;
+        if page.status == 403 {
+            assert_eq!(page.body, "RBAC: access denied", "{page:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "allow-nothing never applied: {page:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(
+        dir.0.join("tour-authz-viewers.yaml"),
+        tour("authz-bookinfo-viewers.yaml"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let page = get(gw, "/productpage", None).await;
+        if page.status == 200
+            && page.body.contains("Book Details")
+            && page.body.contains("Reviewer1")
+            && !page.body.contains("unavailable")
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the viewers never opened the page: {page:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // productpage-viewer allows GET only: logging in (a POST) is denied.
+    let login = call_at(
+        "127.0.0.1".parse().unwrap(),
+        &Call {
+            method: "POST",
+            port: gw,
+            path: "/login",
+            host: "bookinfo.local",
+            headers: &[("content-type", "application/x-www-form-urlencoded")],
+            body: b"username=jason&passwd=x",
+            h2: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(login.status, 403, "{login:?}");
+    let problems = mesh.settle(PATIENCE).await;
+    assert!(problems.is_empty(), "{problems:?}");
 }
 
 async fn running_names(mesh: &weft_local::Running) -> Vec<String> {

@@ -43,6 +43,9 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
     let mut credentials = BTreeSet::new();
+    // The gateway workload's AuthorizationPolicies, on each HTTP server.
+    let applied = super::authz::applied(ctx, &proxy.namespace, &proxy.labels);
+    let authz = super::authz::http_filters(&applied, &ctx.mesh.trust_domain);
     for (port, servers) in &by_port {
         let (_, first) = servers[0];
         let protocol = Protocol::parse(&first.port.protocol);
@@ -114,7 +117,7 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
                 }
             }
             routes.push(t);
-            let hcm = http_manager(ctx, &stat_prefix, rds(&table), Side::Gateway);
+            let hcm = http_manager(ctx, &stat_prefix, rds(&table), Side::Gateway(authz.clone()));
             listener.filter_chains = vec![chain(None, vec![hcm])];
         } else {
             let Some(filter) = tcp_filter(ctx, proxy, *port, servers, &stat_prefix) else {
@@ -178,7 +181,15 @@ fn terminated_chain(
             server.port.name, gw.name, gw.namespace
         );
         routes.push(http_table(ctx, proxy, &table, port, &[(gw, server)]));
-        http_manager(ctx, stat_prefix, rds(&table), Side::Gateway)
+        http_manager(
+            ctx,
+            stat_prefix,
+            rds(&table),
+            Side::Gateway(super::authz::http_filters(
+                &super::authz::applied(ctx, &proxy.namespace, &proxy.labels),
+                &ctx.mesh.trust_domain,
+            )),
+        )
     } else {
         tcp_filter(ctx, proxy, port, &[(gw, server)], stat_prefix)?
     };

@@ -41,12 +41,14 @@ pub(crate) fn sidecar<'a>(
             None => captured_egress(ctx, proxy, scope, egress, &mut listeners, &mut routes),
         }
     }
+    // The workload's AuthorizationPolicies guard every inbound port.
+    let applied = super::authz::applied(ctx, &proxy.namespace, &proxy.labels);
     for ingress in &scope.ingress {
         let port = ingress.port.number;
         let bind = ingress.bind.clone().unwrap_or_else(|| proxy.ip.clone());
         let cluster = cluster_name("inbound", port, "", "");
         let protocol = Protocol::parse(&ingress.port.protocol);
-        let filter = if protocol.is_http() {
+        let filters = if protocol.is_http() {
             // Inline, and not `route::host`: the attempt count is for
             // the client's side, as Istio's inbound host leaves it out.
             let table = rt::RouteConfiguration {
@@ -62,14 +64,16 @@ pub(crate) fn sidecar<'a>(
                 }],
                 ..route::table_without_hosts(&cluster)
             };
-            http_manager(
+            vec![http_manager(
                 ctx,
                 &format!("inbound_{bind}_{port}"),
                 RouteSpecifier::RouteConfig(table),
-                Side::Inbound,
-            )
+                Side::Inbound(super::authz::http_filters(&applied, &ctx.mesh.trust_domain)),
+            )]
         } else {
-            tcp_proxy(&format!("inbound_{bind}_{port}"), &cluster)
+            let mut filters = super::authz::network_filters(&applied, &ctx.mesh.trust_domain);
+            filters.push(tcp_proxy(&format!("inbound_{bind}_{port}"), &cluster));
+            filters
         };
         let mut mode = ctx.mtls_for(&proxy.namespace, &proxy.labels).at(port);
         if !proxy.workload_certs && mode == Mode::Permissive {
@@ -80,7 +84,7 @@ pub(crate) fn sidecar<'a>(
         }
         listeners.push(inbound(
             mode,
-            filter,
+            filters,
             at(format!("{bind}_{port}"), &bind, port),
         ));
     }
@@ -94,7 +98,11 @@ pub(crate) fn sidecar<'a>(
 /// told apart by the TLS inspector — a mesh client's hello (its ALPN
 /// says `istio`) gets mutual TLS, anything else (plaintext, or an
 /// application's own TLS) goes to the plaintext chain untouched.
-fn inbound(mode: Mode, filter: listener::Filter, mut l: listener::Listener) -> listener::Listener {
+fn inbound(
+    mode: Mode,
+    filters: Vec<listener::Filter>,
+    mut l: listener::Listener,
+) -> listener::Listener {
     let mtls = |alpn: &[&str]| listener::FilterChain {
         filter_chain_match: Some(listener::FilterChainMatch {
             transport_protocol: "tls".into(),
@@ -102,13 +110,13 @@ fn inbound(mode: Mode, filter: listener::Filter, mut l: listener::Listener) -> l
             ..Default::default()
         }),
         transport_socket: Some(tls::downstream_socket(&tls::mesh_server())),
-        filters: vec![filter.clone()],
+        filters: filters.clone(),
         ..Default::default()
     };
     l.filter_chains = match mode {
-        Mode::Disable => vec![chain(None, vec![filter.clone()])],
+        Mode::Disable => vec![chain(None, filters.clone())],
         Mode::Strict => vec![mtls(&[])],
-        Mode::Permissive => vec![mtls(&tls::MESH_ALPN), chain(None, vec![filter.clone()])],
+        Mode::Permissive => vec![mtls(&tls::MESH_ALPN), chain(None, filters.clone())],
     };
     if mode != Mode::Disable {
         l.listener_filters = vec![l4::tls_inspector()];
@@ -311,15 +319,16 @@ fn hcm(ctx: &Context, stat_prefix: &str, routes: RouteSpecifier) -> listener::Fi
     http_manager(ctx, stat_prefix, routes, Side::Outbound)
 }
 
-/// Which of Istio's HTTP connection managers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which of Istio's HTTP connection managers, with the authorization
+/// filters (AuthorizationPolicy's RBAC) of the workload it guards.
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Side {
     /// A sidecar's, for its application's requests.
     Outbound,
     /// A sidecar's, for requests to its workload.
-    Inbound,
+    Inbound(Vec<hcm::HttpFilter>),
     /// A gateway's.
-    Gateway,
+    Gateway(Vec<hcm::HttpFilter>),
 }
 
 /// The HTTP connection manager Istio gives sidecars and gateways, with
@@ -340,9 +349,10 @@ pub(crate) fn http_manager(
     side: Side,
 ) -> listener::Filter {
     use hcm::http_connection_manager::{ForwardClientCertDetails, SetCurrentClientCertDetails};
-    let (forward, details) = match side {
+    let gateway = matches!(side, Side::Gateway(_));
+    let (forward, details) = match &side {
         Side::Outbound => (ForwardClientCertDetails::Sanitize, None),
-        Side::Inbound => (
+        Side::Inbound(_) => (
             ForwardClientCertDetails::AppendForward,
             Some(SetCurrentClientCertDetails {
                 subject: pb::bool_value(true),
@@ -351,7 +361,7 @@ pub(crate) fn http_manager(
                 ..Default::default()
             }),
         ),
-        Side::Gateway => (
+        Side::Gateway(_) => (
             // The mesh configuration's name was checked when it was read.
             ForwardClientCertDetails::from_str_name(&ctx.mesh.gateway_forward_client_cert)
                 .unwrap_or(ForwardClientCertDetails::SanitizeSet),
@@ -369,26 +379,35 @@ pub(crate) fn http_manager(
         config_type: Some(hcm::http_filter::ConfigType::TypedConfig(config)),
         ..Default::default()
     };
+    let authz = match side {
+        Side::Inbound(f) | Side::Gateway(f) => f,
+        Side::Outbound => Vec::new(),
+    };
     let config = hcm::HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
-        use_remote_address: pb::bool_value(side == Side::Gateway),
+        use_remote_address: pb::bool_value(gateway),
         forward_client_cert_details: forward as i32,
         set_current_client_cert_details: details,
         upgrade_configs: vec![hcm::http_connection_manager::UpgradeConfig {
             upgrade_type: "websocket".into(),
             ..Default::default()
         }],
-        http_filters: vec![
-            http_filter(
-                "envoy.filters.http.fault",
-                pb::any(&pb::fault::HttpFault::default()),
-            ),
-            http_filter("envoy.filters.http.cors", pb::any(&pb::cors::Cors {})),
-            http_filter(
-                "envoy.filters.http.router",
-                pb::any(&pb::router::Router::default()),
-            ),
-        ],
+        // Authorization first, as Istio orders them: a denied request
+        // meets no fault and no CORS handling.
+        http_filters: authz
+            .into_iter()
+            .chain([
+                http_filter(
+                    "envoy.filters.http.fault",
+                    pb::any(&pb::fault::HttpFault::default()),
+                ),
+                http_filter("envoy.filters.http.cors", pb::any(&pb::cors::Cors {})),
+                http_filter(
+                    "envoy.filters.http.router",
+                    pb::any(&pb::router::Router::default()),
+                ),
+            ])
+            .collect(),
         route_specifier: Some(routes),
         access_log: if ctx.mesh.access_log_file.is_empty() {
             Vec::new()
