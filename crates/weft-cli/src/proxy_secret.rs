@@ -67,28 +67,14 @@ fn pem_of(source: &Value) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// RFC 3339, seconds, UTC (as istioctl prints validity).
+/// RFC 3339, seconds, UTC (as istioctl prints validity): Envoy's
+/// timestamp without its milliseconds.
 fn date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let stamp = weft_proxy::format_time(t);
+    match stamp.split_once('.') {
+        Some((seconds, _)) => format!("{seconds}Z"),
+        None => stamp,
+    }
 }
 
 /// One row per secret: its first certificate (the leaf of a chain, or

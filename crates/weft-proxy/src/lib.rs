@@ -68,6 +68,7 @@ mod sds;
 mod server;
 pub mod xds;
 
+pub use access_log::format_time;
 pub use error::{CompileError, ForwardError};
 pub use server::{start, InstallError, Running, Shared, DRAIN_TIME};
 pub use snapshot::Snapshot;
