@@ -190,9 +190,40 @@ fn host(v: &str) -> rt::HeaderMatcher {
 }
 
 fn path(v: &str) -> rbac::permission::Rule {
+    let m = if v.contains("{*}") || v.contains("{**}") {
+        string_matcher(regex(path_template(v)))
+    } else {
+        value_matcher(v)
+    };
     rbac::permission::Rule::UrlPath(matcher::PathMatcher {
-        rule: Some(matcher::path_matcher::Rule::Path(value_matcher(v))),
+        rule: Some(matcher::path_matcher::Rule::Path(m)),
     })
+}
+
+/// Istio's path templates as a regular expression: `{*}` is exactly one
+/// path segment, `{**}` one or more. (istiod writes Envoy's
+/// `uri_template` matcher, an extension weft proxy does not load; the
+/// regex matches the same paths.)
+fn path_template(v: &str) -> String {
+    let mut out = String::from("^");
+    let mut rest = v;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&regex_escape(&rest[..i]));
+        let tail = &rest[i..];
+        if let Some(r) = tail.strip_prefix("{**}") {
+            out.push_str(".+");
+            rest = r;
+        } else if let Some(r) = tail.strip_prefix("{*}") {
+            out.push_str("[^/]+");
+            rest = r;
+        } else {
+            out.push_str("\\{");
+            rest = &tail[1..];
+        }
+    }
+    out.push_str(&regex_escape(rest));
+    out.push('$');
+    out
 }
 
 fn metadata(filter: &str, keys: &[&str], v: &str) -> matcher::MetadataMatcher {

@@ -354,3 +354,17 @@ spec:
         "{first:#}"
     );
 }
+
+#[test]
+fn path_templates_are_one_segment_or_more() {
+    assert_eq!(
+        path_template("/path/template/{*}"),
+        "^/path/template/[^/]+$"
+    );
+    assert_eq!(path_template("/{**}/path/template"), "^/.+/path/template$");
+    assert_eq!(path_template("/a.b/{*}/c"), "^/a\\.b/[^/]+/c$");
+    let re = regex::Regex::new(&path_template("/users/{*}/orders")).unwrap();
+    assert!(re.is_match("/users/42/orders"));
+    assert!(!re.is_match("/users/42/x/orders"));
+    assert!(!re.is_match("/users//orders"));
+}
