@@ -133,13 +133,7 @@ pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
                     if !plan.gateway_ports.contains(&s.port.number) {
                         plan.gateway_ports.push(s.port.number);
                     }
-                    let terminated = s.tls.as_ref().is_some_and(|t| {
-                        !matches!(
-                            t.mode,
-                            None | Some(weft_api::gateway::ServerTlsMode::PASSTHROUGH)
-                                | Some(weft_api::gateway::ServerTlsMode::AUTO_PASSTHROUGH)
-                        )
-                    });
+                    let terminated = s.tls.as_ref().is_some_and(weft_control::gen::terminates);
                     let host = s.hosts.first().map(|h| h.rsplit('/').next().unwrap_or(h));
                     if let (true, Some(host)) = (terminated, host) {
                         plan.https.push((s.port.number, host.to_string()));

@@ -354,7 +354,7 @@ pub(crate) fn server_credentials(t: &ServerTlsSettings) -> Vec<String> {
 }
 
 /// Whether a server's TLS is terminated by the proxy.
-pub(crate) fn terminates(t: &ServerTlsSettings) -> bool {
+pub fn terminates(t: &ServerTlsSettings) -> bool {
     !matches!(
         t.mode.unwrap_or(ServerTlsMode::PASSTHROUGH),
         ServerTlsMode::PASSTHROUGH | ServerTlsMode::AUTO_PASSTHROUGH
