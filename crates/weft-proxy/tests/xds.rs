@@ -480,10 +480,14 @@ async fn warming_gives_up_after_the_initial_fetch_timeout() {
         s.xds
             .set(Kind::RouteConfiguration, routes("local", vec![to_lonely]));
         let v = s.xds.push();
-        s.xds
-            .wait_ack(s.name, Kind::Listener, &v, WAIT)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        // Both ACKs: RDS comes after LDS, and observing between them saw
+        // Envoy still on the old routes (200) while weft had the new (503).
+        for kind in [Kind::Listener, Kind::RouteConfiguration] {
+            s.xds
+                .wait_ack(s.name, kind, &v, WAIT)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
         before.push(observe(s, (*gives_up, *waits)).await);
     }
     assert_eq!(before[1], before[0], "while warming: weft ≠ envoy");
