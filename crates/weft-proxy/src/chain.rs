@@ -157,6 +157,7 @@ pub enum FilterKind {
     RateLimit(crate::ratelimit::RateLimit),
     Cors(crate::cors::CorsFilter),
     Rbac(crate::rbac::HttpRbac),
+    Jwt(crate::jwt::JwtAuthn),
 }
 
 /// Where a connection manager's route table is.
@@ -318,6 +319,14 @@ pub(crate) fn compile_hcm(
                 )
                 .map_err(rbac_error(&format!("{field}.typed_config.")))?;
                 FilterKind::Rbac(compiled)
+            }
+            Some(weft_envoy::TypedConfig::JwtAuthn(cfg)) => {
+                FilterKind::Jwt(crate::jwt::JwtAuthn::compile(cfg).map_err(|e| match e {
+                    crate::jwt::JwtError::Invalid { field: f, message } => CompileError::Config {
+                        field: format!("{field}.typed_config.{f}"),
+                        message,
+                    },
+                })?)
             }
             _ => continue,
         };

@@ -171,6 +171,28 @@ async fn run_filters<B>(
                     return out;
                 }
             }
+            FilterKind::Jwt(filter) => {
+                let per_route = match per_route {
+                    Some(PerRoute::Jwt(x)) => Some(&**x),
+                    _ => None,
+                };
+                let (parts_method, headers) = (req.method().clone(), req.headers_mut());
+                let jr = crate::jwt::Request {
+                    method: &parts_method,
+                    authority: r.host,
+                    scheme: r.conn.scheme(),
+                    path_and_query: r.path,
+                    headers,
+                };
+                if let Err(rej) = filter.check(per_route, jr, metadata) {
+                    let mut reply = local_reply(settings, rej.status, rej.body);
+                    reply
+                        .headers_mut()
+                        .insert(http::header::WWW_AUTHENTICATE, rej.www_authenticate);
+                    out.reply = Some(reply);
+                    return out;
+                }
+            }
             FilterKind::Cors(_) if cluster.is_none() => {}
             FilterKind::Cors(filter) => {
                 let policies = levels.map(|l| match l.get(&f.name) {
