@@ -128,7 +128,7 @@ pub(crate) struct Rejection {
 
 /// A compiled `JwtAuthentication`.
 #[derive(Debug)]
-pub(crate) struct JwtAuthn {
+pub struct JwtAuthn {
     providers: Vec<Provider>,
     rules: Vec<Rule>,
     requirement_map: BTreeMap<String, Arc<Requirement>>,
@@ -137,7 +137,7 @@ pub(crate) struct JwtAuthn {
 
 /// A compiled `PerRouteConfig`.
 #[derive(Debug)]
-pub(crate) enum JwtPerRoute {
+pub enum JwtPerRoute {
     Disabled,
     Requirement(String),
 }
