@@ -106,6 +106,9 @@ struct Filtered {
     /// (Envoy's CORS preflight answer is encoded directly, not as a local
     /// reply of the route).
     final_reply: bool,
+    /// The path (with query) the request goes on with, when a filter
+    /// changed it (the JWT filter takes a token out of the query).
+    path: Option<String>,
 }
 
 /// Runs the connection manager's HTTP filters in order, each with the
@@ -184,13 +187,17 @@ async fn run_filters<B>(
                     path_and_query: r.path,
                     headers,
                 };
-                if let Err(rej) = filter.check(per_route, jr, metadata) {
-                    let mut reply = local_reply(settings, rej.status, rej.body);
-                    reply
-                        .headers_mut()
-                        .insert(http::header::WWW_AUTHENTICATE, rej.www_authenticate);
-                    out.reply = Some(reply);
-                    return out;
+                match filter.check(per_route, jr, metadata) {
+                    Ok(None) => {}
+                    Ok(Some(path)) => out.path = Some(path),
+                    Err(rej) => {
+                        let mut reply = local_reply(settings, rej.status, rej.body);
+                        reply
+                            .headers_mut()
+                            .insert(http::header::WWW_AUTHENTICATE, rej.www_authenticate);
+                        out.reply = Some(reply);
+                        return out;
+                    }
                 }
             }
             FilterKind::Cors(_) if cluster.is_none() => {}
@@ -566,9 +573,11 @@ where
     };
     let mut aborted = None;
     let mut late_headers = None;
+    let mut new_path = None;
     if !settings.filters.is_empty() {
         let cluster = picked.map(|p| p.0);
         let filtered = run_filters(r, cluster, &mut req, &mut outcome.metadata).await;
+        new_path = filtered.path;
         if filtered.flag.is_some() {
             outcome.flag = filtered.flag;
         }
@@ -605,6 +614,8 @@ where
                     Some(&table.headers),
                 ];
                 mutate(req.headers_mut(), &levels, |o| &o.request);
+                let rewritten = new_path.as_deref().map(|path| Routed { path, ..*r });
+                let r = rewritten.as_ref().unwrap_or(r);
                 match crate::router::forward(r, fwd, cluster_name, req, outcome).await {
                     Ok(mut r) => {
                         mutate(r.headers_mut(), &levels, |o| &o.response);

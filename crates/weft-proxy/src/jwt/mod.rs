@@ -225,13 +225,14 @@ impl JwtAuthn {
     }
 
     /// Checks a request; on success the verified tokens' outputs are in
-    /// its headers and `metadata`.
+    /// its headers and `metadata`, and the new path (with query) when a
+    /// token was taken out of the query.
     pub(crate) fn check(
         &self,
         per_route: Option<&JwtPerRoute>,
         req: Request,
         metadata: &mut DynamicMetadata,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Option<String>, Rejection> {
         if self.bypass_cors_preflight
             && *req.method == Method::OPTIONS
             && req.headers.contains_key(http::header::ORIGIN)
@@ -239,14 +240,14 @@ impl JwtAuthn {
                 .headers
                 .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
         {
-            return Ok(());
+            return Ok(None);
         }
         let (path, query) = req
             .path_and_query
             .split_once('?')
             .unwrap_or((req.path_and_query, ""));
         let requirement = match per_route {
-            Some(JwtPerRoute::Disabled) => return Ok(()),
+            Some(JwtPerRoute::Disabled) => return Ok(None),
             // A name the filter does not know needs nothing.
             Some(JwtPerRoute::Requirement(name)) => self.requirement_map.get(name).map(|r| &**r),
             None => {
@@ -271,48 +272,66 @@ impl JwtAuthn {
             }
         };
         let Some(requirement) = requirement else {
-            return Ok(());
+            return Ok(None);
         };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        match self.verify(requirement, req.headers, query, now, metadata) {
-            Ok(()) => Ok(()),
-            Err(status) => Err(rejection(status, req.scheme, req.authority, path)),
+        let mut params = Vec::new();
+        let mut out = Out {
+            headers: req.headers,
+            metadata,
+            params: &mut params,
+        };
+        match self.verify(requirement, &mut out, query, now) {
+            Ok(()) if params.is_empty() => Ok(None),
+            Ok(()) => {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| {
+                        let k = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                        !params.iter().any(|p| p == k)
+                    })
+                    .collect();
+                Ok(Some(if kept.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}?{}", kept.join("&"))
+                }))
+            }
+            Err(status) => Err(rejection(
+                status,
+                req.scheme,
+                req.authority,
+                req.path_and_query,
+            )),
         }
     }
 
-    fn verify(
-        &self,
-        r: &Requirement,
-        headers: &mut HeaderMap,
-        query: &str,
-        now: u64,
-        metadata: &mut DynamicMetadata,
-    ) -> Result<(), Status> {
+    fn verify(&self, r: &Requirement, out: &mut Out, query: &str, now: u64) -> Result<(), Status> {
         match r {
             Requirement::Provider(i) => {
                 let p = &self.providers[*i];
-                let found = p.extract(headers, query);
+                let found = p.extract(out.headers, query);
                 if found.is_empty() {
                     return Err(Status::Missing);
                 }
                 for f in &found {
                     let jwt = p.verify(&f.token, now)?;
-                    p.output(&jwt, headers, metadata);
-                    p.remove_token(p, f, headers);
+                    p.output(&jwt, out.headers, out.metadata);
+                    p.remove_token(p, f, out.headers, out.params);
                 }
                 Ok(())
             }
             Requirement::All(list) => list
                 .iter()
-                .try_for_each(|r| self.verify(r, headers, query, now, metadata)),
+                .try_for_each(|r| self.verify(r, out, query, now)),
             Requirement::Any(list) => {
                 // All failed: the first verdict about a token that was
                 // there and meant for a provider, else the first.
                 let (mut specific, mut generic) = (None, None);
                 for r in list {
-                    match self.verify(r, headers, query, now, metadata) {
+                    match self.verify(r, out, query, now) {
                         Ok(()) => return Ok(()),
                         Err(s @ (Status::Missing | Status::UnknownIssuer)) => {
                             generic.get_or_insert(s);
@@ -325,7 +344,7 @@ impl JwtAuthn {
                 Err(specific.or(generic).unwrap_or(Status::Missing))
             }
             Requirement::AllowMissing | Requirement::AllowMissingOrFailed => {
-                let status = self.verify_any_issuer(headers, query, now, metadata);
+                let status = self.verify_any_issuer(out, query, now);
                 match (r, status) {
                     (_, Ok(())) | (_, Err(Status::Missing)) => Ok(()),
                     (Requirement::AllowMissingOrFailed, Err(_)) => Ok(()),
@@ -337,16 +356,10 @@ impl JwtAuthn {
 
     /// Every token in any provider's locations, each verified by the
     /// provider of its issuer.
-    fn verify_any_issuer(
-        &self,
-        headers: &mut HeaderMap,
-        query: &str,
-        now: u64,
-        metadata: &mut DynamicMetadata,
-    ) -> Result<(), Status> {
+    fn verify_any_issuer(&self, out: &mut Out, query: &str, now: u64) -> Result<(), Status> {
         let mut tokens: Vec<(usize, provider::Found)> = Vec::new();
         for (i, p) in self.providers.iter().enumerate() {
-            for f in p.extract(headers, query) {
+            for f in p.extract(out.headers, query) {
                 if !tokens.iter().any(|(_, t)| t.token == f.token) {
                     tokens.push((i, f));
                 }
@@ -363,17 +376,33 @@ impl JwtAuthn {
                 .find(|p| p.issues(&jwt.iss))
                 .ok_or(Status::UnknownIssuer)?;
             let jwt = p.verify(&f.token, now)?;
-            p.output(&jwt, headers, metadata);
+            p.output(&jwt, out.headers, out.metadata);
             // The location is the finding provider's.
-            self.providers[*i].remove_token(p, f, headers);
+            self.providers[*i].remove_token(p, f, out.headers, out.params);
         }
         Ok(())
     }
 }
 
-/// Envoy's reply for a failed requirement.
-fn rejection(status: Status, scheme: &str, authority: &str, path: &str) -> Rejection {
-    let realm = format!("{scheme}://{authority}{path}");
+/// Where verified tokens leave their outputs.
+struct Out<'a> {
+    headers: &'a mut HeaderMap,
+    metadata: &'a mut DynamicMetadata,
+    /// Query parameters to take out of the path.
+    params: &'a mut Vec<String>,
+}
+
+/// How much of the path (with query) Envoy puts in the realm.
+const REALM_PATH_MAX: usize = 256;
+
+/// Envoy's reply for a failed requirement. The realm is the request's
+/// URL, its path and query cut to 256 bytes.
+fn rejection(status: Status, scheme: &str, authority: &str, path_and_query: &str) -> Rejection {
+    let mut end = path_and_query.len().min(REALM_PATH_MAX);
+    while !path_and_query.is_char_boundary(end) {
+        end -= 1;
+    }
+    let realm = format!("{scheme}://{authority}{}", &path_and_query[..end]);
     let value = match status {
         Status::Missing => format!("Bearer realm=\"{realm}\""),
         _ => format!("Bearer realm=\"{realm}\", error=\"invalid_token\""),

@@ -357,13 +357,24 @@ impl Provider {
 
     /// Removes the header a token was found in (by this provider's
     /// locations) unless `verifier`, the provider that verified it,
-    /// forwards tokens. Query parameters and cookies stay, as in Envoy.
-    pub(crate) fn remove_token(&self, verifier: &Provider, found: &Found, headers: &mut HeaderMap) {
+    /// forwards tokens; a query parameter's name goes to `params`, for
+    /// the caller to take out of the path. Cookies stay, as in Envoy.
+    pub(crate) fn remove_token(
+        &self,
+        verifier: &Provider,
+        found: &Found,
+        headers: &mut HeaderMap,
+        params: &mut Vec<String>,
+    ) {
         if verifier.forward {
             return;
         }
-        if let Some(Location::Header { name, .. }) = self.locations.get(found.location) {
-            headers.remove(name);
+        match self.locations.get(found.location) {
+            Some(Location::Header { name, .. }) => {
+                headers.remove(name);
+            }
+            Some(Location::Param(p)) => params.push(p.clone()),
+            _ => {}
         }
     }
 }
