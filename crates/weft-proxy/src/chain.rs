@@ -138,8 +138,8 @@ pub struct HttpSettings {
     pub filters: Vec<HttpFilter>,
     /// What becomes of `x-forwarded-client-cert`.
     pub client_cert: crate::xfcc::ClientCertPolicy,
-    /// Some filter is RBAC: requests that match no route are checked
-    /// too (Envoy's filters run before its router answers 404).
+    /// Some filter is RBAC or JWT: requests that match no route are
+    /// checked too (Envoy's filters run before its router answers 404).
     pub rbac: bool,
 }
 
@@ -338,7 +338,7 @@ pub(crate) fn compile_hcm(
     Ok(HttpSettings {
         rbac: filters
             .iter()
-            .any(|f| matches!(f.kind, FilterKind::Rbac(_))),
+            .any(|f| matches!(f.kind, FilterKind::Rbac(_) | FilterKind::Jwt(_))),
         filters,
         client_cert: crate::xfcc::ClientCertPolicy::compile(h),
         codec: h.codec_type,

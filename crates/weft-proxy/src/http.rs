@@ -253,23 +253,43 @@ fn rbac_allows<B>(
     filter.allows(per_route, &rq, metadata)
 }
 
-/// The RBAC filters on a request that no route serves (none matched, or
-/// the virtual host redirects it to https): in Envoy the filters run
-/// before the router answers, so a denied request gets the 403, not
-/// the 404 or 301. No route, no per-route settings.
-fn rbac_unrouted<B>(
+/// The RBAC and JWT filters on a request that no route serves (none
+/// matched, or the virtual host redirects it to https): in Envoy the
+/// filters run before the router answers, so a denied request gets the
+/// 403 or 401, not the 404 or 301. No route, no per-route settings.
+fn unrouted_filters<B>(
     settings: &HttpSettings,
     conn: &ConnectionInfo,
-    req: &Request<B>,
+    req: &mut Request<B>,
     host: &str,
     path: &str,
     metadata: &mut DynamicMetadata,
 ) -> Option<Response<Body>> {
     for f in &settings.filters {
-        if let FilterKind::Rbac(filter) = &f.kind {
-            if !rbac_allows(filter, None, settings, conn, req, host, path, metadata) {
-                return Some(local_reply(settings, 403, rbac::DENIED_BODY));
+        match &f.kind {
+            FilterKind::Rbac(filter) => {
+                if !rbac_allows(filter, None, settings, conn, req, host, path, metadata) {
+                    return Some(local_reply(settings, 403, rbac::DENIED_BODY));
+                }
             }
+            FilterKind::Jwt(filter) => {
+                let method = req.method().clone();
+                let jr = crate::jwt::Request {
+                    method: &method,
+                    authority: host,
+                    scheme: conn.scheme(),
+                    path_and_query: path,
+                    headers: req.headers_mut(),
+                };
+                if let Err(rej) = filter.check(None, jr, metadata) {
+                    let mut reply = local_reply(settings, rej.status, rej.body);
+                    reply
+                        .headers_mut()
+                        .insert(http::header::WWW_AUTHENTICATE, rej.www_authenticate);
+                    return Some(reply);
+                }
+            }
+            _ => {}
         }
     }
     None
@@ -435,8 +455,14 @@ where
             .is_some_and(|v| v.as_bytes() == b"true");
         if vh.redirects_to_tls(conn.tls.is_some(), internal) {
             if settings.rbac {
-                let denied =
-                    rbac_unrouted(&settings, &conn, &req, &host, &path, &mut outcome.metadata);
+                let denied = unrouted_filters(
+                    &settings,
+                    &conn,
+                    &mut req,
+                    &host,
+                    &path,
+                    &mut outcome.metadata,
+                );
                 if let Some(reply) = denied {
                     return (reply, outcome);
                 }
@@ -462,7 +488,14 @@ where
     });
     let Some((vh, route)) = matched else {
         if settings.rbac {
-            let denied = rbac_unrouted(&settings, &conn, &req, &host, &path, &mut outcome.metadata);
+            let denied = unrouted_filters(
+                &settings,
+                &conn,
+                &mut req,
+                &host,
+                &path,
+                &mut outcome.metadata,
+            );
             if let Some(reply) = denied {
                 return (reply, outcome);
             }

@@ -19,6 +19,8 @@ use support::*;
 
 const JWT: &str =
     "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication";
+const JWT_PER_ROUTE: &str =
+    "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig";
 const RBAC: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
 const ISSUER: &str = "https://issuer.test";
 
@@ -91,14 +93,19 @@ fn listener(port: u16, jwks: &Value) -> Value {
     forwarding["forward"] = json!(true);
     forwarding["from_headers"] = json!([{"name": "x-token", "value_prefix": "T "}]);
     forwarding["from_params"] = json!(["tok"]);
+    let mut cookie = provider.clone();
+    cookie["from_cookies"] = json!(["session"]);
     let jwt = json!({
         "@type": JWT,
-        "providers": {"main": provider, "fwd": forwarding},
+        "providers": {"main": provider, "fwd": forwarding, "cookie": cookie},
+        "requirement_map": {"either": {"requires_any": {"requirements": [
+            {"provider_name": "fwd"}, {"provider_name": "cookie"}]}}},
         "rules": [
             {"match": {"prefix": "/open"}},
             {"match": {"prefix": "/optional"}, "requires": {"requires_any": {"requirements": [
                 {"provider_name": "main"}, {"allow_missing": {}}]}}},
             {"match": {"prefix": "/fwd"}, "requires": {"provider_name": "fwd"}},
+            {"match": {"prefix": "/cookie"}, "requires": {"provider_name": "cookie"}},
             {"match": {"prefix": "/"}, "requires": {"provider_name": "main"}}
         ]
     });
@@ -121,7 +128,15 @@ fn listener(port: u16, jwks: &Value) -> Value {
                     {"name": "envoy.filters.http.rbac", "typed_config": rbac},
                     {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
                 "route_config": {"name": "r", "virtual_hosts": [{"name": "all", "domains": ["*"],
-                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]}}}]}]
+                    "routes": [
+                        {"match": {"prefix": "/off"}, "route": {"cluster": "backend"},
+                         "typed_per_filter_config": {"envoy.filters.http.jwt_authn":
+                            {"@type": JWT_PER_ROUTE, "disabled": true}}},
+                        {"match": {"prefix": "/named"}, "route": {"cluster": "backend"},
+                         "typed_per_filter_config": {"envoy.filters.http.jwt_authn":
+                            {"@type": JWT_PER_ROUTE, "requirement_name": "either"}}},
+                        {"match": {"prefix": "/", "headers": [{"name": "x-unrouted", "present_match": false}]},
+                         "route": {"cluster": "backend"}}]}]}}}]}]
     })
 }
 
@@ -140,6 +155,7 @@ fn summary(r: &Reply) -> Value {
         "www-authenticate": r.headers.get("www-authenticate"),
         "authorization": header("authorization"),
         "x-token": header("x-token"),
+        "cookie": header("cookie"),
         "x-jwt-payload": header("x-jwt-payload"),
         "x-sub": header("x-sub"),
         "path": seen.as_ref().map(|s| s["path"].clone()),
@@ -241,6 +257,45 @@ async fn jwt_authn_matches_envoy() {
         ),
         ("/rbac".into(), vec![("authorization".into(), bearer(&bob))]),
         ("/rbac".into(), vec![]),
+        (
+            "/cookie".into(),
+            vec![("cookie".into(), format!("a=b; session={valid}"))],
+        ),
+        (
+            "/cookie".into(),
+            vec![("cookie".into(), format!("session={expired}"))],
+        ),
+        (
+            "/cookie".into(),
+            vec![("authorization".into(), bearer(&valid))],
+        ),
+        ("/off".into(), vec![]),
+        (
+            "/off".into(),
+            vec![("authorization".into(), bearer(&expired))],
+        ),
+        ("/named".into(), vec![]),
+        (
+            "/named".into(),
+            vec![("x-token".into(), format!("T {valid}"))],
+        ),
+        (
+            "/named".into(),
+            vec![("cookie".into(), format!("session={valid}"))],
+        ),
+        (
+            "/named".into(),
+            vec![("cookie".into(), format!("session={forged}"))],
+        ),
+        ("/nowhere".into(), vec![("x-unrouted".into(), "1".into())]),
+        (
+            "/nowhere".into(),
+            vec![
+                ("x-unrouted".into(), "1".into()),
+                ("authorization".into(), bearer(&valid)),
+            ],
+        ),
+        ("/open".into(), vec![("x-unrouted".into(), "1".into())]),
     ];
     let mut diffs = Vec::new();
     for (path, headers) in &cases {
