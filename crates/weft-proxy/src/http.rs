@@ -267,10 +267,10 @@ fn unrouted_filters<B>(
 ) -> Option<Response<Body>> {
     for f in &settings.filters {
         match &f.kind {
-            FilterKind::Rbac(filter) => {
-                if !rbac_allows(filter, None, settings, conn, req, host, path, metadata) {
-                    return Some(local_reply(settings, 403, rbac::DENIED_BODY));
-                }
+            FilterKind::Rbac(filter)
+                if !rbac_allows(filter, None, settings, conn, req, host, path, metadata) =>
+            {
+                return Some(local_reply(settings, 403, rbac::DENIED_BODY));
             }
             FilterKind::Jwt(filter) => {
                 let method = req.method().clone();
