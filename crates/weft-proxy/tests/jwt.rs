@@ -188,9 +188,21 @@ async fn jwt_authn_matches_envoy() {
     let url_aud = rs(json!({"aud": "https://api/"}));
     let forged = sign(&k.other, Algorithm::RS256, Some("r1"), claims(json!({})));
     let unknown_kid = sign(&k.rsa, Algorithm::RS256, Some("nope"), claims(json!({})));
+    // A signature byte changed, and (the same signature to a lenient
+    // decoder) only the unused bits after the last byte.
     let mut tampered = valid.clone();
-    tampered.pop();
-    tampered.push(if valid.ends_with('A') { 'B' } else { 'A' });
+    let mid = valid.len() - 20;
+    let c = if &valid[mid..=mid] == "A" { "B" } else { "A" };
+    tampered.replace_range(mid..=mid, c);
+    let mut trailing = valid.clone();
+    let last = trailing.pop().unwrap();
+    trailing.push(match last {
+        'A' => 'B',
+        'Q' => 'R',
+        'g' => 'h',
+        'w' => 'x',
+        c => c,
+    });
     let bearer = |t: &str| format!("Bearer {t}");
     let cases: Vec<(String, Vec<(String, String)>)> = vec![
         ("/".into(), vec![]),

@@ -306,7 +306,7 @@ impl Provider {
             matched = true;
             if k.fits(jwt.alg)
                 && jsonwebtoken::crypto::verify(
-                    jwt.signature,
+                    &jwt.signature,
                     jwt.signed.as_bytes(),
                     &k.key,
                     jwt.alg,

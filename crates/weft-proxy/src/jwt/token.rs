@@ -10,12 +10,14 @@ use base64::{alphabet, Engine};
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};
 
-/// base64url, padded or not (Envoy accepts both).
+/// base64url, padded or not, and with nonzero bits after the last
+/// byte (Envoy's decoder accepts all three).
 pub(super) const B64URL: GeneralPurpose = GeneralPurpose::new(
     &alphabet::URL_SAFE,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// Why a requirement failed, as Envoy's JWT library names the cases.
@@ -102,8 +104,8 @@ pub(crate) struct Jwt<'a> {
     pub payload_b64: &'a str,
     /// `header.payload`: what the signature signs.
     pub signed: &'a str,
-    /// base64url.
-    pub signature: &'a str,
+    /// base64url, re-encoded canonically (what the verifier decodes).
+    pub signature: String,
 }
 
 fn object(b64: &str, bad64: Status, badjson: Status) -> Result<Map<String, Value>, Status> {
@@ -178,7 +180,7 @@ impl<'a> Jwt<'a> {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(Status::AudNotString),
         };
-        B64URL.decode(s).map_err(|_| Status::SignatureBadBase64)?;
+        let signature = B64URL.encode(B64URL.decode(s).map_err(|_| Status::SignatureBadBase64)?);
         Ok(Jwt {
             alg,
             alg_name,
@@ -190,7 +192,7 @@ impl<'a> Jwt<'a> {
             payload,
             payload_b64: p,
             signed: &token[..h.len() + 1 + p.len()],
-            signature: s,
+            signature,
         })
     }
 
