@@ -27,6 +27,8 @@ const ISSUER: &str = "https://issuer.test";
 struct Keys {
     rsa: EncodingKey,
     ec: EncodingKey,
+    p384: EncodingKey,
+    ed: EncodingKey,
     /// A key no JWKS has, under a known kid (a forged signature).
     other: EncodingKey,
     jwks: Value,
@@ -43,16 +45,26 @@ fn keys() -> Keys {
     let other = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("an RSA key");
     let ec = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a P-256 key");
     let point = ec.public_key_raw();
+    let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("a P-384 key");
+    let p384_point = p384.public_key_raw();
+    let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("an Ed25519 key");
     let jwks = json!({"keys": [
         {"kty": "RSA", "kid": "r1", "alg": "RS256", "use": "sig",
          "n": b64(&rsa_key.n().to_bytes_be()), "e": b64(&rsa_key.e().to_bytes_be())},
         {"kty": "EC", "kid": "e1", "crv": "P-256",
-         "x": b64(&point[1..33]), "y": b64(&point[33..65])}
+         "x": b64(&point[1..33]), "y": b64(&point[33..65])},
+        {"kty": "RSA", "kid": "r2",
+         "n": b64(&rsa_key.n().to_bytes_be()), "e": b64(&rsa_key.e().to_bytes_be())},
+        {"kty": "EC", "kid": "e2", "crv": "P-384", "alg": "ES384",
+         "x": b64(&p384_point[1..49]), "y": b64(&p384_point[49..97])},
+        {"kty": "OKP", "kid": "d1", "crv": "Ed25519", "x": b64(ed.public_key_raw())}
     ]});
     let der = |k: &rsa::RsaPrivateKey| k.to_pkcs1_der().expect("DER").as_bytes().to_vec();
     Keys {
         rsa: EncodingKey::from_rsa_der(&der(&rsa_key)),
         ec: EncodingKey::from_ec_der(&ec.serialize_der()),
+        p384: EncodingKey::from_ec_der(&p384.serialize_der()),
+        ed: EncodingKey::from_ed_der(&ed.serialize_der()),
         other: EncodingKey::from_rsa_der(&der(&other)),
         jwks,
     }
@@ -180,6 +192,15 @@ async fn jwt_authn_matches_envoy() {
     let es = sign(&k.ec, Algorithm::ES256, Some("e1"), claims(json!({})));
     let no_kid = sign(&k.ec, Algorithm::ES256, None, claims(json!({})));
     let bob = rs(json!({"sub": "bob"}));
+    let ps_r2 = sign(&k.rsa, Algorithm::PS256, Some("r2"), claims(json!({})));
+    let rs512_r2 = sign(&k.rsa, Algorithm::RS512, Some("r2"), claims(json!({})));
+    // r1 is RS256 only; e1 takes any alg but is no RSA key.
+    let ps_no_kid = sign(&k.rsa, Algorithm::PS256, None, claims(json!({})));
+    let ps_r1 = sign(&k.rsa, Algorithm::PS384, Some("r1"), claims(json!({})));
+    let es384 = sign(&k.p384, Algorithm::ES384, Some("e2"), claims(json!({})));
+    let es384_no_kid = sign(&k.p384, Algorithm::ES384, None, claims(json!({})));
+    let eddsa = sign(&k.ed, Algorithm::EdDSA, Some("d1"), claims(json!({})));
+    let eddsa_wrong_kid = sign(&k.ed, Algorithm::EdDSA, Some("e1"), claims(json!({})));
     let expired = rs(json!({"exp": now() - 3600}));
     let skewed = rs(json!({"exp": now() - 30}));
     let early = rs(json!({"nbf": now() + 3600}));
@@ -209,6 +230,26 @@ async fn jwt_authn_matches_envoy() {
         ("/".into(), vec![("authorization".into(), bearer(&valid))]),
         ("/".into(), vec![("authorization".into(), bearer(&es))]),
         ("/".into(), vec![("authorization".into(), bearer(&no_kid))]),
+        ("/".into(), vec![("authorization".into(), bearer(&ps_r2))]),
+        (
+            "/".into(),
+            vec![("authorization".into(), bearer(&rs512_r2))],
+        ),
+        (
+            "/".into(),
+            vec![("authorization".into(), bearer(&ps_no_kid))],
+        ),
+        ("/".into(), vec![("authorization".into(), bearer(&ps_r1))]),
+        ("/".into(), vec![("authorization".into(), bearer(&es384))]),
+        (
+            "/".into(),
+            vec![("authorization".into(), bearer(&es384_no_kid))],
+        ),
+        ("/".into(), vec![("authorization".into(), bearer(&eddsa))]),
+        (
+            "/".into(),
+            vec![("authorization".into(), bearer(&eddsa_wrong_kid))],
+        ),
         ("/".into(), vec![("authorization".into(), bearer(&expired))]),
         ("/".into(), vec![("authorization".into(), bearer(&skewed))]),
         ("/".into(), vec![("authorization".into(), bearer(&early))]),
