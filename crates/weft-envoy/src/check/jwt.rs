@@ -25,11 +25,18 @@ fn refuse(at: &At, set: &[(&str, bool, &str)]) -> Result<(), FieldError> {
 pub(super) fn jwt_authentication(at: &At, j: &JwtAuthentication) -> Result<(), FieldError> {
     refuse(
         at,
-        &[(
-            "filter_state_rules",
-            j.filter_state_rules.is_some(),
-            "requirements from filter state",
-        )],
+        &[
+            (
+                "filter_state_rules",
+                j.filter_state_rules.is_some(),
+                "requirements from filter state",
+            ),
+            (
+                "strip_failure_response",
+                j.strip_failure_response,
+                "failures passed on without a reply",
+            ),
+        ],
     )?;
     for (name, p) in &j.providers {
         provider(&at.key("providers").key(name), p)?;
