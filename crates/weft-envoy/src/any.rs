@@ -37,6 +37,10 @@ pub enum TypedConfig {
     RbacPerRoute(Box<crate::rbac::HttpRbacPerRoute>),
     /// The RBAC network filter.
     NetworkRbac(Box<crate::rbac::NetworkRbac>),
+    /// The JWT authentication HTTP filter.
+    JwtAuthn(Box<crate::jwt::JwtAuthentication>),
+    /// The JWT authentication filter's settings for a route.
+    JwtAuthnPerRoute(Box<crate::jwt::PerRouteConfig>),
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -72,6 +76,12 @@ impl TypedConfig {
             }
             "envoy.extensions.filters.network.rbac.v3.RBAC" => {
                 TypedConfig::NetworkRbac(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication" => {
+                TypedConfig::JwtAuthn(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig" => {
+                TypedConfig::JwtAuthnPerRoute(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
                 TypedConfig::Fault(Box::new(crate::decode(v)?))

@@ -14,6 +14,7 @@ pub mod check;
 pub mod cluster;
 mod core;
 pub mod filters;
+pub mod jwt;
 pub mod listener;
 mod normalize;
 pub mod rbac;

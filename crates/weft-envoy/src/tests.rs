@@ -236,6 +236,22 @@ fn unimplemented_things_are_errors_not_ignored() {
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.rules.policies.p.principals[0].remote_ip.prefix_len",
             "out of range",
         ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.jwt_authn\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: {p: {issuer: i, remote_jwks: {http_uri: {uri: 'https://x/jwks', cluster: a, timeout: 1s}}}}}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.providers.p.remote_jwks",
+            "not implemented by weft: keys fetched from a URI",
+        ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.jwt_authn\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication, providers: {p: {issuer: i, local_jwks: {inline_string: '{\"keys\":[]}'}}}, rules: [{match: {prefix: /}, requires: {provider_name: q}}]}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.rules[0].requires.provider_name",
+            "no provider named \"q\"",
+        ),
     ];
     for (text, want_field, want_message) in cases {
         let (field, _, message) = error(&text);

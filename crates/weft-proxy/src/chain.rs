@@ -138,8 +138,8 @@ pub struct HttpSettings {
     pub filters: Vec<HttpFilter>,
     /// What becomes of `x-forwarded-client-cert`.
     pub client_cert: crate::xfcc::ClientCertPolicy,
-    /// Some filter is RBAC: requests that match no route are checked
-    /// too (Envoy's filters run before its router answers 404).
+    /// Some filter is RBAC or JWT: requests that match no route are
+    /// checked too (Envoy's filters run before its router answers 404).
     pub rbac: bool,
 }
 
@@ -157,6 +157,7 @@ pub enum FilterKind {
     RateLimit(crate::ratelimit::RateLimit),
     Cors(crate::cors::CorsFilter),
     Rbac(crate::rbac::HttpRbac),
+    Jwt(crate::jwt::JwtAuthn),
 }
 
 /// Where a connection manager's route table is.
@@ -319,6 +320,14 @@ pub(crate) fn compile_hcm(
                 .map_err(rbac_error(&format!("{field}.typed_config.")))?;
                 FilterKind::Rbac(compiled)
             }
+            Some(weft_envoy::TypedConfig::JwtAuthn(cfg)) => {
+                FilterKind::Jwt(crate::jwt::JwtAuthn::compile(cfg).map_err(|e| match e {
+                    crate::jwt::JwtError::Invalid { field: f, message } => CompileError::Config {
+                        field: format!("{field}.typed_config.{f}"),
+                        message,
+                    },
+                })?)
+            }
             _ => continue,
         };
         filters.push(HttpFilter {
@@ -329,7 +338,7 @@ pub(crate) fn compile_hcm(
     Ok(HttpSettings {
         rbac: filters
             .iter()
-            .any(|f| matches!(f.kind, FilterKind::Rbac(_))),
+            .any(|f| matches!(f.kind, FilterKind::Rbac(_) | FilterKind::Jwt(_))),
         filters,
         client_cert: crate::xfcc::ClientCertPolicy::compile(h),
         codec: h.codec_type,

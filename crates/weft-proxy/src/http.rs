@@ -106,6 +106,9 @@ struct Filtered {
     /// (Envoy's CORS preflight answer is encoded directly, not as a local
     /// reply of the route).
     final_reply: bool,
+    /// The path (with query) the request goes on with, when a filter
+    /// changed it (the JWT filter takes a token out of the query).
+    path: Option<String>,
 }
 
 /// Runs the connection manager's HTTP filters in order, each with the
@@ -171,6 +174,32 @@ async fn run_filters<B>(
                     return out;
                 }
             }
+            FilterKind::Jwt(filter) => {
+                let per_route = match per_route {
+                    Some(PerRoute::Jwt(x)) => Some(&**x),
+                    _ => None,
+                };
+                let (parts_method, headers) = (req.method().clone(), req.headers_mut());
+                let jr = crate::jwt::Request {
+                    method: &parts_method,
+                    authority: r.host,
+                    scheme: r.conn.scheme(),
+                    path_and_query: r.path,
+                    headers,
+                };
+                match filter.check(per_route, jr, metadata) {
+                    Ok(None) => {}
+                    Ok(Some(path)) => out.path = Some(path),
+                    Err(rej) => {
+                        let mut reply = local_reply(settings, rej.status, rej.body);
+                        reply
+                            .headers_mut()
+                            .insert(http::header::WWW_AUTHENTICATE, rej.www_authenticate);
+                        out.reply = Some(reply);
+                        return out;
+                    }
+                }
+            }
             FilterKind::Cors(_) if cluster.is_none() => {}
             FilterKind::Cors(filter) => {
                 let policies = levels.map(|l| match l.get(&f.name) {
@@ -224,23 +253,43 @@ fn rbac_allows<B>(
     filter.allows(per_route, &rq, metadata)
 }
 
-/// The RBAC filters on a request that no route serves (none matched, or
-/// the virtual host redirects it to https): in Envoy the filters run
-/// before the router answers, so a denied request gets the 403, not
-/// the 404 or 301. No route, no per-route settings.
-fn rbac_unrouted<B>(
+/// The RBAC and JWT filters on a request that no route serves (none
+/// matched, or the virtual host redirects it to https): in Envoy the
+/// filters run before the router answers, so a denied request gets the
+/// 403 or 401, not the 404 or 301. No route, no per-route settings.
+fn unrouted_filters<B>(
     settings: &HttpSettings,
     conn: &ConnectionInfo,
-    req: &Request<B>,
+    req: &mut Request<B>,
     host: &str,
     path: &str,
     metadata: &mut DynamicMetadata,
 ) -> Option<Response<Body>> {
     for f in &settings.filters {
-        if let FilterKind::Rbac(filter) = &f.kind {
-            if !rbac_allows(filter, None, settings, conn, req, host, path, metadata) {
+        match &f.kind {
+            FilterKind::Rbac(filter)
+                if !rbac_allows(filter, None, settings, conn, req, host, path, metadata) =>
+            {
                 return Some(local_reply(settings, 403, rbac::DENIED_BODY));
             }
+            FilterKind::Jwt(filter) => {
+                let method = req.method().clone();
+                let jr = crate::jwt::Request {
+                    method: &method,
+                    authority: host,
+                    scheme: conn.scheme(),
+                    path_and_query: path,
+                    headers: req.headers_mut(),
+                };
+                if let Err(rej) = filter.check(None, jr, metadata) {
+                    let mut reply = local_reply(settings, rej.status, rej.body);
+                    reply
+                        .headers_mut()
+                        .insert(http::header::WWW_AUTHENTICATE, rej.www_authenticate);
+                    return Some(reply);
+                }
+            }
+            _ => {}
         }
     }
     None
@@ -406,8 +455,14 @@ where
             .is_some_and(|v| v.as_bytes() == b"true");
         if vh.redirects_to_tls(conn.tls.is_some(), internal) {
             if settings.rbac {
-                let denied =
-                    rbac_unrouted(&settings, &conn, &req, &host, &path, &mut outcome.metadata);
+                let denied = unrouted_filters(
+                    &settings,
+                    &conn,
+                    &mut req,
+                    &host,
+                    &path,
+                    &mut outcome.metadata,
+                );
                 if let Some(reply) = denied {
                     return (reply, outcome);
                 }
@@ -433,7 +488,14 @@ where
     });
     let Some((vh, route)) = matched else {
         if settings.rbac {
-            let denied = rbac_unrouted(&settings, &conn, &req, &host, &path, &mut outcome.metadata);
+            let denied = unrouted_filters(
+                &settings,
+                &conn,
+                &mut req,
+                &host,
+                &path,
+                &mut outcome.metadata,
+            );
             if let Some(reply) = denied {
                 return (reply, outcome);
             }
@@ -544,9 +606,11 @@ where
     };
     let mut aborted = None;
     let mut late_headers = None;
+    let mut new_path = None;
     if !settings.filters.is_empty() {
         let cluster = picked.map(|p| p.0);
         let filtered = run_filters(r, cluster, &mut req, &mut outcome.metadata).await;
+        new_path = filtered.path;
         if filtered.flag.is_some() {
             outcome.flag = filtered.flag;
         }
@@ -583,6 +647,8 @@ where
                     Some(&table.headers),
                 ];
                 mutate(req.headers_mut(), &levels, |o| &o.request);
+                let rewritten = new_path.as_deref().map(|path| Routed { path, ..*r });
+                let r = rewritten.as_ref().unwrap_or(r);
                 match crate::router::forward(r, fwd, cluster_name, req, outcome).await {
                     Ok(mut r) => {
                         mutate(r.headers_mut(), &levels, |o| &o.response);

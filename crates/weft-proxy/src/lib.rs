@@ -38,6 +38,7 @@ mod circuit;
 mod cors;
 mod fault;
 mod hashing;
+mod jwt;
 mod local_reply;
 mod outlier;
 mod ratelimit;

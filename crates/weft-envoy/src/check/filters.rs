@@ -32,6 +32,9 @@ pub(super) fn http_filters(
             }
             Some(TypedConfig::Cors) => {}
             Some(TypedConfig::Rbac(r)) => super::rbac::http_rbac(&fat.key("typed_config"), r)?,
+            Some(TypedConfig::JwtAuthn(j)) => {
+                super::jwt::jwt_authentication(&fat.key("typed_config"), j)?
+            }
             _ => {
                 return Err(fat.err(format!(
                     "HTTP filter {:?} is not implemented by weft yet",
@@ -60,9 +63,10 @@ pub(super) fn per_filter_config(
                     super::rbac::http_rbac(&cat.key("rbac"), rbac)?
                 }
             }
+            TypedConfig::JwtAuthnPerRoute(p) => super::jwt::per_route(&cat, p)?,
             _ => {
                 return Err(cat.err(
-                    "not a per-route filter configuration weft implements (the fault, local rate limit, CORS and RBAC filters' are)",
+                    "not a per-route filter configuration weft implements (the fault, local rate limit, CORS, RBAC and JWT filters' are)",
                 ))
             }
         }

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use weft_yaml::PathSeg;
 
 mod filters;
+mod jwt;
 mod rbac;
 mod routes;
 mod tls;

@@ -30,6 +30,7 @@ pub enum PerRoute {
     RateLimit(std::sync::Arc<crate::ratelimit::RateLimit>),
     Cors(std::sync::Arc<crate::cors::CorsPolicy>),
     Rbac(std::sync::Arc<crate::rbac::RbacPerRoute>),
+    Jwt(std::sync::Arc<crate::jwt::JwtPerRoute>),
 }
 
 impl PerFilter {
@@ -52,6 +53,9 @@ impl PerFilter {
                 weft_envoy::TypedConfig::RbacPerRoute(r) => PerRoute::Rbac(std::sync::Arc::new(
                     crate::rbac::RbacPerRoute::compile(r).map_err(|e| at(e.to_string()))?,
                 )),
+                weft_envoy::TypedConfig::JwtAuthnPerRoute(j) => {
+                    PerRoute::Jwt(std::sync::Arc::new(crate::jwt::JwtPerRoute::compile(j)))
+                }
                 _ => return Err(at("not a filter configuration weft implements".into())),
             };
             out.push((name.clone(), compiled));

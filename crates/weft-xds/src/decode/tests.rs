@@ -341,3 +341,31 @@ fn splitting_garbage_never_panics() {
         );
     }
 }
+
+#[test]
+fn the_jwt_filter_decodes_over_xds() {
+    let jwt = r#"{"name": "envoy.filters.http.jwt_authn", "typedConfig": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        "providers": {"p": {"issuer": "i", "localJwks": {"inlineString": "{\"keys\":[]}"},
+          "fromHeaders": [{"name": "x-t", "valuePrefix": "T "}], "payloadInMetadata": "payload",
+          "clockSkewSeconds": 5}},
+        "rules": [{"match": {"prefix": "/"}, "requires": {"requiresAny": {"requirements": [
+          {"providerName": "p"}, {"allowMissing": {}}]}}}]}},
+      "#;
+    let json = LISTENER.replace(r#""httpFilters": ["#, &format!(r#""httpFilters": [{jwt}"#));
+    let Resource::Listener(l) = decode_ok(Kind::Listener, &json, &["backend"]) else {
+        panic!("not a listener")
+    };
+    let weft_envoy::TypedConfig::HttpConnectionManager(hcm) =
+        &l.filter_chains[0].filters[0].typed_config
+    else {
+        panic!("not an HTTP connection manager")
+    };
+    let Some(weft_envoy::TypedConfig::JwtAuthn(j)) = &hcm.http_filters[0].typed_config else {
+        panic!("not the JWT filter")
+    };
+    let p = &j.providers["p"];
+    assert_eq!(p.from_headers[0].value_prefix, "T ");
+    assert_eq!(p.clock_skew_seconds, Some(5));
+    assert!(j.rules[0].requires.as_ref().unwrap().requires_any.is_some());
+}
