@@ -6,6 +6,7 @@ use std::time::Duration;
 
 mod agent;
 mod control;
+mod jwt;
 mod proxy;
 mod proxy_config;
 mod proxy_secret;
@@ -239,12 +240,43 @@ enum Command {
         #[arg(short = 'o', long, value_parser = ["json", "table"], default_value = "table")]
         output: String,
     },
+    /// The demo issuer: a signing key, its JWKS, tokens signed with it.
+    Jwt {
+        #[command(subcommand)]
+        what: JwtCommand,
+    },
     /// Print the version.
     Version,
     /// Print a shell completion script.
     Completion {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Subcommand)]
+enum JwtCommand {
+    /// Write a new ECDSA P-256 signing key (PKCS#8 PEM).
+    Key { out: std::path::PathBuf },
+    /// Print the key's public half as a JWKS (for a RequestAuthentication's `jwks`).
+    Jwks { key: std::path::PathBuf },
+    /// Print a token signed with the key (ES256).
+    Token {
+        #[arg(long)]
+        key: std::path::PathBuf,
+        #[arg(long)]
+        iss: String,
+        #[arg(long)]
+        sub: String,
+        /// Audience (repeat for several).
+        #[arg(long)]
+        aud: Vec<String>,
+        /// Another claim, NAME=VALUE (VALUE as JSON when it parses).
+        #[arg(long)]
+        claim: Vec<String>,
+        /// Seconds until it expires (negative: already expired).
+        #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
+        ttl: i64,
     },
 }
 
@@ -272,6 +304,21 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Jwt { what } => {
+            let done = match what {
+                JwtCommand::Key { out } => jwt::new_key(&out),
+                JwtCommand::Jwks { key } => jwt::jwks(&key).map(|j| println!("{j}")),
+                JwtCommand::Token {
+                    key,
+                    iss,
+                    sub,
+                    aud,
+                    claim,
+                    ttl,
+                } => jwt::token(&key, &iss, &sub, &aud, &claim, ttl).map(|t| println!("{t}")),
+            };
+            done.map(|()| 0)
+        }
         Command::Version => {
             println!("weft {}", env!("CARGO_PKG_VERSION"));
             Ok(0)

@@ -10,7 +10,7 @@ use weft_api::Map;
 
 use weft_api::destination_rule::DestinationRule;
 use weft_api::gateway::Gateway;
-use weft_api::security::{AuthorizationPolicy, PeerAuthentication};
+use weft_api::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 use weft_api::sidecar::{OutboundMode, Sidecar};
 use weft_api::virtual_service::VirtualService;
 use weft_api::Spec;
@@ -106,6 +106,12 @@ pub struct Context {
     pub peer_authentications: Vec<Named<PeerAuthentication>>,
     /// In age order, with whether each is a dry run.
     pub authorization_policies: Vec<Authorization>,
+    /// In age order.
+    pub request_authentications: Vec<Named<RequestAuthentication>>,
+    /// The key sets RequestAuthentication rules name by URL, fetched
+    /// before this context is compiled (see [`crate::jwks`]); empty
+    /// until the caller sets them.
+    pub jwks: Arc<crate::jwks::Keys>,
     /// Kubernetes Secrets by namespace and name: what a `credentialName`
     /// names.
     pub secrets: HashMap<(String, String), Arc<weft_api::k8s_openapi::api::core::v1::Secret>>,
@@ -238,6 +244,9 @@ impl Context {
                         dry_run,
                     });
                 }
+                Spec::RequestAuthentication(ra) => ctx
+                    .request_authentications
+                    .push(named(r, &Arc::new((**ra).clone()))),
                 Spec::Secret(secret) => {
                     ctx.secrets.insert(
                         (
@@ -288,6 +297,30 @@ impl Context {
             ),
         };
         ctx
+    }
+
+    /// The key sets this context's RequestAuthentications name by URL
+    /// (or by issuer discovery), with each one's fetch timeout: what a
+    /// caller resolves into [`Context::jwks`] before compiling.
+    pub fn jwks_sources(&self) -> Vec<(crate::jwks::Source, std::time::Duration)> {
+        let mut out: Vec<(crate::jwks::Source, std::time::Duration)> = Vec::new();
+        for ra in &self.request_authentications {
+            for rule in &ra.spec.jwt_rules {
+                let Some(source) = crate::jwks::source_of(rule) else {
+                    continue;
+                };
+                let timeout = rule
+                    .timeout
+                    .as_ref()
+                    .map(|t| t.as_std())
+                    .unwrap_or(crate::jwks::DEFAULT_TIMEOUT);
+                match out.iter_mut().find(|(s, _)| *s == source) {
+                    Some((_, t)) => *t = (*t).max(timeout),
+                    None => out.push((source, timeout)),
+                }
+            }
+        }
+        out
     }
 
     /// The mutual-TLS modes of a workload in `namespace` with `labels`

@@ -14,6 +14,7 @@
 //!   the watched directory, with the last good version of every file and
 //!   object) and mesh settings;
 //! - `debounce`: a burst of changes let settle before it is published;
+//! - `jwks`: RequestAuthentication key sets fetched by URL, inlined;
 //! - `ca`: the mesh CA and the secure port (CA and ADS over TLS);
 //! - `run`: all of it assembled, with the debug endpoint.
 
@@ -23,6 +24,7 @@ pub mod context;
 pub mod debounce;
 mod delegate;
 pub mod gen;
+pub mod jwks;
 pub mod memory;
 pub mod model;
 pub mod registry;

@@ -89,7 +89,8 @@ pub async fn start_with<S: Source + 'static>(
         tracing::warn!("{p}");
     }
     let mut version = 1;
-    let server = AdsServer::new(build(&source.objects(), version, None));
+    let jwks = crate::jwks::Resolver::new();
+    let server = AdsServer::new(build(&source.objects(), version, None, &jwks).await);
     // Loading freed the files' text and parse trees.
     crate::memory::release_now();
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
@@ -120,6 +121,20 @@ pub async fn start_with<S: Source + 'static>(
             return Err(e);
         }
     };
+    // Key sets fetched by URL are fetched again now and then; a change
+    // rebuilds the snapshot with them.
+    tasks.push(tokio::spawn(jwks.clone().refresh(crate::jwks::REFRESH, {
+        let server = server.clone();
+        move || {
+            server
+                .snapshot()
+                .ctx
+                .jwks_sources()
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect()
+        }
+    })));
     let debounce = Debounce::new(opts.debounce);
     // Without notifications, only looking finds changes: often.
     let poll = if source.notifies() {
@@ -131,8 +146,22 @@ pub async fn start_with<S: Source + 'static>(
         let server = server.clone();
         tokio::spawn(async move {
             loop {
-                // Told of a change, or the poll's rescan (a safety net).
-                let told = source.wait(poll).await;
+                // Told of a change, or the poll's rescan (a safety net);
+                // or refreshed keys: the same objects built again.
+                let woken = tokio::select! {
+                    told = source.wait(poll) => Some(told),
+                    () = jwks.changed() => None,
+                };
+                let Some(told) = woken else {
+                    version += 1;
+                    let previous = server.snapshot();
+                    let unchanged = crate::context::Changes::default();
+                    let since = Some((&*previous.ctx, &unchanged));
+                    let snapshot = build(&source.objects(), version, since, &jwks).await;
+                    tracing::info!(version, "RequestAuthentication keys changed; pushing");
+                    server.publish(snapshot);
+                    continue;
+                };
                 let noticed = std::time::Instant::now();
                 if told {
                     // Read once the burst has settled: a file being
@@ -161,7 +190,7 @@ pub async fn start_with<S: Source + 'static>(
                 let previous = server.snapshot();
                 let changes = batch.changes();
                 let since = changes.as_ref().map(|c| (&*previous.ctx, c));
-                let snapshot = build(&source.objects(), version, since);
+                let snapshot = build(&source.objects(), version, since, &jwks).await;
                 drop(batch);
                 tracing::info!(
                     version,
@@ -188,21 +217,28 @@ pub async fn start_with<S: Source + 'static>(
 }
 
 /// Snapshot `version` of `resources`; with the previous context and
-/// what changed since, what did not change is kept.
-fn build(
+/// what changed since, what did not change is kept. The key sets its
+/// RequestAuthentications name by URL are resolved (fetched when not
+/// cached) before it is compiled: compiling does no I/O.
+async fn build(
     resources: &[&Resource],
     version: u64,
     previous: Option<(&Context, &crate::context::Changes)>,
+    jwks: &crate::jwks::Resolver,
 ) -> Snapshot {
     let mut problems = Vec::new();
     let mesh = mesh_config(resources, &mut problems);
     for p in problems {
         tracing::warn!("{p}");
     }
-    let ctx = match previous {
+    let mut ctx = match previous {
         Some((prev, changes)) => Context::rebuild(prev, resources, mesh, changes),
         None => Context::build(resources, mesh),
     };
+    let needed = ctx.jwks_sources();
+    if !needed.is_empty() {
+        ctx.jwks = Arc::new(jwks.resolve(&needed).await);
+    }
     Snapshot {
         ctx: Arc::new(ctx),
         version,

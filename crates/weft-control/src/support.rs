@@ -237,23 +237,19 @@ pub fn unsupported(r: &Resource) -> Vec<String> {
                     "policies attached by targetRef are not applied by weft yet (only selectors)",
                 ));
             }
-            for (i, rule) in ap.rules.iter().enumerate() {
-                let jwt = rule.from.iter().filter_map(|f| f.source.as_ref()).any(|s| {
-                    !s.request_principals.is_empty() || !s.not_request_principals.is_empty()
-                }) || rule.when.iter().any(|c| c.key.starts_with("request.auth."));
-                if jwt {
-                    out.push((
-                        format!("spec.rules[{i}]"),
-                        "request principals and request.auth.* need RequestAuthentication, which weft does not act on yet: no request has one",
-                    ));
-                }
+        }
+        Spec::RequestAuthentication(ra) => {
+            if ra.target_ref.is_some() || !ra.target_refs.is_empty() {
+                out.push((
+                    "spec.targetRefs".into(),
+                    "policies attached by targetRef are not applied by weft yet (only selectors)",
+                ));
             }
         }
         _ => {
             let ignored = matches!(
                 r.object.kind,
-                Kind::RequestAuthentication
-                    | Kind::Telemetry
+                Kind::Telemetry
                     | Kind::EnvoyFilter
                     | Kind::WasmPlugin
                     | Kind::WorkloadGroup
@@ -304,8 +300,8 @@ spec:
   - route:
     - destination: {host: reviews, subset: v1}
 ---
-apiVersion: security.istio.io/v1
-kind: RequestAuthentication
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
 metadata: {name: default, namespace: istio-system}
 spec: {}
 ";
@@ -324,9 +320,7 @@ spec: {}
         );
         assert!(found[1].starts_with("rules.yaml:9 (DestinationRule default/reviews) spec.trafficPolicy.connectionPool.http.maxRequestsPerConnection:"), "{found:#?}");
         assert!(
-            found[2].contains(
-                "RequestAuthentication istio-system/default) spec: this kind is not acted on"
-            ),
+            found[2].contains("Telemetry istio-system/default) spec: this kind is not acted on"),
             "{found:#?}"
         );
     }

@@ -68,9 +68,19 @@ pub struct JwtProvider {
     pub max_lifetime: Option<serde_json::Value>,
     pub header_in_metadata: String,
     pub failed_status_in_metadata: String,
-    pub normalize_payload_in_metadata: Option<serde_json::Value>,
+    /// How the payload in metadata is reshaped for matching.
+    pub normalize_payload_in_metadata: Option<NormalizePayload>,
     pub jwt_cache_config: Option<serde_json::Value>,
     pub clear_route_cache: bool,
+}
+
+/// `JwtProvider.NormalizePayload`: claims that are space-delimited
+/// strings become lists in the payload written to metadata (RFC 8693's
+/// `scope`), so that RBAC can match one of the values.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizePayload {
+    pub space_delimited_claims: Vec<String>,
 }
 
 /// `JwtHeader`: a header the token is read from, after a prefix.

@@ -98,6 +98,7 @@ fn listener(port: u16, jwks: &Value) -> Value {
         "audiences": ["api"],
         "local_jwks": {"inline_string": jwks.to_string()},
         "payload_in_metadata": "payload",
+        "normalize_payload_in_metadata": {"space_delimited_claims": ["scope", "perms"]},
         "forward_payload_header": "x-jwt-payload",
         "claim_to_headers": [{"header_name": "x-sub", "claim_name": "sub"}]
     });
@@ -124,9 +125,17 @@ fn listener(port: u16, jwks: &Value) -> Value {
     let alice = json!({"metadata": {"filter": "envoy.filters.http.jwt_authn",
         "path": [{"key": "payload"}, {"key": "sub"}],
         "value": {"string_match": {"exact": "alice"}}}});
+    // Istio's shape for a claim: one of a list, or the string itself.
+    let write = json!({"string_match": {"exact": "write"}});
+    let scope_write = json!({"metadata": {"filter": "envoy.filters.http.jwt_authn",
+        "path": [{"key": "payload"}, {"key": "scope"}],
+        "value": {"or_match": {"value_matchers": [
+            {"list_match": {"one_of": write}}, write]}}}});
     let rbac = json!({"@type": RBAC, "rules": {"policies": {
         "rest": {"permissions": [{"not_rule": {"url_path": {"path": {"prefix": "/rbac"}}}}],
                  "principals": [{"any": true}]},
+        "writers": {"permissions": [{"url_path": {"path": {"prefix": "/rbac/scoped"}}}],
+                  "principals": [scope_write]},
         "alice": {"permissions": [{"url_path": {"path": {"prefix": "/rbac"}}}],
                   "principals": [alice]}
     }}});
@@ -192,6 +201,16 @@ async fn jwt_authn_matches_envoy() {
     let es = sign(&k.ec, Algorithm::ES256, Some("e1"), claims(json!({})));
     let no_kid = sign(&k.ec, Algorithm::ES256, None, claims(json!({})));
     let bob = rs(json!({"sub": "bob"}));
+    // Space-delimited claims: split into lists in metadata (repeated
+    // spaces too), left alone when not a string.
+    let scoped = [
+        rs(json!({"sub": "bob", "scope": "read write"})),
+        rs(json!({"sub": "bob", "scope": "read  write "})),
+        rs(json!({"sub": "bob", "scope": "read"})),
+        rs(json!({"sub": "bob", "scope": "write"})),
+        rs(json!({"sub": "bob", "scope": ["read", "write"]})),
+        rs(json!({"sub": "bob", "scope": 7})),
+    ];
     let ps_r2 = sign(&k.rsa, Algorithm::PS256, Some("r2"), claims(json!({})));
     let rs512_r2 = sign(&k.rsa, Algorithm::RS512, Some("r2"), claims(json!({})));
     // r1 is RS256 only; e1 takes any alg but is no RSA key.
@@ -309,6 +328,30 @@ async fn jwt_authn_matches_envoy() {
             vec![("authorization".into(), bearer(&valid))],
         ),
         ("/rbac".into(), vec![("authorization".into(), bearer(&bob))]),
+        (
+            "/rbac/scoped".into(),
+            vec![("authorization".into(), bearer(&scoped[0]))],
+        ),
+        (
+            "/rbac/scoped".into(),
+            vec![("authorization".into(), bearer(&scoped[1]))],
+        ),
+        (
+            "/rbac/scoped".into(),
+            vec![("authorization".into(), bearer(&scoped[2]))],
+        ),
+        (
+            "/rbac/scoped".into(),
+            vec![("authorization".into(), bearer(&scoped[3]))],
+        ),
+        (
+            "/rbac/scoped".into(),
+            vec![("authorization".into(), bearer(&scoped[4]))],
+        ),
+        (
+            "/rbac/scoped".into(),
+            vec![("authorization".into(), bearer(&scoped[5]))],
+        ),
         ("/rbac".into(), vec![]),
         (
             "/cookie".into(),
@@ -351,6 +394,7 @@ async fn jwt_authn_matches_envoy() {
         ("/open".into(), vec![("x-unrouted".into(), "1".into())]),
     ];
     let mut diffs = Vec::new();
+    let mut scoped_statuses = Vec::new();
     for (path, headers) in &cases {
         let h: Vec<(&str, &str)> = headers
             .iter()
@@ -367,6 +411,9 @@ async fn jwt_authn_matches_envoy() {
             }
             got.push(s);
         }
+        if path == "/rbac/scoped" {
+            scoped_statuses.push(got[0]["status"].clone());
+        }
         if got[0] != got[1] {
             diffs.push(format!(
                 "{path} {headers:?}\n  envoy: {}\n  weft:  {}",
@@ -375,6 +422,20 @@ async fn jwt_authn_matches_envoy() {
         }
     }
     pair.stop();
+    // What Envoy decided for the scoped tokens, in order: the words of a
+    // space-delimited string are list members; a list stays a list.
+    assert_eq!(
+        scoped_statuses,
+        [
+            json!(200),
+            json!(200),
+            json!(403),
+            json!(200),
+            json!(200),
+            json!(403)
+        ],
+        "scope: \"read write\", \"read  write \", \"read\", \"write\", [read, write], 7"
+    );
     assert!(
         diffs.is_empty(),
         "{} differences:\n{}",

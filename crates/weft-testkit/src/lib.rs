@@ -4,6 +4,7 @@
 pub mod ca;
 pub mod envoy;
 pub mod http;
+pub mod jwt;
 pub mod tls;
 pub mod wait;
 pub mod xds;

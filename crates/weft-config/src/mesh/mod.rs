@@ -3,7 +3,7 @@
 //! (`protocol`), what a label selector picks (`selector`), how a host is
 //! completed and compared, and the cluster domain (`host`), and who may
 //! see an exported object (`export`), which mutual-TLS mode a workload
-//! port accepts (`mtls`). Validation, `weft analyze` and the
+//! port accepts (`mtls`), what a key set must be (`jwks`). Validation, `weft analyze` and the
 //! control plane all ask these modules, as Istio's analyzers and pilot
 //! share one model, so no stage can read a port, selector or host
 //! differently from another.
@@ -14,6 +14,7 @@
 
 pub mod export;
 pub mod host;
+pub mod jwks;
 pub mod mtls;
 pub mod protocol;
 pub mod selector;

@@ -230,6 +230,11 @@ pub(super) fn request_authentication(r: &mut Report, ra: &RequestAuthentication)
         if uris.iter().filter(|u| u.is_some()).count() + usize::from(rule.jwks.is_some()) > 1 {
             r.err(&f, "only one of jwks or jwksUri can be set");
         }
+        if let Some(jwks) = &rule.jwks {
+            if let Err(e) = crate::mesh::jwks::check(jwks) {
+                r.err(format!("{f}.jwks"), e);
+            }
+        }
         for uri in uris.into_iter().flatten() {
             if !(uri.starts_with("http://") || uri.starts_with("https://")) {
                 r.err(

@@ -372,13 +372,7 @@ fn source(
         out,
         &src.request_principals,
         &src.not_request_principals,
-        |v| {
-            Some(I::Metadata(metadata(
-                "istio_authn",
-                &["request.auth.principal"],
-                v,
-            )))
-        },
+        |v| Some(request_principal(v)),
     );
     id_field(out, &src.namespaces, &src.not_namespaces, |v| {
         Some(authenticated(namespace_matcher(v)))
@@ -390,6 +384,18 @@ fn source(
         cidr(v).map(I::DirectRemoteIp)
     });
     Ok(())
+}
+
+/// A request principal: the verified payload's `iss` and `sub` both
+/// match (see [`super::authn::request_principal`]).
+fn request_principal(v: &str) -> rbac::principal::Identifier {
+    use rbac::principal::Identifier as I;
+    I::AndIds(rbac::principal::Set {
+        ids: super::authn::request_principal(v)
+            .into_iter()
+            .map(|m| id(I::Metadata(m)))
+            .collect(),
+    })
 }
 
 /// Where a `when` key goes: a permission (about the destination) or a
@@ -434,10 +440,8 @@ fn when_key(key: &str, layer: Layer) -> Result<Option<(Key, String)>, String> {
         }
         return http(
             Key::Principal(|path, v| {
-                let keys: Vec<&str> = std::iter::once("request.auth.claims")
-                    .chain(path.split('\u{1f}'))
-                    .collect();
-                Some(I::Metadata(metadata("istio_authn", &keys, v)))
+                let keys: Vec<&str> = path.split('\u{1f}').collect();
+                Some(I::Metadata(super::authn::claim(&keys, value_matcher(v))))
             }),
             path.join("\u{1f}"),
         );
@@ -469,9 +473,22 @@ fn when_key(key: &str, layer: Layer) -> Result<Option<(Key, String)>, String> {
                 principal_name: Some(principal_matcher(v)),
             }))
         })),
-        "request.auth.principal" | "request.auth.audiences" | "request.auth.presenter" => http(
-            Key::Principal(|key, v| Some(I::Metadata(metadata("istio_authn", &[key], v)))),
-            key.to_string(),
+        "request.auth.principal" => http(
+            Key::Principal(|_, v| Some(request_principal(v))),
+            String::new(),
+        ),
+        // The verified payload's `aud` and `azp` claims.
+        "request.auth.audiences" => http(
+            Key::Principal(|_, v| {
+                Some(I::Metadata(super::authn::claim(&["aud"], value_matcher(v))))
+            }),
+            String::new(),
+        ),
+        "request.auth.presenter" => http(
+            Key::Principal(|_, v| {
+                Some(I::Metadata(super::authn::claim(&["azp"], value_matcher(v))))
+            }),
+            String::new(),
         ),
         "destination.ip" => simple(Key::Permission(|_, v| cidr(v).map(R::DestinationIp))),
         "destination.port" => simple(Key::Permission(|_, v| {
@@ -620,31 +637,46 @@ pub(crate) fn applied<'a>(
     namespace: &str,
     labels: &weft_api::Map<String, String>,
 ) -> Vec<Applied<'a>> {
-    let root = ctx.mesh.root_namespace.as_str();
     ctx.authorization_policies
         .iter()
         .filter(|a| {
             let p = &a.policy;
-            if p.spec.target_ref.is_some() || !p.spec.target_refs.is_empty() {
-                return false;
-            }
-            let in_scope = p.namespace == namespace || p.namespace == root;
-            let selector = p
-                .spec
-                .selector
-                .as_ref()
-                .map(|s| &s.match_labels)
-                .filter(|m| !m.is_empty());
-            match selector {
-                None => in_scope,
-                Some(m) => in_scope && m.iter().all(|(k, v)| labels.get(k) == Some(v)),
-            }
+            selects(
+                ctx,
+                &p.namespace,
+                p.spec.selector.as_ref(),
+                p.spec.target_ref.is_some() || !p.spec.target_refs.is_empty(),
+                namespace,
+                labels,
+            )
         })
         .map(|a| Applied {
             policy: &a.policy,
             dry_run: a.dry_run,
         })
         .collect()
+}
+
+/// Whether a security policy (AuthorizationPolicy, RequestAuthentication)
+/// of `policy_namespace` applies to a workload in `namespace` with
+/// `labels`, as istiod selects them: from the workload's namespace or the
+/// root namespace, a policy without a selector (or with empty
+/// `matchLabels`) applies, one with a selector when its labels are a
+/// subset of the workload's. A policy with `targetRef(s)` attaches to
+/// gateways and waypoints by Gateway API reference instead: not here.
+pub(crate) fn selects(
+    ctx: &Context,
+    policy_namespace: &str,
+    selector: Option<&weft_api::common::LabelSelector>,
+    targets: bool,
+    namespace: &str,
+    labels: &weft_api::Map<String, String>,
+) -> bool {
+    if targets {
+        return false;
+    }
+    let in_scope = policy_namespace == namespace || policy_namespace == ctx.mesh.root_namespace;
+    in_scope && selector.is_none_or(|s| weft_config::mesh::Selector::policy(s).matches(labels))
 }
 
 /// A policy that applies to the workload, as the filters read it.

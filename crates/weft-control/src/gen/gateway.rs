@@ -43,9 +43,10 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
     let mut listeners = Vec::new();
     let mut routes = Vec::new();
     let mut credentials = BTreeSet::new();
-    // The gateway workload's AuthorizationPolicies, on each HTTP server.
+    // The gateway workload's RequestAuthentications and
+    // AuthorizationPolicies, on each HTTP server.
     let applied = super::authz::applied(ctx, &proxy.namespace, &proxy.labels);
-    let authz = super::authz::http_filters(&applied, &ctx.mesh.trust_domain);
+    let authz = super::authn::http_filters(ctx, &proxy.namespace, &proxy.labels, &applied);
     for (port, servers) in &by_port {
         let (_, first) = servers[0];
         let protocol = Protocol::parse(&first.port.protocol);
@@ -185,9 +186,11 @@ fn terminated_chain(
             ctx,
             stat_prefix,
             rds(&table),
-            Side::Gateway(super::authz::http_filters(
+            Side::Gateway(super::authn::http_filters(
+                ctx,
+                &proxy.namespace,
+                &proxy.labels,
                 &super::authz::applied(ctx, &proxy.namespace, &proxy.labels),
-                &ctx.mesh.trust_domain,
             )),
         )
     } else {

@@ -41,7 +41,8 @@ pub(crate) fn sidecar<'a>(
             None => captured_egress(ctx, proxy, scope, egress, &mut listeners, &mut routes),
         }
     }
-    // The workload's AuthorizationPolicies guard every inbound port.
+    // The workload's RequestAuthentications and AuthorizationPolicies
+    // guard every inbound port.
     let applied = super::authz::applied(ctx, &proxy.namespace, &proxy.labels);
     for ingress in &scope.ingress {
         let port = ingress.port.number;
@@ -68,7 +69,12 @@ pub(crate) fn sidecar<'a>(
                 ctx,
                 &format!("inbound_{bind}_{port}"),
                 RouteSpecifier::RouteConfig(table),
-                Side::Inbound(super::authz::http_filters(&applied, &ctx.mesh.trust_domain)),
+                Side::Inbound(super::authn::http_filters(
+                    ctx,
+                    &proxy.namespace,
+                    &proxy.labels,
+                    &applied,
+                )),
             )]
         } else {
             let mut filters = super::authz::network_filters(&applied, &ctx.mesh.trust_domain);

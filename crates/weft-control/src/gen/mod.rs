@@ -19,6 +19,7 @@ use weft_xds::Kind;
 use crate::context::{resolve_host, Context};
 use crate::model::{Port, Service};
 
+mod authn;
 pub(crate) mod authz;
 mod cluster;
 mod endpoint;

@@ -93,11 +93,6 @@ fn provider(at: &At, p: &JwtProvider) -> Result<(), FieldError> {
                 "the failure status in metadata",
             ),
             (
-                "normalize_payload_in_metadata",
-                p.normalize_payload_in_metadata.is_some(),
-                "payload normalization",
-            ),
-            (
                 "jwt_cache_config",
                 p.jwt_cache_config.is_some(),
                 "a token cache",

@@ -134,6 +134,9 @@ pub(crate) struct Provider {
     forward_payload_header: Option<HeaderName>,
     pad_forward_payload_header: bool,
     payload_in_metadata: Option<Arc<str>>,
+    /// Claims written to metadata as lists of their space-separated
+    /// words (`normalize_payload_in_metadata`).
+    space_delimited_claims: Vec<String>,
     claim_to_headers: Vec<(HeaderName, String)>,
     clock_skew: u64,
 }
@@ -258,6 +261,11 @@ impl Provider {
                 "" => None,
                 k => Some(Arc::from(k)),
             },
+            space_delimited_claims: p
+                .normalize_payload_in_metadata
+                .as_ref()
+                .map(|n| n.space_delimited_claims.clone())
+                .unwrap_or_default(),
             claim_to_headers,
             clock_skew: u64::from(p.clock_skew_seconds.unwrap_or(60)),
         })
@@ -333,7 +341,20 @@ impl Provider {
         metadata: &mut DynamicMetadata,
     ) {
         if let Some(key) = &self.payload_in_metadata {
-            metadata.set(&super::NAMESPACE, key, Value::Object(jwt.payload.clone()));
+            let mut payload = jwt.payload.clone();
+            for claim in &self.space_delimited_claims {
+                // Only a string is split (Envoy leaves other types as
+                // they are); empty words from repeated spaces are dropped.
+                if let Some(Value::String(s)) = payload.get(claim) {
+                    let words = s
+                        .split(' ')
+                        .filter(|w| !w.is_empty())
+                        .map(|w| Value::String(w.to_string()))
+                        .collect();
+                    payload.insert(claim.clone(), Value::Array(words));
+                }
+            }
+            metadata.set(&super::NAMESPACE, key, Value::Object(payload));
         }
         if let Some(h) = &self.forward_payload_header {
             let v = if self.pad_forward_payload_header {
