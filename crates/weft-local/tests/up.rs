@@ -388,6 +388,59 @@ async fn bookinfo_up_and_the_tour() {
     .await
     .unwrap();
     assert_eq!(login.status, 403, "{login:?}");
+
+    // Step 11, JWT at the ingress gateway: with the demo issuer's
+    // RequestAuthentication and a DENY for requests without a verified
+    // token, no token is 403, a bad one 401, the demo key's token 200.
+    let jwt_tour = tour("jwt-gateway.yaml");
+    let kid = jwt_tour
+        .split("\"kid\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the tour's JWKS names its kid");
+    let issuer = weft_testkit::jwt::Issuer::from_pem(
+        &std::fs::read_to_string(repo().join("tour/jwt/demo-key.pem")).unwrap(),
+        kid,
+    );
+    let token =
+        issuer.token(serde_json::json!({"iss": "testing@weft.dev", "sub": "testing@weft.dev"}));
+    std::fs::write(dir.0.join("tour-jwt.yaml"), jwt_tour.as_str()).unwrap();
+    let with = |t: String| async move {
+        let url = format!("http://127.0.0.1:{gw}/productpage");
+        let auth = format!("Bearer {t}");
+        request(
+            "GET",
+            &url,
+            &[("host", "bookinfo.local"), ("authorization", &auth)],
+            false,
+        )
+        .await
+        .unwrap()
+    };
+    let start = Instant::now();
+    loop {
+        let page = get(gw, "/productpage", None).await;
+        if page.status == 403 {
+            break;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the gateway never required a token: {page:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bad = with("garbage".into()).await;
+    assert_eq!(
+        (bad.status, bad.body.as_str()),
+        (
+            401,
+            "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"
+        ),
+        "{bad:?}"
+    );
+    let good = with(token).await;
+    assert_eq!(good.status, 200, "{good:?}");
+    assert!(good.body.contains("Book Details"), "{}", good.body);
     let problems = mesh.settle(PATIENCE).await;
     assert!(problems.is_empty(), "{problems:?}");
 }

@@ -45,6 +45,18 @@ impl Issuer {
         }
     }
 
+    /// An issuer whose key is `pem` (PKCS#8), under `kid`.
+    pub fn from_pem(pem: &str, kid: &str) -> Issuer {
+        let key = rcgen::KeyPair::from_pem(pem).expect("a PKCS#8 PEM key");
+        let point = key.public_key_raw();
+        Issuer {
+            kid: kid.to_string(),
+            jwks: json!({"keys": [{"kty": "EC", "kid": kid, "crv": "P-256", "alg": "ES256",
+                "x": b64(&point[1..33]), "y": b64(&point[33..65])}]}),
+            key: jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der()),
+        }
+    }
+
     /// A token with `claims` (and `exp` an hour from now unless given).
     pub fn token(&self, mut claims: Value) -> String {
         if claims.get("exp").is_none() {
