@@ -65,6 +65,13 @@ impl Keys {
             .unwrap_or_else(|| Err(format!("{source} has not been fetched")))
     }
 
+    /// Every source with its key set or why there is none, in order.
+    pub fn entries(&self) -> impl Iterator<Item = (&Source, &Result<Arc<str>, String>)> {
+        let mut v: Vec<_> = self.sets.iter().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.into_iter()
+    }
+
     /// Keys given directly (tests, and callers that fetch themselves).
     pub fn insert(&mut self, source: Source, jwks: Result<Arc<str>, String>) {
         self.sets.insert(source, jwks);
@@ -372,6 +379,39 @@ mod tests {
             e.contains("jwksUri http://x/jwks has not been fetched"),
             "{e}"
         );
+    }
+
+    /// Refreshing picks up a rotated key set, and keeps the last good
+    /// one when the issuer then fails.
+    #[tokio::test]
+    async fn refresh_follows_rotation_and_keeps_the_last_good_set() {
+        let server = weft_testkit::jwt::KeyServer::start().await;
+        let first = weft_testkit::jwt::Issuer::new("k1");
+        let second = weft_testkit::jwt::Issuer::new("k2");
+        server.put("/jwks", first.jwks.clone());
+        let source = Source::Uri(format!("{}/jwks", server.url()));
+        let needed = [(source.clone(), DEFAULT_TIMEOUT)];
+        let resolver = Resolver::new();
+        let kid = |keys: &Keys| -> String {
+            let v: serde_json::Value = serde_json::from_str(&keys.get(&source).unwrap()).unwrap();
+            v["keys"][0]["kid"].as_str().unwrap().to_string()
+        };
+        assert_eq!(kid(&resolver.resolve(&needed).await), "k1");
+        let keep = {
+            let s = source.clone();
+            move || BTreeSet::from([s.clone()])
+        };
+        let task = tokio::spawn(resolver.clone().refresh(Duration::from_millis(100), keep));
+        server.put("/jwks", second.jwks.clone());
+        tokio::time::timeout(Duration::from_secs(10), resolver.changed())
+            .await
+            .expect("the rotation noticed");
+        assert_eq!(kid(&resolver.resolve(&needed).await), "k2");
+        // The issuer breaks: a few refreshes later, k2 still serves.
+        server.put("/jwks", serde_json::json!({"keys": []}));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(kid(&resolver.resolve(&needed).await), "k2");
+        task.abort();
     }
 
     #[tokio::test]

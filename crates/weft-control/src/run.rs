@@ -305,6 +305,21 @@ fn debug_response(server: &AdsServer, uri: &hyper::Uri) -> hyper::Response<Full<
             }
         }
         "/ready" => (200, "ready\n".to_string()),
+        // Whether each key set RequestAuthentication names by URL could
+        // be fetched: a rule whose keys could not is failing closed.
+        "/debug/jwksz" => {
+            let sets: Vec<_> = server
+                .snapshot()
+                .ctx
+                .jwks
+                .entries()
+                .map(|(source, result)| match result {
+                    Ok(_) => json!({"source": source.to_string(), "ok": true}),
+                    Err(e) => json!({"source": source.to_string(), "ok": false, "error": e}),
+                })
+                .collect();
+            (200, format!("{:#}\n", json!(sets)))
+        }
         "/debug/syncz" => {
             let proxies: Vec<_> = server
                 .status()

@@ -33,6 +33,9 @@ spec:
     outputClaimToHeaders: [{{header: x-jwt-sub, claim: sub}}]
   - issuer: {discovery_issuer}
     spaceDelimitedClaims: [roles]
+  # Nothing listens there: this issuer's keys cannot be fetched.
+  - issuer: issuer-down
+    jwksUri: http://127.0.0.1:1/jwks
 ---
 apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -82,6 +85,32 @@ async fn jwt_at_the_gateway_through_envoy_and_weft() {
     opts.xds = "127.0.0.1:0".parse().unwrap();
     opts.debug = "127.0.0.1:0".parse().unwrap();
     let control = weft_control::run::start(opts).await.unwrap();
+    // Two key sets were fetched (one by URL, one by discovery); the third
+    // could not be, and says why.
+    let jwksz = request(
+        "GET",
+        &format!("http://{}/debug/jwksz", control.debug),
+        &[],
+        false,
+    )
+    .await
+    .unwrap();
+    let sets: serde_json::Value = serde_json::from_str(&jwksz.body).unwrap();
+    let failing: Vec<&serde_json::Value> = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["ok"] != true)
+        .collect();
+    assert_eq!(sets.as_array().unwrap().len(), 3, "{sets:#}");
+    assert_eq!(failing.len(), 1, "{sets:#}");
+    assert!(
+        failing[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("127.0.0.1:1/jwks"),
+        "{sets:#}"
+    );
 
     let ta = |claims: serde_json::Value| a.token(claims);
     let alice = ta(json!({"iss": "issuer-a", "sub": "alice", "aud": "bookinfo"}));
@@ -95,6 +124,8 @@ async fn jwt_at_the_gateway_through_envoy_and_weft() {
     let forged = b.token(json!({"iss": "issuer-a", "sub": "alice", "aud": "bookinfo"}));
     let admin = b.token(json!({"iss": keys_b.url(), "sub": "dave", "roles": "user admin"}));
     let user = b.token(json!({"iss": keys_b.url(), "sub": "erin", "roles": "user"}));
+    // The unreachable issuer fails closed: its tokens are refused.
+    let down = a.token(json!({"iss": "issuer-down", "sub": "alice"}));
     // (path, token, Istio's answer)
     let cases: Vec<(&str, Option<&str>, u16)> = vec![
         ("/productpage", None, 403),
@@ -111,6 +142,7 @@ async fn jwt_at_the_gateway_through_envoy_and_weft() {
         ("/login", Some(&admin), 200),
         ("/login", Some(&user), 403),
         ("/login", Some(&alice), 403),
+        ("/productpage", Some(&down), 401),
     ];
     let mut answers = Vec::new();
     for side in ["envoy", "weft"] {
