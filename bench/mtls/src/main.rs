@@ -154,7 +154,7 @@ fn main() {
             backend: free_port(),
         };
         let (pki, client_file, server_file) = write_files(&dir, ports);
-        let mut backend = procs::spawn_backend(&["backend".into(), ports.backend.to_string()]);
+        let backend = procs::spawn_backend(&["backend".into(), ports.backend.to_string()]);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let setup = Setup {
             tls: tls::Client::new(&pki),
@@ -185,8 +185,7 @@ fn main() {
                 }
             }
         }
-        let _ = backend.kill();
-        let _ = backend.wait();
+        drop(backend);
         let _ = std::fs::remove_dir_all(&dir);
         let med = |k: usize| {
             let mut v: Vec<f64> = floors.iter().map(|f| f[k]).collect();

@@ -456,7 +456,7 @@ fn main() {
     let envoy = std::env::var("WEFT_ENVOY").unwrap_or_else(|_| "envoy".into());
     rt.block_on(async move {
         let (backend_port, echo_port) = (free_port(), free_port());
-        let mut backend = spawn_backend(&[
+        let backend = spawn_backend(&[
             "backend".into(),
             backend_port.to_string(),
             echo_port.to_string(),
@@ -516,8 +516,7 @@ fn main() {
                 (rounds[0][i].0, pick(&|r| r.1), row(0), pick(&|r| r.3), row(1), direct)
             })
             .collect();
-        let _ = backend.kill();
-        let _ = backend.wait();
+        drop(backend);
         let _ = std::fs::remove_dir_all(&dir);
         println!("proxy-bench: {secs} s per measurement, median of {runs} rounds (errors: total); each proxy one worker on core 0; load generator and backend on core 1");
         println!();

@@ -149,16 +149,27 @@ pub fn generator_core_seconds() -> f64 {
     cpu_seconds_of(std::process::id()) + cpu_seconds_of(BACKEND_PID.load(Ordering::Relaxed))
 }
 
+/// The backend's process, ended when this is dropped (also when the
+/// bench stops on a panic).
+pub struct Backend(Child);
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts this program again with `args` (its backend sub-command), on
 /// the generator's core as this process is, and remembers its pid for
 /// [`generator_core_seconds`].
-pub fn spawn_backend(args: &[String]) -> Child {
+pub fn spawn_backend(args: &[String]) -> Backend {
     let child = Command::new(std::env::current_exe().expect("this program's path"))
         .args(args)
         .spawn()
         .expect("the backend process");
     BACKEND_PID.store(child.id(), Ordering::Relaxed);
-    child
+    Backend(child)
 }
 
 /// A port free on 127.0.0.1 now (the OS's pick).
