@@ -1,28 +1,14 @@
 //! Plaintext HTTP/1.1 load into the client-side proxy (or the backend,
-//! for the floor): a closed loop for the maximum rate and an open loop
-//! at a fixed rate for latency, as bench/proxy's.
+//! for the floor): a closed loop for the maximum rate (the shared one in
+//! weft-bench-support) and an open loop at a fixed rate for latency, as
+//! bench/proxy's.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::Empty;
-use hyper_util::rt::TokioIo;
-
-use crate::procs::Proxy;
-use crate::tls::{get, H1};
-
-/// A keep-alive HTTP/1.1 connection to 127.0.0.1:`port`.
-pub async fn connect(port: u16) -> std::io::Result<H1> {
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.set_nodelay(true)?;
-    let (send, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(s))
-        .await
-        .map_err(std::io::Error::other)?;
-    tokio::spawn(conn);
-    Ok(send)
-}
+use weft_bench_support::h1::{self, connect, get, MaxRate, H1};
+use weft_bench_support::procs::Proxy;
 
 async fn conns(port: u16, n: usize) -> Vec<H1> {
     let mut out = Vec::new();
@@ -32,67 +18,10 @@ async fn conns(port: u16, n: usize) -> Vec<H1> {
     out
 }
 
-/// What a closed-loop run measured.
-pub struct MaxRate {
-    pub rps: f64,
-    /// CPU seconds per 100k requests of each proxy given, in order.
-    pub cpu_per_100k: Vec<f64>,
-    pub errors: u64,
-}
-
 /// Closed loop with 64 requests in flight on 64 keep-alive connections
 /// for `secs`; CPU of `proxies` over the same interval.
 pub async fn max_rps(port: u16, proxies: &[&Proxy], secs: f64) -> MaxRate {
-    let conns = conns(port, 64).await;
-    // Warm: each hop's pool fills before the clock starts.
-    let mut warm = Vec::new();
-    for mut c in conns {
-        warm.push(tokio::spawn(async move {
-            get(&mut c, "/warm").await;
-            c
-        }));
-    }
-    let mut conns = Vec::new();
-    for w in warm {
-        conns.push(w.await.expect("warm-up"));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let cpu0: Vec<f64> = proxies.iter().map(|p| p.cpu_seconds()).collect();
-    let t0 = Instant::now();
-    let mut tasks = Vec::new();
-    for mut conn in conns {
-        let (stop, done, errors) = (Arc::clone(&stop), Arc::clone(&done), Arc::clone(&errors));
-        tasks.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                if get(&mut conn, "/bench").await {
-                    done.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    errors.fetch_add(1, Ordering::Relaxed);
-                    match connect(port).await {
-                        Ok(c) => conn = c,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                    }
-                }
-            }
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = t0.elapsed().as_secs_f64();
-    let n = done.load(Ordering::Relaxed) as f64;
-    MaxRate {
-        rps: n / elapsed,
-        cpu_per_100k: proxies
-            .iter()
-            .zip(cpu0)
-            .map(|(p, c0)| (p.cpu_seconds() - c0) / n.max(1.0) * 100_000.0)
-            .collect(),
-        errors: errors.load(Ordering::Relaxed),
-    }
+    h1::max_rps(port, proxies, secs, || h1::request("/bench")).await
 }
 
 /// Open loop at `rate` requests per second: each request's latency counts

@@ -18,33 +18,21 @@
 //! `mtls-bench backend PORT` runs the backend alone (used internally);
 //! `files`, `load` and `handshakes` run parts by hand (see `manual`).
 
-mod backend;
 mod bootstrap;
 mod load;
 mod manual;
 mod memory;
 mod pki;
-mod procs;
 mod report;
 mod tls;
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bootstrap::Ports;
-use procs::{cpu_seconds_of, free_port, Kind, Proxy};
 use report::Round;
-
-/// The backend's process, whose CPU counts with the generator's.
-pub(crate) static BACKEND_PID: AtomicU32 = AtomicU32::new(0);
-
-/// CPU seconds used so far on the generator's core: this process and the
-/// backend.
-pub(crate) fn generator_core_seconds() -> f64 {
-    cpu_seconds_of(std::process::id()) + cpu_seconds_of(BACKEND_PID.load(Ordering::Relaxed))
-}
+use weft_bench_support::procs::{self, free_port, generator_core_seconds, Kind, Proxy};
+use weft_bench_support::{arg_or, backend, h1};
 
 /// Handshakes in flight at once in the handshake-rate loop.
 pub(crate) const HANDSHAKERS: usize = 32;
@@ -70,12 +58,12 @@ async fn start_pair(kind: Kind, s: &Setup) -> Pair {
     let p = s.ports;
     let server = procs::start(kind, "server", &s.server_file, p.server_admin, &s.dir).await;
     let client = procs::start(kind, "client", &s.client_file, p.client_admin, &s.dir).await;
-    let through = match load::connect(p.outbound).await {
-        Ok(mut c) => tls::get(&mut c, "/check").await,
+    let through = match h1::connect(p.outbound).await {
+        Ok(mut c) => h1::get(&mut c, "/check").await,
         Err(_) => false,
     };
     let direct = match s.tls.connect(p.inbound, &s.tls.verifying).await {
-        Ok(mut c) => tls::get(&mut c, "/check").await,
+        Ok(mut c) => h1::get(&mut c, "/check").await,
         Err(e) => {
             eprintln!("mtls-bench: mTLS to {}: {e}", server.label);
             false
@@ -110,6 +98,7 @@ async fn measure(kind: Kind, s: &Setup, secs: f64, conns: usize) -> Round {
         let m = load::max_rps(p.outbound, &[&pair.client, &pair.server], secs).await;
         r.rps_gen_busy = (generator_core_seconds() - g0) / t0.elapsed().as_secs_f64();
         (r.rps, r.cpu_client, r.cpu_server) = (m.rps, m.cpu_per_100k[0], m.cpu_per_100k[1]);
+        let rate_errors = m.errors();
 
         let ([p50, p99], lat_errors) = load::latency_at(p.outbound, 1000.0, secs).await;
         (r.p50, r.p99) = (p50, p99);
@@ -119,7 +108,7 @@ async fn measure(kind: Kind, s: &Setup, secs: f64, conns: usize) -> Round {
         r.hs_rate = ok as f64 / elapsed;
         r.hs_cpu_1k = (pair.server.cpu_seconds() - cpu0) / (ok.max(1) as f64) * 1000.0;
         r.hs_gen_busy = (generator_core_seconds() - g0) / elapsed;
-        r.errors = m.errors + lat_errors + failed;
+        r.errors = rate_errors + lat_errors + failed;
     }
     {
         let pair = start_pair(kind, s).await;
@@ -147,29 +136,13 @@ pub(crate) fn write_files(dir: &std::path::Path, ports: Ports) -> (pki::Pki, Pat
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    if args.first().map(String::as_str) == Some("backend") {
-        let port = args
-            .get(1)
-            .and_then(|p| p.parse().ok())
-            .expect("backend PORT");
-        rt.block_on(backend::run(port));
+    let rt = weft_bench_support::runtime();
+    if backend::serve_if_asked(&args, &rt) || manual::run(&args, &rt) {
         return;
     }
-    if manual::run(&args, &rt) {
-        return;
-    }
-    let secs: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let runs: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3).max(1);
-    let conns: usize = args
-        .get(2)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1000)
-        .max(1);
+    let secs: f64 = arg_or(&args, 0, 3.0);
+    let runs: usize = arg_or(&args, 1, 3).max(1);
+    let conns: usize = arg_or(&args, 2, 1000).max(1);
     rt.block_on(async move {
         let dir = std::env::temp_dir().join(format!("weft-mtls-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -181,11 +154,7 @@ fn main() {
             backend: free_port(),
         };
         let (pki, client_file, server_file) = write_files(&dir, ports);
-        let mut backend = Command::new(std::env::current_exe().unwrap())
-            .args(["backend", &ports.backend.to_string()])
-            .spawn()
-            .unwrap();
-        BACKEND_PID.store(backend.id(), Ordering::Relaxed);
+        let backend = procs::spawn_backend(&["backend".into(), ports.backend.to_string()]);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let setup = Setup {
             tls: tls::Client::new(&pki),
@@ -216,8 +185,7 @@ fn main() {
                 }
             }
         }
-        let _ = backend.kill();
-        let _ = backend.wait();
+        drop(backend);
         let _ = std::fs::remove_dir_all(&dir);
         let med = |k: usize| {
             let mut v: Vec<f64> = floors.iter().map(|f| f[k]).collect();

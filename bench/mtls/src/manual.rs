@@ -13,14 +13,13 @@
 
 use std::path::PathBuf;
 
+use weft_bench_support::procs::{free_port, generator_core_seconds};
+
 use crate::bootstrap::Ports;
-use crate::procs::free_port;
-use crate::{generator_core_seconds, load, pki, tls, write_files, HANDSHAKERS};
+use crate::{load, pki, tls, write_files, HANDSHAKERS};
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, usage: &str) -> T {
-    args.get(i)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("usage: mtls-bench {usage}"))
+    weft_bench_support::arg(args, i, &format!("mtls-bench {usage}"))
 }
 
 /// Runs a manual sub-command if `args` name one; whether one ran.
@@ -47,7 +46,7 @@ pub fn run(args: &[String], rt: &tokio::runtime::Runtime) -> bool {
             let (port, secs): (u16, f64) = (arg(args, 1, usage), arg(args, 2, usage));
             rt.block_on(async move {
                 let m = load::max_rps(port, &[], secs).await;
-                println!("max rps {:.0} (errors {})", m.rps, m.errors);
+                println!("max rps {:.0} (errors {})", m.rps, m.errors());
                 let ([p50, p99], e) = load::latency_at(port, 1000.0, secs).await;
                 println!("@1000 rps: p50 {p50:.3} ms, p99 {p99:.3} ms (errors {e})");
             });

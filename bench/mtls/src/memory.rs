@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 
-use crate::load::connect;
-use crate::procs::Proxy;
-use crate::tls::{get, Client, H1};
+use weft_bench_support::h1::{connect, get, H1};
+use weft_bench_support::procs::Proxy;
+
+use crate::tls::Client;
 
 /// The requests of the direct case in flight at once.
 const OPEN_AT_ONCE: usize = 8;

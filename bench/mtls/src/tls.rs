@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -27,9 +25,9 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use crate::pki::{Pki, SERVER_ID};
+use weft_bench_support::h1::{get, H1};
 
-pub type H1 = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+use crate::pki::{Pki, SERVER_ID};
 
 #[derive(Debug)]
 struct Verifier {
@@ -181,25 +179,6 @@ impl Client {
             .map_err(std::io::Error::other)?;
         tokio::spawn(conn);
         Ok(send)
-    }
-}
-
-fn req(path: &str) -> http::Request<Empty<Bytes>> {
-    http::Request::builder()
-        .uri(path)
-        .header("host", "server.bench")
-        .body(Empty::new())
-        .unwrap()
-}
-
-/// One request on `conn`; whether it got a 200 and all of its body.
-pub async fn get(conn: &mut H1, path: &str) -> bool {
-    if conn.ready().await.is_err() {
-        return false;
-    }
-    match conn.send_request(req(path)).await {
-        Ok(r) => r.status() == 200 && r.into_body().collect().await.is_ok(),
-        Err(_) => false,
     }
 }
 

@@ -23,6 +23,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use weft_bench_support::median;
+use weft_bench_support::procs::{
+    cpu_seconds_of, free_port, generator_core_seconds, rss_mib_of, spawn_backend,
+};
 
 const BODY: &[u8] = b"hello from the bench backend\n";
 
@@ -76,14 +80,6 @@ async fn backend(port: u16) {
     .await
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A STATIC cluster with one endpoint on 127.0.0.1, as a YAML list item.
 fn static_cluster(name: &str, port: u16) -> String {
     format!(
@@ -131,15 +127,6 @@ static_resources:
     )
 }
 
-/// The backends' process, whose CPU counts with the generator's.
-static BACKEND_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-/// CPU seconds used so far on the generator's core: this process and the
-/// backends.
-fn generator_core_seconds() -> f64 {
-    cpu_seconds_of(std::process::id()) + cpu_seconds_of(BACKEND_PID.load(Ordering::Relaxed))
-}
-
 struct Proxy {
     child: Child,
     http: u16,
@@ -153,37 +140,13 @@ impl Drop for Proxy {
     }
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + fields
-            .get(12)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-    ticks / 100.0 // USER_HZ is 100 on Linux
-}
-
 impl Proxy {
     /// utime + stime of the proxy, in seconds.
     fn cpu_seconds(&self) -> f64 {
         cpu_seconds_of(self.child.id())
     }
     fn rss_mib(&self) -> f64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
+        rss_mib_of(self.child.id())
     }
 }
 
@@ -457,11 +420,6 @@ async fn measure(p: &Proxy, proto: Proto, secs: f64, envoy_max: Option<f64>) -> 
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -498,12 +456,11 @@ fn main() {
     let envoy = std::env::var("WEFT_ENVOY").unwrap_or_else(|_| "envoy".into());
     rt.block_on(async move {
         let (backend_port, echo_port) = (free_port(), free_port());
-        let me = std::env::current_exe().unwrap();
-        let mut backend = Command::new(me)
-            .args(["backend", &backend_port.to_string(), &echo_port.to_string()])
-            .spawn()
-            .unwrap();
-        BACKEND_PID.store(backend.id(), Ordering::Relaxed);
+        let backend = spawn_backend(&[
+            "backend".into(),
+            backend_port.to_string(),
+            echo_port.to_string(),
+        ]);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let dir = std::env::temp_dir().join(format!("weft-proxy-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -559,8 +516,7 @@ fn main() {
                 (rounds[0][i].0, pick(&|r| r.1), row(0), pick(&|r| r.3), row(1), direct)
             })
             .collect();
-        let _ = backend.kill();
-        let _ = backend.wait();
+        drop(backend);
         let _ = std::fs::remove_dir_all(&dir);
         println!("proxy-bench: {secs} s per measurement, median of {runs} rounds (errors: total); each proxy one worker on core 0; load generator and backend on core 1");
         println!();

@@ -1,9 +1,12 @@
 //! The processes measured: a proxy (Envoy or weft, one worker, pinned
 //! to core 0) started on a bootstrap file, its CPU seconds and RSS read
-//! from /proc, and the wait for its admin `/ready`.
+//! from /proc, and the wait for its admin `/ready`; and the backend, a
+//! process of its own on the generator's core, whose CPU counts with the
+//! generator's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +31,8 @@ impl Kind {
         match self {
             Kind::Envoy => (
                 std::env::var("WEFT_ENVOY").unwrap_or_else(|_| "envoy".into()),
-                // Two Envoys run at once (client and server side).
+                // Two Envoys may run at once (bench/mtls's client and
+                // server side).
                 vec!["--concurrency", "1", "--use-dynamic-base-id", "-l", "error"],
             ),
             Kind::Weft => (
@@ -136,6 +140,39 @@ pub async fn start(kind: Kind, side: &str, bootstrap: &Path, admin: u16, dir: &P
     );
 }
 
+/// The backend's process, whose CPU counts with the generator's.
+static BACKEND_PID: AtomicU32 = AtomicU32::new(0);
+
+/// CPU seconds used so far on the generator's core: this process and the
+/// backend started by [`spawn_backend`].
+pub fn generator_core_seconds() -> f64 {
+    cpu_seconds_of(std::process::id()) + cpu_seconds_of(BACKEND_PID.load(Ordering::Relaxed))
+}
+
+/// The backend's process, ended when this is dropped (also when the
+/// bench stops on a panic).
+pub struct Backend(Child);
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts this program again with `args` (its backend sub-command), on
+/// the generator's core as this process is, and remembers its pid for
+/// [`generator_core_seconds`].
+pub fn spawn_backend(args: &[String]) -> Backend {
+    let child = Command::new(std::env::current_exe().expect("this program's path"))
+        .args(args)
+        .spawn()
+        .expect("the backend process");
+    BACKEND_PID.store(child.id(), Ordering::Relaxed);
+    Backend(child)
+}
+
+/// A port free on 127.0.0.1 now (the OS's pick).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

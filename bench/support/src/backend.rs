@@ -1,10 +1,11 @@
-//! The plaintext HTTP backend behind the server-side proxy, run as a
-//! process of its own (`mtls-bench backend PORT`) so its CPU is told
-//! apart from the generator's. Every path answers a short body at once,
-//! except three the idle-memory measurement uses to make the client
-//! proxy open one upstream mTLS connection per downstream connection
-//! (an HTTP/1.1 connection carries one request at a time, so N requests
-//! held at the backend at once need N connections at every hop):
+//! The plaintext HTTP backend behind the proxies, run as a process of
+//! its own (`mtls-bench backend PORT`, `authz-bench backend PORT`) so
+//! its CPU is told apart from the generator's. Every path answers a
+//! short body at once, except three bench/mtls's idle-memory
+//! measurement uses to make the client proxy open one upstream mTLS
+//! connection per downstream connection (an HTTP/1.1 connection carries
+//! one request at a time, so N requests held at the backend at once need
+//! N connections at every hop):
 //!
 //! - `/hold` waits until `/release`;
 //! - `/held` (asked directly, not through the proxies) answers how many
@@ -20,7 +21,7 @@ use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-pub const BODY: &[u8] = b"hello from the mtls bench backend\n";
+pub const BODY: &[u8] = b"hello from the weft bench backend\n";
 
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
@@ -48,6 +49,18 @@ async fn answer(path: &str) -> Bytes {
         }
         _ => Bytes::from_static(BODY),
     }
+}
+
+/// Serves forever when `args` are `backend PORT` (the bench started
+/// again as its backend by [`crate::procs::spawn_backend`]); otherwise
+/// returns false at once.
+pub fn serve_if_asked(args: &[String], rt: &tokio::runtime::Runtime) -> bool {
+    if args.first().map(String::as_str) != Some("backend") {
+        return false;
+    }
+    let port: u16 = crate::arg(args, 1, "backend PORT");
+    rt.block_on(run(port));
+    true
 }
 
 /// Serves 127.0.0.1:`port` forever, each connection (no Nagle) in a task
