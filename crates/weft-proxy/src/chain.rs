@@ -328,6 +328,9 @@ pub(crate) fn compile_hcm(
                     },
                 })?)
             }
+            Some(weft_envoy::TypedConfig::ExtAuthz(_)) => {
+                return Err(unsupported(field, "envoy.filters.http.ext_authz (yet)"))
+            }
             _ => continue,
         };
         filters.push(HttpFilter {
