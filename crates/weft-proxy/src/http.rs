@@ -259,10 +259,17 @@ async fn ext_authz<B>(
     metadata: &DynamicMetadata,
 ) -> Result<crate::ext_authz::Pass, crate::ext_authz::Denial> {
     let method = req.method().clone();
+    let protocol = if req.version() == http::Version::HTTP_2 {
+        "HTTP/2"
+    } else {
+        "HTTP/1.1"
+    };
     let er = crate::ext_authz::Request {
         method: &method,
         authority: host,
         path_and_query: path,
+        scheme: conn.scheme(),
+        protocol,
         headers: req.headers_mut(),
     };
     filter.check(per_route, snapshot, conn, er, metadata).await

@@ -631,7 +631,7 @@ fn finish(
 /// through the cluster's circuit breakers, with `host` as the Host (or
 /// `:authority`) and the response read whole, all within `timeout`.
 /// `None`: no such cluster, no healthy endpoint, a connection failure,
-/// a reset or the timeout.
+/// a reset or the timeout. The response's trailers come last.
 pub(crate) async fn call(
     snapshot: &crate::snapshot::Snapshot,
     cluster: &str,
@@ -639,7 +639,7 @@ pub(crate) async fn call(
     host: &str,
     path: &str,
     timeout: Duration,
-) -> Option<(http::response::Parts, Bytes)> {
+) -> Option<(http::response::Parts, Bytes, Option<HeaderMap>)> {
     let cluster = snapshot.clusters.get(cluster)?;
     let started = Instant::now();
     let endpoint = pick(cluster, None, &[], None, req.headers(), None).ok()?;
@@ -664,10 +664,11 @@ pub(crate) async fn call(
         .ok()?
         .ok()?;
     drop(admitted);
+    let trailers = body.trailers().cloned();
     // What Envoy's router adds to every upstream response.
     parts.headers.insert(
         X_UPSTREAM_TIME.clone(),
         HeaderValue::from(started.elapsed().as_millis() as u64),
     );
-    Some((parts, body.to_bytes()))
+    Some((parts, body.to_bytes(), trailers))
 }

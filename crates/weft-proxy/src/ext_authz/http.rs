@@ -119,7 +119,7 @@ impl HttpService {
         *check.method_mut() = req.method.clone();
         *check.headers_mut() = headers;
         let path = format!("{}{}", self.path_prefix, req.path_and_query);
-        let Some((parts, body)) = crate::router::call(
+        let Some((parts, body, _)) = crate::router::call(
             snapshot,
             &self.cluster,
             check,
@@ -145,6 +145,7 @@ impl HttpService {
                 set: pick(&self.upstream),
                 append: pick(&self.upstream_append),
                 response: pick(&self.client_on_success),
+                remove: Vec::new(),
             };
         }
         if parts.status.is_server_error() {

@@ -21,10 +21,10 @@
 //!   `ExtAuthzPerRoute` turns the filter off or adds context
 //!   extensions (which only the gRPC service receives).
 
+mod grpc;
 mod http;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use ::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use bytes::Bytes;
@@ -54,6 +54,7 @@ pub struct ExtAuthz {
 #[derive(Debug)]
 enum Service {
     Http(http::HttpService),
+    Grpc(grpc::GrpcService),
 }
 
 /// A compiled `ExtAuthzPerRoute`.
@@ -116,6 +117,9 @@ pub(crate) struct Request<'a> {
     pub method: &'a Method,
     pub authority: &'a str,
     pub path_and_query: &'a str,
+    pub scheme: &'a str,
+    /// `HTTP/1.1` or `HTTP/2`, as the gRPC check names it.
+    pub protocol: &'static str,
     pub headers: &'a mut HeaderMap,
 }
 
@@ -128,6 +132,8 @@ enum Checked {
         append: Vec<(HeaderName, HeaderValue)>,
         /// Added to the response the client gets.
         response: Vec<(HeaderName, HeaderValue)>,
+        /// Removed from the request sent upstream.
+        remove: Vec<HeaderName>,
     },
     Denied(Denial),
     /// No answer, or not one that decides (a 5xx from an HTTP service).
@@ -156,13 +162,25 @@ impl ExtAuthz {
             (Some(h), _) => Service::Http(
                 http::HttpService::compile(h).map_err(|(f, m)| (format!("http_service.{f}"), m))?,
             ),
-            (None, Some(_)) => {
-                return Err(("grpc_service".into(), "not implemented by weft yet".into()))
-            }
+            (None, Some(g)) => Service::Grpc(
+                grpc::GrpcService::compile(g).map_err(|(f, m)| (format!("grpc_service.{f}"), m))?,
+            ),
             (None, None) => {
                 return Err((String::new(), "needs grpc_service or http_service".into()))
             }
         };
+        if !c.metadata_context_namespaces.is_empty() {
+            return Err((
+                "metadata_context_namespaces".into(),
+                "not implemented by weft yet: dynamic metadata in the gRPC check".into(),
+            ));
+        }
+        if c.include_peer_certificate {
+            return Err((
+                "include_peer_certificate".into(),
+                "not implemented by weft yet: the peer certificate in the gRPC check".into(),
+            ));
+        }
         let enabled_metadata = c
             .filter_enabled_metadata
             .as_ref()
@@ -239,16 +257,28 @@ impl ExtAuthz {
                 Ok(Pass::default())
             };
         }
-        let _ = conn;
         let checked = match &self.service {
             Service::Http(s) => s.check(snapshot, &req).await,
+            Service::Grpc(s) => {
+                let extensions = match per_route {
+                    Some(ExtAuthzPerRoute::Check { context_extensions }) => {
+                        Some(context_extensions)
+                    }
+                    _ => None,
+                };
+                s.check(snapshot, conn, &req, extensions).await
+            }
         };
         match checked {
             Checked::Allowed {
                 set,
                 append,
                 response,
+                remove,
             } => {
+                for k in remove {
+                    req.headers.remove(k);
+                }
                 for (k, v) in set {
                     req.headers.insert(k, v);
                 }
@@ -271,8 +301,3 @@ impl ExtAuthz {
         }
     }
 }
-
-/// How long a check may take when the configuration does not say
-/// (Envoy's gRPC default).
-#[allow(dead_code)]
-const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
