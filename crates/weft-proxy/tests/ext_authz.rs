@@ -334,3 +334,165 @@ async fn http_ext_authz_matches_envoy() {
         diffs.join("\n")
     );
 }
+
+mod grpc {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::{HeaderValue as Hv, HeaderValueOption};
+    use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+    use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
+        Authorization, AuthorizationServer,
+    };
+    use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+    use envoy_types::pb::envoy::service::auth::v3::{
+        CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+    };
+    use envoy_types::pb::google::rpc::Status;
+
+    struct Authz(Seen);
+
+    fn hv(k: &str, v: &str) -> HeaderValueOption {
+        HeaderValueOption {
+            header: Some(Hv {
+                key: k.into(),
+                value: v.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[tonic::async_trait]
+    impl Authorization for Authz {
+        async fn check(
+            &self,
+            req: tonic::Request<CheckRequest>,
+        ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+            let a = req.into_inner().attributes.unwrap_or_default();
+            let http = a.request.and_then(|r| r.http).unwrap_or_default();
+            let id = http.headers.get("x-test-id").cloned().unwrap_or_default();
+            let ext: BTreeMap<_, _> = a.context_extensions.into_iter().collect();
+            self.0.lock().unwrap().insert(
+                id,
+                json!({"method": http.method, "path": http.path, "host": http.host,
+                    "scheme": http.scheme, "protocol": http.protocol,
+                    "context_extensions": ext,
+                    "x-allow": http.headers.get("x-allow")}),
+            );
+            let allow = http.headers.get("x-allow").map(String::as_str) == Some("yes");
+            let resp = if allow {
+                CheckResponse {
+                    status: Some(Status::default()),
+                    http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                        headers: vec![hv("x-up", "from-grpc")],
+                        headers_to_remove: vec!["x-drop".into()],
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                }
+            } else {
+                CheckResponse {
+                    status: Some(Status {
+                        code: 7,
+                        ..Default::default()
+                    }),
+                    http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+                        status: Some(HttpStatus { code: 418 }),
+                        headers: vec![hv("x-down", "grpc")],
+                        body: "denied by grpc".into(),
+                    })),
+                    ..Default::default()
+                }
+            };
+            Ok(tonic::Response::new(resp))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grpc_ext_authz_matches_envoy() {
+        let seen: Seen = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authz = listener.local_addr().unwrap().port();
+        let svc = AuthorizationServer::new(Authz(Arc::clone(&seen)));
+        tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await
+        });
+        let backend = echo_backend("backend").await.port();
+        let make = |listen: u16, admin: u16| {
+            let ext = json!({"@type": EXT_AUTHZ, "transport_api_version": "V3",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "authz"}, "timeout": "1s"}});
+            let routes = json!([
+                {"match": {"prefix": "/ext"}, "route": {"cluster": "backend"},
+                 "typed_per_filter_config": {"envoy.filters.http.ext_authz": {"@type": PER_ROUTE,
+                    "check_settings": {"context_extensions": {"k": "v"}}}}},
+                {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}
+            ]);
+            let l = json!({"name": "g", "address": socket(listen),
+                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {"@type": HCM, "stat_prefix": "g",
+                        "http_filters": [{"name": "envoy.filters.http.ext_authz", "typed_config": ext},
+                            {"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]}}}]}]});
+            bootstrap(
+                admin,
+                vec![l],
+                &[
+                    static_cluster("backend", backend, false),
+                    static_cluster("authz", authz, true),
+                ],
+            )
+        };
+        let pair = Pair::start(make).await;
+        let cases: Vec<Case> = vec![
+            ("GET", "/a?x=1", vec![("x-allow", "yes"), ("x-drop", "d")]),
+            ("GET", "/a", vec![]),
+            ("POST", "/ext", vec![("x-allow", "yes")]),
+        ];
+        let mut diffs = Vec::new();
+        let mut statuses = Vec::new();
+        for (i, (method, path, headers)) in cases.iter().enumerate() {
+            let mut got = Vec::new();
+            for (who, port) in [("envoy", pair.envoy_port), ("weft", pair.weft_port)] {
+                let id = format!("{who}-{i}");
+                let mut h = headers.clone();
+                h.push(("x-test-id", &id));
+                let r = call(&Call {
+                    method,
+                    port,
+                    path,
+                    host: "app.test",
+                    headers: &h,
+                    body: b"",
+                    h2: false,
+                })
+                .await
+                .expect("a reply");
+                let check = seen.lock().unwrap().get(&id).cloned();
+                let mut s = summary(&r, None);
+                s["backend"]["x-drop"] = r
+                    .seen()
+                    .map_or(Value::Null, |b| b["headers"]["x-drop"].clone());
+                s["check"] = check.unwrap_or(Value::Null);
+                got.push(s);
+            }
+            statuses.push(got[0]["status"].clone());
+            if got[0] != got[1] {
+                diffs.push(format!(
+                    "{method} {path} {headers:?}\n  envoy: {}\n  weft:  {}",
+                    got[0], got[1]
+                ));
+            }
+        }
+        pair.stop();
+        // Envoy really asked the service (not the failure path).
+        assert_eq!(statuses, [json!(200), json!(418), json!(200)]);
+        assert!(
+            diffs.is_empty(),
+            "{} differences:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
+}
