@@ -41,6 +41,10 @@ pub enum TypedConfig {
     JwtAuthn(Box<crate::jwt::JwtAuthentication>),
     /// The JWT authentication filter's settings for a route.
     JwtAuthnPerRoute(Box<crate::jwt::PerRouteConfig>),
+    /// The external authorization HTTP filter.
+    ExtAuthz(Box<crate::ext_authz::ExtAuthz>),
+    /// The external authorization filter's settings for a route.
+    ExtAuthzPerRoute(Box<crate::ext_authz::ExtAuthzPerRoute>),
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -82,6 +86,12 @@ impl TypedConfig {
             }
             "envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig" => {
                 TypedConfig::JwtAuthnPerRoute(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.http.ext_authz.v3.ExtAuthz" => {
+                TypedConfig::ExtAuthz(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute" => {
+                TypedConfig::ExtAuthzPerRoute(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
                 TypedConfig::Fault(Box::new(crate::decode(v)?))

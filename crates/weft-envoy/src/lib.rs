@@ -13,6 +13,7 @@ mod any;
 pub mod check;
 pub mod cluster;
 mod core;
+pub mod ext_authz;
 pub mod filters;
 pub mod jwt;
 pub mod listener;

@@ -252,6 +252,38 @@ fn unimplemented_things_are_errors_not_ignored() {
             "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.rules[0].requires.provider_name",
             "no provider named \"q\"",
         ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.ext_authz\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: {server_uri: {uri: 'http://a', cluster: a, timeout: 1s}}, with_request_body: {max_request_bytes: 10}}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.with_request_body",
+            "not implemented by weft: the request body in the check",
+        ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.ext_authz\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, http_service: {server_uri: {uri: 'http://a', cluster: a}}}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.http_service.server_uri.timeout",
+            "required",
+        ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.ext_authz\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, grpc_service: {google_grpc: {target_uri: x, stat_prefix: y}}}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.grpc_service.google_grpc",
+            "not implemented by weft: Google gRPC",
+        ),
+        (
+            BASIC.replace(
+                "          - name: envoy.filters.http.router\n",
+                "          - name: envoy.filters.http.ext_authz\n            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz, grpc_service: {envoy_grpc: {cluster_name: a}}, shadow_mode: true}\n          - name: envoy.filters.http.router\n",
+            ),
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config.shadow_mode",
+            "not implemented by weft: shadow mode",
+        ),
     ];
     for (text, want_field, want_message) in cases {
         let (field, _, message) = error(&text);

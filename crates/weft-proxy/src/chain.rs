@@ -158,6 +158,7 @@ pub enum FilterKind {
     Cors(crate::cors::CorsFilter),
     Rbac(crate::rbac::HttpRbac),
     Jwt(crate::jwt::JwtAuthn),
+    ExtAuthz(crate::ext_authz::ExtAuthz),
 }
 
 /// Where a connection manager's route table is.
@@ -328,6 +329,14 @@ pub(crate) fn compile_hcm(
                     },
                 })?)
             }
+            Some(weft_envoy::TypedConfig::ExtAuthz(cfg)) => {
+                FilterKind::ExtAuthz(crate::ext_authz::ExtAuthz::compile(cfg).map_err(
+                    |(f, message)| CompileError::Config {
+                        field: format!("{field}.typed_config.{f}"),
+                        message,
+                    },
+                )?)
+            }
             _ => continue,
         };
         filters.push(HttpFilter {
@@ -336,9 +345,12 @@ pub(crate) fn compile_hcm(
         });
     }
     Ok(HttpSettings {
-        rbac: filters
-            .iter()
-            .any(|f| matches!(f.kind, FilterKind::Rbac(_) | FilterKind::Jwt(_))),
+        rbac: filters.iter().any(|f| {
+            matches!(
+                f.kind,
+                FilterKind::Rbac(_) | FilterKind::Jwt(_) | FilterKind::ExtAuthz(_)
+            )
+        }),
         filters,
         client_cert: crate::xfcc::ClientCertPolicy::compile(h),
         codec: h.codec_type,

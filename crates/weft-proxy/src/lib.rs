@@ -36,6 +36,7 @@ mod transport;
 mod access_log;
 mod circuit;
 mod cors;
+mod ext_authz;
 mod fault;
 mod hashing;
 mod jwt;

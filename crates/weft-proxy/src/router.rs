@@ -625,3 +625,50 @@ fn finish(
         Held::new(body, admitted).boxed(),
     ))
 }
+
+/// A request a filter makes of a cluster by name (the external
+/// authorization check): an endpoint picked as the router picks one,
+/// through the cluster's circuit breakers, with `host` as the Host (or
+/// `:authority`) and the response read whole, all within `timeout`.
+/// `None`: no such cluster, no healthy endpoint, a connection failure,
+/// a reset or the timeout. The response's trailers come last.
+pub(crate) async fn call(
+    snapshot: &crate::snapshot::Snapshot,
+    cluster: &str,
+    mut req: Request<Body>,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Option<(http::response::Parts, Bytes, Option<HeaderMap>)> {
+    let cluster = snapshot.clusters.get(cluster)?;
+    let started = Instant::now();
+    let endpoint = pick(cluster, None, &[], None, req.headers(), None).ok()?;
+    *req.uri_mut() = request_uri(endpoint.scheme(), host, path, &endpoint).ok()?;
+    if cluster.http2 {
+        *req.version_mut() = http::Version::HTTP_2;
+        req.headers_mut().remove(HOST);
+    } else {
+        *req.version_mut() = http::Version::HTTP_11;
+        req.headers_mut()
+            .insert(HOST, HeaderValue::from_str(host).ok()?);
+    }
+    let deadline = started + timeout;
+    let Tried::Response(resp, admitted) = send(cluster, &endpoint, req, None, Some(deadline)).await
+    else {
+        return None;
+    };
+    let (mut parts, body) = resp.into_parts();
+    let left = deadline.saturating_duration_since(Instant::now());
+    let body = tokio::time::timeout(left, body.collect())
+        .await
+        .ok()?
+        .ok()?;
+    drop(admitted);
+    let trailers = body.trailers().cloned();
+    // What Envoy's router adds to every upstream response.
+    parts.headers.insert(
+        X_UPSTREAM_TIME.clone(),
+        HeaderValue::from(started.elapsed().as_millis() as u64),
+    );
+    Some((parts, body.to_bytes(), trailers))
+}

@@ -35,6 +35,9 @@ pub(super) fn http_filters(
             Some(TypedConfig::JwtAuthn(j)) => {
                 super::jwt::jwt_authentication(&fat.key("typed_config"), j)?
             }
+            Some(TypedConfig::ExtAuthz(e)) => {
+                super::ext_authz::ext_authz(&fat.key("typed_config"), e)?
+            }
             _ => {
                 return Err(fat.err(format!(
                     "HTTP filter {:?} is not implemented by weft yet",
@@ -64,9 +67,10 @@ pub(super) fn per_filter_config(
                 }
             }
             TypedConfig::JwtAuthnPerRoute(p) => super::jwt::per_route(&cat, p)?,
+            TypedConfig::ExtAuthzPerRoute(p) => super::ext_authz::per_route(&cat, p)?,
             _ => {
                 return Err(cat.err(
-                    "not a per-route filter configuration weft implements (the fault, local rate limit, CORS, RBAC and JWT filters' are)",
+                    "not a per-route filter configuration weft implements (the fault, local rate limit, CORS, RBAC, JWT and ext_authz filters' are)",
                 ))
             }
         }

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use weft_yaml::PathSeg;
 
+mod ext_authz;
 mod filters;
 mod jwt;
 mod rbac;

@@ -381,7 +381,7 @@ fn sourced_metadata(at: &At, s: &SourcedMetadata) -> Result<(), FieldError> {
     }
 }
 
-fn metadata_matcher(at: &At, m: &MetadataMatcher) -> Result<(), FieldError> {
+pub(super) fn metadata_matcher(at: &At, m: &MetadataMatcher) -> Result<(), FieldError> {
     if m.filter.is_empty() {
         return Err(at.key("filter").err("required"));
     }

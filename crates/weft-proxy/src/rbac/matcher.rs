@@ -292,7 +292,7 @@ pub(crate) struct MetadataMatch {
 }
 
 impl MetadataMatch {
-    fn compile(at: &str, m: &cfg::MetadataMatcher) -> Result<Self, RbacError> {
+    pub(crate) fn compile(at: &str, m: &cfg::MetadataMatcher) -> Result<Self, RbacError> {
         let value = m
             .value
             .as_ref()
@@ -315,7 +315,7 @@ impl MetadataMatch {
         }
     }
 
-    fn matches(&self, metadata: &crate::metadata::DynamicMetadata) -> bool {
+    pub(crate) fn matches(&self, metadata: &crate::metadata::DynamicMetadata) -> bool {
         let v = metadata.lookup(&self.filter, &self.path);
         self.value.matches(v) != self.invert
     }

@@ -17,7 +17,7 @@
 //! conditions, extension matchers and principals, and filter state.
 
 pub(crate) mod http;
-mod matcher;
+pub(crate) mod matcher;
 pub(crate) mod network;
 
 use std::net::IpAddr;

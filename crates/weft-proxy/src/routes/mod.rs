@@ -31,6 +31,7 @@ pub enum PerRoute {
     Cors(std::sync::Arc<crate::cors::CorsPolicy>),
     Rbac(std::sync::Arc<crate::rbac::RbacPerRoute>),
     Jwt(std::sync::Arc<crate::jwt::JwtPerRoute>),
+    ExtAuthz(std::sync::Arc<crate::ext_authz::ExtAuthzPerRoute>),
 }
 
 impl PerFilter {
@@ -56,6 +57,9 @@ impl PerFilter {
                 weft_envoy::TypedConfig::JwtAuthnPerRoute(j) => {
                     PerRoute::Jwt(std::sync::Arc::new(crate::jwt::JwtPerRoute::compile(j)))
                 }
+                weft_envoy::TypedConfig::ExtAuthzPerRoute(e) => PerRoute::ExtAuthz(
+                    std::sync::Arc::new(crate::ext_authz::ExtAuthzPerRoute::compile(e)),
+                ),
                 _ => return Err(at("not a filter configuration weft implements".into())),
             };
             out.push((name.clone(), compiled));

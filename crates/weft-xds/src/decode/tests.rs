@@ -369,3 +369,47 @@ fn the_jwt_filter_decodes_over_xds() {
     assert_eq!(p.clock_skew_seconds, Some(5));
     assert!(j.rules[0].requires.as_ref().unwrap().requires_any.is_some());
 }
+
+#[test]
+fn the_ext_authz_filter_decodes_over_xds() {
+    // As istiod writes a CUSTOM provider: gated on the RBAC filter's
+    // shadow metadata; and a route that turns it off.
+    let ext = r#"{"name": "envoy.filters.http.ext_authz", "typedConfig": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "httpService": {"serverUri": {"uri": "http://authz.test", "cluster": "backend", "timeout": "0.5s"},
+          "pathPrefix": "/check",
+          "authorizationRequest": {"allowedHeaders": {"patterns": [{"exact": "x-allow", "ignoreCase": true}]},
+            "headersToAdd": [{"key": "x-from", "value": "weft"}]},
+          "authorizationResponse": {"allowedUpstreamHeaders": {"patterns": [{"prefix": "x-up"}]},
+            "allowedClientHeaders": {"patterns": [{"exact": "x-down"}]}}},
+        "failureModeAllow": true, "failureModeAllowHeaderAdd": true,
+        "statusOnError": {"code": "ServiceUnavailable"},
+        "filterEnabledMetadata": {"filter": "envoy.filters.http.rbac",
+          "path": [{"key": "istio_ext_authz_shadow_effective_policy_id"}],
+          "value": {"stringMatch": {"prefix": "istio-ext-authz"}}},
+        "transportApiVersion": "V3"}},
+      "#;
+    let json = LISTENER.replace(r#""httpFilters": ["#, &format!(r#""httpFilters": [{ext}"#));
+    let Resource::Listener(l) = decode_ok(Kind::Listener, &json, &["backend"]) else {
+        panic!("not a listener")
+    };
+    let weft_envoy::TypedConfig::HttpConnectionManager(hcm) =
+        &l.filter_chains[0].filters[0].typed_config
+    else {
+        panic!("not an HTTP connection manager")
+    };
+    let Some(weft_envoy::TypedConfig::ExtAuthz(e)) = &hcm.http_filters[0].typed_config else {
+        panic!("not the ext_authz filter")
+    };
+    let h = e.http_service.as_ref().unwrap();
+    assert_eq!(h.server_uri.as_ref().unwrap().cluster, "backend");
+    assert_eq!(h.path_prefix, "/check");
+    let req = h.authorization_request.as_ref().unwrap();
+    assert!(req.allowed_headers.as_ref().unwrap().patterns[0].ignore_case);
+    assert_eq!(req.headers_to_add[0].key, "x-from");
+    assert!(e.failure_mode_allow && e.failure_mode_allow_header_add);
+    assert_eq!(e.status_on_error.as_ref().unwrap().number(), Some(503));
+    let m = e.filter_enabled_metadata.as_ref().unwrap();
+    assert_eq!(m.filter, "envoy.filters.http.rbac");
+    assert_eq!(e.transport_api_version, weft_envoy::xds::ApiVersion::V3);
+}
