@@ -91,6 +91,7 @@ const WHEN_KEYS: &[&str] = &[
 ];
 const WHEN_PREFIXES: &[&str] = &[
     "request.headers[",
+    "request.experimental.inline.headers[",
     "request.auth.claims[",
     "experimental.envoy.filters.",
 ];

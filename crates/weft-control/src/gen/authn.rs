@@ -317,7 +317,7 @@ pub(crate) fn http_filters(
     applied: &[super::authz::Applied],
 ) -> Vec<hcm::HttpFilter> {
     let mut out: Vec<hcm::HttpFilter> = jwt_filter(ctx, namespace, labels).into_iter().collect();
-    out.extend(super::authz::http_filters(applied, &ctx.mesh.trust_domain));
+    out.extend(super::authz::http_filters(applied));
     out
 }
 

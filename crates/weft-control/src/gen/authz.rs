@@ -142,10 +142,20 @@ fn header(name: &str, m: rt::header_matcher::HeaderMatchSpecifier) -> rt::Header
     }
 }
 
-/// A request header against one value. A header may carry several
-/// comma-separated values: the value matches any of them (Istio's
-/// regular expression over the joined header).
+/// `request.headers[NAME]` against one value, as istiod writes it now:
+/// the header's (joined) value matched as a whole.
 fn header_value(name: &str, v: &str) -> rt::HeaderMatcher {
+    use rt::header_matcher::HeaderMatchSpecifier as H;
+    match pattern(v) {
+        Pattern::Present => header(name, H::PresentMatch(true)),
+        _ => header(name, H::StringMatch(value_matcher(v))),
+    }
+}
+
+/// `request.experimental.inline.headers[NAME]` against one value: a
+/// header carrying several comma-separated values matches when any of
+/// them does (a regular expression over the joined header).
+fn inline_header_value(name: &str, v: &str) -> rt::HeaderMatcher {
     use rt::header_matcher::HeaderMatchSpecifier as H;
     let one = match pattern(v) {
         Pattern::Present => return header(name, H::PresentMatch(true)),
@@ -334,15 +344,19 @@ fn operation(
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Owner<'a> {
     pub namespace: &'a str,
-    pub trust_domain: &'a str,
 }
 
-/// `ns/sa` or `sa` (in the policy's namespace) as the exact SPIFFE id.
+/// `ns/sa` or `sa` (in the policy's namespace) as istiod matches it: a
+/// SPIFFE id of any trust domain (peers of other clusters and federated
+/// domains included) with that namespace and service account, extra
+/// path segments allowed before `sa` and after the account.
 fn service_account(owner: Owner, v: &str) -> matcher::StringMatcher {
     let (ns, sa) = v.split_once('/').unwrap_or((owner.namespace, v));
-    string_matcher(matcher::string_matcher::MatchPattern::Exact(
-        super::tls::spiffe(owner.trust_domain, ns, sa),
-    ))
+    string_matcher(regex(format!(
+        "spiffe://.+/ns/{}/(.+/|)sa/{}(/.+)?",
+        regex_escape(ns),
+        regex_escape(sa)
+    )))
 }
 
 /// A source's fields as principals.
@@ -423,6 +437,15 @@ fn when_key(key: &str, layer: Layer) -> Result<Option<(Key, String)>, String> {
     {
         return http(
             Key::Principal(|name, v| Some(I::Header(header_value(name, v)))),
+            name.to_string(),
+        );
+    }
+    if let Some(name) = key
+        .strip_prefix("request.experimental.inline.headers[")
+        .and_then(|r| r.strip_suffix(']'))
+    {
+        return http(
+            Key::Principal(|name, v| Some(I::Header(inline_header_value(name, v)))),
             name.to_string(),
         );
     }
@@ -709,12 +732,7 @@ fn rbac_action(a: AuthorizationAction) -> rbac::rbac::Action {
 /// The engines for `action` from `applied` (every applicable policy, in
 /// Istio's order); `Err` names the policy and field that cannot be
 /// translated.
-pub(crate) fn engines(
-    applied: &[Applied],
-    action: AuthorizationAction,
-    layer: Layer,
-    trust_domain: &str,
-) -> Engines {
+pub(crate) fn engines(applied: &[Applied], action: AuthorizationAction, layer: Layer) -> Engines {
     let mut rules: Option<rbac::Rbac> = None;
     let mut shadow: Option<rbac::Rbac> = None;
     for a in applied {
@@ -724,7 +742,6 @@ pub(crate) fn engines(
         }
         let owner = Owner {
             namespace: &p.namespace,
-            trust_domain,
         };
         let engine = if a.dry_run { &mut shadow } else { &mut rules };
         let engine = engine.get_or_insert_with(|| rbac::Rbac {
@@ -781,11 +798,11 @@ pub(crate) const ORDER: [AuthorizationAction; 4] = [
 /// The HTTP RBAC filters for `applied`, in Istio's order (CUSTOM, DENY,
 /// ALLOW, AUDIT). ext_authz is not implemented: the requests a CUSTOM
 /// policy selects are denied (`weft control` says so when it reads one).
-pub(crate) fn http_filters(applied: &[Applied], trust_domain: &str) -> Vec<pb::hcm::HttpFilter> {
+pub(crate) fn http_filters(applied: &[Applied]) -> Vec<pb::hcm::HttpFilter> {
     use envoy_types::pb::envoy::extensions::filters::http::rbac::v3 as http_rbac;
     let mut out = Vec::new();
     for action in ORDER {
-        let e = engines(applied, action, Layer::Http, trust_domain);
+        let e = engines(applied, action, Layer::Http);
         if e.rules.is_none() && e.shadow.is_none() {
             continue;
         }
@@ -808,14 +825,11 @@ pub(crate) fn http_filters(applied: &[Applied], trust_domain: &str) -> Vec<pb::h
 
 /// The network RBAC filters of a TCP port for `applied` (stat prefix
 /// `tcp.`, as Istio's).
-pub(crate) fn network_filters(
-    applied: &[Applied],
-    trust_domain: &str,
-) -> Vec<pb::listener::Filter> {
+pub(crate) fn network_filters(applied: &[Applied]) -> Vec<pb::listener::Filter> {
     use envoy_types::pb::envoy::extensions::filters::network::rbac::v3 as net_rbac;
     let mut out = Vec::new();
     for action in ORDER {
-        let e = engines(applied, action, Layer::Tcp, trust_domain);
+        let e = engines(applied, action, Layer::Tcp);
         if e.rules.is_none() && e.shadow.is_none() {
             continue;
         }

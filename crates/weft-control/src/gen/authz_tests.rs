@@ -67,7 +67,7 @@ spec:
             dry_run: false,
         },
     ];
-    let filters = http_filters(&applied, "cluster.local");
+    let filters = http_filters(&applied);
     assert_eq!(filters.len(), 2);
     let any = json!([{"and_rules": {"rules": [{"any": true}]}}]);
     let by = |p: &str| {
@@ -99,13 +99,10 @@ metadata: {name: allow-nothing, namespace: foo}
 spec: {}
 ",
     );
-    let filters = http_filters(
-        &[Applied {
-            policy: &nothing,
-            dry_run: false,
-        }],
-        "td",
-    );
+    let filters = http_filters(&[Applied {
+        policy: &nothing,
+        dry_run: false,
+    }]);
     assert_eq!(filters.len(), 1);
     let f = filter_json(&filters[0]);
     // An ALLOW engine with no policy: nothing matches, everything denied.
@@ -117,13 +114,10 @@ spec: {}
         "{f:#}"
     );
 
-    let dry = http_filters(
-        &[Applied {
-            policy: &policy(DENY_AND_ALLOW),
-            dry_run: true,
-        }],
-        "td",
-    );
+    let dry = http_filters(&[Applied {
+        policy: &policy(DENY_AND_ALLOW),
+        dry_run: true,
+    }]);
     let f = filter_json(&dry[0]);
     assert!(f.get("rules").is_none(), "{f:#}");
     assert_eq!(f["shadow_rules"]["action"], "DENY", "{f:#}");
@@ -156,13 +150,10 @@ spec:
       values: [\"91\"]
 ",
     );
-    let filters = http_filters(
-        &[Applied {
-            policy: &p,
-            dry_run: false,
-        }],
-        "cluster.local",
-    );
+    let filters = http_filters(&[Applied {
+        policy: &p,
+        dry_run: false,
+    }]);
     let f = filter_json(&filters[0]);
     let rule = &f["rules"]["policies"]["ns[foo]-policy[p]-rule[0]"];
     let perms = &rule["permissions"][0]["and_rules"]["rules"];
@@ -200,8 +191,8 @@ spec:
     assert_eq!(
         ids[0]["or_ids"]["ids"],
         json!([
-            {"authenticated": {"principal_name": {"exact": "spiffe://cluster.local/ns/my-ns/sa/my-sa"}}},
-            {"authenticated": {"principal_name": {"exact": "spiffe://cluster.local/ns/foo/sa/sa-only"}}}
+            {"authenticated": {"principal_name": {"safe_regex": {"regex": "spiffe://.+/ns/my-ns/(.+/|)sa/my-sa(/.+)?"}}}},
+            {"authenticated": {"principal_name": {"safe_regex": {"regex": "spiffe://.+/ns/foo/(.+/|)sa/sa-only(/.+)?"}}}}
         ])
     );
     assert_eq!(
@@ -212,9 +203,10 @@ spec:
         ids[2]["or_ids"]["ids"][1],
         json!({"direct_remote_ip": {"address_prefix": "5.6.0.0", "prefix_len": 16}})
     );
+    // As istiod writes request.headers[] now: the joined value as a whole.
     assert_eq!(
-        ids[3]["or_ids"]["ids"][0]["header"]["safe_regex_match"]["regex"],
-        "^header$|^header,.*|.*,header,.*|.*,header$"
+        ids[3]["or_ids"]["ids"][0]["header"],
+        json!({"name": "X-header", "string_match": {"exact": "header"}})
     );
 }
 
@@ -243,7 +235,6 @@ spec:
         }],
         AuthorizationAction::ALLOW,
         Layer::Tcp,
-        "td",
     );
     assert!(
         e.rules.unwrap().policies.is_empty(),
@@ -257,7 +248,6 @@ spec:
         }],
         AuthorizationAction::DENY,
         Layer::Tcp,
-        "td",
     );
     let rules = e.rules.unwrap();
     let p = &rules.policies["ns[foo]-policy[p]-rule[0]"];
@@ -292,13 +282,10 @@ spec:
     // without policies.
     let allow = bad("ALLOW");
     let f = filter_json(
-        &http_filters(
-            &[Applied {
-                policy: &allow,
-                dry_run: false,
-            }],
-            "td",
-        )[0],
+        &http_filters(&[Applied {
+            policy: &allow,
+            dry_run: false,
+        }])[0],
     );
     assert!(
         f["rules"]
@@ -309,13 +296,10 @@ spec:
     // A DENY rule weft cannot read denies everything.
     let deny = bad("DENY");
     let f = filter_json(
-        &http_filters(
-            &[Applied {
-                policy: &deny,
-                dry_run: false,
-            }],
-            "td",
-        )[0],
+        &http_filters(&[Applied {
+            policy: &deny,
+            dry_run: false,
+        }])[0],
     );
     let p = &f["rules"]["policies"]["ns[foo]-policy[p]-rule[0]"];
     assert_eq!(p["permissions"], json!([{"any": true}]), "{f:#}");
@@ -333,19 +317,16 @@ spec:
     - operation: {paths: [/admin]}
 ",
     );
-    let filters = http_filters(
-        &[
-            Applied {
-                policy: &allow,
-                dry_run: false,
-            },
-            Applied {
-                policy: &custom,
-                dry_run: false,
-            },
-        ],
-        "td",
-    );
+    let filters = http_filters(&[
+        Applied {
+            policy: &allow,
+            dry_run: false,
+        },
+        Applied {
+            policy: &custom,
+            dry_run: false,
+        },
+    ]);
     assert_eq!(filters.len(), 2);
     let first = filter_json(&filters[0]);
     assert_eq!(first["rules"]["action"], "DENY", "{first:#}");

@@ -77,7 +77,7 @@ pub(crate) fn sidecar<'a>(
                 )),
             )]
         } else {
-            let mut filters = super::authz::network_filters(&applied, &ctx.mesh.trust_domain);
+            let mut filters = super::authz::network_filters(&applied);
             filters.push(tcp_proxy(&format!("inbound_{bind}_{port}"), &cluster));
             filters
         };
