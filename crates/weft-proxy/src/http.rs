@@ -442,7 +442,10 @@ where
             return (resp, outcome);
         }
     }
-    let matched = vh.and_then(|vh| {
+    // A CONNECT without a path matches only routes with a
+    // connect_matcher, which weft does not implement: none.
+    let connect = req.method() == http::Method::CONNECT && req.uri().path_and_query().is_none();
+    let matched = vh.filter(|_| !connect).and_then(|vh| {
         let view = RequestView {
             method: req.method().as_str(),
             authority: &host,

@@ -67,6 +67,11 @@ const CASES: &[(&str, &str, &[u8])] = &[
     ("absolute form", "GET", b"http://raw.test/a/../b//c%2Fd"),
     ("a path not starting with a slash", "GET", b"a/../b"),
     (
+        "CONNECT (no path to normalize, no route)",
+        "CONNECT",
+        b"raw.test:443",
+    ),
+    (
         "backslashes and escaped ones",
         "GET",
         b"/a\\..%5C..\\b%2f%2F/c",
