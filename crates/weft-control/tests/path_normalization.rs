@@ -5,6 +5,8 @@
 //! DECODE_AND_MERGE_SLASHES adds UNESCAPE_AND_FORWARD; escaped slashes
 //! are otherwise kept (KEEP_UNCHANGED, set explicitly).
 
+use std::collections::HashSet;
+
 use serde_json::{json, Value};
 use weft_control::context::{Context, Mesh, PathNormalization};
 use weft_control::gen::{self, Proxy};
@@ -87,7 +89,18 @@ fn managers(level: PathNormalization) -> Vec<(String, Value)> {
     .expect("node id");
     let mut found = Vec::new();
     for out in [gen::sidecar(&ctx, &sidecar), gen::gateway(&ctx, &gateway)] {
+        let clusters: HashSet<&str> = out
+            .get(&Kind::Cluster)
+            .map(|c| c.keys().map(String::as_str).collect())
+            .unwrap_or_default();
         for (name, resource) in out.get(&Kind::Listener).into_iter().flatten() {
+            // What weft proxy makes of it, straight from the message and
+            // from its JSON form, must agree and take the fields.
+            let any = resource.to_any();
+            match weft_xds::compare_decoders(&any.type_url, &any.value, &clusters) {
+                Ok(got) => assert!(!got.starts_with("error at "), "{name}: {got}"),
+                Err(e) => panic!("{name}: {e}"),
+            }
             let listener = resource.to_json().expect("decodes");
             let chains = listener["filter_chains"].as_array().cloned();
             for chain in chains.into_iter().flatten() {
