@@ -544,7 +544,7 @@ fn normalize<B>(
     if settings.path.is_noop() || req.method() == http::Method::CONNECT || !path.starts_with('/') {
         return Ok(path);
     }
-    let reply = match settings.path.apply(&path) {
+    let (reply, normalized) = match settings.path.apply(&path) {
         Normalized::Continue(p) => {
             if p != path {
                 outcome.path = Some(p.clone());
@@ -560,13 +560,17 @@ fn normalize<B>(
             if let Ok(v) = HeaderValue::from_str(&p) {
                 r.headers_mut().insert(LOCATION, v);
             }
-            r
+            (r, p)
         }
-        Normalized::Redirect(_) | Normalized::Reject(_) => {
+        Normalized::Redirect(p) | Normalized::Reject { path: p, .. } => {
             settings.stats.downstream_rq_failed_path_normalization.inc();
-            local_reply(settings, 400, "")
+            (local_reply(settings, 400, ""), p)
         }
     };
+    // The log shows the path as far as normalization got, as Envoy's.
+    if normalized != path {
+        outcome.path = Some(normalized);
+    }
     Err(Box::new(reply))
 }
 

@@ -53,8 +53,9 @@ pub enum Normalized {
     Continue(String),
     /// Redirect the client (307) to this path (with its query).
     Redirect(String),
-    /// Refuse the request (400).
-    Reject(PathError),
+    /// Refuse the request (400). `path` is the path (with query) as far
+    /// as normalization got, which is what Envoy then logs.
+    Reject { error: PathError, path: String },
 }
 
 /// Why a path was refused.
@@ -84,18 +85,25 @@ impl PathNormalization {
         let mut redirect = false;
         if self.escaped_slashes != EscapedSlashes::Keep {
             if let Some(unescaped) = unescape_slashes(&path) {
-                match self.escaped_slashes {
-                    EscapedSlashes::Reject => return Normalized::Reject(PathError::EscapedSlash),
-                    EscapedSlashes::UnescapeAndRedirect => redirect = true,
-                    _ => {}
+                if self.escaped_slashes == EscapedSlashes::Reject {
+                    return Normalized::Reject {
+                        error: PathError::EscapedSlash,
+                        path: format!("{unescaped}{query}"),
+                    };
                 }
+                redirect = self.escaped_slashes == EscapedSlashes::UnescapeAndRedirect;
                 path = Cow::Owned(unescaped);
             }
         }
         if self.normalize {
             match canonicalize(&path) {
                 Ok(p) => path = Cow::Owned(p),
-                Err(e) => return Normalized::Reject(e),
+                Err(error) => {
+                    return Normalized::Reject {
+                        error,
+                        path: format!("{path}{query}"),
+                    }
+                }
             }
         }
         if self.merge_slashes {

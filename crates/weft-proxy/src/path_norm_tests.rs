@@ -110,13 +110,28 @@ fn non_ascii_is_escaped() {
 
 #[test]
 fn a_nul_is_refused() {
-    for path in ["/a%00b", "/%00", "/a\0"] {
+    for path in ["/a%00b?q", "/%00", "/a\0"] {
         assert_eq!(
             NORMALIZE.apply(path),
-            Normalized::Reject(PathError::Nul),
+            Normalized::Reject {
+                error: PathError::Nul,
+                path: path.into()
+            },
             "{path}"
         );
     }
+    // Escaped slashes are decoded before, and stay decoded.
+    let decoding = PathNormalization {
+        escaped_slashes: EscapedSlashes::UnescapeAndForward,
+        ..NORMALIZE
+    };
+    assert_eq!(
+        decoding.apply("/x%2F..%2F%00"),
+        Normalized::Reject {
+            error: PathError::Nul,
+            path: "/x/../%00".into()
+        }
+    );
     // Without normalize_path it is forwarded as sent.
     assert_eq!(forwarded(MERGE, "/a%00b"), "/a%00b");
 }
@@ -203,13 +218,19 @@ fn escaped_slashes_as_envoy_does() {
         ),
         (
             reject,
-            "/a%2fb",
-            Normalized::Reject(PathError::EscapedSlash),
+            "/a%2fb?q=%2f",
+            Normalized::Reject {
+                error: PathError::EscapedSlash,
+                path: "/a/b?q=%2f".into(),
+            },
         ),
         (
             reject,
             "/a%5Cb",
-            Normalized::Reject(PathError::EscapedSlash),
+            Normalized::Reject {
+                error: PathError::EscapedSlash,
+                path: "/a\\b".into(),
+            },
         ),
         (
             reject,
@@ -269,7 +290,7 @@ fn check(input: &str) {
                         assert!(p.ends_with(q), "{input:?} -> {p:?}");
                     }
                 }
-                Normalized::Reject(_) => {}
+                Normalized::Reject { .. } => {}
             }
         }
     }
