@@ -135,3 +135,32 @@ async fn raw_request_targets_normalized_as_envoy_does() {
     pair.stop();
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+/// What weft does not implement is refused by name, never ignored:
+/// `path_normalization_options` (which Envoy does not implement either),
+/// and an escaped-slashes action that is not one of Envoy's.
+#[tokio::test]
+async fn unimplemented_path_settings_are_refused_by_name() {
+    let routes = yaml("virtual_hosts: []");
+    let cases = [
+        (
+            json!({"path_normalization_options": {"forwarding_transformation": {}}}),
+            "path_normalization_options",
+        ),
+        (
+            json!({"path_with_escaped_slashes_action": "UNESCAPE_SOMETIMES"}),
+            "path_with_escaped_slashes_action",
+        ),
+    ];
+    for (hcm, field) in cases {
+        let text = http_bootstrap(free_port(), free_port(), &hcm, &routes, &[]);
+        let error = match weft_envoy::parse_bootstrap("test", &text) {
+            Err(e) => e.to_string(),
+            Ok(boot) => match weft_proxy::Snapshot::compile(&boot).await {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{hcm} accepted"),
+            },
+        };
+        assert!(error.contains(field), "{hcm}: {error}");
+    }
+}
