@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-300}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(load_validate listener_inspect xds_requests)
+[ ${#targets[@]} -gt 0 ] || targets=(load_validate listener_inspect xds_requests path_normalize)
 sanitizer="${FUZZ_SANITIZER:-address}"
 # cargo-fuzz passes nightly-only flags (-Z sanitizer, -Z extra-const-ub-checks);
 # the stable toolchain accepts them under RUSTC_BOOTSTRAP.
@@ -27,12 +27,14 @@ export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 
 # Inputs longer than this are cut (bytes): a YAML file, a ClientHello
-# with room for a large extension block, a few discovery requests.
+# with room for a large extension block, a few discovery requests, a
+# request path.
 max_len() {
   case "$1" in
     load_validate) echo 65536 ;;
     listener_inspect) echo 70000 ;;
     xds_requests) echo 4096 ;;
+    path_normalize) echo 1024 ;;
     *) echo 4096 ;;
   esac
 }

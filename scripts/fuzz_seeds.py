@@ -5,7 +5,8 @@ load_validate starts from the repository's example and tour YAML;
 listener_inspect from a real TLS ClientHello (made by Python's ssl module,
 with SNI and ALPN) and HTTP/1.1 and HTTP/2 preludes; xds_requests from
 gRPC-framed discovery requests (state-of-the-world and delta) behind the
-byte that picks the HTTP/2 frame size. Usage: fuzz_seeds.py CORPUS_DIR
+byte that picks the HTTP/2 frame size; path_normalize from request paths
+with dot segments, escapes, backslashes and queries. Usage: fuzz_seeds.py CORPUS_DIR
 """
 
 import pathlib
@@ -92,3 +93,14 @@ delta = [
 write("xds_requests", "sotw", bytes([7]) + b"".join(grpc(m) for m in sotw))
 write("xds_requests", "delta", bytes([3]) + b"".join(grpc(m) for m in delta))
 write("xds_requests", "empty-message", bytes([1]) + grpc(b""))
+
+# path_normalize: request paths that exercise each rule.
+for i, path in enumerate([
+    b"/a/../b/./c",
+    b"//a//b?x=/../y//z",
+    b"/a%2Fb%5c..%2e%2E/%61dmin",
+    b"/a\\..\\b",
+    b"/%%41%zz%00%",
+    b"/a\"b<c>{d}",
+]):
+    write("path_normalize", f"path-{i}", path)

@@ -77,6 +77,37 @@ pub struct Mesh {
     /// gateways do with `x-forwarded-client-cert`, by Envoy's name
     /// (Istio's gateways default to SANITIZE_SET).
     pub gateway_forward_client_cert: String,
+    /// `pathNormalization.normalization`: what every connection manager
+    /// does to request paths before routing and authorization.
+    pub path_normalization: PathNormalization,
+}
+
+/// Istio's `ProxyPathNormalization` levels (its DEFAULT is BASE), each
+/// the one before and more.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PathNormalization {
+    /// Paths are routed, authorized and forwarded as sent.
+    None,
+    /// RFC 3986 normalization (`normalize_path`).
+    #[default]
+    Base,
+    /// And adjacent slashes merged (`merge_slashes`).
+    MergeSlashes,
+    /// And `%2F`/`%5C` decoded first (UNESCAPE_AND_FORWARD).
+    DecodeAndMergeSlashes,
+}
+
+impl PathNormalization {
+    /// The level by Istio's name (DEFAULT is BASE).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "NONE" => PathNormalization::None,
+            "BASE" | "DEFAULT" => PathNormalization::Base,
+            "MERGE_SLASHES" => PathNormalization::MergeSlashes,
+            "DECODE_AND_MERGE_SLASHES" => PathNormalization::DecodeAndMergeSlashes,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for Mesh {
@@ -89,6 +120,7 @@ impl Default for Mesh {
             trust_domain: "cluster.local".into(),
             enable_auto_mtls: true,
             gateway_forward_client_cert: "SANITIZE_SET".into(),
+            path_normalization: PathNormalization::Base,
         }
     }
 }

@@ -32,8 +32,16 @@ pub struct HttpConnectionManager {
     pub common_http_protocol_options: Option<HttpProtocolOptionsCommon>,
     pub http_protocol_options: Option<Http1ProtocolOptions>,
     pub http2_protocol_options: Option<Http2ProtocolOptions>,
+    /// RFC 3986 normalization of the path before routing and filters
+    /// (off when unset: Envoy's runtime default is 0%).
     pub normalize_path: Option<bool>,
+    /// Adjacent slashes in the path merged into one.
     pub merge_slashes: bool,
+    /// What becomes of `%2F` and `%5C` (either case) in the path.
+    pub path_with_escaped_slashes_action: PathWithEscapedSlashesAction,
+    /// Envoy's not-implemented path transformations; modelled only so
+    /// that weft can refuse them by name.
+    pub path_normalization_options: Option<serde_json::Value>,
     pub max_request_headers_kb: Option<u32>,
     /// What becomes of `x-forwarded-client-cert` (SANITIZE by default).
     pub forward_client_cert_details: ForwardClientCertDetails,
@@ -53,6 +61,22 @@ pub enum ForwardClientCertDetails {
     APPEND_FORWARD,
     SANITIZE_SET,
     ALWAYS_FORWARD_ONLY,
+}
+
+/// Envoy's `PathWithEscapedSlashesAction`: what the connection manager
+/// does with escaped slashes (`%2F`, `%5C`, either case) in a path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[allow(clippy::upper_case_acronyms, non_camel_case_types)]
+pub enum PathWithEscapedSlashesAction {
+    /// Envoy's choice, which is KEEP_UNCHANGED.
+    #[default]
+    IMPLEMENTATION_SPECIFIC_DEFAULT,
+    KEEP_UNCHANGED,
+    /// 400 (gRPC: status 13) when the path has one.
+    REJECT_REQUEST,
+    /// Unescaped, then a 307 to the path as it ends up.
+    UNESCAPE_AND_REDIRECT,
+    UNESCAPE_AND_FORWARD,
 }
 
 /// The client certificate's facts set in the current element (`By` and

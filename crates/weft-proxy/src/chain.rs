@@ -141,6 +141,8 @@ pub struct HttpSettings {
     /// Some filter is RBAC or JWT: requests that match no route are
     /// checked too (Envoy's filters run before its router answers 404).
     pub rbac: bool,
+    /// What becomes of a request's path before anything looks at it.
+    pub path: crate::path_norm::PathNormalization,
 }
 
 /// An HTTP filter of a connection manager, under its configured name
@@ -255,8 +257,11 @@ pub(crate) fn compile_hcm(
                 "xff_num_trusted_hops",
                 h.xff_num_trusted_hops > 0 && h.use_remote_address == Some(true),
             ),
-            ("normalize_path", h.normalize_path == Some(true)),
-            ("merge_slashes", h.merge_slashes),
+            // Envoy does not implement them either (not-implemented-hide).
+            (
+                "path_normalization_options",
+                h.path_normalization_options.is_some(),
+            ),
         ],
     )?;
     let mut websocket = false;
@@ -353,6 +358,7 @@ pub(crate) fn compile_hcm(
         }),
         filters,
         client_cert: crate::xfcc::ClientCertPolicy::compile(h),
+        path: path_normalization(h),
         codec: h.codec_type,
         routes,
         server_name: http::HeaderValue::from_str(h.server_name.as_deref().unwrap_or("envoy"))
@@ -379,6 +385,26 @@ pub(crate) fn compile_hcm(
         drain_timeout: h.drain_timeout.map_or(Duration::from_secs(5), |d| d.0),
         stats: HttpStats::new(stats, &h.stat_prefix),
     })
+}
+
+/// A connection manager's `normalize_path`, `merge_slashes` and
+/// `path_with_escaped_slashes_action`, with Envoy's defaults (off, off,
+/// KEEP_UNCHANGED).
+fn path_normalization(h: &HttpConnectionManager) -> crate::path_norm::PathNormalization {
+    use crate::path_norm::EscapedSlashes;
+    use weft_envoy::filters::PathWithEscapedSlashesAction as Action;
+    crate::path_norm::PathNormalization {
+        normalize: h.normalize_path.unwrap_or(false),
+        merge_slashes: h.merge_slashes,
+        escaped_slashes: match h.path_with_escaped_slashes_action {
+            Action::IMPLEMENTATION_SPECIFIC_DEFAULT | Action::KEEP_UNCHANGED => {
+                EscapedSlashes::Keep
+            }
+            Action::REJECT_REQUEST => EscapedSlashes::Reject,
+            Action::UNESCAPE_AND_REDIRECT => EscapedSlashes::UnescapeAndRedirect,
+            Action::UNESCAPE_AND_FORWARD => EscapedSlashes::UnescapeAndForward,
+        },
+    }
 }
 
 /// The policy names (shadow or not) of the RBAC rules an inline route

@@ -1,9 +1,49 @@
 //! Header additions and removals configured at route-config, virtual-host,
 //! route and weighted-cluster level, applied as Envoy applies them; the
-//! hop-by-hop headers that never cross the proxy, and upgrade requests.
+//! hop-by-hop headers that never cross the proxy, upgrade requests, and
+//! the request methods Envoy's HTTP/1 codec knows.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use weft_envoy::{AppendAction, HeaderValueOption};
+
+/// The request methods Envoy's HTTP/1 parser accepts (measured against
+/// Envoy 1.40: `PURGE` passes, `purge` is a 400).
+pub(crate) const HTTP1_METHODS: &[&str] = &[
+    "GET",
+    "HEAD",
+    "POST",
+    "PUT",
+    "DELETE",
+    "CONNECT",
+    "OPTIONS",
+    "TRACE",
+    "PATCH",
+    "ACL",
+    "BIND",
+    "CHECKOUT",
+    "COPY",
+    "LINK",
+    "LOCK",
+    "M-SEARCH",
+    "MERGE",
+    "MKACTIVITY",
+    "MKCALENDAR",
+    "MKCOL",
+    "MOVE",
+    "NOTIFY",
+    "PROPFIND",
+    "PROPPATCH",
+    "PURGE",
+    "REBIND",
+    "REPORT",
+    "SEARCH",
+    "SOURCE",
+    "SUBSCRIBE",
+    "UNBIND",
+    "UNLINK",
+    "UNLOCK",
+    "UNSUBSCRIBE",
+];
 
 /// Hop-by-hop headers never cross the proxy.
 pub(crate) const HOP_BY_HOP: &[&str] = &[

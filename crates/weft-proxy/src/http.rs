@@ -14,7 +14,7 @@ use crate::chain::{FilterKind, HttpSettings, Routes};
 use crate::cors::Cors;
 use crate::error::ForwardError;
 use crate::fault::{AbortReply, Injected};
-use crate::headers::upgrade_kind;
+use crate::headers::{upgrade_kind, HTTP1_METHODS};
 use crate::local_reply::{grpc_reply, is_grpc, LocalReply};
 use crate::matchers::{rewrite_path, RequestView};
 use crate::metadata::DynamicMetadata;
@@ -26,45 +26,6 @@ use crate::routes::{PerFilter, PerRoute};
 use crate::snapshot::Snapshot;
 use crate::stream_timers::{self, Activity, Limits, TrackedRequest};
 use crate::transport::ConnectionInfo;
-
-/// The request methods Envoy's HTTP/1 parser accepts (measured against
-/// Envoy 1.40: `PURGE` passes, `purge` is a 400).
-const HTTP1_METHODS: &[&str] = &[
-    "GET",
-    "HEAD",
-    "POST",
-    "PUT",
-    "DELETE",
-    "CONNECT",
-    "OPTIONS",
-    "TRACE",
-    "PATCH",
-    "ACL",
-    "BIND",
-    "CHECKOUT",
-    "COPY",
-    "LINK",
-    "LOCK",
-    "M-SEARCH",
-    "MERGE",
-    "MKACTIVITY",
-    "MKCALENDAR",
-    "MKCOL",
-    "MOVE",
-    "NOTIFY",
-    "PROPFIND",
-    "PROPPATCH",
-    "PURGE",
-    "REBIND",
-    "REPORT",
-    "SEARCH",
-    "SOURCE",
-    "SUBSCRIBE",
-    "UNBIND",
-    "UNLINK",
-    "UNLOCK",
-    "UNSUBSCRIBE",
-];
 
 static EMPTY_ROUTES: std::sync::LazyLock<Arc<crate::routes::RouteTable>> =
     std::sync::LazyLock::new(|| {
@@ -507,6 +468,11 @@ where
             outcome,
         );
     }
+    // Envoy normalizes the path first (a CONNECT has none to normalize).
+    let path = match normalize(&settings, &req, path, &mut outcome) {
+        Ok(path) => path,
+        Err(reply) => return (*reply, outcome),
+    };
     // Every request gets an id before anything else, local replies too.
     let h = req.headers_mut();
     let external = settings.use_remote_address && !settings.preserve_external_request_id;
@@ -555,7 +521,10 @@ where
             return (resp, outcome);
         }
     }
-    let matched = vh.and_then(|vh| {
+    // A CONNECT without a path matches only routes with a
+    // connect_matcher, which weft does not implement: none.
+    let connect = req.method() == http::Method::CONNECT && req.uri().path_and_query().is_none();
+    let matched = vh.filter(|_| !connect).and_then(|vh| {
         let view = RequestView {
             method: req.method().as_str(),
             authority: &host,
@@ -639,6 +608,49 @@ where
         }
     };
     (resp, outcome)
+}
+
+/// The path as the connection manager's normalization leaves it, or its
+/// answer: a 307 to the path with slashes unescaped, or a 400 (gRPC
+/// requests, which cannot follow a redirect, get the 400 too).
+fn normalize<B>(
+    settings: &HttpSettings,
+    req: &Request<B>,
+    path: String,
+    outcome: &mut Outcome,
+) -> Result<String, Box<Response<Body>>> {
+    use crate::path_norm::Normalized;
+    if settings.path.is_noop() || req.method() == http::Method::CONNECT || !path.starts_with('/') {
+        return Ok(path);
+    }
+    let (reply, normalized) = match settings.path.apply(&path) {
+        Normalized::Continue(p) => {
+            if p != path {
+                outcome.path = Some(p.clone());
+            }
+            return Ok(p);
+        }
+        Normalized::Redirect(p) if !is_grpc(req.headers()) => {
+            settings
+                .stats
+                .downstream_rq_redirected_with_normalized_path
+                .inc();
+            let mut r = local_reply(settings, 307, "");
+            if let Ok(v) = HeaderValue::from_str(&p) {
+                r.headers_mut().insert(LOCATION, v);
+            }
+            (r, p)
+        }
+        Normalized::Redirect(p) | Normalized::Reject { path: p, .. } => {
+            settings.stats.downstream_rq_failed_path_normalization.inc();
+            (local_reply(settings, 400, ""), p)
+        }
+    };
+    // The log shows the path as far as normalization got, as Envoy's.
+    if normalized != path {
+        outcome.path = Some(normalized);
+    }
+    Err(Box::new(reply))
 }
 
 /// The timers a routed stream runs under: the route's idle timeout and

@@ -10,7 +10,8 @@
 //!    `io`, `stats`, `metadata` (a request's dynamic metadata).
 //! 1. Policies, each knowing only floor 0: `fault`, `ratelimit`, `cors`,
 //!    `rbac`, `retry`, `hashing`, `circuit`, `outlier`, `replay`,
-//!    `stream_timers`, `local_reply`, `access_log`, `xfcc`.
+//!    `stream_timers`, `local_reply`, `access_log`, `xfcc`, `path_norm`
+//!    (a request path normalized as Envoy's connection manager does).
 //! 2. Compiled configuration: `cluster` (endpoints, balancing, pools),
 //!    `routes` (route tables), `chain` (filter chains: transport, HTTP
 //!    connection manager or TCP proxy), `listener`, `snapshot`,
@@ -42,6 +43,7 @@ mod hashing;
 mod jwt;
 mod local_reply;
 mod outlier;
+pub mod path_norm;
 mod ratelimit;
 mod rbac;
 mod replay;

@@ -20,7 +20,8 @@ pub(crate) struct Routed<'a> {
     pub table: &'a RouteTable,
     pub vh: &'a VirtualHost,
     pub route: &'a Route,
-    /// Host and path (with query) as the client sent them.
+    /// Host as the client sent it, and path (with query) as the
+    /// connection manager normalized it.
     pub host: &'a str,
     pub path: &'a str,
 }
@@ -31,6 +32,9 @@ pub struct Outcome {
     pub flag: Option<&'static str>,
     /// The x-request-id sent upstream (possibly generated here).
     pub request_id: Option<String>,
+    /// The path (with query) as normalization left it, when it changed
+    /// (what Envoy's `%REQ(:PATH)%` then shows).
+    pub path: Option<String>,
     pub upstream: Option<SocketAddr>,
     /// Attempts sent upstream (more than one when retried).
     pub attempts: u32,

@@ -591,6 +591,7 @@ async fn logged(
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    let original_path = req.headers().contains_key("x-envoy-original-path");
     let mut entry = Entry {
         start: Some(std::time::SystemTime::now()),
         method: req.method().to_string(),
@@ -624,6 +625,11 @@ async fn logged(
     entry.upstream_host = outcome.upstream.map(|a| a.to_string());
     if outcome.request_id.is_some() {
         entry.request_id = outcome.request_id;
+    }
+    if let Some(path) = outcome.path {
+        if !original_path {
+            entry.path = path;
+        }
     }
     entry.upstream_service_time = resp
         .headers()

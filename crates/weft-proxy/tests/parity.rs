@@ -11,8 +11,9 @@
 //! endpoints). A scenario may add clusters; `${a}`, `${b}` and `${dead}`
 //! in its text are those backends' ports.
 //!
-//! `WEFT_PARITY=name` runs one scenario; `WEFT_PARITY_SHOW=1` prints what
-//! Envoy answered to each request (for writing new scenarios).
+//! `WEFT_PARITY=name` runs one scenario (`path-*` those whose names
+//! start so, `a,b` several); `WEFT_PARITY_SHOW=1` prints what Envoy
+//! answered to each request (for writing new scenarios).
 
 mod support;
 
@@ -79,6 +80,8 @@ struct Req {
     /// agreeing with Envoy).
     #[serde(default)]
     expect_headers: BTreeMap<String, String>,
+    /// The path (with query) the backend must have received.
+    expect_path: Option<String>,
 }
 
 /// Request headers as a map, or as a list of `[name, value]` pairs when
@@ -286,6 +289,14 @@ async fn run_file(path: &Path, be: &Backends) {
                 None => from_envoy.status.to_string(),
             };
             assert_eq!(got, r.expect, "{what} (the scenario's own expectation)");
+            if let Some(want) = &r.expect_path {
+                let seen = from_envoy.seen().map(|s| s["path"].clone());
+                assert_eq!(
+                    seen,
+                    Some(json!(want)),
+                    "{what}: the path the backend saw (the scenario's own expectation)"
+                );
+            }
             for (k, v) in &r.expect_headers {
                 assert_eq!(
                     from_envoy.headers.get(k),
@@ -317,8 +328,13 @@ async fn scenarios_match_envoy() {
     let files: Vec<PathBuf> = scenario_files()
         .into_iter()
         .filter(|p| {
-            only.as_deref()
-                .is_none_or(|o| p.file_stem().is_some_and(|s| s == o))
+            let name = p.file_stem().unwrap_or_default().to_string_lossy();
+            only.as_deref().is_none_or(|o| {
+                o.split(',').any(|o| match o.strip_suffix('*') {
+                    Some(prefix) => name.starts_with(prefix),
+                    None => name == o,
+                })
+            })
         })
         .collect();
     assert!(

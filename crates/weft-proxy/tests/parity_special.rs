@@ -90,6 +90,53 @@ virtual_hosts:
     assert!(e[3].contains("503 UF"), "{}", e[3]);
 }
 
+/// The access log shows the path as normalization left it (Envoy's
+/// `%REQ(:PATH)%` reads the header the connection manager rewrote).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_shows_the_normalized_path() {
+    let a = echo_backend("a").await;
+    let routes = yaml(
+        "virtual_hosts: [{name: all, domains: [\"*\"], routes: [{match: {prefix: /}, route: {cluster: a}}]}]",
+    );
+    let dir = TempDir::new("access-log-path");
+    let requests: &[(&str, &[(&str, &str)])] = &[
+        ("/x/../a//b?q=/../", &[]),
+        ("/a%2Fb/./c", &[]),
+        ("/a%00b", &[]),
+        ("/x%2F..%2F%00", &[]),
+        ("/plain", &[]),
+    ];
+    for action in ["UNESCAPE_AND_REDIRECT", "REJECT_REQUEST"] {
+        let log = |admin: u16| dir.0.join(format!("{action}-{admin}.log"));
+        let pair = Pair::start(|listen, admin| {
+            let hcm = json!({
+                "normalize_path": true,
+                "merge_slashes": true,
+                "path_with_escaped_slashes_action": action,
+                "access_log": [{
+                    "name": "envoy.access_loggers.file",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                        "path": log(admin).display().to_string(),
+                    }
+                }]
+            });
+            http_bootstrap(listen, admin, &hcm, &routes, &[static_cluster("a", a.port(), false)])
+        })
+        .await;
+        send_each([pair.envoy_port, pair.weft_port], "log.test", requests).await;
+        let (e, w) = pair.stop_and_read_logs(log, requests.len()).await;
+        let e: Vec<String> = e.lines().map(mask_log_line).collect();
+        let w: Vec<String> = w.lines().map(mask_log_line).collect();
+        assert_eq!(
+            w, e,
+            "{action}: weft's access log lines differ from Envoy's"
+        );
+        assert_eq!(e.len(), requests.len());
+        assert!(e[0].contains("GET /a/b?q=/../ "), "{}", e[0]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrades() {
     let a = echo_backend("a").await;

@@ -389,8 +389,12 @@ pub(crate) fn http_manager(
         Side::Inbound(f) | Side::Gateway(f) => f,
         Side::Outbound => Vec::new(),
     };
+    let (normalize_path, merge_slashes, escaped_slashes) = path_normalization(ctx);
     let config = hcm::HttpConnectionManager {
         stat_prefix: stat_prefix.to_string(),
+        normalize_path: pb::bool_value(normalize_path),
+        merge_slashes,
+        path_with_escaped_slashes_action: escaped_slashes as i32,
         use_remote_address: pb::bool_value(gateway),
         forward_client_cert_details: forward as i32,
         set_current_client_cert_details: details,
@@ -423,6 +427,27 @@ pub(crate) fn http_manager(
         ..Default::default()
     };
     l4::filter("envoy.filters.network.http_connection_manager", &config)
+}
+
+/// The connection manager's path settings for the mesh's
+/// `pathNormalization`, as istiod sets them on every connection manager
+/// (`normalize_path` explicitly false under NONE; escaped slashes kept
+/// unless DECODE_AND_MERGE_SLASHES).
+fn path_normalization(
+    ctx: &Context,
+) -> (
+    bool,
+    bool,
+    hcm::http_connection_manager::PathWithEscapedSlashesAction,
+) {
+    use crate::context::PathNormalization as Level;
+    use hcm::http_connection_manager::PathWithEscapedSlashesAction as Action;
+    match ctx.mesh.path_normalization {
+        Level::None => (false, false, Action::KeepUnchanged),
+        Level::Base => (true, false, Action::KeepUnchanged),
+        Level::MergeSlashes => (true, true, Action::KeepUnchanged),
+        Level::DecodeAndMergeSlashes => (true, true, Action::UnescapeAndForward),
+    }
 }
 
 fn access_log(path: &str) -> pb::accesslog::AccessLog {

@@ -6,7 +6,7 @@ use weft_api::sidecar::OutboundMode;
 use weft_api::Spec;
 use weft_config::Resource;
 
-use crate::context::Mesh;
+use crate::context::{Mesh, PathNormalization};
 
 /// Mesh settings from the `istio` ConfigMap's `mesh` key (in the root
 /// namespace, as Istio keeps them), with Istio's defaults for what it
@@ -58,6 +58,12 @@ pub fn mesh_config<R: AsRef<Resource>>(resources: &[R], problems: &mut Vec<Strin
                     r.origin
                 )),
             },
+            ("pathNormalization", _) => path_normalization(&v, &mut mesh, &mut |at, message| {
+                problems.push(format!(
+                    "{} (ConfigMap istio) data.mesh.pathNormalization{at}: {message}",
+                    r.origin
+                ))
+            }),
             ("defaultConfig", Value::Object(config)) => {
                 default_config(config, &mut mesh, &mut |at, message| {
                     problems.push(format!(
@@ -109,6 +115,28 @@ fn default_config(
                 ),
                 _ => problem(at, NOT_YET.into()),
             }
+        }
+    }
+}
+
+/// `pathNormalization: {normalization: LEVEL}`; a level Istio does not
+/// have leaves BASE, and says so.
+fn path_normalization(v: &Value, mesh: &mut Mesh, problem: &mut dyn FnMut(String, String)) {
+    let Value::Object(fields) = v else {
+        problem(String::new(), "expected a mapping".into());
+        return;
+    };
+    for (k, v) in fields {
+        match (k.as_str(), v.as_str()) {
+            ("normalization", Some(name)) => match PathNormalization::from_name(name) {
+                Some(level) => mesh.path_normalization = level,
+                None => problem(
+                    ".normalization".into(),
+                    format!("{v}: expected one of DEFAULT, NONE, BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES"),
+                ),
+            },
+            ("normalization", None) => problem(".normalization".into(), format!("{v}: expected a name")),
+            (other, _) => problem(format!(".{other}"), "not acted on by weft yet".into()),
         }
     }
 }
@@ -181,6 +209,60 @@ data:
         assert_eq!(mesh.gateway_forward_client_cert, "SANITIZE_SET");
         assert!(
             problems[0].contains("\"SOMETIMES\": expected one of"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn path_normalization_comes_from_the_mesh_config() {
+        let mesh_with = |level: &str| {
+            let text = format!(
+                "apiVersion: v1
+kind: ConfigMap
+metadata: {{name: istio, namespace: istio-system}}
+data:
+  mesh: |
+    pathNormalization: {level}
+"
+            );
+            let loaded = weft_config::load_str("mesh.yaml", &text, &LoadOptions::default());
+            let mut problems = Vec::new();
+            let mesh = mesh_config(&loaded.resources, &mut problems);
+            (mesh.path_normalization, problems)
+        };
+        for (level, want) in [
+            ("{normalization: NONE}", PathNormalization::None),
+            ("{normalization: DEFAULT}", PathNormalization::Base),
+            ("{normalization: BASE}", PathNormalization::Base),
+            (
+                "{normalization: MERGE_SLASHES}",
+                PathNormalization::MergeSlashes,
+            ),
+            (
+                "{normalization: DECODE_AND_MERGE_SLASHES}",
+                PathNormalization::DecodeAndMergeSlashes,
+            ),
+            ("{}", PathNormalization::Base),
+        ] {
+            let (got, problems) = mesh_with(level);
+            assert_eq!(got, want, "{level}");
+            assert!(problems.is_empty(), "{level}: {problems:?}");
+        }
+        let (got, problems) = mesh_with("{normalization: STRICT}");
+        assert_eq!(got, PathNormalization::Base);
+        assert!(
+            problems[0]
+                .contains("data.mesh.pathNormalization.normalization: \"STRICT\": expected one of"),
+            "{problems:?}"
+        );
+        let (_, problems) = mesh_with("{normalization: NONE, extra: 1}");
+        assert!(
+            problems[0].contains("data.mesh.pathNormalization.extra: not acted on"),
+            "{problems:?}"
+        );
+        let (_, problems) = mesh_with("NONE");
+        assert!(
+            problems[0].contains("data.mesh.pathNormalization: expected a mapping"),
             "{problems:?}"
         );
     }

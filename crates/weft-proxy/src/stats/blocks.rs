@@ -192,6 +192,11 @@ block! {
         pub downstream_cx_idle_timeout: Count,
         /// Connections drained at max_connection_duration.
         pub downstream_cx_max_duration_reached: Count,
+        /// Requests refused for their path (an escaped slash under
+        /// REJECT_REQUEST, a NUL, a gRPC request to redirect).
+        pub downstream_rq_failed_path_normalization: Count,
+        /// Requests redirected to their path with slashes unescaped.
+        pub downstream_rq_redirected_with_normalized_path: Count,
     }
 }
 
