@@ -20,6 +20,7 @@ pub mod gateway;
 pub mod gateway_api;
 mod kinds;
 mod map;
+pub mod mesh_config;
 pub mod security;
 pub mod service_entry;
 pub mod sidecar;

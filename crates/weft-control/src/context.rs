@@ -80,6 +80,9 @@ pub struct Mesh {
     /// `pathNormalization.normalization`: what every connection manager
     /// does to request paths before routing and authorization.
     pub path_normalization: PathNormalization,
+    /// `extensionProviders`: the external authorizers CUSTOM policies
+    /// name (and, kept for later, the telemetry providers).
+    pub extension_providers: Vec<weft_api::mesh_config::MeshExtensionProvider>,
 }
 
 /// Istio's `ProxyPathNormalization` levels (its DEFAULT is BASE), each
@@ -121,6 +124,7 @@ impl Default for Mesh {
             enable_auto_mtls: true,
             gateway_forward_client_cert: "SANITIZE_SET".into(),
             path_normalization: PathNormalization::Base,
+            extension_providers: Vec::new(),
         }
     }
 }

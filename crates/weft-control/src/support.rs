@@ -228,7 +228,7 @@ pub fn unsupported(r: &Resource) -> Vec<String> {
             if ap.action == Some(AuthorizationAction::CUSTOM) {
                 out.push((
                     "spec.action".into(),
-                    "CUSTOM (ext_authz) is not implemented: the requests it selects are denied",
+                    "CUSTOM on TCP ports (Envoy's network ext_authz) is not implemented: the connections it selects there are denied (HTTP requests go to the provider's authorizer)",
                 ));
             }
             if ap.target_ref.is_some() || !ap.target_refs.is_empty() {

@@ -51,8 +51,11 @@ pub struct ExtAuthz {
     pub filter_enabled: Option<RuntimeFractionalPercent>,
     /// Requests the filter is disabled for are denied.
     pub deny_at_disable: Option<RuntimeFeatureFlag>,
+    /// The request headers sent to the authorizer (Envoy's newer place
+    /// for `http_service.authorization_request.allowed_headers`, which
+    /// istiod writes); HTTP service only in weft.
+    pub allowed_headers: Option<ListStringMatcher>,
     /// Refused by weft (named in [`crate::check`]).
-    pub allowed_headers: Option<serde_json::Value>,
     pub disallowed_headers: Option<serde_json::Value>,
     pub validate_mutations: bool,
     pub typed_metadata_context_namespaces: Vec<String>,

@@ -152,8 +152,14 @@ fn filters() -> Vec<Value> {
         json!({"http_service": http_service("down", json!({})),
                "status_on_error": {"code": "ServiceUnavailable"}}),
         // Istio's CUSTOM action: checked only where the RBAC filter's
-        // shadow rules matched.
-        json!({"http_service": http_service("authz", lists),
+        // shadow rules matched; the request headers in the filter-level
+        // `allowed_headers`, where istiod writes them.
+        json!({"http_service": http_service("authz", {
+                   let mut l = lists;
+                   l["authorization_request"].as_object_mut().unwrap().remove("allowed_headers");
+                   l
+               }),
+               "allowed_headers": {"patterns": [{"exact": "x-allow"}, {"prefix": "x-test-"}, {"prefix": "x-fwd"}]},
                "filter_enabled_metadata": {"filter": "envoy.filters.http.rbac",
                    "path": [{"key": "istio_ext_authz_shadow_effective_policy_id"}],
                    "value": {"string_match": {"prefix": "istio-ext-authz"}}}}),

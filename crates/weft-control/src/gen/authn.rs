@@ -308,8 +308,9 @@ pub(crate) fn request_principal(v: &str) -> [matcher::MetadataMatcher; 2] {
 }
 
 /// The HTTP filters that guard a workload's inbound HTTP (or a gateway's
-/// server): the JWT filter first, so that the RBAC filters after it see
-/// the verified payload.
+/// server), in Istio's order: the JWT filter first, so that the filters
+/// after it see the verified payload; CUSTOM's external authorizer; then
+/// DENY, ALLOW and AUDIT.
 pub(crate) fn http_filters(
     ctx: &Context,
     namespace: &str,
@@ -317,6 +318,7 @@ pub(crate) fn http_filters(
     applied: &[super::authz::Applied],
 ) -> Vec<hcm::HttpFilter> {
     let mut out: Vec<hcm::HttpFilter> = jwt_filter(ctx, namespace, labels).into_iter().collect();
+    out.extend(super::custom::http_filters(ctx, applied));
     out.extend(super::authz::http_filters(applied));
     out
 }

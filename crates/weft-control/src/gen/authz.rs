@@ -635,7 +635,7 @@ fn condition(
 }
 
 /// A policy matching every request.
-fn deny_all() -> rbac::Policy {
+pub(crate) fn deny_all() -> rbac::Policy {
     rbac::Policy {
         permissions: vec![perm(rbac::permission::Rule::Any(true))],
         principals: vec![id(rbac::principal::Identifier::Any(true))],
@@ -721,7 +721,8 @@ pub(crate) struct Engines {
 
 fn rbac_action(a: AuthorizationAction) -> rbac::rbac::Action {
     match a {
-        // CUSTOM's authorizer (ext_authz) is not there yet: what it would
+        // On HTTP, CUSTOM goes to `gen::custom`; on TCP its authorizer is
+        // not implemented: what it would
         // be asked about is denied, the fail-closed reading.
         AuthorizationAction::DENY | AuthorizationAction::CUSTOM => rbac::rbac::Action::Deny,
         AuthorizationAction::AUDIT => rbac::rbac::Action::Log,
@@ -795,13 +796,16 @@ pub(crate) const ORDER: [AuthorizationAction; 4] = [
     AuthorizationAction::AUDIT,
 ];
 
-/// The HTTP RBAC filters for `applied`, in Istio's order (CUSTOM, DENY,
-/// ALLOW, AUDIT). ext_authz is not implemented: the requests a CUSTOM
-/// policy selects are denied (`weft control` says so when it reads one).
+/// The HTTP RBAC filters for `applied`'s DENY, ALLOW and AUDIT policies,
+/// in that order (CUSTOM's are `gen::custom`'s, which go first).
 pub(crate) fn http_filters(applied: &[Applied]) -> Vec<pb::hcm::HttpFilter> {
     use envoy_types::pb::envoy::extensions::filters::http::rbac::v3 as http_rbac;
     let mut out = Vec::new();
-    for action in ORDER {
+    // CUSTOM goes to its external authorizer: `gen::custom`, before these.
+    for action in ORDER
+        .into_iter()
+        .filter(|a| *a != AuthorizationAction::CUSTOM)
+    {
         let e = engines(applied, action, Layer::Http);
         if e.rules.is_none() && e.shadow.is_none() {
             continue;

@@ -304,7 +304,8 @@ spec:
     let p = &f["rules"]["policies"]["ns[foo]-policy[p]-rule[0]"];
     assert_eq!(p["permissions"], json!([{"any": true}]), "{f:#}");
     assert_eq!(p["principals"], json!([{"any": true}]), "{f:#}");
-    // CUSTOM: its rules deny (the authorizer is not there), first.
+    // CUSTOM without a provider in the mesh config: its rules deny, in
+    // their own filter before the others, named as istiod names them.
     let custom = policy(
         "apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
@@ -317,7 +318,7 @@ spec:
     - operation: {paths: [/admin]}
 ",
     );
-    let filters = http_filters(&[
+    let applied = [
         Applied {
             policy: &allow,
             dry_run: false,
@@ -326,12 +327,20 @@ spec:
             policy: &custom,
             dry_run: false,
         },
-    ]);
-    assert_eq!(filters.len(), 2);
+    ];
+    assert_eq!(http_filters(&applied).len(), 1, "ALLOW only");
+    let ctx = Context::build(
+        &[] as &[weft_config::Resource],
+        crate::context::Mesh::default(),
+    );
+    let filters = crate::gen::custom::http_filters(&ctx, &applied);
+    assert_eq!(filters.len(), 1, "no authorizer to call");
     let first = filter_json(&filters[0]);
     assert_eq!(first["rules"]["action"], "DENY", "{first:#}");
     assert!(
-        first["rules"]["policies"]["ns[foo]-policy[ext]-rule[0]"].is_object(),
+        first["rules"]["policies"]
+            ["istio-ext-authz-ns[foo]-policy[ext]-rule[0]-deny-due-to-bad-CUSTOM-action"]
+            .is_object(),
         "{first:#}"
     );
 }

@@ -22,6 +22,7 @@ use crate::model::{Port, Service};
 mod authn;
 pub(crate) mod authz;
 mod cluster;
+pub(crate) mod custom;
 mod endpoint;
 mod gateway;
 mod l4;

@@ -64,6 +64,17 @@ pub fn mesh_config<R: AsRef<Resource>>(resources: &[R], problems: &mut Vec<Strin
                     r.origin
                 ))
             }),
+            ("extensionProviders", _) => {
+                match serde_path_to_error::deserialize::<_, Vec<weft_api::mesh_config::MeshExtensionProvider>>(v.clone()) {
+                    Ok(providers) => mesh.extension_providers = providers,
+                    Err(e) => problems.push(format!(
+                        "{} (ConfigMap istio) data.mesh.extensionProviders.{}: {}",
+                        r.origin,
+                        e.path(),
+                        e.inner()
+                    )),
+                }
+            }
             ("defaultConfig", Value::Object(config)) => {
                 default_config(config, &mut mesh, &mut |at, message| {
                     problems.push(format!(
@@ -209,6 +220,56 @@ data:
         assert_eq!(mesh.gateway_forward_client_cert, "SANITIZE_SET");
         assert!(
             problems[0].contains("\"SOMETIMES\": expected one of"),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn extension_providers_are_typed_and_a_misspelt_field_is_named() {
+        let text = "apiVersion: v1
+kind: ConfigMap
+metadata: {name: istio, namespace: istio-system}
+data:
+  mesh: |
+    extensionProviders:
+    - name: http
+      envoyExtAuthzHttp: {service: authz.foo.svc.cluster.local, port: 8000, timeout: 2s}
+    - name: grpc
+      envoyExtAuthzGrpc: {service: foo/authz.foo.svc.cluster.local, port: 9000}
+    - name: tracing
+      zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}
+";
+        let loaded = weft_config::load_str("mesh.yaml", text, &LoadOptions::default());
+        let mut problems = Vec::new();
+        let mesh = mesh_config(&loaded.resources, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let names: Vec<&str> = mesh
+            .extension_providers
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["http", "grpc", "tracing"]);
+        let http = mesh.extension_providers[0]
+            .envoy_ext_authz_http
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (
+                http.port,
+                http.timeout.as_ref().map(|t| t.as_std().as_secs())
+            ),
+            (8000, Some(2))
+        );
+
+        let bad = text.replace("port: 9000", "prot: 9000");
+        let loaded = weft_config::load_str("mesh.yaml", &bad, &LoadOptions::default());
+        let mut problems = Vec::new();
+        let mesh = mesh_config(&loaded.resources, &mut problems);
+        assert!(mesh.extension_providers.is_empty());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0].contains("data.mesh.extensionProviders.[1].envoyExtAuthzGrpc")
+                && problems[0].contains("prot"),
             "{problems:?}"
         );
     }

@@ -40,8 +40,17 @@ pub(super) fn ext_authz(at: &At, e: &ExtAuthz) -> Result<(), FieldError> {
             ),
             (
                 "allowed_headers",
-                e.allowed_headers.is_some(),
-                "the filter-level header list; use http_service.authorization_request.allowed_headers",
+                e.allowed_headers.is_some() && e.http_service.is_none(),
+                "the filter-level header list with a gRPC service",
+            ),
+            (
+                "allowed_headers",
+                e.allowed_headers.is_some()
+                    && e.http_service
+                        .as_ref()
+                        .and_then(|h| h.authorization_request.as_ref())
+                        .is_some_and(|r| r.allowed_headers.is_some()),
+                "both it and http_service.authorization_request.allowed_headers",
             ),
             (
                 "disallowed_headers",
@@ -145,6 +154,7 @@ pub(super) fn ext_authz(at: &At, e: &ExtAuthz) -> Result<(), FieldError> {
     if let Some(h) = &e.http_service {
         http_service(&at.key("http_service"), h)?;
     }
+    list(&at.key("allowed_headers"), &e.allowed_headers)?;
     if let Some(s) = &e.status_on_error {
         if s.number().is_none_or(|c| c < 100) {
             return Err(at

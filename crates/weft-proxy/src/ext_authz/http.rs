@@ -34,7 +34,12 @@ pub(super) struct HttpService {
 type Field = (String, String);
 
 impl HttpService {
-    pub(super) fn compile(h: &cfg::HttpService) -> Result<Self, Field> {
+    /// `allowed` is the filter-level `allowed_headers`, which stands for
+    /// `authorization_request.allowed_headers` when given.
+    pub(super) fn compile(
+        h: &cfg::HttpService,
+        allowed: &Option<cfg::ListStringMatcher>,
+    ) -> Result<Self, Field> {
         let uri = h
             .server_uri
             .as_ref()
@@ -61,10 +66,14 @@ impl HttpService {
             cluster: uri.cluster.clone(),
             timeout: uri.timeout.map_or(Duration::from_millis(200), |d| d.0),
             path_prefix: h.path_prefix.clone(),
-            request: names(
-                "authorization_request.allowed_headers",
-                &req.allowed_headers,
-            )?
+            request: match allowed {
+                Some(_) => Names::compile("allowed_headers", allowed)
+                    .map_err(|m| ("allowed_headers".to_string(), m))?,
+                None => names(
+                    "authorization_request.allowed_headers",
+                    &req.allowed_headers,
+                )?,
+            }
             .exact(&["authorization"]),
             headers_to_add,
             upstream: names(

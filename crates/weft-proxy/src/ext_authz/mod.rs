@@ -160,7 +160,14 @@ impl ExtAuthz {
     pub(crate) fn compile(c: &cfg::ExtAuthz) -> Result<Self, (String, String)> {
         let service = match (&c.http_service, &c.grpc_service) {
             (Some(h), _) => Service::Http(
-                http::HttpService::compile(h).map_err(|(f, m)| (format!("http_service.{f}"), m))?,
+                http::HttpService::compile(h, &c.allowed_headers).map_err(|(f, m)| {
+                    // The filter-level list is named as it is, not under the service.
+                    if f == "allowed_headers" {
+                        (f, m)
+                    } else {
+                        (format!("http_service.{f}"), m)
+                    }
+                })?,
             ),
             (None, Some(g)) => Service::Grpc(
                 grpc::GrpcService::compile(g).map_err(|(f, m)| (format!("grpc_service.{f}"), m))?,
