@@ -329,7 +329,7 @@ spec:
         },
     ];
     assert_eq!(http_filters(&applied).len(), 1, "ALLOW only");
-    let ctx = Context::build(
+    let ctx = crate::context::Context::build(
         &[] as &[weft_config::Resource],
         crate::context::Mesh::default(),
     );

@@ -31,6 +31,7 @@ pub(crate) mod pb;
 mod policy;
 mod route;
 mod secret;
+mod selection;
 mod service;
 mod tls;
 
