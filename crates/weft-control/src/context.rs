@@ -386,7 +386,7 @@ impl Context {
             .endpoints_of(service, port)
             .filter_map(|e| {
                 let sa = e.service_account.as_deref()?;
-                Some(crate::gen::spiffe(
+                Some(weft_config::mesh::mtls::spiffe_id(
                     &self.mesh.trust_domain,
                     &e.namespace,
                     sa,

@@ -233,7 +233,28 @@ async fn ext_authz<B>(
         protocol,
         headers: req.headers_mut(),
     };
-    filter.check(per_route, snapshot, conn, er, metadata).await
+    filter
+        .check(per_route, &RouterCaller(snapshot), conn, er, metadata)
+        .await
+}
+
+/// ext_authz's checks go out through the router, to the snapshot's
+/// clusters.
+struct RouterCaller<'a>(&'a Snapshot);
+
+impl crate::ext_authz::Caller for RouterCaller<'_> {
+    fn call(
+        &self,
+        cluster: &str,
+        req: Request<crate::body::Body>,
+        host: &str,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> impl std::future::Future<
+        Output = Option<(http::response::Parts, bytes::Bytes, Option<http::HeaderMap>)>,
+    > + Send {
+        crate::router::call(self.0, cluster, req, host, path, timeout)
+    }
 }
 
 /// The external authorizer's refusal as the client gets it: its status

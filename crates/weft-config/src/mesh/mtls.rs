@@ -28,6 +28,12 @@ use super::selector::{Labels, Selector};
 /// client's auto mTLS reads it off each endpoint.
 pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
 
+/// `spiffe://TRUST_DOMAIN/ns/NS/sa/SA`: the identity a workload's
+/// certificate carries, and what a client of it expects to see.
+pub fn spiffe_id(trust_domain: &str, namespace: &str, service_account: &str) -> String {
+    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
+}
+
 /// Whether an instance takes Istio's mutual TLS (its TLS mode is
 /// `istio`), as Istio reads it: the [`TLS_MODE_LABEL`] when present
 /// (injection sets it on pods); otherwise a WorkloadEntry that names a

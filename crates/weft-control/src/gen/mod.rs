@@ -38,7 +38,7 @@ mod tls;
 pub use gateway::gateway;
 pub(crate) use service::{inputs as service_inputs, parts as service_parts};
 pub use tls::terminates;
-pub(crate) use tls::{spiffe, SDS_CLUSTER};
+pub(crate) use tls::SDS_CLUSTER;
 
 /// What kind of proxy asks: a sidecar next to a workload, or a gateway
 /// (Istio's `router`).

@@ -49,12 +49,6 @@ pub(crate) const MESH_ALPN: [&str; 5] = [
     "istio-h2",
 ];
 
-/// `spiffe://TRUST_DOMAIN/ns/NS/sa/SA`, the identity a workload's
-/// certificate carries.
-pub(crate) fn spiffe(trust_domain: &str, namespace: &str, service_account: &str) -> String {
-    format!("spiffe://{trust_domain}/ns/{namespace}/sa/{service_account}")
-}
-
 /// A secret from the node agent (the bootstrap's `sds-grpc` cluster).
 fn from_agent(name: &str) -> tls::SdsSecretConfig {
     use core::api_config_source::ApiType;

@@ -18,7 +18,6 @@ use prost::Message;
 
 use super::{Checked, Denial, Request};
 use crate::body::full;
-use crate::snapshot::Snapshot;
 use crate::transport::ConnectionInfo;
 
 const PATH: &str = "/envoy.service.auth.v3.Authorization/Check";
@@ -51,7 +50,7 @@ impl GrpcService {
 
     pub(super) async fn check(
         &self,
-        snapshot: &Snapshot,
+        caller: &impl super::Caller,
         conn: &ConnectionInfo,
         req: &Request<'_>,
         context_extensions: Option<&BTreeMap<String, String>>,
@@ -72,15 +71,9 @@ impl GrpcService {
         if let Ok(v) = HeaderValue::from_str(&format!("{}m", self.timeout.as_millis())) {
             h.insert(HeaderName::from_static("grpc-timeout"), v);
         }
-        let Some((parts, body, trailers)) = crate::router::call(
-            snapshot,
-            &self.cluster,
-            call,
-            &self.authority,
-            PATH,
-            self.timeout,
-        )
-        .await
+        let Some((parts, body, trailers)) = caller
+            .call(&self.cluster, call, &self.authority, PATH, self.timeout)
+            .await
         else {
             return Checked::Failed;
         };

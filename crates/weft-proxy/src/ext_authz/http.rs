@@ -13,7 +13,6 @@ use weft_envoy::ext_authz as cfg;
 use super::{Checked, Denial, Names, Request};
 use crate::body::full;
 use crate::headers::HOP_BY_HOP;
-use crate::snapshot::Snapshot;
 
 #[derive(Debug)]
 pub(super) struct HttpService {
@@ -93,7 +92,7 @@ impl HttpService {
         })
     }
 
-    pub(super) async fn check(&self, snapshot: &Snapshot, req: &Request<'_>) -> Checked {
+    pub(super) async fn check(&self, caller: &impl super::Caller, req: &Request<'_>) -> Checked {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         for name in req.headers.keys() {
@@ -128,15 +127,9 @@ impl HttpService {
         *check.method_mut() = req.method.clone();
         *check.headers_mut() = headers;
         let path = format!("{}{}", self.path_prefix, req.path_and_query);
-        let Some((parts, body, _)) = crate::router::call(
-            snapshot,
-            &self.cluster,
-            check,
-            req.authority,
-            &path,
-            self.timeout,
-        )
-        .await
+        let Some((parts, body, _)) = caller
+            .call(&self.cluster, check, req.authority, &path, self.timeout)
+            .await
         else {
             return Checked::Failed;
         };

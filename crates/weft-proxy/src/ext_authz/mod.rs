@@ -33,7 +33,6 @@ use weft_envoy::ext_authz as cfg;
 use crate::matchers::StringMatcher;
 use crate::metadata::DynamicMetadata;
 use crate::rbac::matcher::MetadataMatch;
-use crate::snapshot::Snapshot;
 use crate::transport::ConnectionInfo;
 
 static FAILURE_ALLOWED: HeaderName = HeaderName::from_static("x-envoy-auth-failure-mode-allowed");
@@ -149,6 +148,28 @@ pub(crate) struct Denial {
     pub body: Bytes,
 }
 
+/// How a check reaches its authorizer: a request to a cluster by name,
+/// answered with the response's head, body and trailers (`None`: no such
+/// cluster, no endpoint, a failure, or the timeout). The connection
+/// manager passes the router's; taking it as a parameter keeps this
+/// filter below the router and the snapshot that hold it.
+pub(crate) trait Caller {
+    fn call(
+        &self,
+        cluster: &str,
+        req: ::http::Request<crate::body::Body>,
+        host: &str,
+        path: &str,
+        timeout: std::time::Duration,
+    ) -> impl std::future::Future<
+        Output = Option<(
+            ::http::response::Parts,
+            bytes::Bytes,
+            Option<::http::HeaderMap>,
+        )>,
+    > + Send;
+}
+
 /// The filter's verdict on a request that may go on: headers for the
 /// response the client gets.
 #[derive(Debug, Default)]
@@ -249,7 +270,7 @@ impl ExtAuthz {
     pub(crate) async fn check(
         &self,
         per_route: Option<&ExtAuthzPerRoute>,
-        snapshot: &Snapshot,
+        caller: &impl Caller,
         conn: &ConnectionInfo,
         req: Request<'_>,
         metadata: &DynamicMetadata,
@@ -265,7 +286,7 @@ impl ExtAuthz {
             };
         }
         let checked = match &self.service {
-            Service::Http(s) => s.check(snapshot, &req).await,
+            Service::Http(s) => s.check(caller, &req).await,
             Service::Grpc(s) => {
                 let extensions = match per_route {
                     Some(ExtAuthzPerRoute::Check { context_extensions }) => {
@@ -273,7 +294,7 @@ impl ExtAuthz {
                     }
                     _ => None,
                 };
-                s.check(snapshot, conn, &req, extensions).await
+                s.check(caller, conn, &req, extensions).await
             }
         };
         match checked {
