@@ -238,7 +238,7 @@ pub(crate) fn http_filters(ctx: &Context, applied: &[Applied]) -> Vec<hcm::HttpF
         };
         if a.dry_run {
             tracing::error!(
-                "AuthorizationPolicy {}/{}: dry run is not supported for CUSTOM (as in Istio); the policy is enforced",
+                "AuthorizationPolicy {}/{}: weft does not dry-run CUSTOM policies (Istio documents dry run for ALLOW and DENY); the policy is enforced",
                 p.namespace,
                 p.name
             );
