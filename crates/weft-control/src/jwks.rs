@@ -201,22 +201,19 @@ impl Resolver {
             for source in due {
                 let result = fetch(&source, DEFAULT_TIMEOUT).await;
                 let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                let old = cache.get(&source).map(|e| e.jwks.clone());
-                // A failed refresh keeps the keys that were good.
-                let jwks = match (result, old) {
-                    (Ok(new), _) => Ok(new),
-                    (Err(e), Some(Ok(good))) => {
-                        tracing::warn!("refreshing RequestAuthentication keys from {source}: {e}; keeping the last good ones");
-                        Ok(good)
-                    }
-                    (Err(e), _) => Err(e),
-                };
                 let old_ok = cache
                     .get(&source)
                     .and_then(|e| e.jwks.as_ref().ok().cloned());
-                if jwks.as_ref().ok() != old_ok.as_ref() {
-                    changed = true;
-                }
+                // A failed refresh keeps the keys that were good.
+                let jwks = match (result, &old_ok) {
+                    (Ok(new), _) => Ok(new),
+                    (Err(e), Some(good)) => {
+                        tracing::warn!("refreshing RequestAuthentication keys from {source}: {e}; keeping the last good ones");
+                        Ok(good.clone())
+                    }
+                    (Err(e), None) => Err(e),
+                };
+                changed |= jwks.as_ref().ok() != old_ok.as_ref();
                 cache.insert(
                     source,
                     Entry {

@@ -12,9 +12,7 @@ mod common;
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use common::{bookinfo, registry};
 use http_body_util::Full;
-use weft_testkit::envoy::{free_port, TempDir};
 use weft_testkit::http::request;
 use weft_testkit::wait::{wait_for, PATIENCE};
 
@@ -104,20 +102,8 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_action_at_the_gateway_through_envoy_and_weft() {
     let (authz_port, seen) = authorizer().await;
-    let backends = common::backends().await;
-    let gw_port = free_port();
-    let dir = TempDir::new("control-custom");
-    std::fs::write(dir.0.join("registry.yaml"), registry(9080, &backends)).unwrap();
-    std::fs::write(
-        dir.0.join("gateway.yaml"),
-        bookinfo("bookinfo-gateway.yaml").replace("number: 8080", &format!("number: {gw_port}")),
-    )
-    .unwrap();
-    std::fs::write(dir.0.join("security.yaml"), security(authz_port)).unwrap();
-    let mut opts = weft_control::run::Options::new(&dir.0);
-    opts.xds = "127.0.0.1:0".parse().unwrap();
-    opts.debug = "127.0.0.1:0".parse().unwrap();
-    let control = weft_control::run::start(opts).await.unwrap();
+    let mesh = common::bookinfo_gateway_control("control-custom", &security(authz_port)).await;
+    let (control, gw_port) = (&mesh.control, mesh.gw_port);
 
     let mut answers = Vec::new();
     for side in ["envoy", "weft"] {

@@ -9,9 +9,7 @@
 
 mod common;
 
-use common::{bookinfo, registry};
 use serde_json::json;
-use weft_testkit::envoy::{free_port, TempDir};
 use weft_testkit::http::request;
 use weft_testkit::jwt::{now, Issuer, KeyServer};
 use weft_testkit::wait::{wait_for, PATIENCE};
@@ -67,24 +65,12 @@ async fn jwt_at_the_gateway_through_envoy_and_weft() {
     let keys_b = KeyServer::start().await;
     keys_b.publish(&b);
 
-    let backends = common::backends().await;
-    let gw_port = free_port();
-    let dir = TempDir::new("control-jwt");
-    std::fs::write(dir.0.join("registry.yaml"), registry(9080, &backends)).unwrap();
-    std::fs::write(
-        dir.0.join("gateway.yaml"),
-        bookinfo("bookinfo-gateway.yaml").replace("number: 8080", &format!("number: {gw_port}")),
+    let mesh = common::bookinfo_gateway_control(
+        "control-jwt",
+        &policies(&format!("{}/keys.json", keys_a.url()), &keys_b.url()),
     )
-    .unwrap();
-    std::fs::write(
-        dir.0.join("security.yaml"),
-        policies(&format!("{}/keys.json", keys_a.url()), &keys_b.url()),
-    )
-    .unwrap();
-    let mut opts = weft_control::run::Options::new(&dir.0);
-    opts.xds = "127.0.0.1:0".parse().unwrap();
-    opts.debug = "127.0.0.1:0".parse().unwrap();
-    let control = weft_control::run::start(opts).await.unwrap();
+    .await;
+    let (control, gw_port) = (&mesh.control, mesh.gw_port);
     // Two key sets were fetched (one by URL, one by discovery); the third
     // could not be, and says why.
     let jwksz = request(

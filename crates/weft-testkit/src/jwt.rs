@@ -36,18 +36,18 @@ impl Issuer {
     pub fn new(kid: &str) -> Issuer {
         let key =
             rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a P-256 key");
-        let point = key.public_key_raw();
-        Issuer {
-            kid: kid.to_string(),
-            jwks: json!({"keys": [{"kty": "EC", "kid": kid, "crv": "P-256", "alg": "ES256",
-                "x": b64(&point[1..33]), "y": b64(&point[33..65])}]}),
-            key: jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der()),
-        }
+        Issuer::with_key(&key, kid)
     }
 
     /// An issuer whose key is `pem` (PKCS#8), under `kid`.
     pub fn from_pem(pem: &str, kid: &str) -> Issuer {
-        let key = rcgen::KeyPair::from_pem(pem).expect("a PKCS#8 PEM key");
+        Issuer::with_key(
+            &rcgen::KeyPair::from_pem(pem).expect("a PKCS#8 PEM key"),
+            kid,
+        )
+    }
+
+    fn with_key(key: &rcgen::KeyPair, kid: &str) -> Issuer {
         let point = key.public_key_raw();
         Issuer {
             kid: kid.to_string(),

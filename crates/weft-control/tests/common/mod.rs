@@ -249,3 +249,32 @@ pub async fn wait_synced(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `weft control` on a watched directory holding Bookinfo's registry,
+/// its gateway on a free port, and `security` (policies, mesh config).
+pub struct GatewayMesh {
+    pub control: weft_control::run::Running,
+    pub gw_port: u16,
+    _dir: weft_testkit::envoy::TempDir,
+}
+
+pub async fn bookinfo_gateway_control(name: &str, security: &str) -> GatewayMesh {
+    let backends = backends().await;
+    let gw_port = weft_testkit::envoy::free_port();
+    let dir = weft_testkit::envoy::TempDir::new(name);
+    std::fs::write(dir.0.join("registry.yaml"), registry(9080, &backends)).unwrap();
+    std::fs::write(
+        dir.0.join("gateway.yaml"),
+        bookinfo("bookinfo-gateway.yaml").replace("number: 8080", &format!("number: {gw_port}")),
+    )
+    .unwrap();
+    std::fs::write(dir.0.join("security.yaml"), security).unwrap();
+    let mut opts = weft_control::run::Options::new(&dir.0);
+    opts.xds = "127.0.0.1:0".parse().unwrap();
+    opts.debug = "127.0.0.1:0".parse().unwrap();
+    GatewayMesh {
+        control: weft_control::run::start(opts).await.unwrap(),
+        gw_port,
+        _dir: dir,
+    }
+}
