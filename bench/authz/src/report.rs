@@ -101,7 +101,7 @@ pub fn print(rows: &[Row], secs: f64, rounds: usize) {
         ok(|r| r.envoy.ok)
     );
     println!("Targets (issue): weft's CPU per request ≤ {CPU_RATIO_TARGET}× Envoy's in each auth case; weft with 1,000 policies within 10% of weft with 10.");
-    println!("RBAC: ALLOW with N Istio-shaped policies (and_rules of or_rules over :method, url_path and destination_port; and_ids of or_ids over headers, remote_ip/direct_remote_ip and not_id); the request is allowed only by the policy whose name sorts last, so each request evaluates all N (the worst case). JWT: one provider with an inline JWKS (P-256 and RSA-2048 keys) required on every path; each request carries a valid token (no token cache in either proxy).");
+    println!("RBAC: ALLOW with N Istio-shaped policies (and_rules of or_rules over :method, url_path and destination_port; and_ids of or_ids over headers, remote_ip/direct_remote_ip and not_id); the request is allowed only by the policy whose name sorts last, so Envoy evaluates all N policies on each request; weft's policy index (crates/weft-proxy/src/rbac/index.rs) looks the request's method, path, port, peer and headers up and evaluates only the policies that could match, here the last one. JWT: one provider with an inline JWKS (P-256 and RSA-2048 keys) required on every path; each request carries a valid token (no token cache in either proxy).");
     println!("CPU per request is the proxy process's utime + stime over the measurement, divided by the 200s served; it holds when the generator's core is the limit, rps does not.");
     for r in rows {
         for (name, s) in [("weft", &r.weft), ("envoy", &r.envoy)] {

@@ -52,6 +52,20 @@ impl StringMatcher {
         })
     }
 
+    /// The literal a case-sensitive exact or prefix match compares
+    /// with, for indexes that look values up instead of testing each
+    /// matcher.
+    pub(crate) fn literal(&self) -> Option<Literal<'_>> {
+        if self.ignore_case {
+            return None;
+        }
+        match &self.m {
+            StrMatch::Exact(v) => Some(Literal::Exact(v)),
+            StrMatch::Prefix(v) => Some(Literal::Prefix(v)),
+            _ => None,
+        }
+    }
+
     pub(crate) fn matches(&self, v: &str) -> bool {
         if let StrMatch::Regex(r) = &self.m {
             return r.is_match(v);
@@ -83,15 +97,47 @@ pub(crate) enum HeaderTest {
     Present(bool),
 }
 
+/// A case-sensitive exact or prefix pattern ([`StringMatcher::literal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Literal<'a> {
+    Exact(&'a str),
+    Prefix(&'a str),
+}
+
 /// What a header matcher reads: a header, or one of the HTTP/2
 /// pseudo-headers Envoy exposes to matchers for every protocol.
-#[derive(Debug)]
-enum HeaderKey {
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum HeaderKey {
     Header(http::HeaderName),
     Method,
     Authority,
     Path,
     Scheme,
+}
+
+impl HeaderKey {
+    /// Each value a header matcher on this key tests, as
+    /// [`HeaderMatch::matches`] reads them: every UTF-8 value of a
+    /// header sent more than once, a pseudo-header when it is not empty.
+    pub(crate) fn for_each_value<'a>(&self, req: &RequestView<'a>, mut f: impl FnMut(&'a str)) {
+        let single = match self {
+            HeaderKey::Header(name) => {
+                for v in req.headers.get_all(name) {
+                    if let Ok(v) = v.to_str() {
+                        f(v);
+                    }
+                }
+                return;
+            }
+            HeaderKey::Method => req.method,
+            HeaderKey::Authority => req.authority,
+            HeaderKey::Path => req.path_and_query,
+            HeaderKey::Scheme => req.scheme,
+        };
+        if !single.is_empty() {
+            f(single);
+        }
+    }
 }
 
 /// The parts of a request route matching reads.
@@ -198,6 +244,20 @@ impl HeaderMatch {
         match single {
             Some(v) => self.test_value(v) != self.invert,
             None => self.when_missing(),
+        }
+    }
+
+    /// For an exact, case-sensitive value match that fails on a missing
+    /// header: the header, the value, and whether the match is inverted.
+    /// An index reads it as "matches only if some value is this one"
+    /// (or, inverted, "never if some value is").
+    pub(crate) fn literal(&self) -> Option<(&HeaderKey, &str, bool)> {
+        match &self.test {
+            HeaderTest::Value(m) if !self.missing_as_empty => match m.literal() {
+                Some(Literal::Exact(v)) => Some((&self.name, v, self.invert)),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
