@@ -43,6 +43,9 @@ const FILES: &[&str] = &[
 const SEPARATE: &[&str] =
     &["envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto"];
 
+/// Istio's filters' settings, from this crate's `proto/` directory.
+const ISTIO: &[&str] = &["istio/stats.proto", "istio/peer_metadata.proto"];
+
 /// Where the protos import from, relative to `proto/`.
 const INCLUDES: &[&str] = &[
     "data-plane-api",
@@ -75,6 +78,23 @@ fn main() {
     };
     let mut set = compile(FILES);
     for file in compile(SEPARATE).file {
+        if !set.file.iter().any(|f| f.name == file.name) {
+            set.file.push(file);
+        }
+    }
+    // Istio's own filters' settings, declared in this crate's proto/.
+    let own = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap()).join("proto");
+    println!("cargo:rerun-if-changed={}", own.display());
+    let mut with_own = includes.clone();
+    with_own.push(own);
+    let istio = protox::Compiler::new(&with_own)
+        .and_then(|mut c| {
+            c.include_imports(true);
+            c.open_files(ISTIO)?;
+            Ok(c.file_descriptor_set())
+        })
+        .unwrap_or_else(|e| panic!("compiling weft's Istio protos: {e}"));
+    for file in istio.file {
         if !set.file.iter().any(|f| f.name == file.name) {
             set.file.push(file);
         }

@@ -45,6 +45,10 @@ pub enum TypedConfig {
     ExtAuthz(Box<crate::ext_authz::ExtAuthz>),
     /// The external authorization filter's settings for a route.
     ExtAuthzPerRoute(Box<crate::ext_authz::ExtAuthzPerRoute>),
+    /// Istio's standard metrics (`istio.stats`).
+    IstioStats(Box<crate::istio::StatsConfig>),
+    /// Istio's HTTP metadata exchange (`istio.metadata_exchange`).
+    PeerMetadata(Box<crate::istio::PeerMetadataConfig>),
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -92,6 +96,10 @@ impl TypedConfig {
             }
             "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute" => {
                 TypedConfig::ExtAuthzPerRoute(Box::new(crate::decode(v)?))
+            }
+            "stats.PluginConfig" => TypedConfig::IstioStats(Box::new(crate::decode(v)?)),
+            "io.istio.http.peer_metadata.Config" => {
+                TypedConfig::PeerMetadata(Box::new(crate::decode(v)?))
             }
             "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
                 TypedConfig::Fault(Box::new(crate::decode(v)?))

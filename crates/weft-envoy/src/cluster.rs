@@ -21,6 +21,9 @@ pub struct Cluster {
     pub respect_dns_ttl: bool,
     pub eds_cluster_config: Option<crate::xds::EdsClusterConfig>,
     pub per_connection_buffer_limit_bytes: Option<u32>,
+    /// Read by filters: Istio's stats take `destination_service` from
+    /// `filter_metadata.istio.services`.
+    pub metadata: Option<Metadata>,
     /// ORIGINAL_DST: how often unused destinations are forgotten (5 s).
     pub cleanup_interval: Option<Duration>,
     pub original_dst_lb_config: Option<OriginalDstLbConfig>,

@@ -15,6 +15,7 @@ pub mod cluster;
 mod core;
 pub mod ext_authz;
 pub mod filters;
+pub mod istio;
 pub mod jwt;
 pub mod listener;
 mod normalize;

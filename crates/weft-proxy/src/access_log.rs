@@ -205,6 +205,12 @@ where
     }
 }
 
+fn grpc_status(h: &http::HeaderMap) -> Option<String> {
+    h.get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// A response body that writes the access log line when the response
 /// has been sent (or abandoned), so byte counts and duration are final.
 pub struct LoggedBody {
@@ -216,6 +222,10 @@ pub struct LoggedBody {
     /// The stream's timers, which may still end it after the response
     /// began (a flag the entry did not know when it was made).
     stream: Option<Arc<crate::stream_timers::Activity>>,
+    /// Istio's stats to count the request in when it is done.
+    stats: Vec<crate::istio_stats::Pending>,
+    /// The gRPC status, from the response's headers or its trailers.
+    grpc_status: Option<String>,
 }
 
 impl LoggedBody {
@@ -226,6 +236,7 @@ impl LoggedBody {
         received: Arc<AtomicU64>,
         started: Instant,
         stream: Option<Arc<crate::stream_timers::Activity>>,
+        stats: Vec<crate::istio_stats::Pending>,
     ) -> Self {
         let sent = Arc::new(AtomicU64::new(0));
         LoggedBody {
@@ -235,7 +246,15 @@ impl LoggedBody {
             started,
             entry: Some((entry, logs)),
             stream,
+            stats,
+            grpc_status: None,
         }
+    }
+
+    /// The gRPC status a trailers-only response carries in its headers.
+    pub fn with_grpc_status(mut self, headers: &http::HeaderMap) -> Self {
+        self.grpc_status = grpc_status(headers);
+        self
     }
 }
 
@@ -245,13 +264,25 @@ impl Drop for LoggedBody {
             if entry.flags.is_none() {
                 entry.flags = self.stream.as_ref().and_then(|s| s.late_flag());
             }
-            let line = entry.format(
+            let (received, sent) = (
                 self.received.load(Ordering::Relaxed),
                 self.sent.load(Ordering::Relaxed),
-                self.started.elapsed().as_millis(),
             );
-            for l in &logs {
-                l.write(line.clone());
+            let elapsed = self.started.elapsed().as_millis();
+            for p in self.stats.drain(..) {
+                p.finish(
+                    entry.flags,
+                    self.grpc_status.as_deref(),
+                    received,
+                    sent,
+                    u64::try_from(elapsed).unwrap_or(u64::MAX),
+                );
+            }
+            if !logs.is_empty() {
+                let line = entry.format(received, sent, elapsed);
+                for l in &logs {
+                    l.write(line.clone());
+                }
             }
         }
     }
@@ -265,7 +296,15 @@ impl HttpBody for LoggedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(t) = frame.trailers_ref() {
+                if let Some(s) = grpc_status(t) {
+                    self.grpc_status = Some(s);
+                }
+            }
+        }
+        polled
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()

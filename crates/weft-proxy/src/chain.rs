@@ -32,6 +32,7 @@ impl FilterChain {
         chain: &weft_envoy::listener::FilterChain,
         stats: &Store,
         secrets: &Secrets,
+        inbound: bool,
     ) -> Result<Self, CompileError> {
         let transport = DownstreamTransport::compile(at, chain.transport_socket.as_ref(), secrets)?;
         let Some((terminal, before)) = chain.filters.split_last() else {
@@ -64,6 +65,7 @@ impl FilterChain {
                 &format!("{fat}.typed_config"),
                 hcm,
                 stats,
+                inbound,
             )?)),
             TypedConfig::TcpProxy(tp) => Chain::Tcp(Arc::new(compile_tcp(
                 &format!("{fat}.typed_config"),
@@ -143,6 +145,8 @@ pub struct HttpSettings {
     pub rbac: bool,
     /// What becomes of a request's path before anything looks at it.
     pub path: crate::path_norm::PathNormalization,
+    /// Some filter is Istio's stats: requests are counted when done.
+    pub istio_stats: bool,
 }
 
 /// An HTTP filter of a connection manager, under its configured name
@@ -161,6 +165,11 @@ pub enum FilterKind {
     Rbac(crate::rbac::HttpRbac),
     Jwt(crate::jwt::JwtAuthn),
     ExtAuthz(crate::ext_authz::ExtAuthz),
+    /// Istio's metadata exchange (`istio.metadata_exchange`).
+    PeerExchange(crate::peer_exchange::PeerExchange),
+    /// Istio's standard metrics (`istio.stats`), shared with the
+    /// responses whose completion it counts.
+    IstioStats(Arc<crate::istio_stats::IstioStats>),
 }
 
 /// Where a connection manager's route table is.
@@ -241,10 +250,13 @@ pub(crate) fn timeout(
     }
 }
 
+/// `inbound`: the listener's traffic direction is INBOUND (Istio's
+/// stats then report as the destination).
 pub(crate) fn compile_hcm(
     at: &str,
     h: &HttpConnectionManager,
     stats: &Store,
+    inbound: bool,
 ) -> Result<HttpSettings, CompileError> {
     let common = h.common_http_protocol_options.clone().unwrap_or_default();
     reject(
@@ -342,6 +354,21 @@ pub(crate) fn compile_hcm(
                     },
                 )?)
             }
+            Some(weft_envoy::TypedConfig::PeerMetadata(cfg)) => {
+                FilterKind::PeerExchange(crate::peer_exchange::PeerExchange::compile(
+                    cfg,
+                    stats.istio.node(),
+                    stats.istio.node_id(),
+                ))
+            }
+            Some(weft_envoy::TypedConfig::IstioStats(cfg)) => {
+                FilterKind::IstioStats(Arc::new(crate::istio_stats::IstioStats::compile(
+                    &format!("{field}.typed_config"),
+                    cfg,
+                    stats,
+                    inbound,
+                )?))
+            }
             _ => continue,
         };
         filters.push(HttpFilter {
@@ -350,6 +377,9 @@ pub(crate) fn compile_hcm(
         });
     }
     Ok(HttpSettings {
+        istio_stats: filters
+            .iter()
+            .any(|f| matches!(f.kind, FilterKind::IstioStats(_))),
         rbac: filters.iter().any(|f| {
             matches!(
                 f.kind,

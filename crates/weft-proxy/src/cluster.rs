@@ -283,6 +283,9 @@ pub struct Cluster {
     /// kind but DNS, whose first resolution runs in the background
     /// ([`Cluster::start_background`]) so that compiling does no I/O.
     initialized: tokio::sync::watch::Sender<bool>,
+    /// The service istiod's metadata says this cluster is for (what
+    /// Istio's stats name `destination_service`).
+    pub istio_service: Option<crate::istio_stats::IstioService>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -505,6 +508,7 @@ impl Cluster {
                 .map(|o| crate::outlier::Detector::new(o, store, &c.name)),
             balance,
             initialized,
+            istio_service: crate::istio_stats::IstioService::from_metadata(c.metadata.as_ref()),
         };
         cluster.count_members();
         Ok(cluster)

@@ -182,6 +182,9 @@ async fn run_filters<B>(
                     }
                 }
             }
+            // Their work is done around the chain (`routed`, `serve`)
+            // and when the response completes.
+            FilterKind::PeerExchange(_) | FilterKind::IstioStats(_) => {}
             FilterKind::Cors(_) if cluster.is_none() => {}
             FilterKind::Cors(filter) => {
                 let policies = levels.map(|l| match l.get(&f.name) {
@@ -614,7 +617,7 @@ where
             Ok(work.await)
         }
     };
-    let resp = match raced {
+    let mut resp = match raced {
         Ok(resp) => resp,
         Err(why) => {
             let (status, body, grpc_status, flag) = why.reply(activity.request_done());
@@ -628,6 +631,11 @@ where
             r
         }
     };
+    for f in &settings.filters {
+        if let FilterKind::PeerExchange(x) = &f.kind {
+            x.on_response(resp.headers_mut(), &mut outcome.peers);
+        }
+    }
     (resp, outcome)
 }
 
@@ -721,6 +729,11 @@ where
     let mut late_append = Vec::new();
     let mut new_path = None;
     if !settings.filters.is_empty() {
+        for f in &settings.filters {
+            if let FilterKind::PeerExchange(x) = &f.kind {
+                x.on_request(req.headers_mut(), &mut outcome.peers);
+            }
+        }
         let cluster = picked.map(|p| p.0);
         let filtered = run_filters(r, cluster, &mut req, &mut outcome.metadata).await;
         new_path = filtered.path;
@@ -754,6 +767,7 @@ where
             Action::Redirect(rd) => redirect(r, rd, req.uri()),
             Action::Forward(fwd) => {
                 let (cluster_name, weighted_ops) = picked.unwrap_or_else(|| fwd.targets.pick());
+                outcome.cluster = Some(cluster_name.to_string());
                 let levels = [
                     weighted_ops,
                     Some(&route.headers),

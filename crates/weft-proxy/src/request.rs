@@ -44,4 +44,8 @@ pub struct Outcome {
     /// What HTTP filters recorded about the request (RBAC's results,
     /// a verified JWT's payload).
     pub metadata: crate::metadata::DynamicMetadata,
+    /// The cluster the request was sent to.
+    pub cluster: Option<String>,
+    /// Who the peers are, as Istio's metadata exchange found them.
+    pub peers: crate::peer_exchange::Peers,
 }

@@ -468,7 +468,7 @@ async fn serve_http(
             let stats = &settings.stats;
             stats.downstream_rq_total.inc();
             let _rq_active = ActiveGuard::new(&stats.downstream_rq_active);
-            let resp = if h.access_logs.is_empty() {
+            let resp = if h.access_logs.is_empty() && !h.istio_stats {
                 crate::http::handle(snapshot, h, conn, req).await.0
             } else {
                 logged(snapshot, h, conn, req).await
@@ -616,10 +616,48 @@ async fn logged(
             .or_else(|| header("host")),
         ..Default::default()
     };
+    let mut pending: Vec<crate::istio_stats::Pending> = h
+        .filters
+        .iter()
+        .filter_map(|f| match &f.kind {
+            crate::chain::FilterKind::IstioStats(s) => Some(Arc::clone(s)),
+            _ => None,
+        })
+        .map(|s| crate::istio_stats::Pending::new(s, &conn))
+        .collect();
+    if !pending.is_empty() {
+        let first_line = entry.method.len() + 1 + entry.path.len() + 1 + entry.protocol.len();
+        let head = crate::istio_stats::head_bytes(first_line, req.headers());
+        let grpc = crate::local_reply::is_grpc(req.headers());
+        let authority = entry.authority.clone().unwrap_or_default();
+        for p in &mut pending {
+            p.request_head = head;
+            p.grpc = grpc;
+            p.authority.clone_from(&authority);
+        }
+    }
     let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let req = req.map(|b| Counted::new(b, Arc::clone(&received)));
     let logs = h.access_logs.clone();
+    let clusters = Arc::clone(&snapshot.clusters);
     let (resp, outcome) = crate::http::handle(snapshot, h, conn, req).await;
+    if !pending.is_empty() {
+        let service = outcome
+            .cluster
+            .as_ref()
+            .and_then(|c| clusters.get(c))
+            .and_then(|c| c.istio_service.clone());
+        // "HTTP/1.1 200 OK"
+        let first_line = 9 + 3 + 1 + resp.status().canonical_reason().map_or(0, str::len);
+        let head = crate::istio_stats::head_bytes(first_line, resp.headers());
+        for p in &mut pending {
+            p.status = resp.status().as_u16();
+            p.peers = outcome.peers.clone();
+            p.cluster.clone_from(&outcome.cluster);
+            p.service.clone_from(&service);
+            p.response_head = head;
+        }
+    }
     entry.status = resp.status().as_u16();
     entry.flags = outcome.flag;
     entry.upstream_host = outcome.upstream.map(|a| a.to_string());
@@ -637,5 +675,8 @@ async fn logged(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let stream = outcome.stream.map(|(a, _)| a);
-    resp.map(|b| LoggedBody::new(b, entry, logs, received, started, stream).boxed())
+    let (parts, body) = resp.into_parts();
+    let body = LoggedBody::new(body, entry, logs, received, started, stream, pending)
+        .with_grpc_status(&parts.headers);
+    hyper::Response::from_parts(parts, body.boxed())
 }

@@ -91,6 +91,9 @@ impl Snapshot {
     /// Compiles a bootstrap's static resources: pure, no I/O and nothing
     /// started.
     pub fn build(b: &Bootstrap, stats: Arc<Store>) -> Result<Self, CompileError> {
+        if let Some(node) = &b.node {
+            stats.istio.set_node(node.id.clone(), node.metadata.clone());
+        }
         let secrets = Arc::new(Secrets::new(&b.static_resources.secrets));
         let mut clusters = HashMap::new();
         for (i, c) in b.static_resources.clusters.iter().enumerate() {

@@ -38,6 +38,10 @@ pub(super) fn http_filters(
             Some(TypedConfig::ExtAuthz(e)) => {
                 super::ext_authz::ext_authz(&fat.key("typed_config"), e)?
             }
+            Some(TypedConfig::IstioStats(s)) => super::istio::stats(&fat.key("typed_config"), s)?,
+            Some(TypedConfig::PeerMetadata(p)) => {
+                super::istio::peer_metadata(&fat.key("typed_config"), p)?
+            }
             _ => {
                 return Err(fat.err(format!(
                     "HTTP filter {:?} is not implemented by weft yet",

@@ -7,6 +7,7 @@ use weft_yaml::PathSeg;
 
 mod ext_authz;
 mod filters;
+pub mod istio;
 mod jwt;
 mod rbac;
 mod routes;

@@ -109,6 +109,7 @@ pub fn compile(
             }
         }
     }
+    let inbound = l.traffic_direction == Some(weft_envoy::listener::TrafficDirection::INBOUND);
     let mut compiled: Vec<(ChainMatch, FilterChain)> = Vec::new();
     for (i, c) in l.filter_chains.iter().enumerate() {
         let cat = format!("{at}.filter_chains[{i}]");
@@ -124,12 +125,20 @@ pub fn compile(
                 message: format!("filter_chains[{j}] has the same matching rules; a connection could match either"),
             });
         }
-        compiled.push((m, FilterChain::compile(&cat, c, stats, secrets)?));
+        compiled.push((m, FilterChain::compile(&cat, c, stats, secrets, inbound)?));
     }
     let default = l
         .default_filter_chain
         .as_ref()
-        .map(|c| FilterChain::compile(&format!("{at}.default_filter_chain"), c, stats, secrets))
+        .map(|c| {
+            FilterChain::compile(
+                &format!("{at}.default_filter_chain"),
+                c,
+                stats,
+                secrets,
+                inbound,
+            )
+        })
         .transpose()?;
     let addr = l
         .address

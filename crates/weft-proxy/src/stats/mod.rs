@@ -160,6 +160,8 @@ pub struct Store {
     // Only registration and the admin endpoints lock these.
     families: Mutex<BTreeMap<String, Arc<Mutex<Family>>>>,
     names: Mutex<Names>,
+    /// Istio's standard metrics (`istio.stats` filters).
+    pub istio: Arc<istio::IstioMetrics>,
 }
 
 #[derive(Debug, Default)]
@@ -359,6 +361,7 @@ impl Store {
                 let _ = writeln!(out, "{s}");
             }
         }
+        self.istio.render(&mut out);
         out
     }
 }
@@ -419,6 +422,7 @@ impl Scope<'_> {
 }
 
 mod blocks;
+pub mod istio;
 
 pub use blocks::{
     Block, ClusterStats, Count, FaultStats, HttpStats, Level, ListenerStats, TcpStats,
