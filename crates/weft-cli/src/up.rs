@@ -140,6 +140,7 @@ pub fn bootstrap(
         namespace: args.namespace,
         ip: args.ip,
         service_account: args.service_account,
+        labels: Default::default(),
     };
     let text = serde_json::to_string_pretty(&weft_control::bootstrap::envoy(&who, &opts))?;
     println!("{text}");

@@ -29,6 +29,10 @@ pub struct Identity {
     /// (`spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT`); Istio's node
     /// metadata `SERVICE_ACCOUNT`. Kubernetes' `default` when `None`.
     pub service_account: Option<String>,
+    /// The workload's labels: node metadata `LABELS`, which Istio's
+    /// telemetry reads (`app`, `version`, the canonical service and
+    /// revision, filled in as Istio's injector does when missing).
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 impl Identity {
@@ -53,6 +57,31 @@ impl Identity {
             weft_config::host::SERVICE_DOMAIN
         )
     }
+}
+
+/// The workload's labels with the canonical service and revision Istio's
+/// injector adds when they are missing: the name from
+/// `app.kubernetes.io/name`, else `app`, else the workload's name; the
+/// revision from `app.kubernetes.io/version`, else `version`, else
+/// `latest`.
+pub fn canonical_labels(who: &Identity) -> std::collections::BTreeMap<String, String> {
+    let mut labels = who.labels.clone();
+    let first = |keys: &[&str]| keys.iter().find_map(|k| labels.get(*k).cloned());
+    let name = first(&[
+        "service.istio.io/canonical-name",
+        "app.kubernetes.io/name",
+        "app",
+    ])
+    .unwrap_or_else(|| who.name.clone());
+    let revision = first(&[
+        "service.istio.io/canonical-revision",
+        "app.kubernetes.io/version",
+        "version",
+    ])
+    .unwrap_or_else(|| "latest".into());
+    labels.insert("service.istio.io/canonical-name".into(), name);
+    labels.insert("service.istio.io/canonical-revision".into(), revision);
+    labels
 }
 
 /// Where a proxy's bootstrap points it.
@@ -142,7 +171,11 @@ pub fn message(who: &Identity, opts: &Options) -> bootstrap::Bootstrap {
         [
             ("NAMESPACE", who.namespace.as_str()),
             ("NAME", who.name.as_str()),
+            ("WORKLOAD_NAME", who.name.as_str()),
             ("SERVICE_ACCOUNT", who.service_account()),
+            // Istio's default cluster name, which its metrics report.
+            ("CLUSTER_ID", "Kubernetes"),
+            ("ISTIO_VERSION", concat!("weft-", env!("CARGO_PKG_VERSION"))),
         ]
         .into_iter()
         .chain(
@@ -151,6 +184,22 @@ pub fn message(who: &Identity, opts: &Options) -> bootstrap::Bootstrap {
                 .then_some((crate::gen::NO_WORKLOAD_CERTS, "none")),
         ),
     );
+    // Only labels given: the control plane takes a proxy's labels from
+    // `LABELS` when it is there, and from its registry otherwise.
+    if !who.labels.is_empty() {
+        metadata.fields.insert(
+            "LABELS".into(),
+            envoy_types::pb::google::protobuf::Value {
+                kind: Some(envoy_types::pb::google::protobuf::value::Kind::StructValue(
+                    pb::strings(
+                        canonical_labels(who)
+                            .iter()
+                            .map(|(k, v)| (k.as_str(), v.as_str())),
+                    ),
+                )),
+            },
+        );
+    }
     if opts.admin != 0 {
         // As pilot-agent sends its ProxyConfig: tools find the admin
         // endpoint through the control plane.

@@ -121,19 +121,22 @@ spec:
   rules: [{{}}]
 "
     ));
-    // DENY before ALLOW, both before Istio's other filters.
+    // After the metadata exchange, DENY before ALLOW, both before
+    // Istio's other filters.
     assert_eq!(
         http_filters(&http),
         [
+            "istio.metadata_exchange",
             "envoy.filters.http.rbac",
             "envoy.filters.http.rbac",
             "envoy.filters.http.fault",
             "envoy.filters.http.cors",
+            "istio.stats",
             "envoy.filters.http.router"
         ]
     );
     let filters = http["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"].clone();
-    let deny = &filters[0]["typed_config"]["rules"];
+    let deny = &filters[1]["typed_config"]["rules"];
     assert_eq!(deny["action"], "DENY");
     let names: Vec<&String> = deny["policies"].as_object().unwrap().keys().collect();
     assert_eq!(
@@ -141,7 +144,7 @@ spec:
         ["ns[default]-policy[no-admin]-rule[0]"],
         "the other namespace's policy does not apply"
     );
-    let allow = &filters[1]["typed_config"]["rules"];
+    let allow = &filters[2]["typed_config"]["rules"];
     let names: Vec<&String> = allow["policies"].as_object().unwrap().keys().collect();
     // allow-nothing adds no rule; the viewer's rule is the only way in.
     assert_eq!(names, ["ns[default]-policy[reviews-viewer]-rule[0]"]);
@@ -201,7 +204,7 @@ spec:
 ",
     );
     let filters = http["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"].clone();
-    let rbac = &filters[0]["typed_config"];
+    let rbac = &filters[1]["typed_config"];
     assert!(
         rbac.get("rules").is_none(),
         "only the dry run applies: {rbac:#}"

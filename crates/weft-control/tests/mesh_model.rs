@@ -35,6 +35,7 @@ fn listeners(yaml: &str, labels: &[(&str, &str)]) -> usize {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         workload_certs: true,
+        istio_filters: true,
     };
     let out = weft_control::gen::gateway(&ctx, &proxy);
     out.get(&weft_xds::Kind::Listener).map_or(0, |l| l.len())

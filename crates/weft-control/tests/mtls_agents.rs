@@ -209,6 +209,7 @@ async fn start_workload(
         namespace: NS.into(),
         ip: w.ip.into(),
         service_account: Some(w.name.into()),
+        labels: Default::default(),
     };
     let admin = free_port();
     let text = bootstrap::envoy(

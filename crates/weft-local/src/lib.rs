@@ -146,6 +146,11 @@ pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
                 namespace,
                 ip,
                 service_account: we.service_account.clone(),
+                labels: we
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             });
             continue;
         }
@@ -202,6 +207,11 @@ pub fn plan<R: AsRef<Resource>>(resources: &[R]) -> Result<Plan, UpError> {
             namespace,
             ip,
             service_account: we.service_account.clone(),
+            labels: we
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         });
     }
     Ok(plan)

@@ -128,10 +128,15 @@ pub(crate) fn for_service(ctx: &Context, proxy: &Proxy, service: &Service) -> Ve
 
 /// The clusters a sidecar has whatever it imports: `inbound|PORT||` per
 /// ingress listener, `PassthroughCluster` and `BlackHoleCluster`.
-pub(crate) fn fixed(ctx: &Context, scope: &Scope) -> Vec<Generated> {
+pub(crate) fn fixed(ctx: &Context, proxy: &Proxy, scope: &Scope) -> Vec<Generated> {
     let mut out = Vec::new();
     for ingress in &scope.ingress {
-        out.push(inbound(ctx, ingress));
+        let mut g = inbound(ctx, ingress);
+        let served = super::telemetry::served_by(ctx, proxy, ingress.port.number);
+        if !served.is_empty() {
+            g.cluster.metadata = Some(super::telemetry::services_metadata(&served));
+        }
+        out.push(g);
     }
     out.push(Generated {
         cluster: cluster::Cluster {
@@ -203,6 +208,7 @@ fn outbound(
     let mut c = cluster::Cluster {
         name: name.clone(),
         connect_timeout: connect_timeout(ctx),
+        metadata: Some(super::telemetry::services_metadata(&[service])),
         ..Default::default()
     };
     let mut eds = None;

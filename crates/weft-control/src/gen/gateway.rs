@@ -118,7 +118,13 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
                 }
             }
             routes.push(t);
-            let hcm = http_manager(ctx, &stat_prefix, rds(&table), Side::Gateway(authz.clone()));
+            let hcm = http_manager(
+                ctx,
+                proxy,
+                &stat_prefix,
+                rds(&table),
+                Side::Gateway(authz.clone()),
+            );
             listener.filter_chains = vec![chain(None, vec![hcm])];
         } else {
             let Some(filter) = tcp_filter(ctx, proxy, *port, servers, &stat_prefix) else {
@@ -126,6 +132,9 @@ pub fn gateway(ctx: &Context, proxy: &Proxy) -> Output {
             };
             listener.filter_chains = vec![chain(None, vec![filter])];
         }
+        // A gateway's traffic is outbound, as istiod marks it (it
+        // reports as the source in metrics).
+        listener.traffic_direction = super::pb::core::TrafficDirection::Outbound as i32;
         listeners.push(listener);
     }
     let services = ctx
@@ -184,6 +193,7 @@ fn terminated_chain(
         routes.push(http_table(ctx, proxy, &table, port, &[(gw, server)]));
         http_manager(
             ctx,
+            proxy,
             stat_prefix,
             rds(&table),
             Side::Gateway(super::authn::http_filters(

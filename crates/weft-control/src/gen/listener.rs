@@ -67,6 +67,7 @@ pub(crate) fn sidecar<'a>(
             };
             vec![http_manager(
                 ctx,
+                proxy,
                 &format!("inbound_{bind}_{port}"),
                 RouteSpecifier::RouteConfig(table),
                 Side::Inbound(super::authn::http_filters(
@@ -93,6 +94,13 @@ pub(crate) fn sidecar<'a>(
             filters,
             at(format!("{bind}_{port}"), &bind, port),
         ));
+    }
+    // Istio's directions: what reports as the destination in metrics
+    // is inbound, the rest is the application's outbound traffic.
+    for l in &mut listeners {
+        if l.traffic_direction == pb::core::TrafficDirection::Unspecified as i32 {
+            l.traffic_direction = pb::core::TrafficDirection::Outbound as i32;
+        }
     }
     (listeners, routes.into_values().collect())
 }
@@ -127,6 +135,7 @@ fn inbound(
     if mode != Mode::Disable {
         l.listener_filters = vec![l4::tls_inspector()];
     }
+    l.traffic_direction = pb::core::TrafficDirection::Inbound as i32;
     l
 }
 
@@ -172,7 +181,10 @@ fn bound_egress<'a>(
                     services: egress.services.clone(),
                 },
             );
-            listener.filter_chains = vec![chain(None, vec![hcm(ctx, &stat_prefix, rds(&table))])];
+            listener.filter_chains = vec![chain(
+                None,
+                vec![hcm(ctx, proxy, &stat_prefix, rds(&table))],
+            )];
         } else {
             // A bound listener cannot tell services apart by destination
             // address: TLS hellos go by SNI, the rest to the first
@@ -225,7 +237,7 @@ fn captured_egress<'a>(
                     services: egress.services.clone(),
                 },
             );
-            let manager = hcm(ctx, &format!("outbound_0.0.0.0_{port}"), rds(&table));
+            let manager = hcm(ctx, proxy, &format!("outbound_0.0.0.0_{port}"), rds(&table));
             listeners.push(listener::Listener {
                 bind_to_port: pb::bool_value(false),
                 filter_chains: vec![chain(None, vec![manager])],
@@ -321,8 +333,13 @@ pub(crate) fn rds(table: &str) -> RouteSpecifier {
 }
 
 /// A sidecar's outbound HTTP connection manager.
-fn hcm(ctx: &Context, stat_prefix: &str, routes: RouteSpecifier) -> listener::Filter {
-    http_manager(ctx, stat_prefix, routes, Side::Outbound)
+fn hcm(
+    ctx: &Context,
+    proxy: &Proxy,
+    stat_prefix: &str,
+    routes: RouteSpecifier,
+) -> listener::Filter {
+    http_manager(ctx, proxy, stat_prefix, routes, Side::Outbound)
 }
 
 /// Which of Istio's HTTP connection managers, with the authorization
@@ -350,6 +367,7 @@ pub(crate) enum Side {
 /// side keeps Envoy's default, SANITIZE.
 pub(crate) fn http_manager(
     ctx: &Context,
+    proxy: &Proxy,
     stat_prefix: &str,
     routes: RouteSpecifier,
     side: Side,
@@ -385,9 +403,11 @@ pub(crate) fn http_manager(
         config_type: Some(hcm::http_filter::ConfigType::TypedConfig(config)),
         ..Default::default()
     };
-    let authz = match side {
-        Side::Inbound(f) | Side::Gateway(f) => f,
-        Side::Outbound => Vec::new(),
+    use super::telemetry::{self, Class};
+    let (class, authz) = match side {
+        Side::Inbound(f) => (Class::SidecarInbound, f),
+        Side::Gateway(f) => (Class::Gateway, f),
+        Side::Outbound => (Class::SidecarOutbound, Vec::new()),
     };
     let (normalize_path, merge_slashes, escaped_slashes) = path_normalization(ctx);
     let config = hcm::HttpConnectionManager {
@@ -402,21 +422,27 @@ pub(crate) fn http_manager(
             upgrade_type: "websocket".into(),
             ..Default::default()
         }],
-        // Authorization first, as Istio orders them: a denied request
-        // meets no fault and no CORS handling.
-        http_filters: authz
+        // Istio's order: the metadata exchange first (so policies could
+        // see the peer), authorization (a denied request meets no fault
+        // and no CORS handling), fault, CORS, the standard metrics, the
+        // router.
+        http_filters: proxy
+            .istio_filters
+            .then(|| telemetry::exchange(class))
             .into_iter()
+            .chain(authz)
             .chain([
                 http_filter(
                     "envoy.filters.http.fault",
                     pb::any(&pb::fault::HttpFault::default()),
                 ),
                 http_filter("envoy.filters.http.cors", pb::any(&pb::cors::Cors {})),
-                http_filter(
-                    "envoy.filters.http.router",
-                    pb::any(&pb::router::Router::default()),
-                ),
             ])
+            .chain(proxy.istio_filters.then(|| telemetry::stats(class)))
+            .chain([http_filter(
+                "envoy.filters.http.router",
+                pb::any(&pb::router::Router::default()),
+            )])
             .collect(),
         route_specifier: Some(routes),
         access_log: if ctx.mesh.access_log_file.is_empty() {

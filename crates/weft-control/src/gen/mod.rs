@@ -33,6 +33,7 @@ mod route;
 mod secret;
 mod selection;
 mod service;
+mod telemetry;
 mod tls;
 
 pub use gateway::gateway;
@@ -64,6 +65,12 @@ pub struct Proxy {
     /// given configuration that waits for one: its auto mTLS and
     /// PERMISSIVE ports stay plaintext; STRICT ports still demand mTLS.
     pub workload_certs: bool,
+    /// The proxy runs Istio's own filters (`istio.metadata_exchange`,
+    /// `istio.stats`): weft's proxy and Istio's Envoy build do; a stock
+    /// Envoy (which `weft bootstrap` can also join) has no such
+    /// extensions and would refuse a listener naming them, so it gets
+    /// none and reports no Istio metrics.
+    pub istio_filters: bool,
 }
 
 /// Node metadata a bootstrap sets (to `"none"`) when the proxy has no
@@ -112,6 +119,7 @@ impl Proxy {
             namespace: namespace.to_string(),
             labels,
             workload_certs: true,
+            istio_filters: true,
         })
     }
 }
@@ -293,12 +301,13 @@ pub fn shape(ctx: &Context, proxy: &Proxy) -> String {
             .sidecar_for(&proxy.namespace, &proxy.labels)
             .is_some_and(|s| s.spec.ingress.iter().any(|i| i.bind.is_none()));
     format!(
-        "{:?}|{}|{:?}|{}|{}",
+        "{:?}|{}|{:?}|{}|{}|{}",
         proxy.kind,
         proxy.namespace,
         proxy.labels,
         if uses_ip { proxy.ip.as_str() } else { "" },
-        proxy.workload_certs
+        proxy.workload_certs,
+        proxy.istio_filters
     )
 }
 
@@ -330,7 +339,7 @@ pub(crate) fn sidecar_secrets(ctx: &Context, proxy: &Proxy, scope: &Scope) -> Ve
 
 /// The fixed clusters and those of every service in scope.
 fn clusters(ctx: &Context, proxy: &Proxy, scope: &Scope) -> Vec<cluster::Generated> {
-    let mut out = cluster::fixed(ctx, scope);
+    let mut out = cluster::fixed(ctx, proxy, scope);
     for s in &scope.services {
         out.extend(cluster::for_service(ctx, proxy, s));
     }
@@ -357,8 +366,12 @@ pub(crate) fn sidecar_listeners<'a>(
 }
 
 /// The clusters a sidecar has whatever services it imports (no EDS).
-pub(crate) fn sidecar_fixed_clusters(ctx: &Context, scope: &Scope) -> Vec<pb::cluster::Cluster> {
-    cluster::fixed(ctx, scope)
+pub(crate) fn sidecar_fixed_clusters(
+    ctx: &Context,
+    proxy: &Proxy,
+    scope: &Scope,
+) -> Vec<pb::cluster::Cluster> {
+    cluster::fixed(ctx, proxy, scope)
         .into_iter()
         .map(|c| c.cluster)
         .collect()

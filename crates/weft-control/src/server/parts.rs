@@ -60,7 +60,7 @@ pub(crate) fn sidecar(
     ] {
         out.insert(kind, Default::default());
     }
-    for c in gen::sidecar_fixed_clusters(ctx, &scope) {
+    for c in gen::sidecar_fixed_clusters(ctx, proxy, &scope) {
         put(cache, version, &mut out, Kind::Cluster, c.name.clone(), &c);
     }
     for s in gen::sidecar_secrets(ctx, proxy, &scope) {

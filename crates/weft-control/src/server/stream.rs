@@ -391,6 +391,10 @@ impl AdsServer {
             let mut proxy = Proxy::from_node(&node.id, metadata_labels(node), &snap.ctx)
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             proxy.workload_certs = !no_workload_certs(node);
+            proxy.istio_filters = runs_istio_filters(node);
+            if !proxy.istio_filters {
+                tracing::info!(proxy = %node.id, "a stock Envoy: no Istio telemetry filters (it has no istio.stats), so this proxy reports no Istio metrics");
+            }
             tracing::info!(proxy = %proxy.id, delta = st.delta, "proxy connected");
             st.encoded = self.encoded(&snap, &proxy);
             st.version = snap.version;
@@ -511,3 +515,14 @@ impl AdsServer {
 #[cfg(test)]
 #[path = "stream_tests.rs"]
 mod tests;
+
+/// Whether a proxy runs Istio's own filters: weft's proxy names itself
+/// `weft`, Istio's Envoy build carries `ISTIO_PROXY_SHA` in its node
+/// metadata (pilot-agent sets it); a stock Envoy has neither.
+fn runs_istio_filters(node: &envoy_types::pb::envoy::config::core::v3::Node) -> bool {
+    node.user_agent_name == "weft"
+        || node
+            .metadata
+            .as_ref()
+            .is_some_and(|m| m.fields.contains_key("ISTIO_PROXY_SHA"))
+}
