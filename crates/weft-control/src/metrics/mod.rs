@@ -117,7 +117,9 @@ fn config_kind(kind: ConfigKind) -> bool {
 /// The resource (plural, lower case) a kind is validated as.
 fn resource_name(kind: ConfigKind) -> String {
     let k = kind.info().name.to_ascii_lowercase();
-    if let Some(stem) = k.strip_suffix('y') {
+    // A consonant's y becomes ies (policies), a vowel's stays (gateways).
+    let stem = k.strip_suffix('y').filter(|s| !s.ends_with(['a', 'e', 'o', 'u']));
+    if let Some(stem) = stem {
         format!("{stem}ies")
     } else if k.ends_with('s') {
         format!("{k}es")
