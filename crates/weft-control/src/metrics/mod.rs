@@ -118,7 +118,9 @@ fn config_kind(kind: ConfigKind) -> bool {
 fn resource_name(kind: ConfigKind) -> String {
     let k = kind.info().name.to_ascii_lowercase();
     // A consonant's y becomes ies (policies), a vowel's stays (gateways).
-    let stem = k.strip_suffix('y').filter(|s| !s.ends_with(['a', 'e', 'o', 'u']));
+    let stem = k
+        .strip_suffix('y')
+        .filter(|s| !s.ends_with(['a', 'e', 'o', 'u']));
     if let Some(stem) = stem {
         format!("{stem}ies")
     } else if k.ends_with('s') {
