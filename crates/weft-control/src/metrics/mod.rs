@@ -51,6 +51,11 @@ static SIZE_BUCKETS: &[f64] = &[
     40_000_000.0,
 ];
 
+const CONVERGENCE_HELP: &str =
+    "Delay in seconds between config change and a proxy receiving all required configuration.";
+const DEBOUNCE_HELP: &str = "Delay in seconds between the first config enters debouncing and \
+    the merged push request is pushed into the push queue.";
+
 /// How a configuration object changed, as `pilot_k8s_cfg_events`'
 /// `event` label says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,12 +86,8 @@ pub(crate) enum Trigger {
     Unknown,
 }
 
-const TRIGGERS: [(Trigger, &str); 4] = [
-    (Trigger::Config, "config"),
-    (Trigger::Service, "service"),
-    (Trigger::Endpoint, "endpoint"),
-    (Trigger::Unknown, "unknown"),
-];
+/// `pilot_push_triggers`' `type`, in [`Trigger`]'s order.
+const TRIGGERS: [&str; 4] = ["config", "service", "endpoint", "unknown"];
 
 /// `pilot_inbound_updates`' `type`.
 const INBOUND: [&str; 4] = ["config", "eds", "svc", "svcdelete"];
@@ -312,7 +313,7 @@ impl Pilot {
             "counter",
             "Total number of times a push was triggered, labeled by reason for the push.",
         );
-        for ((_, label), c) in TRIGGERS.iter().zip(&self.triggers) {
+        for (label, c) in TRIGGERS.iter().zip(&self.triggers) {
             t.sample("pilot_push_triggers", &[("type", label)], c.get());
         }
         t.per_type_histogram(
@@ -330,8 +331,12 @@ impl Pilot {
             "Distribution of configuration sizes pushed to clients",
             &self.config_size,
         );
-        t.histogram("pilot_proxy_convergence_time", "Delay in seconds between config change and a proxy receiving all required configuration.", &self.convergence);
-        t.histogram("pilot_debounce_time", "Delay in seconds between the first config enters debouncing and the merged push request is pushed into the push queue.", &self.debounce);
+        t.histogram(
+            "pilot_proxy_convergence_time",
+            CONVERGENCE_HELP,
+            &self.convergence,
+        );
+        t.histogram("pilot_debounce_time", DEBOUNCE_HELP, &self.debounce);
         t.histogram(
             "pilot_pushcontext_init_seconds",
             "Total time in seconds Pilot takes to init pushContext.",
