@@ -16,6 +16,8 @@
 //! - `debounce`: a burst of changes let settle before it is published;
 //! - `jwks`: RequestAuthentication key sets fetched by URL, inlined;
 //! - `ca`: the mesh CA and the secure port (CA and ADS over TLS);
+//! - `metrics`: the control plane's own metrics under istiod's names,
+//!   and Prometheus service discovery of it and its proxies;
 //! - `run`: all of it assembled, with the debug endpoint.
 
 pub mod bootstrap;
@@ -26,6 +28,7 @@ mod delegate;
 pub mod gen;
 pub mod jwks;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod run;

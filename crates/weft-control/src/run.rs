@@ -1,8 +1,9 @@
 //! `weft control` assembled: a configuration source (the watched
 //! directory) followed, its changes debounced into snapshots, the ADS
 //! server, the debug endpoint (`/ready`, `/debug/syncz` — what
-//! `weft proxy-status` reads), and, when asked, the CA with its secure
-//! port (`crate::ca`).
+//! `weft proxy-status` reads —, `/metrics` and
+//! `/debug/prometheus-targets`, `crate::metrics`), and, when asked, the
+//! CA with its secure port (`crate::ca`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,8 +20,9 @@ use weft_config::Resource;
 
 use crate::context::Context;
 use crate::debounce::Debounce;
+use crate::metrics::{targets, Pilot, Trigger};
 use crate::server::{AdsServer, ServeError, Snapshot};
-use crate::source::{mesh_config, Source, WatchedDir};
+use crate::source::{mesh_config, Source, Tally, WatchedDir};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -84,13 +86,18 @@ pub async fn start_with<S: Source + 'static>(
     mut source: S,
     opts: &Options,
 ) -> Result<Running, ServeError> {
+    let metrics = Arc::new(Pilot::new());
+    let mut tally = Tally::default();
     let first = source.read();
     for p in &first.problems {
         tracing::warn!("{p}");
     }
+    tally.record(&first, &metrics);
+    drop(first);
     let mut version = 1;
     let jwks = crate::jwks::Resolver::new();
-    let server = AdsServer::new(build(&source.objects(), version, None, &jwks).await);
+    let snapshot = build(&source.objects(), version, None, &jwks, &metrics).await;
+    let server = AdsServer::with_metrics(snapshot, Arc::clone(&metrics));
     // Loading freed the files' text and parse trees.
     crate::memory::release_now();
     let (xds, ads_task) = server.clone().serve(opts.xds).await?;
@@ -157,8 +164,9 @@ pub async fn start_with<S: Source + 'static>(
                     let previous = server.snapshot();
                     let unchanged = crate::context::Changes::default();
                     let since = Some((&*previous.ctx, &unchanged));
-                    let snapshot = build(&source.objects(), version, since, &jwks).await;
+                    let snapshot = build(&source.objects(), version, since, &jwks, &metrics).await;
                     tracing::info!(version, "RequestAuthentication keys changed; pushing");
+                    metrics.trigger(Trigger::Unknown);
                     server.publish(snapshot);
                     continue;
                 };
@@ -175,6 +183,8 @@ pub async fn start_with<S: Source + 'static>(
                     tracing::warn!("{p}");
                 }
                 if batch.is_empty() {
+                    // Objects read (and checked) that changed nothing.
+                    tally.record(&batch, &metrics);
                     continue;
                 }
                 // Found by looking: let it settle, and look again.
@@ -185,12 +195,14 @@ pub async fn start_with<S: Source + 'static>(
                     }
                     batch.extend(again);
                 }
+                tally.record(&batch, &metrics);
+                metrics.debounce.since(noticed);
                 version += 1;
                 let t = std::time::Instant::now();
                 let previous = server.snapshot();
                 let changes = batch.changes();
                 let since = changes.as_ref().map(|c| (&*previous.ctx, c));
-                let snapshot = build(&source.objects(), version, since, &jwks).await;
+                let snapshot = build(&source.objects(), version, since, &jwks, &metrics).await;
                 drop(batch);
                 tracing::info!(
                     version,
@@ -198,7 +210,7 @@ pub async fn start_with<S: Source + 'static>(
                     since_noticed_ms = noticed.elapsed().as_secs_f64() * 1e3,
                     "configuration changed; pushing"
                 );
-                server.publish(snapshot);
+                server.publish_noticed(snapshot, noticed);
                 drop(previous);
                 // The old snapshot goes once every stream has moved on;
                 // the streams call this too as they answer.
@@ -219,13 +231,16 @@ pub async fn start_with<S: Source + 'static>(
 /// Snapshot `version` of `resources`; with the previous context and
 /// what changed since, what did not change is kept. The key sets its
 /// RequestAuthentications name by URL are resolved (fetched when not
-/// cached) before it is compiled: compiling does no I/O.
+/// cached) before it is compiled: compiling does no I/O. Its time is
+/// istiod's `pilot_pushcontext_init_seconds`.
 async fn build(
     resources: &[&Resource],
     version: u64,
     previous: Option<(&Context, &crate::context::Changes)>,
     jwks: &crate::jwks::Resolver,
+    metrics: &Pilot,
 ) -> Snapshot {
+    let started = std::time::Instant::now();
     let mut problems = Vec::new();
     let mesh = mesh_config(resources, &mut problems);
     for p in problems {
@@ -239,6 +254,9 @@ async fn build(
     if !needed.is_empty() {
         ctx.jwks = Arc::new(jwks.resolve(&needed).await);
     }
+    metrics.pushcontext_init.since(started);
+    metrics.services.set(ctx.registry.services().count() as i64);
+    metrics.virt_services.set(ctx.virtual_services.len() as i64);
     Snapshot {
         ctx: Arc::new(ctx),
         version,
@@ -250,16 +268,24 @@ async fn serve_debug(
     server: AdsServer,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
     let (listener, local) = crate::server::bind("the debug endpoint", addr).await?;
+    let host: Arc<str> = targets::hostname().into();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
             let server = server.clone();
+            let host = Arc::clone(&host);
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let server = server.clone();
-                    async move { Ok::<_, std::convert::Infallible>(debug_response(&server, req.uri())) }
+                    let me = Me {
+                        debug: local,
+                        host: Arc::clone(&host),
+                    };
+                    async move {
+                        Ok::<_, std::convert::Infallible>(debug_response(&server, &me, req.uri()))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -270,9 +296,29 @@ async fn serve_debug(
     Ok((local, task))
 }
 
-fn debug_response(server: &AdsServer, uri: &hyper::Uri) -> hyper::Response<Full<Bytes>> {
+/// The debug endpoint as Prometheus finds it: its address and the host
+/// it runs on.
+struct Me {
+    debug: SocketAddr,
+    host: Arc<str>,
+}
+
+fn debug_response(server: &AdsServer, me: &Me, uri: &hyper::Uri) -> hyper::Response<Full<Bytes>> {
     let path = uri.path();
     let (status, body) = match path {
+        "/metrics" => (200, server.metrics().render()),
+        "/debug/prometheus-targets" => {
+            let proxies: Vec<_> = server
+                .status()
+                .into_iter()
+                .filter_map(|p| p.scrape)
+                .collect();
+            let groups = targets::groups(me.debug, &me.host, &proxies);
+            match serde_json::to_string_pretty(&groups) {
+                Ok(json) => (200, json + "\n"),
+                Err(e) => (500, format!("{e}\n")),
+            }
+        }
         "/debug/config_dump" => {
             let id = uri
                 .query()
@@ -347,10 +393,11 @@ fn debug_response(server: &AdsServer, uri: &hyper::Uri) -> hyper::Response<Full<
         .status(status)
         .header(
             "content-type",
-            if status == 200 && path != "/ready" {
-                "application/json"
-            } else {
-                "text/plain"
+            match path {
+                "/metrics" if status == 200 => crate::metrics::CONTENT_TYPE,
+                "/ready" => "text/plain",
+                _ if status == 200 => "application/json",
+                _ => "text/plain",
             },
         )
         .body(Full::new(Bytes::from(body)))

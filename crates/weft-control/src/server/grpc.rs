@@ -11,7 +11,9 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body::Frame;
@@ -22,13 +24,20 @@ use tonic::Status;
 use super::request::Requests;
 use super::stream::Out;
 use super::AdsServer;
+use crate::metrics::Pilot;
 
 const SERVICE: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
 
 /// `AggregatedDiscoveryService` for tonic's router.
 #[derive(Clone)]
 pub(crate) struct AdsService {
-    pub server: AdsServer,
+    server: AdsServer,
+}
+
+impl AdsService {
+    pub fn new(server: AdsServer) -> AdsService {
+        AdsService { server }
+    }
 }
 
 impl NamedService for AdsService {
@@ -68,6 +77,8 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for AdsService {
             .body(tonic::body::Body::new(Responses {
                 rx,
                 pending: Default::default(),
+                sending: None,
+                metrics: Arc::clone(self.server.metrics()),
                 done: false,
             }))
             .expect("static response head");
@@ -80,7 +91,22 @@ impl tower_service::Service<http::Request<tonic::body::Body>> for AdsService {
 struct Responses {
     rx: mpsc::UnboundedReceiver<Result<Out, Status>>,
     pending: std::collections::VecDeque<Bytes>,
+    /// When the message whose pieces are pending was queued: its send
+    /// time (`pilot_xds_send_time`) ends when HTTP/2 takes its last
+    /// piece.
+    sending: Option<Instant>,
+    metrics: Arc<Pilot>,
     done: bool,
+}
+
+impl Responses {
+    fn sent_all(&mut self) {
+        if self.pending.is_empty() {
+            if let Some(queued) = self.sending.take() {
+                self.metrics.send_time.since(queued);
+            }
+        }
+    }
 }
 
 fn trailers(status: &Status) -> Frame<Bytes> {
@@ -100,6 +126,7 @@ impl http_body::Body for Responses {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         if let Some(chunk) = self.pending.pop_front() {
+            self.sent_all();
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         if self.done {
@@ -111,6 +138,8 @@ impl http_body::Body for Responses {
                 let mut chunks = message.chunks.into_iter();
                 let first = chunks.next().unwrap_or_default();
                 self.pending.extend(chunks);
+                self.sending = message.queued;
+                self.sent_all();
                 Poll::Ready(Some(Ok(Frame::data(first))))
             }
             Poll::Ready(Some(Err(status))) => {

@@ -19,6 +19,8 @@ use weft_xds::Kind;
 
 use crate::context::Context;
 use crate::gen::{self, Proxy, ProxyKind};
+use crate::metrics::targets::ProxyTarget;
+use crate::metrics::Pilot;
 
 mod encode;
 mod grpc;
@@ -66,6 +68,9 @@ pub struct ProxyStatus {
     /// `PROXY_CONFIG.proxyAdminPort` (as pilot-agent sends it), for
     /// `weft proxy-config secret`.
     pub admin_port: Option<u16>,
+    /// Where its metrics are scraped, from its node metadata
+    /// (`crate::metrics::targets`).
+    pub scrape: Option<ProxyTarget>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +119,11 @@ struct Shared {
     cache: Mutex<encode::Cache>,
     status: Mutex<BTreeMap<u64, ProxyStatus>>,
     next_stream: std::sync::atomic::AtomicU64,
+    metrics: Arc<Pilot>,
+    /// The snapshot version last published and when the change it
+    /// carries was noticed: each stream's convergence time ends when it
+    /// has sent that snapshot.
+    noticed: Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 /// Cheap to clone; every clone serves the same snapshot.
@@ -127,6 +137,12 @@ pub(crate) const REQUEST_WINDOW: u32 = 64 * 1024;
 
 impl AdsServer {
     pub fn new(snapshot: Snapshot) -> AdsServer {
+        AdsServer::with_metrics(snapshot, Arc::default())
+    }
+
+    /// A server counting into `metrics` (which the run loop counts into
+    /// too).
+    pub fn with_metrics(snapshot: Snapshot, metrics: Arc<Pilot>) -> AdsServer {
         let (tx, _) = watch::channel(Arc::new(snapshot));
         AdsServer {
             shared: Arc::new(Shared {
@@ -134,13 +150,35 @@ impl AdsServer {
                 cache: Mutex::new(encode::Cache::default()),
                 status: Mutex::new(BTreeMap::new()),
                 next_stream: 0.into(),
+                metrics,
+                noticed: Mutex::new(None),
             }),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Pilot> {
+        &self.shared.metrics
     }
 
     /// Serves the next snapshot to every connected proxy.
     pub fn publish(&self, snapshot: Snapshot) {
         self.shared.snapshot.send_replace(Arc::new(snapshot));
+    }
+
+    /// [`AdsServer::publish`] of a snapshot made for a change noticed at
+    /// `noticed`: each proxy's `pilot_proxy_convergence_time` runs from
+    /// then until its stream has sent what the snapshot changed.
+    pub fn publish_noticed(&self, snapshot: Snapshot, noticed: std::time::Instant) {
+        *self.shared.noticed.lock().expect("noticed lock") = Some((snapshot.version, noticed));
+        self.publish(snapshot);
+    }
+
+    /// When the change snapshot `version` carries was noticed.
+    fn noticed(&self, version: u64) -> Option<std::time::Instant> {
+        match *self.shared.noticed.lock().expect("noticed lock") {
+            Some((v, at)) if v == version => Some(at),
+            _ => None,
+        }
     }
 
     /// Told of every snapshot published from now on.
@@ -200,9 +238,7 @@ impl AdsServer {
     /// The ADS service, for a server that carries it beside others (the
     /// secure port, `crate::ca`).
     pub(crate) fn grpc_service(&self) -> grpc::AdsService {
-        grpc::AdsService {
-            server: self.clone(),
-        }
+        grpc::AdsService::new(self.clone())
     }
 
     /// Binds `addr` and serves until the task is dropped.
@@ -211,7 +247,7 @@ impl AdsServer {
         addr: SocketAddr,
     ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ServeError> {
         let (listener, local) = bind("xDS", addr).await?;
-        let svc = grpc::AdsService { server: self };
+        let svc = grpc::AdsService::new(self);
         // No Nagle: a small response must not wait for the proxy's
         // delayed ACK.
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {

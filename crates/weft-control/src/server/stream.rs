@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -16,6 +17,8 @@ use super::encode::{name_key, Encoded, KeyMap, KeySet, TypeEncoded};
 use super::wire;
 use super::{metadata_admin_port, metadata_labels, no_workload_certs, AdsServer, ProxyStatus};
 use crate::gen::Proxy;
+use crate::metrics::targets::ProxyTarget;
+use crate::metrics::Gauge;
 
 /// The names a proxy subscribes to, of one type.
 #[derive(Clone, Default)]
@@ -163,6 +166,8 @@ pub(super) struct StreamState {
     version: u64,
     subs: BTreeMap<Kind, Subscription>,
     nonce: u64,
+    /// `pilot_xds{version}` of the proxy, raised while it is connected.
+    connected: Option<Arc<Gauge>>,
 }
 
 /// A response, ready for the wire.
@@ -333,6 +338,7 @@ impl AdsServer {
             version: 0,
             subs: BTreeMap::new(),
             nonce: 0,
+            connected: None,
         };
         loop {
             tokio::select! {
@@ -356,14 +362,17 @@ impl AdsServer {
                     if changed.is_err() { break; }
                     let snap = snapshots.borrow_and_update().clone();
                     if let Some(proxy) = &st.proxy {
+                        let started = Instant::now();
                         st.encoded = self.encoded(&snap, proxy);
                         st.version = snap.version;
                         let kinds: Vec<Kind> = st.subs.keys().copied().collect();
                         for kind in kinds {
                             if let Some(out) = st.respond(kind, false) {
-                                self.sent(&st, kind);
-                                let _ = tx.send(Ok(out));
+                                self.send(&st, kind, out, started, &tx);
                             }
+                        }
+                        if let Some(noticed) = self.noticed(snap.version) {
+                            self.shared.metrics.convergence.since(noticed);
                         }
                         if let Some(p) = self.shared.status.lock().expect("status lock").get_mut(&st.id) {
                             p.snapshot = snap.version;
@@ -373,6 +382,9 @@ impl AdsServer {
             }
         }
         self.shared.status.lock().expect("status lock").remove(&id);
+        if let Some(g) = st.connected {
+            g.dec();
+        }
     }
 
     fn on_request(
@@ -381,6 +393,7 @@ impl AdsServer {
         req: Req,
         tx: &mpsc::UnboundedSender<Result<Out, Status>>,
     ) -> Result<(), Status> {
+        let started = Instant::now();
         if st.proxy.is_none() {
             let Some(node) = &req.node else {
                 return Err(Status::invalid_argument(
@@ -396,6 +409,9 @@ impl AdsServer {
                 tracing::info!(proxy = %node.id, "a stock Envoy: no Istio telemetry filters (it has no istio.stats), so this proxy reports no Istio metrics");
             }
             tracing::info!(proxy = %proxy.id, delta = st.delta, "proxy connected");
+            let connected = self.shared.metrics.connected(node);
+            connected.inc();
+            st.connected = Some(connected);
             st.encoded = self.encoded(&snap, &proxy);
             st.version = snap.version;
             self.shared.status.lock().expect("status lock").insert(
@@ -406,6 +422,7 @@ impl AdsServer {
                     snapshot: snap.version,
                     types: BTreeMap::new(),
                     admin_port: metadata_admin_port(node),
+                    scrape: ProxyTarget::from_node(node),
                 },
             );
             st.proxy = Some(proxy);
@@ -423,6 +440,7 @@ impl AdsServer {
         if !req.nonce.is_empty() && req.nonce != sub.nonce {
             // A stale nonce: the proxy answers an older response; a newer
             // one is on its way.
+            self.shared.metrics.expired_nonce.get(kind).inc();
             return Ok(());
         }
         if acking {
@@ -433,6 +451,9 @@ impl AdsServer {
             {
                 match &req.error {
                     Some(e) => {
+                        let metrics = &self.shared.metrics;
+                        metrics.rejects.get(kind).inc();
+                        metrics.reject_gauges.get(kind).inc();
                         tracing::warn!(proxy = ?st.proxy.as_ref().map(|p| &p.id), "{} rejected: {e}", kind.xds());
                         t.nack = Some(e.clone());
                     }
@@ -492,11 +513,33 @@ impl AdsServer {
         }
         if first || changed {
             if let Some(out) = st.respond(kind, true) {
-                self.sent(st, kind);
-                let _ = tx.send(Ok(out));
+                self.send(st, kind, out, started, tx);
             }
         }
         Ok(())
+    }
+
+    /// Queues a response begun at `started` (its generation included),
+    /// counted by type.
+    fn send(
+        &self,
+        st: &StreamState,
+        kind: Kind,
+        mut out: Out,
+        started: Instant,
+        tx: &mpsc::UnboundedSender<Result<Out, Status>>,
+    ) {
+        self.sent(st, kind);
+        let metrics = &self.shared.metrics;
+        metrics.config_size.get(kind).observe(out.wire_len() as f64);
+        metrics.push_time.get(kind).since(started);
+        out.queued = Some(Instant::now());
+        if tx.send(Ok(out)).is_ok() {
+            metrics.pushes.get(kind).inc();
+        } else {
+            // The stream is going away.
+            metrics.send_errors.get(kind).inc();
+        }
     }
 
     fn sent(&self, st: &StreamState, kind: Kind) {

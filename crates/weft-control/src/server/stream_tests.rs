@@ -35,6 +35,7 @@ fn stream(delta: bool, encoded: Arc<Encoded>) -> StreamState {
         version: 1,
         subs: BTreeMap::new(),
         nonce: 0,
+        connected: None,
     }
 }
 

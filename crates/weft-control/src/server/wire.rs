@@ -23,6 +23,15 @@ const SHARE_FROM: usize = 4096;
 #[derive(Debug, Default)]
 pub(crate) struct Message {
     pub chunks: Vec<Bytes>,
+    /// When the stream queued it for sending.
+    pub queued: Option<std::time::Instant>,
+}
+
+impl Message {
+    /// The message's length on the wire.
+    pub fn wire_len(&self) -> usize {
+        self.chunks.iter().map(Bytes::len).sum()
+    }
 }
 
 fn varint_len(v: u64) -> usize {
@@ -133,6 +142,7 @@ impl Builder {
         self.chunks.insert(0, prefix.freeze());
         Message {
             chunks: self.chunks,
+            queued: None,
         }
     }
 }

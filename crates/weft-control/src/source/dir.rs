@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use weft_config::{IssueKind, LoadOptions, Resource, Severity};
 
-use super::{key, Event, Key};
+use super::{key, Event, Key, Validation};
 use crate::context::Changes;
 
 #[derive(Clone, PartialEq, Eq)]
@@ -75,6 +75,9 @@ pub struct Scan {
     /// Problems, each naming its file and line; what they concern kept
     /// its last good version or was left out.
     pub problems: Vec<String>,
+    /// The objects of the files read, checked by Istio's admission
+    /// rules (none from a file that could not be read).
+    pub validations: Vec<Validation>,
 }
 
 type OwnedKey = (&'static str, String, String);
@@ -195,7 +198,7 @@ impl ConfigDir {
                 .get(&path)
                 .map(|f| f.resources.as_slice())
                 .unwrap_or(&[]);
-            let resources = read_file(&path, prev, &mut scan.problems);
+            let resources = read_file(&path, prev, &mut scan.problems, &mut scan.validations);
             let same = prev.len() == resources.len()
                 && prev
                     .iter()
@@ -278,6 +281,7 @@ fn read_file(
     path: &Path,
     prev: &[Arc<Resource>],
     problems: &mut Vec<String>,
+    validations: &mut Vec<Validation>,
 ) -> Vec<Arc<Resource>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -293,6 +297,7 @@ fn read_file(
         prev,
         out: Vec::new(),
         problems: Vec::new(),
+        validations: Vec::new(),
         unreadable: None,
     };
     let name = path.display().to_string();
@@ -302,6 +307,7 @@ fn read_file(
         return prev.to_vec();
     }
     problems.append(&mut file.problems);
+    validations.append(&mut file.validations);
     file.out.shrink_to_fit();
     file.out
 }
@@ -313,6 +319,7 @@ struct FileSink<'a> {
     prev: &'a [Arc<Resource>],
     out: Vec<Arc<Resource>>,
     problems: Vec<String>,
+    validations: Vec<Validation>,
     /// The first issue that makes the whole file unusable.
     unreadable: Option<String>,
 }
@@ -348,6 +355,11 @@ impl weft_config::Sink for FileSink<'_> {
             .into_iter()
             .filter(|v| v.severity == Severity::Error)
             .collect();
+        self.validations.push(Validation {
+            kind: r.object.kind,
+            api_version: r.object.api_version.clone(),
+            passed: errors.is_empty(),
+        });
         if errors.is_empty() {
             self.problems.extend(crate::support::unsupported(&r));
             // Every problem of the object is named: only where its
@@ -554,6 +566,7 @@ spec: {address: ADDRESS, labels: {app: reviews}}
         let batch = |s: Scan| Batch {
             events: s.events,
             problems: s.problems,
+            validations: s.validations,
         };
         // The first scan is a relist of the objects as served: one
         // VirtualService, from the file written last.

@@ -11,7 +11,9 @@
 //! - `watched`: [`WatchedDir`], that directory as a [`Source`], told of
 //!   changes by the kernel (inotify) where it can be;
 //! - `mesh_config`: mesh settings from the `istio` ConfigMap, whatever
-//!   source it came from.
+//!   source it came from;
+//! - `tally`: what each batch did to the objects served, counted into
+//!   the control plane's metrics (`crate::metrics`).
 //!
 //! A Kubernetes watcher is meant to be another implementation: its
 //! watch events are [`Event::Applied`]/[`Event::Deleted`], its relists
@@ -21,6 +23,7 @@
 
 mod dir;
 mod mesh_config;
+mod tally;
 mod watched;
 
 use std::sync::Arc;
@@ -32,6 +35,7 @@ pub use crate::debounce::Wait;
 
 pub use dir::{ConfigDir, Scan};
 pub use mesh_config::mesh_config;
+pub(crate) use tally::Tally;
 pub use watched::WatchedDir;
 
 /// A change a source took in. Objects are shared with the source's own
@@ -55,6 +59,17 @@ pub struct Batch {
     /// Problems, each naming its origin; what they concern kept its last
     /// good version or was left out.
     pub problems: Vec<String>,
+    /// The objects checked by Istio's admission rules as they were read.
+    pub validations: Vec<Validation>,
+}
+
+/// An object checked by Istio's admission rules as it was read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validation {
+    pub kind: weft_api::Kind,
+    /// As written (`networking.istio.io/v1`).
+    pub api_version: String,
+    pub passed: bool,
 }
 
 impl Batch {
@@ -82,6 +97,7 @@ impl Batch {
     pub fn extend(&mut self, later: Batch) {
         self.events.extend(later.events);
         self.problems.extend(later.problems);
+        self.validations.extend(later.validations);
     }
 }
 

@@ -76,6 +76,7 @@ impl Source for WatchedDir {
         Batch {
             events: scan.events,
             problems: scan.problems,
+            validations: scan.validations,
         }
     }
 
