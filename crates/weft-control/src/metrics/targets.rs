@@ -298,6 +298,7 @@ mod tests {
             namespace: "bookinfo".into(),
             ip: "10.0.0.9".into(),
             service_account: None,
+            labels: [("app".to_string(), "reviews".to_string())].into_iter().collect(),
         };
         let boot = crate::bootstrap::message(
             &who,
@@ -314,7 +315,10 @@ mod tests {
                 address: "127.0.0.1:15123".into(),
                 namespace: "bookinfo".into(),
                 pod: "reviews-v1".into(),
-                ..Default::default()
+                // The bootstrap's WORKLOAD_NAME and LABELS.
+                app: Some("reviews".into()),
+                version: None,
+                workload: Some("reviews-v1".into()),
             }
         );
     }
