@@ -298,7 +298,9 @@ mod tests {
             namespace: "bookinfo".into(),
             ip: "10.0.0.9".into(),
             service_account: None,
-            labels: [("app".to_string(), "reviews".to_string())].into_iter().collect(),
+            labels: [("app".to_string(), "reviews".to_string())]
+                .into_iter()
+                .collect(),
         };
         let boot = crate::bootstrap::message(
             &who,
