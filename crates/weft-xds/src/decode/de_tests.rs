@@ -173,9 +173,9 @@ fn refusals_are_refusals_both_ways() {
     );
     refused(
         Kind::Cluster,
-        r#"{"name": "c", "metadata": {"filterMetadata": {"istio": {"config": "x"}}}}"#,
+        r#"{"name": "c", "preconnectPolicy": {"perUpstreamPreconnectRatio": 2}}"#,
         &[],
-        "metadata",
+        "preconnect_policy",
     );
     refused(
         Kind::Listener,
