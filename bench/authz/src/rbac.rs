@@ -11,7 +11,7 @@
 //! name sorts last. Envoy evaluates policies in their names'
 //! lexicographic order and stops at the first that matches, so every
 //! request evaluates all `n` policies. weft gives the same answer but,
-//! from 16 policies on, evaluates only those its index leaves (those
+//! from 4 policies on, evaluates only those its index leaves (those
 //! whose method, path, port, principal and header conditions the
 //! request meets; see weft-proxy's `rbac::index`). The others fail at
 //! different depths, as real rule sets do, in a repeating pattern of

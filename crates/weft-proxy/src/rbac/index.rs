@@ -30,8 +30,9 @@ use super::matcher::{Permission, Principal};
 use super::{Input, Policy};
 use crate::matchers::{HeaderKey, Literal};
 
-/// Below this many policies the linear scan is as fast as the lookups.
-pub(super) const MIN_POLICIES: usize = 16;
+/// Below this many policies the linear scan is as fast as the lookups
+/// (measured with the bench's 10-policy case: the index already pays).
+pub(super) const MIN_POLICIES: usize = 4;
 
 /// A request attribute a condition reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -150,7 +150,7 @@ fn the_index_decides_as_the_scan_does_on_random_policies_and_requests() {
     let mut checked = 0;
     for seed in 1..=200u64 {
         let mut r = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let n = 16 + r.below(60);
+        let n = 4 + r.below(70);
         let policies = (0..n)
             .map(|i| {
                 let perms: Vec<Value> =
