@@ -163,6 +163,82 @@ async fn bookinfo_up_and_the_tour() {
     let page = get(gw, "/productpage", None).await;
     assert!(page.body.contains("data-color=\"red\""), "{}", page.body);
 
+    // Istio's standard metrics, which the control plane's filters make
+    // every proxy report: productpage's sidecar counts its calls to
+    // reviews by version (the exchange told it who answered), and
+    // reviews-v2's counts jason's calls from productpage over mutual TLS.
+    let admin_of = |name: &str| {
+        mesh.proxies
+            .iter()
+            .find(|(w, _)| w.name == name)
+            .and_then(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("{name}'s sidecar has an admin address"))
+    };
+    let scrape = |admin: std::net::SocketAddr, want: Vec<&'static str>| async move {
+        let text = request(
+            "GET",
+            &format!("http://{admin}/stats/prometheus"),
+            &[],
+            false,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .body;
+        let found = text
+            .lines()
+            .any(|l| l.starts_with("istio_requests_total{") && want.iter().all(|w| l.contains(w)));
+        if found {
+            Ok(())
+        } else {
+            Err(format!("no istio_requests_total with {want:?} in:\n{text}"))
+        }
+    };
+    let productpage = admin_of("productpage-v1");
+    for version in ["v2", "v3"] {
+        let want = vec![
+            "reporter=\"source\"",
+            "source_workload=\"productpage-v1\"",
+            "source_app=\"productpage\"",
+            "destination_service=\"reviews.default.svc.cluster.local\"",
+            "destination_service_name=\"reviews\"",
+            "response_code=\"200\"",
+        ];
+        let want: Vec<&'static str> = want
+            .into_iter()
+            .chain([if version == "v2" {
+                "destination_version=\"v2\""
+            } else {
+                "destination_version=\"v3\""
+            }])
+            .collect();
+        wait_for(
+            "productpage's sidecar to report reviews by version",
+            PATIENCE,
+            async || scrape(productpage, want.clone()).await,
+        )
+        .await;
+    }
+    let reviews_v2 = admin_of("reviews-v2");
+    wait_for(
+        "reviews-v2's sidecar to report its caller",
+        PATIENCE,
+        async || {
+            scrape(
+                reviews_v2,
+                vec![
+                "reporter=\"destination\"",
+                "source_workload=\"productpage-v1\"",
+                "source_principal=\"spiffe://cluster.local/ns/default/sa/bookinfo-productpage\"",
+                "destination_workload=\"reviews-v2\"",
+                "destination_version=\"v2\"",
+                "connection_security_policy=\"mutual_tls\"",
+            ],
+            )
+            .await
+        },
+    )
+    .await;
+
     // Ratings abort for jason: his reviews say ratings are unavailable.
     std::fs::write(
         dir.0.join("tour-ratings.yaml"),
