@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks: formatting, lints, and every test in the workspace.
-# Needs the Rust toolchain and Python's pip (for Envoy, the reference the
-# proxy is tested against).
+# Needs the Rust toolchain, Python's pip (for Envoy, the reference the
+# proxy is tested against) and Debian's apt (for Prometheus).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Istio's reference data (CRD schemas, messages, Bookinfo) sits beside the
@@ -19,6 +19,15 @@ if [ -z "${WEFT_ENVOY:-}" ]; then
   export WEFT_ENVOY
 fi
 "$WEFT_ENVOY" --version >/dev/null
+# Debian's Prometheus, which the telemetry test runs against the local
+# mesh; required, so the test cannot skip in CI.
+if ! command -v prometheus >/dev/null 2>&1; then
+  sudo_if_needed=""
+  [ "$(id -u)" = 0 ] || sudo_if_needed="sudo"
+  $sudo_if_needed apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 ||
+    { $sudo_if_needed apt-get update -qq && $sudo_if_needed apt-get install -y --no-install-recommends prometheus >/dev/null; }
+fi
+export WEFT_REQUIRE_PROMETHEUS=1
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
