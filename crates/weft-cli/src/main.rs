@@ -189,6 +189,14 @@ enum Command {
         /// runs without mutual TLS (as Istio with mTLS off).
         #[arg(long)]
         no_mtls: bool,
+        /// Where the Prometheus `weft up` starts listens (Debian's
+        /// `prometheus`, when installed; its targets from the control
+        /// plane's discovery).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        prometheus_address: std::net::SocketAddr,
+        /// Start no Prometheus.
+        #[arg(long)]
+        no_prometheus: bool,
     },
     /// Print the Envoy bootstrap that connects a proxy to the control
     /// plane (what pilot-agent generates for Envoy).
@@ -407,8 +415,11 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             secure_address,
             state_dir,
             no_mtls,
+            prometheus_address,
+            no_prometheus,
         } => up::run(up::Args {
             dir,
+            prometheus: (!no_prometheus).then_some(prometheus_address),
             xds: xds_address,
             debug: debug_address,
             ca: (!no_mtls).then(|| {

@@ -15,6 +15,8 @@ pub struct Args {
     pub gateway: weft_local::GatewayMode,
     /// The control plane's CA (mesh mTLS); none runs the mesh plaintext.
     pub ca: Option<weft_control::ca::SecureOptions>,
+    /// Where to start Prometheus, if it is installed.
+    pub prometheus: Option<SocketAddr>,
 }
 
 /// Exit codes: 0 after Ctrl-C / SIGTERM, 1 when the directory cannot be
@@ -97,6 +99,30 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 }
             }
         }
+        let prom_dir = std::env::temp_dir().join(format!("weft-up-prometheus-{}", std::process::id()));
+        let targets = format!("http://{}/debug/prometheus-targets", mesh.control.debug);
+        let prometheus = match (args.prometheus, weft_local::prometheus::find_binary()) {
+            (None, _) => {
+                println!("  metrics: each proxy's admin /stats/prometheus; Prometheus discovery at {targets}");
+                None
+            }
+            (Some(_), None) => {
+                println!("  metrics: no prometheus installed (apt install prometheus); Prometheus discovery at {targets}");
+                None
+            }
+            (Some(at), Some(binary)) => {
+                match weft_local::prometheus::start(&binary, at, mesh.control.debug, &prom_dir) {
+                    Ok(p) => {
+                        println!("  prometheus http://{at} (targets from {targets}), e.g. sum by (destination_version) (rate(istio_requests_total{{reporter=\"source\",destination_service_name=\"reviews\"}}[1m]))");
+                        Some(p)
+                    }
+                    Err(e) => {
+                        eprintln!("warning: {e}");
+                        None
+                    }
+                }
+            }
+        };
         for p in &problems {
             eprintln!("warning: {p}");
         }
@@ -111,6 +137,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         println!("Edit the YAML in {} to change routing; Ctrl-C stops everything.", args.dir.display());
         crate::control::shutdown_signal().await;
         println!("weft up: stopping");
+        drop(prometheus);
+        let _ = std::fs::remove_dir_all(&prom_dir);
         drop(mesh);
         Ok(0)
     })

@@ -32,6 +32,7 @@ use weft_demo::App;
 
 mod certs;
 mod live;
+pub mod prometheus;
 pub use certs::CertsError;
 use live::{Live, Starter};
 

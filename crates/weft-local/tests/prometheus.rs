@@ -10,7 +10,6 @@
 //! cannot skip it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use weft_testkit::envoy::{free_port, TempDir};
 use weft_testkit::http::request;
@@ -31,27 +30,6 @@ fn example_copy(dir: &Path, gw_port: u16) {
             .replace("number: 8443", &format!("number: {}", free_port()));
         std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
     }
-}
-
-/// Killed when dropped.
-struct Prometheus(Child);
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn prometheus_binary() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("WEFT_PROMETHEUS") {
-        return Some(PathBuf::from(p));
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("prometheus"))
-            .find(|p| p.is_file())
-    })
 }
 
 /// One instant query's single value (`None`: no series).
@@ -90,7 +68,7 @@ async fn query(port: u16, promql: &str) -> Result<Option<f64>, String> {
 
 #[tokio::test]
 async fn prometheus_scrapes_the_mesh_through_discovery_and_the_dashboards_queries_answer() {
-    let Some(binary) = prometheus_binary() else {
+    let Some(binary) = weft_local::prometheus::find_binary() else {
         assert!(
             std::env::var_os("WEFT_REQUIRE_PROMETHEUS").is_none(),
             "WEFT_REQUIRE_PROMETHEUS is set and no prometheus binary was found"
@@ -112,33 +90,17 @@ async fn prometheus_scrapes_the_mesh_through_discovery_and_the_dashboards_querie
     let problems = mesh.settle(PATIENCE).await;
     assert!(problems.is_empty(), "{problems:?}");
 
-    // Prometheus knows nothing but the discovery URL.
+    // Prometheus knows nothing but the discovery URL: started as `weft
+    // up` starts it.
     let prom_port = free_port();
     let prom_dir = TempDir::new("prometheus");
-    let config = format!(
-        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
-         scrape_configs:\n\
-         - job_name: weft\n  \
-           http_sd_configs: [{{url: 'http://{}/debug/prometheus-targets', refresh_interval: 1s}}]\n",
-        mesh.control.debug
-    );
-    std::fs::write(prom_dir.0.join("prometheus.yml"), config).unwrap();
-    let child = Command::new(&binary)
-        .arg(format!(
-            "--config.file={}",
-            prom_dir.0.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            prom_dir.0.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
-    let _prometheus = Prometheus(child);
-
+    let _prometheus = weft_local::prometheus::start(
+        &binary,
+        ([127, 0, 0, 1], prom_port).into(),
+        mesh.control.debug,
+        &prom_dir.0,
+    )
+    .unwrap();
     // Every proxy and the control plane are up as targets.
     wait_for(
         "Prometheus to scrape 8 targets",
