@@ -178,29 +178,30 @@ impl Pending {
         let f = &*self.filter;
         let local = &f.local;
         const UNKNOWN: &str = "unknown";
-        let or_unknown = |v: &'_ str| -> String {
+        fn or<'a>(v: &'a str, default: &'a str) -> &'a str {
             if v.is_empty() {
-                UNKNOWN.into()
+                default
             } else {
-                v.to_string()
+                v
             }
-        };
+        }
         // The service: the Host header unless told not to, then a
         // catch-all cluster's name or the cluster's Istio service.
         let (mut host, mut name) = if f.host_fallback {
-            (self.authority.clone(), self.authority.clone())
+            (self.authority.as_str(), self.authority.as_str())
         } else {
-            (String::new(), String::new())
+            ("", "")
         };
         match (&self.cluster, &self.service) {
-            (Some(c), _) if CATCH_ALL.contains(&c.as_str()) => name = c.clone(),
+            (Some(c), _) if CATCH_ALL.contains(&c.as_str()) => name = c.as_str(),
             (_, Some(s)) => {
-                host = s.host.clone();
-                name = s.name.clone();
+                host = s.host.as_str();
+                name = s.name.as_str();
             }
             _ => {}
         }
-        let code = self.status.to_string();
+        let mut code_buf = [0u8; 5];
+        let code = status_text(self.status, &mut code_buf);
         let protocol = if self.grpc { "grpc" } else { "http" };
         let grpc_status = if self.grpc {
             grpc_status.unwrap_or("")
@@ -208,98 +209,75 @@ impl Pending {
             ""
         };
         let flags = flags.unwrap_or("-");
-        let labels: [String; 25] = if f.inbound {
-            let peer = self.peers.downstream.unwrap_or_default();
-            let peer_ns = self
-                .peer_principal
-                .as_deref()
+        let none = Peer::default();
+        let principal = self.peer_principal.as_deref();
+        let local_principal = self.local_principal.as_deref();
+        let refs: [&str; 25] = if f.inbound {
+            let peer = self.peers.downstream.as_ref().unwrap_or(&none);
+            let peer_ns = principal
                 .and_then(spiffe_namespace)
-                .map(str::to_string)
-                .unwrap_or_else(|| or_unknown(&peer.namespace));
-            let fallback = |v: String| {
-                if v.is_empty() {
-                    local.canonical_service.clone()
-                } else {
-                    v
-                }
-            };
-            let mtls = self.peer_principal.is_some() && self.local_principal.is_some();
+                .unwrap_or(or(&peer.namespace, UNKNOWN));
+            let mtls = principal.is_some() && local_principal.is_some();
             [
-                "destination".into(),
-                or_unknown(&peer.workload),
-                or_unknown(&peer.canonical_service),
-                if peer.canonical_revision.is_empty() {
-                    "latest".into()
-                } else {
-                    peer.canonical_revision
-                },
+                "destination",
+                or(&peer.workload, UNKNOWN),
+                or(&peer.canonical_service, UNKNOWN),
+                or(&peer.canonical_revision, "latest"),
                 peer_ns,
-                self.peer_principal
-                    .clone()
-                    .unwrap_or_else(|| UNKNOWN.into()),
-                or_unknown(&peer.app),
-                or_unknown(&peer.version),
-                or_unknown(&peer.cluster),
-                local.workload.clone(),
-                local.namespace.clone(),
-                self.local_principal
-                    .clone()
-                    .unwrap_or_else(|| UNKNOWN.into()),
-                local.app.clone(),
-                local.version.clone(),
-                fallback(host),
-                local.canonical_service.clone(),
-                local.canonical_revision.clone(),
-                fallback(name),
-                local.namespace.clone(),
-                local.cluster.clone(),
-                protocol.into(),
+                principal.unwrap_or(UNKNOWN),
+                or(&peer.app, UNKNOWN),
+                or(&peer.version, UNKNOWN),
+                or(&peer.cluster, UNKNOWN),
+                &local.workload,
+                &local.namespace,
+                local_principal.unwrap_or(UNKNOWN),
+                &local.app,
+                &local.version,
+                or(host, &local.canonical_service),
+                &local.canonical_service,
+                &local.canonical_revision,
+                or(name, &local.canonical_service),
+                &local.namespace,
+                &local.cluster,
+                protocol,
                 code,
-                grpc_status.into(),
-                flags.into(),
-                if mtls { "mutual_tls" } else { "none" }.into(),
+                grpc_status,
+                flags,
+                if mtls { "mutual_tls" } else { "none" },
             ]
         } else {
-            let peer = self.peers.upstream.unwrap_or_default();
+            let peer = self.peers.upstream.as_ref().unwrap_or(&none);
             [
-                "source".into(),
-                local.workload.clone(),
-                local.canonical_service.clone(),
-                local.canonical_revision.clone(),
-                local.namespace.clone(),
+                "source",
+                &local.workload,
+                &local.canonical_service,
+                &local.canonical_revision,
+                &local.namespace,
                 // The client's own certificate towards the upstream is
                 // not known to the filter yet: Istio's `unknown` for a
                 // plaintext upstream.
-                UNKNOWN.into(),
-                local.app.clone(),
-                local.version.clone(),
-                local.cluster.clone(),
-                or_unknown(&peer.workload),
-                or_unknown(&peer.namespace),
-                UNKNOWN.into(),
-                or_unknown(&peer.app),
-                or_unknown(&peer.version),
-                or_unknown(&host),
-                or_unknown(&peer.canonical_service),
-                if peer.canonical_revision.is_empty() {
-                    "latest".into()
-                } else {
-                    peer.canonical_revision
-                },
-                or_unknown(&name),
-                or_unknown(&peer.namespace),
-                or_unknown(&peer.cluster),
-                protocol.into(),
+                UNKNOWN,
+                &local.app,
+                &local.version,
+                &local.cluster,
+                or(&peer.workload, UNKNOWN),
+                or(&peer.namespace, UNKNOWN),
+                UNKNOWN,
+                or(&peer.app, UNKNOWN),
+                or(&peer.version, UNKNOWN),
+                or(host, UNKNOWN),
+                or(&peer.canonical_service, UNKNOWN),
+                or(&peer.canonical_revision, "latest"),
+                or(name, UNKNOWN),
+                or(&peer.namespace, UNKNOWN),
+                or(&peer.cluster, UNKNOWN),
+                protocol,
                 code,
-                grpc_status.into(),
-                flags.into(),
-                UNKNOWN.into(),
+                grpc_status,
+                flags,
+                UNKNOWN,
             ]
         };
-        let mut refs = [""; 25];
-        for (r, l) in refs.iter_mut().zip(&labels) {
-            *r = l;
-        }
         f.metrics.record(
             f.overrides,
             &HttpSample {
@@ -310,6 +288,21 @@ impl Pending {
             },
         );
     }
+}
+
+/// A status code's digits, without allocating.
+fn status_text(status: u16, buf: &mut [u8; 5]) -> &str {
+    let mut n = status;
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 /// The bytes of an HTTP/1 head: the first line and each header line,

@@ -592,29 +592,38 @@ async fn logged(
             .map(str::to_string)
     };
     let original_path = req.headers().contains_key("x-envoy-original-path");
-    let mut entry = Entry {
-        start: Some(std::time::SystemTime::now()),
-        method: req.method().to_string(),
-        path: header("x-envoy-original-path").unwrap_or_else(|| {
-            req.uri()
-                .path_and_query()
-                .map(|p| p.as_str().to_string())
-                .unwrap_or_default()
-        }),
-        protocol: match req.version() {
-            http::Version::HTTP_2 => "HTTP/2",
-            http::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        },
-        xff: header("x-forwarded-for"),
-        user_agent: header("user-agent"),
-        request_id: header("x-request-id"),
-        authority: req
-            .uri()
+    let protocol = match req.version() {
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    };
+    let authority = || {
+        req.uri()
             .authority()
             .map(|a| a.to_string())
-            .or_else(|| header("host")),
-        ..Default::default()
+            .or_else(|| header("host"))
+    };
+    // The log line's fields only when there is a log to write: Istio's
+    // stats alone need none of them.
+    let mut entry = if h.access_logs.is_empty() {
+        Entry::default()
+    } else {
+        Entry {
+            start: Some(std::time::SystemTime::now()),
+            method: req.method().to_string(),
+            path: header("x-envoy-original-path").unwrap_or_else(|| {
+                req.uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default()
+            }),
+            protocol,
+            xff: header("x-forwarded-for"),
+            user_agent: header("user-agent"),
+            request_id: header("x-request-id"),
+            authority: authority(),
+            ..Default::default()
+        }
     };
     let mut pending: Vec<crate::istio_stats::Pending> = h
         .filters
@@ -626,10 +635,15 @@ async fn logged(
         .map(|s| crate::istio_stats::Pending::new(s, &conn))
         .collect();
     if !pending.is_empty() {
-        let first_line = entry.method.len() + 1 + entry.path.len() + 1 + entry.protocol.len();
+        let path = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+        let first_line = req.method().as_str().len() + 1 + path + 1 + protocol.len();
         let head = crate::istio_stats::head_bytes(first_line, req.headers());
         let grpc = crate::local_reply::is_grpc(req.headers());
-        let authority = entry.authority.clone().unwrap_or_default();
+        let authority = entry
+            .authority
+            .clone()
+            .or_else(authority)
+            .unwrap_or_default();
         for p in &mut pending {
             p.request_head = head;
             p.grpc = grpc;
