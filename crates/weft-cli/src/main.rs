@@ -216,6 +216,10 @@ enum Command {
         /// The proxy's admin port (0: any free port).
         #[arg(long, default_value_t = 15000)]
         admin_port: u16,
+        /// Istio's Prometheus port: `/stats/prometheus` on 0.0.0.0:PORT,
+        /// from the admin endpoint (0: none).
+        #[arg(long, default_value_t = 15090)]
+        prometheus_port: u16,
         /// The workload's service account (its certificate's identity).
         #[arg(long)]
         service_account: Option<String>,
@@ -441,6 +445,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ip,
             xds,
             admin_port,
+            prometheus_port,
             service_account,
             sds_socket,
         } => up::bootstrap(
@@ -455,6 +460,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 xds,
                 admin: admin_port,
                 sds_socket,
+                prometheus: prometheus_port,
             },
         ),
         Command::Proxy {

@@ -95,6 +95,71 @@ pub struct Options {
     /// `./var/run/secrets/workload-spiffe-uds/socket`), when the proxy
     /// gets workload certificates; none leaves `sds-grpc` out.
     pub sds_socket: Option<PathBuf>,
+    /// Istio's Prometheus port (15090): a listener on `0.0.0.0:PORT`
+    /// answering `/stats/prometheus` from the admin endpoint, so a
+    /// scraper reaches the proxy's metrics without the admin endpoint
+    /// being exposed. 0, or an admin port of 0 (not known in advance):
+    /// none.
+    pub prometheus: u16,
+}
+
+/// The cluster behind the Prometheus listener: the admin endpoint.
+const PROMETHEUS_STATS: &str = "prometheus_stats";
+
+/// Istio's bootstrap listener on its Prometheus port: only
+/// `/stats/prometheus`, forwarded to the admin endpoint.
+fn prometheus_listener(port: u16) -> pb::listener::Listener {
+    use pb::hcm::http_connection_manager::RouteSpecifier;
+    use pb::route as rt;
+    let route = rt::Route {
+        r#match: Some(rt::RouteMatch {
+            path_specifier: Some(rt::route_match::PathSpecifier::Prefix(
+                "/stats/prometheus".into(),
+            )),
+            ..Default::default()
+        }),
+        action: Some(rt::route::Action::Route(rt::RouteAction {
+            cluster_specifier: Some(rt::route_action::ClusterSpecifier::Cluster(
+                PROMETHEUS_STATS.into(),
+            )),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let manager = pb::hcm::HttpConnectionManager {
+        stat_prefix: "stats".into(),
+        route_specifier: Some(RouteSpecifier::RouteConfig(rt::RouteConfiguration {
+            virtual_hosts: vec![rt::VirtualHost {
+                name: "backend".into(),
+                domains: vec!["*".into()],
+                routes: vec![route],
+                ..Default::default()
+            }],
+            ..Default::default()
+        })),
+        http_filters: vec![pb::hcm::HttpFilter {
+            name: "envoy.filters.http.router".into(),
+            config_type: Some(pb::hcm::http_filter::ConfigType::TypedConfig(pb::any(
+                &pb::router::Router::default(),
+            ))),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    pb::listener::Listener {
+        name: format!("0.0.0.0_{port}"),
+        address: pb::socket_address("0.0.0.0", u32::from(port)),
+        filter_chains: vec![pb::listener::FilterChain {
+            filters: vec![pb::listener::Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(pb::listener::filter::ConfigType::TypedConfig(pb::any(
+                    &manager,
+                ))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 /// A cluster speaking HTTP/2 (gRPC) to one endpoint.
@@ -200,6 +265,26 @@ pub fn message(who: &Identity, opts: &Options) -> bootstrap::Bootstrap {
             },
         );
     }
+    let prometheus = (opts.prometheus != 0 && opts.admin != 0).then_some(opts.prometheus);
+    let mut listeners = Vec::new();
+    if let Some(port) = prometheus {
+        listeners.push(prometheus_listener(port));
+        let mut admin = grpc_cluster(
+            PROMETHEUS_STATS,
+            pb::socket_address("127.0.0.1", u32::from(opts.admin)).expect("an address"),
+        );
+        // The admin endpoint speaks HTTP/1.1.
+        admin.typed_extension_protocol_options.clear();
+        clusters.push(admin);
+        metadata.fields.insert(
+            "ENVOY_PROMETHEUS_PORT".into(),
+            envoy_types::pb::google::protobuf::Value {
+                kind: Some(envoy_types::pb::google::protobuf::value::Kind::StringValue(
+                    port.to_string(),
+                )),
+            },
+        );
+    }
     if opts.admin != 0 {
         // As pilot-agent sends its ProxyConfig: tools find the admin
         // endpoint through the control plane.
@@ -248,6 +333,7 @@ pub fn message(who: &Identity, opts: &Options) -> bootstrap::Bootstrap {
         }),
         static_resources: Some(bootstrap::bootstrap::StaticResources {
             clusters,
+            listeners,
             ..Default::default()
         }),
         ..Default::default()

@@ -218,6 +218,7 @@ async fn start_workload(
             xds,
             admin,
             sds_socket: Some(socket),
+            prometheus: 0,
         },
     )
     .to_string();

@@ -146,6 +146,9 @@ async fn start_proxy(who: &Identity, starter: &Starter) -> Result<Proxy, UpError
             xds: starter.xds,
             admin: free_admin_port().map_err(|e| fail(format!("no free admin port: {e}")))?,
             sds_socket: certs.as_ref().map(|c| c.socket().to_path_buf()),
+            // Many proxies share the host's addresses: their metrics are
+            // on their admin ports, as the discovery lists them.
+            prometheus: 0,
         },
     )
     .to_string();

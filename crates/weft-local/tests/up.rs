@@ -585,6 +585,7 @@ async fn envoy_joins_as_the_gateway() {
             xds: mesh.control.xds,
             admin,
             sds_socket: None,
+            prometheus: 0,
         },
     )
     .to_string();

@@ -308,6 +308,7 @@ mod tests {
                 xds: "127.0.0.1:15010".parse().unwrap(),
                 admin: 15123,
                 sds_socket: None,
+                prometheus: 0,
             },
         );
         let t = ProxyTarget::from_node(boot.node.as_ref().unwrap()).unwrap();
