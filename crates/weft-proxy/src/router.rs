@@ -334,6 +334,11 @@ where
             hash,
         )?;
     };
+    outcome.details = Some("via_upstream");
+    outcome.upstream_local = resp
+        .extensions()
+        .get::<crate::transport::UpstreamLocal>()
+        .map(|l| l.0);
     let tunnel_idle = outcome.stream.as_ref().and_then(|(_, l)| l.idle);
     let upgrade = downstream_upgrade.map(|d| (d, tunnel_idle));
     let mut resp = finish(r, resp, admitted, upgrade, started, attempt)?;
