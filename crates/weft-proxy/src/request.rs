@@ -43,6 +43,9 @@ pub struct Outcome {
     /// Envoy's response code details, where the serving code knew them
     /// (`via_upstream`, `direct_response`).
     pub details: Option<&'static str>,
+    /// Why the last attempt's connection failed, as Envoy says it
+    /// (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`), when weft knows.
+    pub transport_failure: Option<&'static str>,
     /// Attempts sent upstream (more than one when retried).
     pub attempts: u32,
     /// The stream's timers, which go on running while the response body

@@ -268,7 +268,11 @@ where
                 .insert(X_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
         }
         let per_try = policy.and_then(|p| p.per_try_timeout);
-        let tried_now = send(cluster, &endpoint, up, per_try, deadline).await;
+        let mut refused = false;
+        let tried_now = send(cluster, &endpoint, up, per_try, deadline, &mut refused).await;
+        // Envoy's %UPSTREAM_TRANSPORT_FAILURE_REASON% for the one
+        // connect failure weft tells apart (the last attempt's counts).
+        outcome.transport_failure = refused.then_some("delayed_connect_error:_Connection_refused");
         let tried_now = match tried_now {
             Tried::Failed(_)
                 if body_failed
@@ -407,7 +411,7 @@ fn shadow(r: &Routed<'_>, fwd: &Forward, m: &Mirror, prepared: &Prepared, body: 
         }
         let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
         if let Tried::Response(resp, _admitted) =
-            send(&cluster, &endpoint, req, None, deadline).await
+            send(&cluster, &endpoint, req, None, deadline, &mut false).await
         {
             let _ = resp.into_body().collect().await;
         }
@@ -490,6 +494,7 @@ async fn send(
     req: Request<Body>,
     per_try: Option<Duration>,
     deadline: Option<Instant>,
+    refused: &mut bool,
 ) -> Tried {
     let stats = &cluster.stats;
     let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -507,7 +512,10 @@ async fn send(
         endpoint.active.fetch_sub(1, Ordering::Relaxed);
         match result {
             Ok(resp) => Tried::Response(resp, admitted),
-            Err(e) => Tried::Failed(classify(&e)),
+            Err(e) => {
+                *refused = connect_refused(&e);
+                Tried::Failed(classify(&e))
+            }
         }
     };
     let result = match limit {
@@ -574,6 +582,21 @@ fn classify(e: &hyper_util::client::legacy::Error) -> AttemptFailure {
         source = s.source();
     }
     AttemptFailure::Reset
+}
+
+/// Whether a connect failure was a refused connection.
+fn connect_refused(e: &hyper_util::client::legacy::Error) -> bool {
+    if !e.is_connect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn failure_error(f: AttemptFailure) -> ForwardError {
@@ -658,7 +681,8 @@ pub(crate) async fn call(
             .insert(HOST, HeaderValue::from_str(host).ok()?);
     }
     let deadline = started + timeout;
-    let Tried::Response(resp, admitted) = send(cluster, &endpoint, req, None, Some(deadline)).await
+    let Tried::Response(resp, admitted) =
+        send(cluster, &endpoint, req, None, Some(deadline), &mut false).await
     else {
         return None;
     };

@@ -678,6 +678,7 @@ async fn logged(
     entry.status = resp.status().as_u16();
     entry.flags = outcome.flag;
     entry.known_details = outcome.details;
+    entry.transport_failure = outcome.transport_failure;
     entry.upstream_host = outcome.upstream.map(|a| a.to_string());
     entry.upstream_local = outcome.upstream_local;
     entry.upstream_cluster = outcome.cluster;

@@ -125,6 +125,7 @@ fn mask(mut f: Fields, port: u16) -> Fields {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istio_text_and_json_formats_match_envoy() {
     let a = echo_backend("a").await;
+    let dead = free_port();
     let routes = yaml(
         r#"
 virtual_hosts:
@@ -133,6 +134,7 @@ virtual_hosts:
   routes:
   - {name: direct-route, match: {prefix: /direct}, direct_response: {status: 200, body: {inline_string: hello}}}
   - {name: empty-route, match: {prefix: /empty}, route: {cluster: empty}}
+  - {name: dead-route, match: {prefix: /dead}, route: {cluster: dead}}
   - {name: ok-route, match: {prefix: /ok}, route: {cluster: a}}
 "#,
     );
@@ -168,6 +170,7 @@ virtual_hosts:
         let clusters = [
             static_cluster("a", a.port(), false),
             json!({"name": "empty", "type": "STATIC", "connect_timeout": "1s"}),
+            static_cluster("dead", dead, false),
         ];
         http_bootstrap(listen, admin, &hcm, &routes, &clusters)
     })
@@ -185,6 +188,7 @@ virtual_hosts:
             ],
         ),
         ("/direct", &[]),
+        ("/dead", &[]),
     ];
     send_each([pair.envoy_port, pair.weft_port], "log.test", requests).await;
     let (envoy_port, weft_port) = (pair.envoy_port, pair.weft_port);
@@ -274,6 +278,18 @@ virtual_hosts:
     assert_eq!(t(4, "response_code_details"), "direct_response");
     assert_eq!(t(4, "route_name"), "direct-route");
     assert_eq!(j(4, "bytes_sent"), json!(5));
+    // A refused connection.
+    assert_eq!(t(5, "response_flags"), "UF");
+    assert_eq!(
+        t(5, "response_code_details"),
+        "upstream_reset_before_response_started{remote_connection_failure|delayed_connect_error:_Connection_refused}"
+    );
+    assert_eq!(
+        t(5, "upstream_transport_failure_reason"),
+        "delayed_connect_error:_Connection_refused"
+    );
+    assert_eq!(t(5, "upstream_host"), format!("127.0.0.1:{dead}"));
+    assert_eq!(j(5, "upstream_local_address"), Value::Null);
 }
 
 /// Operators beyond Istio's defaults, a nested JSON struct with typed

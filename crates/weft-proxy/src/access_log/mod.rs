@@ -130,6 +130,8 @@ pub struct Entry {
     /// Response code details the serving code knew (`via_upstream`,
     /// `direct_response`); others come from the flag.
     pub known_details: Option<&'static str>,
+    /// Envoy's upstream transport failure reason, when weft knows it.
+    pub transport_failure: Option<&'static str>,
     /// The x-request-id as sent upstream.
     pub request_id: Option<String>,
     pub authority: Option<String>,
@@ -152,19 +154,31 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Envoy's `%RESPONSE_CODE_DETAILS%`, for the cases weft knows
-    /// (none for others, printed as empty).
-    pub fn details(&self) -> Option<&'static str> {
+    /// Envoy's `%RESPONSE_CODE_DETAILS%`, for the cases weft knows: an
+    /// upstream's response, a direct response, and the local replies of
+    /// no route, no cluster, no healthy host, a refused connection, a
+    /// route timeout, a fault abort and a local rate limit. Others (resets,
+    /// overflow, stream timers, RBAC, JWT, ext_authz denials) are not
+    /// known to weft yet and print as empty.
+    pub fn details(&self) -> Option<std::borrow::Cow<'static, str>> {
+        if let (Some("UF"), Some(reason)) = (self.flags, self.transport_failure) {
+            return Some(std::borrow::Cow::Owned(format!(
+                "upstream_reset_before_response_started{{remote_connection_failure|{reason}}}"
+            )));
+        }
         let by_flag = match self.flags {
             Some("NR") => Some("route_not_found"),
             Some("UH") => Some("no_healthy_upstream"),
             Some("NC") => Some("cluster_not_found"),
-            Some("UT") => Some("upstream_response_timeout"),
+            // Checked against Envoy 1.40 for a route timeout.
+            Some("UT") => Some("response_timeout"),
             Some("RL") => Some("local_rate_limited"),
             Some("FI") | Some("DI,FI") => Some("fault_filter_abort"),
             _ => None,
         };
-        by_flag.or(self.known_details)
+        by_flag
+            .or(self.known_details)
+            .map(std::borrow::Cow::Borrowed)
     }
 
     /// The line in Envoy's default format.
