@@ -400,3 +400,55 @@ async fn unknown_operators_are_refused() {
         );
     }
 }
+
+/// A TCP proxy's log in Istio's TEXT format: the HTTP operators print
+/// `-`, the addresses, cluster and byte counts are the connection's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_proxy_log_in_istio_format_matches_envoy() {
+    let a = tcp_echo_backend("a").await;
+    let dir = TempDir::new("access-log-tcp");
+    let log = |admin: u16| dir.0.join(format!("{admin}.log"));
+    let pair = Pair::start(|listen, admin| {
+        let listener = json!({
+            "name": "tcp",
+            "address": support::pair::socket(listen),
+            "filter_chains": [{"filters": [{
+                "name": "envoy.filters.network.tcp_proxy",
+                "typed_config": {
+                    "@type": support::pair::TCP_PROXY,
+                    "stat_prefix": "tcp",
+                    "cluster": "a",
+                    "access_log": [{
+                        "name": "envoy.access_loggers.file",
+                        "typed_config": {
+                            "@type": FILE_LOG,
+                            "path": log(admin).display().to_string(),
+                            "log_format": {"text_format": ISTIO_TEXT},
+                        }
+                    }]
+                }
+            }]}]
+        });
+        support::pair::bootstrap(
+            admin,
+            vec![listener],
+            &[static_cluster("a", a.port(), false)],
+        )
+    })
+    .await;
+    let (envoy_port, weft_port) = (pair.envoy_port, pair.weft_port);
+    assert_eq!(tcp_exchange(envoy_port, b"hello").await, "a\nhello");
+    assert_eq!(tcp_exchange(weft_port, b"hello").await, "a\nhello");
+    let (e, w) = pair.stop_and_read_logs(log, 1).await;
+    let (e, w) = (text_fields(e.trim_end()), text_fields(w.trim_end()));
+    let (e, w) = (mask(e, envoy_port), mask(w, weft_port));
+    assert_eq!(w, e);
+    let s = |k: &str| w[k].as_str().unwrap().to_string();
+    assert_eq!(s("method"), "-");
+    assert_eq!(s("response_code"), "0");
+    assert_eq!(s("bytes_received"), "5");
+    assert_eq!(s("bytes_sent"), "7");
+    assert_eq!(s("upstream_cluster"), "a");
+    assert_eq!(s("upstream_host"), format!("127.0.0.1:{}", a.port()));
+    assert_eq!(s("upstream_local_address"), "127.0.0.1:PORT");
+}
