@@ -41,9 +41,18 @@ pub struct SubstitutionFormatString {
     pub omit_empty_values: bool,
     /// Only used by local replies; access logs ignore it, as Envoy does.
     pub content_type: Option<String>,
-    /// Formatter extensions (modelled so that weft can refuse them).
-    pub formatters: Vec<serde_json::Value>,
+    /// Formatter extensions: `envoy.formatter.req_without_query`, which
+    /// adds `%REQ_WITHOUT_QUERY(X?Y):Z%` (others fail to decode).
+    pub formatters: Vec<Formatter>,
     pub json_format_options: Option<JsonFormatOptions>,
+}
+
+/// A formatter extension (`TypedExtensionConfig`).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Formatter {
+    pub name: String,
+    pub typed_config: Option<crate::TypedConfig>,
 }
 
 /// `envoy.config.core.v3.DataSource` as a format's source.

@@ -55,6 +55,8 @@ pub enum TypedConfig {
     StdoutAccessLog(Box<crate::access_log::StreamAccessLog>),
     /// The stderr access logger.
     StderrAccessLog(Box<crate::access_log::StreamAccessLog>),
+    /// The access log formatter of `%REQ_WITHOUT_QUERY(...)%`.
+    ReqWithoutQuery,
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -115,6 +117,9 @@ impl TypedConfig {
             }
             "envoy.extensions.access_loggers.stream.v3.StderrAccessLog" => {
                 TypedConfig::StderrAccessLog(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery" if empty(&v) => {
+                TypedConfig::ReqWithoutQuery
             }
             "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
                 TypedConfig::Fault(Box::new(crate::decode(v)?))

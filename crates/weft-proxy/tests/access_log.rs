@@ -292,8 +292,9 @@ virtual_hosts:
     assert_eq!(j(5, "upstream_local_address"), Value::Null);
 }
 
-/// Operators beyond Istio's defaults, a nested JSON struct with typed
-/// and untyped values, `omit_empty_values`, and `%%`.
+/// Operators beyond Istio's defaults (`%REQ_WITHOUT_QUERY%` with its
+/// formatter, lengths, alternatives, a START_TIME format), a nested JSON
+/// struct with typed and untyped values, `omit_empty_values`, and `%%`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_operators_match_envoy() {
     let a = echo_backend("a").await;
@@ -311,7 +312,11 @@ async fn more_operators_match_envoy() {
                     "@type": FILE_LOG,
                     "path": text_log(admin).display().to_string(),
                     "log_format": {
-                        "text_format_source": {"inline_string": "%REQ(USER-AGENT):3% 100%% %START_TIME(%Y/%m/%d)% [%TRAILER(grpc-status)%] %UPSTREAM_CLUSTER% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %RESP(CONTENT-TYPE?X-NONE)% %REQ(X-MISSING)%|\n"},
+                        "formatters": [{
+                            "name": "envoy.formatter.req_without_query",
+                            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery"}
+                        }],
+                        "text_format_source": {"inline_string": "%REQ_WITHOUT_QUERY(:PATH)% %REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH):4% %REQ(USER-AGENT):3% 100%% %START_TIME(%Y/%m/%d)% [%TRAILER(grpc-status)%] %UPSTREAM_CLUSTER% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% %RESP(CONTENT-TYPE?X-NONE)% %REQ(X-MISSING)%|\n"},
                         "omit_empty_values": true,
                     },
                 }
@@ -336,7 +341,7 @@ async fn more_operators_match_envoy() {
         http_bootstrap(listen, admin, &hcm, &routes, &[static_cluster("a", a.port(), false)])
     })
     .await;
-    let requests: &[(&str, &[(&str, &str)])] = &[("/", &[("user-agent", "parity/2")])];
+    let requests: &[(&str, &[(&str, &str)])] = &[("/a/b?x=1", &[("user-agent", "parity/2")])];
     send_each([pair.envoy_port, pair.weft_port], "log.test", requests).await;
     let (envoy_admin, weft_admin) = (pair.envoy_admin, pair.weft_admin);
     let (e_text, w_text) = pair.stop_and_read_logs(text_log, 1).await;
@@ -345,7 +350,7 @@ async fn more_operators_match_envoy() {
     let w_text = date.replace_all(&w_text, "DATE").to_string();
     assert_eq!(w_text, e_text);
     assert!(
-        e_text.starts_with("par 100% DATE [] a 127.0.0.1 "),
+        e_text.starts_with("/a/b /a/b par 100% DATE [] a 127.0.0.1 "),
         "{e_text}"
     );
     let e_json = std::fs::read_to_string(json_log(envoy_admin)).unwrap_or_default();
@@ -374,6 +379,16 @@ async fn unknown_operators_are_refused() {
             json!({"json_format": {"a": {"b": "%FILTER_STATE(x)%"}}}),
             "log_format.json_format.a.b",
             "%FILTER_STATE%",
+        ),
+        (
+            json!({"text_format_source": {"inline_string": "%REQ_WITHOUT_QUERY(:PATH)%"}}),
+            "log_format.text_format_source.inline_string",
+            "needs the formatter envoy.formatter.req_without_query",
+        ),
+        (
+            json!({"text_format_source": {"inline_string": "%START_TIME(%Q)%"}}),
+            "log_format.text_format_source.inline_string",
+            "%Q is not implemented",
         ),
         (
             json!({"text_format_source": {"inline_string": "50% off"}}),

@@ -65,6 +65,8 @@ enum What {
     StartTime(Option<Vec<TimePart>>),
     /// A request header, with the one to read when it is missing.
     Req(String, Option<String>),
+    /// As `Req`, without the query string.
+    ReqWithoutQuery(String, Option<String>),
     Resp(String, Option<String>),
     Trailer(String, Option<String>),
     Protocol,
@@ -127,7 +129,9 @@ impl Format {
     /// Envoy's default text format.
     pub fn default_text() -> Format {
         Format {
-            kind: Kind::Text(parse(DEFAULT_FORMAT, "").expect("the default format parses")),
+            kind: Kind::Text(
+                parse(DEFAULT_FORMAT, "", Operators::default()).expect("the default format parses"),
+            ),
             omit_empty: false,
         }
     }
@@ -135,18 +139,24 @@ impl Format {
     /// Compiles a text format string (`at` names the field in errors).
     pub fn text(at: &str, text: &str) -> Result<Format, CompileError> {
         Ok(Format {
-            kind: Kind::Text(parse(text, at)?),
+            kind: Kind::Text(parse(text, at, Operators::default())?),
             omit_empty: false,
         })
     }
 
     /// Compiles a `SubstitutionFormatString` at the field `at`.
     pub fn compile(at: &str, f: &SubstitutionFormatString) -> Result<Format, CompileError> {
-        if !f.formatters.is_empty() {
-            return Err(err(
-                &format!("{at}.formatters"),
-                "formatter extensions are not implemented by weft yet".into(),
-            ));
+        let mut ops = Operators::default();
+        for (i, x) in f.formatters.iter().enumerate() {
+            match &x.typed_config {
+                Some(weft_envoy::TypedConfig::ReqWithoutQuery) => ops.req_without_query = true,
+                _ => {
+                    return Err(err(
+                        &format!("{at}.formatters[{i}]"),
+                        "only envoy.formatter.req_without_query is implemented by weft".into(),
+                    ))
+                }
+            }
         }
         let source = f.text_format_source.as_ref().map(|s| {
             let refused = [
@@ -168,12 +178,13 @@ impl Format {
             }
         });
         let kind = match (&f.text_format, source, &f.json_format) {
-            (Some(t), None, None) => Kind::Text(parse(t, &format!("{at}.text_format"))?),
+            (Some(t), None, None) => Kind::Text(parse(t, &format!("{at}.text_format"), ops)?),
             (None, Some(t), None) => Kind::Text(parse(
                 t?,
                 &format!("{at}.text_format_source.inline_string"),
+                ops,
             )?),
-            (None, None, Some(j)) => Kind::Json(json_fields(j, &format!("{at}.json_format"))?),
+            (None, None, Some(j)) => Kind::Json(json_fields(j, &format!("{at}.json_format"), ops)?),
             (None, None, None) => {
                 return Err(err(
                     at,
@@ -214,13 +225,14 @@ impl Format {
 fn json_fields(
     m: &serde_json::Map<String, Value>,
     at: &str,
+    ops: Operators,
 ) -> Result<Vec<(String, Field)>, CompileError> {
     let mut fields = Vec::with_capacity(m.len());
     for (k, v) in m {
         let here = format!("{at}.{k}");
         let f = match v {
-            Value::String(s) => Field::Template(parse(s, &here)?),
-            Value::Object(o) => Field::Nested(json_fields(o, &here)?),
+            Value::String(s) => Field::Template(parse(s, &here, ops)?),
+            Value::Object(o) => Field::Nested(json_fields(o, &here, ops)?),
             Value::Array(_) => {
                 return Err(err(
                     &here,
@@ -311,7 +323,7 @@ impl Template {
 
 /// Parses a format string as Envoy does: `%%` is a `%`, every other `%`
 /// opens a command `%NAME(ARG):LEN%`, and an unknown one is refused.
-fn parse(s: &str, at: &str) -> Result<Template, CompileError> {
+fn parse(s: &str, at: &str, ops: Operators) -> Result<Template, CompileError> {
     let mut pieces = Vec::new();
     let mut text = String::new();
     let mut rest = s;
@@ -335,7 +347,7 @@ fn parse(s: &str, at: &str) -> Result<Template, CompileError> {
         if !text.is_empty() {
             pieces.push(Piece::Text(std::mem::take(&mut text)));
         }
-        pieces.push(Piece::Op(operator(op, at)?));
+        pieces.push(Piece::Op(operator(op, at, ops)?));
         rest = &rest[len..];
     }
     text.push_str(rest);
@@ -384,7 +396,13 @@ struct RawOp<'a> {
     len: Option<usize>,
 }
 
-fn operator(raw: RawOp<'_>, at: &str) -> Result<Op, CompileError> {
+/// The operators formatter extensions add.
+#[derive(Debug, Default, Clone, Copy)]
+struct Operators {
+    req_without_query: bool,
+}
+
+fn operator(raw: RawOp<'_>, at: &str, ops: Operators) -> Result<Op, CompileError> {
     let RawOp { name, arg, len } = raw;
     let header = |arg: Option<&str>| -> Result<(String, Option<String>), CompileError> {
         let arg = arg
@@ -405,6 +423,16 @@ fn operator(raw: RawOp<'_>, at: &str) -> Result<Op, CompileError> {
         "REQ" => {
             let (h, alt) = header(arg)?;
             What::Req(h, alt)
+        }
+        "REQ_WITHOUT_QUERY" if ops.req_without_query => {
+            let (h, alt) = header(arg)?;
+            What::ReqWithoutQuery(h, alt)
+        }
+        "REQ_WITHOUT_QUERY" => {
+            return Err(err(
+                at,
+                "%REQ_WITHOUT_QUERY% needs the formatter envoy.formatter.req_without_query".into(),
+            ))
         }
         "RESP" => {
             let (h, alt) = header(arg)?;
@@ -552,6 +580,28 @@ fn header<'a>(map: &'a http::HeaderMap, name: &str, alt: Option<&str>) -> Val<'a
     }
 }
 
+/// A request header, the pseudo-headers and the request id as the
+/// connection manager left them.
+fn request_header<'a>(e: &'a Entry, name: &str, alt: Option<&str>) -> Val<'a> {
+    let one = |n: &str| -> Val<'a> {
+        match n {
+            ":method" => opt(Some(&e.method)),
+            ":path" => opt(Some(&e.path)),
+            ":authority" | "host" => opt(e.authority.as_deref()),
+            "x-request-id" => opt(e.request_id.as_deref()),
+            _ => header(&e.request_headers, n, None),
+        }
+    };
+    match (one(name), alt) {
+        (Val::Empty, Some(a)) => one(a),
+        (v, _) => v,
+    }
+}
+
+fn without_query(s: &str) -> &str {
+    s.split_once('?').map_or(s, |(p, _)| p)
+}
+
 fn opt(s: Option<&str>) -> Val<'_> {
     match s {
         Some(v) if !v.is_empty() => Val::Str(Cow::Borrowed(v)),
@@ -572,21 +622,12 @@ impl Op {
             What::StartTime(Some(parts)) => e
                 .start
                 .map_or(Val::Empty, |t| Val::Str(Cow::Owned(render_time(parts, t)))),
-            What::Req(h, alt) => {
-                let one = |n: &str| -> Val<'a> {
-                    match n {
-                        ":method" => opt(Some(&e.method)),
-                        ":path" => opt(Some(&e.path)),
-                        ":authority" | "host" => opt(e.authority.as_deref()),
-                        "x-request-id" => opt(e.request_id.as_deref()),
-                        _ => header(&e.request_headers, n, None),
-                    }
-                };
-                match (one(h), alt) {
-                    (Val::Empty, Some(a)) => one(a),
-                    (v, _) => v,
-                }
-            }
+            What::Req(h, alt) => request_header(e, h, alt.as_deref()),
+            What::ReqWithoutQuery(h, alt) => match request_header(e, h, alt.as_deref()) {
+                Val::Str(Cow::Borrowed(s)) => Val::Str(Cow::Borrowed(without_query(s))),
+                Val::Str(Cow::Owned(s)) => Val::Str(Cow::Owned(without_query(&s).to_string())),
+                v => v,
+            },
             What::Resp(h, alt) => header(&e.response_headers, h, alt.as_deref()),
             What::Trailer(h, alt) => match &e.trailers {
                 Some(t) => header(t, h, alt.as_deref()),
