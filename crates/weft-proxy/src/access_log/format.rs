@@ -665,3 +665,101 @@ impl Op {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn text(s: &str) -> Format {
+        Format::text("f", s).unwrap()
+    }
+
+    fn entry() -> Entry {
+        let mut request_headers = http::HeaderMap::new();
+        request_headers.insert("user-agent", "curl/8".parse().unwrap());
+        Entry {
+            // 2016-04-15T20:17:00.310123456Z
+            start: Some(SystemTime::UNIX_EPOCH + Duration::new(1_460_751_420, 310_123_456)),
+            method: "GET".into(),
+            path: "/a/b?x=1".into(),
+            protocol: "HTTP/1.1",
+            status: 200,
+            request_headers,
+            bytes_sent: 12,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn text_operators_lengths_alternatives_and_percent() {
+        let f = text("%REQ(USER-AGENT):4% %REQ(X-NONE?:PATH)% %RESP(X)% 100%% %RESPONSE_CODE%\n");
+        assert_eq!(f.render(&entry()), "curl /a/b?x=1 - 100% 200\n");
+    }
+
+    #[test]
+    fn start_time_formats() {
+        let f = text("%START_TIME%|%START_TIME(%Y-%m-%d %H:%M:%S)%|%START_TIME(%s.%3f)%|%START_TIME(%E6S %f %j %y %z %Z)%");
+        assert_eq!(
+            f.render(&entry()),
+            "2016-04-15T20:17:00.310Z|2016-04-15 20:17:00|1460751420.310|00.310123 310123456 106 16 +0000 UTC"
+        );
+    }
+
+    #[test]
+    fn json_types_single_operators_and_sorts_keys() {
+        let mut j = serde_json::Map::new();
+        j.insert("z".into(), "%BYTES_SENT%".into());
+        j.insert("a".into(), "%RESPONSE_CODE% %BYTES_SENT%".into());
+        j.insert("m".into(), "%ROUTE_NAME%".into());
+        j.insert(
+            "n".into(),
+            serde_json::json!({"k": "%REQ(:METHOD)%", "one": 1}),
+        );
+        let mut cfg = SubstitutionFormatString {
+            json_format: Some(j),
+            ..Default::default()
+        };
+        let f = Format::compile("f", &cfg).unwrap();
+        assert_eq!(
+            f.render(&entry()),
+            "{\"a\":\"200 12\",\"m\":null,\"n\":{\"k\":\"GET\",\"one\":1},\"z\":12}\n"
+        );
+        cfg.omit_empty_values = true;
+        let f = Format::compile("f", &cfg).unwrap();
+        assert_eq!(
+            f.render(&entry()),
+            "{\"a\":\"200 12\",\"n\":{\"k\":\"GET\",\"one\":1},\"z\":12}\n"
+        );
+    }
+
+    #[test]
+    fn omit_empty_values_in_text() {
+        let cfg = SubstitutionFormatString {
+            text_format: Some("[%ROUTE_NAME%] %RESPONSE_FLAGS%".into()),
+            omit_empty_values: true,
+            ..Default::default()
+        };
+        assert_eq!(Format::compile("f", &cfg).unwrap().render(&entry()), "[] -");
+    }
+
+    #[test]
+    fn refusals_name_the_field_and_operator() {
+        let e = |s: &str| Format::text("at.f", s).unwrap_err().to_string();
+        assert!(e("%NOPE%").contains("at.f") && e("%NOPE%").contains("%NOPE%"));
+        assert!(e("%REQ%").contains("needs a header name"));
+        assert!(e("%REQ(a?b?c)%").contains("more than one alternative"));
+        assert!(e("%PROTOCOL(x)%").contains("takes no argument"));
+        assert!(e("a % b").contains("position 2"));
+        assert!(e("%REQ_WITHOUT_QUERY(:PATH)%").contains("req_without_query"));
+        let both = SubstitutionFormatString {
+            text_format: Some("x".into()),
+            json_format: Some(Default::default()),
+            ..Default::default()
+        };
+        assert!(Format::compile("f", &both)
+            .unwrap_err()
+            .to_string()
+            .contains("exclusive"));
+    }
+}
