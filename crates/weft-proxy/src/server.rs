@@ -628,6 +628,17 @@ async fn logged(
             ..Default::default()
         }
     };
+    if logging && h.use_remote_address && !h.skip_xff_append {
+        // Envoy's connection manager appends the peer before anything
+        // logs the request's headers.
+        if let Some(v) =
+            crate::upstream_headers::appended_xff(&entry.request_headers, conn.peer.ip())
+        {
+            entry
+                .request_headers
+                .insert(http::HeaderName::from_static("x-forwarded-for"), v);
+        }
+    }
     let mut pending: Vec<crate::istio_stats::Pending> = h
         .filters
         .iter()

@@ -467,3 +467,39 @@ async fn tcp_proxy_log_in_istio_format_matches_envoy() {
     assert_eq!(s("upstream_host"), format!("127.0.0.1:{}", a.port()));
     assert_eq!(s("upstream_local_address"), "127.0.0.1:PORT");
 }
+
+/// With `use_remote_address`, the logged X-Forwarded-For is the one the
+/// connection manager appended the peer to, and the remote address is
+/// the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn use_remote_address_logs_the_appended_forwarded_for() {
+    let routes = yaml(
+        r#"virtual_hosts: [{name: all, domains: ["*"], routes: [{match: {prefix: /}, direct_response: {status: 200}}]}]"#,
+    );
+    let dir = TempDir::new("access-log-xff");
+    let log = |admin: u16| dir.0.join(format!("{admin}.log"));
+    let pair = Pair::start(|listen, admin| {
+        let hcm = json!({
+            "use_remote_address": true,
+            "access_log": [{
+                "name": "envoy.access_loggers.file",
+                "typed_config": {
+                    "@type": FILE_LOG,
+                    "path": log(admin).display().to_string(),
+                    "log_format": {"text_format_source": {"inline_string": "%REQ(X-FORWARDED-FOR)% %DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%\n"}},
+                }
+            }]
+        });
+        http_bootstrap(listen, admin, &hcm, &routes, &[])
+    })
+    .await;
+    let requests: &[(&str, &[(&str, &str)])] =
+        &[("/", &[]), ("/", &[("x-forwarded-for", "10.0.0.9")])];
+    send_each([pair.envoy_port, pair.weft_port], "log.test", requests).await;
+    let (e, w) = pair.stop_and_read_logs(log, requests.len()).await;
+    assert_eq!(w, e);
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1].starts_with("10.0.0.9,"), "{e}");
+    assert!(lines[1].ends_with(" 127.0.0.1"), "{e}");
+}
