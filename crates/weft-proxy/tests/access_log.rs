@@ -126,6 +126,7 @@ fn mask(mut f: Fields, port: u16) -> Fields {
 async fn istio_text_and_json_formats_match_envoy() {
     let a = echo_backend("a").await;
     let dead = free_port();
+    let closer = closing_backend().await;
     let routes = yaml(
         r#"
 virtual_hosts:
@@ -135,6 +136,8 @@ virtual_hosts:
   - {name: direct-route, match: {prefix: /direct}, direct_response: {status: 200, body: {inline_string: hello}}}
   - {name: empty-route, match: {prefix: /empty}, route: {cluster: empty}}
   - {name: dead-route, match: {prefix: /dead}, route: {cluster: dead}}
+  - {name: closer-route, match: {prefix: /closer}, route: {cluster: closer}}
+  - {name: over-route, match: {prefix: /over}, route: {cluster: over}}
   - {name: ok-route, match: {prefix: /ok}, route: {cluster: a}}
 "#,
     );
@@ -171,6 +174,12 @@ virtual_hosts:
             static_cluster("a", a.port(), false),
             json!({"name": "empty", "type": "STATIC", "connect_timeout": "1s"}),
             static_cluster("dead", dead, false),
+            static_cluster("closer", closer, false),
+            {
+                let mut c = static_cluster("over", closer, false);
+                c["circuit_breakers"] = json!({"thresholds": [{"max_requests": 0, "max_pending_requests": 0, "max_connections": 0}]});
+                c
+            },
         ];
         http_bootstrap(listen, admin, &hcm, &routes, &clusters)
     })
@@ -189,6 +198,8 @@ virtual_hosts:
         ),
         ("/direct", &[]),
         ("/dead", &[]),
+        ("/closer", &[]),
+        ("/over", &[]),
     ];
     send_each([pair.envoy_port, pair.weft_port], "log.test", requests).await;
     let (envoy_port, weft_port) = (pair.envoy_port, pair.weft_port);
@@ -290,6 +301,31 @@ virtual_hosts:
     );
     assert_eq!(t(5, "upstream_host"), format!("127.0.0.1:{dead}"));
     assert_eq!(j(5, "upstream_local_address"), Value::Null);
+    // An upstream that closes without answering; an overflow.
+    assert_eq!(t(6, "response_flags"), "UC");
+    assert_eq!(
+        t(6, "response_code_details"),
+        "upstream_reset_before_response_started{connection_termination}"
+    );
+    assert_eq!(t(7, "response_flags"), "UO");
+    assert_eq!(
+        t(7, "response_code_details"),
+        "upstream_reset_before_response_started{overflow}"
+    );
+}
+
+/// A backend that reads a little of each connection, then closes it.
+async fn closing_backend() -> u16 {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 100];
+            let _ = s.read(&mut buf).await;
+        }
+    });
+    port
 }
 
 /// Operators beyond Istio's defaults (`%REQ_WITHOUT_QUERY%` with its

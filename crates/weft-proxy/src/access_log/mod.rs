@@ -156,10 +156,12 @@ pub struct Entry {
 impl Entry {
     /// Envoy's `%RESPONSE_CODE_DETAILS%`, for the cases weft knows: an
     /// upstream's response, a direct response, and the local replies of
-    /// no route, no cluster, no healthy host, a refused connection, a
-    /// route timeout, a fault abort and a local rate limit. Others (resets,
-    /// overflow, stream timers, RBAC, JWT, ext_authz denials) are not
-    /// known to weft yet and print as empty.
+    /// no route, no cluster, no healthy host, a refused connection, an
+    /// upstream that closed before responding, an overflow, a route
+    /// timeout, a fault abort and a local rate limit (each checked against
+    /// Envoy 1.40). Others (other connect failures, stream timers, RBAC,
+    /// JWT, ext_authz denials, protocol errors) are not known to weft yet
+    /// and print as empty.
     pub fn details(&self) -> Option<std::borrow::Cow<'static, str>> {
         if let (Some("UF"), Some(reason)) = (self.flags, self.transport_failure) {
             return Some(std::borrow::Cow::Owned(format!(
@@ -173,6 +175,8 @@ impl Entry {
             // Checked against Envoy 1.40 for a route timeout.
             Some("UT") => Some("response_timeout"),
             Some("RL") => Some("local_rate_limited"),
+            Some("UC") => Some("upstream_reset_before_response_started{connection_termination}"),
+            Some("UO") => Some("upstream_reset_before_response_started{overflow}"),
             Some("FI") | Some("DI,FI") => Some("fault_filter_abort"),
             _ => None,
         };
