@@ -368,6 +368,8 @@ async fn more_operators_match_envoy() {
                             "nested": {"both": "%RESPONSE_CODE%/%BYTES_RECEIVED%", "lit": "plain", "missing": "%REQ(X-MISSING)%"},
                             "missing": "%REQ(X-MISSING)%",
                             "method": "%REQ(:METHOD)%",
+                            "num": 1,
+                            "b": true,
                         },
                         "omit_empty_values": true,
                     },
@@ -394,7 +396,7 @@ async fn more_operators_match_envoy() {
     assert_eq!(w_json, e_json);
     assert_eq!(
         e_json,
-        "{\"code\":200,\"method\":\"GET\",\"nested\":{\"both\":\"200/0\",\"lit\":\"plain\"}}\n"
+        "{\"b\":true,\"code\":200,\"method\":\"GET\",\"nested\":{\"both\":\"200/0\",\"lit\":\"plain\"},\"num\":1}\n"
     );
 }
 
