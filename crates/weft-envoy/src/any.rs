@@ -49,6 +49,14 @@ pub enum TypedConfig {
     IstioStats(Box<crate::istio::StatsConfig>),
     /// Istio's HTTP metadata exchange (`istio.metadata_exchange`).
     PeerMetadata(Box<crate::istio::PeerMetadataConfig>),
+    /// The file access logger.
+    FileAccessLog(Box<crate::access_log::FileAccessLog>),
+    /// The stdout access logger.
+    StdoutAccessLog(Box<crate::access_log::StreamAccessLog>),
+    /// The stderr access logger.
+    StderrAccessLog(Box<crate::access_log::StreamAccessLog>),
+    /// The access log formatter of `%REQ_WITHOUT_QUERY(...)%`.
+    ReqWithoutQuery,
 }
 
 const PREFIX: &str = "type.googleapis.com/";
@@ -100,6 +108,18 @@ impl TypedConfig {
             "stats.PluginConfig" => TypedConfig::IstioStats(Box::new(crate::decode(v)?)),
             "io.istio.http.peer_metadata.Config" => {
                 TypedConfig::PeerMetadata(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.access_loggers.file.v3.FileAccessLog" => {
+                TypedConfig::FileAccessLog(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog" => {
+                TypedConfig::StdoutAccessLog(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.access_loggers.stream.v3.StderrAccessLog" => {
+                TypedConfig::StderrAccessLog(Box::new(crate::decode(v)?))
+            }
+            "envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery" if empty(&v) => {
+                TypedConfig::ReqWithoutQuery
             }
             "envoy.extensions.filters.http.fault.v3.HTTPFault" => {
                 TypedConfig::Fault(Box::new(crate::decode(v)?))

@@ -122,12 +122,13 @@ pub struct Router {
     pub start_child_span: bool,
 }
 
-/// `envoy.access_loggers.stdout` / `file` with the default format.
+/// An access logger: `envoy.access_loggers.file`, `stdout` or `stderr`
+/// (its `typed_config` one of [`TypedConfig`]'s access log variants).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AccessLog {
     pub name: String,
-    pub typed_config: Option<serde_json::Value>,
+    pub typed_config: Option<TypedConfig>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@
 //! the field, never silently ignored. Semantic checks (exactly one of a
 //! oneof, references between clusters and routes) live in [`check`].
 
+pub mod access_log;
 mod any;
 pub mod check;
 pub mod cluster;

@@ -503,3 +503,61 @@ fn unimplemented_tls_fields_are_named() {
         assert_eq!(got, field, "{message}");
     }
 }
+
+#[test]
+fn access_logs_are_typed_and_their_formats_checked() {
+    let with_log = |log: &str| {
+        BASIC.replace(
+            "          stat_prefix: ingress\n",
+            &format!("          stat_prefix: ingress\n          access_log:\n          - name: l\n            typed_config: {log}\n"),
+        )
+    };
+    let file = "{'@type': type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: /dev/null, log_format: {json_format: {code: '%RESPONSE_CODE%', n: {m: '%REQ(:METHOD)%'}}, json_format_options: {sort_properties: true}, omit_empty_values: true}}";
+    let b = parse_bootstrap("t.yaml", &with_log(file)).expect("valid");
+    let TypedConfig::HttpConnectionManager(h) =
+        &b.static_resources.listeners[0].filter_chains[0].filters[0].typed_config
+    else {
+        panic!("an HCM");
+    };
+    let Some(TypedConfig::FileAccessLog(f)) = &h.access_log[0].typed_config else {
+        panic!("a file access log");
+    };
+    let l = f.log_format.as_ref().unwrap();
+    assert!(l.omit_empty_values && l.json_format_options.as_ref().unwrap().sort_properties);
+    assert_eq!(l.json_format.as_ref().unwrap()["code"], "%RESPONSE_CODE%");
+    let cases = [
+        (
+            "{'@type': type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog, log_format: {text_format: x, json_format: {}}}",
+            "access_log[0].typed_config.log_format",
+            "sets text_format and json_format",
+        ),
+        (
+            "{'@type': type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog, log_format: {text_format_source: {filename: /x}}}",
+            "access_log[0].typed_config.log_format.text_format_source.filename",
+            "not implemented",
+        ),
+        (
+            "{'@type': type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: /x, format: a, log_format: {text_format: b}}",
+            "access_log[0].typed_config",
+            "sets format and log_format",
+        ),
+        (
+            "{'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}",
+            "access_log[0].typed_config",
+            "not an access logger",
+        ),
+        (
+            "{'@type': type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog, path: /x, log_format: {text_format: a, omit_empty: true}}",
+            "access_log[0].typed_config.log_format.omit_empty",
+            "unknown field",
+        ),
+    ];
+    for (log, want_field, want_message) in cases {
+        let (field, _, message) = error(&with_log(log));
+        assert!(
+            field.ends_with(want_field),
+            "{field} should end with {want_field}"
+        );
+        assert!(message.contains(want_message), "{message}");
+    }
+}

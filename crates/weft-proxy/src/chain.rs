@@ -487,13 +487,10 @@ pub(crate) fn compile_tcp(
 ) -> Result<TcpSettings, CompileError> {
     reject(
         at,
-        &[
-            ("access_log", !t.access_log.is_empty()),
-            (
-                "max_connect_attempts",
-                t.max_connect_attempts.is_some_and(|n| n != 1),
-            ),
-        ],
+        &[(
+            "max_connect_attempts",
+            t.max_connect_attempts.is_some_and(|n| n != 1),
+        )],
     )?;
     let clusters = match (&t.cluster, &t.weighted_clusters) {
         (Some(c), _) => vec![(c.clone(), 1)],

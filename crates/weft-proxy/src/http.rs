@@ -576,6 +576,9 @@ where
         outcome.flag = Some(ForwardError::NoRoute.flag());
         return (local_reply(&settings, 404, ""), outcome);
     };
+    if !route.name.is_empty() {
+        outcome.route_name = Some(route.name.clone());
+    }
     if let Some(kind) = upgrade_kind(req.headers()) {
         // Only WebSocket upgrades, enabled on the connection manager or
         // the route, are forwarded; anything else is refused rather than
@@ -751,6 +754,7 @@ where
         (Some(r), _) => r,
         (None, action) => match action {
             Action::Direct { status, body } => {
+                outcome.details = Some("direct_response");
                 let mut reply = local_reply(settings, *status, body.as_deref().unwrap_or(""));
                 if body.is_none() {
                     reply.headers_mut().remove(http::header::CONTENT_TYPE);

@@ -36,6 +36,16 @@ pub struct Outcome {
     /// (what Envoy's `%REQ(:PATH)%` then shows).
     pub path: Option<String>,
     pub upstream: Option<SocketAddr>,
+    /// The local address of the upstream connection that answered.
+    pub upstream_local: Option<SocketAddr>,
+    /// The matched route's name (when it has one).
+    pub route_name: Option<String>,
+    /// Envoy's response code details, where the serving code knew them
+    /// (`via_upstream`, `direct_response`).
+    pub details: Option<&'static str>,
+    /// Why the last attempt's connection failed, as Envoy says it
+    /// (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`), when weft knows.
+    pub transport_failure: Option<&'static str>,
     /// Attempts sent upstream (more than one when retried).
     pub attempts: u32,
     /// The stream's timers, which go on running while the response body

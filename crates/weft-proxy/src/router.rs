@@ -268,7 +268,22 @@ where
                 .insert(X_ATTEMPT_COUNT.clone(), HeaderValue::from(attempt));
         }
         let per_try = policy.and_then(|p| p.per_try_timeout);
-        let tried_now = send(cluster, &endpoint, up, per_try, deadline).await;
+        let mut facts = AttemptFacts {
+            capture: !r.settings.access_logs.is_empty(),
+            ..Default::default()
+        };
+        let tried_now = send(cluster, &endpoint, up, per_try, deadline, &mut facts).await;
+        // Envoy's %UPSTREAM_TRANSPORT_FAILURE_REASON% for the one
+        // connect failure weft tells apart (the last attempt's counts).
+        outcome.transport_failure = facts
+            .refused
+            .then_some("delayed_connect_error:_Connection_refused");
+        outcome.upstream_local = facts.local;
+        if matches!(tried_now, Tried::Fatal(ForwardError::Overflow)) {
+            // Refused before a host's connection pool took it: Envoy
+            // logs no upstream host.
+            outcome.upstream = None;
+        }
         let tried_now = match tried_now {
             Tried::Failed(_)
                 if body_failed
@@ -334,6 +349,11 @@ where
             hash,
         )?;
     };
+    outcome.details = Some("via_upstream");
+    outcome.upstream_local = resp
+        .extensions()
+        .get::<crate::transport::UpstreamLocal>()
+        .map(|l| l.0);
     let tunnel_idle = outcome.stream.as_ref().and_then(|(_, l)| l.idle);
     let upgrade = downstream_upgrade.map(|d| (d, tunnel_idle));
     let mut resp = finish(r, resp, admitted, upgrade, started, attempt)?;
@@ -401,8 +421,15 @@ fn shadow(r: &Routed<'_>, fwd: &Forward, m: &Mirror, prepared: &Prepared, body: 
                 .insert(X_ATTEMPT_COUNT.clone(), HeaderValue::from(1));
         }
         let deadline = (!timeout.is_zero()).then(|| Instant::now() + timeout);
-        if let Tried::Response(resp, _admitted) =
-            send(&cluster, &endpoint, req, None, deadline).await
+        if let Tried::Response(resp, _admitted) = send(
+            &cluster,
+            &endpoint,
+            req,
+            None,
+            deadline,
+            &mut AttemptFacts::default(),
+        )
+        .await
         {
             let _ = resp.into_body().collect().await;
         }
@@ -485,6 +512,7 @@ async fn send(
     req: Request<Body>,
     per_try: Option<Duration>,
     deadline: Option<Instant>,
+    facts: &mut AttemptFacts,
 ) -> Tried {
     let stats = &cluster.stats;
     let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -497,12 +525,27 @@ async fn send(
         let Some(admitted) = cluster.breakers.admit(!cluster.http2, stats).await else {
             return Tried::Fatal(ForwardError::Overflow);
         };
+        let mut req = req;
+        let captured = facts
+            .capture
+            .then(|| hyper_util::client::legacy::connect::capture_connection(&mut req));
         endpoint.active.fetch_add(1, Ordering::Relaxed);
         let result = endpoint.client().request(req).await;
         endpoint.active.fetch_sub(1, Ordering::Relaxed);
         match result {
             Ok(resp) => Tried::Response(resp, admitted),
-            Err(e) => Tried::Failed(classify(&e)),
+            Err(e) => {
+                facts.refused = connect_refused(&e);
+                // The connection the request failed on, if one was made.
+                if let Some(c) = captured.as_ref() {
+                    if let Some(connected) = c.connection_metadata().as_ref() {
+                        let mut ext = http::Extensions::new();
+                        connected.get_extras(&mut ext);
+                        facts.local = ext.get::<crate::transport::UpstreamLocal>().map(|l| l.0);
+                    }
+                }
+                Tried::Failed(classify(&e))
+            }
         }
     };
     let result = match limit {
@@ -569,6 +612,32 @@ fn classify(e: &hyper_util::client::legacy::Error) -> AttemptFailure {
         source = s.source();
     }
     AttemptFailure::Reset
+}
+
+/// What the access log learns of a failed attempt.
+#[derive(Default)]
+struct AttemptFacts {
+    /// Whether to find out `local` (only access logs need it).
+    capture: bool,
+    /// The connect failure was a refused connection.
+    refused: bool,
+    /// The local address of the connection the attempt failed on.
+    local: Option<std::net::SocketAddr>,
+}
+
+/// Whether a connect failure was a refused connection.
+fn connect_refused(e: &hyper_util::client::legacy::Error) -> bool {
+    if !e.is_connect() {
+        return false;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn failure_error(f: AttemptFailure) -> ForwardError {
@@ -653,7 +722,15 @@ pub(crate) async fn call(
             .insert(HOST, HeaderValue::from_str(host).ok()?);
     }
     let deadline = started + timeout;
-    let Tried::Response(resp, admitted) = send(cluster, &endpoint, req, None, Some(deadline)).await
+    let Tried::Response(resp, admitted) = send(
+        cluster,
+        &endpoint,
+        req,
+        None,
+        Some(deadline),
+        &mut AttemptFacts::default(),
+    )
+    .await
     else {
         return None;
     };

@@ -605,7 +605,8 @@ async fn logged(
     };
     // The log line's fields only when there is a log to write: Istio's
     // stats alone need none of them.
-    let mut entry = if h.access_logs.is_empty() {
+    let logging = !h.access_logs.is_empty();
+    let mut entry = if !logging {
         Entry::default()
     } else {
         Entry {
@@ -618,13 +619,26 @@ async fn logged(
                     .unwrap_or_default()
             }),
             protocol,
-            xff: header("x-forwarded-for"),
-            user_agent: header("user-agent"),
             request_id: header("x-request-id"),
             authority: authority(),
+            request_headers: req.headers().clone(),
+            downstream_local: conn.local,
+            downstream_remote: Some(trusted_client(&h, &conn, req.headers())),
+            requested_server_name: conn.requested_server_name.clone(),
             ..Default::default()
         }
     };
+    if logging && h.use_remote_address && !h.skip_xff_append {
+        // Envoy's connection manager appends the peer before anything
+        // logs the request's headers.
+        if let Some(v) =
+            crate::upstream_headers::appended_xff(&entry.request_headers, conn.peer.ip())
+        {
+            entry
+                .request_headers
+                .insert(http::HeaderName::from_static("x-forwarded-for"), v);
+        }
+    }
     let mut pending: Vec<crate::istio_stats::Pending> = h
         .filters
         .iter()
@@ -674,7 +688,12 @@ async fn logged(
     }
     entry.status = resp.status().as_u16();
     entry.flags = outcome.flag;
+    entry.known_details = outcome.details;
+    entry.transport_failure = outcome.transport_failure;
     entry.upstream_host = outcome.upstream.map(|a| a.to_string());
+    entry.upstream_local = outcome.upstream_local;
+    entry.upstream_cluster = outcome.cluster;
+    entry.route_name = outcome.route_name;
     if outcome.request_id.is_some() {
         entry.request_id = outcome.request_id;
     }
@@ -683,14 +702,34 @@ async fn logged(
             entry.path = path;
         }
     }
-    entry.upstream_service_time = resp
-        .headers()
-        .get("x-envoy-upstream-service-time")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    if logging {
+        entry.response_headers = resp.headers().clone();
+    }
     let stream = outcome.stream.map(|(a, _)| a);
     let (parts, body) = resp.into_parts();
     let body = LoggedBody::new(body, entry, logs, received, started, stream, pending)
         .with_grpc_status(&parts.headers);
     hyper::Response::from_parts(parts, body.boxed())
+}
+
+/// The client as the connection manager trusts it (Envoy's downstream
+/// remote address): the peer with `use_remote_address`, else the
+/// X-Forwarded-For address it picks, with port 0.
+fn trusted_client(
+    h: &HttpSettings,
+    conn: &ConnectionInfo,
+    headers: &http::HeaderMap,
+) -> std::net::SocketAddr {
+    let unset = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    let ip = crate::rbac::http::trusted_remote(
+        headers,
+        unset,
+        h.use_remote_address,
+        h.xff_num_trusted_hops,
+    );
+    if ip == unset {
+        conn.peer
+    } else {
+        std::net::SocketAddr::new(ip, 0)
+    }
 }

@@ -43,7 +43,8 @@ pub async fn serve(
     let started = std::time::Instant::now();
     let mut entry = Entry {
         start: Some(std::time::SystemTime::now()),
-        protocol: "-",
+        downstream_local: down.local_addr().ok(),
+        downstream_remote: down.peer_addr().ok(),
         ..Default::default()
     };
     settings.stats.downstream_cx_total.inc();
@@ -63,9 +64,12 @@ pub async fn serve(
     settings.stats.downstream_cx_rx_bytes_total.add(received);
     settings.stats.downstream_cx_tx_bytes_total.add(sent);
     if !settings.access_logs.is_empty() {
-        let line = entry.format(received, sent, started.elapsed().as_millis());
+        entry.bytes_received = received;
+        entry.bytes_sent = sent;
+        entry.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let entry = std::sync::Arc::new(entry);
         for l in &settings.access_logs {
-            l.write(line.clone());
+            l.write(std::sync::Arc::clone(&entry));
         }
     }
 }
@@ -92,7 +96,9 @@ async fn serve_inner(
         original_dst,
         mut gate,
     } = conn;
-    let Some(cluster) = snapshot.clusters.get(settings.pick()) else {
+    let name = settings.pick();
+    entry.upstream_cluster = Some(name.to_string());
+    let Some(cluster) = snapshot.clusters.get(name) else {
         entry.flags = Some("NC");
         return (0, 0);
     };
@@ -118,6 +124,7 @@ async fn serve_inner(
             return (0, 0);
         }
     };
+    entry.upstream_local = up.local_addr().ok();
     // A connection made is a success to outlier detection, as Envoy's
     // TCP proxy reports it.
     cluster.report(&endpoint, crate::outlier::Result::Status(200));

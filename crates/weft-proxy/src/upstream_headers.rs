@@ -134,16 +134,7 @@ pub(crate) fn shape(h: &mut HeaderMap, s: &Shaping) {
             h.insert(X_EXTERNAL_ADDRESS.clone(), v);
         }
         if !s.settings.skip_xff_append {
-            let ip = if ip.is_loopback() {
-                local_address()
-            } else {
-                ip
-            };
-            let v = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(prev) => format!("{prev},{ip}"),
-                None => ip.to_string(),
-            };
-            if let Ok(v) = HeaderValue::from_str(&v) {
+            if let Some(v) = appended_xff(h, ip) {
                 h.insert(X_FORWARDED_FOR.clone(), v);
             }
         }
@@ -165,6 +156,22 @@ pub(crate) fn shape(h: &mut HeaderMap, s: &Shaping) {
 /// This host's first non-loopback address (what Envoy calls the local
 /// address): the source address the kernel would pick for an outside
 /// destination. Connecting a UDP socket sends nothing.
+/// X-Forwarded-For with the peer `ip` appended, as the connection
+/// manager sends (and logs) it with `use_remote_address` (a loopback peer
+/// as this host's address, like Envoy).
+pub(crate) fn appended_xff(h: &http::HeaderMap, ip: std::net::IpAddr) -> Option<HeaderValue> {
+    let ip = if ip.is_loopback() {
+        local_address()
+    } else {
+        ip
+    };
+    let v = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev},{ip}"),
+        None => ip.to_string(),
+    };
+    HeaderValue::from_str(&v).ok()
+}
+
 fn local_address() -> std::net::IpAddr {
     static ADDR: std::sync::OnceLock<std::net::IpAddr> = std::sync::OnceLock::new();
     *ADDR.get_or_init(|| {

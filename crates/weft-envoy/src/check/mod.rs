@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use weft_yaml::PathSeg;
 
+mod access_log;
 mod ext_authz;
 mod filters;
 pub mod istio;
@@ -573,6 +574,7 @@ fn listener(at: &At, l: &Listener, clusters: &HashSet<&str>) -> Result<(), Field
                 }
                 TypedConfig::TcpProxy(tp) if terminal => {
                     let at = fat.clone();
+                    access_log::access_logs(&at, &tp.access_log)?;
                     match (&tp.cluster, &tp.weighted_clusters) {
                         (Some(c), None) => known_cluster(&at.key("cluster"), c, clusters)?,
                         (None, Some(w)) => {
@@ -647,6 +649,7 @@ fn http_connection_manager(
         }
     }
     filters::http_filters(at, &hcm.http_filters)?;
+    access_log::access_logs(at, &hcm.access_log)?;
     match &hcm.route_config {
         Some(rc) => route_config(&at.key("route_config"), rc, clusters, true),
         None => Ok(()),

@@ -61,7 +61,30 @@ impl Stream {
             Stream::TlsClient(s) => s.get_ref().0.set_nodelay(on),
         }
     }
+
+    /// The connection's peer address.
+    pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Stream::Plain(s) => s.peer_addr(),
+            Stream::TlsServer(s) => s.get_ref().0.get_ref().peer_addr(),
+            Stream::TlsClient(s) => s.get_ref().0.peer_addr(),
+        }
+    }
+
+    /// The connection's local address.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            Stream::Plain(s) => s.local_addr(),
+            Stream::TlsServer(s) => s.get_ref().0.get_ref().local_addr(),
+            Stream::TlsClient(s) => s.get_ref().0.local_addr(),
+        }
+    }
 }
+
+/// The local address of the upstream connection a response came on
+/// (in the response's extensions; Envoy's `%UPSTREAM_LOCAL_ADDRESS%`).
+#[derive(Clone, Copy, Debug)]
+pub struct UpstreamLocal(pub std::net::SocketAddr);
 
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,7 +152,10 @@ impl AsyncWrite for Stream {
 
 impl hyper_util::client::legacy::connect::Connection for Stream {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        let connected = hyper_util::client::legacy::connect::Connected::new();
+        let mut connected = hyper_util::client::legacy::connect::Connected::new();
+        if let Ok(local) = self.local_addr() {
+            connected = connected.extra(UpstreamLocal(local));
+        }
         match self {
             // What ALPN negotiated decides the pool's protocol.
             Stream::TlsClient(s) if s.get_ref().1.alpn_protocol() == Some(b"h2") => {
