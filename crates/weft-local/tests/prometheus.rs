@@ -9,28 +9,12 @@
 //! `WEFT_REQUIRE_PROMETHEUS` is unset; `scripts/test.sh` sets it, so CI
 //! cannot skip it.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::example_copy;
 use weft_testkit::envoy::{free_port, TempDir};
 use weft_testkit::http::request;
 use weft_testkit::wait::{wait_for, PATIENCE};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The example with its gateway on `gw_port` and its HTTPS server on
-/// some free port.
-fn example_copy(dir: &Path, gw_port: u16) {
-    for e in std::fs::read_dir(repo().join("examples/bookinfo")).unwrap() {
-        let p = e.unwrap().path();
-        let text = std::fs::read_to_string(&p).unwrap();
-        let text = text
-            .replace("number: 8080", &format!("number: {gw_port}"))
-            .replace("number: 8443", &format!("number: {}", free_port()));
-        std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
-    }
-}
 
 /// One instant query's single value (`None`: no series).
 async fn query(port: u16, promql: &str) -> Result<Option<f64>, String> {

@@ -3,8 +3,11 @@
 //! applications; the README tour's scenarios applied by copying Istio's
 //! sample VirtualServices into the watched directory.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::{example_copy, repo};
 
 use weft_testkit::envoy::{free_port, TempDir};
 use weft_testkit::http::{call_at, request, Call, Reply};
@@ -13,23 +16,6 @@ use weft_testkit::wait::{wait_for, PATIENCE};
 /// The example binds fixed addresses (its apps and sidecars): one mesh at
 /// a time in this test binary.
 static ONE_MESH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// The example directory, with the gateway moved to `gw_port` so the
-/// test does not depend on 8080 being free.
-fn example_copy(dir: &Path, gw_port: u16) {
-    for e in std::fs::read_dir(repo().join("examples/bookinfo")).unwrap() {
-        let p = e.unwrap().path();
-        let text = std::fs::read_to_string(&p).unwrap();
-        let text = text
-            .replace("number: 8080", &format!("number: {gw_port}"))
-            .replace("number: 8443", &format!("number: {}", free_port()));
-        std::fs::write(dir.join(p.file_name().unwrap()), text).unwrap();
-    }
-}
 
 fn tour(name: &str) -> String {
     std::fs::read_to_string(repo().join("tour").join(name)).unwrap()

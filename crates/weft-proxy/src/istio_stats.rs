@@ -126,9 +126,9 @@ impl IstioStats {
 pub struct Pending {
     pub filter: Arc<IstioStats>,
     pub peers: Peers,
-    /// The downstream peer's and this proxy's URI SANs (TLS only).
-    pub peer_principal: Option<String>,
-    pub local_principal: Option<String>,
+    /// The downstream connection: its peer's and this proxy's URI SANs
+    /// (TLS only), read when the request is counted.
+    pub conn: Arc<ConnectionInfo>,
     pub authority: String,
     pub cluster: Option<String>,
     pub service: Option<IstioService>,
@@ -147,13 +147,11 @@ fn spiffe_namespace(id: &str) -> Option<&str> {
 }
 
 impl Pending {
-    pub fn new(filter: Arc<IstioStats>, conn: &ConnectionInfo) -> Self {
-        let tls = conn.tls.as_deref();
+    pub fn new(filter: Arc<IstioStats>, conn: &Arc<ConnectionInfo>) -> Self {
         Pending {
             filter,
             peers: Peers::default(),
-            peer_principal: tls.and_then(|t| t.peer_identities.first().cloned()),
-            local_principal: tls.and_then(|t| t.local_identities.first().cloned()),
+            conn: Arc::clone(conn),
             authority: String::new(),
             cluster: None,
             service: None,
@@ -210,8 +208,13 @@ impl Pending {
         };
         let flags = flags.unwrap_or("-");
         let none = Peer::default();
-        let principal = self.peer_principal.as_deref();
-        let local_principal = self.local_principal.as_deref();
+        let tls = self.conn.tls.as_deref();
+        let principal = tls
+            .and_then(|t| t.peer_identities.first())
+            .map(String::as_str);
+        let local_principal = tls
+            .and_then(|t| t.local_identities.first())
+            .map(String::as_str);
         let refs: [&str; 25] = if f.inbound {
             let peer = self.peers.downstream.as_ref().unwrap_or(&none);
             let peer_ns = principal
